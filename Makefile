@@ -1,0 +1,55 @@
+# meterline — the only commands contributors need. `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP_CORE := $(VENV)/.installed-core
+STAMP_DEV  := $(VENV)/.installed-dev
+
+.DEFAULT_GOAL := help
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP_CORE): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(STAMP_DEV): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@ $(STAMP_CORE)
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+.PHONY: install
+install: $(STAMP_DEV) ## Create .venv and install meterline with every extra and the dev tools
+
+.PHONY: demo
+demo: $(STAMP_CORE) ## Run the main job end to end: a simulated day of a multi-agent product
+	$(BIN)/meterline demo
+
+.PHONY: format
+format: $(STAMP_DEV) ## Format the code
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+.PHONY: lint
+lint: $(STAMP_DEV) ## Lint (ruff check + format check) and type-check (mypy strict)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+.PHONY: test
+test: lint ## Lint, type-check and run the whole test suite
+	$(BIN)/python -m pytest
+
+.PHONY: bench
+bench: $(STAMP_DEV) ## Run the benchmarks and the comparison with the reference trackers
+	$(BIN)/python bench/bench_core.py
+	@if [ -f ../shared/bench/compare_reference.py ]; then $(BIN)/python ../shared/bench/compare_reference.py; fi
+
+.PHONY: clean
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

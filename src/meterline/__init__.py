@@ -1,0 +1,71 @@
+"""meterline: exact, priced, attributed metering of LLM token usage.
+
+Every model call becomes one `UsageEvent`: its usage normalised from the provider's own
+usage block, priced exactly (``Decimal``, via genai-prices and your overrides) and attributed
+to nested scopes (user, session, agent, tool…), with live roll-ups and mergeable snapshots.
+"""
+
+from __future__ import annotations as _annotations
+
+from meterline._config import configure, get_meter, record, record_tool, reset_defaults, scope
+from meterline._events import OperationTotals, ToolStats, Totals, UsageEvent
+from meterline._meter import ActiveScope, Meter, MeterStats, Scope, Snapshot
+from meterline._normalize import Extracted, extract, usage_from
+from meterline._pricing import ModelRates, Price, PriceOverride, PriceTable
+from meterline._providers import PROVIDERS, canonical_provider
+from meterline._stream import StreamAccumulator, usage_from_stream
+from meterline._usage import Usage
+from meterline._version import __version__
+from meterline.exceptions import (
+    ConfigurationError,
+    MalformedUsageError,
+    MeterlineError,
+    MeterlineWarning,
+    MissingExtraError,
+    PriceTableError,
+    UnknownModelError,
+    UnpricedModelWarning,
+    UnrecognizedPayloadError,
+    UsageError,
+)
+
+__all__ = [
+    "PROVIDERS",
+    "ActiveScope",
+    "ConfigurationError",
+    "Extracted",
+    "MalformedUsageError",
+    "Meter",
+    "MeterStats",
+    "MeterlineError",
+    "MeterlineWarning",
+    "MissingExtraError",
+    "ModelRates",
+    "OperationTotals",
+    "Price",
+    "PriceOverride",
+    "PriceTable",
+    "PriceTableError",
+    "Scope",
+    "Snapshot",
+    "StreamAccumulator",
+    "ToolStats",
+    "Totals",
+    "UnknownModelError",
+    "UnpricedModelWarning",
+    "UnrecognizedPayloadError",
+    "Usage",
+    "UsageError",
+    "UsageEvent",
+    "__version__",
+    "canonical_provider",
+    "configure",
+    "extract",
+    "get_meter",
+    "record",
+    "record_tool",
+    "reset_defaults",
+    "scope",
+    "usage_from",
+    "usage_from_stream",
+]

@@ -1,0 +1,233 @@
+"""The canonical usage value: inclusive token counts, as OpenTelemetry GenAI and genai-prices count them."""
+
+from __future__ import annotations as _annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from meterline.exceptions import MalformedUsageError
+
+__all__ = ["USAGE_FIELDS", "Usage", "check_count"]
+
+USAGE_FIELDS: Final = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "audio_input_tokens",
+    "audio_output_tokens",
+)
+"""The canonical fields of `Usage`, in a fixed order (used by snapshots and the ledger)."""
+
+_NON_NEGATIVE_INT: Final = "a non-negative int"
+
+
+def check_count(field: str, value: object) -> int:
+    """Return ``value`` if it is a valid token count, else raise `MalformedUsageError`.
+
+    A valid count is an ``int`` (not a ``bool``) that is at least zero. Floats are refused
+    even when integral: a provider that sends ``12.0`` tokens sent something unexpected.
+
+    Args:
+        field: The name to report in the error (a provider field or a canonical one).
+        value: The value to check.
+
+    Returns:
+        The value, typed as ``int``.
+
+    Raises:
+        MalformedUsageError: naming ``field`` and ``value``.
+    """
+    if type(value) is int and value >= 0:
+        return value
+    raise MalformedUsageError(field, value, _NON_NEGATIVE_INT)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Usage:
+    """Token usage of one model call, in inclusive form.
+
+    ``input_tokens`` counts every prompt-side token, cache reads and writes included, and
+    ``output_tokens`` counts every generated token, reasoning included; the other fields are
+    subsets of one of them. Counts are non-negative ints. Unknown usage is represented by
+    ``None`` wherever a ``Usage`` is expected, never by a zero ``Usage``.
+
+    ``Usage`` values add with ``+`` and ``sum()``.
+
+    Raises:
+        MalformedUsageError: when a count is not a non-negative int, or a subset exceeds its
+            total (for example ``cache_read_tokens + cache_write_tokens > input_tokens``).
+    """
+
+    input_tokens: int = 0
+    """All prompt-side tokens, **including** cache reads and cache writes (and audio input)."""
+    cache_read_tokens: int = 0
+    """Tokens of the prompt served from a prompt cache. Included in ``input_tokens``."""
+    cache_write_tokens: int = 0
+    """Tokens of the prompt written to a prompt cache, all TTLs. Included in ``input_tokens``."""
+    cache_write_1h_tokens: int = 0
+    """Cache writes with a long (1 hour) TTL. Included in ``cache_write_tokens``."""
+    output_tokens: int = 0
+    """All generated tokens, **including** reasoning (thinking) and audio output."""
+    reasoning_tokens: int = 0
+    """Reasoning (thinking) tokens. Included in ``output_tokens``."""
+    audio_input_tokens: int = 0
+    """Audio tokens of the prompt. Included in ``input_tokens``."""
+    audio_output_tokens: int = 0
+    """Audio tokens generated. Included in ``output_tokens``."""
+
+    def __post_init__(self) -> None:
+        for name in USAGE_FIELDS:
+            check_count(name, getattr(self, name))
+        _check_subsets(
+            self.input_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.cache_write_1h_tokens,
+            self.output_tokens,
+            self.reasoning_tokens,
+            self.audio_input_tokens,
+            self.audio_output_tokens,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        """``input_tokens + output_tokens``."""
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        """Input tokens neither read from nor written to a cache (the exclusive view)."""
+        return self.input_tokens - self.cache_read_tokens - self.cache_write_tokens
+
+    def __add__(self, other: object) -> Usage:
+        if type(other) is not Usage:
+            return NotImplemented
+        return _new_usage(
+            self.input_tokens + other.input_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            self.output_tokens + other.output_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+            self.audio_input_tokens + other.audio_input_tokens,
+            self.audio_output_tokens + other.audio_output_tokens,
+        )
+
+    def __radd__(self, other: object) -> Usage:
+        # Allow sum() to start from 0.
+        if other == 0 and type(other) is int:
+            return self
+        return NotImplemented
+
+    def to_dict(self) -> dict[str, int]:
+        """Return every canonical field as a plain dict (zeros included), JSON-ready."""
+        return {name: getattr(self, name) for name in USAGE_FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Usage:
+        """Build a `Usage` from `to_dict` output; missing fields are zero.
+
+        Raises:
+            MalformedUsageError: on an unknown key, a bad count or an impossible subset.
+        """
+        if not isinstance(data, Mapping):
+            raise MalformedUsageError("usage", data, "a mapping of canonical usage fields")
+        unknown = [key for key in data if key not in USAGE_FIELDS]
+        if unknown:
+            raise MalformedUsageError(str(unknown[0]), data[unknown[0]], f"one of {', '.join(USAGE_FIELDS)}")
+        return cls(**data)
+
+
+def _check_subsets(
+    input_tokens: int,
+    cache_read: int,
+    cache_write: int,
+    cache_write_1h: int,
+    output_tokens: int,
+    reasoning: int,
+    audio_in: int,
+    audio_out: int,
+) -> None:
+    if cache_read + cache_write > input_tokens:
+        raise MalformedUsageError(
+            "cache_read_tokens + cache_write_tokens",
+            cache_read + cache_write,
+            f"at most input_tokens ({input_tokens})",
+        )
+    if cache_write_1h > cache_write:
+        raise MalformedUsageError("cache_write_1h_tokens", cache_write_1h, f"at most cache_write_tokens ({cache_write})")
+    if audio_in > input_tokens:
+        raise MalformedUsageError("audio_input_tokens", audio_in, f"at most input_tokens ({input_tokens})")
+    if reasoning > output_tokens:
+        raise MalformedUsageError("reasoning_tokens", reasoning, f"at most output_tokens ({output_tokens})")
+    if audio_out > output_tokens:
+        raise MalformedUsageError("audio_output_tokens", audio_out, f"at most output_tokens ({output_tokens})")
+
+
+@dataclass(slots=True)
+class _UsageBuilder:
+    """Same slots as `Usage`, mutable: built positionally, then re-classed (see `_new_usage`)."""
+
+    input_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cache_write_1h_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    audio_input_tokens: int
+    audio_output_tokens: int
+
+
+def _new_usage(
+    input_tokens: int,
+    cache_read: int,
+    cache_write: int,
+    cache_write_1h: int,
+    output_tokens: int,
+    reasoning: int,
+    audio_in: int,
+    audio_out: int,
+) -> Usage:
+    """Build a `Usage` from counts the caller has already validated, without re-validating.
+
+    A frozen dataclass sets each field through ``object.__setattr__``, which costs about a
+    microsecond for eight fields on the record path. The builder has the same slot layout,
+    so the instance can take `Usage` as its class once its fields are set.
+    """
+    usage: Any = _UsageBuilder(
+        input_tokens, cache_read, cache_write, cache_write_1h, output_tokens, reasoning, audio_in, audio_out
+    )
+    usage.__class__ = Usage
+    return usage  # type: ignore[no-any-return]
+
+
+def checked_usage(
+    field_names: tuple[str, str, str, str, str, str, str, str],
+    input_tokens: object,
+    cache_read: object,
+    cache_write: object,
+    cache_write_1h: object,
+    output_tokens: object,
+    reasoning: object,
+    audio_in: object,
+    audio_out: object,
+) -> Usage:
+    """Validate canonical counts computed from a provider payload and build a `Usage`.
+
+    ``field_names`` names, for each canonical field, what to call it in an error (the
+    provider's own field when a count came straight from one).
+    """
+    i = check_count(field_names[0], input_tokens)
+    cr = check_count(field_names[1], cache_read)
+    cw = check_count(field_names[2], cache_write)
+    cw1 = check_count(field_names[3], cache_write_1h)
+    o = check_count(field_names[4], output_tokens)
+    r = check_count(field_names[5], reasoning)
+    ai = check_count(field_names[6], audio_in)
+    ao = check_count(field_names[7], audio_out)
+    _check_subsets(i, cr, cw, cw1, o, r, ai, ao)
+    return _new_usage(i, cr, cw, cw1, o, r, ai, ao)

@@ -1,0 +1,98 @@
+"""Every error and warning meterline raises, in one place.
+
+The hierarchy::
+
+    MeterlineError                      base of everything meterline raises on purpose
+    ├── UsageError (ValueError)         a usage payload or count that is not valid
+    │   ├── MalformedUsageError         a count is negative, NaN, a bool, a float, a string,
+    │   │                               or a subset is larger than its total
+    │   └── UnrecognizedPayloadError    the payload's shape or provider is not one meterline knows
+    ├── ConfigurationError (ValueError) a bad argument, dimension name or price table
+    │   └── PriceTableError             an override price table (TOML) that cannot be used
+    ├── UnknownModelError (LookupError) an explicit price lookup for a model nobody prices
+    └── MissingExtraError (ImportError) an optional feature whose extra is not installed
+
+    MeterlineWarning (UserWarning)
+    └── UnpricedModelWarning            once per model: usage was recorded with ``cost=None``
+
+Policy errors (a budget the user set) are meant to reach the caller. Machinery failures
+(a subscriber, an exporter, the ledger) are never raised into the caller's code: they are
+logged on the ``meterline`` logger and counted instead.
+
+Errors that have a natural built-in parent also subclass it, so an existing
+``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations as _annotations
+
+__all__ = [
+    "ConfigurationError",
+    "MalformedUsageError",
+    "MeterlineError",
+    "MeterlineWarning",
+    "MissingExtraError",
+    "PriceTableError",
+    "UnknownModelError",
+    "UnpricedModelWarning",
+    "UnrecognizedPayloadError",
+    "UsageError",
+]
+
+
+class MeterlineError(Exception):
+    """Base class of every error meterline raises on purpose."""
+
+
+class UsageError(MeterlineError, ValueError):
+    """A usage payload or count that cannot be metered."""
+
+
+class MalformedUsageError(UsageError):
+    """A usage count that is not a non-negative integer, or a subset larger than its total.
+
+    Attributes:
+        field: The field (provider field name or canonical field) that was wrong.
+        value: The offending value, as it was received.
+        expected: What a valid value looks like.
+    """
+
+    def __init__(self, field: str, value: object, expected: str) -> None:
+        self.field = field
+        self.value = value
+        self.expected = expected
+        super().__init__(f"{field}={value!r}: expected {expected}")
+
+
+class UnrecognizedPayloadError(UsageError):
+    """A payload whose provider or shape meterline does not recognise."""
+
+
+class ConfigurationError(MeterlineError, ValueError):
+    """A bad argument: an unknown provider name, an invalid dimension, a bad option."""
+
+
+class PriceTableError(ConfigurationError):
+    """An override price table that cannot be loaded or used."""
+
+
+class UnknownModelError(MeterlineError, LookupError):
+    """An explicit price lookup for a model that neither the overrides nor genai-prices know."""
+
+
+class MissingExtraError(MeterlineError, ImportError):
+    """An optional feature was used without its extra installed.
+
+    The message names the ``pip install "meterline[extra]"`` command that fixes it.
+    """
+
+
+class MeterlineWarning(UserWarning):
+    """Base class of meterline's warnings."""
+
+
+class UnpricedModelWarning(MeterlineWarning):
+    """Usage of a model that cannot be priced was recorded with ``cost=None`` (never as $0).
+
+    Issued once per (provider, model) and meter; every such event is also counted as
+    *unpriced* in the totals.
+    """
