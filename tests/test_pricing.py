@@ -1,0 +1,320 @@
+"""Tests for exact prices: compiled plans, published reference prices, overrides and versions."""
+
+from __future__ import annotations
+
+import warnings
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meterline import (
+    Meter,
+    Price,
+    PriceOverride,
+    PriceTable,
+    PriceTableError,
+    UnknownModelError,
+    UnpricedModelWarning,
+    Usage,
+)
+from meterline._pricing import BUILTIN_CORRECTIONS, Pricer, genai_cost
+
+NOV_2026 = datetime(2026, 11, 20, 12, tzinfo=UTC)
+
+
+# Reference cases from research/pricing.md, computed from the providers' published rates.
+@pytest.mark.parametrize(
+    ("provider", "model", "usage", "expected"),
+    [
+        ("openai", "gpt-4o", Usage(input_tokens=1200, output_tokens=350), "0.0065"),
+        ("openai", "gpt-4o", Usage(input_tokens=10_000, cache_read_tokens=6000, output_tokens=500), "0.0225"),
+        ("openai", "gpt-4o-mini", Usage(input_tokens=8000, cache_read_tokens=4096, output_tokens=300), "0.0010728"),
+        ("openai", "o3-mini", Usage(input_tokens=2000, output_tokens=3000, reasoning_tokens=2400), "0.0154"),
+        ("openai", "text-embedding-3-small", Usage(input_tokens=50_000), "0.001"),
+        (
+            "openai",
+            "gpt-4o-audio-preview-2024-12-17",
+            Usage(input_tokens=1200, audio_input_tokens=1000, output_tokens=300),
+            "0.0435",
+        ),
+        ("anthropic", "claude-sonnet-4-20250514", Usage(input_tokens=3000, output_tokens=600), "0.018"),
+        (
+            "anthropic",
+            "claude-sonnet-4-20250514",
+            Usage(input_tokens=50_000, cache_read_tokens=40_000, cache_write_tokens=8000, output_tokens=1500),
+            "0.0705",
+        ),
+        (
+            "anthropic",
+            "claude-sonnet-4-20250514",
+            Usage(input_tokens=1_000_000, cache_write_tokens=1_000_000, cache_write_1h_tokens=1_000_000),
+            "6",
+        ),
+        (
+            "anthropic",
+            "claude-3-5-haiku-20241022",
+            Usage(input_tokens=4000, cache_write_tokens=3000, output_tokens=400),
+            "0.0054",
+        ),
+        ("anthropic", "claude-sonnet-4-5-20250929", Usage(input_tokens=300_000, output_tokens=2000), "1.845"),
+        (
+            "gcp.gemini",
+            "gemini-2.5-pro",
+            Usage(input_tokens=10_000, output_tokens=2000, reasoning_tokens=1500),
+            "0.0325",
+        ),
+        ("gcp.gemini", "gemini-2.5-pro", Usage(input_tokens=250_000, output_tokens=4000), "0.685"),
+        (
+            "gcp.gemini",
+            "gemini-2.5-pro",
+            Usage(input_tokens=250_000, cache_read_tokens=200_000, output_tokens=4000),
+            "0.235",
+        ),
+        (
+            "gcp.gemini",
+            "gemini-2.5-flash",
+            Usage(input_tokens=6000, audio_input_tokens=5000, output_tokens=500),
+            "0.00655",
+        ),
+        ("mistral_ai", "mistral-large-2411", Usage(input_tokens=3000, output_tokens=800), "0.0108"),
+        (
+            "deepseek",
+            "deepseek-chat",
+            Usage(input_tokens=10_000, cache_read_tokens=8000, output_tokens=1000),
+            "0.001204",
+        ),
+        ("deepseek", "deepseek-reasoner", Usage(input_tokens=3000, output_tokens=4000), "0.00252"),
+    ],
+)
+def test_published_reference_prices(provider: str, model: str, usage: Usage, expected: str) -> None:
+    """Costs match the providers' published prices, corrections included, to the last digit."""
+    cost = Pricer().cost(usage, provider, model, at=NOV_2026)
+    assert isinstance(cost, Decimal)
+    assert cost == Decimal(expected)
+
+
+def test_deepseek_correction_applies_only_from_its_start_date() -> None:
+    """Before 2025-09-29 DeepSeek is priced from genai-prices' data, after it from the correction."""
+    usage = Usage(input_tokens=3000, output_tokens=4000)
+    before = Pricer().cost(usage, "deepseek", "deepseek-reasoner", at=datetime(2025, 6, 1, 12, tzinfo=UTC))
+    after = Pricer().cost(usage, "deepseek", "deepseek-reasoner", at=datetime(2025, 10, 1, 12, tzinfo=UTC))
+    assert after == Decimal("0.00252")
+    assert before is not None
+    assert before != after
+
+
+def test_without_corrections_genai_prices_data_is_used() -> None:
+    """builtin_corrections=False leaves genai-prices' own (known wrong) audio rates in place."""
+    usage = Usage(input_tokens=1200, audio_input_tokens=1000, output_tokens=300)
+    cost = Pricer(builtin_corrections=False).cost(usage, "openai", "gpt-4o-audio-preview-2024-12-17", at=NOV_2026)
+    assert cost == Decimal("0.006")
+
+
+MODELS = [
+    ("openai", "gpt-4o"),
+    ("openai", "gpt-4o-mini"),
+    ("openai", "o3-mini"),
+    ("openai", "gpt-5.5"),
+    ("anthropic", "claude-sonnet-4-5-20250929"),
+    ("anthropic", "claude-opus-4-7"),
+    ("anthropic", "claude-3-5-haiku-20241022"),
+    ("gcp.gemini", "gemini-2.5-pro"),
+    ("gcp.gemini", "gemini-2.5-flash"),
+    ("gcp.gemini", "gemini-3.1-pro-preview"),
+    ("x_ai", "grok-4"),
+    ("mistral_ai", "mistral-small-2506"),
+    ("deepseek", "deepseek-v4-pro"),
+    ("groq", "llama-3.3-70b-versatile"),
+    ("aws.bedrock", "us.anthropic.claude-sonnet-4-20250514-v1:0"),
+]
+
+
+@st.composite
+def text_usages(draw: st.DrawFn) -> Usage:
+    """Usages with every text token class, around the 200k context tiers."""
+    input_tokens = draw(st.one_of(st.integers(0, 5000), st.integers(190_000, 400_000)))
+    cache_read = draw(st.integers(0, input_tokens))
+    cache_write = draw(st.integers(0, input_tokens - cache_read))
+    output = draw(st.integers(0, 50_000))
+    return Usage(
+        input_tokens=input_tokens,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        cache_write_1h_tokens=draw(st.integers(0, cache_write)),
+        output_tokens=output,
+        reasoning_tokens=draw(st.integers(0, output)),
+    )
+
+
+@pytest.mark.parametrize(("provider", "model"), MODELS)
+@settings(max_examples=40, deadline=None)
+@given(usage=text_usages())
+def test_compiled_prices_equal_genai_prices(provider: str, model: str, usage: Usage) -> None:
+    """The compiled integer rates give exactly genai-prices' own Decimal result, tiers included."""
+    pricer = Pricer(builtin_corrections=False)
+    plan = pricer.resolve(provider, model).plan_at(1_795_000_000 * 10**9)
+    assert plan is not None
+    assert not plan.slow
+    assert Decimal(plan.atto(usage)).scaleb(-18) == genai_cost(plan.model_price, usage)
+
+
+def test_unknown_model_is_unpriced_never_zero(meter: Meter) -> None:
+    """An unknown model gives cost=None, one warning per model, and counts as unpriced."""
+    usage = Usage(input_tokens=100, output_tokens=10)
+    with pytest.warns(UnpricedModelWarning, match="my-selfhosted-llama") as caught:
+        first = meter.record(usage, model="my-selfhosted-llama", provider="ollama")
+        second = meter.record(usage, model="my-selfhosted-llama", provider="ollama")
+    assert len([w for w in caught if issubclass(w.category, UnpricedModelWarning)]) == 1
+    assert first.cost is None
+    assert second.cost is None
+    assert first.price_version is None
+    totals = meter.totals()
+    assert totals.unpriced == 2
+    assert totals.usage.input_tokens == 200
+    assert totals.cost == 0
+    assert not totals.complete
+    assert meter.stats().unpriced_models == (("ollama", "my-selfhosted-llama"),)
+
+
+def test_unknown_model_warns_once_per_model(meter: Meter) -> None:
+    """Two unknown models give two warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for name in ("mystery-a", "mystery-b", "mystery-a"):
+            meter.record(Usage(input_tokens=1), model=name, provider="openai")
+    assert [str(w.message).split("'")[1] for w in caught] == ["mystery-a", "mystery-b"]
+
+
+def test_explicit_rates_raise_for_unknown_models() -> None:
+    """Asking for a price explicitly raises UnknownModelError naming the model."""
+    with pytest.raises(UnknownModelError, match="no-such-model"):
+        Pricer().rates("no-such-model", "openai")
+
+
+def test_rates_per_token_class_and_tiers() -> None:
+    """rates() gives each token class's full price per million tokens, per context tier."""
+    rates = Pricer().rates("claude-sonnet-4-5-20250929", "anthropic", at=NOV_2026)
+    assert rates.source == "genai-prices"
+    (base_at, base), (tier_at, tier) = rates.tiers
+    assert (base_at, tier_at) == (0, 200_000)
+    assert base["input"] == Decimal(3)
+    assert base["cache_read"] == Decimal("0.3")
+    assert base["cache_write"] == Decimal("3.75")
+    assert base["cache_write_1h"] == Decimal(6)
+    assert base["output"] == Decimal(15)
+    assert tier["input"] == Decimal(6)
+    assert tier["output"] == Decimal("22.5")
+
+
+def test_price_version_names_genai_prices_and_the_override_digest() -> None:
+    """The price version has genai-prices' version and a digest that changes with the overrides."""
+    plain = Pricer()
+    custom = Pricer(PriceTable([PriceOverride(provider="ollama", model="x", price=Price(input_mtok="1"))]))
+    assert plain.version.startswith("genai-prices==0.2.3;overrides=")
+    assert plain.version.endswith(BUILTIN_CORRECTIONS.digest)
+    assert custom.version != plain.version
+
+
+def test_priced_events_carry_the_price_version(meter: Meter) -> None:
+    """Every priced event records the price-data version it was priced with."""
+    event = meter.record(Usage(input_tokens=10, output_tokens=2), model="gpt-4o", provider="openai")
+    assert event.price_version == meter.pricer.version
+
+
+def test_toml_overrides_price_custom_models(tmp_path: Path) -> None:
+    """A TOML table prices a self-hosted model, exact and prefix rows, before genai-prices."""
+    table = tmp_path / "prices.toml"
+    table.write_text(
+        """
+[[model]]
+provider = "ollama"
+model = "llama3.3*"
+input_mtok = "0.10"
+output_mtok = "0.30"
+cache_read_mtok = "0.01"
+note = "our GPU cost"
+
+[[model]]
+provider = "openai"
+model = "gpt-4o"
+since = 2030-01-01
+input_mtok = "1"
+output_mtok = "1"
+""",
+        encoding="utf-8",
+    )
+    meter = Meter(prices=table)
+    event = meter.record(
+        Usage(input_tokens=10_000, cache_read_tokens=4000, output_tokens=1000), model="llama3.3:70b", provider="ollama"
+    )
+    assert event.cost == Decimal("0.00094")
+    gpt = meter.record(Usage(input_tokens=1_000_000), model="gpt-4o", provider="openai")
+    assert gpt.cost == Decimal("2.5")  # the 2030 row is not in force yet
+    assert Pricer(PriceTable.from_toml(table)).rates("llama3.3:70b", "ollama").note == "our GPU cost"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[[model]\n", "not valid TOML"),
+        ('[[model]]\nprovider = "x"\nmodel = "m"\n', "no price given"),
+        ('[[model]]\nprovider = "x"\nmodel = "m"\ninput_mtok = "-1"\n', "input_mtok='-1'"),
+        ('[[model]]\nprovider = "x"\nmodel = "m"\ninput_mtok = "abc"\n', "input_mtok='abc'"),
+        ('[[model]]\nprovider = "x"\nmodel = "m"\ninput_mtok = 1.5\n', "input_mtok=1.5"),
+        ('[[model]]\nprovider = "x"\nmodel = "m"\ninput = "1"\n', "unknown key 'input'"),
+        ('[[model]]\nmodel = "m"\ninput_mtok = "1"\n', "provider=None"),
+        ('[[model]]\nprovider = "x"\nmodel = "m"\ninput_mtok = "1"\nsince = "yesterday"\n', "since='yesterday'"),
+        ('[[model]]\nprovider = "Bad Name!"\nmodel = "m"\ninput_mtok = "1"\n', "Bad Name!"),
+        ('rows = 1\n', "unknown top-level key 'rows'"),
+    ],
+)
+def test_bad_price_tables_name_the_row_and_field(tmp_path: Path, text: str, message: str) -> None:
+    """A bad TOML table raises PriceTableError naming what is wrong."""
+    table = tmp_path / "bad.toml"
+    table.write_text(text, encoding="utf-8")
+    with pytest.raises(PriceTableError, match="bad.toml") as info:
+        PriceTable.from_toml(table)
+    assert message in str(info.value)
+
+
+def test_missing_price_table_file(tmp_path: Path) -> None:
+    """A missing file is a PriceTableError, not an OSError."""
+    with pytest.raises(PriceTableError, match="cannot be read"):
+        PriceTable.from_toml(tmp_path / "missing.toml")
+
+
+def test_override_validation() -> None:
+    """Overrides refuse an empty model, a '*' alone and an end before the start."""
+    with pytest.raises(PriceTableError):
+        PriceOverride(provider="openai", model="*", price=Price(input_mtok="1"))
+    with pytest.raises(PriceTableError, match="until"):
+        PriceOverride(
+            provider="openai",
+            model="m",
+            price=Price(input_mtok="1"),
+            since=datetime(2026, 1, 2, tzinfo=UTC),
+            until=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+    with pytest.raises(PriceTableError):
+        Price(input_mtok=True)  # type: ignore[arg-type]
+
+
+def test_per_request_prices_and_model_prefixes_from_litellm_style_names() -> None:
+    """A per-request charge is added once per call; 'provider/model' names resolve."""
+    table = PriceTable([PriceOverride(provider="*", model="flat-*", price=Price(per_request="0.01"))])
+    assert Pricer(table).cost(Usage(input_tokens=5), "vllm", "flat-model", at=NOV_2026) == Decimal("0.01")
+    assert Pricer().cost(Usage(input_tokens=1_000_000), None, "openai/gpt-4o", at=NOV_2026) == Decimal("2.5")
+
+
+def test_time_of_day_prices_follow_the_event_time() -> None:
+    """A model whose price depends on the time of day is priced at the event's time."""
+    usage = Usage(input_tokens=1_000_000)
+    pricer = Pricer(builtin_corrections=False)
+    day = pricer.cost(usage, "deepseek", "deepseek-chat", at=datetime(2025, 6, 1, 12, tzinfo=UTC))
+    night = pricer.cost(usage, "deepseek", "deepseek-chat", at=datetime(2025, 6, 1, 20, tzinfo=UTC))
+    assert day == Decimal("0.27")
+    assert night == Decimal("0.135")
