@@ -1,0 +1,123 @@
+"""Global state department: the process-wide default meter."""
+
+from __future__ import annotations as _annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from meterline._meter import Meter, Scope
+
+if TYPE_CHECKING:
+    from meterline._events import UsageEvent
+    from meterline._pricing import PriceTable
+    from meterline._usage import Usage
+
+__all__ = ["configure", "get_meter", "record", "record_tool", "reset_defaults", "scope"]
+
+
+_lock = threading.Lock()
+_default: Meter | None = None
+
+
+def get_meter() -> Meter:
+    """Return the process-wide default meter, creating it on first use."""
+    global _default  # noqa: PLW0603 - the one piece of global state
+    meter = _default
+    if meter is None:
+        with _lock:
+            meter = _default
+            if meter is None:
+                meter = _default = Meter()
+    return meter
+
+
+def configure(
+    *,
+    meter: Meter | None = None,
+    prices: PriceTable | str | Path | None = None,
+    builtin_corrections: bool = True,
+    max_live_keys: int | None = None,
+) -> Meter:
+    """Replace the process-wide default meter and return it.
+
+    Pass a ready `Meter`, or the options to build one (see `Meter`). Scopes entered on the
+    previous default meter keep attributing to it.
+    """
+    global _default  # noqa: PLW0603 - the one piece of global state
+    if meter is None:
+        options: dict[str, object] = {"prices": prices, "builtin_corrections": builtin_corrections}
+        if max_live_keys is not None:
+            options["max_live_keys"] = max_live_keys
+        meter = Meter(**options)  # type: ignore[arg-type]
+    with _lock:
+        _default = meter
+    return meter
+
+
+def reset_defaults() -> None:
+    """Forget the default meter (the next `get_meter` makes a fresh one). Meant for tests."""
+    global _default  # noqa: PLW0603 - the one piece of global state
+    with _lock:
+        _default = None
+
+
+def scope(**dimensions: str | int) -> Scope:
+    """`Meter.scope` on the default meter."""
+    return get_meter().scope(**dimensions)
+
+
+def record(
+    response_or_usage: object = None,
+    /,
+    *,
+    model: str | None = None,
+    provider: str | None = None,
+    operation: str = "chat",
+    latency_ms: float | None = None,
+    status: str = "ok",
+    tags: Mapping[str, str | int] | None = None,
+    operation_id: str | None = None,
+    attempt: int = 1,
+    response_id: str | None = None,
+) -> UsageEvent:
+    """`Meter.record` on the default meter."""
+    return get_meter().record(
+        response_or_usage,
+        model=model,
+        provider=provider,
+        operation=operation,
+        latency_ms=latency_ms,
+        status=status,
+        tags=tags,
+        operation_id=operation_id,
+        attempt=attempt,
+        response_id=response_id,
+    )
+
+
+def record_tool(
+    name: str,
+    *,
+    category: str = "",
+    status: str = "success",
+    duration_ms: float | None = None,
+    usage: Usage | None = None,
+    llm_call_id: str | Iterable[str] | None = None,
+    tags: Mapping[str, str | int] | None = None,
+    operation_id: str | None = None,
+) -> UsageEvent:
+    """`Meter.record_tool` on the default meter."""
+    return get_meter().record_tool(
+        name,
+        category=category,
+        status=status,
+        duration_ms=duration_ms,
+        usage=usage,
+        llm_call_id=llm_call_id,
+        tags=tags,
+        operation_id=operation_id,
+    )
+
+

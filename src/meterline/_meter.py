@@ -1,0 +1,1075 @@
+"""The meter: records events, attributes them to scopes, prices them and keeps live totals."""
+
+from __future__ import annotations as _annotations
+
+import functools
+import inspect
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+import weakref
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import Any, Final, ParamSpec, TypeVar, overload
+
+from meterline._acc import Acc, totals_from_rows
+from meterline._events import CACHE_OPERATION, TOOL_OPERATION, Totals, UsageEvent, _EventBuilder
+from meterline._ids import IdFactory
+from meterline._normalize import extract
+from meterline._pricing import Pricer, PriceTable, _Plan, atto_to_decimal
+from meterline._providers import KNOWN_PROVIDERS, canonical_provider
+from meterline._usage import Usage, check_count
+from meterline.exceptions import ConfigurationError, MalformedUsageError
+
+__all__ = ["ActiveScope", "Meter", "MeterStats", "Scope", "Snapshot"]
+
+logger = logging.getLogger("meterline")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_DIM_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+EVENT_FIELDS: Final = ("operation", "status", "provider", "model")
+"""Event fields that `Meter.totals` can group and filter by, besides scope dimensions."""
+_RESERVED: Final = frozenset(EVENT_FIELDS)
+_EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
+DEFAULT_MAX_LIVE_KEYS: Final = 100_000
+OVERFLOW_DIMENSION: Final = "meterline_overflow"
+_SNAPSHOT_FORMAT: Final = "meterline.snapshot/1"
+_INF: Final = math.inf
+_CANONICAL: Final = frozenset(KNOWN_PROVIDERS)
+_time_ns = time.time_ns
+_hex = hex
+_CHAT: Final = "chat"
+_OK: Final = "ok"
+_ID_COUNTER_MASK: Final = (1 << 34) - 1
+_Decimal = Decimal
+_ZERO: Final = Decimal(0)
+_MODEL_OK: Final = "ok"
+
+_all_meters: weakref.WeakSet[Meter] = weakref.WeakSet()
+
+
+def _reinit_locks_after_fork() -> None:
+    for meter in list(_all_meters):
+        meter._lock = threading.Lock()  # noqa: SLF001 - a child must not inherit a held lock
+        meter._ids.renew()  # noqa: SLF001 - nor its parent's ids
+
+
+os.register_at_fork(after_in_child=_reinit_locks_after_fork)
+
+
+def _check_dims(dims: Mapping[str, object], what: str) -> dict[str, str]:
+    """Validate dimension names (identifiers, never event fields) and stringify int values."""
+    checked: dict[str, str] = {}
+    for name, value in dims.items():
+        if type(name) is not str or not _DIM_NAME.fullmatch(name):
+            raise ConfigurationError(
+                f"{what} name {name!r}: expected a lower-case identifier ([a-z_][a-z0-9_]*, at most 63 characters)"
+            )
+        if name in _RESERVED:
+            raise ConfigurationError(
+                f"{what} name {name!r} is an event field; pass it to record() instead of as a dimension"
+            )
+        if type(value) is str:
+            checked[name] = value
+        elif type(value) is int:
+            checked[name] = str(value)
+        else:
+            raise ConfigurationError(f"{what} {name}={value!r}: expected a str (or an int)")
+    return checked
+
+
+class ActiveScope:
+    """One entry of a scope: its dimensions and live totals.
+
+    ``totals`` includes everything recorded inside the entry, in this thread or task or in
+    any context copied from it, children included. It stays readable after the entry ends.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_children",
+        "_closed",
+        "_dims_key",
+        "_folded",
+        "_meter",
+        "_parent",
+        "_rows",
+        "dimensions",
+    )
+
+    def __init__(self, meter: Meter, parent: ActiveScope | None, dims: dict[str, str]) -> None:
+        self._meter = meter
+        self._parent = parent
+        self.dimensions: Mapping[str, str] = MappingProxyType(dims)
+        """Every dimension in force here: this scope's merged over its ancestors'."""
+        self._dims_key = tuple(sorted(dims.items()))
+        # Events recorded directly in this entry, by (operation, status, provider, model,
+        # extra dimensions); the meter's roll-ups read them live and take them on exit.
+        self._rows: dict[_RowKey, _Row] = {}
+        # What finished children (and rows taken by reset()) added, by (operation, status,
+        # tool, tool category): only this entry's own totals need it.
+        self._folded: dict[_TotalsKey, Acc] = {}
+        self._children: set[ActiveScope] = set()
+        self._closed = False
+
+    @property
+    def parent(self) -> ActiveScope | None:
+        """The enclosing scope entry, if any."""
+        return self._parent
+
+    @property
+    def closed(self) -> bool:
+        """Whether the entry has ended."""
+        return self._closed
+
+    @property
+    def totals(self) -> Totals:
+        """Everything recorded inside this scope and its children (a consistent snapshot)."""
+        merged: dict[_TotalsKey, Acc] = {}
+        with self._meter._lock:  # noqa: SLF001 - scopes are part of the meter
+            stack = [self]
+            while stack:
+                frame = stack.pop()
+                for key, row in frame._rows.items():
+                    _merge_into(merged, _totals_key(key, frame), row)
+                for tkey, acc in frame._folded.items():
+                    _merge_into(merged, tkey, acc)
+                stack.extend(frame._children)
+        return totals_from_rows((*key, acc) for key, acc in merged.items())
+
+    def _fold(self, tkey: _TotalsKey, acc: Acc) -> None:
+        _merge_into(self._folded, tkey, acc)
+
+    def __repr__(self) -> str:
+        return f"<ActiveScope {dict(self.dimensions)!r}{' closed' if self._closed else ''}>"
+
+
+_RowKey = tuple[str, str, str | None, str | None, tuple[tuple[str, str], ...]]
+"""(operation, status, provider, model, dimensions): a row of the meter's roll-ups."""
+_TotalsKey = tuple[str, str, str | None, str | None]
+"""(operation, status, tool, tool category): what a `Totals` needs to tell rows apart."""
+
+
+class _Row(Acc):
+    """An accumulator for one row key in one scope entry, with what recording it needs."""
+
+    __slots__ = ("cube_key", "model_call", "plan")
+
+    def __init__(self, cube_key: _RowKey, model_call: bool, plan: _Plan | None) -> None:
+        super().__init__()
+        self.cube_key = cube_key
+        """The row key with the entry's dimensions merged in (the key in the roll-ups)."""
+        self.model_call = model_call
+        self.plan = plan
+        """The compiled price, when it does not depend on time; else priced per event."""
+
+
+def _merge_into(target: dict[Any, Acc], key: Any, acc: Acc) -> None:
+    existing = target.get(key)
+    if existing is None:
+        target[key] = acc.copy()
+    else:
+        existing.merge(acc)
+
+
+def _totals_key(key: _RowKey, frame: ActiveScope) -> _TotalsKey:
+    extra = dict(key[4])
+    tool = extra.get("tool") or frame.dimensions.get("tool")
+    category = extra.get("tool_category") or frame.dimensions.get("tool_category")
+    return key[0], key[1], tool, category
+
+
+def _cube_totals_key(key: _RowKey) -> _TotalsKey:
+    dims = dict(key[4])
+    return key[0], key[1], dims.get("tool"), dims.get("tool_category")
+
+
+def _check_grouping(attempt: object, operation_id: object, response_id: object) -> None:
+    if type(attempt) is not int or attempt < 1:
+        raise ConfigurationError(f"attempt={attempt!r}: expected an int >= 1")
+    if operation_id is not None and type(operation_id) is not str:
+        raise ConfigurationError(f"operation_id={operation_id!r}: expected a str or None")
+    if response_id is not None and type(response_id) is not str:
+        raise ConfigurationError(f"response_id={response_id!r}: expected a str or None")
+
+
+def _check_latency(latency_ms: object) -> float:
+    if type(latency_ms) is int:
+        latency_ms = float(latency_ms)
+    if type(latency_ms) is not float or not 0.0 <= latency_ms < _INF:
+        raise ConfigurationError(f"latency_ms={latency_ms!r}: expected a finite, non-negative number")
+    return latency_ms
+
+
+class Scope:
+    """Attribution dimensions for everything recorded inside; a context manager and a decorator.
+
+    Made by `Meter.scope`. Used with ``with``, it returns the `ActiveScope` of that entry.
+    Used as a decorator on a function or coroutine function, every call runs in its own
+    entry. Scopes nest; an inner scope's dimensions are merged over the outer ones'.
+    """
+
+    __slots__ = ("_dims", "_entries", "_meter")
+
+    def __init__(self, meter: Meter, dims: dict[str, str]) -> None:
+        self._meter = meter
+        self._dims = dims
+        self._entries: list[tuple[ActiveScope, Token[ActiveScope | None]]] = []
+
+    @property
+    def dimensions(self) -> Mapping[str, str]:
+        """The dimensions this scope adds."""
+        return MappingProxyType(self._dims)
+
+    def __enter__(self) -> ActiveScope:
+        entry = self._meter._enter(self._dims)  # noqa: SLF001
+        self._entries.append(entry)
+        return entry[0]
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        frame, token = self._entries.pop()
+        self._meter._exit(frame, token)  # noqa: SLF001
+
+    async def __aenter__(self) -> ActiveScope:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    @overload
+    def __call__(self, func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]: ...
+    @overload
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...
+    def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
+        """Run every call of ``func`` (sync or async) in a new entry of this scope."""
+        meter, dims = self._meter, self._dims
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def _meterline_scoped_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                frame, token = meter._enter(dims)  # noqa: SLF001
+                try:
+                    return await func(*args, **kwargs)
+                finally:
+                    meter._exit(frame, token)  # noqa: SLF001
+
+            return _meterline_scoped_async
+
+        @functools.wraps(func)
+        def _meterline_scoped(*args: P.args, **kwargs: P.kwargs) -> Any:
+            frame, token = meter._enter(dims)  # noqa: SLF001
+            try:
+                return func(*args, **kwargs)
+            finally:
+                meter._exit(frame, token)  # noqa: SLF001
+
+        return _meterline_scoped
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeterStats:
+    """Health of a meter's machinery (failures are counted here, never raised)."""
+
+    events: int
+    """Events recorded since the meter was made."""
+    subscriber_errors: int
+    """Exceptions raised by subscribers (logged on the ``meterline`` logger)."""
+    live_keys: int
+    """Distinct (operation, status, provider, model, dimensions) rows held for `Meter.totals`."""
+    max_live_keys: int
+    """The bound on ``live_keys``."""
+    overflowed_events: int
+    """Events whose dimensions were folded into the overflow row because the bound was reached."""
+    unpriced_models: tuple[tuple[str | None, str], ...]
+    """(provider, model) pairs that could not be priced."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The live totals of a meter at one instant, for merging across processes.
+
+    Scope entries are local to their process and are not part of a snapshot; everything
+    `Meter.totals` can answer is.
+    """
+
+    rows: tuple[tuple[_RowKey, Acc], ...]
+    """((operation, status, provider, model, dimensions), counters) rows."""
+    taken_ns: int
+    """When the snapshot was taken, in nanoseconds since the Unix epoch."""
+
+    def to_json(self) -> str:
+        """Serialise to a JSON string (costs as exact integer strings of 1e-18 USD)."""
+        return json.dumps(
+            {
+                "format": _SNAPSHOT_FORMAT,
+                "taken_ns": self.taken_ns,
+                "rows": [
+                    {
+                        "operation": op,
+                        "status": status,
+                        "provider": provider,
+                        "model": model,
+                        "dimensions": dict(dims),
+                        "counters": acc.to_json(),
+                    }
+                    for (op, status, provider, model, dims), acc in self.rows
+                ],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Snapshot:
+        """Parse `to_json` output.
+
+        Raises:
+            MalformedUsageError: when the text is not a meterline snapshot.
+        """
+        try:
+            data = json.loads(text)
+            if data.get("format") != _SNAPSHOT_FORMAT:
+                raise MalformedUsageError("format", data.get("format"), repr(_SNAPSHOT_FORMAT))
+            rows = []
+            for row in data["rows"]:
+                dims = _check_dims(row["dimensions"], "snapshot dimension") if row["dimensions"] else {}
+                key = (
+                    str(row["operation"]),
+                    str(row["status"]),
+                    row["provider"],
+                    row["model"],
+                    tuple(sorted(dims.items())),
+                )
+                acc = Acc.from_json(row["counters"])
+                for name in ("events", "input_tokens", "output_tokens", "cost_atto"):
+                    check_count(f"counters.{name}", getattr(acc, name))
+                rows.append((key, acc))
+            return cls(rows=tuple(rows), taken_ns=int(data["taken_ns"]))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            if isinstance(exc, MalformedUsageError):
+                raise
+            raise MalformedUsageError("snapshot", str(text)[:80], f"a Snapshot.to_json() document ({exc!r})") from exc
+
+
+class Meter:
+    """Records usage events, attributes them to scopes, prices them and keeps live totals.
+
+    Thread- and asyncio-safe. Recording performs no I/O; subscribers are called
+    synchronously after the totals are updated, and a failing subscriber is logged and
+    counted, never raised.
+
+    Live roll-ups (`totals`, `snapshot`) keep one row per distinct (operation, status,
+    provider, model, dimensions). Finished scopes add no memory beyond their rows; rows of
+    finished sessions are dropped with `forget`, and at most ``max_live_keys`` rows are kept:
+    past the bound, new combinations are folded into a row whose only dimension is
+    ``meterline_overflow=true`` (counted in `stats`; totals stay exact, only their
+    attribution is coarser).
+
+    Args:
+        prices: Price overrides consulted before genai-prices: a `PriceTable` or the path of a
+            TOML file.
+        builtin_corrections: Apply meterline's corrections of genai-prices' known data errors.
+        max_live_keys: Bound on the rows kept for `totals` (default 100,000).
+    """
+
+    def __init__(
+        self,
+        *,
+        prices: PriceTable | str | Path | None = None,
+        builtin_corrections: bool = True,
+        max_live_keys: int = DEFAULT_MAX_LIVE_KEYS,
+    ) -> None:
+        if isinstance(prices, (str, Path)):
+            prices = PriceTable.from_toml(prices)
+        if type(max_live_keys) is not int or max_live_keys < 1:
+            raise ConfigurationError(f"max_live_keys={max_live_keys!r}: expected a positive int")
+        self.pricer = Pricer(prices, builtin_corrections=builtin_corrections)
+        """The price engine (overrides, then genai-prices)."""
+        self._lock = threading.Lock()
+        self._current: ContextVar[ActiveScope | None] = ContextVar(f"meterline_scope_{id(self):x}", default=None)
+        self._root = ActiveScope(self, None, {})
+        self._live: set[ActiveScope] = set()
+        self._cube: dict[_RowKey, Acc] = {}
+        self._subscribers: tuple[Callable[[UsageEvent], object], ...] = ()
+        self._max_live_keys = max_live_keys
+        self._events = 0
+        self._subscriber_errors = 0
+        self._overflowed = 0
+        self._overflow_warned = False
+        self._unpriced_models: set[tuple[str | None, str]] = set()
+        self._version: str | None = None
+        self._ids = IdFactory()
+        _all_meters.add(self)
+
+    # -- scopes -------------------------------------------------------------------------
+
+    def scope(self, **dimensions: str | int) -> Scope:
+        """Attribute everything recorded inside to ``dimensions`` (e.g. ``user="u1"``).
+
+        Scopes nest and are isolated between threads and asyncio tasks (they live in a
+        ``ContextVar``). Work handed to a thread pool keeps its scope when the context is
+        copied: ``executor.submit(contextvars.copy_context().run, fn, *args)`` or
+        ``loop.run_in_executor(None, contextvars.copy_context().run, fn)``;
+        ``asyncio.to_thread`` and new asyncio tasks copy it by themselves.
+
+        Raises:
+            ConfigurationError: on a dimension name that is not a lower-case identifier, a
+                name that is an event field (``model``, ``provider``, ``operation``,
+                ``status``) or a value that is not a str or int.
+        """
+        return Scope(self, _check_dims(dimensions, "scope dimension"))
+
+    def current_scope(self) -> ActiveScope | None:
+        """The innermost active scope entry of this context, if any."""
+        return self._current.get()
+
+    def _enter(self, dims: dict[str, str]) -> tuple[ActiveScope, Token[ActiveScope | None]]:
+        parent = self._current.get()
+        merged = {**parent.dimensions, **dims} if parent is not None else dict(dims)
+        frame = ActiveScope(self, parent, merged)
+        with self._lock:
+            self._live.add(frame)
+            if parent is not None:
+                parent._children.add(frame)  # noqa: SLF001
+        return frame, self._current.set(frame)
+
+    def _exit(self, frame: ActiveScope, token: Token[ActiveScope | None]) -> None:
+        try:
+            self._current.reset(token)
+        except ValueError:
+            # Exited in another context than it was entered in (a generator handed
+            # between tasks, say): restore the parent there instead.
+            self._current.set(frame._parent)  # noqa: SLF001
+        with self._lock:
+            frame._closed = True  # noqa: SLF001
+            self._live.discard(frame)
+            rows = frame._rows  # noqa: SLF001
+            frame._rows = {}  # noqa: SLF001
+            for key, row in rows.items():
+                self._cube_row(row.cube_key).merge(row)
+                frame._fold(_totals_key(key, frame), row)  # noqa: SLF001
+            # Hand what the entry holds to its ancestors' totals: every closed one on the way
+            # and the first open one (which passes it on when it ends in turn).
+            parent = frame._parent  # noqa: SLF001
+            if parent is not None:
+                parent._children.discard(frame)  # noqa: SLF001
+                ancestor: ActiveScope | None = parent
+                while ancestor is not None:
+                    for tkey, acc in frame._folded.items():  # noqa: SLF001
+                        ancestor._fold(tkey, acc)  # noqa: SLF001
+                    if not ancestor._closed:  # noqa: SLF001
+                        break
+                    ancestor = ancestor._parent  # noqa: SLF001
+
+    # -- recording ----------------------------------------------------------------------
+
+    def record(
+        self,
+        response_or_usage: object = None,
+        /,
+        *,
+        model: str | None = None,
+        provider: str | None = None,
+        operation: str = _CHAT,
+        latency_ms: float | None = None,
+        status: str = _OK,
+        tags: Mapping[str, str | int] | None = None,
+        operation_id: str | None = None,
+        attempt: int = 1,
+        response_id: str | None = None,
+    ) -> UsageEvent:
+        """Record one model call and return its event.
+
+        Args:
+            response_or_usage: A `Usage`; a provider response, usage block, dict or JSON
+                text (normalised with `meterline.usage_from`); or ``None`` when the call's
+                usage is unknown (the event counts as *unmeasured*, never as free).
+            model: The model asked for. When the response names the model that served the
+                call, that one is the event's ``model`` and this becomes ``request_model``.
+            provider: OpenTelemetry provider name or alias; detected from the response's
+                shape when omitted.
+            operation: ``chat``, ``embeddings``, ``text_completion``, ``generate_content``…
+            latency_ms: How long the call took, in milliseconds.
+            status: ``ok``, or an error status (the call is counted in ``errors``).
+            tags: Extra dimensions for this event only (merged over the scopes').
+            operation_id: Groups the retries and fallbacks of one logical call.
+            attempt: Which attempt of ``operation_id`` this is (from 1).
+            response_id: The provider's response id (taken from the response if omitted).
+
+        Returns:
+            The recorded `UsageEvent`.
+
+        Raises:
+            UsageError: the payload is malformed or unrecognised (nothing is recorded).
+            ConfigurationError: an argument has the wrong type or value (nothing is recorded).
+        """
+        request_model = None
+        if type(response_or_usage) is Usage:
+            usage: Usage | None = response_or_usage
+        elif response_or_usage is None:
+            usage = None
+        else:
+            found = extract(response_or_usage, provider)
+            usage = found.usage
+            if provider is None:
+                provider = found.provider
+            if found.model is not None:
+                if model is not None and model != found.model:
+                    request_model = model
+                model = found.model
+            if response_id is None:
+                response_id = found.response_id
+
+        # Argument checks first: a bad call records nothing. Defaults skip their checks.
+        if model is not None and type(model) is not str:
+            raise ConfigurationError(f"model={model!r}: expected a str or None")
+        if provider is not None and provider not in _CANONICAL:
+            provider = canonical_provider(provider)
+        if operation is not _CHAT and (type(operation) is not str or not operation):
+            raise ConfigurationError(f"operation={operation!r}: expected a non-empty str")
+        if status is not _OK and (type(status) is not str or not status):
+            raise ConfigurationError(f"status={status!r}: expected a non-empty str")
+        if latency_ms is not None and (type(latency_ms) is not float or not 0.0 <= latency_ms < _INF):
+            latency_ms = _check_latency(latency_ms)
+        if attempt != 1 or operation_id is not None or response_id is not None:
+            _check_grouping(attempt, operation_id, response_id)
+
+        frame = self._current.get()
+        if frame is None:
+            frame = self._root
+        if tags:
+            extra = _check_dims(tags, "tag")
+            key: _RowKey = (operation, status, provider, model, tuple(sorted(extra.items())))
+            dimensions: Mapping[str, str] = MappingProxyType({**frame.dimensions, **extra})
+        else:
+            key = (operation, status, provider, model, ())
+            dimensions = frame.dimensions
+        row = frame._rows.get(key)  # noqa: SLF001
+        if row is None:
+            row = self._new_row(frame, key)
+
+        now = _time_ns()
+        cost: Decimal | None = None
+        version: str | None = None
+        atto = 0
+        priced = False
+        if usage is not None and row.model_call:
+            plan = row.plan
+            if (
+                plan is not None
+                and plan.flat
+                and not usage.cache_write_tokens
+                and not usage.reasoning_tokens
+                and not usage.audio_input_tokens
+                and not usage.audio_output_tokens
+            ):
+                # The common case, inlined: a flat price and input, output and cache reads only.
+                rates = plan.flat_rates
+                atto = plan.const_atto + usage.input_tokens * rates[0] + usage.output_tokens * rates[4]
+                if usage.cache_read_tokens:
+                    atto += usage.cache_read_tokens * rates[1]
+                cost = _Decimal(atto // plan.divisor) * plan.scale if atto else _ZERO
+                priced = True
+            elif plan is not None and plan.fast_for(usage):
+                atto = plan.atto(usage)
+                cost = plan.decimal(atto)
+                priced = True
+            else:
+                atto, cost, priced = self._price_slowly(usage, provider, model, now)
+            if priced:
+                version = self._version or self._load_version()
+
+        ids = self._ids
+        millis = now // 1_000_000
+        id_prefix = ids.high if millis == ids.millis else ids.prefix(millis)
+        builder: Any = _EventBuilder(
+            id_prefix + _hex(ids.low | (next(ids.counter) & _ID_COUNTER_MASK))[2:],
+            now,
+            operation,
+            provider,
+            model,
+            request_model,
+            usage,
+            cost,
+            version,
+            latency_ms,
+            status,
+            dimensions,
+            operation_id,
+            attempt,
+            response_id,
+            (),
+            0,
+        )
+        builder.__class__ = UsageEvent
+        event: UsageEvent = builder
+
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._events += 1
+            if frame._closed or frame._rows.get(key) is not row:  # noqa: SLF001
+                # Rare: the entry ended (work left running in an executor) or reset() took
+                # its rows between the lookup above and now.
+                self._add_slowly(frame, key, event, atto, priced)
+            else:
+                row.events += 1
+                if usage is not None:
+                    row.input_tokens += usage.input_tokens
+                    row.output_tokens += usage.output_tokens
+                    if usage.cache_read_tokens:
+                        row.cache_read_tokens += usage.cache_read_tokens
+                    if (
+                        usage.cache_write_tokens
+                        or usage.reasoning_tokens
+                        or usage.audio_input_tokens
+                        or usage.audio_output_tokens
+                    ):
+                        row.add_rare_usage(usage)
+                    if priced:
+                        row.cost_atto += atto
+                    elif row.model_call:
+                        row.unpriced += 1
+                elif row.model_call:
+                    row.unmeasured += 1
+                if latency_ms is not None:
+                    row.latency_ms += latency_ms
+        finally:
+            lock.release()
+
+        for subscriber in self._subscribers:
+            try:
+                subscriber(event)
+            except Exception:  # noqa: BLE001 - a subscriber never breaks record()
+                self._subscriber_failed(subscriber)
+        return event
+
+    def _load_version(self) -> str:
+        version = self._version = self.pricer.version
+        return version
+
+    def _price_slowly(
+        self, usage: Usage, provider: str | None, model: str | None, now: int
+    ) -> tuple[int, Decimal | None, bool]:
+        """Price a usage whose price depends on time or needs genai-prices' own arithmetic."""
+        if model is None:
+            self._unpriced_models.add((provider, "<no model>"))
+            return 0, None, False
+        atto = self.pricer.cost_atto(usage, provider, model, now)
+        if atto is None:
+            self._unpriced_models.add((provider, model))
+            return 0, None, False
+        return atto, atto_to_decimal(atto), True
+
+    def _new_row(self, frame: ActiveScope, key: _RowKey) -> _Row:
+        operation, _, provider, model, extra = key
+        model_call = operation not in (TOOL_OPERATION, CACHE_OPERATION)
+        plan = self.pricer.resolve(provider, model).constant if model_call and model is not None else None
+        dims_key = tuple(sorted({**frame.dimensions, **dict(extra)}.items())) if extra else frame._dims_key  # noqa: SLF001
+        fresh = _Row((operation, key[1], provider, model, dims_key), model_call, plan)
+        with self._lock:
+            return frame._rows.setdefault(key, fresh)  # noqa: SLF001
+
+    def _add_slowly(self, frame: ActiveScope, key: _RowKey, event: UsageEvent, atto: int, priced: bool) -> None:
+        """Add an event to the roll-ups and to the totals of its entry and every ancestor (lock held)."""
+        if not frame._closed:  # noqa: SLF001
+            row = frame._rows.get(key)  # noqa: SLF001
+            if row is None:
+                operation, status, provider, model, extra = key
+                dims_key = tuple(sorted({**frame.dimensions, **dict(extra)}.items()))
+                row = frame._rows[key] = _Row(  # noqa: SLF001
+                    (operation, status, provider, model, dims_key), operation not in _NOT_MODEL_CALLS, None
+                )
+            _accumulate(row, event, atto, priced)
+            return
+        single = Acc()
+        _accumulate(single, event, atto, priced)
+        dims_key = tuple(sorted(event.dimensions.items()))
+        self._cube_row((key[0], key[1], key[2], key[3], dims_key)).merge(single)
+        tkey = _totals_key(key, frame)
+        ancestor: ActiveScope | None = frame
+        while ancestor is not None:
+            ancestor._fold(tkey, single)  # noqa: SLF001
+            if not ancestor._closed:  # noqa: SLF001
+                break
+            ancestor = ancestor._parent  # noqa: SLF001
+
+    def _record_other(
+        self,
+        operation: str,
+        status: str,
+        extra: dict[str, str],
+        *,
+        usage: Usage | None = None,
+        latency_ms: float | None = None,
+        operation_id: str | None = None,
+        links: tuple[str, ...] = (),
+        tokens_saved: int = 0,
+    ) -> UsageEvent:
+        """Record a tool call or cache lookup (not a model call: never priced)."""
+        if type(status) is not str or not status:
+            raise ConfigurationError(f"status={status!r}: expected a non-empty str")
+        if latency_ms is not None:
+            latency_ms = _check_latency(latency_ms)
+        if operation_id is not None and type(operation_id) is not str:
+            raise ConfigurationError(f"operation_id={operation_id!r}: expected a str or None")
+        frame = self._current.get()
+        if frame is None:
+            frame = self._root
+        key: _RowKey = (operation, status, None, None, tuple(sorted(extra.items())))
+        now = _time_ns()
+        event = UsageEvent(
+            id=self._ids.new(now),
+            time_ns=now,
+            operation=operation,
+            provider=None,
+            model=None,
+            request_model=None,
+            usage=usage,
+            cost=None,
+            price_version=None,
+            latency_ms=latency_ms,
+            status=status,
+            dimensions=MappingProxyType({**frame.dimensions, **extra}),
+            operation_id=operation_id,
+            attempt=1,
+            response_id=None,
+            links=links,
+            tokens_saved=tokens_saved,
+        )
+        with self._lock:
+            self._events += 1
+            self._add_slowly(frame, key, event, 0, False)
+        for subscriber in self._subscribers:
+            try:
+                subscriber(event)
+            except Exception:  # noqa: BLE001 - a subscriber never breaks record()
+                self._subscriber_failed(subscriber)
+        return event
+
+    def _cube_row(self, key: _RowKey) -> Acc:
+        """The roll-up row for ``key``, created (or folded into the overflow row) as needed (lock held)."""
+        acc = self._cube.get(key)
+        if acc is not None:
+            return acc
+        if len(self._cube) >= self._max_live_keys:
+            self._overflowed += 1
+            if not self._overflow_warned:
+                self._overflow_warned = True
+                logger.warning(
+                    "meterline: %d live keys reached; further new dimension combinations are folded into "
+                    "%s=true (totals stay exact; call meter.forget() for finished sessions)",
+                    self._max_live_keys,
+                    OVERFLOW_DIMENSION,
+                )
+            key = (key[0], key[1], key[2], key[3], ((OVERFLOW_DIMENSION, "true"),))
+            acc = self._cube.get(key)
+            if acc is not None:
+                return acc
+        acc = self._cube[key] = Acc()
+        return acc
+
+    def _subscriber_failed(self, subscriber: Callable[[UsageEvent], object]) -> None:
+        self._subscriber_errors += 1
+        count = self._subscriber_errors
+        if count <= 10 or count % 1000 == 0:
+            logger.exception("meterline: subscriber %r failed (failure #%d); record() is unaffected", subscriber, count)
+
+    def record_tool(
+        self,
+        name: str,
+        *,
+        category: str = "",
+        status: str = "success",
+        duration_ms: float | None = None,
+        usage: Usage | None = None,
+        llm_call_id: str | Iterable[str] | None = None,
+        tags: Mapping[str, str | int] | None = None,
+        operation_id: str | None = None,
+    ) -> UsageEvent:
+        """Record one tool call (operation ``execute_tool``).
+
+        Args:
+            name: The tool's name (becomes the ``tool`` dimension).
+            category: A group of tools (the ``tool_category`` dimension), e.g. ``retrieval``.
+            status: ``success`` (or ``completed``/``ok``) counts as a success; anything else
+                as a failure.
+            duration_ms: How long the tool ran, in milliseconds.
+            usage: Tokens the tool reported (informational: kept in tool statistics, never
+                added to usage or cost, so a tool's own model calls are not counted twice).
+            llm_call_id: The id (or ids) of the model call(s) that asked for this tool.
+            tags: Extra dimensions for this event only.
+            operation_id: Groups this call with related events.
+
+        Raises:
+            ConfigurationError: on a bad argument (nothing is recorded).
+        """
+        if type(name) is not str or not name:
+            raise ConfigurationError(f"name={name!r}: expected a non-empty str")
+        if type(category) is not str:
+            raise ConfigurationError(f"category={category!r}: expected a str")
+        if usage is not None and type(usage) is not Usage:
+            raise ConfigurationError(f"usage={usage!r}: expected a meterline.Usage or None")
+        if llm_call_id is None:
+            links: tuple[str, ...] = ()
+        elif type(llm_call_id) is str:
+            links = (llm_call_id,)
+        else:
+            links = tuple(llm_call_id)
+            if not all(type(link) is str for link in links):
+                raise ConfigurationError(f"llm_call_id={llm_call_id!r}: expected a str or an iterable of str")
+        extra = _check_dims(tags, "tag") if tags else {}
+        extra["tool"] = name
+        if category:
+            extra["tool_category"] = category
+        return self._record_other(
+            TOOL_OPERATION,
+            status,
+            extra,
+            usage=usage,
+            latency_ms=duration_ms,
+            operation_id=operation_id,
+            links=links,
+        )
+
+    def record_cache_hit(self, tokens_saved: int = 0, *, tags: Mapping[str, str | int] | None = None) -> UsageEvent:
+        """Record a hit in the application's own response cache, saving ``tokens_saved`` tokens.
+
+        Raises:
+            MalformedUsageError: when ``tokens_saved`` is not a non-negative int.
+        """
+        saved = check_count("tokens_saved", tokens_saved)
+        extra = _check_dims(tags, "tag") if tags else {}
+        return self._record_other(CACHE_OPERATION, "hit", extra, tokens_saved=saved)
+
+    def record_cache_miss(self, *, tags: Mapping[str, str | int] | None = None) -> UsageEvent:
+        """Record a miss in the application's own response cache."""
+        extra = _check_dims(tags, "tag") if tags else {}
+        return self._record_other(CACHE_OPERATION, "miss", extra)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def _rows_locked(self) -> dict[_RowKey, Acc]:
+        """Every roll-up row, the live scopes' included, as detached copies (lock held)."""
+        rows = {key: acc.copy() for key, acc in self._cube.items()}
+        for frame in (self._root, *self._live):
+            for row in frame._rows.values():  # noqa: SLF001
+                _merge_into(rows, row.cube_key, row)
+        return rows
+
+    def _take_rows_locked(self) -> dict[_RowKey, Acc]:
+        """Every roll-up row, removed from the meter (scope entries keep their totals; lock held)."""
+        rows = self._rows_locked()
+        self._cube = {}
+        for frame in (self._root, *self._live):
+            taken = frame._rows  # noqa: SLF001
+            frame._rows = {}  # noqa: SLF001
+            if frame is not self._root:
+                for key, row in taken.items():
+                    frame._fold(_totals_key(key, frame), row)  # noqa: SLF001
+        return rows
+
+    @overload
+    def totals(self, by: tuple[()] = (), where: Mapping[str, object] | None = None) -> Totals: ...
+    @overload
+    def totals(
+        self, by: tuple[str, ...] | list[str], where: Mapping[str, object] | None = None
+    ) -> dict[tuple[str | None, ...], Totals]: ...
+    def totals(
+        self, by: tuple[str, ...] | list[str] = (), where: Mapping[str, object] | None = None
+    ) -> Totals | dict[tuple[str | None, ...], Totals]:
+        """Live roll-ups of everything this meter recorded (and merged).
+
+        Args:
+            by: Dimensions to group by: ``operation``, ``status``, ``provider``, ``model`` or
+                any scope dimension or tag (``user``, ``session``, ``agent``, ``tool``…).
+            where: Keep only events whose dimension equals the value (or is in it, when the
+                value is a set, list or tuple). ``None`` matches events without the dimension.
+
+        Returns:
+            One `Totals` without ``by``; with ``by``, a dict from a tuple of the group's values
+            (``None`` where an event lacks the dimension) to its `Totals`.
+
+        Raises:
+            ConfigurationError: on a dimension name that is not an identifier.
+        """
+        group = tuple(by)
+        for name in (*group, *(where or {})):
+            if type(name) is not str or not _DIM_NAME.fullmatch(name):
+                raise ConfigurationError(f"dimension {name!r}: expected a lower-case identifier")
+        filters = [
+            (name, frozenset(value) if isinstance(value, (set, frozenset, list, tuple)) else frozenset((value,)))
+            for name, value in (where or {}).items()
+        ]
+        with self._lock:
+            rows = self._rows_locked()
+        groups: dict[tuple[str | None, ...], list[tuple[str, str, str | None, str | None, Acc]]] = {}
+        for key, acc in rows.items():
+            if any(_value_of(key, name) not in allowed for name, allowed in filters):
+                continue
+            groups.setdefault(tuple(_value_of(key, name) for name in group), []).append(
+                (*_cube_totals_key(key), acc)
+            )
+        if not group:
+            return totals_from_rows(groups.get((), []))
+        return {key: totals_from_rows(rows) for key, rows in groups.items()}
+
+    def forget(self, **dimensions: str | int) -> int:
+        """Drop the roll-up rows of everything recorded with these dimensions (a pruned session, say).
+
+        Scope entries keep their own totals; only `totals`, `snapshot` and their memory forget.
+
+        Returns:
+            The number of rows dropped.
+
+        Raises:
+            ConfigurationError: when no dimension is given, or one is invalid.
+        """
+        if not dimensions:
+            raise ConfigurationError("forget() needs at least one dimension, e.g. forget(session='s1'); use reset()")
+        for name in dimensions:
+            if not _DIM_NAME.fullmatch(name):
+                raise ConfigurationError(f"dimension {name!r}: expected a lower-case identifier")
+        wanted = [(name, str(value)) for name, value in dimensions.items()]
+
+        def matches(key: _RowKey) -> bool:
+            return all(_value_of(key, name) == value for name, value in wanted)
+
+        dropped = 0
+        with self._lock:
+            for key in [key for key in self._cube if matches(key)]:
+                del self._cube[key]
+                dropped += 1
+            for frame in (self._root, *self._live):
+                for key, row in list(frame._rows.items()):  # noqa: SLF001
+                    if matches(row.cube_key):
+                        del frame._rows[key]  # noqa: SLF001
+                        if frame is not self._root:
+                            frame._fold(_totals_key(key, frame), row)  # noqa: SLF001
+                        dropped += 1
+        return dropped
+
+    def stats(self) -> MeterStats:
+        """Counters of the meter's machinery: events, subscriber failures, live keys, overflow."""
+        with self._lock:
+            live = len(self._rows_locked())
+            return MeterStats(
+                events=self._events,
+                subscriber_errors=self._subscriber_errors,
+                live_keys=live,
+                max_live_keys=self._max_live_keys,
+                overflowed_events=self._overflowed,
+                unpriced_models=tuple(sorted(self._unpriced_models, key=lambda pm: (pm[0] or "", pm[1]))),
+            )
+
+    # -- subscribers --------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[UsageEvent], object]) -> Callable[[], None]:
+        """Call ``callback(event)`` after every recorded event; returns an unsubscribe function.
+
+        Callbacks run synchronously in the recording thread; hand slow work to a queue. An
+        exception in a callback is logged on the ``meterline`` logger and counted in
+        `stats`, and never reaches the caller of ``record()``.
+        """
+        if not callable(callback):
+            raise ConfigurationError(f"callback={callback!r}: expected a callable taking a UsageEvent")
+        with self._lock:
+            # Replaced, never mutated, so record() iterates it without the lock.
+            self._subscribers = (*self._subscribers, callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                subscribers = list(self._subscribers)
+                if callback in subscribers:
+                    subscribers.remove(callback)
+                self._subscribers = tuple(subscribers)
+
+        return unsubscribe
+
+    # -- snapshots ----------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """The live totals as a `Snapshot` (JSON-serialisable, mergeable)."""
+        with self._lock:
+            rows = self._rows_locked()
+        return Snapshot(rows=tuple(rows.items()), taken_ns=_time_ns())
+
+    def snapshot_and_reset(self) -> Snapshot:
+        """Take a snapshot and reset, atomically: every event is in exactly one snapshot."""
+        with self._lock:
+            rows = self._take_rows_locked()
+        return Snapshot(rows=tuple(rows.items()), taken_ns=_time_ns())
+
+    def merge(self, snapshot: Snapshot) -> None:
+        """Add a snapshot (from this or another process) into the live totals.
+
+        Merging the snapshots of N processes gives exactly the totals of one process that
+        recorded everything.
+        """
+        if not isinstance(snapshot, Snapshot):
+            raise ConfigurationError(f"snapshot={snapshot!r}: expected a meterline.Snapshot")
+        with self._lock:
+            for key, acc in snapshot.rows:
+                self._cube_row(key).merge(acc)
+
+    def reset(self) -> None:
+        """Drop every live roll-up (scope entries keep their own totals)."""
+        with self._lock:
+            self._take_rows_locked()
+
+    def __repr__(self) -> str:
+        return f"<meterline.Meter events={self._events}>"
+
+
+_NOT_MODEL_CALLS: Final = frozenset({TOOL_OPERATION, CACHE_OPERATION})
+
+
+def _value_of(key: _RowKey, name: str) -> str | None:
+    if name == "operation":
+        return key[0]
+    if name == "status":
+        return key[1]
+    if name == "provider":
+        return key[2]
+    if name == "model":
+        return key[3]
+    for dim, value in key[4]:
+        if dim == name:
+            return value
+    return None
+
+
+def _accumulate(acc: Acc, event: UsageEvent, atto: int, priced: bool) -> None:
+    """Add one event to an accumulator (the general path; `Meter.record` inlines the common case)."""
+    model_call = event.operation not in _NOT_MODEL_CALLS
+    acc.events += 1
+    usage = event.usage
+    if usage is not None:
+        acc.input_tokens += usage.input_tokens
+        acc.output_tokens += usage.output_tokens
+        acc.cache_read_tokens += usage.cache_read_tokens
+        acc.add_rare_usage(usage)
+        if priced:
+            acc.cost_atto += atto
+        elif model_call:
+            acc.unpriced += 1
+    elif model_call:
+        acc.unmeasured += 1
+    if event.latency_ms is not None:
+        acc.latency_ms += event.latency_ms
+    if event.links:
+        acc.add_links(event.links)
+    acc.tokens_saved += event.tokens_saved
