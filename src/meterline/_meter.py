@@ -581,7 +581,8 @@ class Meter:
                 atto = plan.const_atto + usage.input_tokens * rates[0] + usage.output_tokens * rates[4]
                 if usage.cache_read_tokens:
                     atto += usage.cache_read_tokens * rates[1]
-                cost = _Decimal(atto // plan.divisor) * plan.scale if atto else _ZERO
+                digits = atto // plan.divisor
+                cost = _Decimal(digits) * plan.scale if digits % 10 else plan.decimal(atto)
                 priced = True
             elif plan is not None and plan.fast_for(usage):
                 atto = plan.atto(usage)

@@ -45,6 +45,7 @@ __all__ = [
     "PriceTable",
     "Pricer",
     "atto_to_decimal",
+    "tidy",
 ]
 
 logger = logging.getLogger("meterline")
@@ -53,6 +54,7 @@ ATTO: Final = 10**18
 """Costs are carried as integers of 1e-18 USD (atto-dollars) between events and totals."""
 
 _ZERO: Final = Decimal(0)
+_ONE: Final = Decimal(1)
 _MTOK: Final = 1_000_000
 
 # genai-prices' usage keys for meterline's canonical fields, in `USAGE_FIELDS` order.
@@ -108,14 +110,18 @@ _GENAI_PROVIDER: Final[Mapping[str, str]] = {
 _SELF_HOSTED: Final = frozenset({"ollama", "vllm", "llama.cpp", "lmstudio"})
 
 
+def tidy(value: Decimal) -> Decimal:
+    """``value`` without trailing zeros, and never in exponent notation (``10``, not ``1E+1``)."""
+    normal = value.normalize()
+    exponent = normal.as_tuple().exponent
+    return normal if isinstance(exponent, int) and exponent < 0 else normal.quantize(_ONE)
+
+
 def atto_to_decimal(atto: int) -> Decimal:
-    """Convert an integer amount of 1e-18 USD to an exact, normalised ``Decimal`` of USD."""
+    """Convert an integer amount of 1e-18 USD to an exact, tidy ``Decimal`` of USD."""
     if atto == 0:
         return _ZERO
-    value = Decimal(atto).scaleb(-18)
-    # Drop trailing zeros without switching to exponent notation for whole amounts.
-    normal = value.normalize()
-    return normal if normal.as_tuple().exponent < 0 else normal.quantize(Decimal(1))  # type: ignore[operator]
+    return tidy(Decimal(atto).scaleb(-18))
 
 
 def _decimal_price(owner: str, name: str, value: object) -> Decimal | None:
@@ -515,7 +521,8 @@ class _Plan:
         """
         if atto == 0:
             return _ZERO
-        return Decimal(atto // self.divisor) * self.scale
+        digits = atto // self.divisor
+        return Decimal(digits) * self.scale if digits % 10 else tidy(Decimal(digits) * self.scale)
 
     def atto(self, usage: Usage) -> int:
         """The cost of ``usage`` in atto-dollars (exact integer arithmetic)."""
