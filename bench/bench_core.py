@@ -22,8 +22,8 @@ from decimal import Decimal
 if os.path.isdir("src"):
     sys.path.insert(0, os.path.abspath("src"))
 
-import meterline  # noqa: E402
-from meterline import Meter, Usage  # noqa: E402
+import meterline
+from meterline import Meter, Usage
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 NUMBER = int(os.environ.get("BENCH_N", "20000"))
@@ -36,7 +36,11 @@ OPENAI_CHAT = {
     "choices": [
         {
             "index": 0,
-            "message": {"role": "assistant", "content": "Hello! How can I assist you today?", "refusal": None},
+            "message": {
+                "role": "assistant",
+                "content": "Hello! How can I assist you today?",
+                "refusal": None,
+            },
             "logprobs": None,
             "finish_reason": "stop",
         }
@@ -154,24 +158,35 @@ def main() -> int:
         ),
         5.0,
     )
-    add("Pricer.cost(usage, ..., at=) (public)", per_call("pricer.cost(usage, 'openai', 'gpt-4o', at=at)", namespace))
+    add(
+        "Pricer.cost(usage, ..., at=) (public)",
+        per_call("pricer.cost(usage, 'openai', 'gpt-4o', at=at)", namespace),
+    )
     add(
         "record(Usage), no scope",
         per_call("meter.record(usage, model='gpt-4o', provider='openai', latency_ms=812.0)", namespace),
     )
-    add("record(OpenAI chat dict), no scope", per_call("meter.record(OPENAI_CHAT, model='gpt-4o')", namespace))
+    add(
+        "record(OpenAI chat dict), no scope", per_call("meter.record(OPENAI_CHAT, model='gpt-4o')", namespace)
+    )
     with scoped.scope(org="org-1"), scoped.scope(session="thread-1"), scoped.scope(agent="agent-1"):
         add(
             "record(Usage), 3 scopes + subscriber",
-            per_call("scoped.record(usage, model='gpt-4o-mini', provider='openai', latency_ms=850.0)", namespace),
+            per_call(
+                "scoped.record(usage, model='gpt-4o-mini', provider='openai', latency_ms=850.0)", namespace
+            ),
         )
         add(
             "record(Usage) with tags, 3 scopes",
             per_call(
-                "scoped.record(usage, model='gpt-4o-mini', provider='openai', tags={'feature': 'search'})", namespace
+                "scoped.record(usage, model='gpt-4o-mini', provider='openai', tags={'feature': 'search'})",
+                namespace,
             ),
         )
-    add("record_tool(...)", per_call("meter.record_tool('web_search', category='retrieval', duration_ms=5.0)", namespace))
+    add(
+        "record_tool(...)",
+        per_call("meter.record_tool('web_search', category='retrieval', duration_ms=5.0)", namespace),
+    )
     imported = import_cost()
 
     failed = False

@@ -7,6 +7,7 @@ import logging
 import math
 import re
 from decimal import Decimal
+from typing import TypedDict
 from uuid import UUID
 
 import pytest
@@ -14,7 +15,13 @@ import pytest
 import meterline
 from meterline import ConfigurationError, MalformedUsageError, Meter, Snapshot, Usage, UsageEvent
 
-GPT = {"model": "gpt-4o-mini", "provider": "openai"}
+
+class _Model(TypedDict):
+    model: str
+    provider: str
+
+
+GPT: _Model = {"model": "gpt-4o-mini", "provider": "openai"}
 CHAT_BODY = {
     "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
     "object": "chat.completion",
@@ -113,7 +120,9 @@ def test_errors_and_retries_are_grouped(meter: Meter) -> None:
 
 def test_embeddings_are_an_operation(meter: Meter) -> None:
     """Embeddings are recorded as their own operation and split out in by_operation."""
-    meter.record(Usage(input_tokens=50_000), model="text-embedding-3-small", provider="openai", operation="embeddings")
+    meter.record(
+        Usage(input_tokens=50_000), model="text-embedding-3-small", provider="openai", operation="embeddings"
+    )
     meter.record(Usage(input_tokens=100, output_tokens=10), **GPT)
     totals = meter.totals()
     assert totals.by_operation["embeddings"].usage.input_tokens == 50_000
@@ -171,7 +180,11 @@ def test_totals_by_and_where(meter: Meter) -> None:
             meter.record(Usage(input_tokens=tokens), model=model, provider="openai")
     meter.record(Usage(input_tokens=1), model="gpt-4o", provider="openai")
     by_user = meter.totals(by=("user",))
-    assert {key: t.usage.input_tokens for key, t in by_user.items()} == {("u1",): 110, ("u2",): 1000, (None,): 1}
+    assert {key: t.usage.input_tokens for key, t in by_user.items()} == {
+        ("u1",): 110,
+        ("u2",): 1000,
+        (None,): 1,
+    }
     by_both = meter.totals(by=["model", "user"], where={"user": "u1"})
     assert set(by_both) == {("gpt-4o", "u1"), ("gpt-4o-mini", "u1")}
     assert meter.totals(where={"user": {"u1", "u2"}}).usage.input_tokens == 1110
@@ -180,6 +193,9 @@ def test_totals_by_and_where(meter: Meter) -> None:
     assert meter.totals().cost == sum((t.cost for t in by_user.values()), Decimal(0))
     with pytest.raises(ConfigurationError):
         meter.totals(by=("bad-name",))
+    with pytest.raises(ConfigurationError, match="by='user'"):
+        meter.totals(by="user")
+    assert meter.totals(by=()) == {(): meter.totals()}
 
 
 @pytest.mark.parametrize(
@@ -202,7 +218,9 @@ def test_totals_by_and_where(meter: Meter) -> None:
         ({"tags": {"feature": 1.5}}, "feature=1.5"),
     ],
 )
-def test_bad_arguments_raise_and_change_nothing(meter: Meter, kwargs: dict[str, object], message: str) -> None:
+def test_bad_arguments_raise_and_change_nothing(
+    meter: Meter, kwargs: dict[str, object], message: str
+) -> None:
     """A bad argument raises ConfigurationError naming the value, and records nothing."""
     meter.record(Usage(input_tokens=3), **GPT)
     before = meter.totals()
@@ -255,10 +273,14 @@ def test_snapshots_merge_exactly_across_processes() -> None:
     parts = [Meter() for _ in range(3)]
     for index in range(60):
         part = parts[index % 3]
-        usage = Usage(input_tokens=index * 7, cache_read_tokens=index, output_tokens=index * 3, reasoning_tokens=index)
+        usage = Usage(
+            input_tokens=index * 7, cache_read_tokens=index, output_tokens=index * 3, reasoning_tokens=index
+        )
         for target in (part, everything):
             with target.scope(user=f"u{index % 4}", session=f"s{index % 5}"):
-                target.record(usage, model=("gpt-4o", "o3-mini")[index % 2], provider="openai", latency_ms=1.5)
+                target.record(
+                    usage, model=("gpt-4o", "o3-mini")[index % 2], provider="openai", latency_ms=1.5
+                )
                 target.record_tool("search", duration_ms=2.0, llm_call_id=f"id{index}")
             if index % 7 == 0:
                 target.record(None, **GPT)

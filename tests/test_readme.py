@@ -35,5 +35,5 @@ def test_readme_python_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for block in _python_blocks():
-            exec(compile(block, str(README), "exec"), namespace)  # noqa: S102 - the README is ours
+            exec(compile(block, str(README), "exec"), namespace)
     assert len(_python_blocks()) >= 4

@@ -9,12 +9,19 @@ import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from typing import TypedDict
 
 import pytest
 
 from meterline import ConfigurationError, Meter, Usage
 
-GPT = {"model": "gpt-4o-mini", "provider": "openai"}
+
+class _Model(TypedDict):
+    model: str
+    provider: str
+
+
+GPT: _Model = {"model": "gpt-4o-mini", "provider": "openai"}
 
 
 def test_nested_scopes_merge_dimensions_and_roll_up(meter: Meter) -> None:
@@ -39,8 +46,12 @@ def test_scope_totals_cover_tools_cache_and_unmeasured(meter: Meter) -> None:
     """A scope's totals count everything both reference trackers count."""
     with meter.scope(session="s1") as scope:
         llm = meter.record(Usage(input_tokens=1000, cache_read_tokens=500, output_tokens=50), **GPT)
-        meter.record(Usage(input_tokens=64), model="text-embedding-3-small", provider="openai", operation="embeddings")
-        meter.record_tool("search", category="retrieval", status="failure", duration_ms=3.0, llm_call_id=llm.id)
+        meter.record(
+            Usage(input_tokens=64), model="text-embedding-3-small", provider="openai", operation="embeddings"
+        )
+        meter.record_tool(
+            "search", category="retrieval", status="failure", duration_ms=3.0, llm_call_id=llm.id
+        )
         meter.record_cache_hit(tokens_saved=40)
         meter.record_cache_miss()
         meter.record(None, **GPT)
@@ -58,7 +69,7 @@ def test_invalid_dimensions_are_refused(meter: Meter) -> None:
     """Scope dimensions must be identifiers, never event fields, with str or int values."""
     for bad in ({"User": "x"}, {"model": "x"}, {"user": 1.5}, {"user": None}, {"a" * 64: "x"}):
         with pytest.raises(ConfigurationError):
-            meter.scope(**bad)  # type: ignore[arg-type]
+            meter.scope(**bad)
     assert dict(meter.scope(user=7).dimensions) == {"user": "7"}
 
 
@@ -128,7 +139,9 @@ def test_eight_threads_fifty_thousand_records_each_are_exact(meter: Meter) -> No
     for index in range(8):
         totals = scopes[index].totals
         assert totals.requests == per_thread
-        assert totals.usage == Usage(input_tokens=3 * per_thread, cache_read_tokens=per_thread, output_tokens=2 * per_thread)
+        assert totals.usage == Usage(
+            input_tokens=3 * per_thread, cache_read_tokens=per_thread, output_tokens=2 * per_thread
+        )
         assert totals.cost == one * per_thread
     everything = meter.totals()
     assert everything.requests == 8 * per_thread
@@ -163,10 +176,10 @@ def test_executor_keeps_the_scope_when_the_context_is_copied(meter: Meter) -> No
     """Work submitted with copy_context().run is attributed to the caller's scope; without it, not."""
     with meter.scope(user="u1") as scope, ThreadPoolExecutor(max_workers=2) as pool:
         ctx = contextvars.copy_context()
-        pool.submit(ctx.run, meter.record, Usage(input_tokens=4), **GPT).result()
-        pool.submit(meter.record, Usage(input_tokens=1), **GPT).result()
+        pool.submit(ctx.run, lambda: meter.record(Usage(input_tokens=4), **GPT)).result()
+        pool.submit(lambda: meter.record(Usage(input_tokens=1), **GPT)).result()
     assert scope.totals.usage.input_tokens == 4
-    assert meter.totals(by=("user",)) .keys() == {("u1",), (None,)}
+    assert meter.totals(by=("user",)).keys() == {("u1",), (None,)}
 
 
 def test_late_records_after_a_scope_ended_still_count(meter: Meter) -> None:

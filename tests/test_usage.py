@@ -32,7 +32,9 @@ def test_usage_is_frozen_and_slotted() -> None:
 def test_addition_and_sum() -> None:
     """Usages add field by field, and sum() starts from zero."""
     a = Usage(input_tokens=10, cache_read_tokens=4, output_tokens=5, reasoning_tokens=2)
-    b = Usage(input_tokens=7, cache_write_tokens=3, cache_write_1h_tokens=1, output_tokens=1, audio_output_tokens=1)
+    b = Usage(
+        input_tokens=7, cache_write_tokens=3, cache_write_1h_tokens=1, output_tokens=1, audio_output_tokens=1
+    )
     total = a + b
     assert total == Usage(
         input_tokens=17,
@@ -50,7 +52,7 @@ def test_addition_and_sum() -> None:
 def test_adding_something_else_is_a_type_error() -> None:
     """Adding a non-Usage raises TypeError rather than guessing."""
     with pytest.raises(TypeError):
-        _ = Usage() + 1  # type: ignore[operator]
+        _ = Usage() + 1
 
 
 @pytest.mark.parametrize("bad", [-1, 1.0, math.nan, True, "3", None, 10**3 * 1.5])
@@ -66,7 +68,10 @@ def test_bad_counts_are_refused_with_field_and_value(field: str, bad: object) ->
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"input_tokens": 5, "cache_read_tokens": 4, "cache_write_tokens": 2}, "cache_read_tokens + cache_write_tokens"),
+        (
+            {"input_tokens": 5, "cache_read_tokens": 4, "cache_write_tokens": 2},
+            "cache_read_tokens + cache_write_tokens",
+        ),
         ({"input_tokens": 5, "cache_write_tokens": 2, "cache_write_1h_tokens": 3}, "cache_write_1h_tokens"),
         ({"input_tokens": 5, "audio_input_tokens": 6}, "audio_input_tokens"),
         ({"output_tokens": 5, "reasoning_tokens": 6}, "reasoning_tokens"),

@@ -5,7 +5,14 @@ from __future__ import annotations as _annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from meterline._events import CACHE_OPERATION, TOOL_OPERATION, TOOL_SUCCESS, OperationTotals, ToolStats, Totals
+from meterline._events import (
+    CACHE_OPERATION,
+    TOOL_OPERATION,
+    TOOL_SUCCESS,
+    OperationTotals,
+    ToolStats,
+    Totals,
+)
 from meterline._pricing import atto_to_decimal
 from meterline._usage import Usage, _new_usage
 

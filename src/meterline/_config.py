@@ -119,5 +119,3 @@ def record_tool(
         tags=tags,
         operation_id=operation_id,
     )
-
-

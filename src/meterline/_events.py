@@ -89,7 +89,11 @@ class UsageEvent:
     @property
     def unpriced(self) -> bool:
         """A measured model call that could not be priced."""
-        return self.usage is not None and self.cost is None and self.operation not in (TOOL_OPERATION, CACHE_OPERATION)
+        return (
+            self.usage is not None
+            and self.cost is None
+            and self.operation not in (TOOL_OPERATION, CACHE_OPERATION)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: money as decimal strings, usage as a dict, time as RFC 3339."""
@@ -144,7 +148,9 @@ class UsageEvent:
                 tokens_saved=int(data.get("tokens_saved", 0)),
             )
         except (KeyError, TypeError, ArithmeticError) as exc:
-            raise MalformedUsageError("event", dict(data), f"a UsageEvent.to_dict() mapping ({exc!r})") from exc
+            raise MalformedUsageError(
+                "event", dict(data), f"a UsageEvent.to_dict() mapping ({exc!r})"
+            ) from exc
 
 
 @dataclass(slots=True)
@@ -294,7 +300,9 @@ class Totals:
                 for name, op in sorted(self.by_operation.items())
             },
             "tools": {name: _tool_dict(stats) for name, stats in sorted(self.tools.items())},
-            "tool_categories": {name: _tool_dict(stats) for name, stats in sorted(self.tool_categories.items())},
+            "tool_categories": {
+                name: _tool_dict(stats) for name, stats in sorted(self.tool_categories.items())
+            },
             "cache_hits": self.cache_hits,
             "cache_misses": self.cache_misses,
             "cache_tokens_saved": self.cache_tokens_saved,
@@ -314,4 +322,4 @@ def _tool_dict(stats: ToolStats) -> dict[str, Any]:
     }
 
 
-assert tuple(Usage.__dataclass_fields__) == USAGE_FIELDS  # noqa: S101 - the field order is a contract
+assert tuple(Usage.__dataclass_fields__) == USAGE_FIELDS

@@ -12,7 +12,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from decimal import Decimal
@@ -60,8 +60,8 @@ _all_meters: weakref.WeakSet[Meter] = weakref.WeakSet()
 
 def _reinit_locks_after_fork() -> None:
     for meter in list(_all_meters):
-        meter._lock = threading.Lock()  # noqa: SLF001 - a child must not inherit a held lock
-        meter._ids.renew()  # noqa: SLF001 - nor its parent's ids
+        meter._lock = threading.Lock()
+        meter._ids.renew()
 
 
 os.register_at_fork(after_in_child=_reinit_locks_after_fork)
@@ -73,7 +73,8 @@ def _check_dims(dims: Mapping[str, object], what: str) -> dict[str, str]:
     for name, value in dims.items():
         if type(name) is not str or not _DIM_NAME.fullmatch(name):
             raise ConfigurationError(
-                f"{what} name {name!r}: expected a lower-case identifier ([a-z_][a-z0-9_]*, at most 63 characters)"
+                f"{what} name {name!r}: expected a lower-case identifier "
+                "([a-z_][a-z0-9_]*, at most 63 characters)"
             )
         if name in _RESERVED:
             raise ConfigurationError(
@@ -136,7 +137,7 @@ class ActiveScope:
     def totals(self) -> Totals:
         """Everything recorded inside this scope and its children (a consistent snapshot)."""
         merged: dict[_TotalsKey, Acc] = {}
-        with self._meter._lock:  # noqa: SLF001 - scopes are part of the meter
+        with self._meter._lock:
             stack = [self]
             while stack:
                 frame = stack.pop()
@@ -232,7 +233,7 @@ class Scope:
         return MappingProxyType(self._dims)
 
     def __enter__(self) -> ActiveScope:
-        entry = self._meter._enter(self._dims)  # noqa: SLF001
+        entry = self._meter._enter(self._dims)
         self._entries.append(entry)
         return entry[0]
 
@@ -240,7 +241,7 @@ class Scope:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         frame, token = self._entries.pop()
-        self._meter._exit(frame, token)  # noqa: SLF001
+        self._meter._exit(frame, token)
 
     async def __aenter__(self) -> ActiveScope:
         return self.__enter__()
@@ -261,21 +262,21 @@ class Scope:
 
             @functools.wraps(func)
             async def _meterline_scoped_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                frame, token = meter._enter(dims)  # noqa: SLF001
+                frame, token = meter._enter(dims)
                 try:
                     return await func(*args, **kwargs)
                 finally:
-                    meter._exit(frame, token)  # noqa: SLF001
+                    meter._exit(frame, token)
 
             return _meterline_scoped_async
 
         @functools.wraps(func)
         def _meterline_scoped(*args: P.args, **kwargs: P.kwargs) -> Any:
-            frame, token = meter._enter(dims)  # noqa: SLF001
+            frame, token = meter._enter(dims)
             try:
                 return func(*args, **kwargs)
             finally:
-                meter._exit(frame, token)  # noqa: SLF001
+                meter._exit(frame, token)
 
         return _meterline_scoped
 
@@ -361,7 +362,9 @@ class Snapshot:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             if isinstance(exc, MalformedUsageError):
                 raise
-            raise MalformedUsageError("snapshot", str(text)[:80], f"a Snapshot.to_json() document ({exc!r})") from exc
+            raise MalformedUsageError(
+                "snapshot", str(text)[:80], f"a Snapshot.to_json() document ({exc!r})"
+            ) from exc
 
 
 class Meter:
@@ -399,7 +402,9 @@ class Meter:
         self.pricer = Pricer(prices, builtin_corrections=builtin_corrections)
         """The price engine (overrides, then genai-prices)."""
         self._lock = threading.Lock()
-        self._current: ContextVar[ActiveScope | None] = ContextVar(f"meterline_scope_{id(self):x}", default=None)
+        self._current: ContextVar[ActiveScope | None] = ContextVar(
+            f"meterline_scope_{id(self):x}", default=None
+        )
         self._root = ActiveScope(self, None, {})
         self._live: set[ActiveScope] = set()
         self._cube: dict[_RowKey, Acc] = {}
@@ -443,7 +448,7 @@ class Meter:
         with self._lock:
             self._live.add(frame)
             if parent is not None:
-                parent._children.add(frame)  # noqa: SLF001
+                parent._children.add(frame)
         return frame, self._current.set(frame)
 
     def _exit(self, frame: ActiveScope, token: Token[ActiveScope | None]) -> None:
@@ -452,27 +457,27 @@ class Meter:
         except ValueError:
             # Exited in another context than it was entered in (a generator handed
             # between tasks, say): restore the parent there instead.
-            self._current.set(frame._parent)  # noqa: SLF001
+            self._current.set(frame._parent)
         with self._lock:
-            frame._closed = True  # noqa: SLF001
+            frame._closed = True
             self._live.discard(frame)
-            rows = frame._rows  # noqa: SLF001
-            frame._rows = {}  # noqa: SLF001
+            rows = frame._rows
+            frame._rows = {}
             for key, row in rows.items():
                 self._cube_row(row.cube_key).merge(row)
-                frame._fold(_totals_key(key, frame), row)  # noqa: SLF001
+                frame._fold(_totals_key(key, frame), row)
             # Hand what the entry holds to its ancestors' totals: every closed one on the way
             # and the first open one (which passes it on when it ends in turn).
-            parent = frame._parent  # noqa: SLF001
+            parent = frame._parent
             if parent is not None:
-                parent._children.discard(frame)  # noqa: SLF001
+                parent._children.discard(frame)
                 ancestor: ActiveScope | None = parent
                 while ancestor is not None:
-                    for tkey, acc in frame._folded.items():  # noqa: SLF001
-                        ancestor._fold(tkey, acc)  # noqa: SLF001
-                    if not ancestor._closed:  # noqa: SLF001
+                    for tkey, acc in frame._folded.items():
+                        ancestor._fold(tkey, acc)
+                    if not ancestor._closed:
                         break
-                    ancestor = ancestor._parent  # noqa: SLF001
+                    ancestor = ancestor._parent
 
     # -- recording ----------------------------------------------------------------------
 
@@ -557,7 +562,7 @@ class Meter:
         else:
             key = (operation, status, provider, model, ())
             dimensions = frame.dimensions
-        row = frame._rows.get(key)  # noqa: SLF001
+        row = frame._rows.get(key)
         if row is None:
             row = self._new_row(frame, key)
 
@@ -622,7 +627,7 @@ class Meter:
         lock.acquire()
         try:
             self._events += 1
-            if frame._closed or frame._rows.get(key) is not row:  # noqa: SLF001
+            if frame._closed or frame._rows.get(key) is not row:
                 # Rare: the entry ended (work left running in an executor) or reset() took
                 # its rows between the lookup above and now.
                 self._add_slowly(frame, key, event, atto, priced)
@@ -679,19 +684,21 @@ class Meter:
         operation, _, provider, model, extra = key
         model_call = operation not in (TOOL_OPERATION, CACHE_OPERATION)
         plan = self.pricer.resolve(provider, model).constant if model_call and model is not None else None
-        dims_key = tuple(sorted({**frame.dimensions, **dict(extra)}.items())) if extra else frame._dims_key  # noqa: SLF001
+        dims_key = tuple(sorted({**frame.dimensions, **dict(extra)}.items())) if extra else frame._dims_key
         fresh = _Row((operation, key[1], provider, model, dims_key), model_call, plan)
         with self._lock:
-            return frame._rows.setdefault(key, fresh)  # noqa: SLF001
+            return frame._rows.setdefault(key, fresh)
 
-    def _add_slowly(self, frame: ActiveScope, key: _RowKey, event: UsageEvent, atto: int, priced: bool) -> None:
+    def _add_slowly(
+        self, frame: ActiveScope, key: _RowKey, event: UsageEvent, atto: int, priced: bool
+    ) -> None:
         """Add an event to the roll-ups and to the totals of its entry and every ancestor (lock held)."""
-        if not frame._closed:  # noqa: SLF001
-            row = frame._rows.get(key)  # noqa: SLF001
+        if not frame._closed:
+            row = frame._rows.get(key)
             if row is None:
                 operation, status, provider, model, extra = key
                 dims_key = tuple(sorted({**frame.dimensions, **dict(extra)}.items()))
-                row = frame._rows[key] = _Row(  # noqa: SLF001
+                row = frame._rows[key] = _Row(
                     (operation, status, provider, model, dims_key), operation not in _NOT_MODEL_CALLS, None
                 )
             _accumulate(row, event, atto, priced)
@@ -703,10 +710,10 @@ class Meter:
         tkey = _totals_key(key, frame)
         ancestor: ActiveScope | None = frame
         while ancestor is not None:
-            ancestor._fold(tkey, single)  # noqa: SLF001
-            if not ancestor._closed:  # noqa: SLF001
+            ancestor._fold(tkey, single)
+            if not ancestor._closed:
                 break
-            ancestor = ancestor._parent  # noqa: SLF001
+            ancestor = ancestor._parent
 
     def _record_other(
         self,
@@ -787,7 +794,9 @@ class Meter:
         self._subscriber_errors += 1
         count = self._subscriber_errors
         if count <= 10 or count % 1000 == 0:
-            logger.exception("meterline: subscriber %r failed (failure #%d); record() is unaffected", subscriber, count)
+            logger.exception(
+                "meterline: subscriber %r failed (failure #%d); record() is unaffected", subscriber, count
+            )
 
     def record_tool(
         self,
@@ -846,7 +855,9 @@ class Meter:
             links=links,
         )
 
-    def record_cache_hit(self, tokens_saved: int = 0, *, tags: Mapping[str, str | int] | None = None) -> UsageEvent:
+    def record_cache_hit(
+        self, tokens_saved: int = 0, *, tags: Mapping[str, str | int] | None = None
+    ) -> UsageEvent:
         """Record a hit in the application's own response cache, saving ``tokens_saved`` tokens.
 
         Raises:
@@ -867,7 +878,7 @@ class Meter:
         """Every roll-up row, the live scopes' included, as detached copies (lock held)."""
         rows = {key: acc.copy() for key, acc in self._cube.items()}
         for frame in (self._root, *self._live):
-            for row in frame._rows.values():  # noqa: SLF001
+            for row in frame._rows.values():
                 _merge_into(rows, row.cube_key, row)
         return rows
 
@@ -876,21 +887,21 @@ class Meter:
         rows = self._rows_locked()
         self._cube = {}
         for frame in (self._root, *self._live):
-            taken = frame._rows  # noqa: SLF001
-            frame._rows = {}  # noqa: SLF001
+            taken = frame._rows
+            frame._rows = {}
             if frame is not self._root:
                 for key, row in taken.items():
-                    frame._fold(_totals_key(key, frame), row)  # noqa: SLF001
+                    frame._fold(_totals_key(key, frame), row)
         return rows
 
     @overload
-    def totals(self, by: tuple[()] = (), where: Mapping[str, object] | None = None) -> Totals: ...
+    def totals(self, by: None = None, where: Mapping[str, object] | None = None) -> Totals: ...
     @overload
     def totals(
-        self, by: tuple[str, ...] | list[str], where: Mapping[str, object] | None = None
+        self, by: Sequence[str], where: Mapping[str, object] | None = None
     ) -> dict[tuple[str | None, ...], Totals]: ...
     def totals(
-        self, by: tuple[str, ...] | list[str] = (), where: Mapping[str, object] | None = None
+        self, by: Sequence[str] | None = None, where: Mapping[str, object] | None = None
     ) -> Totals | dict[tuple[str | None, ...], Totals]:
         """Live roll-ups of everything this meter recorded (and merged).
 
@@ -907,12 +918,17 @@ class Meter:
         Raises:
             ConfigurationError: on a dimension name that is not an identifier.
         """
-        group = tuple(by)
+        if isinstance(by, str):
+            raise ConfigurationError(f"by={by!r}: expected a tuple of dimension names, e.g. by=({by!r},)")
+        group = tuple(by) if by is not None else ()
         for name in (*group, *(where or {})):
             if type(name) is not str or not _DIM_NAME.fullmatch(name):
                 raise ConfigurationError(f"dimension {name!r}: expected a lower-case identifier")
         filters = [
-            (name, frozenset(value) if isinstance(value, (set, frozenset, list, tuple)) else frozenset((value,)))
+            (
+                name,
+                frozenset(value) if isinstance(value, (set, frozenset, list, tuple)) else frozenset((value,)),
+            )
             for name, value in (where or {}).items()
         ]
         with self._lock:
@@ -924,7 +940,7 @@ class Meter:
             groups.setdefault(tuple(_value_of(key, name) for name in group), []).append(
                 (*_cube_totals_key(key), acc)
             )
-        if not group:
+        if by is None:
             return totals_from_rows(groups.get((), []))
         return {key: totals_from_rows(rows) for key, rows in groups.items()}
 
@@ -940,7 +956,9 @@ class Meter:
             ConfigurationError: when no dimension is given, or one is invalid.
         """
         if not dimensions:
-            raise ConfigurationError("forget() needs at least one dimension, e.g. forget(session='s1'); use reset()")
+            raise ConfigurationError(
+                "forget() needs at least one dimension, e.g. forget(session='s1'); use reset()"
+            )
         for name in dimensions:
             if not _DIM_NAME.fullmatch(name):
                 raise ConfigurationError(f"dimension {name!r}: expected a lower-case identifier")
@@ -955,11 +973,11 @@ class Meter:
                 del self._cube[key]
                 dropped += 1
             for frame in (self._root, *self._live):
-                for key, row in list(frame._rows.items()):  # noqa: SLF001
+                for key, row in list(frame._rows.items()):
                     if matches(row.cube_key):
-                        del frame._rows[key]  # noqa: SLF001
+                        del frame._rows[key]
                         if frame is not self._root:
-                            frame._fold(_totals_key(key, frame), row)  # noqa: SLF001
+                            frame._fold(_totals_key(key, frame), row)
                         dropped += 1
         return dropped
 

@@ -24,7 +24,7 @@ import threading
 import tomllib
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -128,11 +128,15 @@ def _decimal_price(owner: str, name: str, value: object) -> Decimal | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
-        raise PriceTableError(f"{owner}: {name}={value!r}: expected a decimal string such as '0.15' (USD per 1M)")
+        raise PriceTableError(
+            f"{owner}: {name}={value!r}: expected a decimal string such as '0.15' (USD per 1M)"
+        )
     try:
         number = Decimal(value)
     except InvalidOperation:
-        raise PriceTableError(f"{owner}: {name}={value!r}: expected a decimal string such as '0.15'") from None
+        raise PriceTableError(
+            f"{owner}: {name}={value!r}: expected a decimal string such as '0.15'"
+        ) from None
     if not number.is_finite() or number < 0:
         raise PriceTableError(f"{owner}: {name}={value!r}: expected a finite, non-negative price")
     return number
@@ -229,8 +233,11 @@ class PriceOverride:
 
     def __post_init__(self) -> None:
         owner = f"override {self.provider}/{self.model}"
-        if not isinstance(self.model, str) or not self.model.strip() or self.model.strip() == "*":
-            raise PriceTableError(f"{owner}: model={self.model!r}: expected a model id or a prefix ending in '*'")
+        model: object = self.model
+        if not isinstance(model, str) or not model.strip() or model.strip() == "*":
+            raise PriceTableError(
+                f"{owner}: model={self.model!r}: expected a model id or a prefix ending in '*'"
+            )
         if not isinstance(self.price, Price):
             raise PriceTableError(f"{owner}: price={self.price!r}: expected a meterline.Price")
         try:
@@ -266,7 +273,9 @@ class PriceOverride:
             "model": self.model,
             "since": self.since.isoformat() if self.since else None,
             "until": self.until.isoformat() if self.until else None,
-            "price": {f.name: str(v) for f in fields(Price) if (v := getattr(self.price, f.name)) is not None},
+            "price": {
+                f.name: str(v) for f in fields(Price) if (v := getattr(self.price, f.name)) is not None
+            },
         }
 
 
@@ -359,7 +368,9 @@ class PriceTable:
         """Build a table from the parsed form of the TOML file (``{"model": [row, ...]}``)."""
         unknown = set(data) - {"model"}
         if unknown:
-            raise PriceTableError(f"{source}: unknown top-level key {sorted(unknown)[0]!r}: expected [[model]] rows")
+            raise PriceTableError(
+                f"{source}: unknown top-level key {sorted(unknown)[0]!r}: expected [[model]] rows"
+            )
         rows = data.get("model", [])
         if not isinstance(rows, list):
             raise PriceTableError(f"{source}: model={rows!r}: expected an array of [[model]] tables")
@@ -371,7 +382,8 @@ class PriceTable:
             extra = set(row) - _PRICE_KEYS - {"provider", "model", "since", "until", "note"}
             if extra:
                 raise PriceTableError(
-                    f"{owner}: unknown key {sorted(extra)[0]!r}: expected provider, model, since, until, note "
+                    f"{owner}: unknown key {sorted(extra)[0]!r}: "
+                    "expected provider, model, since, until, note "
                     f"or one of {', '.join(sorted(_PRICE_KEYS))}"
                 )
             for required in ("provider", "model"):
@@ -379,7 +391,9 @@ class PriceTable:
                     raise PriceTableError(f"{owner}: {required}={row.get(required)!r}: expected a string")
             prices = {key: _decimal_price(owner, key, row[key]) for key in _PRICE_KEYS if key in row}
             if not prices:
-                raise PriceTableError(f"{owner}: no price given: expected at least one of input_mtok, output_mtok, ...")
+                raise PriceTableError(
+                    f"{owner}: no price given: expected at least one of input_mtok, output_mtok, ..."
+                )
             try:
                 built.append(
                     PriceOverride(
@@ -396,7 +410,9 @@ class PriceTable:
         return cls(built)
 
 
-_DEEPSEEK_V32 = Price(input_mtok=Decimal("0.28"), cache_read_mtok=Decimal("0.028"), output_mtok=Decimal("0.42"))
+_DEEPSEEK_V32 = Price(
+    input_mtok=Decimal("0.28"), cache_read_mtok=Decimal("0.028"), output_mtok=Decimal("0.42")
+)
 _DEEPSEEK_SINCE = datetime(2025, 9, 29, tzinfo=UTC)
 
 BUILTIN_CORRECTIONS: Final = PriceTable(
@@ -527,7 +543,11 @@ class _Plan:
     def atto(self, usage: Usage) -> int:
         """The cost of ``usage`` in atto-dollars (exact integer arithmetic)."""
         input_tokens = usage.input_tokens
-        rates = self.rates[bisect.bisect_left(self.thresholds, input_tokens)] if self.thresholds else self.rates[0]
+        rates = (
+            self.rates[bisect.bisect_left(self.thresholds, input_tokens)]
+            if self.thresholds
+            else self.rates[0]
+        )
         total = self.const_atto + input_tokens * rates[0] + usage.output_tokens * rates[4]
         if usage.cache_read_tokens:
             total += usage.cache_read_tokens * rates[1]
@@ -743,7 +763,9 @@ class Pricer:
         if version is None:
             from importlib.metadata import version as dist_version  # noqa: PLC0415 - only when first asked
 
-            version = self._version = f"genai-prices=={dist_version('genai-prices')};overrides={self.table.digest}"
+            version = self._version = (
+                f"genai-prices=={dist_version('genai-prices')};overrides={self.table.digest}"
+            )
         return version
 
     def resolve(self, provider: str | None, model: str) -> _Resolution:
@@ -781,7 +803,9 @@ class Pricer:
                 return None
         return plan.atto(usage)
 
-    def cost(self, usage: Usage, provider: str | None, model: str, at: datetime | None = None) -> Decimal | None:
+    def cost(
+        self, usage: Usage, provider: str | None, model: str, at: datetime | None = None
+    ) -> Decimal | None:
         """The cost of ``usage`` in USD at ``at`` (default now), or ``None`` when unpriced."""
         moment = at or datetime.now(tz=UTC)
         atto = self.cost_atto(usage, canonical_provider(provider), model, _ns(moment))

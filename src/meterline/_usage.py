@@ -159,13 +159,17 @@ def _check_subsets(
             f"at most input_tokens ({input_tokens})",
         )
     if cache_write_1h > cache_write:
-        raise MalformedUsageError("cache_write_1h_tokens", cache_write_1h, f"at most cache_write_tokens ({cache_write})")
+        raise MalformedUsageError(
+            "cache_write_1h_tokens", cache_write_1h, f"at most cache_write_tokens ({cache_write})"
+        )
     if audio_in > input_tokens:
         raise MalformedUsageError("audio_input_tokens", audio_in, f"at most input_tokens ({input_tokens})")
     if reasoning > output_tokens:
         raise MalformedUsageError("reasoning_tokens", reasoning, f"at most output_tokens ({output_tokens})")
     if audio_out > output_tokens:
-        raise MalformedUsageError("audio_output_tokens", audio_out, f"at most output_tokens ({output_tokens})")
+        raise MalformedUsageError(
+            "audio_output_tokens", audio_out, f"at most output_tokens ({output_tokens})"
+        )
 
 
 @dataclass(slots=True)
