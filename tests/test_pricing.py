@@ -21,7 +21,7 @@ from meterline import (
     UnpricedModelWarning,
     Usage,
 )
-from meterline._pricing import BUILTIN_CORRECTIONS, Pricer, genai_cost
+from meterline._pricing import _EXACT, BUILTIN_CORRECTIONS, Pricer, genai_cost
 
 NOV_2026 = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
@@ -336,3 +336,17 @@ def test_time_of_day_prices_follow_the_event_time() -> None:
     night = pricer.cost(usage, "deepseek", "deepseek-chat", at=datetime(2025, 6, 1, 20, tzinfo=UTC))
     assert day == Decimal("0.27")
     assert night == Decimal("0.135")
+
+
+def test_huge_counts_are_priced_exactly() -> None:
+    """The largest valid counts are priced exactly, with no rounding to 28 digits."""
+    from meterline._usage import MAX_COUNT
+
+    usage = Usage(input_tokens=MAX_COUNT, output_tokens=MAX_COUNT)
+    cost = Pricer().cost(usage, "openai", "gpt-4o", at=NOV_2026)
+    assert cost == (Decimal(MAX_COUNT) * Decimal("12.5")).scaleb(-6, _EXACT)
+    meter = Meter()
+    event = meter.record(usage, model="gpt-4o", provider="openai")
+    meter.record(usage, model="gpt-4o", provider="openai")
+    assert event.cost == cost
+    assert meter.totals().cost == (cost * 2).normalize(_EXACT)

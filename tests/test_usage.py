@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from meterline import MalformedUsageError, Usage
 from meterline._usage import USAGE_FIELDS, checked_usage
+from meterline.exceptions import safe_repr
 
 
 def test_defaults_are_zero_and_total_is_input_plus_output() -> None:
@@ -55,14 +56,15 @@ def test_adding_something_else_is_a_type_error() -> None:
         _ = Usage() + 1
 
 
-@pytest.mark.parametrize("bad", [-1, 1.0, math.nan, True, "3", None, 10**3 * 1.5])
+@pytest.mark.parametrize("bad", [-1, 1.0, math.nan, True, "3", None, 10**3 * 1.5, 2**63, 10**400])
 @pytest.mark.parametrize("field", USAGE_FIELDS)
 def test_bad_counts_are_refused_with_field_and_value(field: str, bad: object) -> None:
     """Every field refuses negatives, floats, NaN, bools, strings and None, naming field and value."""
     with pytest.raises(MalformedUsageError) as info:
         Usage(**{field: bad})  # type: ignore[arg-type]
     assert info.value.field == field
-    assert repr(bad) in str(info.value)
+    assert info.value.value is bad
+    assert safe_repr(bad) in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -139,3 +141,12 @@ def test_sum_is_fieldwise_and_stays_valid(items: list[Usage]) -> None:
     for name in USAGE_FIELDS:
         assert getattr(total, name) == sum(getattr(item, name) for item in items)
     assert Usage(**total.to_dict()) == total
+
+
+def test_errors_about_enormous_values_are_still_readable() -> None:
+    """An int too long to print and a huge string still produce a short, valid error message."""
+    with pytest.raises(MalformedUsageError, match="bits"):
+        Usage(input_tokens=10**5000)
+    with pytest.raises(MalformedUsageError) as info:
+        Usage(input_tokens="x" * 10_000)  # type: ignore[arg-type]
+    assert len(str(info.value)) < 300

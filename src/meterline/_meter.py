@@ -24,7 +24,7 @@ from meterline._acc import Acc, totals_from_rows
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION, Totals, UsageEvent, _EventBuilder
 from meterline._ids import IdFactory
 from meterline._normalize import extract
-from meterline._pricing import Pricer, PriceTable, _Plan, atto_to_decimal
+from meterline._pricing import EXACT_DIGITS, Pricer, PriceTable, _Plan, atto_to_decimal
 from meterline._providers import KNOWN_PROVIDERS, canonical_provider
 from meterline._usage import Usage, check_count
 from meterline.exceptions import ConfigurationError, MalformedUsageError
@@ -587,7 +587,11 @@ class Meter:
                 if usage.cache_read_tokens:
                     atto += usage.cache_read_tokens * rates[1]
                 digits = atto // plan.divisor
-                cost = _Decimal(digits) * plan.scale if digits % 10 else plan.decimal(atto)
+                cost = (
+                    _Decimal(digits) * plan.scale
+                    if digits % 10 and digits < EXACT_DIGITS
+                    else plan.decimal(atto)
+                )
                 priced = True
             elif plan is not None and plan.fast_for(usage):
                 atto = plan.atto(usage)

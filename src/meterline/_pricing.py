@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -44,6 +44,7 @@ __all__ = [
     "PriceOverride",
     "PriceTable",
     "Pricer",
+    "EXACT_DIGITS",
     "atto_to_decimal",
     "tidy",
 ]
@@ -55,6 +56,10 @@ ATTO: Final = 10**18
 
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
+_EXACT: Final = Context(prec=4000, Emax=MAX_EMAX, Emin=MIN_EMIN)
+"""Arithmetic that never rounds: costs have at most a few dozen digits."""
+EXACT_DIGITS: Final = 10**27
+"""Below this, ``Decimal(n) * scale`` under the default 28-digit context is exact."""
 _MTOK: Final = 1_000_000
 
 # genai-prices' usage keys for meterline's canonical fields, in `USAGE_FIELDS` order.
@@ -111,17 +116,17 @@ _SELF_HOSTED: Final = frozenset({"ollama", "vllm", "llama.cpp", "lmstudio"})
 
 
 def tidy(value: Decimal) -> Decimal:
-    """``value`` without trailing zeros, and never in exponent notation (``10``, not ``1E+1``)."""
-    normal = value.normalize()
+    """``value`` without trailing zeros, and never in exponent notation (``10``, not ``1E+1``); exact."""
+    normal = value.normalize(_EXACT)
     exponent = normal.as_tuple().exponent
-    return normal if isinstance(exponent, int) and exponent < 0 else normal.quantize(_ONE)
+    return normal if isinstance(exponent, int) and exponent < 0 else normal.quantize(_ONE, context=_EXACT)
 
 
 def atto_to_decimal(atto: int) -> Decimal:
     """Convert an integer amount of 1e-18 USD to an exact, tidy ``Decimal`` of USD."""
     if atto == 0:
         return _ZERO
-    return tidy(Decimal(atto).scaleb(-18))
+    return tidy(Decimal(atto).scaleb(-18, _EXACT))
 
 
 def _decimal_price(owner: str, name: str, value: object) -> Decimal | None:
@@ -514,6 +519,7 @@ class _Plan:
     audio_joins: bool
     divisor: int = 1
     scale: Decimal = Decimal("1E-18")
+    exponent: int = -18
     flat: bool = False
     """No tiers, and the compiled rates are exact: `Meter.record` prices inline with ``flat_rates``."""
     flat_rates: tuple[int, ...] = ()
@@ -538,6 +544,8 @@ class _Plan:
         if atto == 0:
             return _ZERO
         digits = atto // self.divisor
+        if digits >= EXACT_DIGITS:
+            return tidy(Decimal(digits).scaleb(self.exponent, _EXACT))
         return Decimal(digits) * self.scale if digits % 10 else tidy(Decimal(digits) * self.scale)
 
     def atto(self, usage: Usage) -> int:
@@ -635,6 +643,7 @@ def _compile(model_price: Any) -> _Plan:
             all_rates.append(tuple(rate for rate, _ in converted))
         plan = _Plan(model_price, const_atto, tuple(thresholds), tuple(all_rates), exact, False, audio_joins)
         plan.divisor, plan.scale = _precision(const_atto, all_rates)
+        plan.exponent = int(plan.scale.as_tuple().exponent)
         if exact and not _agrees(plan):
             plan.slow = True
             plan.flat = False

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from meterline.exceptions import MalformedUsageError
 
-__all__ = ["USAGE_FIELDS", "Usage", "check_count"]
+__all__ = ["MAX_COUNT", "USAGE_FIELDS", "Usage", "check_count"]
 
 USAGE_FIELDS: Final = (
     "input_tokens",
@@ -22,13 +22,15 @@ USAGE_FIELDS: Final = (
 )
 """The canonical fields of `Usage`, in a fixed order (used by snapshots and the ledger)."""
 
-_NON_NEGATIVE_INT: Final = "a non-negative int"
+MAX_COUNT: Final = 2**63 - 1
+"""The largest token count accepted: what a signed 64-bit ledger column holds."""
+_NON_NEGATIVE_INT: Final = "a non-negative int below 2**63"
 
 
 def check_count(field: str, value: object) -> int:
     """Return ``value`` if it is a valid token count, else raise `MalformedUsageError`.
 
-    A valid count is an ``int`` (not a ``bool``) that is at least zero. Floats are refused
+    A valid count is an ``int`` (not a ``bool``) from zero to `MAX_COUNT`. Floats are refused
     even when integral: a provider that sends ``12.0`` tokens sent something unexpected.
 
     Args:
@@ -41,7 +43,7 @@ def check_count(field: str, value: object) -> int:
     Raises:
         MalformedUsageError: naming ``field`` and ``value``.
     """
-    if type(value) is int and value >= 0:
+    if type(value) is int and 0 <= value <= MAX_COUNT:
         return value
     raise MalformedUsageError(field, value, _NON_NEGATIVE_INT)
 

@@ -39,6 +39,21 @@ __all__ = [
 ]
 
 
+def safe_repr(value: object, limit: int = 120) -> str:
+    """``repr(value)``, shortened to ``limit`` characters, never raising.
+
+    Error messages name the offending value; a hostile value (an int of 5,000 digits, whose
+    ``repr`` raises, or a megabyte of text) must not break the error that reports it.
+    """
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - any repr failure still gives a message
+        if isinstance(value, int):
+            return f"<int of {value.bit_length()} bits>"
+        return f"<unprintable {type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text)} chars)"
+
+
 class MeterlineError(Exception):
     """Base class of every error meterline raises on purpose."""
 
@@ -60,7 +75,7 @@ class MalformedUsageError(UsageError):
         self.field = field
         self.value = value
         self.expected = expected
-        super().__init__(f"{field}={value!r}: expected {expected}")
+        super().__init__(f"{field}={safe_repr(value)}: expected {expected}")
 
 
 class UnrecognizedPayloadError(UsageError):
