@@ -1,0 +1,367 @@
+"""The ``meterline`` command line: ``meterline prices`` and ``meterline demo``.
+
+Standard library only (``argparse``). User errors (an unknown model, a bad provider name, a
+price table that cannot be used) are reported on stderr with exit status 2, never as a
+traceback. The small table formatter here is shared with the demo's report.
+"""
+
+from __future__ import annotations as _annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, time
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, Final
+
+from meterline._pricing import ModelRates, Pricer, PriceTable
+from meterline._providers import canonical_provider
+from meterline._version import __version__
+from meterline.exceptions import MeterlineError, UnknownModelError
+
+__all__ = ["format_cost", "format_price", "format_table", "format_tokens", "main"]
+
+EXIT_OK: Final = 0
+EXIT_USAGE: Final = 2
+"""Exit status of every user error (argparse uses it for bad arguments too)."""
+
+_RATE_LABELS: Final = (
+    ("input", "input"),
+    ("cache_read", "cache read"),
+    ("cache_write", "cache write (5 min)"),
+    ("cache_write_1h", "cache write (1 h)"),
+    ("output", "output"),
+    ("reasoning", "reasoning"),
+    ("audio_input", "audio input"),
+    ("audio_output", "audio output"),
+)
+"""`ModelRates` token classes, in display order, with their labels."""
+
+_NUMERIC: Final = re.compile(r"[-+]?\$?[\d,]*\.?\d+(?:\s*%)?|[-\u2014]")
+"""A cell that is a number (count, money, percentage) or an empty-value dash: right-aligned."""
+
+
+# --------------------------------------------------------------------------------------------
+# Formatting
+
+
+def format_tokens(count: int) -> str:
+    """Format a token count with thousands separators: ``1234567`` -> ``"1,234,567"``."""
+    return f"{count:,}"
+
+
+def cost_places(values: Iterable[Decimal], minimum: int = 6, maximum: int = 10) -> int:
+    """The decimal places that show every value in ``values`` exactly, within ``[minimum, maximum]``.
+
+    One count for a whole column keeps its decimal points aligned.
+    """
+    places = minimum
+    for value in values:
+        exponent = value.normalize().as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > places:
+            places = -exponent
+    return min(places, maximum)
+
+
+def format_cost(value: Decimal, places: int | None = None) -> str:
+    """Format an amount of USD as ``"$0.001234"``.
+
+    Args:
+        value: The amount.
+        places: Decimal places; by default as many as the amount needs, between 6 and 10
+            (rounded half-even beyond 10).
+
+    Returns:
+        The amount with a dollar sign and thousands separators, e.g. ``"$1,234.500000"``.
+    """
+    if places is None:
+        places = cost_places((value,))
+    rounded = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
+    sign = "-" if rounded < 0 else ""
+    return f"{sign}${abs(rounded):,.{places}f}"
+
+
+def format_price(value: Decimal) -> str:
+    """Format a price per million tokens: at least two decimal places, exact (``"$0.028"``)."""
+    exponent = value.normalize().as_tuple().exponent
+    places = max(2, -exponent) if isinstance(exponent, int) else 2
+    return f"${value:,.{places}f}"
+
+
+def format_table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    align: str | None = None,
+    indent: int = 2,
+) -> str:
+    """Render rows as a plain-text table with aligned columns.
+
+    Args:
+        headers: The column titles.
+        rows: The cells, already formatted as strings.
+        align: One character per column, ``"l"`` (left) or ``"r"`` (right). By default a
+            column is right-aligned when every cell in it is a number, an amount or a dash.
+        indent: Spaces before every line.
+
+    Returns:
+        The table: a header line, a rule and one line per row (no trailing newline).
+
+    Raises:
+        ValueError: when a row or ``align`` does not have one entry per column.
+    """
+    body = [list(row) for row in rows]
+    width = len(headers)
+    for row in body:
+        if len(row) != width:
+            raise ValueError(f"row {row!r}: expected {width} cells, one per column {list(headers)!r}")
+    if align is None:
+        align = "".join(
+            "r" if body and all(not row[i] or _NUMERIC.fullmatch(row[i]) for row in body) else "l"
+            for i in range(width)
+        )
+    if len(align) != width or set(align) - {"l", "r"}:
+        raise ValueError(f"align={align!r}: expected one 'l' or 'r' per column ({width})")
+    widths = [max(len(headers[i]), *(len(row[i]) for row in body)) for i in range(width)]
+    pad = " " * indent
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            cell.rjust(widths[i]) if align[i] == "r" else cell.ljust(widths[i])
+            for i, cell in enumerate(cells)
+        ]
+        return (pad + "  ".join(parts)).rstrip()
+
+    lines = [line(headers), line(["-" * w for w in widths])]
+    lines.extend(line(row) for row in body)
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# meterline prices
+
+
+def _parse_at(text: str) -> datetime:
+    """Parse ``--at``: an ISO 8601 date or date-time, UTC when it has no offset."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            moment = datetime.combine(date.fromisoformat(text), time(0))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected an ISO 8601 date or date-time, e.g. 2026-01-01 or 2026-01-01T00:00Z"
+            ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _provider_from_overrides(pricer: Pricer, model: str) -> str | None:
+    """The provider of the override rows that price ``model``, when they name exactly one.
+
+    Overrides are per provider, so ``meterline prices deepseek-chat`` (no ``--provider``)
+    would otherwise skip the correction for DeepSeek and show genai-prices' stale price.
+    """
+    lowered = model.lower()
+    providers = {
+        row.provider
+        for row in pricer.table.rows
+        if row.provider != "*" and row.matches(row.provider, lowered)
+    }
+    return providers.pop() if len(providers) == 1 else None
+
+
+def _unknown_model_hint(model: str, provider: str | None) -> str:
+    example_provider = provider or "ollama"
+    return (
+        "To price it, list it in a price table (TOML, prices in USD per 1M tokens) and pass the file "
+        "with --prices:\n\n"
+        "    [[model]]\n"
+        f'    provider = "{example_provider}"\n'
+        f'    model = "{model}"\n'
+        '    input_mtok = "0.10"\n'
+        '    output_mtok = "0.30"\n'
+        '    note = "our GPU cost"\n\n'
+        f"    meterline prices {model} --provider {example_provider} --prices prices.toml\n\n"
+        "The same table prices recorded usage: meterline.Meter(prices='prices.toml')."
+    )
+
+
+def _tier_title(threshold: int, next_threshold: int | None) -> str:
+    if threshold == 0:
+        return "USD per 1M tokens" if next_threshold is None else f"up to {next_threshold:,} input tokens"
+    return f"above {threshold:,} input tokens"
+
+
+def _rates_to_dict(rates: ModelRates, at: datetime, inferred: bool) -> dict[str, Any]:
+    return {
+        "model": rates.model,
+        "provider": rates.provider,
+        "provider_inferred": inferred,
+        "at": at.isoformat().replace("+00:00", "Z"),
+        "unit": "USD per 1M tokens",
+        "tiers": [
+            {"above_input_tokens": threshold, "prices": {name: str(prices[name]) for name, _ in _RATE_LABELS}}
+            for threshold, prices in rates.tiers
+        ],
+        "per_request": str(rates.per_request),
+        "source": rates.source,
+        "resolved_model": rates.resolved_model,
+        "note": rates.note,
+        "price_version": rates.price_version,
+    }
+
+
+def _render_rates(rates: ModelRates, at: datetime, *, at_given: bool, inferred: bool) -> str:
+    thresholds = [threshold for threshold, _ in rates.tiers]
+    headers = ["token class"] + [
+        _tier_title(threshold, thresholds[i + 1] if i + 1 < len(thresholds) else None)
+        for i, threshold in enumerate(thresholds)
+    ]
+    rows = [
+        [label, *(format_price(prices[name]) for _, prices in rates.tiers)] for name, label in _RATE_LABELS
+    ]
+    if rates.provider is None:
+        provider = "any (genai-prices matched the model id)"
+    elif inferred:
+        provider = f"{rates.provider} (the provider of the override for this model)"
+    else:
+        provider = rates.provider
+    if rates.source == "override":
+        source = f"override {rates.resolved_model!r}" + (f": {rates.note}" if rates.note else "")
+    else:
+        source = f"genai-prices, model {rates.resolved_model!r}"
+    when = at.isoformat(timespec="minutes").replace("+00:00", "Z") + ("" if at_given else " (now)")
+    per_request = format_cost(rates.per_request) if rates.per_request else "none"
+    facts = [
+        ("provider", provider),
+        ("prices at", when),
+        ("per request", per_request),
+        ("price source", source),
+        ("price data", rates.price_version),
+    ]
+    label_width = max(len(label) for label, _ in facts)
+    lines = [f"{rates.model}", *(f"  {label.ljust(label_width)}  {value}" for label, value in facts), ""]
+    if len(rates.tiers) > 1:
+        lines.append("  Context-length tiers: the whole request is priced at the tier of its input tokens.")
+    lines.append(format_table(headers, rows))
+    return "\n".join(lines)
+
+
+def _cmd_prices(args: argparse.Namespace) -> int:
+    table = PriceTable.from_toml(args.prices) if args.prices else None
+    pricer = Pricer(table)
+    provider = canonical_provider(args.provider)
+    inferred = False
+    if provider is None:
+        provider = _provider_from_overrides(pricer, args.model)
+        inferred = provider is not None
+    at: datetime = args.at or datetime.now(tz=UTC)
+    try:
+        rates = pricer.rates(args.model, provider, at)
+    except UnknownModelError as exc:
+        print(f"meterline: error: {exc}\n\n{_unknown_model_hint(args.model, provider)}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.format == "json":
+        print(json.dumps(_rates_to_dict(rates, at, inferred), indent=2))
+    else:
+        print(_render_rates(rates, at, at_given=args.at is not None, inferred=inferred))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# meterline demo
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from meterline._demo import run_demo  # noqa: PLC0415 - only this command needs the demo
+
+    result = run_demo(seed=args.seed)
+    if args.format == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(result.text)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meterline",
+        description="Exact, priced, attributed metering of LLM token usage.",
+    )
+    parser.add_argument("--version", action="version", version=f"meterline {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    prices = commands.add_parser(
+        "prices",
+        help="show the price of a model per token class",
+        description=(
+            "Show what a model costs per million tokens of each token class (per context-length tier "
+            "when it has tiers), where the price comes from and the price-data version."
+        ),
+    )
+    prices.add_argument("model", metavar="MODEL", help="model id, e.g. gpt-4o or claude-sonnet-4-5-20250929")
+    prices.add_argument("--provider", metavar="P", help="provider name or alias (openai, anthropic, gemini…)")
+    prices.add_argument(
+        "--at",
+        type=_parse_at,
+        metavar="WHEN",
+        help="price at this instant (ISO 8601, UTC by default, e.g. 2026-01-01T00:00Z); default: now",
+    )
+    prices.add_argument(
+        "--prices", metavar="FILE.toml", help="price overrides ([[model]] rows) to apply first"
+    )
+    prices.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    prices.set_defaults(handler=_cmd_prices)
+
+    demo = commands.add_parser(
+        "demo",
+        help="meter a simulated day of a multi-agent product and print the report",
+        description=(
+            "Run a simulated day of a small multi-agent product (several providers, tools, caches, "
+            "one stream without usage and one self-hosted model without a price) through a Meter, "
+            "and print the report derived from its totals."
+        ),
+    )
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
+    demo.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``meterline`` command line.
+
+    Args:
+        argv: The arguments (without the program name); ``sys.argv[1:]`` by default.
+
+    Returns:
+        The exit status: 0 on success, 2 on a user error (reported on stderr).
+    """
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and argument errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        status: int = handler(args)
+        sys.stdout.flush()
+    except MeterlineError as exc:
+        print(f"meterline: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`meterline demo | head`): stop quietly, as other CLIs do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return status
