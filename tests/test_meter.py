@@ -212,6 +212,8 @@ def test_totals_by_and_where(meter: Meter) -> None:
         ({"latency_ms": "12"}, "latency_ms='12'"),
         ({"attempt": 0}, "attempt=0"),
         ({"operation_id": 3}, "operation_id=3"),
+        ({"operation_id": 0}, "operation_id=0"),
+        ({"request_model": b""}, "request_model=b''"),
         ({"response_id": b"x"}, "response_id=b'x'"),
         ({"tags": {"Bad": "x"}}, "'Bad'"),
         ({"tags": {"model": "x"}}, "event field"),
@@ -360,3 +362,14 @@ def test_meter_options_are_validated(tmp_path: object) -> None:
     """Meter() refuses a bad bound."""
     with pytest.raises(ConfigurationError, match="max_live_keys=0"):
         Meter(max_live_keys=0)
+
+
+def test_id_counter_overflow_renews_the_random_bits(meter: Meter) -> None:
+    """When the 32-bit id counter runs out, ids stay unique and well-formed."""
+    import itertools
+
+    meter._ids.counter = itertools.count(2**32 - 2)
+    ids = [meter.record(Usage(input_tokens=1), **GPT).id for _ in range(4)]
+    assert len(set(ids)) == 4
+    assert all(UUID(i).version == 7 for i in ids)
+    assert meter.stats().events >= 4

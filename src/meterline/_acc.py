@@ -36,7 +36,11 @@ _COUNTERS: Final = (
     "cost_atto",
     "tokens_saved",
     "link_count",
+    "latency_ns",
 )
+
+
+_SUMMED: Final = tuple(name for name in _COUNTERS if name != "cost_atto")
 
 
 class Acc:
@@ -45,7 +49,7 @@ class Acc:
     Not thread-safe by itself: the meter updates accumulators under its lock.
     """
 
-    __slots__ = (*_COUNTERS, "latency_ms", "links")
+    __slots__ = (*_COUNTERS, "links")
 
     def __init__(self) -> None:
         self.events = 0
@@ -62,7 +66,8 @@ class Acc:
         self.cost_atto = 0
         self.tokens_saved = 0
         self.link_count = 0
-        self.latency_ms = 0.0
+        # Integer nanoseconds: sums of floats depend on their order, and totals must not.
+        self.latency_ns = 0
         self.links: set[str] | None = None
 
     def add_rare_usage(self, usage: Usage) -> None:
@@ -87,11 +92,15 @@ class Acc:
         if len(kept) > MAX_LINKS:
             self.links = set(sorted(kept)[-MAX_LINKS:])
 
+    def atto(self) -> int:
+        """The cost held, in atto-dollars."""
+        return self.cost_atto
+
     def merge(self, other: Acc) -> None:
         """Add everything ``other`` holds."""
-        for name in _COUNTERS:
+        for name in _SUMMED:
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.latency_ms += other.latency_ms
+        self.cost_atto += other.atto()
         if other.links:
             count = self.link_count
             self.add_links(tuple(other.links))
@@ -119,8 +128,7 @@ class Acc:
     def to_json(self) -> dict[str, Any]:
         """JSON-ready counters (the cost as a string of atto-dollars, exact)."""
         data: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS}
-        data["cost_atto"] = str(self.cost_atto)
-        data["latency_ms"] = self.latency_ms
+        data["cost_atto"] = str(self.atto())
         data["links"] = sorted(self.links or ())
         return data
 
@@ -131,7 +139,6 @@ class Acc:
         for name in _COUNTERS:
             value = data[name]
             setattr(acc, name, int(value))
-        acc.latency_ms = float(data["latency_ms"])
         links = data.get("links") or []
         acc.links = {str(link) for link in links} or None
         return acc
@@ -158,7 +165,7 @@ class _ToolSum:
             calls=acc.events,
             successes=self.successes,
             failures=self.failures,
-            duration_ms=acc.latency_ms,
+            duration_ms=acc.latency_ns / 1e6,
             input_tokens=acc.input_tokens,
             output_tokens=acc.output_tokens,
             linked_calls=acc.link_count,
@@ -201,7 +208,7 @@ def totals_from_rows(rows: Iterable[tuple[str, str, str | None, str | None, Acc]
         unmeasured=model_calls.unmeasured,
         unpriced=model_calls.unpriced,
         errors=errors,
-        latency_ms=model_calls.latency_ms,
+        latency_ms=model_calls.latency_ns / 1e6,
         by_operation={
             name: OperationTotals(
                 calls=acc.events,
@@ -210,7 +217,7 @@ def totals_from_rows(rows: Iterable[tuple[str, str, str | None, str | None, Acc]
                 unmeasured=acc.unmeasured,
                 unpriced=acc.unpriced,
                 errors=op_errors[0],
-                latency_ms=acc.latency_ms,
+                latency_ms=acc.latency_ns / 1e6,
             )
             for name, (acc, op_errors) in operations.items()
         },

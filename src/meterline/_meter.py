@@ -47,10 +47,9 @@ _SNAPSHOT_FORMAT: Final = "meterline.snapshot/1"
 _INF: Final = math.inf
 _CANONICAL: Final = frozenset(KNOWN_PROVIDERS)
 _time_ns = time.time_ns
-_hex = hex
 _CHAT: Final = "chat"
 _OK: Final = "ok"
-_ID_COUNTER_MASK: Final = (1 << 34) - 1
+_SCALES: Final = {exponent: Decimal(1).scaleb(exponent) for exponent in range(-18, 1)}
 _Decimal = Decimal
 _ZERO: Final = Decimal(0)
 _MODEL_OK: Final = "ok"
@@ -164,15 +163,24 @@ _TotalsKey = tuple[str, str, str | None, str | None]
 class _Row(Acc):
     """An accumulator for one row key in one scope entry, with what recording it needs."""
 
-    __slots__ = ("cube_key", "model_call", "plan")
+    __slots__ = ("cost_units", "cube_key", "live", "model_call", "plan", "unit")
 
     def __init__(self, cube_key: _RowKey, model_call: bool, plan: _Plan | None) -> None:
         super().__init__()
+        self.unit = plan.divisor if plan is not None else 1
+        self.cost_units = 0
+        """Costs priced inline with the row's plan, in units of ``unit`` atto-dollars."""
+        self.live = True
+        """False once the row was taken from its entry (exit, reset, forget): record elsewhere."""
         self.cube_key = cube_key
         """The row key with the entry's dimensions merged in (the key in the roll-ups)."""
         self.model_call = model_call
         self.plan = plan
         """The compiled price, when it does not depend on time; else priced per event."""
+
+    def atto(self) -> int:
+        """The cost held, in atto-dollars."""
+        return self.cost_atto + self.cost_units * self.unit
 
 
 def _merge_into(target: dict[Any, Acc], key: Any, acc: Acc) -> None:
@@ -195,7 +203,11 @@ def _cube_totals_key(key: _RowKey) -> _TotalsKey:
     return key[0], key[1], dims.get("tool"), dims.get("tool_category")
 
 
-def _check_grouping(attempt: object, operation_id: object, response_id: object) -> None:
+def _check_grouping(
+    attempt: object, operation_id: object, response_id: object, request_model: object
+) -> None:
+    if request_model is not None and type(request_model) is not str:
+        raise ConfigurationError(f"request_model={request_model!r}: expected a str or None")
     if type(attempt) is not int or attempt < 1:
         raise ConfigurationError(f"attempt={attempt!r}: expected an int >= 1")
     if operation_id is not None and type(operation_id) is not str:
@@ -410,7 +422,6 @@ class Meter:
         self._cube: dict[_RowKey, Acc] = {}
         self._subscribers: tuple[Callable[[UsageEvent], object], ...] = ()
         self._max_live_keys = max_live_keys
-        self._events = 0
         self._subscriber_errors = 0
         self._overflowed = 0
         self._overflow_warned = False
@@ -495,6 +506,7 @@ class Meter:
         operation_id: str | None = None,
         attempt: int = 1,
         response_id: str | None = None,
+        request_model: str | None = None,
     ) -> UsageEvent:
         """Record one model call and return its event.
 
@@ -513,6 +525,8 @@ class Meter:
             operation_id: Groups the retries and fallbacks of one logical call.
             attempt: Which attempt of ``operation_id`` this is (from 1).
             response_id: The provider's response id (taken from the response if omitted).
+            request_model: The model alias asked for, when ``model`` is the dated id that
+                served the call (e.g. when recording a `Usage` from a stream).
 
         Returns:
             The recorded `UsageEvent`.
@@ -521,7 +535,6 @@ class Meter:
             UsageError: the payload is malformed or unrecognised (nothing is recorded).
             ConfigurationError: an argument has the wrong type or value (nothing is recorded).
         """
-        request_model = None
         if type(response_or_usage) is Usage:
             usage: Usage | None = response_or_usage
         elif response_or_usage is None:
@@ -532,7 +545,7 @@ class Meter:
             if provider is None:
                 provider = found.provider
             if found.model is not None:
-                if model is not None and model != found.model:
+                if model is not None and model != found.model and request_model is None:
                     request_model = model
                 model = found.model
             if response_id is None:
@@ -549,8 +562,10 @@ class Meter:
             raise ConfigurationError(f"status={status!r}: expected a non-empty str")
         if latency_ms is not None and (type(latency_ms) is not float or not 0.0 <= latency_ms < _INF):
             latency_ms = _check_latency(latency_ms)
-        if attempt != 1 or operation_id is not None or response_id is not None:
-            _check_grouping(attempt, operation_id, response_id)
+        if attempt != 1 or operation_id is not None or response_id is not None or request_model is not None:
+            _check_grouping(attempt, operation_id, response_id, request_model)
+            if request_model == model:
+                request_model = None
 
         frame = self._current.get()
         if frame is None:
@@ -569,44 +584,52 @@ class Meter:
         now = _time_ns()
         cost: Decimal | None = None
         version: str | None = None
-        atto = 0
-        priced = False
+        atto = -1  # -1: priced inline, in units of the row's plan (`units`)
+        units = 0
+        # Token classes beyond input, output and cache reads are rare: test for them once.
+        rare = usage is not None and (
+            usage.cache_write_tokens
+            or usage.reasoning_tokens
+            or usage.audio_input_tokens
+            or usage.audio_output_tokens
+        )
         if usage is not None and row.model_call:
             plan = row.plan
-            if (
-                plan is not None
-                and plan.flat
-                and not usage.cache_write_tokens
-                and not usage.reasoning_tokens
-                and not usage.audio_input_tokens
-                and not usage.audio_output_tokens
-            ):
-                # The common case, inlined: a flat price and input, output and cache reads only.
-                rates = plan.flat_rates
-                atto = plan.const_atto + usage.input_tokens * rates[0] + usage.output_tokens * rates[4]
+            if plan is not None and plan.flat and not rare:
+                # The common case, inlined: a flat price; input, output and cache reads only.
+                # Priced in the plan's own unit, where every rate is a small int.
+                rates = plan.unit_rates
+                units = plan.unit_const + usage.input_tokens * rates[0] + usage.output_tokens * rates[4]
                 if usage.cache_read_tokens:
-                    atto += usage.cache_read_tokens * rates[1]
-                digits = atto // plan.divisor
-                cost = (
-                    _Decimal(digits) * plan.scale
-                    if digits % 10 and digits < EXACT_DIGITS
-                    else plan.decimal(atto)
-                )
-                priced = True
+                    units += usage.cache_read_tokens * rates[1]
+                if units:
+                    digits = units
+                    exponent = plan.exponent
+                    while not digits % 10 and exponent:  # trailing zeros: 0.0003525, not 0.000352500
+                        digits //= 10
+                        exponent += 1
+                    if digits < EXACT_DIGITS:
+                        cost = _Decimal(digits) * _SCALES[exponent]
+                    else:
+                        cost = plan.decimal(units * plan.divisor)
+                else:
+                    cost = _ZERO
             elif plan is not None and plan.fast_for(usage):
                 atto = plan.atto(usage)
                 cost = plan.decimal(atto)
-                priced = True
             else:
-                atto, cost, priced = self._price_slowly(usage, provider, model, now)
-            if priced:
+                atto, cost = self._price_slowly(usage, provider, model, now)
+            if cost is not None:
                 version = self._version or self._load_version()
 
         ids = self._ids
-        millis = now // 1_000_000
-        id_prefix = ids.high if millis == ids.millis else ids.prefix(millis)
+        try:
+            high = ids.high if now < ids.next_ns else ids.prefix(now)
+            event_id = high + next(ids.counter).to_bytes(4, "big").hex()
+        except OverflowError:
+            event_id = ids.new(now)
         builder: Any = _EventBuilder(
-            id_prefix + _hex(ids.low | (next(ids.counter) & _ID_COUNTER_MASK))[2:],
+            event_id,
             now,
             operation,
             provider,
@@ -630,33 +653,30 @@ class Meter:
         lock = self._lock
         lock.acquire()
         try:
-            self._events += 1
-            if frame._closed or frame._rows.get(key) is not row:
-                # Rare: the entry ended (work left running in an executor) or reset() took
-                # its rows between the lookup above and now.
-                self._add_slowly(frame, key, event, atto, priced)
-            else:
+            if row.live:
                 row.events += 1
                 if usage is not None:
                     row.input_tokens += usage.input_tokens
                     row.output_tokens += usage.output_tokens
                     if usage.cache_read_tokens:
                         row.cache_read_tokens += usage.cache_read_tokens
-                    if (
-                        usage.cache_write_tokens
-                        or usage.reasoning_tokens
-                        or usage.audio_input_tokens
-                        or usage.audio_output_tokens
-                    ):
+                    if rare:
                         row.add_rare_usage(usage)
-                    if priced:
-                        row.cost_atto += atto
+                    if cost is not None:
+                        if atto < 0:
+                            row.cost_units += units
+                        else:
+                            row.cost_atto += atto
                     elif row.model_call:
                         row.unpriced += 1
                 elif row.model_call:
                     row.unmeasured += 1
                 if latency_ms is not None:
-                    row.latency_ms += latency_ms
+                    row.latency_ns += int(latency_ms * 1e6)
+            else:
+                # Rare: the entry ended (work left running in an executor) or reset() took
+                # the row between the lookup above and now.
+                self._add_slowly(frame, key, event, units * row.unit if atto < 0 else atto, cost is not None)
         finally:
             lock.release()
 
@@ -673,24 +693,32 @@ class Meter:
 
     def _price_slowly(
         self, usage: Usage, provider: str | None, model: str | None, now: int
-    ) -> tuple[int, Decimal | None, bool]:
+    ) -> tuple[int, Decimal | None]:
         """Price a usage whose price depends on time or needs genai-prices' own arithmetic."""
         if model is None:
             self._unpriced_models.add((provider, "<no model>"))
-            return 0, None, False
+            return 0, None
         atto = self.pricer.cost_atto(usage, provider, model, now)
         if atto is None:
             self._unpriced_models.add((provider, model))
-            return 0, None, False
-        return atto, atto_to_decimal(atto), True
+            return 0, None
+        return atto, atto_to_decimal(atto)
 
-    def _new_row(self, frame: ActiveScope, key: _RowKey) -> _Row:
-        operation, _, provider, model, extra = key
-        model_call = operation not in (TOOL_OPERATION, CACHE_OPERATION)
+    def _make_row(self, frame: ActiveScope, key: _RowKey) -> _Row:
+        operation, status, provider, model, extra = key
+        model_call = operation not in _NOT_MODEL_CALLS
         plan = self.pricer.resolve(provider, model).constant if model_call and model is not None else None
         dims_key = tuple(sorted({**frame.dimensions, **dict(extra)}.items())) if extra else frame._dims_key
-        fresh = _Row((operation, key[1], provider, model, dims_key), model_call, plan)
+        return _Row((operation, status, provider, model, dims_key), model_call, plan)
+
+    def _new_row(self, frame: ActiveScope, key: _RowKey) -> _Row:
+        fresh = self._make_row(frame, key)
         with self._lock:
+            if frame._closed:
+                # An entry that ended keeps no rows: the event goes the slow way, to the
+                # roll-ups and to every ancestor's totals.
+                fresh.live = False
+                return fresh
             return frame._rows.setdefault(key, fresh)
 
     def _add_slowly(
@@ -700,11 +728,7 @@ class Meter:
         if not frame._closed:
             row = frame._rows.get(key)
             if row is None:
-                operation, status, provider, model, extra = key
-                dims_key = tuple(sorted({**frame.dimensions, **dict(extra)}.items()))
-                row = frame._rows[key] = _Row(
-                    (operation, status, provider, model, dims_key), operation not in _NOT_MODEL_CALLS, None
-                )
+                row = frame._rows[key] = self._make_row(frame, key)
             _accumulate(row, event, atto, priced)
             return
         single = Acc()
@@ -763,7 +787,6 @@ class Meter:
             tokens_saved=tokens_saved,
         )
         with self._lock:
-            self._events += 1
             self._add_slowly(frame, key, event, 0, False)
         for subscriber in self._subscribers:
             try:
@@ -990,7 +1013,7 @@ class Meter:
         with self._lock:
             live = len(self._rows_locked())
             return MeterStats(
-                events=self._events,
+                events=self._ids.issued,
                 subscriber_errors=self._subscriber_errors,
                 live_keys=live,
                 max_live_keys=self._max_live_keys,
@@ -1054,7 +1077,7 @@ class Meter:
             self._take_rows_locked()
 
     def __repr__(self) -> str:
-        return f"<meterline.Meter events={self._events}>"
+        return f"<meterline.Meter events={self._ids.issued}>"
 
 
 _NOT_MODEL_CALLS: Final = frozenset({TOOL_OPERATION, CACHE_OPERATION})
@@ -1092,7 +1115,7 @@ def _accumulate(acc: Acc, event: UsageEvent, atto: int, priced: bool) -> None:
     elif model_call:
         acc.unmeasured += 1
     if event.latency_ms is not None:
-        acc.latency_ms += event.latency_ms
+        acc.latency_ns += int(event.latency_ms * 1e6)
     if event.links:
         acc.add_links(event.links)
     acc.tokens_saved += event.tokens_saved

@@ -39,12 +39,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILTIN_CORRECTIONS",
+    "EXACT_DIGITS",
     "ModelRates",
     "Price",
     "PriceOverride",
     "PriceTable",
     "Pricer",
-    "EXACT_DIGITS",
     "atto_to_decimal",
     "tidy",
 ]
@@ -521,12 +521,19 @@ class _Plan:
     scale: Decimal = Decimal("1E-18")
     exponent: int = -18
     flat: bool = False
-    """No tiers, and the compiled rates are exact: `Meter.record` prices inline with ``flat_rates``."""
-    flat_rates: tuple[int, ...] = ()
+    """No tiers, and the compiled rates are exact: `Meter.record` prices inline with ``unit_rates``."""
+    unit_rates: tuple[int, ...] = ()
+    """The flat rates in units of ``divisor`` atto-dollars: small ints, so pricing stays cheap."""
+    unit_const: int = 0
+    """The per-request charge in units of ``divisor`` atto-dollars."""
 
     def __post_init__(self) -> None:
+        self._set_units()
+
+    def _set_units(self) -> None:
         self.flat = not self.thresholds and not self.slow
-        self.flat_rates = self.rates[0]
+        self.unit_rates = tuple(rate // self.divisor for rate in self.rates[0])
+        self.unit_const = self.const_atto // self.divisor
 
     def fast_for(self, usage: Usage) -> bool:
         """Whether the compiled rates price ``usage`` exactly (else genai-prices must)."""
@@ -644,15 +651,16 @@ def _compile(model_price: Any) -> _Plan:
         plan = _Plan(model_price, const_atto, tuple(thresholds), tuple(all_rates), exact, False, audio_joins)
         plan.divisor, plan.scale = _precision(const_atto, all_rates)
         plan.exponent = int(plan.scale.as_tuple().exponent)
+        plan._set_units()
         if exact and not _agrees(plan):
             plan.slow = True
-            plan.flat = False
+            plan._set_units()
     except (ValueError, ArithmeticError, TypeError):
         logger.debug("meterline: price %r does not compile; genai-prices prices it per call", model_price)
         return _Plan(model_price, 0, (), ((0,) * 8,), False, True, audio_joins)
     if not exact:
         plan.slow = True
-        plan.flat = False
+        plan._set_units()
     return plan
 
 
