@@ -350,3 +350,26 @@ def test_huge_counts_are_priced_exactly() -> None:
     meter.record(usage, model="gpt-4o", provider="openai")
     assert event.cost == cost
     assert meter.totals().cost == (cost * 2).normalize(_EXACT)
+
+
+def test_corrections_apply_when_the_provider_is_not_given() -> None:
+    """Without provider=, the provider genai-prices matches decides which corrections apply."""
+    usage = Usage(input_tokens=3000, output_tokens=4000)
+    assert Pricer().cost(usage, None, "deepseek-reasoner", at=NOV_2026) == Decimal("0.00252")
+    rates = Pricer().rates("deepseek-chat", at=NOV_2026)
+    assert (rates.source, rates.resolved_provider) == ("override", "deepseek")
+    assert Pricer().rates("gpt-4o", at=NOV_2026).resolved_provider == "openai"
+
+
+def test_custom_models_priced_without_a_provider() -> None:
+    """A model only an override knows is priced even when no provider is given."""
+    table = PriceTable(
+        [PriceOverride(provider="ollama", model="llama3.3*", price=Price(input_mtok=Decimal(1)))]
+    )
+    assert Pricer(table).cost(Usage(input_tokens=10**6), None, "llama3.3:70b", at=NOV_2026) == Decimal(1)
+
+
+def test_meter_exposes_its_price_version(meter: Meter) -> None:
+    """Meter.price_version is the version stamped on its priced events."""
+    event = meter.record(Usage(input_tokens=1), model="gpt-4o", provider="openai")
+    assert event.price_version == meter.price_version == meter.pricer.version

@@ -11,7 +11,7 @@ from meterline._config import configure, get_meter, record, record_tool, reset_d
 from meterline._events import OperationTotals, ToolStats, Totals, UsageEvent
 from meterline._meter import ActiveScope, Meter, MeterStats, Scope, Snapshot
 from meterline._normalize import Extracted, extract, usage_from
-from meterline._pricing import ModelRates, Price, PriceOverride, PriceTable
+from meterline._pricing import ModelRates, Price, PriceOverride, Pricer, PriceTable
 from meterline._providers import PROVIDERS, canonical_provider
 from meterline._stream import StreamAccumulator, usage_from_stream
 from meterline._usage import Usage
@@ -46,6 +46,7 @@ __all__ = [
     "PriceOverride",
     "PriceTable",
     "PriceTableError",
+    "Pricer",
     "Scope",
     "Snapshot",
     "StreamAccumulator",

@@ -158,21 +158,6 @@ def _parse_at(text: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _provider_from_overrides(pricer: Pricer, model: str) -> str | None:
-    """The provider of the override rows that price ``model``, when they name exactly one.
-
-    Overrides are per provider, so ``meterline prices deepseek-chat`` (no ``--provider``)
-    would otherwise skip the correction for DeepSeek and show genai-prices' stale price.
-    """
-    lowered = model.lower()
-    providers = {
-        row.provider
-        for row in pricer.table.rows
-        if row.provider != "*" and row.matches(row.provider, lowered)
-    }
-    return providers.pop() if len(providers) == 1 else None
-
-
 def _unknown_model_hint(model: str, provider: str | None) -> str:
     example_provider = provider or "ollama"
     return (
@@ -195,11 +180,11 @@ def _tier_title(threshold: int, next_threshold: int | None) -> str:
     return f"above {threshold:,} input tokens"
 
 
-def _rates_to_dict(rates: ModelRates, at: datetime, inferred: bool) -> dict[str, Any]:
+def _rates_to_dict(rates: ModelRates, at: datetime) -> dict[str, Any]:
     return {
         "model": rates.model,
         "provider": rates.provider,
-        "provider_inferred": inferred,
+        "resolved_provider": rates.resolved_provider,
         "at": at.isoformat().replace("+00:00", "Z"),
         "unit": "USD per 1M tokens",
         "tiers": [
@@ -214,7 +199,7 @@ def _rates_to_dict(rates: ModelRates, at: datetime, inferred: bool) -> dict[str,
     }
 
 
-def _render_rates(rates: ModelRates, at: datetime, *, at_given: bool, inferred: bool) -> str:
+def _render_rates(rates: ModelRates, at: datetime, *, at_given: bool) -> str:
     thresholds = [threshold for threshold, _ in rates.tiers]
     headers = ["token class"] + [
         _tier_title(threshold, thresholds[i + 1] if i + 1 < len(thresholds) else None)
@@ -224,9 +209,7 @@ def _render_rates(rates: ModelRates, at: datetime, *, at_given: bool, inferred: 
         [label, *(format_price(prices[name]) for _, prices in rates.tiers)] for name, label in _RATE_LABELS
     ]
     if rates.provider is None:
-        provider = "any (genai-prices matched the model id)"
-    elif inferred:
-        provider = f"{rates.provider} (the provider of the override for this model)"
+        provider = f"{rates.resolved_provider or 'any'} (matched from the model id)"
     else:
         provider = rates.provider
     if rates.source == "override":
@@ -254,10 +237,6 @@ def _cmd_prices(args: argparse.Namespace) -> int:
     table = PriceTable.from_toml(args.prices) if args.prices else None
     pricer = Pricer(table)
     provider = canonical_provider(args.provider)
-    inferred = False
-    if provider is None:
-        provider = _provider_from_overrides(pricer, args.model)
-        inferred = provider is not None
     at: datetime = args.at or datetime.now(tz=UTC)
     try:
         rates = pricer.rates(args.model, provider, at)
@@ -265,9 +244,9 @@ def _cmd_prices(args: argparse.Namespace) -> int:
         print(f"meterline: error: {exc}\n\n{_unknown_model_hint(args.model, provider)}", file=sys.stderr)
         return EXIT_USAGE
     if args.format == "json":
-        print(json.dumps(_rates_to_dict(rates, at, inferred), indent=2))
+        print(json.dumps(_rates_to_dict(rates, at), indent=2))
     else:
-        print(_render_rates(rates, at, at_given=args.at is not None, inferred=inferred))
+        print(_render_rates(rates, at, at_given=args.at is not None))
     return EXIT_OK
 
 

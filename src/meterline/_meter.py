@@ -430,6 +430,11 @@ class Meter:
         self._ids = IdFactory()
         _all_meters.add(self)
 
+    @property
+    def price_version(self) -> str:
+        """The price-data version this meter prices with (genai-prices version and override digest)."""
+        return self._version or self._load_version()
+
     # -- scopes -------------------------------------------------------------------------
 
     def scope(self, **dimensions: str | int) -> Scope:

@@ -111,6 +111,10 @@ _GENAI_PROVIDER: Final[Mapping[str, str]] = {
     "cerebras": "cerebras",
     "openrouter": "openrouter",
 }
+_CANONICAL_OF_GENAI: Final[Mapping[str, str]] = {
+    genai: canonical for canonical, genai in reversed(tuple(_GENAI_PROVIDER.items()))
+}
+"""genai-prices provider ids back to OpenTelemetry names (the first name listed for each wins)."""
 # Providers whose models are self-hosted: only an override can price them.
 _SELF_HOSTED: Final = frozenset({"ollama", "vllm", "llama.cpp", "lmstudio"})
 
@@ -490,6 +494,8 @@ class ModelRates:
     """``"override"`` or ``"genai-prices"``."""
     resolved_model: str
     """The model id the price table matched (the override pattern or genai-prices' id)."""
+    resolved_provider: str | None
+    """The provider whose price applies: the override's, or genai-prices' provider id."""
     tiers: tuple[tuple[int, Mapping[str, Decimal]], ...]
     """``(above_input_tokens, rates)`` pairs; the first pair's threshold is 0 (the base tier)."""
     per_request: Decimal
@@ -797,11 +803,22 @@ class Pricer:
         return resolution
 
     def _build(self, provider: str | None, model: str) -> _Resolution:
-        overrides = self.table.candidates(provider, model)
         genai_provider = _GENAI_PROVIDER.get(provider) if provider is not None else None
         info = None
         if provider not in _SELF_HOSTED and (provider is None or genai_provider is not None):
             info, genai_provider = _find_genai_model(genai_provider, model)
+        if provider is not None:
+            overrides = self.table.candidates(provider, model)
+        else:
+            # No provider given: the one genai-prices matched decides which provider-specific
+            # corrections apply; a model genai-prices does not know takes any provider's row.
+            matched = _CANONICAL_OF_GENAI.get(genai_provider or "")
+            lowered = model.lower()
+            overrides = tuple(
+                row
+                for row in self.table.rows
+                if row.matches(row.provider, lowered) and (matched is None or row.provider in ("*", matched))
+            )
         return _Resolution(overrides, info, genai_provider)
 
     def cost_atto(self, usage: Usage, provider: str | None, model: str | None, time_ns: int) -> int | None:
@@ -872,6 +889,7 @@ class Pricer:
             model=model,
             source="override" if row is not None else "genai-prices",
             resolved_model=row.model if row is not None else (resolution.genai_model or model),
+            resolved_provider=row.provider if row is not None else resolution.genai_provider,
             tiers=tuple(tiers),
             per_request=atto_to_decimal(plan.const_atto),
             price_version=self.version,
