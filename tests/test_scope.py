@@ -213,3 +213,60 @@ def test_meter_totals_include_live_scopes_and_cost(meter: Meter) -> None:
         meter.record(Usage(input_tokens=1_000_000), model="gpt-4o", provider="openai")
         assert meter.totals().cost == Decimal("2.5")
         assert scope.totals.cost == Decimal("2.5")
+
+
+def test_concurrent_snapshot_and_reset_loses_and_doubles_nothing(meter: Meter) -> None:
+    """While 4 threads record, repeated snapshot_and_reset() hands over every event exactly once."""
+    per_thread = 20_000
+    done = threading.Event()
+    snapshots = []
+
+    def work(index: int) -> None:
+        with meter.scope(user=f"u{index}"):
+            for _ in range(per_thread):
+                meter.record(Usage(input_tokens=1, output_tokens=2), **GPT)
+
+    def harvest() -> None:
+        while not done.is_set():
+            snapshots.append(meter.snapshot_and_reset())
+
+    harvester = threading.Thread(target=harvest)
+    harvester.start()
+    workers = [threading.Thread(target=work, args=(index,)) for index in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    done.set()
+    harvester.join()
+    snapshots.append(meter.snapshot_and_reset())
+    merged = Meter()
+    for snap in snapshots:
+        merged.merge(snap)
+    totals = merged.totals()
+    assert totals.requests == 4 * per_thread
+    assert totals.usage == Usage(input_tokens=4 * per_thread, output_tokens=8 * per_thread)
+    assert len(snapshots) > 2
+    by_user = merged.totals(by=("user",))
+    assert all(by_user[(f"u{index}",)].requests == per_thread for index in range(4))
+
+
+def test_concurrent_scope_exits_while_an_executor_records(meter: Meter) -> None:
+    """Records from a worker that outlive their scope still count once, in the scope and the roll-ups."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = []
+        with meter.scope(user="u1") as outer:
+            for _ in range(50):
+                with meter.scope(session="s") as inner:
+                    ctx = contextvars.copy_context()
+                futures.append(
+                    pool.submit(
+                        ctx.run, lambda: [meter.record(Usage(input_tokens=1), **GPT) for _ in range(100)]
+                    )
+                )
+            for future in futures:
+                future.result()
+        assert inner.totals.requests == 100
+    assert outer.totals.requests == 5000
+    assert meter.totals().requests == 5000
+    assert meter.totals(where={"session": "s"}).usage.input_tokens == 5000

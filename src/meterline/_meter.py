@@ -24,8 +24,8 @@ from meterline._acc import Acc, totals_from_rows
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION, Totals, UsageEvent, _EventBuilder
 from meterline._ids import IdFactory
 from meterline._normalize import extract
-from meterline._pricing import EXACT_DIGITS, Pricer, PriceTable, _Plan, atto_to_decimal
-from meterline._providers import KNOWN_PROVIDERS, canonical_provider
+from meterline._pricing import EXACT_DIGITS, Pricer, PriceTable, _Plan, atto_to_decimal, tidy
+from meterline._providers import canonical_provider
 from meterline._usage import Usage, check_count
 from meterline.exceptions import ConfigurationError, MalformedUsageError
 
@@ -45,11 +45,9 @@ DEFAULT_MAX_LIVE_KEYS: Final = 100_000
 OVERFLOW_DIMENSION: Final = "meterline_overflow"
 _SNAPSHOT_FORMAT: Final = "meterline.snapshot/1"
 _INF: Final = math.inf
-_CANONICAL: Final = frozenset(KNOWN_PROVIDERS)
 _time_ns = time.time_ns
 _CHAT: Final = "chat"
 _OK: Final = "ok"
-_SCALES: Final = {exponent: Decimal(1).scaleb(exponent) for exponent in range(-18, 1)}
 _Decimal = Decimal
 _ZERO: Final = Decimal(0)
 _MODEL_OK: Final = "ok"
@@ -141,6 +139,7 @@ class ActiveScope:
             while stack:
                 frame = stack.pop()
                 for key, row in frame._rows.items():
+                    row.settle()
                     _merge_into(merged, _totals_key(key, frame), row)
                 for tkey, acc in frame._folded.items():
                     _merge_into(merged, tkey, acc)
@@ -163,10 +162,13 @@ _TotalsKey = tuple[str, str, str | None, str | None]
 class _Row(Acc):
     """An accumulator for one row key in one scope entry, with what recording it needs."""
 
-    __slots__ = ("cost_units", "cube_key", "live", "model_call", "plan", "unit")
+    __slots__ = ("cost_units", "cube_key", "live", "model_call", "pending", "plan", "provider", "unit")
 
     def __init__(self, cube_key: _RowKey, model_call: bool, plan: _Plan | None) -> None:
         super().__init__()
+        self.pending: list[_Pending] = []
+        """Events recorded but not yet added up: `Meter.record` appends without a lock
+        (``list.append`` is atomic) and whoever holds the meter's lock settles them."""
         self.unit = plan.divisor if plan is not None else 1
         self.cost_units = 0
         """Costs priced inline with the row's plan, in units of ``unit`` atto-dollars."""
@@ -174,6 +176,8 @@ class _Row(Acc):
         """False once the row was taken from its entry (exit, reset, forget): record elsewhere."""
         self.cube_key = cube_key
         """The row key with the entry's dimensions merged in (the key in the roll-ups)."""
+        self.provider = cube_key[2]
+        """The canonical provider name (rows are found by the name as given)."""
         self.model_call = model_call
         self.plan = plan
         """The compiled price, when it does not depend on time; else priced per event."""
@@ -181,6 +185,64 @@ class _Row(Acc):
     def atto(self) -> int:
         """The cost held, in atto-dollars."""
         return self.cost_atto + self.cost_units * self.unit
+
+    def settle(self, into: _Row | None = None) -> None:
+        """Add up the pending events, into this row or ``into`` (the meter's lock held).
+
+        Entries are taken from the front of the list, so events appended meanwhile wait
+        for the next settlement: each pending event is added exactly once.
+        """
+        items = self.pending
+        count = len(items)
+        if not count:
+            return
+        batch = items[:count]
+        del items[:count]
+        target = self if into is None else into
+        input_tokens = output_tokens = cache_read = units_total = atto_total = latency_ns = 0
+        unmeasured = unpriced = 0
+        for usage, units, atto, latency_ms in batch:
+            if usage is not None:
+                input_tokens += usage.input_tokens
+                output_tokens += usage.output_tokens
+                cache_read += usage.cache_read_tokens
+                if (
+                    usage.cache_write_tokens
+                    or usage.reasoning_tokens
+                    or usage.audio_input_tokens
+                    or usage.audio_output_tokens
+                ):
+                    target.add_rare_usage(usage)
+                if atto == _PRICED_INLINE:
+                    units_total += units
+                elif atto >= 0:
+                    atto_total += atto
+                else:
+                    unpriced += 1
+            else:
+                unmeasured += 1
+            if latency_ms is not None:
+                latency_ns += int(latency_ms * 1e6)
+        target.events += count
+        target.input_tokens += input_tokens
+        target.output_tokens += output_tokens
+        target.cache_read_tokens += cache_read
+        target.cost_units += units_total
+        target.cost_atto += atto_total
+        target.latency_ns += latency_ns
+        if self.model_call:
+            target.unmeasured += unmeasured
+            target.unpriced += unpriced
+
+
+_Pending = tuple["Usage | None", int, int, "float | None"]
+"""(usage, cost in the row's units, cost in atto-dollars or a marker, latency in ms)."""
+_PRICED_INLINE: Final = -1
+"""``atto`` marker: the cost is ``units``, in the row's unit."""
+_UNPRICED: Final = -2
+"""``atto`` marker: no cost (unmeasured or unpriced)."""
+_SETTLE_AT: Final = 256
+"""Pending events a row holds before the recording thread settles them."""
 
 
 def _merge_into(target: dict[Any, Acc], key: Any, acc: Acc) -> None:
@@ -201,6 +263,17 @@ def _totals_key(key: _RowKey, frame: ActiveScope) -> _TotalsKey:
 def _cube_totals_key(key: _RowKey) -> _TotalsKey:
     dims = dict(key[4])
     return key[0], key[1], dims.get("tool"), dims.get("tool_category")
+
+
+def _check_call(model: object, provider: object, operation: object, status: object) -> None:
+    """Check the arguments that make up a row's key (the first time the row is needed)."""
+    if model is not None and type(model) is not str:
+        raise ConfigurationError(f"model={model!r}: expected a str or None")
+    canonical_provider(provider)  # type: ignore[arg-type]  # raises ConfigurationError on a bad name
+    if type(operation) is not str or not operation:
+        raise ConfigurationError(f"operation={operation!r}: expected a non-empty str")
+    if type(status) is not str or not status:
+        raise ConfigurationError(f"status={status!r}: expected a non-empty str")
 
 
 def _check_grouping(
@@ -480,6 +553,8 @@ class Meter:
             rows = frame._rows
             frame._rows = {}
             for key, row in rows.items():
+                row.live = False  # before settling: a later append sees it and settles itself
+                row.settle()
                 self._cube_row(row.cube_key).merge(row)
                 frame._fold(_totals_key(key, frame), row)
             # Hand what the entry holds to its ancestors' totals: every closed one on the way
@@ -556,15 +631,9 @@ class Meter:
             if response_id is None:
                 response_id = found.response_id
 
-        # Argument checks first: a bad call records nothing. Defaults skip their checks.
-        if model is not None and type(model) is not str:
-            raise ConfigurationError(f"model={model!r}: expected a str or None")
-        if provider is not None and provider not in _CANONICAL:
-            provider = canonical_provider(provider)
-        if operation is not _CHAT and (type(operation) is not str or not operation):
-            raise ConfigurationError(f"operation={operation!r}: expected a non-empty str")
-        if status is not _OK and (type(status) is not str or not status):
-            raise ConfigurationError(f"status={status!r}: expected a non-empty str")
+        # Argument checks first: a bad call records nothing. Defaults skip their checks, and
+        # so do model, provider, operation and status when their row exists (they were
+        # checked, and the provider made canonical, when the row was made).
         if latency_ms is not None and (type(latency_ms) is not float or not 0.0 <= latency_ms < _INF):
             latency_ms = _check_latency(latency_ms)
         if attempt != 1 or operation_id is not None or response_id is not None or request_model is not None:
@@ -582,14 +651,19 @@ class Meter:
         else:
             key = (operation, status, provider, model, ())
             dimensions = frame.dimensions
-        row = frame._rows.get(key)
+        try:
+            row = frame._rows.get(key)
+        except TypeError:  # an unhashable argument: the checks below name it
+            row = None
         if row is None:
+            _check_call(model, provider, operation, status)
             row = self._new_row(frame, key)
+        provider = row.provider
 
         now = _time_ns()
         cost: Decimal | None = None
         version: str | None = None
-        atto = -1  # -1: priced inline, in units of the row's plan (`units`)
+        atto = _UNPRICED
         units = 0
         # Token classes beyond input, output and cache reads are rare: test for them once.
         rare = usage is not None and (
@@ -603,27 +677,24 @@ class Meter:
             if plan is not None and plan.flat and not rare:
                 # The common case, inlined: a flat price; input, output and cache reads only.
                 # Priced in the plan's own unit, where every rate is a small int.
+                atto = _PRICED_INLINE
                 rates = plan.unit_rates
                 units = plan.unit_const + usage.input_tokens * rates[0] + usage.output_tokens * rates[4]
                 if usage.cache_read_tokens:
                     units += usage.cache_read_tokens * rates[1]
-                if units:
-                    digits = units
-                    exponent = plan.exponent
-                    while not digits % 10 and exponent:  # trailing zeros: 0.0003525, not 0.000352500
-                        digits //= 10
-                        exponent += 1
-                    if digits < EXACT_DIGITS:
-                        cost = _Decimal(digits) * _SCALES[exponent]
-                    else:
-                        cost = plan.decimal(units * plan.divisor)
+                if units < EXACT_DIGITS:
+                    cost = _Decimal(units) * plan.scale
+                    if not units % 10:  # trailing zeros: 0.0003525, not 0.000352500
+                        cost = cost.normalize() if units < plan.one_usd else tidy(cost)
                 else:
-                    cost = _ZERO
+                    cost = plan.decimal(units * plan.divisor)
             elif plan is not None and plan.fast_for(usage):
                 atto = plan.atto(usage)
                 cost = plan.decimal(atto)
             else:
                 atto, cost = self._price_slowly(usage, provider, model, now)
+                if cost is None:
+                    atto = _UNPRICED
             if cost is not None:
                 version = self._version or self._load_version()
 
@@ -655,35 +726,11 @@ class Meter:
         builder.__class__ = UsageEvent
         event: UsageEvent = builder
 
-        lock = self._lock
-        lock.acquire()
-        try:
-            if row.live:
-                row.events += 1
-                if usage is not None:
-                    row.input_tokens += usage.input_tokens
-                    row.output_tokens += usage.output_tokens
-                    if usage.cache_read_tokens:
-                        row.cache_read_tokens += usage.cache_read_tokens
-                    if rare:
-                        row.add_rare_usage(usage)
-                    if cost is not None:
-                        if atto < 0:
-                            row.cost_units += units
-                        else:
-                            row.cost_atto += atto
-                    elif row.model_call:
-                        row.unpriced += 1
-                elif row.model_call:
-                    row.unmeasured += 1
-                if latency_ms is not None:
-                    row.latency_ns += int(latency_ms * 1e6)
-            else:
-                # Rare: the entry ended (work left running in an executor) or reset() took
-                # the row between the lookup above and now.
-                self._add_slowly(frame, key, event, units * row.unit if atto < 0 else atto, cost is not None)
-        finally:
-            lock.release()
+        # No lock: the append is atomic, and the totals add pending events up when read.
+        pending = row.pending
+        pending.append((usage, units, atto, latency_ms))
+        if len(pending) >= _SETTLE_AT or not row.live:
+            self._settle(frame, key, row)
 
         for subscriber in self._subscribers:
             try:
@@ -711,6 +758,7 @@ class Meter:
 
     def _make_row(self, frame: ActiveScope, key: _RowKey) -> _Row:
         operation, status, provider, model, extra = key
+        provider = canonical_provider(provider)
         model_call = operation not in _NOT_MODEL_CALLS
         plan = self.pricer.resolve(provider, model).constant if model_call and model is not None else None
         dims_key = tuple(sorted({**frame.dimensions, **dict(extra)}.items())) if extra else frame._dims_key
@@ -726,24 +774,33 @@ class Meter:
                 return fresh
             return frame._rows.setdefault(key, fresh)
 
-    def _add_slowly(
-        self, frame: ActiveScope, key: _RowKey, event: UsageEvent, atto: int, priced: bool
-    ) -> None:
-        """Add an event to the roll-ups and to the totals of its entry and every ancestor (lock held)."""
+    def _settle(self, frame: ActiveScope, key: _RowKey, row: _Row) -> None:
+        """Add up a row's pending events; if the row was taken meanwhile, send them on."""
+        with self._lock:
+            if row.live:
+                row.settle()
+                return
+            # The entry ended (work left running in an executor), or reset() or forget()
+            # took the row between the lookup and the append.
+            late = _Row(row.cube_key, row.model_call, row.plan)
+            row.settle(into=late)
+            self._add_late(frame, key, late)
+
+    def _add_late(self, frame: ActiveScope, key: _RowKey, acc: Acc) -> None:
+        """Add to the entry's current row, or if it ended, to the roll-ups and every ancestor (lock held)."""
         if not frame._closed:
             row = frame._rows.get(key)
             if row is None:
                 row = frame._rows[key] = self._make_row(frame, key)
-            _accumulate(row, event, atto, priced)
+            row.merge(acc)
             return
-        single = Acc()
-        _accumulate(single, event, atto, priced)
-        dims_key = tuple(sorted(event.dimensions.items()))
-        self._cube_row((key[0], key[1], key[2], key[3], dims_key)).merge(single)
+        operation, status, provider, model, extra = key
+        dims_key = tuple(sorted({**frame.dimensions, **dict(extra)}.items()))
+        self._cube_row((operation, status, provider, model, dims_key)).merge(acc)
         tkey = _totals_key(key, frame)
         ancestor: ActiveScope | None = frame
         while ancestor is not None:
-            ancestor._fold(tkey, single)
+            ancestor._fold(tkey, acc)
             if not ancestor._closed:
                 break
             ancestor = ancestor._parent
@@ -791,8 +848,10 @@ class Meter:
             links=links,
             tokens_saved=tokens_saved,
         )
+        single = Acc()
+        _accumulate(single, event)
         with self._lock:
-            self._add_slowly(frame, key, event, 0, False)
+            self._add_late(frame, key, single)
         for subscriber in self._subscribers:
             try:
                 subscriber(event)
@@ -911,11 +970,15 @@ class Meter:
         rows = {key: acc.copy() for key, acc in self._cube.items()}
         for frame in (self._root, *self._live):
             for row in frame._rows.values():
+                row.settle()
                 _merge_into(rows, row.cube_key, row)
         return rows
 
     def _take_rows_locked(self) -> dict[_RowKey, Acc]:
         """Every roll-up row, removed from the meter (scope entries keep their totals; lock held)."""
+        for frame in (self._root, *self._live):
+            for row in frame._rows.values():
+                row.live = False  # before settling: a later append sees it and settles itself
         rows = self._rows_locked()
         self._cube = {}
         for frame in (self._root, *self._live):
@@ -1008,6 +1071,8 @@ class Meter:
                 for key, row in list(frame._rows.items()):
                     if matches(row.cube_key):
                         del frame._rows[key]
+                        row.live = False  # before settling: a later append sees it and settles itself
+                        row.settle()
                         if frame is not self._root:
                             frame._fold(_totals_key(key, frame), row)
                         dropped += 1
@@ -1103,9 +1168,8 @@ def _value_of(key: _RowKey, name: str) -> str | None:
     return None
 
 
-def _accumulate(acc: Acc, event: UsageEvent, atto: int, priced: bool) -> None:
-    """Add one event to an accumulator (the general path; `Meter.record` inlines the common case)."""
-    model_call = event.operation not in _NOT_MODEL_CALLS
+def _accumulate(acc: Acc, event: UsageEvent) -> None:
+    """Add one tool call or cache lookup to an accumulator (never priced, never unmeasured)."""
     acc.events += 1
     usage = event.usage
     if usage is not None:
@@ -1113,12 +1177,6 @@ def _accumulate(acc: Acc, event: UsageEvent, atto: int, priced: bool) -> None:
         acc.output_tokens += usage.output_tokens
         acc.cache_read_tokens += usage.cache_read_tokens
         acc.add_rare_usage(usage)
-        if priced:
-            acc.cost_atto += atto
-        elif model_call:
-            acc.unpriced += 1
-    elif model_call:
-        acc.unmeasured += 1
     if event.latency_ms is not None:
         acc.latency_ns += int(event.latency_ms * 1e6)
     if event.links:

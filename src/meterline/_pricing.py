@@ -532,11 +532,14 @@ class _Plan:
     """The flat rates in units of ``divisor`` atto-dollars: small ints, so pricing stays cheap."""
     unit_const: int = 0
     """The per-request charge in units of ``divisor`` atto-dollars."""
+    one_usd: int = ATTO
+    """One dollar in units of ``divisor`` atto-dollars."""
 
     def __post_init__(self) -> None:
         self._set_units()
 
     def _set_units(self) -> None:
+        self.one_usd = ATTO // self.divisor
         self.flat = not self.thresholds and not self.slow
         self.unit_rates = tuple(rate // self.divisor for rate in self.rates[0])
         self.unit_const = self.const_atto // self.divisor
