@@ -829,25 +829,27 @@ class Meter:
             frame = self._root
         key: _RowKey = (operation, status, None, None, tuple(sorted(extra.items())))
         now = _time_ns()
-        event = UsageEvent(
-            id=self._ids.new(now),
-            time_ns=now,
-            operation=operation,
-            provider=None,
-            model=None,
-            request_model=None,
-            usage=usage,
-            cost=None,
-            price_version=None,
-            latency_ms=latency_ms,
-            status=status,
-            dimensions=MappingProxyType({**frame.dimensions, **extra}),
-            operation_id=operation_id,
-            attempt=1,
-            response_id=None,
-            links=links,
-            tokens_saved=tokens_saved,
+        builder: Any = _EventBuilder(
+            self._ids.new(now),
+            now,
+            operation,
+            None,
+            None,
+            None,
+            usage,
+            None,
+            None,
+            latency_ms,
+            status,
+            MappingProxyType({**frame.dimensions, **extra}),
+            operation_id,
+            1,
+            None,
+            links,
+            tokens_saved,
         )
+        builder.__class__ = UsageEvent
+        event: UsageEvent = builder
         single = Acc()
         _accumulate(single, event)
         with self._lock:
