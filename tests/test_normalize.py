@@ -4,7 +4,6 @@ from __future__ import annotations as _annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,51 +19,16 @@ from meterline.exceptions import (
     MeterlineError,
     UnrecognizedPayloadError,
 )
+from tests import fixture_cases
 
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def _load_all() -> list[tuple[str, dict[str, Any]]]:
-    return [
-        (path.relative_to(FIXTURES).as_posix(), json.loads(path.read_text(encoding="utf-8")))
-        for path in sorted(FIXTURES.glob("*/*.json"))
-    ]
-
-
-_ALL = _load_all()
-_RESPONSE_CASES = [
-    (name, case) for name, case in _ALL if case.get("kind") == "response" and "expected_error" not in case
-]
-RESPONSES = [pytest.param(case, id=name) for name, case in _RESPONSE_CASES]
-DETECTABLE = [pytest.param(case, id=name) for name, case in _RESPONSE_CASES if case["detectable"]]
-MALFORMED = [
-    pytest.param(case, id=name)
-    for name, case in _ALL
-    if "expected_error" in case and case.get("kind") == "response"
-]
-_ERRORS = {"MalformedUsageError": MalformedUsageError, "UnrecognizedPayloadError": UnrecognizedPayloadError}
-
-
-FIXTURE_APIS = {
-    ("openai", "chat"): "openai.chat",
-    ("openai", "responses"): "openai.responses",
-    ("openai", "embeddings"): "openai.embeddings",
-    ("mistral_ai", "chat"): "mistral.chat",
-    ("deepseek", "chat"): "deepseek.chat",
-    ("groq", "chat"): "groq.chat",
-    ("x_ai", "chat"): "xai.chat",
-    ("anthropic", "messages"): "anthropic.messages",
-    ("gcp.gemini", "generate_content"): "gemini.generate_content",
-    ("aws.bedrock", "converse"): "bedrock.converse",
-    ("cohere", "chat_v2"): "cohere.chat",
-    ("ollama", "chat"): "ollama.chat",
-    ("ollama", "generate"): "ollama.generate",
-}
-"""Fixture (provider, api) -> `Extracted.api`."""
-
-
-def _expected(case: dict[str, Any]) -> Usage | None:
-    return None if case["expected"] is None else Usage.from_dict(case["expected"])
+RESPONSES = fixture_cases.cases("response")
+DETECTABLE = fixture_cases.cases("response", detectable_only=True)
+MALFORMED = fixture_cases.malformed("response")
+_ALL = fixture_cases.ALL
+_RESPONSE_CASES = fixture_cases.valid("response")
+_ERRORS = fixture_cases.ERRORS
+FIXTURE_APIS = fixture_cases.FIXTURE_APIS
+_expected = fixture_cases.expected
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations as _annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,37 +20,15 @@ from meterline.exceptions import (
     MeterlineError,
     UnrecognizedPayloadError,
 )
+from tests import fixture_cases
 
-FIXTURES = Path(__file__).parent / "fixtures"
-_ALL = [
-    (path.relative_to(FIXTURES).as_posix(), json.loads(path.read_text(encoding="utf-8")))
-    for path in sorted(FIXTURES.glob("*/*.json"))
-]
-_STREAM_CASES = [(n, c) for n, c in _ALL if c.get("kind") == "stream" and "expected_error" not in c]
-STREAMS = [pytest.param(case, id=name) for name, case in _STREAM_CASES]
-DETECTABLE = [pytest.param(case, id=name) for name, case in _STREAM_CASES if case["detectable"]]
-_ERRORS = {"MalformedUsageError": MalformedUsageError, "UnrecognizedPayloadError": UnrecognizedPayloadError}
-
-
-FIXTURE_APIS = {
-    ("openai", "chat"): "openai.chat",
-    ("openai", "responses"): "openai.responses",
-    ("mistral_ai", "chat"): "mistral.chat",
-    ("deepseek", "chat"): "deepseek.chat",
-    ("groq", "chat"): "groq.chat",
-    ("x_ai", "chat"): "xai.chat",
-    ("anthropic", "messages"): "anthropic.messages",
-    ("gcp.gemini", "generate_content"): "gemini.generate_content",
-    ("aws.bedrock", "converse"): "bedrock.converse",
-    ("cohere", "chat_v2"): "cohere.chat",
-    ("ollama", "chat"): "ollama.chat",
-    ("ollama", "generate"): "ollama.generate",
-}
-"""Fixture (provider, api) -> `StreamAccumulator.api`."""
-
-
-def _expected(case: dict[str, Any]) -> Usage | None:
-    return None if case["expected"] is None else Usage.from_dict(case["expected"])
+STREAMS = fixture_cases.cases("stream")
+DETECTABLE = fixture_cases.cases("stream", detectable_only=True)
+_ALL = fixture_cases.ALL
+_STREAM_CASES = fixture_cases.valid("stream")
+_ERRORS = fixture_cases.ERRORS
+FIXTURE_APIS = fixture_cases.FIXTURE_APIS
+_expected = fixture_cases.expected
 
 
 # --------------------------------------------------------------------------------------------

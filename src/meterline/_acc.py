@@ -14,7 +14,7 @@ from meterline._events import (
     Totals,
 )
 from meterline._pricing import atto_to_decimal
-from meterline._usage import Usage, _new_usage
+from meterline._usage import USAGE_FIELDS, Usage, _new_usage
 
 __all__ = ["MAX_LINKS", "Acc", "totals_from_rows"]
 
@@ -25,14 +25,7 @@ _COUNTERS: Final = (
     "events",
     "unmeasured",
     "unpriced",
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "audio_input_tokens",
-    "audio_output_tokens",
+    *USAGE_FIELDS,
     "cost_atto",
     "tokens_saved",
     "link_count",

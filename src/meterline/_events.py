@@ -9,7 +9,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
 
-from meterline._usage import USAGE_FIELDS, Usage
+from meterline._usage import USAGE_FIELDS, Usage, mutable_twin
 from meterline.exceptions import MalformedUsageError
 
 __all__ = [
@@ -153,27 +153,8 @@ class UsageEvent:
             ) from exc
 
 
-@dataclass(slots=True)
-class _EventBuilder:
-    """Same slots as `UsageEvent`, mutable: see `meterline._usage._new_usage` for why."""
-
-    id: str
-    time_ns: int
-    operation: str
-    provider: str | None
-    model: str | None
-    request_model: str | None
-    usage: Usage | None
-    cost: Decimal | None
-    price_version: str | None
-    latency_ms: float | None
-    status: str
-    dimensions: Mapping[str, str]
-    operation_id: str | None
-    attempt: int
-    response_id: str | None
-    links: tuple[str, ...]
-    tokens_saved: int
+_EventBuilder = mutable_twin(UsageEvent)
+"""Builds a `UsageEvent` positionally on the record path (see `meterline._usage.mutable_twin`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

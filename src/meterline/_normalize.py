@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from meterline._providers import canonical_provider
-from meterline._usage import Usage, _new_usage, check_count, checked_usage
+from meterline._usage import USAGE_FIELDS, Usage, _new_usage, check_count, checked_usage, mutable_twin
 from meterline.exceptions import ConfigurationError, MalformedUsageError, UnrecognizedPayloadError
 
 __all__ = ["APIS", "Extracted", "extract", "model_from", "usage_from"]
@@ -64,16 +64,7 @@ class Extracted:
     when Ollama served the prompt from its KV cache and sent no ``prompt_eval_count``."""
 
 
-@dataclasses.dataclass(slots=True)
-class _ExtractedBuilder:
-    """Same slots as `Extracted`, mutable: built positionally, then re-classed (see `_new_usage`)."""
-
-    provider: str | None
-    model: str | None
-    usage: Usage | None
-    response_id: str | None
-    api: str
-    unknown_fields: tuple[str, ...]
+_ExtractedBuilder = mutable_twin(Extracted)
 
 
 def _new_extracted(
@@ -1050,16 +1041,7 @@ def _ollama(d: dict[Any, Any]) -> Usage | None:
     return checked_usage(_OLLAMA_NAMES, 0 if pe is None else pe, 0, 0, 0, 0 if ev is None else ev, 0, 0, 0)
 
 
-_PLAIN_NAMES: Final = (
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "audio_input_tokens",
-    "audio_output_tokens",
-)
+_PLAIN_NAMES: Final = USAGE_FIELDS
 
 
 def _plain(u: dict[Any, Any]) -> Usage:

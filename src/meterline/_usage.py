@@ -3,12 +3,12 @@
 from __future__ import annotations as _annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, make_dataclass
 from typing import Any, Final
 
 from meterline.exceptions import MalformedUsageError
 
-__all__ = ["MAX_COUNT", "USAGE_FIELDS", "Usage", "check_count"]
+__all__ = ["MAX_COUNT", "USAGE_FIELDS", "Usage", "check_count", "mutable_twin"]
 
 USAGE_FIELDS: Final = (
     "input_tokens",
@@ -174,18 +174,22 @@ def _check_subsets(
         )
 
 
-@dataclass(slots=True)
-class _UsageBuilder:
-    """Same slots as `Usage`, mutable: built positionally, then re-classed (see `_new_usage`)."""
+def mutable_twin(frozen: type[Any]) -> type[Any]:
+    """A mutable, slotted dataclass with the fields of ``frozen`` in the same order.
 
-    input_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    cache_write_1h_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
-    audio_input_tokens: int
-    audio_output_tokens: int
+    A frozen dataclass sets each field through ``object.__setattr__``, which costs about a
+    microsecond for eight fields on the record path. Its twin has the same slot layout, so an
+    instance built positionally can take the frozen class as its ``__class__``::
+
+        value = Twin(*fields)
+        value.__class__ = Frozen
+    """
+    return make_dataclass(
+        f"_{frozen.__name__}Builder", [(f.name, f.type) for f in fields(frozen)], slots=True
+    )
+
+
+_UsageBuilder = mutable_twin(Usage)
 
 
 def _new_usage(
@@ -198,12 +202,7 @@ def _new_usage(
     audio_in: int,
     audio_out: int,
 ) -> Usage:
-    """Build a `Usage` from counts the caller has already validated, without re-validating.
-
-    A frozen dataclass sets each field through ``object.__setattr__``, which costs about a
-    microsecond for eight fields on the record path. The builder has the same slot layout,
-    so the instance can take `Usage` as its class once its fields are set.
-    """
+    """Build a `Usage` from counts the caller has already validated, without re-validating."""
     usage: Any = _UsageBuilder(
         input_tokens, cache_read, cache_write, cache_write_1h, output_tokens, reasoning, audio_in, audio_out
     )
