@@ -373,3 +373,81 @@ def test_id_counter_overflow_renews_the_random_bits(meter: Meter) -> None:
     assert len(set(ids)) == 4
     assert all(UUID(i).version == 7 for i in ids)
     assert meter.stats().events >= 4
+
+
+def test_events_from_the_record_path_are_ordinary_values(meter: Meter) -> None:
+    """An event whose id and cost are written out on first read behaves as one built eagerly."""
+    import copy
+    import dataclasses
+    import pickle
+
+    usage = Usage(input_tokens=1200, cache_read_tokens=100, output_tokens=300)
+    event = meter.record(usage, **GPT)
+    twin = meter.record(usage, **GPT)
+    eager = UsageEvent(**{f.name: getattr(event, f.name) for f in dataclasses.fields(UsageEvent)})
+    assert eager == event
+    assert repr(eager) == repr(event)
+    assert pickle.loads(pickle.dumps(twin)) == twin
+    assert copy.copy(twin) == twin
+    assert dataclasses.asdict(twin)["cost"] == meter.pricer.cost(usage, "openai", "gpt-4o-mini")
+    assert str(twin.cost) == "0.0003525"
+    assert not hasattr(twin, "no_such_field")
+    assert twin.id != event.id
+    with pytest.raises(AttributeError):
+        twin.id = "x"  # type: ignore[misc]
+
+
+def test_derived_fields_are_stable_across_threads(meter: Meter) -> None:
+    """Threads reading a fresh event's id and cost at once all see the same values."""
+    import threading
+
+    event = meter.record(Usage(input_tokens=10, output_tokens=5), **GPT)
+    seen: list[tuple[str, object]] = []
+    threads = [threading.Thread(target=lambda: seen.append((event.id, event.cost))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(seen)) == 1
+
+
+def test_dimensions_are_read_only_json_ready_values(meter: Meter) -> None:
+    """An event's dimensions cannot be changed, serialise with json, hash, copy and pickle."""
+    import copy
+    import pickle
+
+    with meter.scope(user="u1"):
+        event = meter.record(Usage(input_tokens=1), tags={"feature": "search"}, **GPT)
+    dims = event.dimensions
+    assert dims == {"user": "u1", "feature": "search"}
+    assert json.loads(json.dumps(dims)) == {"user": "u1", "feature": "search"}
+    for mutate in (
+        lambda: dims.__setitem__("user", "u2"),  # type: ignore[index]
+        lambda: dims.update(user="u2"),  # type: ignore[attr-defined]
+        lambda: dims.pop("user"),  # type: ignore[attr-defined]
+        dims.clear,  # type: ignore[attr-defined]
+    ):
+        with pytest.raises(TypeError, match="read-only"):
+            mutate()
+    assert dims["user"] == "u1"
+    assert hash(dims) == hash(copy.deepcopy(dims))
+    assert pickle.loads(pickle.dumps(event)) == event
+
+
+def test_per_request_charges_add_up_in_totals() -> None:
+    """A per-request price is charged once per call, in events and in every total."""
+    from meterline import Price, PriceOverride, PriceTable
+
+    table = PriceTable(
+        [
+            PriceOverride(
+                provider="vllm", model="m", price=Price(input_mtok=Decimal(1), per_request=Decimal("0.001"))
+            )
+        ]
+    )
+    meter = Meter(prices=table)
+    with meter.scope(user="u1") as scope:
+        events = [meter.record(Usage(input_tokens=1000), model="m", provider="vllm") for _ in range(300)]
+    assert {event.cost for event in events} == {Decimal("0.002")}
+    assert scope.totals.cost == Decimal("0.6")
+    assert meter.totals().cost == Decimal("0.6")

@@ -6,15 +6,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-from meterline._usage import USAGE_FIELDS, Usage, mutable_twin
+from meterline._usage import USAGE_FIELDS, Usage
 from meterline.exceptions import MalformedUsageError
 
 __all__ = [
     "CACHE_OPERATION",
+    "EMPTY_DIMENSIONS",
     "TOOL_OPERATION",
+    "Dimensions",
     "OperationTotals",
     "ToolStats",
     "Totals",
@@ -28,12 +29,62 @@ CACHE_OPERATION: Final = "cache"
 TOOL_SUCCESS: Final = frozenset({"success", "completed", "ok"})
 """Tool statuses counted as successes; any other status is a failure."""
 
-_EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 _ZERO: Final = Decimal(0)
 
 
+class Dimensions(dict[str, str]):
+    """An event's dimensions: a read-only ``dict`` of str to str.
+
+    Events share their scope's dimensions, so they must not change: every mutating method
+    raises ``TypeError``. Being a ``dict``, it serialises with ``json.dumps`` as it is, and it
+    hashes, copies and pickles like the value it is.
+    """
+
+    __slots__ = ()
+
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("an event's dimensions are read-only; copy them with dict(...) to change them")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __copy__(self) -> Dimensions:
+        return self
+
+    def __deepcopy__(self, memo: object) -> Dimensions:
+        return self
+
+    def __reduce__(self) -> tuple[type[Dimensions], tuple[dict[str, str]]]:
+        return Dimensions, (dict(self),)
+
+    def __repr__(self) -> str:
+        return f"Dimensions({dict.__repr__(self)})"
+
+
+EMPTY_DIMENSIONS: Final = Dimensions()
+
+
+class _Derived:
+    """Private state from which an event made on the record path derives ``id`` and ``cost``.
+
+    `Meter.record` captures everything an event is at the moment it is recorded, but leaves
+    two fields to be written out on first use: ``id`` (from the millisecond prefix and the
+    counter it drew) and ``cost`` (from the usage and the compiled price). Turning them into
+    a string and a ``Decimal`` is a third of the record path's work, and many events are
+    never asked for either; whoever reads them first (a subscriber, the ledger's writer
+    thread, ``==``, ``repr``) gets the value the eager path would have made, once.
+    """
+
+    __slots__ = ("_id_count", "_id_high", "_plan")
+    _id_count: int
+    _id_high: str
+    _plan: Any
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class UsageEvent:
+class UsageEvent(_Derived):
     """One metered happening: a model call, a tool call or a cache lookup.
 
     Events are immutable. ``id`` is unique and sortable by time, and serves as the
@@ -74,6 +125,19 @@ class UsageEvent:
     """Ids of related events (for a tool event: the model calls that asked for it)."""
     tokens_saved: int = 0
     """For a cache hit: the tokens the application did not have to spend."""
+
+    if not TYPE_CHECKING:  # a __getattr__ would hide typos in attribute names from type checkers
+
+        def __getattr__(self, name: str) -> Any:
+            # Reached only for a field the record path left unset: derive it once, keep it.
+            if name == "cost":
+                value = self._plan.cost_of(self.usage)
+            elif name == "id":
+                value = self._id_high + (self._id_count & 0xFFFFFFFF).to_bytes(4, "big").hex()
+            else:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            object.__setattr__(self, name, value)
+            return value
 
     @property
     def time(self) -> datetime:
@@ -140,7 +204,7 @@ class UsageEvent:
                 price_version=data.get("price_version"),
                 latency_ms=data.get("latency_ms"),
                 status=str(data["status"]),
-                dimensions=MappingProxyType(dict(data.get("dimensions") or {})),
+                dimensions=Dimensions(data.get("dimensions") or {}),
                 operation_id=data.get("operation_id"),
                 attempt=int(data.get("attempt", 1)),
                 response_id=data.get("response_id"),
@@ -153,8 +217,14 @@ class UsageEvent:
             ) from exc
 
 
-_EventBuilder = mutable_twin(UsageEvent)
-"""Builds a `UsageEvent` positionally on the record path (see `meterline._usage.mutable_twin`)."""
+class _EventBuilder(_Derived):
+    """Same slots as `UsageEvent`, mutable: filled on the record path, then re-classed.
+
+    See `meterline._usage.mutable_twin` for why; unlike a twin, it may leave ``id`` and
+    ``cost`` unset for `UsageEvent` to derive (see `_Derived`).
+    """
+
+    __slots__ = UsageEvent.__slots__
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

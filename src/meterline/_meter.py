@@ -21,10 +21,10 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Final, ParamSpec, TypeVar, overload
 
 from meterline._acc import Acc, totals_from_rows
-from meterline._events import CACHE_OPERATION, TOOL_OPERATION, Totals, UsageEvent, _EventBuilder
+from meterline._events import CACHE_OPERATION, TOOL_OPERATION, Dimensions, Totals, UsageEvent, _EventBuilder
 from meterline._ids import IdFactory
 from meterline._normalize import extract
-from meterline._pricing import EXACT_DIGITS, Pricer, PriceTable, _Plan, atto_to_decimal, tidy
+from meterline._pricing import Pricer, PriceTable, _Plan, atto_to_decimal
 from meterline._providers import canonical_provider
 from meterline._usage import Usage, check_count
 from meterline.exceptions import ConfigurationError, MalformedUsageError
@@ -40,12 +40,12 @@ _DIM_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 EVENT_FIELDS: Final = ("operation", "status", "provider", "model")
 """Event fields that `Meter.totals` can group and filter by, besides scope dimensions."""
 _RESERVED: Final = frozenset(EVENT_FIELDS)
-_EMPTY: Final[Mapping[str, str]] = MappingProxyType({})
 DEFAULT_MAX_LIVE_KEYS: Final = 100_000
 OVERFLOW_DIMENSION: Final = "meterline_overflow"
 _SNAPSHOT_FORMAT: Final = "meterline.snapshot/1"
 _INF: Final = math.inf
 _time_ns = time.time_ns
+_new_object = object.__new__
 _CHAT: Final = "chat"
 _OK: Final = "ok"
 _Decimal = Decimal
@@ -108,7 +108,7 @@ class ActiveScope:
     def __init__(self, meter: Meter, parent: ActiveScope | None, dims: dict[str, str]) -> None:
         self._meter = meter
         self._parent = parent
-        self.dimensions: Mapping[str, str] = MappingProxyType(dims)
+        self.dimensions: Mapping[str, str] = Dimensions(dims)
         """Every dimension in force here: this scope's merged over its ancestors'."""
         self._dims_key = tuple(sorted(dims.items()))
         # Events recorded directly in this entry, by (operation, status, provider, model,
@@ -198,47 +198,54 @@ class _Row(Acc):
             return
         batch = items[:count]
         del items[:count]
-        target = self if into is None else into
-        input_tokens = output_tokens = cache_read = units_total = atto_total = latency_ns = 0
+        target = self if into is None else into  # `into` is built with this row's plan
+        input_tokens = output_tokens = cache_read = units = inline = atto_total = latency_ns = 0
         unmeasured = unpriced = 0
-        for usage, units, atto, latency_ms in batch:
-            if usage is not None:
-                input_tokens += usage.input_tokens
-                output_tokens += usage.output_tokens
-                cache_read += usage.cache_read_tokens
-                if (
-                    usage.cache_write_tokens
-                    or usage.reasoning_tokens
-                    or usage.audio_input_tokens
-                    or usage.audio_output_tokens
-                ):
-                    target.add_rare_usage(usage)
-                if atto == _PRICED_INLINE:
-                    units_total += units
-                elif atto >= 0:
-                    atto_total += atto
-                else:
-                    unpriced += 1
-            else:
-                unmeasured += 1
+        plan = self.plan
+        rates = plan.unit_rates if plan is not None else ()
+        for usage, atto, latency_ms in batch:
             if latency_ms is not None:
                 latency_ns += int(latency_ms * 1e6)
+            if usage is None:
+                unmeasured += 1
+                continue
+            input_tokens += usage.input_tokens
+            output_tokens += usage.output_tokens
+            cache_read += usage.cache_read_tokens
+            if atto == _PRICED_INLINE:
+                # A flat price, and input, output and cache reads only (the record path checked).
+                inline += 1
+                units += usage.input_tokens * rates[0] + usage.output_tokens * rates[4]
+                units += usage.cache_read_tokens * rates[1]
+                continue
+            if (
+                usage.cache_write_tokens
+                or usage.reasoning_tokens
+                or usage.audio_input_tokens
+                or usage.audio_output_tokens
+            ):
+                target.add_rare_usage(usage)
+            if atto >= 0:
+                atto_total += atto
+            else:
+                unpriced += 1
         target.events += count
         target.input_tokens += input_tokens
         target.output_tokens += output_tokens
         target.cache_read_tokens += cache_read
-        target.cost_units += units_total
         target.cost_atto += atto_total
         target.latency_ns += latency_ns
+        if inline and plan is not None:
+            target.cost_units += units + plan.unit_const * inline
         if self.model_call:
             target.unmeasured += unmeasured
             target.unpriced += unpriced
 
 
-_Pending = tuple["Usage | None", int, int, "float | None"]
-"""(usage, cost in the row's units, cost in atto-dollars or a marker, latency in ms)."""
+_Pending = tuple["Usage | None", int, "float | None"]
+"""(usage, cost in atto-dollars or a marker, latency in ms)."""
 _PRICED_INLINE: Final = -1
-"""``atto`` marker: the cost is ``units``, in the row's unit."""
+"""``atto`` marker: priced by the row's flat plan, computed when the row settles."""
 _UNPRICED: Final = -2
 """``atto`` marker: no cost (unmeasured or unpriced)."""
 _SETTLE_AT: Final = 256
@@ -647,7 +654,7 @@ class Meter:
         if tags:
             extra = _check_dims(tags, "tag")
             key: _RowKey = (operation, status, provider, model, tuple(sorted(extra.items())))
-            dimensions: Mapping[str, str] = MappingProxyType({**frame.dimensions, **extra})
+            dimensions: Mapping[str, str] = Dimensions({**frame.dimensions, **extra})
         else:
             key = (operation, status, provider, model, ())
             dimensions = frame.dimensions
@@ -661,83 +668,69 @@ class Meter:
         provider = row.provider
 
         now = _time_ns()
-        cost: Decimal | None = None
-        version: str | None = None
+        event: Any = _new_object(_EventBuilder)
+        event.time_ns = now
+        event.operation = operation
+        event.provider = provider
+        event.model = model
+        event.request_model = request_model
+        event.usage = usage
+        event.latency_ms = latency_ms
+        event.status = status
+        event.dimensions = dimensions
+        event.operation_id = operation_id
+        event.attempt = attempt
+        event.response_id = response_id
+        event.links = ()
+        event.tokens_saved = 0
+        # The id is written out when first read (see `meterline._events._Derived`).
+        ids = self._ids
+        event._id_high = ids.high if now < ids.next_ns else ids.prefix(now)
+        event._id_count = next(ids.counter)
+
         atto = _UNPRICED
-        units = 0
-        # Token classes beyond input, output and cache reads are rare: test for them once.
-        rare = usage is not None and (
-            usage.cache_write_tokens
-            or usage.reasoning_tokens
-            or usage.audio_input_tokens
-            or usage.audio_output_tokens
-        )
-        if usage is not None and row.model_call:
+        if usage is None or not row.model_call:
+            event.cost = event.price_version = None
+        else:
             plan = row.plan
-            if plan is not None and plan.flat and not rare:
-                # The common case, inlined: a flat price; input, output and cache reads only.
-                # Priced in the plan's own unit, where every rate is a small int.
+            if (
+                plan is not None
+                and plan.flat
+                and not usage.cache_write_tokens
+                and not usage.reasoning_tokens
+                and not usage.audio_input_tokens
+                and not usage.audio_output_tokens
+            ):
+                # The common case: a flat price and input, output and cache reads only. The
+                # cost is derived when first read, and added up when the row settles.
+                event._plan = plan
                 atto = _PRICED_INLINE
-                rates = plan.unit_rates
-                units = plan.unit_const + usage.input_tokens * rates[0] + usage.output_tokens * rates[4]
-                if usage.cache_read_tokens:
-                    units += usage.cache_read_tokens * rates[1]
-                if units < EXACT_DIGITS:
-                    cost = _Decimal(units) * plan.scale
-                    if not units % 10:  # trailing zeros: 0.0003525, not 0.000352500
-                        cost = cost.normalize() if units < plan.one_usd else tidy(cost)
-                else:
-                    cost = plan.decimal(units * plan.divisor)
-            elif plan is not None and plan.fast_for(usage):
-                atto = plan.atto(usage)
-                cost = plan.decimal(atto)
             else:
-                atto, cost = self._price_slowly(usage, provider, model, now)
+                cost: Decimal | None
+                if plan is not None and plan.fast_for(usage):
+                    atto = plan.atto(usage)
+                    cost = plan.decimal(atto)
+                else:
+                    atto, cost = self._price_slowly(usage, provider, model, now)
+                event.cost = cost
                 if cost is None:
                     atto = _UNPRICED
-            if cost is not None:
-                version = self._version or self._load_version()
-
-        ids = self._ids
-        try:
-            high = ids.high if now < ids.next_ns else ids.prefix(now)
-            event_id = high + next(ids.counter).to_bytes(4, "big").hex()
-        except OverflowError:
-            event_id = ids.new(now)
-        builder: Any = _EventBuilder(
-            event_id,
-            now,
-            operation,
-            provider,
-            model,
-            request_model,
-            usage,
-            cost,
-            version,
-            latency_ms,
-            status,
-            dimensions,
-            operation_id,
-            attempt,
-            response_id,
-            (),
-            0,
-        )
-        builder.__class__ = UsageEvent
-        event: UsageEvent = builder
+            event.price_version = None if atto == _UNPRICED else (self._version or self._load_version())
+        event.__class__ = UsageEvent
+        recorded: UsageEvent = event
 
         # No lock: the append is atomic, and the totals add pending events up when read.
         pending = row.pending
-        pending.append((usage, units, atto, latency_ms))
+        pending.append((usage, atto, latency_ms))
         if len(pending) >= _SETTLE_AT or not row.live:
             self._settle(frame, key, row)
 
         for subscriber in self._subscribers:
             try:
-                subscriber(event)
+                subscriber(recorded)
             except Exception:  # noqa: BLE001 - a subscriber never breaks record()
                 self._subscriber_failed(subscriber)
-        return event
+        return recorded
 
     def _load_version(self) -> str:
         version = self._version = self.pricer.version
@@ -829,27 +822,25 @@ class Meter:
             frame = self._root
         key: _RowKey = (operation, status, None, None, tuple(sorted(extra.items())))
         now = _time_ns()
-        builder: Any = _EventBuilder(
-            self._ids.new(now),
-            now,
-            operation,
-            None,
-            None,
-            None,
-            usage,
-            None,
-            None,
-            latency_ms,
-            status,
-            MappingProxyType({**frame.dimensions, **extra}),
-            operation_id,
-            1,
-            None,
-            links,
-            tokens_saved,
+        event = UsageEvent(
+            id=self._ids.new(now),
+            time_ns=now,
+            operation=operation,
+            provider=None,
+            model=None,
+            request_model=None,
+            usage=usage,
+            cost=None,
+            price_version=None,
+            latency_ms=latency_ms,
+            status=status,
+            dimensions=Dimensions({**frame.dimensions, **extra}),
+            operation_id=operation_id,
+            attempt=1,
+            response_id=None,
+            links=links,
+            tokens_saved=tokens_saved,
         )
-        builder.__class__ = UsageEvent
-        event: UsageEvent = builder
         single = Acc()
         _accumulate(single, event)
         with self._lock:

@@ -564,6 +564,10 @@ class _Plan:
             return tidy(Decimal(digits).scaleb(self.exponent, _EXACT))
         return Decimal(digits) * self.scale if digits % 10 else tidy(Decimal(digits) * self.scale)
 
+    def cost_of(self, usage: Usage) -> Decimal:
+        """The cost of ``usage`` in USD."""
+        return self.decimal(self.atto(usage))
+
     def atto(self, usage: Usage) -> int:
         """The cost of ``usage`` in atto-dollars (exact integer arithmetic)."""
         input_tokens = usage.input_tokens
