@@ -4,7 +4,7 @@ from __future__ import annotations as _annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, make_dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from meterline.exceptions import MalformedUsageError
 
@@ -25,6 +25,7 @@ USAGE_FIELDS: Final = (
 MAX_COUNT: Final = 2**63 - 1
 """The largest token count accepted: what a signed 64-bit ledger column holds."""
 _NON_NEGATIVE_INT: Final = "a non-negative int below 2**63"
+_INT_ONLY: Final = {int}
 
 
 def check_count(field: str, value: object) -> int:
@@ -226,13 +227,25 @@ def checked_usage(
     ``field_names`` names, for each canonical field, what to call it in an error (the
     provider's own field when a count came straight from one).
     """
-    i = check_count(field_names[0], input_tokens)
-    cr = check_count(field_names[1], cache_read)
-    cw = check_count(field_names[2], cache_write)
-    cw1 = check_count(field_names[3], cache_write_1h)
-    o = check_count(field_names[4], output_tokens)
-    r = check_count(field_names[5], reasoning)
-    ai = check_count(field_names[6], audio_in)
-    ao = check_count(field_names[7], audio_out)
+    given = (
+        input_tokens,
+        cache_read,
+        cache_write,
+        cache_write_1h,
+        output_tokens,
+        reasoning,
+        audio_in,
+        audio_out,
+    )
+    # One pass for the common case (every count a valid int); field by field only to name a
+    # bad one. The type test comes first, so min() and max() only ever compare ints.
+    if set(map(type, given)) != _INT_ONLY or min(cast("tuple[int, ...]", given)) < 0:
+        for name, value in zip(field_names, given, strict=True):
+            check_count(name, value)
+    counts = cast("tuple[int, int, int, int, int, int, int, int]", given)
+    if max(counts) > MAX_COUNT:
+        for name, value in zip(field_names, counts, strict=True):
+            check_count(name, value)
+    i, cr, cw, cw1, o, r, ai, ao = counts
     _check_subsets(i, cr, cw, cw1, o, r, ai, ao)
     return _new_usage(i, cr, cw, cw1, o, r, ai, ao)
