@@ -18,7 +18,15 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from meterline._providers import canonical_provider
-from meterline._usage import USAGE_FIELDS, Usage, _new_usage, check_count, checked_usage, mutable_twin
+from meterline._usage import (
+    USAGE_FIELDS,
+    Usage,
+    _new_usage,
+    check_count,
+    check_counts,
+    checked_usage,
+    mutable_twin,
+)
 from meterline.exceptions import ConfigurationError, MalformedUsageError, UnrecognizedPayloadError
 
 __all__ = ["APIS", "Extracted", "extract", "model_from", "usage_from"]
@@ -889,11 +897,16 @@ def _gemini(u: dict[Any, Any]) -> Usage | None:
     )
     if prompt_v is None and cand_v is None and thoughts_v is None and tool_v is None and u.get(k[5]) is None:
         return None
-    prompt = 0 if prompt_v is None else check_count(k[0], prompt_v)
-    cached = 0 if cached_v is None else check_count(k[1], cached_v)
-    cand = 0 if cand_v is None else check_count(k[2], cand_v)
-    thoughts = 0 if thoughts_v is None else check_count(k[3], thoughts_v)
-    tool = 0 if tool_v is None else check_count(k[4], tool_v)
+    prompt, cached, cand, thoughts, tool = check_counts(
+        k[:5],
+        (
+            0 if prompt_v is None else prompt_v,
+            0 if cached_v is None else cached_v,
+            0 if cand_v is None else cand_v,
+            0 if thoughts_v is None else thoughts_v,
+            0 if tool_v is None else tool_v,
+        ),
+    )
     if cached > prompt:
         raise MalformedUsageError(k[1], cached, f"at most {k[0]} ({prompt})")
     audio_in = _gemini_audio(u, k[6], k[8])
@@ -903,16 +916,7 @@ def _gemini(u: dict[Any, Any]) -> Usage | None:
     if audio_out > cand:
         raise MalformedUsageError(f"{k[7]}[AUDIO].{k[8]}", audio_out, f"at most {k[2]} ({cand})")
     return checked_usage(
-        (
-            f"{k[0]} + {k[4]}",
-            k[1],
-            "cache_write_tokens",
-            "cache_write_1h_tokens",
-            f"{k[2]} + {k[3]}",
-            k[3],
-            k[6],
-            k[7],
-        ),
+        _GEMINI_SNAKE_NAMES if k is _GEMINI_SNAKE else _GEMINI_CAMEL_NAMES,
         prompt + tool,
         cached,
         0,
@@ -922,6 +926,24 @@ def _gemini(u: dict[Any, Any]) -> Usage | None:
         audio_in,
         audio_out,
     )
+
+
+def _gemini_names(k: tuple[str, ...]) -> tuple[str, str, str, str, str, str, str, str]:
+    """What to call each canonical field in errors, in one Gemini dialect."""
+    return (
+        f"{k[0]} + {k[4]}",
+        k[1],
+        "cache_write_tokens",
+        "cache_write_1h_tokens",
+        f"{k[2]} + {k[3]}",
+        k[3],
+        k[6],
+        k[7],
+    )
+
+
+_GEMINI_CAMEL_NAMES: Final = _gemini_names(_GEMINI_CAMEL)
+_GEMINI_SNAKE_NAMES: Final = _gemini_names(_GEMINI_SNAKE)
 
 
 def _gemini_audio(u: dict[Any, Any], key: str, count_key: str) -> int:

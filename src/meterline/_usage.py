@@ -8,7 +8,7 @@ from typing import Any, Final, cast
 
 from meterline.exceptions import MalformedUsageError
 
-__all__ = ["MAX_COUNT", "USAGE_FIELDS", "Usage", "check_count", "mutable_twin"]
+__all__ = ["MAX_COUNT", "USAGE_FIELDS", "Usage", "check_count", "check_counts", "mutable_twin"]
 
 USAGE_FIELDS: Final = (
     "input_tokens",
@@ -211,6 +211,22 @@ def _new_usage(
     return usage  # type: ignore[no-any-return]
 
 
+def check_counts(names: tuple[str, ...], values: tuple[object, ...]) -> tuple[int, ...]:
+    """Check several counts at once (see `check_count`); ``names[i]`` names ``values[i]`` in errors.
+
+    The common case (every count a valid int) takes one pass; only a bad value is looked
+    for field by field. The type test comes first, so ``min`` and ``max`` compare ints only.
+    """
+    if set(map(type, values)) != _INT_ONLY or min(cast("tuple[int, ...]", values)) < 0:
+        for name, value in zip(names, values, strict=True):
+            check_count(name, value)
+    counts = cast("tuple[int, ...]", values)
+    if max(counts) > MAX_COUNT:
+        for name, value in zip(names, counts, strict=True):
+            check_count(name, value)
+    return counts
+
+
 def checked_usage(
     field_names: tuple[str, str, str, str, str, str, str, str],
     input_tokens: object,
@@ -227,25 +243,22 @@ def checked_usage(
     ``field_names`` names, for each canonical field, what to call it in an error (the
     provider's own field when a count came straight from one).
     """
-    given = (
-        input_tokens,
-        cache_read,
-        cache_write,
-        cache_write_1h,
-        output_tokens,
-        reasoning,
-        audio_in,
-        audio_out,
+    counts = cast(
+        "tuple[int, int, int, int, int, int, int, int]",
+        check_counts(
+            field_names,
+            (
+                input_tokens,
+                cache_read,
+                cache_write,
+                cache_write_1h,
+                output_tokens,
+                reasoning,
+                audio_in,
+                audio_out,
+            ),
+        ),
     )
-    # One pass for the common case (every count a valid int); field by field only to name a
-    # bad one. The type test comes first, so min() and max() only ever compare ints.
-    if set(map(type, given)) != _INT_ONLY or min(cast("tuple[int, ...]", given)) < 0:
-        for name, value in zip(field_names, given, strict=True):
-            check_count(name, value)
-    counts = cast("tuple[int, int, int, int, int, int, int, int]", given)
-    if max(counts) > MAX_COUNT:
-        for name, value in zip(field_names, counts, strict=True):
-            check_count(name, value)
     i, cr, cw, cw1, o, r, ai, ao = counts
     _check_subsets(i, cr, cw, cw1, o, r, ai, ao)
     return _new_usage(i, cr, cw, cw1, o, r, ai, ao)
