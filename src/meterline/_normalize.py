@@ -822,39 +822,53 @@ _ANTHROPIC_NAMES: Final = (
 )
 
 
+_ANTHROPIC_RAW: Final = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation.ephemeral_1h_input_tokens",
+    "cache_creation.ephemeral_5m_input_tokens",
+    "output_tokens_details.thinking_tokens",
+)
+
+
 def _anthropic(u: dict[Any, Any]) -> Usage:
     """Anthropic: input_tokens EXCLUDES cache reads and writes, which are added back."""
-    uncached = check_count("input_tokens", u.get("input_tokens"))
-    o = check_count("output_tokens", u.get("output_tokens"))
-    cache_read = _opt(u, "cache_read_input_tokens", "cache_read_input_tokens")
     cc = _details(u, "cache_creation")
-    one_hour = split = 0
-    if cc is not None:
-        one_hour = _opt(cc, "ephemeral_1h_input_tokens", _ANTHROPIC_NAMES[3])
-        split = _opt(cc, "ephemeral_5m_input_tokens", "cache_creation.ephemeral_5m_input_tokens") + one_hour
+    otd = _details(u, "output_tokens_details")
+    cache_read = u.get("cache_read_input_tokens")
     cw = u.get("cache_creation_input_tokens")
-    cache_write = split if cw is None else check_count("cache_creation_input_tokens", cw)
+    one_hour = five_minutes = thinking = None
+    if cc is not None:
+        one_hour = cc.get("ephemeral_1h_input_tokens")
+        five_minutes = cc.get("ephemeral_5m_input_tokens")
+    if otd is not None:
+        thinking = otd.get("thinking_tokens")
+    # input_tokens and output_tokens are required; every other count may be absent or null.
+    uncached, o, read, written, hour, five, think = check_counts(
+        _ANTHROPIC_RAW,
+        (
+            u.get("input_tokens"),
+            u.get("output_tokens"),
+            0 if cache_read is None else cache_read,
+            0 if cw is None else cw,
+            0 if one_hour is None else one_hour,
+            0 if five_minutes is None else five_minutes,
+            0 if thinking is None else thinking,
+        ),
+    )
+    split = five + hour
+    cache_write = split if cw is None else written
     if split > cache_write:
         # cache_creation_input_tokens = ephemeral_5m + ephemeral_1h: the split cannot exceed it.
-        name = _ANTHROPIC_NAMES[3] if one_hour > cache_write else "cache_creation.ephemeral_5m + ephemeral_1h"
-        value = one_hour if one_hour > cache_write else split
+        name = _ANTHROPIC_NAMES[3] if hour > cache_write else "cache_creation.ephemeral_5m + ephemeral_1h"
+        value = hour if hour > cache_write else split
         raise MalformedUsageError(name, value, f"at most cache_creation_input_tokens ({cache_write})")
-    thinking = 0
-    otd = _details(u, "output_tokens_details")
-    if otd is not None:
-        thinking = _opt(otd, "thinking_tokens", _ANTHROPIC_NAMES[5])
-    if thinking > o:
-        raise MalformedUsageError(_ANTHROPIC_NAMES[5], thinking, f"at most output_tokens ({o})")
+    if think > o:
+        raise MalformedUsageError(_ANTHROPIC_NAMES[5], think, f"at most output_tokens ({o})")
     return checked_usage(
-        _ANTHROPIC_NAMES,
-        uncached + cache_write + cache_read,
-        cache_read,
-        cache_write,
-        one_hour,
-        o,
-        thinking,
-        0,
-        0,
+        _ANTHROPIC_NAMES, uncached + cache_write + read, read, cache_write, hour, o, think, 0, 0
     )
 
 
