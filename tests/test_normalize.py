@@ -910,3 +910,21 @@ def test_hostile_mutated_fixtures(
             target[path[-1]] = value
     _check_outcome(payload, case["provider"])
     _check_outcome(payload)
+
+
+@pytest.mark.parametrize("bad", [False, True, 0.0, 1.0, "", "3", [], {}])
+@pytest.mark.parametrize(
+    ("where", "key"),
+    [
+        ("prompt_tokens_details", "cached_tokens"),
+        ("prompt_tokens_details", "cache_write_tokens"),
+        ("prompt_tokens_details", "audio_tokens"),
+        ("completion_tokens_details", "reasoning_tokens"),
+        ("completion_tokens_details", "audio_tokens"),
+    ],
+)
+def test_falsy_wrong_types_in_details_are_refused(where: str, key: str, bad: object) -> None:
+    """A detail count that is a bool, float, str or container is refused, even when falsy."""
+    usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, where: {key: bad}}
+    with pytest.raises(MalformedUsageError, match=key):
+        usage_from({"object": "chat.completion", "model": "gpt-4o", "usage": usage})

@@ -19,11 +19,11 @@ from typing import Any, Final
 
 from meterline._providers import canonical_provider
 from meterline._usage import (
+    MAX_COUNT,
     USAGE_FIELDS,
     Usage,
     _new_usage,
     check_count,
-    check_counts,
     checked_usage,
     mutable_twin,
 )
@@ -249,10 +249,18 @@ def usage_from(obj: Any, provider: str | None = None) -> Usage | None:
     hint = None
     if type(obj) is dict:
         if provider is None:
-            # Fast path: an OpenAI-shaped body (OpenAI, Mistral, DeepSeek, Groq, xAI chat).
+            # Fast paths for the unambiguous bodies: OpenAI-shaped chat (OpenAI, Mistral,
+            # DeepSeek, Groq, xAI), an Anthropic Message, a Gemini response.
             u = obj.get("usage")
-            if type(u) is dict and "prompt_tokens" in u:
-                return _oai(u, _AUTO)
+            if type(u) is dict:
+                if "prompt_tokens" in u:
+                    return _oai(u, _AUTO)
+                if obj.get("type") == "message" and "input_tokens" in u:
+                    return _anthropic(u)
+            elif u is None:
+                um = obj.get("usageMetadata")
+                if type(um) is dict:
+                    return _gemini(um)
         body = obj
     elif type(obj) is Usage:
         return obj
@@ -706,23 +714,50 @@ def _oai(u: dict[Any, Any], rules: int) -> Usage:
     DeepSeek's cache hits come from ``prompt_cache_hit_tokens`` (never added to the mirrored
     ``prompt_tokens_details.cached_tokens``); xAI's reasoning is added to ``completion_tokens``.
     """
-    p = check_count("prompt_tokens", u.get("prompt_tokens"))
-    c = check_count("completion_tokens", u.get("completion_tokens", 0))
-    cached = cache_write = audio_in = reasoning = audio_out = 0
+    # Each count is checked inline (no call unless it is bad, to name it): this is a hot path.
+    p: Any = u.get("prompt_tokens")
+    if type(p) is not int or not 0 <= p <= MAX_COUNT:
+        check_count("prompt_tokens", p)
+    c: Any = u.get("completion_tokens", 0)
+    if type(c) is not int or not 0 <= c <= MAX_COUNT:
+        check_count("completion_tokens", c)
+    cached: Any = 0
+    cache_write: Any = 0
+    audio_in: Any = 0
+    reasoning: Any = 0
+    audio_out: Any = 0
     cached_name = "prompt_tokens_details.cached_tokens"
     pd = u.get("prompt_tokens_details")
     if pd is not None:
         if type(pd) is not dict:
             raise MalformedUsageError("prompt_tokens_details", pd, _OBJECT)
-        cached = _opt(pd, "cached_tokens", cached_name)
-        cache_write = _opt(pd, "cache_write_tokens", "prompt_tokens_details.cache_write_tokens")
-        audio_in = _opt(pd, "audio_tokens", "prompt_tokens_details.audio_tokens")
+        cached = pd.get("cached_tokens", 0)
+        cache_write = pd.get("cache_write_tokens", 0)
+        audio_in = pd.get("audio_tokens", 0)
+        if (
+            type(cached) is not int
+            or type(cache_write) is not int
+            or type(audio_in) is not int
+            or not 0 <= cached <= MAX_COUNT
+            or not 0 <= cache_write <= MAX_COUNT
+            or not 0 <= audio_in <= MAX_COUNT
+        ):
+            cached = _opt(pd, "cached_tokens", cached_name)
+            cache_write = _opt(pd, "cache_write_tokens", "prompt_tokens_details.cache_write_tokens")
+            audio_in = _opt(pd, "audio_tokens", "prompt_tokens_details.audio_tokens")
     cd = u.get("completion_tokens_details")
     if cd is not None:
         if type(cd) is not dict:
             raise MalformedUsageError("completion_tokens_details", cd, _OBJECT)
-        reasoning = _opt(cd, "reasoning_tokens", "completion_tokens_details.reasoning_tokens")
-        audio_out = _opt(cd, "audio_tokens", "completion_tokens_details.audio_tokens")
+        reasoning = cd.get("reasoning_tokens", 0)
+        audio_out = cd.get("audio_tokens", 0)
+        if (
+            type(reasoning) is not int
+            or type(audio_out) is not int
+            or not (0 <= reasoning <= MAX_COUNT and 0 <= audio_out <= MAX_COUNT)
+        ):
+            reasoning = _opt(cd, "reasoning_tokens", "completion_tokens_details.reasoning_tokens")
+            audio_out = _opt(cd, "audio_tokens", "completion_tokens_details.audio_tokens")
     if rules == _AUTO:
         if "prompt_cache_hit_tokens" in u:
             rules = _DEEPSEEK_RULES
@@ -751,6 +786,8 @@ def _oai(u: dict[Any, Any], rules: int) -> Usage:
         )
     if rules == _XAI_RULES:
         out = c + reasoning
+        if out > MAX_COUNT:
+            check_count("completion_tokens + completion_tokens_details.reasoning_tokens", out)
     else:
         if reasoning > c:
             raise MalformedUsageError(
@@ -822,44 +859,37 @@ _ANTHROPIC_NAMES: Final = (
 )
 
 
-_ANTHROPIC_RAW: Final = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_input_tokens",
-    "cache_creation_input_tokens",
-    "cache_creation.ephemeral_1h_input_tokens",
-    "cache_creation.ephemeral_5m_input_tokens",
-    "output_tokens_details.thinking_tokens",
-)
-
-
 def _anthropic(u: dict[Any, Any]) -> Usage:
     """Anthropic: input_tokens EXCLUDES cache reads and writes, which are added back."""
-    cc = _details(u, "cache_creation")
-    otd = _details(u, "output_tokens_details")
-    cache_read = u.get("cache_read_input_tokens")
-    cw = u.get("cache_creation_input_tokens")
-    one_hour = five_minutes = thinking = None
+    # Each count is checked inline (no call unless it is bad, to name it): this is a hot path.
+    uncached: Any = u.get("input_tokens")
+    if type(uncached) is not int or not 0 <= uncached <= MAX_COUNT:
+        check_count("input_tokens", uncached)
+    o: Any = u.get("output_tokens")
+    if type(o) is not int or not 0 <= o <= MAX_COUNT:
+        check_count("output_tokens", o)
+    read: Any = u.get("cache_read_input_tokens")
+    if read is None:
+        read = 0
+    elif type(read) is not int or not 0 <= read <= MAX_COUNT:
+        check_count("cache_read_input_tokens", read)
+    hour = split = think = 0
+    cc = u.get("cache_creation")
     if cc is not None:
-        one_hour = cc.get("ephemeral_1h_input_tokens")
-        five_minutes = cc.get("ephemeral_5m_input_tokens")
+        if type(cc) is not dict:
+            raise MalformedUsageError("cache_creation", cc, _OBJECT)
+        hour = _opt(cc, "ephemeral_1h_input_tokens", _ANTHROPIC_NAMES[3])
+        split = _opt(cc, "ephemeral_5m_input_tokens", "cache_creation.ephemeral_5m_input_tokens") + hour
+    cache_write: Any = u.get("cache_creation_input_tokens")
+    if cache_write is None:
+        cache_write = split
+    elif type(cache_write) is not int or not 0 <= cache_write <= MAX_COUNT:
+        check_count("cache_creation_input_tokens", cache_write)
+    otd = u.get("output_tokens_details")
     if otd is not None:
-        thinking = otd.get("thinking_tokens")
-    # input_tokens and output_tokens are required; every other count may be absent or null.
-    uncached, o, read, written, hour, five, think = check_counts(
-        _ANTHROPIC_RAW,
-        (
-            u.get("input_tokens"),
-            u.get("output_tokens"),
-            0 if cache_read is None else cache_read,
-            0 if cw is None else cw,
-            0 if one_hour is None else one_hour,
-            0 if five_minutes is None else five_minutes,
-            0 if thinking is None else thinking,
-        ),
-    )
-    split = five + hour
-    cache_write = split if cw is None else written
+        if type(otd) is not dict:
+            raise MalformedUsageError("output_tokens_details", otd, _OBJECT)
+        think = _opt(otd, "thinking_tokens", _ANTHROPIC_NAMES[5])
     if split > cache_write:
         # cache_creation_input_tokens = ephemeral_5m + ephemeral_1h: the split cannot exceed it.
         name = _ANTHROPIC_NAMES[3] if hour > cache_write else "cache_creation.ephemeral_5m + ephemeral_1h"
@@ -867,9 +897,11 @@ def _anthropic(u: dict[Any, Any]) -> Usage:
         raise MalformedUsageError(name, value, f"at most cache_creation_input_tokens ({cache_write})")
     if think > o:
         raise MalformedUsageError(_ANTHROPIC_NAMES[5], think, f"at most output_tokens ({o})")
-    return checked_usage(
-        _ANTHROPIC_NAMES, uncached + cache_write + read, read, cache_write, hour, o, think, 0, 0
-    )
+    total_input = uncached + cache_write + read
+    if total_input > MAX_COUNT:
+        check_count(_ANTHROPIC_NAMES[0], total_input)
+    # Every count is a valid int and every subset rule was checked under Anthropic's names.
+    return _new_usage(total_input, read, cache_write, hour, o, think, 0, 0)
 
 
 _GEMINI_CAMEL: Final = (
@@ -911,16 +943,17 @@ def _gemini(u: dict[Any, Any]) -> Usage | None:
     )
     if prompt_v is None and cand_v is None and thoughts_v is None and tool_v is None and u.get(k[5]) is None:
         return None
-    prompt, cached, cand, thoughts, tool = check_counts(
-        k[:5],
-        (
-            0 if prompt_v is None else prompt_v,
-            0 if cached_v is None else cached_v,
-            0 if cand_v is None else cand_v,
-            0 if thoughts_v is None else thoughts_v,
-            0 if tool_v is None else tool_v,
-        ),
-    )
+    # Each count is checked inline (no call unless it is bad, to name it): this is a hot path.
+    if prompt_v is None:
+        prompt = 0
+    elif type(prompt_v) is int and 0 <= prompt_v <= MAX_COUNT:
+        prompt = prompt_v
+    else:
+        prompt = check_count(k[0], prompt_v)
+    cached = _gemini_count(k[1], cached_v)
+    cand = _gemini_count(k[2], cand_v)
+    thoughts = _gemini_count(k[3], thoughts_v)
+    tool = 0 if tool_v is None else check_count(k[4], tool_v)
     if cached > prompt:
         raise MalformedUsageError(k[1], cached, f"at most {k[0]} ({prompt})")
     audio_in = _gemini_audio(u, k[6], k[8])
@@ -929,17 +962,24 @@ def _gemini(u: dict[Any, Any]) -> Usage | None:
     audio_out = _gemini_audio(u, k[7], k[8])
     if audio_out > cand:
         raise MalformedUsageError(f"{k[7]}[AUDIO].{k[8]}", audio_out, f"at most {k[2]} ({cand})")
-    return checked_usage(
-        _GEMINI_SNAKE_NAMES if k is _GEMINI_SNAKE else _GEMINI_CAMEL_NAMES,
-        prompt + tool,
-        cached,
-        0,
-        0,
-        cand + thoughts,
-        thoughts,
-        audio_in,
-        audio_out,
-    )
+    names = _GEMINI_SNAKE_NAMES if k is _GEMINI_SNAKE else _GEMINI_CAMEL_NAMES
+    total_input = prompt + tool
+    total_output = cand + thoughts
+    if total_input > MAX_COUNT or total_output > MAX_COUNT:
+        check_count(names[0], total_input)
+        check_count(names[4], total_output)
+    # Subsets: cached and audio input were checked against the prompt, audio output against
+    # the candidates, and thoughts are part of the output by construction.
+    return _new_usage(total_input, cached, 0, 0, total_output, thoughts, audio_in, audio_out)
+
+
+def _gemini_count(name: str, value: object) -> int:
+    """An optional Gemini count: absent is 0."""
+    if value is None:
+        return 0
+    if type(value) is int and 0 <= value <= MAX_COUNT:
+        return value
+    return check_count(name, value)
 
 
 def _gemini_names(k: tuple[str, ...]) -> tuple[str, str, str, str, str, str, str, str]:
