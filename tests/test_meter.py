@@ -364,8 +364,8 @@ def test_meter_options_are_validated(tmp_path: object) -> None:
         Meter(max_live_keys=0)
 
 
-def test_id_counter_overflow_renews_the_random_bits(meter: Meter) -> None:
-    """When the 32-bit id counter runs out, ids stay unique and well-formed."""
+def test_id_counter_wraps_without_breaking_ids(meter: Meter) -> None:
+    """When the 32-bit id counter wraps, ids stay unique and well-formed."""
     import itertools
 
     meter._ids.counter = itertools.count(2**32 - 2)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
+from meterline._ids import COUNTER_MASK
 from meterline._usage import USAGE_FIELDS, Usage
 from meterline.exceptions import MalformedUsageError
 
@@ -133,7 +134,7 @@ class UsageEvent(_Derived):
             if name == "cost":
                 value = self._plan.cost_of(self.usage)
             elif name == "id":
-                value = self._id_high + (self._id_count & 0xFFFFFFFF).to_bytes(4, "big").hex()
+                value = self._id_high + (self._id_count & COUNTER_MASK).to_bytes(4, "big").hex()
             else:
                 raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
             object.__setattr__(self, name, value)
