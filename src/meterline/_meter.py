@@ -48,9 +48,6 @@ _time_ns = time.time_ns
 _new_object = object.__new__
 _CHAT: Final = "chat"
 _OK: Final = "ok"
-_Decimal = Decimal
-_ZERO: Final = Decimal(0)
-_MODEL_OK: Final = "ok"
 
 _all_meters: weakref.WeakSet[Meter] = weakref.WeakSet()
 
