@@ -451,3 +451,22 @@ def test_per_request_charges_add_up_in_totals() -> None:
     assert {event.cost for event in events} == {Decimal("0.002")}
     assert scope.totals.cost == Decimal("0.6")
     assert meter.totals().cost == Decimal("0.6")
+
+
+def test_a_pricing_failure_never_breaks_record(
+    meter: Meter, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in the price engine is logged and counted; the call is recorded, unpriced, not raised."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("price engine bug")
+
+    monkeypatch.setattr(meter.pricer, "resolve", broken)
+    with caplog.at_level(logging.ERROR, logger="meterline"):
+        event = meter.record(Usage(input_tokens=10, output_tokens=2), **GPT)
+    assert event.cost is None
+    assert event.usage == Usage(input_tokens=10, output_tokens=2)
+    totals = meter.totals()
+    assert (totals.requests, totals.unpriced, totals.usage.input_tokens) == (1, 1, 10)
+    assert meter.stats().machinery_errors >= 1
+    assert "price engine bug" in caplog.text

@@ -378,6 +378,8 @@ class MeterStats:
     """Events recorded since the meter was made."""
     subscriber_errors: int
     """Exceptions raised by subscribers (logged on the ``meterline`` logger)."""
+    machinery_errors: int
+    """Failures of meterline's own machinery, such as pricing (logged; the event was kept, unpriced)."""
     live_keys: int
     """Distinct (operation, status, provider, model, dimensions) rows held for `Meter.totals`."""
     max_live_keys: int
@@ -500,6 +502,7 @@ class Meter:
         self._subscribers: tuple[Callable[[UsageEvent], object], ...] = ()
         self._max_live_keys = max_live_keys
         self._subscriber_errors = 0
+        self._machinery_errors = 0
         self._overflowed = 0
         self._overflow_warned = False
         self._unpriced_models: set[tuple[str | None, str]] = set()
@@ -740,17 +743,38 @@ class Meter:
         if model is None:
             self._unpriced_models.add((provider, "<no model>"))
             return 0, None
-        atto = self.pricer.cost_atto(usage, provider, model, now)
+        try:
+            atto = self.pricer.cost_atto(usage, provider, model, now)
+        except Exception:  # noqa: BLE001 - a pricing bug never breaks record(): the event is unpriced
+            self._machinery_failed("pricing", f"{provider}/{model}")
+            atto = None
         if atto is None:
             self._unpriced_models.add((provider, model))
             return 0, None
         return atto, atto_to_decimal(atto)
 
+    def _constant_plan(self, provider: str | None, model: str) -> _Plan | None:
+        """The model's time-independent compiled price, or ``None`` (then priced per event)."""
+        try:
+            return self.pricer.resolve(provider, model).constant
+        except Exception:  # noqa: BLE001 - a pricing bug never breaks record(): priced per event
+            self._machinery_failed("pricing", f"{provider}/{model}")
+            return None
+
+    def _machinery_failed(self, what: str, detail: str) -> None:
+        """Log and count a failure of meterline's own machinery (never raised to the caller)."""
+        self._machinery_errors += 1
+        count = self._machinery_errors
+        if count <= 10 or count % 1000 == 0:
+            logger.exception(
+                "meterline: %s failed for %s (failure #%d); recorded without it", what, detail, count
+            )
+
     def _make_row(self, frame: ActiveScope, key: _RowKey) -> _Row:
         operation, status, provider, model, extra = key
         provider = canonical_provider(provider)
         model_call = operation not in _NOT_MODEL_CALLS
-        plan = self.pricer.resolve(provider, model).constant if model_call and model is not None else None
+        plan = self._constant_plan(provider, model) if model_call and model is not None else None
         dims_key = tuple(sorted({**frame.dimensions, **dict(extra)}.items())) if extra else frame._dims_key
         return _Row((operation, status, provider, model, dims_key), model_call, plan)
 
@@ -1075,6 +1099,7 @@ class Meter:
             return MeterStats(
                 events=self._ids.issued,
                 subscriber_errors=self._subscriber_errors,
+                machinery_errors=self._machinery_errors,
                 live_keys=live,
                 max_live_keys=self._max_live_keys,
                 overflowed_events=self._overflowed,
