@@ -18,6 +18,7 @@ from meterline._usage import Usage
 from meterline._version import __version__
 from meterline.exceptions import (
     ConfigurationError,
+    LedgerError,
     MalformedUsageError,
     MeterlineError,
     MeterlineWarning,
@@ -28,12 +29,14 @@ from meterline.exceptions import (
     UnrecognizedPayloadError,
     UsageError,
 )
+from meterline.ledger._open import open_ledger
 
 __all__ = [
     "PROVIDERS",
     "ActiveScope",
     "ConfigurationError",
     "Extracted",
+    "LedgerError",
     "MalformedUsageError",
     "Meter",
     "MeterStats",
@@ -63,6 +66,7 @@ __all__ = [
     "configure",
     "extract",
     "get_meter",
+    "open_ledger",
     "record",
     "record_tool",
     "reset_defaults",

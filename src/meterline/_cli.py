@@ -10,19 +10,18 @@ from __future__ import annotations as _annotations
 import argparse
 import json
 import os
-import re
 import sys
-from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time
-from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final
 
+from meterline._cli_format import cost_places, format_cost, format_price, format_table, format_tokens
+from meterline._cli_ledger import add_ledger_commands
 from meterline._pricing import ModelRates, Pricer, PriceTable
 from meterline._providers import canonical_provider
 from meterline._version import __version__
 from meterline.exceptions import MeterlineError, UnknownModelError
 
-__all__ = ["format_cost", "format_price", "format_table", "format_tokens", "main"]
+__all__ = ["cost_places", "format_cost", "format_price", "format_table", "format_tokens", "main"]
 
 EXIT_OK: Final = 0
 EXIT_USAGE: Final = 2
@@ -39,109 +38,6 @@ _RATE_LABELS: Final = (
     ("audio_output", "audio output"),
 )
 """`ModelRates` token classes, in display order, with their labels."""
-
-_NUMERIC: Final = re.compile(r"[-+]?\$?[\d,]*\.?\d+(?:\s*%)?|[-\u2014]")
-"""A cell that is a number (count, money, percentage) or an empty-value dash: right-aligned."""
-
-
-# --------------------------------------------------------------------------------------------
-# Formatting
-
-
-def format_tokens(count: int) -> str:
-    """Format a token count with thousands separators: ``1234567`` -> ``"1,234,567"``."""
-    return f"{count:,}"
-
-
-def cost_places(values: Iterable[Decimal], minimum: int = 6, maximum: int = 10) -> int:
-    """The decimal places that show every value in ``values`` exactly, within ``[minimum, maximum]``.
-
-    One count for a whole column keeps its decimal points aligned.
-    """
-    places = minimum
-    for value in values:
-        exponent = value.normalize().as_tuple().exponent
-        if isinstance(exponent, int) and -exponent > places:
-            places = -exponent
-    return min(places, maximum)
-
-
-def format_cost(value: Decimal, places: int | None = None) -> str:
-    """Format an amount of USD as ``"$0.001234"``.
-
-    Args:
-        value: The amount.
-        places: Decimal places; by default as many as the amount needs, between 6 and 10
-            (rounded half-even beyond 10).
-
-    Returns:
-        The amount with a dollar sign and thousands separators, e.g. ``"$1,234.500000"``.
-    """
-    if places is None:
-        places = cost_places((value,))
-    rounded = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
-    sign = "-" if rounded < 0 else ""
-    return f"{sign}${abs(rounded):,.{places}f}"
-
-
-def format_price(value: Decimal) -> str:
-    """Format a price per million tokens: at least two decimal places, exact (``"$0.028"``)."""
-    exponent = value.normalize().as_tuple().exponent
-    places = max(2, -exponent) if isinstance(exponent, int) else 2
-    return f"${value:,.{places}f}"
-
-
-def format_table(
-    headers: Sequence[str],
-    rows: Iterable[Sequence[str]],
-    *,
-    align: str | None = None,
-    indent: int = 2,
-) -> str:
-    """Render rows as a plain-text table with aligned columns.
-
-    Args:
-        headers: The column titles.
-        rows: The cells, already formatted as strings.
-        align: One character per column, ``"l"`` (left) or ``"r"`` (right). By default a
-            column is right-aligned when every cell in it is a number, an amount or a dash.
-        indent: Spaces before every line.
-
-    Returns:
-        The table: a header line, a rule and one line per row (no trailing newline).
-
-    Raises:
-        ValueError: when a row or ``align`` does not have one entry per column.
-    """
-    body = [list(row) for row in rows]
-    width = len(headers)
-    for row in body:
-        if len(row) != width:
-            raise ValueError(f"row {row!r}: expected {width} cells, one per column {list(headers)!r}")
-    if align is None:
-        align = "".join(
-            "r" if body and all(not row[i] or _NUMERIC.fullmatch(row[i]) for row in body) else "l"
-            for i in range(width)
-        )
-    if len(align) != width or set(align) - {"l", "r"}:
-        raise ValueError(f"align={align!r}: expected one 'l' or 'r' per column ({width})")
-    widths = [max(len(headers[i]), *(len(row[i]) for row in body)) for i in range(width)]
-    pad = " " * indent
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            cell.rjust(widths[i]) if align[i] == "r" else cell.ljust(widths[i])
-            for i, cell in enumerate(cells)
-        ]
-        return (pad + "  ".join(parts)).rstrip()
-
-    lines = [line(headers), line(["-" * w for w in widths])]
-    lines.extend(line(row) for row in body)
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------------
-# meterline prices
 
 
 def _parse_at(text: str) -> datetime:
@@ -257,11 +153,25 @@ def _cmd_prices(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from meterline._demo import run_demo  # noqa: PLC0415 - only this command needs the demo
 
-    result = run_demo(seed=args.seed)
+    result = run_demo(seed=args.seed, ledger=args.ledger)
     if args.format == "json":
         print(json.dumps(result.to_dict(), indent=2))
-    else:
-        print(result.text)
+        return EXIT_OK
+    print(result.text)
+    if args.ledger is not None:
+        from meterline._cli_ledger import render_report  # noqa: PLC0415 - only with a ledger
+        from meterline.ledger._open import open_ledger  # noqa: PLC0415 - only with a ledger
+
+        ledger = open_ledger(args.ledger)
+        try:
+            stats = ledger.stats()
+            print(f"\nFrom the ledger ({stats.url}: {stats.events:,} events, exactly once)\n")
+            for by in (("user",), ("model",)):
+                print(render_report(ledger.totals(by=by), by, None))
+                print()
+        finally:
+            ledger.close()
+        print(f"Query it again: meterline report --ledger {args.ledger} --by agent,model --since 1d")
     return EXIT_OK
 
 
@@ -310,7 +220,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
     demo.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    demo.add_argument(
+        "--ledger", metavar="URL", help="also write every event to this ledger, and report from it"
+    )
     demo.set_defaults(handler=_cmd_demo)
+    add_ledger_commands(commands)
     return parser
 
 

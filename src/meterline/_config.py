@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from meterline._events import UsageEvent
     from meterline._pricing import PriceTable
     from meterline._usage import Usage
+    from meterline.ledger._base import LedgerBackend
 
 __all__ = ["configure", "get_meter", "record", "record_tool", "reset_defaults", "scope"]
 
@@ -36,6 +37,8 @@ def get_meter() -> Meter:
 def configure(
     *,
     meter: Meter | None = None,
+    ledger: LedgerBackend | str | Path | None = None,
+    durability: str = "batch",
     prices: PriceTable | str | Path | None = None,
     builtin_corrections: bool = True,
     max_live_keys: int | None = None,
@@ -43,16 +46,23 @@ def configure(
     """Replace the process-wide default meter and return it.
 
     Pass a ready `Meter`, or the options to build one (see `Meter`). Scopes entered on the
-    previous default meter keep attributing to it.
+    previous default meter keep attributing to it; the previous meter is flushed and closed.
     """
-    global _default  # noqa: PLW0603 - the one piece of global state
+    global _default
     if meter is None:
-        options: dict[str, object] = {"prices": prices, "builtin_corrections": builtin_corrections}
+        options: dict[str, object] = {
+            "ledger": ledger,
+            "durability": durability,
+            "prices": prices,
+            "builtin_corrections": builtin_corrections,
+        }
         if max_live_keys is not None:
             options["max_live_keys"] = max_live_keys
         meter = Meter(**options)  # type: ignore[arg-type]
     with _lock:
-        _default = meter
+        previous, _default = _default, meter
+    if previous is not None and previous is not meter:
+        previous.close()
     return meter
 
 

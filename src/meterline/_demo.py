@@ -27,7 +27,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 import meterline
-from meterline._cli import cost_places, format_cost, format_table, format_tokens
+from meterline._cli_format import cost_places, format_cost, format_table, format_tokens
 
 __all__ = ["DemoResult", "DemoRow", "render_report", "run_demo"]
 
@@ -669,21 +669,23 @@ def _rows(
     return _by_cost(row for row in rows if keep is None or keep(row.totals))
 
 
-def run_demo(seed: int = 7) -> DemoResult:
+def run_demo(seed: int = 7, ledger: str | None = None) -> DemoResult:
     """Meter a simulated day of a small multi-agent product and build its report.
 
     Args:
         seed: Seeds the simulation's token counts, latencies, cache hits and failures; the same
             seed always gives the same tables and report.
+        ledger: A ledger URL to write every event to (flushed and closed before returning).
 
     Returns:
         The totals, the per-dimension tables, the rendered report and the events.
     """
-    meter = meterline.Meter()
+    meter = meterline.Meter(ledger) if ledger is not None else meterline.Meter()
     sim = _Simulation(meter, random.Random(seed))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", meterline.UnpricedModelWarning)
         org_totals = sim.run()
+    meter.close()
     unpriced_warnings: list[str] = []
     for warning in caught:
         if issubclass(warning.category, meterline.UnpricedModelWarning):

@@ -28,6 +28,9 @@ from meterline._pricing import Pricer, PriceTable, _Plan, atto_to_decimal
 from meterline._providers import canonical_provider
 from meterline._usage import Usage, check_count
 from meterline.exceptions import ConfigurationError, MalformedUsageError
+from meterline.ledger._base import LedgerBackend
+from meterline.ledger._open import ENV_VAR as LEDGER_ENV_VAR
+from meterline.ledger._open import open_ledger
 
 __all__ = ["ActiveScope", "Meter", "MeterStats", "Scope", "Snapshot"]
 
@@ -473,6 +476,12 @@ class Meter:
     attribution is coarser).
 
     Args:
+        ledger: Where every event is stored, exactly once: a URL (``sqlite:///usage.db``,
+            ``postgresql://…``), a path, or a `LedgerBackend`. ``None`` reads the
+            ``METERLINE_LEDGER`` environment variable, and without it keeps no ledger.
+        durability: ``batch`` (default): a background thread commits in batches, and
+            `flush` waits for them; ``sync``: ``record()`` returns after its event is
+            committed (or spooled, if the store failed).
         prices: Price overrides consulted before genai-prices: a `PriceTable` or the path of a
             TOML file.
         builtin_corrections: Apply meterline's corrections of genai-prices' known data errors.
@@ -481,7 +490,9 @@ class Meter:
 
     def __init__(
         self,
+        ledger: LedgerBackend | str | Path | None = None,
         *,
+        durability: str = "batch",
         prices: PriceTable | str | Path | None = None,
         builtin_corrections: bool = True,
         max_live_keys: int = DEFAULT_MAX_LIVE_KEYS,
@@ -508,7 +519,49 @@ class Meter:
         self._unpriced_models: set[tuple[str | None, str]] = set()
         self._version: str | None = None
         self._ids = IdFactory()
+        self._ledger: LedgerBackend | None = None
+        self._writer: Any = None
+        self._sink: Callable[[UsageEvent], object] | None = None
+        if durability not in ("batch", "sync"):
+            raise ConfigurationError(f"durability={durability!r}: expected 'batch' or 'sync'")
+        if ledger is None:
+            ledger = os.environ.get(LEDGER_ENV_VAR) or None
+        if ledger is not None:
+            self._attach_ledger(ledger, durability)
         _all_meters.add(self)
+
+    def _attach_ledger(self, ledger: LedgerBackend | str | Path, durability: str) -> None:
+        from meterline.ledger._spool import Spool, default_spool_dir  # noqa: PLC0415 - only with a ledger
+        from meterline.ledger._writer import LedgerWriter  # noqa: PLC0415 - only with a ledger
+
+        self._owns_ledger = not isinstance(ledger, LedgerBackend)
+        backend = open_ledger(ledger) if self._owns_ledger else ledger  # type: ignore[arg-type]
+        self._ledger = backend
+        self._writer = LedgerWriter(
+            backend, durability=durability, spool=Spool(default_spool_dir(backend.url))
+        )
+        self._sink = self._writer.submit
+
+    @property
+    def ledger(self) -> LedgerBackend | None:
+        """The ledger every event is written to, if any."""
+        return self._ledger
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event recorded so far is committed to the ledger (or spooled).
+
+        Returns:
+            ``False`` if ``timeout`` seconds passed first; ``True`` otherwise (and without a ledger).
+        """
+        return True if self._writer is None else bool(self._writer.flush(timeout))
+
+    def close(self) -> None:
+        """Flush and stop the ledger writer, and close a ledger this meter opened. Idempotent."""
+        writer, self._writer, self._sink = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            if self._owns_ledger and self._ledger is not None:
+                self._ledger.close()
 
     @property
     def price_version(self) -> str:
@@ -725,6 +778,12 @@ class Meter:
         if len(pending) >= _SETTLE_AT or not row.live:
             self._settle(frame, key, row)
 
+        sink = self._sink
+        if sink is not None:
+            try:
+                sink(recorded)
+            except Exception:  # noqa: BLE001 - the ledger never breaks record()
+                self._machinery_failed("the ledger writer", recorded.id)
         for subscriber in self._subscribers:
             try:
                 subscriber(recorded)
@@ -866,6 +925,12 @@ class Meter:
         _accumulate(single, event)
         with self._lock:
             self._add_late(frame, key, single)
+        sink = self._sink
+        if sink is not None:
+            try:
+                sink(event)
+            except Exception:  # noqa: BLE001 - the ledger never breaks record()
+                self._machinery_failed("the ledger writer", event.id)
         for subscriber in self._subscribers:
             try:
                 subscriber(event)

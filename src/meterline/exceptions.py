@@ -10,6 +10,7 @@ The hierarchy::
     ├── ConfigurationError (ValueError) a bad argument, dimension name or price table
     │   └── PriceTableError             an override price table (TOML) that cannot be used
     ├── UnknownModelError (LookupError) an explicit price lookup for a model nobody prices
+    ├── LedgerError                     the ledger's store failed or refused (wraps the driver's error)
     └── MissingExtraError (ImportError) an optional feature whose extra is not installed
 
     MeterlineWarning (UserWarning)
@@ -27,6 +28,7 @@ from __future__ import annotations as _annotations
 
 __all__ = [
     "ConfigurationError",
+    "LedgerError",
     "MalformedUsageError",
     "MeterlineError",
     "MeterlineWarning",
@@ -92,6 +94,14 @@ class PriceTableError(ConfigurationError):
 
 class UnknownModelError(MeterlineError, LookupError):
     """An explicit price lookup for a model that neither the overrides nor genai-prices know."""
+
+
+class LedgerError(MeterlineError):
+    """The ledger's store failed (the driver's error is the ``__cause__``) or refused to open.
+
+    A ledger refuses a store whose schema is newer than this meterline knows, rather than
+    risk writing rows an older schema cannot describe.
+    """
 
 
 class MissingExtraError(MeterlineError, ImportError):

@@ -1,0 +1,464 @@
+"""The ledger's commands: ``report``, ``export``, ``reprice`` and ``ledger stats|replay|prune``.
+
+Every command takes ``--ledger URL`` (default: ``$METERLINE_LEDGER``). Times are ISO 8601
+dates or date-times (UTC unless a zone is given) or ages such as ``7d``, ``12h``, ``30m``.
+"""
+
+from __future__ import annotations as _annotations
+
+import argparse
+import csv
+import json
+import re
+import socket
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+from meterline._cli_format import format_cost, format_table, format_tokens
+from meterline._events import UsageEvent
+from meterline._pricing import Pricer, PriceTable
+from meterline._usage import USAGE_FIELDS
+from meterline.exceptions import ConfigurationError
+from meterline.ledger._base import LedgerBackend, LedgerRow
+from meterline.ledger._open import ENV_VAR, open_ledger
+
+__all__ = ["add_ledger_commands", "cloudevent", "parse_when"]
+
+_AGE: Final = re.compile(r"(\d+)\s*([smhdw])")
+_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+EXPORT_FORMATS: Final = ("jsonl", "csv", "cloudevents")
+CLOUDEVENT_TYPE: Final = "io.meterline.usage.v1"
+"""The CloudEvents ``type`` of exported events (a reverse-DNS, versioned name)."""
+
+
+def parse_when(text: str, *, now: datetime | None = None) -> datetime:
+    """Parse ``7d``/``12h``/``30m``/``45s``/``2w`` (that long ago) or an ISO 8601 date or date-time.
+
+    Raises:
+        ConfigurationError: naming the text and the accepted forms.
+    """
+    match = _AGE.fullmatch(text.strip())
+    if match:
+        delta = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        return (now or datetime.now(tz=UTC)) - delta
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigurationError(
+            f"time {text!r}: expected an age such as 7d, 12h or 30m, or an ISO 8601 date or date-time"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _when(text: str) -> datetime:
+    try:
+        return parse_when(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _dimensions(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected dimension names separated by commas, e.g. model,agent"
+        )
+    return names
+
+
+def _open(args: argparse.Namespace) -> LedgerBackend:
+    return open_ledger(args.ledger)
+
+
+# --------------------------------------------------------------------------------------------
+# report
+
+
+def _report_rows(rows: Sequence[LedgerRow], by: Sequence[str], granularity: str | None) -> list[list[str]]:
+    places = 6
+    table = []
+    for row in rows:
+        period = [] if granularity is None or row.period is None else [_period_label(row.period, granularity)]
+        table.append(
+            [
+                *period,
+                *(value if value is not None else "-" for value in row.key),
+                format_tokens(row.events),
+                format_tokens(row.usage.input_tokens),
+                format_tokens(row.usage.cache_read_tokens),
+                format_tokens(row.usage.output_tokens),
+                format_cost(row.cost, places),
+                _not_in_cost(row),
+            ]
+        )
+    del by
+    return table
+
+
+def _not_in_cost(row: LedgerRow) -> str:
+    parts = []
+    if row.unmeasured:
+        parts.append(f"{row.unmeasured} unmeasured")
+    if row.unpriced:
+        parts.append(f"{row.unpriced} unpriced")
+    return ", ".join(parts)
+
+
+def _period_label(period: datetime, granularity: str) -> str:
+    if granularity == "month":
+        return period.strftime("%Y-%m")
+    if granularity == "day":
+        return period.strftime("%Y-%m-%d")
+    return period.strftime("%Y-%m-%d %H:00")
+
+
+def _sum_rows(rows: Sequence[LedgerRow]) -> LedgerRow:
+    total = LedgerRow(key=(), period=None)
+    for row in rows:
+        total = LedgerRow(
+            key=(),
+            period=None,
+            events=total.events + row.events,
+            unmeasured=total.unmeasured + row.unmeasured,
+            unpriced=total.unpriced + row.unpriced,
+            usage=total.usage + row.usage,
+            cost=total.cost + row.cost,
+            latency_ms=total.latency_ms + row.latency_ms,
+            tokens_saved=total.tokens_saved + row.tokens_saved,
+        )
+    return total
+
+
+def _row_dict(row: LedgerRow, by: Sequence[str]) -> dict[str, Any]:
+    return {
+        **({"period": row.period.isoformat().replace("+00:00", "Z")} if row.period is not None else {}),
+        **dict(zip(by, row.key, strict=True)),
+        "events": row.events,
+        "unmeasured": row.unmeasured,
+        "unpriced": row.unpriced,
+        **row.usage.to_dict(),
+        "cost": str(row.cost),
+        "latency_ms": row.latency_ms,
+        "tokens_saved": row.tokens_saved,
+    }
+
+
+def render_report(
+    rows: Sequence[LedgerRow], by: Sequence[str], granularity: str | None, *, title: str = ""
+) -> str:
+    """A readable table of ledger rows, sorted by cost, with a total line."""
+    headers = [
+        *(["period"] if granularity else []),
+        *by,
+        "events",
+        "input",
+        "cache read",
+        "output",
+        "cost",
+        "not in cost",
+    ]
+    body = _report_rows(rows, by, granularity)
+    total = _sum_rows(rows)
+    body.append(
+        [
+            *([""] if granularity else []),
+            "total",
+            *([""] * (len(by) - 1)),
+            format_tokens(total.events),
+            format_tokens(total.usage.input_tokens),
+            format_tokens(total.usage.cache_read_tokens),
+            format_tokens(total.usage.output_tokens),
+            format_cost(total.cost, 6),
+            _not_in_cost(total),
+        ]
+    )
+    return (title + "\n" if title else "") + format_table(headers, body)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    ledger = _open(args)
+    try:
+        rows = ledger.totals(by=args.by, since=args.since, until=args.until, granularity=args.granularity)
+    finally:
+        ledger.close()
+    if args.format == "json":
+        print(json.dumps([_row_dict(row, args.by) for row in rows], indent=2))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        fields = list(_row_dict(LedgerRow(key=(None,) * len(args.by), period=None), args.by))
+        if args.granularity:
+            fields.insert(0, "period")
+        writer.writerow(fields)
+        for row in rows:
+            data = _row_dict(row, args.by)
+            writer.writerow([data.get(name, "") for name in fields])
+    else:
+        print(render_report(rows, args.by, args.granularity, title=f"ledger {ledger.url}"))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# export
+
+
+def cloudevent(event: UsageEvent, *, source: str, subject_dimension: str | None) -> dict[str, Any]:
+    """One event as a CloudEvents 1.0 structured-mode JSON object (OpenMeter's ingest format).
+
+    ``id`` is the event id, so a re-sent event is deduplicated (``source`` + ``id``); money is
+    a decimal string; ``subject`` is the value of ``subject_dimension`` (the billing customer).
+    """
+    usage = event.usage
+    data: dict[str, Any] = {
+        "operation": event.operation,
+        "provider": event.provider,
+        "request_model": event.request_model or event.model,
+        "response_model": event.model,
+        "response_id": event.response_id,
+        "status": event.status,
+        "input_tokens": None if usage is None else usage.input_tokens,
+        "output_tokens": None if usage is None else usage.output_tokens,
+        "cache_read_input_tokens": None if usage is None else usage.cache_read_tokens,
+        "cache_write_input_tokens": None if usage is None else usage.cache_write_tokens,
+        "reasoning_output_tokens": None if usage is None else usage.reasoning_tokens,
+        "cost": None
+        if event.cost is None
+        else {"amount": str(event.cost), "currency": "USD", "source": "local"},
+        "pricing": None if event.price_version is None else {"catalog_version": event.price_version},
+        "latency_ms": event.latency_ms,
+        "operation_id": event.operation_id,
+        "attempt": event.attempt,
+        "dimensions": dict(event.dimensions),
+    }
+    document: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event.id,
+        "source": source,
+        "type": CLOUDEVENT_TYPE,
+        "time": event.time.isoformat().replace("+00:00", "Z"),
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    if subject_dimension is not None and subject_dimension in event.dimensions:
+        document["subject"] = event.dimensions[subject_dimension]
+    return document
+
+
+_CSV_FIELDS: Final = (
+    "id",
+    "time",
+    "operation",
+    "status",
+    "provider",
+    "model",
+    "request_model",
+    "measured",
+    *USAGE_FIELDS,
+    "cost",
+    "price_version",
+    "latency_ms",
+    "operation_id",
+    "attempt",
+    "response_id",
+    "tokens_saved",
+    "dimensions",
+)
+
+
+def _csv_row(event: UsageEvent) -> list[Any]:
+    usage = event.usage
+    counts = list(usage.to_dict().values()) if usage is not None else [""] * len(USAGE_FIELDS)
+    return [
+        event.id,
+        event.time.isoformat().replace("+00:00", "Z"),
+        event.operation,
+        event.status,
+        event.provider or "",
+        event.model or "",
+        event.request_model or "",
+        0 if usage is None else 1,
+        *counts,
+        "" if event.cost is None else str(event.cost),
+        event.price_version or "",
+        "" if event.latency_ms is None else event.latency_ms,
+        event.operation_id or "",
+        event.attempt,
+        event.response_id or "",
+        event.tokens_saved,
+        json.dumps(dict(event.dimensions), sort_keys=True),
+    ]
+
+
+def export_lines(
+    events: Iterator[UsageEvent], fmt: str, *, source: str, subject: str | None
+) -> Iterator[str]:
+    """The export of ``events`` in ``fmt``, one line at a time (constant memory)."""
+    if fmt == "csv":
+
+        class _Line:
+            value = ""
+
+            def write(self, text: str) -> None:
+                self.value = text
+
+        line = _Line()
+        writer = csv.writer(line, lineterminator="\n")
+        writer.writerow(_CSV_FIELDS)
+        yield line.value
+        for event in events:
+            writer.writerow(_csv_row(event))
+            yield line.value
+        return
+    for event in events:
+        if fmt == "cloudevents":
+            document = cloudevent(event, source=source, subject_dimension=subject)
+        else:
+            document = event.to_dict()
+        yield json.dumps(document, separators=(",", ":"), sort_keys=True) + "\n"
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    ledger = _open(args)
+    try:
+        events = ledger.events(since=args.since, until=args.until, after_id=args.after)
+        for line in export_lines(events, args.format, source=args.source, subject=args.subject):
+            sys.stdout.write(line)
+    finally:
+        ledger.close()
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# reprice and ledger maintenance
+
+
+def reprice(ledger: LedgerBackend, pricer: Pricer, *, since: datetime | None, until: datetime | None) -> int:
+    """Recompute the cost of stored events with ``pricer`` at each event's time.
+
+    The previous cost and price version are kept by the ledger for audit. Returns how many
+    events changed.
+    """
+    changed = 0
+    batch: list[tuple[str, Decimal | None, str | None]] = []
+    version = pricer.version
+    for event in ledger.events(since=since, until=until):
+        if event.usage is None or event.model is None or event.operation in ("execute_tool", "cache"):
+            continue
+        atto = pricer.cost_atto(event.usage, event.provider, event.model, event.time_ns)
+        from meterline._pricing import atto_to_decimal  # noqa: PLC0415 - small, used here only
+
+        cost = None if atto is None else atto_to_decimal(atto)
+        new_version = None if cost is None else version
+        if cost != event.cost or new_version != event.price_version:
+            batch.append((event.id, cost, new_version))
+        if len(batch) >= 1000:
+            changed += ledger.reprice(batch)
+            batch = []
+    if batch:
+        changed += ledger.reprice(batch)
+    return changed
+
+
+def _cmd_reprice(args: argparse.Namespace) -> int:
+    pricer = Pricer(PriceTable.from_toml(args.prices) if args.prices else None)
+    ledger = _open(args)
+    try:
+        changed = reprice(ledger, pricer, since=args.since, until=args.until)
+    finally:
+        ledger.close()
+    print(f"repriced {changed:,} events with {pricer.version}")
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    ledger = _open(args)
+    try:
+        stats = ledger.stats()
+    finally:
+        ledger.close()
+
+    def when(moment: datetime | None) -> str:
+        return "-" if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+    rows = [
+        ["ledger", stats.url],
+        ["schema version", str(stats.schema_version)],
+        ["events", format_tokens(stats.events)],
+        ["first event", when(stats.first_time)],
+        ["last event", when(stats.last_time)],
+        ["roll-up rows", format_tokens(stats.rollup_rows)],
+    ]
+    print(format_table(["", ""], rows))
+    return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    ledger = _open(args)
+    try:
+        removed = ledger.prune(args.before)
+    finally:
+        ledger.close()
+    print(f"pruned {removed:,} events before {args.before.isoformat()}")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from meterline.ledger._spool import Spool, default_spool_dir  # noqa: PLC0415 - loaded when used
+
+    ledger = _open(args)
+    try:
+        spool = Spool(args.spool or default_spool_dir(ledger.url))
+        replayed = spool.replay(ledger)
+    finally:
+        ledger.close()
+    print(f"replayed {replayed:,} events from {spool.directory}")
+    return 0
+
+
+def add_ledger_commands(commands: Any) -> None:
+    """Register the ledger's commands on the CLI's sub-parsers."""
+
+    def ledger_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--ledger", metavar="URL", help=f"ledger URL (default: ${ENV_VAR})")
+
+    report = commands.add_parser("report", help="totals from a ledger, by any dimension, sorted by cost")
+    ledger_option(report)
+    report.add_argument("--by", type=_dimensions, default=("model",), help="dimensions, e.g. model,agent")
+    report.add_argument("--since", type=_when, help="e.g. 7d or 2026-11-01")
+    report.add_argument("--until", type=_when)
+    report.add_argument("--granularity", choices=("hour", "day", "month"))
+    report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report.set_defaults(handler=_cmd_report)
+
+    export = commands.add_parser("export", help="stream a ledger's events (constant memory)")
+    ledger_option(export)
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="jsonl")
+    export.add_argument("--since", type=_when)
+    export.add_argument("--until", type=_when)
+    export.add_argument("--after", metavar="ID", help="resume after this event id (a cursor)")
+    export.add_argument("--source", default=f"//meterline/{socket.gethostname()}", help="CloudEvents source")
+    export.add_argument("--subject", metavar="DIMENSION", help="dimension that names the customer (subject)")
+    export.set_defaults(handler=_cmd_export)
+
+    again = commands.add_parser("reprice", help="recompute stored costs with the current prices")
+    ledger_option(again)
+    again.add_argument("--since", type=_when)
+    again.add_argument("--until", type=_when)
+    again.add_argument("--prices", metavar="FILE.toml", help="price overrides (TOML)")
+    again.set_defaults(handler=_cmd_reprice)
+
+    maintenance = commands.add_parser("ledger", help="ledger maintenance: stats, replay, prune")
+    actions = maintenance.add_subparsers(title="actions", metavar="ACTION")
+    stats = actions.add_parser("stats", help="what the ledger holds")
+    ledger_option(stats)
+    stats.set_defaults(handler=_cmd_stats)
+    replay = actions.add_parser("replay", help="write spooled events to the ledger")
+    ledger_option(replay)
+    replay.add_argument("--spool", metavar="DIR", help="spool directory (default: the ledger's)")
+    replay.set_defaults(handler=_cmd_replay)
+    prune = actions.add_parser("prune", help="delete events older than a time")
+    ledger_option(prune)
+    prune.add_argument("--before", type=_when, required=True, help="e.g. 90d or 2026-01-01")
+    prune.set_defaults(handler=_cmd_prune)

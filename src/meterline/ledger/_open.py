@@ -1,0 +1,69 @@
+"""Open a ledger from a URL: ``sqlite:///usage.db``, a plain path, or ``postgresql://…``."""
+
+from __future__ import annotations as _annotations
+
+import os
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+from meterline.exceptions import ConfigurationError
+from meterline.ledger._base import LedgerBackend
+
+__all__ = ["ENV_VAR", "open_ledger", "redact"]
+
+ENV_VAR: Final = "METERLINE_LEDGER"
+"""The environment variable that names the default ledger's URL."""
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages and stats."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def open_ledger(url: str | Path | None = None) -> LedgerBackend:
+    """Open (creating and migrating as needed) the ledger at ``url``.
+
+    Args:
+        url: ``sqlite:///relative/or/absolute.db``, ``sqlite:////abs/path.db``, a plain file
+            path, or ``postgresql://user@host/db`` (extra ``postgres``). ``None`` reads the
+            ``METERLINE_LEDGER`` environment variable.
+
+    Raises:
+        ConfigurationError: when no URL is given or its scheme is unknown.
+        LedgerError: when the store cannot be opened or was written by a newer meterline.
+        MissingExtraError: for PostgreSQL without the ``postgres`` extra.
+    """
+    if url is None:
+        url = os.environ.get(ENV_VAR)
+        if not url:
+            raise ConfigurationError(
+                f"no ledger URL given and ${ENV_VAR} is not set (e.g. sqlite:///usage.db)"
+            )
+    if isinstance(url, Path):
+        url = str(url)
+    if type(url) is not str or not url.strip():
+        raise ConfigurationError(
+            f"ledger={url!r}: expected a URL such as 'sqlite:///usage.db' or 'postgresql://…'"
+        )
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+        from meterline.ledger._postgres import PostgresLedger  # noqa: PLC0415 - needs the postgres extra
+
+        return PostgresLedger(url)
+    if scheme in ("sqlite", ""):
+        path = url[len("sqlite:///") :] if scheme else url
+        if scheme and not url.startswith("sqlite:///"):
+            raise ConfigurationError(f"ledger={url!r}: a SQLite URL has three slashes: sqlite:///usage.db")
+        if not path or path == ":memory:":
+            raise ConfigurationError(f"ledger={url!r}: a ledger must be a file (it is durable)")
+        from meterline.ledger._sqlite import SQLiteLedger  # noqa: PLC0415 - loaded when used
+
+        return SQLiteLedger(Path(path))
+    raise ConfigurationError(
+        f"ledger={redact(url)!r}: unknown scheme {scheme!r}; expected sqlite:/// or postgresql://"
+    )
