@@ -1,0 +1,616 @@
+"""The conformance suite every `LedgerBackend` passes.
+
+A backend's test module subclasses `LedgerConformance` and provides a ``ledger`` fixture
+that yields a fresh, empty backend (and closes it afterwards)::
+
+    class TestSQLite(LedgerConformance):
+        @pytest.fixture
+        def ledger(self, tmp_path):
+            ledger = SQLiteLedger(tmp_path / "ledger.db")
+            yield ledger
+            ledger.close()
+
+The class name does not start with ``Test``, so pytest collects it only through subclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+import meterline
+from meterline import ConfigurationError, Usage, UsageEvent
+from meterline._events import Dimensions
+from meterline.exceptions import LedgerError, UnpricedModelWarning
+from meterline.ledger._base import SCHEMA_VERSION, LedgerBackend, LedgerRow
+
+T0 = datetime(2025, 1, 30, 22, 0, tzinfo=UTC)
+"""A fixed time two days before a month boundary (events built by hand start here)."""
+HOSTILE = (
+    "'; DROP TABLE meterline_events; --",
+    'say "hi" \\ \' ` %s ? :name $1',
+    "ünïcødé 💸 \u2028 \x00 null",
+    "a'||(SELECT 1)||'",
+)
+
+
+def ns(moment: datetime) -> int:
+    """``moment`` in nanoseconds since the epoch."""
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+
+
+def make_event(
+    number: int,
+    at: datetime,
+    *,
+    model: str | None = "gpt-4o",
+    provider: str | None = "openai",
+    cost: str | None = "0.001",
+    usage: Usage | None = None,
+    operation: str = "chat",
+    status: str = "ok",
+    latency_ms: float | None = 10.0,
+    dims: dict[str, str] | None = None,
+    tokens_saved: int = 0,
+) -> UsageEvent:
+    """An event built by hand at a time the test controls (ids sort like ``number``)."""
+    if usage is None and operation == "chat" and cost is not None:
+        usage = Usage(input_tokens=100, output_tokens=20)
+    return UsageEvent(
+        id=f"{number:032x}",
+        time_ns=ns(at),
+        operation=operation,
+        provider=provider,
+        model=model,
+        request_model=None,
+        usage=usage,
+        cost=None if cost is None else Decimal(cost),
+        price_version=None if cost is None else "test-prices",
+        latency_ms=latency_ms,
+        status=status,
+        dimensions=Dimensions(dims or {}),
+        tokens_saved=tokens_saved,
+    )
+
+
+def metered_events() -> tuple[meterline.Meter, list[UsageEvent]]:
+    """A real meter and every kind of event it makes (priced, unpriced, unmeasured, tools, cache, scopes)."""
+    meter = meterline.Meter()
+    events: list[UsageEvent] = []
+    with meter.scope(user="alice", team="core"):
+        events.append(
+            meter.record(
+                Usage(input_tokens=1234, output_tokens=567, cache_read_tokens=200),
+                model="gpt-4o",
+                provider="openai",
+                latency_ms=812.5,
+                tags={"feature": "summary"},
+            )
+        )
+        events.append(
+            meter.record(Usage(input_tokens=10, output_tokens=5), model="gpt-4o-mini", provider="openai")
+        )
+        with meter.scope(session="s-1"):
+            events.append(
+                meter.record(
+                    Usage(input_tokens=2000, output_tokens=100, reasoning_tokens=40),
+                    model="claude-3-5-sonnet-20241022",
+                    provider="anthropic",
+                    latency_ms=1500.0,
+                    status="timeout",
+                )
+            )
+            events.append(meter.record(None, model="gpt-4o", provider="openai"))  # unmeasured
+            tool = meter.record_tool(
+                "search",
+                category="retrieval",
+                duration_ms=42.25,
+                usage=Usage(input_tokens=7, output_tokens=3),
+                llm_call_id=events[0].id,
+            )
+            events.append(tool)
+            events.append(
+                meter.record_tool("fetch", status="failure", llm_call_id=[events[0].id, events[1].id])
+            )
+    with meter.scope(user="bob"):
+        with pytest.warns(UnpricedModelWarning):
+            events.append(
+                meter.record(
+                    Usage(input_tokens=300, output_tokens=30), model="no-such-model-xyz", provider="openai"
+                )
+            )
+        events.append(meter.record_cache_hit(1500, tags={"feature": "summary"}))
+        events.append(meter.record_cache_miss())
+        events.append(
+            meter.record(
+                Usage(input_tokens=50, output_tokens=5),
+                model="text-embedding-3-small",
+                provider="openai",
+                operation="embeddings",
+                operation_id="op-1",
+                attempt=2,
+            )
+        )
+    events.append(
+        meter.record(Usage(input_tokens=1, output_tokens=1), model="gpt-4o-mini", provider="openai")
+    )
+    return meter, events
+
+
+def by_key(rows: Sequence[LedgerRow]) -> dict[tuple[str | None, ...], LedgerRow]:
+    """Rows without a period, by key (each key once)."""
+    assert all(row.period is None for row in rows)
+    result = {row.key: row for row in rows}
+    assert len(result) == len(rows)
+    return result
+
+
+def value_of(event: UsageEvent, name: str) -> str | None:
+    """The value ``totals(by=(name,))`` groups ``event`` under."""
+    if name in ("operation", "status", "provider", "model"):
+        value: str | None = getattr(event, name)
+        return value
+    return event.dimensions.get(name)
+
+
+def assert_matches_meter(
+    ledger: LedgerBackend,
+    meter: meterline.Meter,
+    events: Sequence[UsageEvent],
+    by: tuple[str, ...],
+    where: dict[str, object] | None = None,
+) -> None:
+    """The ledger's totals equal the meter's for the same events (latency: the events' own sum)."""
+    rows = by_key(ledger.totals(by=by, where=where))
+    expected = meter.totals(by, where)
+    assert set(rows) == set(expected)
+    for key, totals in expected.items():
+        row = rows[key]
+        assert row.events == totals.events
+        assert row.usage == totals.usage
+        assert row.cost == totals.cost
+        assert row.unmeasured == totals.unmeasured
+        assert row.unpriced == totals.unpriced
+        assert row.tokens_saved == totals.cache_tokens_saved
+        latencies = [
+            event.latency_ms or 0.0
+            for event in events
+            if tuple(value_of(event, name) for name in by) == key
+            and all(
+                value_of(event, name) in (value if isinstance(value, (set, list, tuple)) else (value,))
+                for name, value in (where or {}).items()
+            )
+        ]
+        assert row.latency_ms == pytest.approx(sum(latencies))
+
+
+class LedgerConformance:
+    """Tests every ledger backend passes; subclasses provide the ``ledger`` fixture."""
+
+    # -- writing and reading back -----------------------------------------------------
+
+    def test_is_a_ledger_backend(self, ledger: LedgerBackend) -> None:
+        """The backend satisfies the `LedgerBackend` protocol and names where it is."""
+        assert isinstance(ledger, LedgerBackend)
+        assert isinstance(ledger.url, str)
+        assert ledger.url
+
+    def test_empty_ledger(self, ledger: LedgerBackend) -> None:
+        """A fresh ledger has no events, no totals and empty stats."""
+        assert list(ledger.events()) == []
+        assert ledger.totals() == []
+        assert ledger.totals(by=("model",), granularity="day") == []
+        stats = ledger.stats()
+        assert (stats.events, stats.rollup_rows, stats.first_time, stats.last_time) == (0, 0, None, None)
+        assert stats.schema_version == SCHEMA_VERSION
+        assert stats.url == ledger.url
+
+    def test_write_nothing(self, ledger: LedgerBackend) -> None:
+        """Writing an empty batch stores nothing and returns 0."""
+        assert ledger.write([]) == 0
+        assert ledger.stats().events == 0
+
+    def test_round_trip_of_metered_events(self, ledger: LedgerBackend) -> None:
+        """Every kind of event a real meter makes reads back equal to the original, in id order."""
+        _, events = metered_events()
+        assert ledger.write(events) == len(events)
+        stored = list(ledger.events())
+        assert stored == sorted(events, key=lambda event: event.id)
+        for original, back in zip(sorted(events, key=lambda event: event.id), stored, strict=True):
+            assert back.to_dict() == original.to_dict()
+            assert type(back.cost) is type(original.cost)
+
+    def test_round_trip_keeps_every_field(self, ledger: LedgerBackend) -> None:
+        """A hand-built event with every optional field set reads back identical."""
+        event = UsageEvent(
+            id="0" * 31 + "1",
+            time_ns=ns(T0) + 123_456_789,
+            operation="chat",
+            provider="openai",
+            model="gpt-4o-2024-08-06",
+            request_model="gpt-4o",
+            usage=Usage(
+                input_tokens=900,
+                cache_read_tokens=100,
+                cache_write_tokens=50,
+                cache_write_1h_tokens=20,
+                output_tokens=300,
+                reasoning_tokens=120,
+                audio_input_tokens=10,
+                audio_output_tokens=5,
+            ),
+            cost=Decimal("0.000000000001"),
+            price_version="v1;overrides=abc",
+            latency_ms=0.1 + 0.2,
+            status="ok",
+            dimensions=Dimensions({"user": "alice", "session": "s"}),
+            operation_id="op",
+            attempt=3,
+            response_id="resp_1",
+            links=("a" * 32, "b" * 32),
+            tokens_saved=0,
+        )
+        ledger.write([event])
+        (back,) = ledger.events()
+        assert back == event
+        assert back.time_ns == event.time_ns
+        assert back.latency_ms == event.latency_ms
+
+    def test_write_is_idempotent(self, ledger: LedgerBackend) -> None:
+        """Writing the same batch twice stores each event once and the roll-ups count it once."""
+        meter, events = metered_events()
+        assert ledger.write(events) == len(events)
+        assert ledger.write(events) == 0
+        assert ledger.write(list(reversed(events))) == 0
+        assert ledger.stats().events == len(events)
+        assert len(list(ledger.events())) == len(events)
+        (row,) = ledger.totals()
+        assert row.events == len(events)
+        assert row.cost == meter.totals().cost
+        assert_matches_meter(ledger, meter, events, ("model",))
+
+    def test_overlapping_batches_count_only_new_events(self, ledger: LedgerBackend) -> None:
+        """A batch that overlaps what is stored, or repeats an event, adds only the new events."""
+        events = [make_event(i, T0 + timedelta(minutes=i)) for i in range(10)]
+        assert ledger.write(events[:6]) == 6
+        assert ledger.write([*events[4:], events[9], events[4]]) == 4
+        (row,) = ledger.totals()
+        assert row.events == 10
+        assert row.cost == Decimal("0.01")
+        assert [event.id for event in ledger.events()] == [event.id for event in events]
+
+    # -- totals -----------------------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        "by",
+        [
+            (),
+            ("model",),
+            ("provider", "model"),
+            ("operation",),
+            ("operation", "status"),
+            ("user",),
+            ("session",),
+            ("user", "model"),
+            ("tool",),
+            ("feature", "team"),
+        ],
+    )
+    def test_totals_equal_the_meters(self, ledger: LedgerBackend, by: tuple[str, ...]) -> None:
+        """Totals grouped by event fields and scope dimensions equal `Meter.totals` for the same events."""
+        meter, events = metered_events()
+        ledger.write(events)
+        if by:
+            assert_matches_meter(ledger, meter, events, by)
+        else:
+            (row,) = ledger.totals()
+            totals = meter.totals()
+            assert (row.key, row.period, row.events, row.usage, row.cost) == (
+                (),
+                None,
+                totals.events,
+                totals.usage,
+                totals.cost,
+            )
+            assert (row.unmeasured, row.unpriced, row.tokens_saved) == (1, 1, 1500)
+
+    @pytest.mark.parametrize(
+        "where",
+        [
+            {"user": "alice"},
+            {"user": None},
+            {"user": ["alice", "bob"]},
+            {"model": "gpt-4o"},
+            {"model": None},
+            {"model": {"gpt-4o", None}},
+            {"provider": "anthropic", "status": "timeout"},
+            {"operation": ("execute_tool", "cache")},
+            {"feature": "summary", "user": "bob"},
+            {"user": "nobody"},
+            {"model": "nothing"},
+        ],
+    )
+    def test_totals_filtered_equal_the_meters(self, ledger: LedgerBackend, where: dict[str, object]) -> None:
+        """``where`` filters on event fields and dimensions as `Meter.totals` does (None: missing)."""
+        meter, events = metered_events()
+        ledger.write(events)
+        assert_matches_meter(ledger, meter, events, ("model",), where)
+        assert_matches_meter(ledger, meter, events, ("user", "operation"), where)
+
+    def test_costs_are_exact_decimals(self, ledger: LedgerBackend) -> None:
+        """Costs add up exactly (no float), tidy, down to one pico-dollar."""
+        events = [
+            make_event(1, T0, cost="0.0000015"),
+            make_event(2, T0, cost="0.000002"),
+            make_event(3, T0, cost="0.000000000001"),
+            make_event(4, T0, cost="0.1"),
+            make_event(5, T0, cost="0.2"),
+        ]
+        ledger.write(events)
+        (row,) = ledger.totals()
+        assert row.cost == Decimal("0.300003500001")
+        assert str(row.cost) == "0.300003500001"
+        ledger.write([make_event(6, T0, model="m2", cost="0.0003525")])
+        rows = by_key(ledger.totals(by=("model",)))
+        assert str(rows["m2",].cost) == "0.0003525"
+        assert isinstance(rows["m2",].cost, Decimal)
+
+    def test_cost_of_a_group_without_a_price_is_zero(self, ledger: LedgerBackend) -> None:
+        """A group of unpriced events has cost 0 and counts them as unpriced, never as priced."""
+        ledger.write([make_event(1, T0, model="mystery", cost=None, usage=Usage(input_tokens=5))])
+        (row,) = ledger.totals(by=("model",))
+        assert (row.key, row.cost, row.unpriced, row.unmeasured) == (("mystery",), Decimal(0), 1, 0)
+        assert str(row.cost) == "0"
+        assert row.usage == Usage(input_tokens=5)
+
+    def test_totals_sorted_by_cost_then_events(self, ledger: LedgerBackend) -> None:
+        """Rows come highest cost first, then most events, then by key."""
+        ledger.write(
+            [
+                make_event(1, T0, model="cheap", cost="0.001"),
+                make_event(2, T0, model="dear", cost="0.5"),
+                make_event(3, T0, model="busy", cost="0.0005"),
+                make_event(4, T0, model="busy", cost="0.0005"),
+                make_event(5, T0, model="also-cheap", cost="0.001"),
+                make_event(6, T0, model="free", cost=None),
+            ]
+        )
+        keys = [row.key for row in ledger.totals(by=("model",))]
+        assert keys == [("dear",), ("busy",), ("also-cheap",), ("cheap",), ("free",)]
+
+    def test_since_and_until_round_down_to_the_hour(self, ledger: LedgerBackend) -> None:
+        """``since`` is inclusive and ``until`` exclusive, both rounded down to the hour."""
+        ledger.write([make_event(i, T0 + timedelta(minutes=20 * i)) for i in range(9)])  # 22:00 .. 00:40
+        total = sum(row.events for row in ledger.totals(since=T0 + timedelta(minutes=30)))
+        assert total == 9  # since 22:30 counts from 22:00
+        total = sum(row.events for row in ledger.totals(since=T0 + timedelta(hours=1)))
+        assert total == 6
+        total = sum(row.events for row in ledger.totals(until=T0 + timedelta(hours=1, minutes=59)))
+        assert total == 3  # until 23:59 stops at 23:00
+        total = sum(
+            row.events for row in ledger.totals(since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=2))
+        )
+        assert total == 3
+        assert ledger.totals(since=T0 + timedelta(hours=3)) == []
+        naive = (T0 + timedelta(hours=2)).replace(tzinfo=None)
+        assert sum(row.events for row in ledger.totals(since=naive)) == 3
+        tokyo = (T0 + timedelta(hours=2)).astimezone(timezone(timedelta(hours=9)))
+        assert sum(row.events for row in ledger.totals(since=tokyo)) == 3
+
+    def test_granularity(self, ledger: LedgerBackend) -> None:
+        """Hour, day and month periods are UTC starts, and split the sums correctly across a month's end."""
+        # 2025-01-30 22:00 .. 2025-02-02 21:00, one event every 3 hours, alternating two models.
+        events = [
+            make_event(i, T0 + timedelta(hours=3 * i, minutes=7), model=("a" if i % 2 else "b"), cost="0.25")
+            for i in range(24)
+        ]
+        ledger.write(events)
+        hours = ledger.totals(granularity="hour")
+        assert len(hours) == 24
+        assert {row.period for row in hours} == {T0 + timedelta(hours=3 * i) for i in range(24)}
+        assert all(row.events == 1 and row.cost == Decimal("0.25") for row in hours)
+        days = sorted(ledger.totals(granularity="day"), key=lambda row: row.period or T0)
+        expected_days = {
+            datetime(2025, 1, 30, tzinfo=UTC): 1,  # 22:00
+            datetime(2025, 1, 31, tzinfo=UTC): 8,
+            datetime(2025, 2, 1, tzinfo=UTC): 8,
+            datetime(2025, 2, 2, tzinfo=UTC): 7,
+        }
+        assert {row.period: row.events for row in days} == expected_days
+        assert all(row.period is not None and row.period.tzinfo is not None for row in days)
+        assert {row.period: row.cost for row in days}[datetime(2025, 1, 31, tzinfo=UTC)] == Decimal(2)
+        months = ledger.totals(by=("model",), granularity="month")
+        assert {(row.key, row.period): row.events for row in months} == {
+            (("b",), datetime(2025, 1, 1, tzinfo=UTC)): 5,
+            (("a",), datetime(2025, 1, 1, tzinfo=UTC)): 4,
+            (("b",), datetime(2025, 2, 1, tzinfo=UTC)): 7,
+            (("a",), datetime(2025, 2, 1, tzinfo=UTC)): 8,
+        }
+        assert {(row.key, row.period): row.cost for row in months}[
+            ("a",), datetime(2025, 2, 1, tzinfo=UTC)
+        ] == 2
+        by_day_model = ledger.totals(
+            by=("model",), granularity="day", since=datetime(2025, 2, 1, 1, tzinfo=UTC)
+        )
+        assert sum(row.events for row in by_day_model) == 15  # from the 01:07 event of Feb 1st
+        assert ledger.totals() == [
+            LedgerRow(
+                key=(),
+                period=None,
+                events=24,
+                usage=Usage(input_tokens=2400, output_tokens=480),
+                cost=Decimal(6),
+                latency_ms=240.0,
+            )
+        ]
+
+    def test_unknown_provider_and_model_group_as_none(self, ledger: LedgerBackend) -> None:
+        """Events without a provider or model are grouped and filtered under ``None``."""
+        ledger.write(
+            [
+                make_event(1, T0, model=None, provider=None, cost=None, operation="chat"),
+                make_event(2, T0, model="m", provider=None),
+                make_event(3, T0, operation="cache", status="hit", model=None, provider=None, cost=None),
+            ]
+        )
+        rows = by_key(ledger.totals(by=("provider", "model")))
+        assert set(rows) == {(None, None), (None, "m")}
+        assert rows[None, None].events == 2
+        assert rows[None, None].unmeasured == 1
+        assert sum(row.events for row in ledger.totals(where={"provider": None})) == 3
+        assert sum(row.events for row in ledger.totals(where={"model": None})) == 2
+
+    def test_dimension_names_must_be_identifiers(self, ledger: LedgerBackend) -> None:
+        """A name that is not a lower-case identifier is refused before any SQL runs."""
+        ledger.write([make_event(1, T0)])
+        bad_names: list[object] = ["User", "a-b", "x y", "1st", "", "a" * 64, "user;drop", "model'", 3, None]
+        for name in bad_names:
+            with pytest.raises(ConfigurationError):
+                ledger.totals(by=(name,))  # type: ignore[arg-type]
+            with pytest.raises(ConfigurationError):
+                ledger.totals(where={name: "x"})  # type: ignore[dict-item]
+        with pytest.raises(ConfigurationError):
+            ledger.totals(by="model")
+        with pytest.raises(ConfigurationError):
+            ledger.totals(granularity="week")  # type: ignore[arg-type]
+        assert ledger.totals(by=("a" * 63,))[0].key == (None,)
+
+    def test_hostile_values_are_stored_verbatim(self, ledger: LedgerBackend) -> None:
+        """Quotes, SQL and odd characters in dimension values and names of models come back verbatim."""
+        events = [
+            make_event(i, T0, model=value, dims={"note": value, "user": f"u{i}"})
+            for i, value in enumerate(HOSTILE)
+        ]
+        ledger.write(events)
+        assert list(ledger.events()) == events
+        rows = by_key(ledger.totals(by=("note", "model")))
+        assert set(rows) == {(value, value) for value in HOSTILE}
+        for value in HOSTILE:
+            (row,) = ledger.totals(by=("note",), where={"note": value})
+            assert row.key == (value,)
+            (row,) = ledger.totals(by=("model",), where={"model": value})
+            assert row.key == (value,)
+        assert ledger.stats().events == len(HOSTILE)
+
+    # -- streaming ----------------------------------------------------------------------
+
+    def test_events_resume_after_a_cursor(self, ledger: LedgerBackend) -> None:
+        """``after_id`` resumes after the last id handled, across pages, and times bound the stream."""
+        events = [make_event(i, T0 + timedelta(seconds=i)) for i in range(2500)]
+        for start in range(0, 2500, 700):
+            ledger.write(events[start : start + 700])
+        ids = [event.id for event in events]
+        assert [event.id for event in ledger.events()] == ids
+        assert [event.id for event in ledger.events(after_id=ids[1499])] == ids[1500:]
+        assert list(ledger.events(after_id=ids[-1])) == []
+        assert [event.id for event in ledger.events(after_id="")] == ids
+        stream = ledger.events()
+        first = [next(stream).id for _ in range(1200)]
+        assert first == ids[:1200]
+        assert [event.id for event in ledger.events(after_id=first[-1])] == ids[1200:]
+        window = ledger.events(since=T0 + timedelta(seconds=100), until=T0 + timedelta(seconds=1100))
+        assert [event.id for event in window] == ids[100:1100]
+        window = ledger.events(since=T0 + timedelta(seconds=100), after_id=ids[2000])
+        assert [event.id for event in window] == ids[2001:]
+
+    # -- maintenance --------------------------------------------------------------------
+
+    def test_prune(self, ledger: LedgerBackend) -> None:
+        """Pruning deletes the older events and their roll-ups; the rest is untouched."""
+        events = [make_event(i, T0 + timedelta(hours=i, minutes=30)) for i in range(10)]
+        ledger.write(events)
+        cut = T0 + timedelta(hours=4)
+        assert ledger.prune(cut) == 4
+        assert list(ledger.events()) == events[4:]
+        (row,) = ledger.totals()
+        assert row.events == 6
+        assert row.cost == Decimal("0.006")
+        stats = ledger.stats()
+        assert stats.events == 6
+        assert stats.first_time == events[4].time
+        assert ledger.prune(cut) == 0
+        assert ledger.prune(T0 - timedelta(days=1)) == 0
+        assert ledger.prune(T0 + timedelta(days=1)) == 6
+        assert ledger.totals() == []
+
+    def test_reprice_keeps_totals_in_step(self, ledger: LedgerBackend) -> None:
+        """Re-pricing changes events' costs and corrects the roll-ups, unpriced counts included."""
+        events = [
+            make_event(1, T0, model="a", cost="0.001"),
+            make_event(2, T0, model="a", cost="0.002"),
+            make_event(3, T0 + timedelta(hours=5), model="b", cost=None, usage=Usage(input_tokens=9)),
+            make_event(4, T0, model="c", cost=None, operation="chat", usage=None),  # unmeasured
+        ]
+        ledger.write(events)
+        changed = ledger.reprice(
+            [
+                (events[0].id, Decimal("0.0015"), "v2"),
+                (events[2].id, Decimal("0.000007"), "v2"),
+                ("f" * 32, Decimal(1), "v2"),  # not stored
+                (events[1].id, Decimal("0.002"), "test-prices"),  # unchanged
+            ]
+        )
+        assert changed == 2
+        stored = {event.id: event for event in ledger.events()}
+        assert (stored[events[0].id].cost, stored[events[0].id].price_version) == (Decimal("0.0015"), "v2")
+        assert (stored[events[2].id].cost, stored[events[2].id].price_version) == (Decimal("0.000007"), "v2")
+        assert stored[events[1].id] == events[1]
+        rows = by_key(ledger.totals(by=("model",)))
+        assert (rows["a",].cost, rows["a",].unpriced) == (Decimal("0.0035"), 0)
+        assert (rows["b",].cost, rows["b",].unpriced) == (Decimal("0.000007"), 0)
+        assert (rows["c",].cost, rows["c",].unmeasured) == (Decimal(0), 1)
+        assert ledger.reprice([(events[2].id, None, None)]) == 1
+        rows = by_key(ledger.totals(by=("model",)))
+        assert (rows["b",].cost, rows["b",].unpriced) == (Decimal(0), 1)
+        assert ledger.reprice([]) == 0
+        assert ledger.stats().events == 4
+
+    def test_reprice_matches_a_fresh_write(self, ledger: LedgerBackend) -> None:
+        """After re-pricing, totals equal those of a ledger written with the new costs from the start."""
+        meter, events = metered_events()
+        ledger.write(events)
+        new = {
+            event.id: (event.cost or Decimal("0.5")) * 2
+            for event in events
+            if event.usage is not None and event.operation not in ("execute_tool", "cache")
+        }
+        assert ledger.reprice([(event_id, cost, "v9") for event_id, cost in new.items()]) == len(new)
+        for row in ledger.totals(by=("model", "operation")):
+            group = [
+                event
+                for event in events
+                if (event.model, event.operation) == row.key
+                and event.operation not in ("execute_tool", "cache")
+            ]
+            assert row.cost == sum((new.get(event.id, Decimal(0)) for event in group), Decimal(0))
+            assert row.unpriced == 0
+        assert meter.totals().unpriced == 1  # the meter itself is untouched
+
+    def test_stats(self, ledger: LedgerBackend) -> None:
+        """Stats count events and roll-up rows and give the oldest and newest event times."""
+        events = [make_event(i, T0 + timedelta(hours=i // 2), model=f"m{i % 3}") for i in range(8)]
+        ledger.write(events)
+        stats = ledger.stats()
+        assert stats.events == 8
+        assert stats.first_time == T0
+        assert stats.last_time == T0 + timedelta(hours=3)
+        assert stats.rollup_rows == 8  # (hour, model) pairs: 4 hours x 2 models each
+        assert stats.schema_version == SCHEMA_VERSION
+        assert stats.url == ledger.url
+
+    def test_close_is_idempotent(self, ledger: LedgerBackend) -> None:
+        """Closing twice is fine; a closed ledger refuses to work with a `LedgerError`."""
+        ledger.write([make_event(1, T0)])
+        ledger.close()
+        ledger.close()
+        with pytest.raises(LedgerError):
+            ledger.write([make_event(2, T0)])
+        with pytest.raises(LedgerError):
+            ledger.totals()
+        with pytest.raises(LedgerError):
+            list(ledger.events())
+        with pytest.raises(LedgerError):
+            ledger.stats()

@@ -1,0 +1,476 @@
+"""The SQLite ledger: the conformance suite, plus file mode, WAL, migrations, concurrency and failures."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from meterline.exceptions import ConfigurationError, LedgerError
+from meterline.ledger._base import ROLLUP_SUMS, SCHEMA_VERSION
+from meterline.ledger._sqlite import SQLiteLedger
+from tests.ledger.conformance import T0, LedgerConformance, make_event
+
+
+class TestSQLite(LedgerConformance):
+    """The conformance suite on a SQLite file."""
+
+    @pytest.fixture
+    def ledger(self, tmp_path: Path) -> Iterator[SQLiteLedger]:
+        """A fresh SQLite ledger in a temporary directory."""
+        ledger = SQLiteLedger(tmp_path / "ledger.db")
+        yield ledger
+        ledger.close()
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    """Where a test's ledger file goes."""
+    return tmp_path / "usage.db"
+
+
+def snapshot(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Every event and roll-up row in the file, read with a separate connection."""
+    conn = sqlite3.connect(path)
+    try:
+        events = conn.execute("SELECT * FROM meterline_events ORDER BY id").fetchall()
+        rollups = conn.execute("SELECT * FROM meterline_rollup_hour ORDER BY 1, 2, 3, 4, 5, 6").fetchall()
+    finally:
+        conn.close()
+    return events, rollups
+
+
+def test_url_is_the_absolute_path(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The url is ``sqlite:///`` and the file's absolute path, even for a relative path."""
+    monkeypatch.chdir(path.parent)
+    ledger = SQLiteLedger("usage.db")
+    try:
+        assert ledger.url == f"sqlite:///{path}"
+        assert ledger.stats().url == ledger.url
+        assert repr(ledger) == f"SQLiteLedger({str(path)!r})"
+    finally:
+        ledger.close()
+
+
+def test_files_are_readable_by_their_owner_only(path: Path) -> None:
+    """The database and its WAL and shared-memory files are created with mode 0600."""
+    old = os.umask(0)
+    try:
+        ledger = SQLiteLedger(path)
+        ledger.write([make_event(1, T0)])
+    finally:
+        os.umask(old)
+    try:
+        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            assert name.exists()
+            assert stat.S_IMODE(name.stat().st_mode) == 0o600, name
+    finally:
+        ledger.close()
+
+
+def test_wal_and_normal_sync(path: Path) -> None:
+    """The file is in WAL journal mode, and a second connection sees committed writes."""
+    ledger = SQLiteLedger(path)
+    ledger.write([make_event(1, T0)])
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("SELECT COUNT(*) FROM meterline_events").fetchone() == (1,)
+        assert ledger._conn is not None
+        assert ledger._conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+    finally:
+        conn.close()
+        ledger.close()
+
+
+def test_bad_timeout_is_refused(path: Path) -> None:
+    """A timeout that is not a non-negative number is a `ConfigurationError`."""
+    for timeout in (-1, "5", True, float("nan")):
+        with pytest.raises(ConfigurationError):
+            SQLiteLedger(path, timeout=timeout)  # type: ignore[arg-type]
+
+
+def test_unopenable_file_is_a_ledger_error(tmp_path: Path) -> None:
+    """A missing directory or a file that is not a database raises `LedgerError`."""
+    with pytest.raises(LedgerError, match="cannot create"):
+        SQLiteLedger(tmp_path / "missing" / "usage.db")
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 200)
+    with pytest.raises(LedgerError) as info:
+        SQLiteLedger(garbage)
+    assert isinstance(info.value.__cause__, sqlite3.Error)
+
+
+def test_migrates_an_empty_v0_store(path: Path) -> None:
+    """A store without meterline's tables (version 0) is migrated to the current schema on open."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE unrelated (x INTEGER)")
+    conn.commit()
+    conn.close()
+    ledger = SQLiteLedger(path)
+    try:
+        assert ledger.stats().schema_version == SCHEMA_VERSION
+        assert ledger.write([make_event(1, T0)]) == 1
+    finally:
+        ledger.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT value FROM meterline_meta WHERE key = 'schema_version'").fetchone() == (
+            str(SCHEMA_VERSION),
+        )
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"unrelated", "meterline_meta", "meterline_events", "meterline_rollup_hour"} <= tables
+    finally:
+        conn.close()
+
+
+def test_migrates_a_store_marked_version_0(path: Path) -> None:
+    """A store whose meta table says version 0 gets the migrations and the current version."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE meterline_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute("INSERT INTO meterline_meta VALUES ('schema_version', '0')")
+    conn.commit()
+    conn.close()
+    ledger = SQLiteLedger(path)
+    try:
+        assert ledger.stats().schema_version == SCHEMA_VERSION
+    finally:
+        ledger.close()
+
+
+def test_reopening_a_current_store_keeps_its_data(path: Path) -> None:
+    """Reopening a store of the current version migrates nothing and keeps every event."""
+    ledger = SQLiteLedger(path)
+    events = [make_event(i, T0 + timedelta(hours=i)) for i in range(5)]
+    ledger.write(events)
+    before = snapshot(path)
+    ledger.close()
+    ledger = SQLiteLedger(path)
+    try:
+        assert list(ledger.events()) == events
+        assert ledger.stats().schema_version == SCHEMA_VERSION
+        assert snapshot(path) == before
+    finally:
+        ledger.close()
+
+
+def test_a_failed_migration_changes_nothing(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Migrations run in one transaction: one that fails leaves the store as it was."""
+    import meterline.ledger._sqlite as module
+
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE half_done (x INTEGER)")
+        conn.execute("THIS IS NOT SQL")
+
+    monkeypatch.setattr(module, "MIGRATIONS", (broken,))
+    with pytest.raises(LedgerError):
+        SQLiteLedger(path)
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
+    finally:
+        conn.close()
+
+
+def test_refuses_a_newer_schema(path: Path) -> None:
+    """A store written by a newer meterline is refused, naming both versions, and left untouched."""
+    SQLiteLedger(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "UPDATE meterline_meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),)
+    )
+    conn.commit()
+    conn.close()
+    with pytest.raises(LedgerError, match="newer meterline") as info:
+        SQLiteLedger(path)
+    assert str(SCHEMA_VERSION + 1) in str(info.value)
+    assert str(SCHEMA_VERSION) in str(info.value)
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT value FROM meterline_meta").fetchone() == (str(SCHEMA_VERSION + 1),)
+    finally:
+        conn.close()
+
+
+def test_refuses_a_garbled_schema_version(path: Path) -> None:
+    """A schema version that is not an integer is a `LedgerError`, not a crash."""
+    SQLiteLedger(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE meterline_meta SET value = 'two' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(LedgerError, match="schema_version"):
+        SQLiteLedger(path)
+
+
+def test_two_ledgers_in_two_threads_store_each_event_once(path: Path) -> None:
+    """Two ledgers on one file, writing overlapping batches from two threads, store every event once."""
+    events = [make_event(i, T0 + timedelta(seconds=i)) for i in range(4000)]
+    ledgers = [SQLiteLedger(path), SQLiteLedger(path)]
+    written = [0, 0]
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            for start in range(0, 4000, 250):
+                # Each thread writes every batch, and half of the next one: overlapping everywhere.
+                batch = events[start : start + 375]
+                written[index] += ledgers[index].write(batch if index == 0 else batch[::-1])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        assert sum(written) == 4000
+        assert [event.id for event in ledgers[1].events()] == [event.id for event in events]
+        (row,) = ledgers[0].totals()
+        assert row.events == 4000
+        assert row.cost == Decimal("4.000")
+        assert ledgers[0].stats().events == 4000
+    finally:
+        for ledger in ledgers:
+            ledger.close()
+
+
+def test_one_ledger_shared_by_threads(path: Path) -> None:
+    """One ledger used by several threads at once (writes and reads) stays consistent."""
+    ledger = SQLiteLedger(path)
+    events = [make_event(i, T0 + timedelta(seconds=i)) for i in range(2000)]
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for start in range(offset * 100, 2000, 400):
+                ledger.write(events[start : start + 100])
+                ledger.totals(by=("model",), granularity="hour")
+                sum(1 for _ in ledger.events(after_id=events[start].id))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(offset,)) for offset in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert errors == []
+        assert ledger.stats().events == 2000
+    finally:
+        ledger.close()
+
+
+def test_a_failing_write_leaves_the_ledger_unchanged(path: Path) -> None:
+    """A write that fails half-way raises `LedgerError` and rolls back: no event, no roll-up of it."""
+    ledger = SQLiteLedger(path)
+    try:
+        ledger.write([make_event(1, T0), make_event(2, T0, model="other")])
+        before = snapshot(path)
+        conn = sqlite3.connect(path)
+        conn.execute(
+            "CREATE TRIGGER fail BEFORE INSERT ON meterline_rollup_hour WHEN NEW.model = 'boom'"
+            " BEGIN SELECT RAISE(ABORT, 'boom'); END"
+        )
+        conn.commit()
+        conn.close()
+        batch = [make_event(3, T0), make_event(4, T0, model="boom"), make_event(5, T0 + timedelta(hours=1))]
+        with pytest.raises(LedgerError, match="boom") as info:
+            ledger.write(batch)
+        assert isinstance(info.value.__cause__, sqlite3.Error)
+        assert snapshot(path) == before
+        assert ledger.stats().events == 2
+        # The ledger still works after the failure.
+        assert ledger.write([batch[0], batch[2]]) == 2
+        assert ledger.stats().events == 4
+    finally:
+        ledger.close()
+
+
+def test_a_locked_file_is_a_ledger_error(path: Path) -> None:
+    """A write that cannot get the file within the timeout raises `LedgerError` and stores nothing."""
+    ledger = SQLiteLedger(path, timeout=0.05)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(LedgerError, match="locked"):
+            ledger.write([make_event(1, T0)])
+        blocker.execute("ROLLBACK")
+        assert ledger.stats().events == 0
+        assert ledger.write([make_event(1, T0)]) == 1
+    finally:
+        blocker.close()
+        ledger.close()
+
+
+def open_and_write(path: Path) -> None:
+    """Open a ledger on ``path`` and write one event to it."""
+    ledger = SQLiteLedger(path)
+    try:
+        ledger.write([make_event(1, T0)])
+    finally:
+        ledger.close()
+
+
+def test_a_read_only_file_is_a_ledger_error(path: Path) -> None:
+    """Writing to a file the process may not write raises `LedgerError` and changes nothing."""
+    if os.geteuid() == 0:
+        pytest.skip("root writes read-only files")
+    SQLiteLedger(path).close()
+    path.chmod(0o400)
+    try:
+        with pytest.raises(LedgerError):
+            open_and_write(path)
+    finally:
+        path.chmod(0o600)
+
+
+def test_overflowing_counts_are_a_ledger_error(path: Path) -> None:
+    """Sums past 64 bits fail the write with `LedgerError` and store nothing of the batch."""
+    from meterline import Usage
+
+    huge = Usage(input_tokens=2**62 + 1)
+    ledger = SQLiteLedger(path)
+    try:
+        batch = [make_event(i, T0, usage=huge) for i in range(2)]
+        with pytest.raises(LedgerError):
+            ledger.write(batch)
+        assert ledger.stats().events == 0
+    finally:
+        ledger.close()
+
+
+def test_totals_past_64_bits_of_pico_dollars(path: Path) -> None:
+    """A group whose cost passes 2**63 pico-dollars (9.2 million USD) still adds up exactly."""
+    ledger = SQLiteLedger(path)
+    try:
+        events = [make_event(i, T0 + timedelta(hours=i), cost="5000000.000001") for i in range(3)]
+        ledger.write(events)
+        (row,) = ledger.totals()
+        assert row.cost == Decimal("15000000.000003")
+        assert row.events == 3
+    finally:
+        ledger.close()
+
+
+def test_reprice_keeps_the_previous_cost(path: Path) -> None:
+    """A re-priced event keeps its previous cost and price version in the audit columns."""
+    ledger = SQLiteLedger(path)
+    try:
+        event = make_event(1, T0, cost="0.001")
+        ledger.write([event])
+        assert ledger.reprice([(event.id, Decimal("0.002"), "v2")]) == 1
+        assert ledger.reprice([(event.id, Decimal("0.003"), "v3")]) == 1
+        conn = sqlite3.connect(path)
+        try:
+            row = conn.execute(
+                "SELECT cost, cost_pico, price_version, previous_cost, previous_price_version"
+                " FROM meterline_events"
+            ).fetchone()
+        finally:
+            conn.close()
+        assert row == ("0.003", 3_000_000_000, "v3", "0.002", "v2")
+    finally:
+        ledger.close()
+
+
+def test_prune_keeps_the_rollups_of_the_hour_in_progress(path: Path) -> None:
+    """Pruning in the middle of an hour deletes its earlier events but keeps that hour's roll-up."""
+    ledger = SQLiteLedger(path)
+    try:
+        ledger.write([make_event(1, T0 + timedelta(minutes=10)), make_event(2, T0 + timedelta(minutes=50))])
+        assert ledger.prune(T0 + timedelta(minutes=30)) == 1
+        assert ledger.stats().events == 1
+        assert ledger.totals()[0].events == 2  # documented: roll-ups are pruned by whole hours
+        assert ledger.prune(T0 + timedelta(hours=1)) == 1
+        assert ledger.totals() == []
+    finally:
+        ledger.close()
+
+
+def test_the_two_rollups_agree(path: Path) -> None:
+    """The roll-up without dimensions always equals the roll-up with them, summed over dimensions."""
+    from tests.ledger.conformance import metered_events
+
+    ledger = SQLiteLedger(path)
+    try:
+        _, events = metered_events()
+        ledger.write(events)
+        ledger.write(
+            [make_event(i, T0 + timedelta(minutes=25 * i), dims={"user": f"u{i % 3}"}) for i in range(9)]
+        )
+        ledger.reprice([(events[0].id, Decimal("1.5"), "v2"), (events[6].id, Decimal("0.25"), "v2")])
+        ledger.prune(T0 + timedelta(hours=1))
+        sums = ", ".join(f"SUM({name})" for name in ROLLUP_SUMS)
+        conn = sqlite3.connect(path)
+        try:
+            with_dims, without = (
+                conn.execute(
+                    f"SELECT hour, operation, status, provider, model, {sums} FROM {table}"
+                    " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
+                ).fetchall()
+                for table in ("meterline_rollup_hour", "meterline_rollup_hour_nodims")
+            )
+        finally:
+            conn.close()
+        assert with_dims == without
+        assert len(without) > 3
+        by_model = {row.key: row for row in ledger.totals(by=("model",))}
+        by_model_and_user = ledger.totals(by=("model", "user"))
+        for key, row in by_model.items():
+            parts = [part for part in by_model_and_user if part.key[0] == key[0]]
+            assert row.cost == sum((part.cost for part in parts), Decimal(0))
+            assert row.events == sum(part.events for part in parts)
+    finally:
+        ledger.close()
+
+
+def test_one_large_batch_stores_what_one_event_at_a_time_does(tmp_path: Path) -> None:
+    """Rows, roll-ups and counts of one batch (many statements, repeats, stored ids) equal single writes."""
+    from tests.ledger.conformance import metered_events
+
+    _, metered = metered_events()
+    made = [
+        make_event(
+            i,
+            T0 + timedelta(minutes=7 * i),
+            dims={"user": f"u{i % 5}"} if i % 4 else None,
+            cost=None if i % 11 == 0 else "0.000123",
+            operation="execute_tool" if i % 13 == 0 else "chat",
+            latency_ms=None if i % 6 == 0 else 1.5 * i,
+            tokens_saved=i % 3,
+        )
+        for i in range(1, 300)
+    ]
+    events = [*metered, *made]
+    batch = [*events, *events[10:40], events[3]]  # 300-odd rows: several statement sizes, repeats
+    one, many = SQLiteLedger(tmp_path / "one.db"), SQLiteLedger(tmp_path / "many.db")
+    try:
+        assert sum(one.write([event]) for event in events) == len(events)
+        assert many.write(events[100:150]) == 50
+        assert many.write(batch) == len(events) - 50
+        assert many.write(batch) == 0
+    finally:
+        one.close()
+        many.close()
+    assert snapshot(tmp_path / "many.db") == snapshot(tmp_path / "one.db")
+    conns = [sqlite3.connect(tmp_path / name) for name in ("one.db", "many.db")]
+    try:
+        nodims = [
+            conn.execute("SELECT * FROM meterline_rollup_hour_nodims ORDER BY 1, 2, 3, 4, 5").fetchall()
+            for conn in conns
+        ]
+    finally:
+        for conn in conns:
+            conn.close()
+    assert nodims[0] == nodims[1]
