@@ -1,0 +1,277 @@
+"""The PostgreSQL ledger: the conformance suite against a real server, plus what only it does.
+
+Each test gets its own PostgreSQL schema, dropped afterwards. Without a server the tests
+skip (or fail with ``METERLINE_REQUIRE_SERVICES=1``); see `tests.ledger.services`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from meterline import ConfigurationError, Usage
+from meterline.exceptions import LedgerError
+from meterline.ledger._base import SCHEMA_VERSION, event_to_row
+from meterline.ledger._postgres import PostgresLedger, _copy_line, _public_url
+from tests.ledger.conformance import HOSTILE, T0, LedgerConformance, make_event, metered_events
+from tests.ledger.services import require_postgres
+
+pytestmark = pytest.mark.services
+
+psycopg = pytest.importorskip("psycopg")
+
+
+@pytest.fixture(scope="module")
+def url() -> str:
+    """The test server's URL (the module skips without one)."""
+    return require_postgres()
+
+
+@pytest.fixture
+def schema(url: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema name, dropped (with everything in it) after the test."""
+    name = f"meterline_test_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(name)))
+
+
+@pytest.fixture
+def ledger(url: str, schema: str) -> Iterator[PostgresLedger]:
+    """A fresh, empty PostgreSQL ledger in its own schema."""
+    ledger = PostgresLedger(url, schema=schema)
+    yield ledger
+    ledger.close()
+
+
+def _execute(url: str, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(query.encode(), params)
+        return cur.fetchall() if cur.description else []
+
+
+class TestPostgres(LedgerConformance):
+    """The conformance suite, on PostgreSQL."""
+
+
+# -- opening and migrating ------------------------------------------------------------------
+
+
+def _open_and_write(url: str, schema: str, number: int) -> int:
+    ledger = PostgresLedger(url, schema=schema)
+    try:
+        return ledger.write([make_event(number, T0)])
+    finally:
+        ledger.close()
+
+
+def test_many_processes_and_threads_open_at_once_and_migrate_once(url: str, schema: str) -> None:
+    """Processes and threads opening a new store at once all succeed against one migrated schema."""
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(4) as pool:
+        pending = pool.starmap_async(_open_and_write, [(url, schema, n) for n in range(4)])
+        barrier = threading.Barrier(8)
+
+        def open_in_thread(number: int) -> int:
+            barrier.wait()
+            return _open_and_write(url, schema, 100 + number)
+
+        with ThreadPoolExecutor(8) as threads:
+            in_threads = list(threads.map(open_in_thread, range(8)))
+        in_processes = pending.get(timeout=120)
+    assert in_processes + in_threads == [1] * 12
+    meta = _execute(url, f'SELECT key, value FROM "{schema}".meterline_meta')  # schema: a safe test name
+    assert meta == [("schema_version", str(SCHEMA_VERSION))]
+    tables = _execute(
+        url, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+    )
+    assert sorted(str(name) for (name,) in tables) == [
+        "meterline_events",
+        "meterline_meta",
+        "meterline_rollup_hour",
+    ]
+    ledger = PostgresLedger(url, schema=schema)
+    try:
+        assert ledger.stats().events == 12
+        assert ledger.totals()[0].events == 12
+    finally:
+        ledger.close()
+
+
+def test_reopening_keeps_the_data(ledger: PostgresLedger, url: str, schema: str) -> None:
+    """A second ledger on the same schema sees what the first one wrote."""
+    ledger.write([make_event(1, T0), make_event(2, T0)])
+    again = PostgresLedger(url, schema=schema)
+    try:
+        assert [event.id for event in again.events()] == [make_event(1, T0).id, make_event(2, T0).id]
+        assert again.write([make_event(2, T0)]) == 0
+    finally:
+        again.close()
+
+
+def test_newer_schema_is_refused(ledger: PostgresLedger, url: str, schema: str) -> None:
+    """A store written by a newer meterline raises LedgerError naming the version, and is left alone."""
+    ledger.write([make_event(1, T0)])
+    _execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '{SCHEMA_VERSION + 1}'")
+    with pytest.raises(LedgerError, match="newer meterline"):
+        PostgresLedger(url, schema=schema)
+    assert _execute(url, f'SELECT count(*) FROM "{schema}".meterline_events') == [(1,)]
+
+
+def test_schema_must_be_an_identifier(url: str) -> None:
+    """A schema name that is not a lower-case identifier is refused before connecting."""
+    for bad in ("Public", "a-b", 'x"; DROP SCHEMA public; --', "", "a" * 64):
+        with pytest.raises(ConfigurationError):
+            PostgresLedger(url, schema=bad)
+
+
+# -- connection failures -------------------------------------------------------------------
+
+
+def test_unreachable_server_fails_fast_naming_the_url_without_password() -> None:
+    """A closed port raises LedgerError within the connect timeout; the message hides the password."""
+    started = time.monotonic()
+    with pytest.raises(LedgerError, match=r"127\.0\.0\.1:1/test") as info:
+        PostgresLedger("postgresql://app:s3cret@127.0.0.1:1/test", connect_timeout=2)
+    assert time.monotonic() - started < 5
+    assert "s3cret" not in str(info.value)
+    assert isinstance(info.value.__cause__, psycopg.Error)
+
+
+def test_url_has_no_password() -> None:
+    """The public URL drops the password, in the authority or as a parameter, and keeps the rest."""
+    assert _public_url("postgresql://app:pw@db:5433/usage?sslmode=require") == (
+        "postgresql://app@db:5433/usage?sslmode=require"
+    )
+    assert _public_url("postgresql://db/usage?password=pw&application_name=x") == (
+        "postgresql://db/usage?application_name=x"
+    )
+    assert _public_url("postgresql+psycopg://app:pw@db/usage") == "postgresql://app@db/usage"
+    assert "pw" not in _public_url("host=db dbname=usage password=pw")
+
+
+def test_broken_connection_is_reopened_once(ledger: PostgresLedger, url: str) -> None:
+    """When the server ends the session, the next call reconnects and works."""
+    ledger.write([make_event(1, T0)])
+    (pid,) = ledger._run(lambda cur: cur.execute("SELECT pg_backend_pid()").fetchone())  # type: ignore[misc]
+    _execute(url, "SELECT pg_terminate_backend(%s)", (pid,))
+    assert ledger.write([make_event(2, T0)]) == 1
+    assert ledger.stats().events == 2
+
+
+def test_errors_become_ledger_errors_and_roll_back(ledger: PostgresLedger) -> None:
+    """A value PostgreSQL refuses raises LedgerError, stores nothing of the batch, and the ledger goes on."""
+    later = T0 + timedelta(hours=5)
+    ledger.write([make_event(2, later, usage=Usage(input_tokens=2**63 - 1), cost="1")])
+    with pytest.raises(LedgerError) as info:  # the roll-up's sum would pass a BIGINT
+        ledger.write([make_event(3, T0), make_event(4, later, usage=Usage(input_tokens=1), cost="1")])
+    assert isinstance(info.value.__cause__, psycopg.Error)
+    assert ledger.stats().events == 1
+    assert ledger.write([make_event(3, T0)]) == 1
+
+
+# -- concurrency, values, money ------------------------------------------------------------
+
+
+def test_concurrent_writers_store_each_event_once(ledger: PostgresLedger, url: str, schema: str) -> None:
+    """Four threads writing overlapping batches of the same events store each once, counted once."""
+    events = [make_event(i, T0 + timedelta(minutes=i % 120), model=f"m{i % 3}") for i in range(2000)]
+    writers = [PostgresLedger(url, schema=schema) for _ in range(4)]
+    barrier = threading.Barrier(4)
+
+    def write_all(number: int) -> int:
+        writer = writers[number]
+        order = events[number * 250 :] + events[: number * 250]  # each starts elsewhere
+        barrier.wait()
+        return sum(writer.write(order[start : start + 300]) for start in range(0, len(order), 300))
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            stored = sum(pool.map(write_all, range(4)))
+    finally:
+        for writer in writers:
+            writer.close()
+    assert stored == len(events)
+    assert ledger.stats().events == len(events)
+    (total,) = ledger.totals()
+    assert total.events == len(events)
+    assert total.cost == Decimal("0.001") * len(events)
+    assert total.usage.input_tokens == 100 * len(events)
+    assert sum(row.events for row in ledger.totals(by=("model",), granularity="hour")) == len(events)
+
+
+def test_one_ledger_shared_by_threads(ledger: PostgresLedger) -> None:
+    """One ledger used from several threads at once (its lock serialises them) loses nothing."""
+    events = [make_event(i, T0) for i in range(400)]
+    with ThreadPoolExecutor(4) as pool:
+        stored = sum(pool.map(lambda start: ledger.write(events[start : start + 50]), range(0, 400, 25)))
+    assert stored == 400
+    assert ledger.totals()[0].events == 400
+
+
+def test_json_and_dimension_values_with_quotes_are_stored_verbatim(
+    ledger: PostgresLedger, url: str, schema: str
+) -> None:
+    """Dimensions with quotes, backslashes and NUL are stored as the exact JSON text and read back equal."""
+    dims = {"note": 'a "quoted" \\ value \' ; --', "user": "\x00nul\uffff"}
+    event = make_event(1, T0, dims=dims, model='m"\x00\uffff')
+    ledger.write([event])
+    (stored,) = _execute(url, f'SELECT dimensions, model FROM "{schema}".meterline_events')
+    assert stored[0] == '{"note":"a \\"quoted\\" \\\\ value \' ; --","user":"\\u0000nul\\uffff"}'
+    assert list(ledger.events()) == [event]
+    (row,) = ledger.totals(by=("note", "user", "model"), where={"user": dims["user"], "model": event.model})
+    assert row.key == (dims["note"], dims["user"], event.model)
+
+
+def test_costs_are_exact_numeric(ledger: PostgresLedger, url: str, schema: str) -> None:
+    """Costs are stored as exact NUMERIC and add up exactly, beyond 64-bit pico-dollars."""
+    events = [
+        make_event(1, T0, cost="0.000000000001"),
+        make_event(2, T0, cost="1234567890123456.123456789012"),
+        make_event(3, T0, cost="0.1"),
+        make_event(4, T0, cost="0.2"),
+    ]
+    ledger.write(events)
+    (row,) = ledger.totals()
+    assert row.cost == Decimal("1234567890123456.423456789013")
+    assert "E" not in str(row.cost)
+    costs = _execute(url, f'SELECT cost::text, cost_pico::text FROM "{schema}".meterline_events ORDER BY id')
+    assert costs[1] == ("1234567890123456.123456789012", "1234567890123456123456789012")
+    assert [event.cost for event in ledger.events()] == [event.cost for event in events]
+    assert ledger.reprice([(events[1].id, Decimal("0.3"), "v2")]) == 1
+    (row,) = ledger.totals()
+    assert row.cost == Decimal("0.600000000001")
+    audit = _execute(
+        url,
+        f'SELECT previous_cost::text, previous_price_version FROM "{schema}".meterline_events WHERE id = %s',
+        (events[1].id,),
+    )
+    assert audit == [("1234567890123456.123456789012", "test-prices")]
+
+
+def _copy_text_of(value: object) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, float):
+        return repr(value)
+    text = str(value).replace("\uffff", "\uffff\uffff").replace("\x00", "\uffff0")
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def test_copy_lines_are_the_rows_of_the_contract() -> None:
+    """The fast COPY line of every kind of event is exactly `event_to_row`'s row in COPY text."""
+    _, events = metered_events()
+    events += [make_event(i, T0, model=value, dims={"note": value}) for i, value in enumerate(HOSTILE)]
+    events.append(make_event(99, T0, model="tab\there\nnew\\line", latency_ms=None, cost=None))
+    cache: dict[int, tuple[object, str]] = {}
+    for event in events:
+        expected = "\t".join(_copy_text_of(value) for value in event_to_row(event)) + "\n"
+        assert _copy_line(event, cache) == expected  # type: ignore[arg-type]
