@@ -65,7 +65,9 @@ def test_no_url_and_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_passwords_are_redacted() -> None:
     """A ledger URL shown in messages never carries its password."""
-    assert redact("postgresql://app:s3cret@db.internal/metering") == "postgresql://app:***@db.internal/metering"
+    assert (
+        redact("postgresql://app:s3cret@db.internal/metering") == "postgresql://app:***@db.internal/metering"
+    )
     assert redact("sqlite:///usage.db") == "sqlite:///usage.db"
 
 
@@ -116,7 +118,9 @@ def test_exports_stream_jsonl_csv_and_cloudevents() -> None:
     events = _events()
     jsonl = list(export_lines(iter(events), "jsonl", source="s", subject=None))
     assert [json.loads(line)["id"] for line in jsonl] == [event.id for event in events]
-    rows = list(csv.DictReader(io.StringIO("".join(export_lines(iter(events), "csv", source="s", subject=None)))))
+    rows = list(
+        csv.DictReader(io.StringIO("".join(export_lines(iter(events), "csv", source="s", subject=None))))
+    )
     assert [row["id"] for row in rows] == [event.id for event in events]
     assert rows[0]["cost"] == "0.00475"
     assert rows[1]["measured"] == "0"

@@ -12,6 +12,7 @@ import json
 import re
 import socket
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,9 +20,9 @@ from typing import Any, Final
 
 from meterline._cli_format import format_cost, format_table, format_tokens
 from meterline._events import UsageEvent
-from meterline._pricing import Pricer, PriceTable
+from meterline._pricing import Pricer, PriceTable, atto_to_decimal
 from meterline._usage import USAGE_FIELDS
-from meterline.exceptions import ConfigurationError
+from meterline.exceptions import ConfigurationError, UnpricedModelWarning
 from meterline.ledger._base import LedgerBackend, LedgerRow
 from meterline.ledger._open import ENV_VAR, open_ledger
 
@@ -334,41 +335,51 @@ def _cmd_export(args: argparse.Namespace) -> int:
 # reprice and ledger maintenance
 
 
-def reprice(ledger: LedgerBackend, pricer: Pricer, *, since: datetime | None, until: datetime | None) -> int:
+def reprice(
+    ledger: LedgerBackend, pricer: Pricer, *, since: datetime | None, until: datetime | None
+) -> tuple[int, int]:
     """Recompute the cost of stored events with ``pricer`` at each event's time.
 
-    The previous cost and price version are kept by the ledger for audit. Returns how many
-    events changed.
+    Only events whose cost changes are updated; the ledger keeps their previous cost and
+    price version for audit.
+
+    Returns:
+        How many events changed, and how many measured model calls still have no price.
     """
-    changed = 0
+    changed = unpriced = 0
     batch: list[tuple[str, Decimal | None, str | None]] = []
     version = pricer.version
-    for event in ledger.events(since=since, until=until):
-        if event.usage is None or event.model is None or event.operation in ("execute_tool", "cache"):
-            continue
-        atto = pricer.cost_atto(event.usage, event.provider, event.model, event.time_ns)
-        from meterline._pricing import atto_to_decimal  # noqa: PLC0415 - small, used here only
-
-        cost = None if atto is None else atto_to_decimal(atto)
-        new_version = None if cost is None else version
-        if cost != event.cost or new_version != event.price_version:
-            batch.append((event.id, cost, new_version))
-        if len(batch) >= 1000:
-            changed += ledger.reprice(batch)
-            batch = []
+    with warnings.catch_warnings():
+        # Counted and reported instead: one warning per model would say the same thing.
+        warnings.simplefilter("ignore", UnpricedModelWarning)
+        for event in ledger.events(since=since, until=until):
+            if event.usage is None or event.operation in ("execute_tool", "cache"):
+                continue
+            atto = (
+                None
+                if event.model is None
+                else pricer.cost_atto(event.usage, event.provider, event.model, event.time_ns)
+            )
+            cost = None if atto is None else atto_to_decimal(atto)
+            unpriced += cost is None
+            if cost != event.cost:  # an unchanged cost keeps the version it was priced with
+                batch.append((event.id, cost, None if cost is None else version))
+            if len(batch) >= 1000:
+                changed += ledger.reprice(batch)
+                batch = []
     if batch:
         changed += ledger.reprice(batch)
-    return changed
+    return changed, unpriced
 
 
 def _cmd_reprice(args: argparse.Namespace) -> int:
     pricer = Pricer(PriceTable.from_toml(args.prices) if args.prices else None)
     ledger = _open(args)
     try:
-        changed = reprice(ledger, pricer, since=args.since, until=args.until)
+        changed, unpriced = reprice(ledger, pricer, since=args.since, until=args.until)
     finally:
         ledger.close()
-    print(f"repriced {changed:,} events with {pricer.version}")
+    print(f"repriced {changed:,} events with {pricer.version}; {unpriced:,} model calls still have no price")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations as _annotations
 
+import json as _json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,7 +42,15 @@ class Dimensions(dict[str, str]):
     hashes, copies and pickles like the value it is.
     """
 
-    __slots__ = ()
+    __slots__ = ("_json",)
+
+    def json(self) -> str:
+        """The dimensions as compact JSON with sorted keys (made once: the value never changes)."""
+        try:
+            return self._json
+        except AttributeError:
+            self._json: str = _json.dumps(self, sort_keys=True, separators=(",", ":"))
+            return self._json
 
     def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
         raise TypeError("an event's dimensions are read-only; copy them with dict(...) to change them")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, ParamSpec, TypeVar, overload
+from typing import Any, Final, Literal, ParamSpec, TypeVar, overload
 
 from meterline._acc import Acc, totals_from_rows
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION, Dimensions, Totals, UsageEvent, _EventBuilder
@@ -522,6 +522,7 @@ class Meter:
         self._ledger: LedgerBackend | None = None
         self._writer: Any = None
         self._sink: Callable[[UsageEvent], object] | None = None
+        self._owns_ledger = False
         if durability not in ("batch", "sync"):
             raise ConfigurationError(f"durability={durability!r}: expected 'batch' or 'sync'")
         if ledger is None:
@@ -534,12 +535,14 @@ class Meter:
         from meterline.ledger._spool import Spool, default_spool_dir  # noqa: PLC0415 - only with a ledger
         from meterline.ledger._writer import LedgerWriter  # noqa: PLC0415 - only with a ledger
 
-        self._owns_ledger = not isinstance(ledger, LedgerBackend)
-        backend = open_ledger(ledger) if self._owns_ledger else ledger  # type: ignore[arg-type]
+        backend: LedgerBackend
+        if isinstance(ledger, (str, Path)):
+            backend, self._owns_ledger = open_ledger(ledger), True
+        else:
+            backend, self._owns_ledger = ledger, False
         self._ledger = backend
-        self._writer = LedgerWriter(
-            backend, durability=durability, spool=Spool(default_spool_dir(backend.url))
-        )
+        mode: Literal["batch", "sync"] = "sync" if durability == "sync" else "batch"
+        self._writer = LedgerWriter(backend, durability=mode, spool=Spool(default_spool_dir(backend.url)))
         self._sink = self._writer.submit
 
     @property

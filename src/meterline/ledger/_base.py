@@ -15,10 +15,10 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
-from meterline._events import UsageEvent
+from meterline._events import Dimensions, UsageEvent
 from meterline._usage import USAGE_FIELDS, Usage
 
 __all__ = [
@@ -40,6 +40,7 @@ SCHEMA_VERSION: Final = 1
 """The schema this meterline writes; a ledger with a newer one is refused (see `LedgerBackend`)."""
 
 PICO: Final = Decimal("1E-12")
+_EXACT: Final = Context(prec=4000, Emax=MAX_EMAX, Emin=MIN_EMIN)
 """Roll-ups add costs as integers of this many USD."""
 
 Granularity = Literal["hour", "day", "month"]
@@ -99,14 +100,33 @@ def pico_of(cost: Decimal | None) -> int | None:
     """``cost`` in integers of 1e-12 USD, rounded half-even past that precision (``None`` stays ``None``)."""
     if cost is None:
         return None
-    return int(cost.scaleb(12).to_integral_value())
+    return int(cost.scaleb(12, _EXACT).to_integral_value(context=_EXACT))
+
+
+def _pico_of_atto(atto: int) -> int:
+    """An amount of 1e-18 USD in 1e-12 USD, rounded half-even (as `pico_of`)."""
+    pico, rest = divmod(atto, 1_000_000)
+    if rest > 500_000 or (rest == 500_000 and pico % 2):
+        pico += 1
+    return pico
 
 
 def event_to_row(event: UsageEvent) -> tuple[Any, ...]:
-    """The row of `EVENT_COLUMNS` that stores ``event``. Prompt and completion text are never stored."""
+    """The row of `EVENT_COLUMNS` that stores ``event``. Prompt and completion text are never stored.
+
+    This is the ledger writer's hot path: the dimensions' JSON is made once per scope (every
+    event of a scope shares one `Dimensions`), and an event priced by a compiled plan gets
+    its pico-dollars by integer arithmetic.
+    """
     usage = event.usage
-    counts = usage.to_dict().values() if usage is not None else (0,) * len(USAGE_FIELDS)
     cost = event.cost
+    if cost is None:
+        pico = None
+    else:
+        plan = getattr(event, "_plan", None)
+        pico = _pico_of_atto(plan.atto(usage)) if plan is not None and usage is not None else pico_of(cost)
+    dimensions = event.dimensions
+    links = event.links
     return (
         event.id,
         event.time_ns,
@@ -117,18 +137,36 @@ def event_to_row(event: UsageEvent) -> tuple[Any, ...]:
         event.model,
         event.request_model,
         0 if usage is None else 1,
-        *counts,
+        *(
+            _NO_USAGE
+            if usage is None
+            else (
+                usage.input_tokens,
+                usage.cache_read_tokens,
+                usage.cache_write_tokens,
+                usage.cache_write_1h_tokens,
+                usage.output_tokens,
+                usage.reasoning_tokens,
+                usage.audio_input_tokens,
+                usage.audio_output_tokens,
+            )
+        ),
         None if cost is None else str(cost),
-        pico_of(cost),
+        pico,
         event.price_version,
         event.latency_ms,
-        json.dumps(dict(event.dimensions), sort_keys=True, separators=(",", ":")),
+        dimensions.json()
+        if type(dimensions) is Dimensions
+        else json.dumps(dict(dimensions), sort_keys=True, separators=(",", ":")),
         event.operation_id,
         event.attempt,
         event.response_id,
-        json.dumps(list(event.links), separators=(",", ":")),
+        "[]" if not links else json.dumps(list(links), separators=(",", ":")),
         event.tokens_saved,
     )
+
+
+_NO_USAGE: Final = (0,) * len(USAGE_FIELDS)
 
 
 def event_from_row(row: Mapping[str, Any]) -> UsageEvent:
