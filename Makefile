@@ -27,8 +27,9 @@ help: ## List the targets
 install: $(STAMP_DEV) ## Create .venv and install meterline with every extra and the dev tools
 
 .PHONY: demo
-demo: $(STAMP_CORE) ## Run the main job end to end: a simulated day of a multi-agent product
-	$(BIN)/meterline demo
+demo: $(STAMP_CORE) ## Run the main job end to end: a simulated day, written to ./meterline.db
+	rm -f meterline.db meterline.db-wal meterline.db-shm
+	$(BIN)/meterline demo --ledger sqlite:///meterline.db
 
 .PHONY: format
 format: $(STAMP_DEV) ## Format the code
