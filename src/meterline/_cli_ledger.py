@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from meterline._cli_format import format_cost, format_table, format_tokens
+from meterline._cli_format import cost_places, format_cost, format_table, format_tokens
 from meterline._events import UsageEvent
 from meterline._pricing import Pricer, PriceTable, atto_to_decimal
 from meterline._usage import USAGE_FIELDS
@@ -78,8 +78,9 @@ def _open(args: argparse.Namespace) -> LedgerBackend:
 # report
 
 
-def _report_rows(rows: Sequence[LedgerRow], by: Sequence[str], granularity: str | None) -> list[list[str]]:
-    places = 6
+def _report_rows(
+    rows: Sequence[LedgerRow], by: Sequence[str], granularity: str | None, places: int
+) -> list[list[str]]:
     table = []
     for row in rows:
         period = [] if granularity is None or row.period is None else [_period_label(row.period, granularity)]
@@ -161,8 +162,9 @@ def render_report(
         "cost",
         "not in cost",
     ]
-    body = _report_rows(rows, by, granularity)
     total = _sum_rows(rows)
+    places = cost_places([row.cost for row in rows] + [total.cost])  # exact, with aligned points
+    body = _report_rows(rows, by, granularity, places)
     body.append(
         [
             *([""] if granularity else []),
@@ -172,7 +174,7 @@ def render_report(
             format_tokens(total.usage.input_tokens),
             format_tokens(total.usage.cache_read_tokens),
             format_tokens(total.usage.output_tokens),
-            format_cost(total.cost, 6),
+            format_cost(total.cost, places),
             _not_in_cost(total),
         ]
     )
