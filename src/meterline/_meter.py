@@ -27,10 +27,10 @@ from meterline._normalize import extract
 from meterline._pricing import Pricer, PriceTable, _Plan, atto_to_decimal
 from meterline._providers import canonical_provider
 from meterline._usage import Usage, check_count
-from meterline.exceptions import ConfigurationError, MalformedUsageError
+from meterline.exceptions import ConfigurationError, LedgerError, MalformedUsageError
 from meterline.ledger._base import LedgerBackend
 from meterline.ledger._open import ENV_VAR as LEDGER_ENV_VAR
-from meterline.ledger._open import open_ledger
+from meterline.ledger._open import LazyLedger, open_ledger
 
 __all__ = ["ActiveScope", "Meter", "MeterStats", "Scope", "Snapshot"]
 
@@ -537,7 +537,16 @@ class Meter:
 
         backend: LedgerBackend
         if isinstance(ledger, (str, Path)):
-            backend, self._owns_ledger = open_ledger(ledger), True
+            self._owns_ledger = True
+            try:
+                backend = open_ledger(ledger)
+            except LedgerError as exc:
+                # The store is down (or refuses): record anyway. The writer spools every event
+                # until a write works, then replays the spool into it.
+                logger.warning(
+                    "meterline: the ledger cannot be opened yet (%s); events are spooled meanwhile", exc
+                )
+                backend = LazyLedger(str(ledger))
         else:
             backend, self._owns_ledger = ledger, False
         self._ledger = backend

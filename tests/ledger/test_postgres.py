@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -275,3 +276,35 @@ def test_copy_lines_are_the_rows_of_the_contract() -> None:
     for event in events:
         expected = "\t".join(_copy_text_of(value) for value in event_to_row(event)) + "\n"
         assert _copy_line(event, cache) == expected  # type: ignore[arg-type]
+
+
+def test_an_unreachable_server_spools_and_the_spool_replays_into_a_live_one(
+    url: str, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A meter whose PostgreSQL is down (a closed port) records anyway; its spool replays once, exactly."""
+    import logging
+
+    from meterline import Meter, Usage
+    from meterline.ledger._spool import Spool, default_spool_dir
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    dead_url = "postgresql://postgres@127.0.0.1:1/test"
+    with caplog.at_level(logging.WARNING, logger="meterline"):
+        meter = Meter(dead_url)
+        recorded = [
+            meter.record(Usage(input_tokens=index, output_tokens=1), model="gpt-4o", provider="openai").id
+            for index in range(1, 101)
+        ]
+        assert meter.flush(timeout=30)
+        meter.close()
+    assert "cannot be opened yet" in caplog.text
+    spool = Spool(default_spool_dir(meter.ledger.url if meter.ledger else dead_url))
+    assert spool.pending() == 100
+    live = PostgresLedger(url, schema=schema)
+    try:
+        assert spool.replay(live) == 100
+        assert spool.replay(live) == 0
+        assert sorted(event.id for event in live.events()) == sorted(recorded)
+        assert live.totals()[0].usage.input_tokens == sum(range(1, 101))
+    finally:
+        live.close()

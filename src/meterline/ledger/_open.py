@@ -3,14 +3,19 @@
 from __future__ import annotations as _annotations
 
 import os
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
+from meterline._events import UsageEvent
 from meterline.exceptions import ConfigurationError
-from meterline.ledger._base import LedgerBackend
+from meterline.ledger._base import Granularity, LedgerBackend, LedgerRow, LedgerStats
 
-__all__ = ["ENV_VAR", "open_ledger", "redact"]
+__all__ = ["ENV_VAR", "LazyLedger", "open_ledger", "redact"]
 
 ENV_VAR: Final = "METERLINE_LEDGER"
 """The environment variable that names the default ledger's URL."""
@@ -67,3 +72,68 @@ def open_ledger(url: str | Path | None = None) -> LedgerBackend:
     raise ConfigurationError(
         f"ledger={redact(url)!r}: unknown scheme {scheme!r}; expected sqlite:/// or postgresql://"
     )
+
+
+class LazyLedger:
+    """A ledger opened on first use, for a meter whose store is down when it starts.
+
+    Every call tries to open the store until it succeeds, and raises `LedgerError` until
+    then; the meter's writer spools what it cannot write and replays it once a write works,
+    so nothing recorded meanwhile is lost.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._target = url
+        self.url = redact(url)
+        self._backend: LedgerBackend | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> LedgerBackend:
+        backend = self._backend
+        if backend is None:
+            with self._lock:
+                backend = self._backend
+                if backend is None:
+                    backend = self._backend = open_ledger(self._target)
+        return backend
+
+    def write(self, events: Sequence[UsageEvent]) -> int:
+        """See `LedgerBackend.write`."""
+        return self._open().write(events)
+
+    def totals(
+        self,
+        *,
+        by: Sequence[str] = (),
+        where: Mapping[str, object] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        granularity: Granularity | None = None,
+    ) -> list[LedgerRow]:
+        """See `LedgerBackend.totals`."""
+        return self._open().totals(by=by, where=where, since=since, until=until, granularity=granularity)
+
+    def events(
+        self, *, since: datetime | None = None, until: datetime | None = None, after_id: str | None = None
+    ) -> Iterator[UsageEvent]:
+        """See `LedgerBackend.events`."""
+        return self._open().events(since=since, until=until, after_id=after_id)
+
+    def prune(self, before: datetime) -> int:
+        """See `LedgerBackend.prune`."""
+        return self._open().prune(before)
+
+    def reprice(self, events: Sequence[tuple[str, Decimal | None, str | None]]) -> int:
+        """See `LedgerBackend.reprice`."""
+        return self._open().reprice(events)
+
+    def stats(self) -> LedgerStats:
+        """See `LedgerBackend.stats`."""
+        return self._open().stats()
+
+    def close(self) -> None:
+        """Close the store if it was opened. Idempotent."""
+        with self._lock:
+            backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()

@@ -426,6 +426,10 @@ class LedgerWriter:
             self._spool_queue()
         elif self._queue:  # a submit that raced with close
             self._drain()
+        with self._write_lock:
+            # Seal the open segment so a replayer (`meterline ledger replay`, or a later
+            # meter) can take it; a later submit starts a new one.
+            self.spool.close()
         _WRITERS.discard(self)
         return flushed and not self._queue
 
