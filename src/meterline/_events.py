@@ -3,7 +3,8 @@
 from __future__ import annotations as _annotations
 
 import json as _json
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -11,10 +12,11 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from meterline._ids import COUNTER_MASK
 from meterline._usage import USAGE_FIELDS, Usage
-from meterline.exceptions import MalformedUsageError
+from meterline.exceptions import ConfigurationError, MalformedUsageError
 
 __all__ = [
     "CACHE_OPERATION",
+    "DIMENSION_NAME",
     "EMPTY_DIMENSIONS",
     "TOOL_OPERATION",
     "Dimensions",
@@ -22,6 +24,8 @@ __all__ = [
     "ToolStats",
     "Totals",
     "UsageEvent",
+    "check_names",
+    "where_filters",
 ]
 
 TOOL_OPERATION: Final = "execute_tool"
@@ -32,6 +36,49 @@ TOOL_SUCCESS: Final = frozenset({"success", "completed", "ok"})
 """Tool statuses counted as successes; any other status is a failure."""
 
 _ZERO: Final = Decimal(0)
+
+
+DIMENSION_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+"""A dimension name (and any name used to group or filter): a lower-case identifier.
+
+Names are checked against it before use, and never put in SQL text by the ledgers."""
+
+
+def check_names(names: Sequence[str], argument: str) -> tuple[str, ...]:
+    """Check ``names`` (event fields or dimension names) given as ``argument``.
+
+    Raises:
+        ConfigurationError: on a bare string (``by="user"``) or a name that is not a
+            lower-case identifier.
+    """
+    if isinstance(names, str):
+        raise ConfigurationError(
+            f"{argument}={names!r}: expected a tuple of names, e.g. {argument}=({names!r},)"
+        )
+    for name in names:
+        if type(name) is not str or not DIMENSION_NAME.fullmatch(name):
+            raise ConfigurationError(
+                f"{argument}: {name!r}: expected an event field or a dimension name "
+                "(a lower-case identifier: [a-z_][a-z0-9_]*, at most 63 characters)"
+            )
+    return tuple(names)
+
+
+def where_filters(where: Mapping[str, object] | None) -> dict[str, frozenset[object]]:
+    """``where`` as name -> allowed values: one value, or any of a set, list or tuple.
+
+    ``None`` matches events without the dimension (or without a provider or model).
+
+    Raises:
+        ConfigurationError: on a name that is not a lower-case identifier.
+    """
+    if not where:
+        return {}
+    check_names(tuple(where), "where")
+    return {
+        name: frozenset(value) if isinstance(value, set | frozenset | list | tuple) else frozenset((value,))
+        for name, value in where.items()
+    }
 
 
 class Dimensions(dict[str, str]):

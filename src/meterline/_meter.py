@@ -8,7 +8,6 @@ import json
 import logging
 import math
 import os
-import re
 import threading
 import time
 import weakref
@@ -21,7 +20,17 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Final, Literal, ParamSpec, TypeVar, overload
 
 from meterline._acc import Acc, totals_from_rows
-from meterline._events import CACHE_OPERATION, TOOL_OPERATION, Dimensions, Totals, UsageEvent, _EventBuilder
+from meterline._events import (
+    CACHE_OPERATION,
+    DIMENSION_NAME,
+    TOOL_OPERATION,
+    Dimensions,
+    Totals,
+    UsageEvent,
+    _EventBuilder,
+    check_names,
+    where_filters,
+)
 from meterline._ids import IdFactory
 from meterline._normalize import extract
 from meterline._pricing import Pricer, PriceTable, _Plan, atto_to_decimal
@@ -39,7 +48,6 @@ logger = logging.getLogger("meterline")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_DIM_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 EVENT_FIELDS: Final = ("operation", "status", "provider", "model")
 """Event fields that `Meter.totals` can group and filter by, besides scope dimensions."""
 _RESERVED: Final = frozenset(EVENT_FIELDS)
@@ -68,7 +76,7 @@ def _check_dims(dims: Mapping[str, object], what: str) -> dict[str, str]:
     """Validate dimension names (identifiers, never event fields) and stringify int values."""
     checked: dict[str, str] = {}
     for name, value in dims.items():
-        if type(name) is not str or not _DIM_NAME.fullmatch(name):
+        if type(name) is not str or not DIMENSION_NAME.fullmatch(name):
             raise ConfigurationError(
                 f"{what} name {name!r}: expected a lower-case identifier "
                 "([a-z_][a-z0-9_]*, at most 63 characters)"
@@ -1104,19 +1112,8 @@ class Meter:
         Raises:
             ConfigurationError: on a dimension name that is not an identifier.
         """
-        if isinstance(by, str):
-            raise ConfigurationError(f"by={by!r}: expected a tuple of dimension names, e.g. by=({by!r},)")
-        group = tuple(by) if by is not None else ()
-        for name in (*group, *(where or {})):
-            if type(name) is not str or not _DIM_NAME.fullmatch(name):
-                raise ConfigurationError(f"dimension {name!r}: expected a lower-case identifier")
-        filters = [
-            (
-                name,
-                frozenset(value) if isinstance(value, (set, frozenset, list, tuple)) else frozenset((value,)),
-            )
-            for name, value in (where or {}).items()
-        ]
+        group = check_names(by, "by") if by is not None else ()
+        filters = list(where_filters(where).items())
         with self._lock:
             rows = self._rows_locked()
         groups: dict[tuple[str | None, ...], list[tuple[str, str, str | None, str | None, Acc]]] = {}
@@ -1145,9 +1142,7 @@ class Meter:
             raise ConfigurationError(
                 "forget() needs at least one dimension, e.g. forget(session='s1'); use reset()"
             )
-        for name in dimensions:
-            if not _DIM_NAME.fullmatch(name):
-                raise ConfigurationError(f"dimension {name!r}: expected a lower-case identifier")
+        check_names(tuple(dimensions), "forget")
         wanted = [(name, str(value)) for name, value in dimensions.items()]
 
         def matches(key: _RowKey) -> bool:

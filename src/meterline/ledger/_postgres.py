@@ -21,7 +21,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from meterline._events import CACHE_OPERATION, TOOL_OPERATION
+from meterline._events import CACHE_OPERATION, DIMENSION_NAME, TOOL_OPERATION, check_names, where_filters
 from meterline._extras import require
 from meterline._pricing import atto_to_decimal, tidy
 from meterline._usage import USAGE_FIELDS, Usage
@@ -49,7 +49,6 @@ __all__ = ["PostgresLedger"]
 
 _T = TypeVar("_T")
 
-_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 """Dimension and schema names: identifiers (never put in SQL text unquoted)."""
 _FIELDS: Final = ("operation", "status", "provider", "model")
 """Event fields the roll-ups are keyed by (besides hour and dimensions)."""
@@ -253,7 +252,7 @@ class PostgresLedger:
     """Where the ledger is, without the password."""
 
     def __init__(self, url: str, *, schema: str | None = None, connect_timeout: float = 5.0) -> None:
-        if schema is not None and (type(schema) is not str or not _NAME.fullmatch(schema)):
+        if schema is not None and (type(schema) is not str or not DIMENSION_NAME.fullmatch(schema)):
             raise ConfigurationError(
                 f"schema={schema!r}: expected an identifier ([a-z_][a-z0-9_]*, at most 63 characters)"
             )
@@ -477,8 +476,8 @@ class PostgresLedger:
         granularity: Granularity | None = None,
     ) -> list[LedgerRow]:
         """Add up the stored events from the hourly roll-ups, sorted by cost, highest first."""
-        by = _names(by, "by")
-        filters = _filters(where)
+        by = check_names(by, "by")
+        filters = where_filters(where)
         if granularity is not None and granularity not in _PERIODS:
             raise ConfigurationError(f"granularity={granularity!r}: expected 'hour', 'day', 'month' or None")
         fields = [name for name in by if name in _FIELDS]
@@ -682,35 +681,6 @@ def _ns(moment: datetime) -> int:
 def _time(time_ns: int) -> datetime:
     seconds, nanos = divmod(time_ns, 1_000_000_000)
     return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
-
-
-def _names(names: Sequence[str], argument: str) -> tuple[str, ...]:
-    if isinstance(names, str):
-        raise ConfigurationError(
-            f"{argument}={names!r}: expected a tuple of names, e.g. {argument}=({names!r},)"
-        )
-    for name in names:
-        if type(name) is not str or not _NAME.fullmatch(name):
-            raise ConfigurationError(
-                f"{argument}={name!r}: expected an event field or a dimension name "
-                "([a-z_][a-z0-9_]*, at most 63 characters)"
-            )
-    return tuple(names)
-
-
-def _filters(where: Mapping[str, object] | None) -> dict[str, frozenset[object]]:
-    """``where`` as name -> allowed values (one value, or any of a set, list or tuple).
-
-    ``None`` matches events without the dimension (or provider, or model); values that are
-    not strings match nothing.
-    """
-    if not where:
-        return {}
-    _names(tuple(where), "where")
-    return {
-        name: frozenset(value) if isinstance(value, set | frozenset | list | tuple) else frozenset((value,))
-        for name, value in where.items()
-    }
 
 
 def _rows(

@@ -31,7 +31,6 @@ import contextlib
 import functools
 import json
 import os
-import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -42,7 +41,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
 
-from meterline._events import CACHE_OPERATION, TOOL_OPERATION, UsageEvent
+from meterline._events import CACHE_OPERATION, TOOL_OPERATION, UsageEvent, check_names, where_filters
 from meterline._pricing import tidy
 from meterline._usage import USAGE_FIELDS, Usage
 from meterline.exceptions import ConfigurationError, LedgerError
@@ -63,7 +62,6 @@ from meterline.ledger._base import (
 
 __all__ = ["SQLiteLedger"]
 
-_DIM_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _EVENT_FIELDS: Final = ("operation", "status", "provider", "model")
 """Fields of the roll-up key that are columns (filtered in SQL); other names are dimensions."""
 _NOT_MODEL_CALLS: Final = (TOOL_OPERATION, CACHE_OPERATION)
@@ -425,21 +423,10 @@ class SQLiteLedger:
                 granularity.
             LedgerError: the store failed.
         """
-        if isinstance(by, str):
-            raise ConfigurationError(f"by={by!r}: expected a tuple of names, e.g. by=({by!r},)")
-        group = tuple(by)
-        filters = dict(where or {})
-        for name in (*group, *filters):
-            if type(name) is not str or not _DIM_NAME.fullmatch(name):
-                raise ConfigurationError(f"dimension {name!r}: expected a lower-case identifier")
+        group = check_names(by, "by")
+        allowed = where_filters(where)
         if granularity is not None and granularity not in GRANULARITIES:
             raise ConfigurationError(f"granularity={granularity!r}: expected one of {GRANULARITIES} or None")
-        allowed = {
-            name: frozenset(value)
-            if isinstance(value, (set, frozenset, list, tuple))
-            else frozenset((value,))
-            for name, value in filters.items()
-        }
         clauses: list[str] = []
         params: list[object] = []
         if since is not None:
