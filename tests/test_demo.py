@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 import meterline
-from meterline._demo import TOP_SESSIONS, DemoResult, run_demo
+from meterline._demo import RESERVED_OUTPUT, TOP_SESSIONS, DemoResult, run_demo
 
 SEEDS = [1, 7, 42, 2026]
 
@@ -187,3 +187,29 @@ def test_runs_well_under_two_seconds() -> None:
     started = time.perf_counter()
     run_demo(4)
     assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_budgets_track_the_day_and_stop_the_runaway(seed: int) -> None:
+    """Every call was reserved and settled; the orgs' budgets match their usage; the runaway is refused."""
+    result = run_demo(seed)
+    orgs = {row.key["org"]: row for row in result.budgets if row.budget == "org daily spend"}
+    assert set(orgs) == {row.labels["org"] for row in result.by_org}
+    for row in result.by_org:
+        budget = orgs[row.labels["org"] or ""]
+        assert budget.reserved == 0  # every reservation was settled or released
+        # The budget counts the org's priced cost, plus the unmeasured stream at its reservation.
+        assert budget.used >= row.totals.cost
+        assert (budget.used == row.totals.cost) == (row.totals.unmeasured == 0)
+    sessions = [row for row in result.budgets if row.budget == "session tokens"]
+    # A session's budget counts its tokens, plus the unmeasured stream's reserved output.
+    by_session = {
+        row.labels["session"] or "": row.totals.usage.total_tokens + RESERVED_OUTPUT * row.totals.unmeasured
+        for row in result.by_session
+    }
+    assert {row.key["session"]: row.used for row in sessions} == by_session
+    assert "budget 'session tokens'" in result.refused
+    assert "requested 72000" in result.refused
+    assert all(alert.budget == "org daily spend" for alert in result.alerts)
+    assert len({(alert.key["org"], alert.threshold) for alert in result.alerts}) == len(result.alerts)
+    assert "Refused before sending" in result.text

@@ -7,6 +7,7 @@ to nested scopes (user, session, agent, tool…), with live roll-ups and mergeab
 
 from __future__ import annotations as _annotations
 
+from meterline._budget import Budget, BudgetAlert, BudgetStatus, Reservation, estimate_tokens, load_budgets
 from meterline._config import configure, get_meter, record, record_tool, reset_defaults, scope
 from meterline._events import OperationTotals, ToolStats, Totals, UsageEvent
 from meterline._meter import ActiveScope, Meter, MeterStats, Scope, Snapshot
@@ -17,6 +18,8 @@ from meterline._stream import StreamAccumulator, usage_from_stream
 from meterline._usage import Usage
 from meterline._version import __version__
 from meterline.exceptions import (
+    BudgetExceeded,
+    BudgetStoreError,
     ConfigurationError,
     LedgerError,
     MalformedUsageError,
@@ -34,6 +37,11 @@ from meterline.ledger._open import open_ledger
 __all__ = [
     "PROVIDERS",
     "ActiveScope",
+    "Budget",
+    "BudgetAlert",
+    "BudgetExceeded",
+    "BudgetStatus",
+    "BudgetStoreError",
     "ConfigurationError",
     "Extracted",
     "LedgerError",
@@ -50,6 +58,7 @@ __all__ = [
     "PriceTable",
     "PriceTableError",
     "Pricer",
+    "Reservation",
     "Scope",
     "Snapshot",
     "StreamAccumulator",
@@ -64,8 +73,10 @@ __all__ = [
     "__version__",
     "canonical_provider",
     "configure",
+    "estimate_tokens",
     "extract",
     "get_meter",
+    "load_budgets",
     "open_ledger",
     "record",
     "record_tool",

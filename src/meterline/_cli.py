@@ -14,6 +14,7 @@ import sys
 from datetime import UTC, date, datetime, time
 from typing import Any, Final
 
+from meterline._cli_budgets import add_budget_commands
 from meterline._cli_format import cost_places, format_cost, format_price, format_table, format_tokens
 from meterline._cli_ledger import add_ledger_commands
 from meterline._pricing import ModelRates, Pricer, PriceTable
@@ -225,6 +226,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_cmd_demo)
     add_ledger_commands(commands)
+    add_budget_commands(commands)
     return parser
 
 

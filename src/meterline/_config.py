@@ -10,9 +10,13 @@ from typing import TYPE_CHECKING
 from meterline._meter import Meter, Scope
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from meterline._budget import Budget
     from meterline._events import UsageEvent
     from meterline._pricing import PriceTable
     from meterline._usage import Usage
+    from meterline.budgets._base import BudgetStore
     from meterline.ledger._base import LedgerBackend
 
 __all__ = ["configure", "get_meter", "record", "record_tool", "reset_defaults", "scope"]
@@ -42,6 +46,8 @@ def configure(
     prices: PriceTable | str | Path | None = None,
     builtin_corrections: bool = True,
     max_live_keys: int | None = None,
+    budget_store: BudgetStore | str | Path | None = None,
+    budgets: Iterable[Budget] | str | Path | None = None,
 ) -> Meter:
     """Replace the process-wide default meter and return it.
 
@@ -55,6 +61,8 @@ def configure(
             "durability": durability,
             "prices": prices,
             "builtin_corrections": builtin_corrections,
+            "budget_store": budget_store,
+            "budgets": budgets,
         }
         if max_live_keys is not None:
             options["max_live_keys"] = max_live_keys

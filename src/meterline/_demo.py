@@ -11,6 +11,11 @@ Every call is a realistic provider response body (token counts drawn from a seed
 ``random.Random``, so a seed always gives the same report) fed to a `meterline.Meter` through
 the public API only. The report is derived from ``meter.totals(by=...)`` and from the scopes'
 own live totals, never from counters kept on the side.
+
+Every model call is made under a reservation (`Meter.reserve`) against two budgets: each
+org's daily spend, with soft alerts, and each session's tokens. At the end of the day a
+runaway agent asks for a call far larger than its session has left, and is refused before
+anything is sent.
 """
 
 from __future__ import annotations as _annotations
@@ -23,6 +28,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -39,6 +45,25 @@ DAY_START: Final = 1_772_438_400
 TOP_SESSIONS: Final = 8
 """Sessions shown in the report's session table."""
 AGENTS: Final = ("planner", "researcher", "writer")
+RESERVED_OUTPUT: Final = 2048
+"""The ``max_output_tokens`` every simulated call reserves."""
+RUNAWAY_OUTPUT: Final = 64_000
+"""What the runaway call at the end of the day asks for."""
+
+
+def demo_budgets() -> list[meterline.Budget]:
+    """The budgets the demo enforces: each org's daily spend, and each session's tokens."""
+    return [
+        meterline.Budget(
+            name="org daily spend",
+            per=("org",),
+            max_cost="1.00",
+            window="day",
+            alert_at=(0.25, 0.5),
+            on_unpriced="fail_open",  # the self-hosted planner has no price: count no cost for it
+        ),
+        meterline.Budget(name="session tokens", per=("session",), max_tokens=100_000, alert_at=()),
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +155,19 @@ class _Simulation:
         operation: str = "chat",
         requested: str | None = None,
     ) -> meterline.UsageEvent:
-        """Record one model call (``body``: a response dict, a `Usage` or ``None``)."""
-        event = self.meter.record(
-            body, model=model, provider=provider, operation=operation, latency_ms=latency_ms
-        )
+        """Reserve, then record one model call (``body``: a response dict, a `Usage` or ``None``).
+
+        The reservation counts the prompt as the application would before sending it (here,
+        read back from the body) and `RESERVED_OUTPUT` tokens of output.
+        """
+        found = meterline.usage_from(body, provider=provider) if body is not None else None
+        prompt = found.input_tokens if found is not None else 0
+        with self.meter.reserve(
+            model=model, provider=provider, input_tokens=prompt, max_output_tokens=RESERVED_OUTPUT
+        ):
+            event = self.meter.record(
+                body, model=model, provider=provider, operation=operation, latency_ms=latency_ms
+            )
         self.events.append(event)
         self.requested.setdefault(f"{event.provider}/{event.model}", set()).add(
             requested or event.request_model or model
@@ -180,6 +214,25 @@ class _Simulation:
                             index += 1
             by_org[org.name] = org_scope.totals
         return by_org
+
+    def runaway(self) -> str:
+        """An agent of the busiest session asks for a huge call; returns why it was refused."""
+        busiest = max(
+            self.meter.totals(by=("org", "user", "session")).items(),
+            key=lambda item: item[1].usage.total_tokens,
+        )[0]
+        org, user, session = (value or "" for value in busiest)
+        with self.meter.scope(org=org, user=user, session=session, agent="writer"):
+            try:
+                self.meter.reserve(
+                    model="gpt-4o-mini",
+                    provider="openai",
+                    input_tokens=8_000,
+                    max_output_tokens=RUNAWAY_OUTPUT,
+                ).release()
+            except meterline.BudgetExceeded as refused:
+                return str(refused)
+        return "nothing was refused"
 
     def session(self, org: _Org, *, stream_usage: bool) -> None:
         """One session: plan, research, write."""
@@ -588,6 +641,12 @@ class DemoResult:
     """The `UnpricedModelWarning` messages caught while the demo ran."""
     price_version: str
     """The price data the costs come from."""
+    budgets: tuple[meterline.BudgetStatus, ...] = ()
+    """Where every budget and key stood at the end of the day (`Meter.budget_status`)."""
+    alerts: tuple[meterline.BudgetAlert, ...] = ()
+    """The soft thresholds crossed during the day, in order."""
+    refused: str = ""
+    """Why the runaway call at the end of the day was refused (the `BudgetExceeded` message)."""
     text: str = ""
     """The rendered report."""
     events: tuple[meterline.UsageEvent, ...] = field(default=(), repr=False, compare=False)
@@ -627,6 +686,22 @@ class DemoResult:
             },
             "unpriced_models": [{"provider": p, "model": m} for p, m in self.unpriced_models],
             "warnings": list(self.warnings),
+            "budgets": [
+                {
+                    "budget": row.budget,
+                    "key": dict(row.key),
+                    "metric": row.metric,
+                    "limit": str(row.limit),
+                    "used": str(row.used),
+                    "remaining": str(row.remaining),
+                }
+                for row in self.budgets
+            ],
+            "alerts": [
+                {"budget": a.budget, "key": dict(a.key), "threshold": a.threshold, "used": str(a.used)}
+                for a in self.alerts
+            ],
+            "refused": self.refused,
         }
 
 
@@ -680,11 +755,17 @@ def run_demo(seed: int = 7, ledger: str | None = None) -> DemoResult:
     Returns:
         The totals, the per-dimension tables, the rendered report and the events.
     """
-    meter = meterline.Meter(ledger) if ledger is not None else meterline.Meter()
+    meter = meterline.Meter(ledger, budgets=demo_budgets())
+    alerts: list[meterline.BudgetAlert] = []
+    meter.subscribe(
+        lambda item: alerts.append(item) if isinstance(item, meterline.BudgetAlert) else None, alerts=True
+    )
     sim = _Simulation(meter, random.Random(seed))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", meterline.UnpricedModelWarning)
         org_totals = sim.run()
+        refused = sim.runaway()
+    budgets = tuple(meter.budget_status())
     meter.close()
     unpriced_warnings: list[str] = []
     for warning in caught:
@@ -713,6 +794,9 @@ def run_demo(seed: int = 7, ledger: str | None = None) -> DemoResult:
         unpriced_models=meter.stats().unpriced_models,
         warnings=tuple(unpriced_warnings),
         price_version=meter.pricer.version,
+        budgets=budgets,
+        alerts=tuple(alerts),
+        refused=refused,
         events=tuple(sim.events),
         meter=meter,
     )
@@ -850,6 +934,45 @@ def _caches_table(result: DemoResult) -> str:
     return "Caches\n" + format_table(("cache", "hits", "misses", "hit rate", "tokens"), cells, align="lrrrr")
 
 
+def _budgets_section(result: DemoResult) -> str:
+    """The org budgets, the sessions closest to their cap, the alerts and the refusal."""
+    orgs = [row for row in result.budgets if row.budget == "org daily spend"]
+    sessions = sorted(
+        (row for row in result.budgets if row.budget == "session tokens"), key=lambda row: row.remaining
+    )[:3]
+    places = cost_places((Decimal(row.used) for row in orgs), minimum=2)
+    cells = [
+        [
+            row.budget,
+            ", ".join(f"{name}={value}" for name, value in row.key.items()),
+            format_cost(Decimal(row.limit), places)
+            if row.metric == "cost"
+            else format_tokens(int(row.limit)),
+            format_cost(Decimal(row.used), places) if row.metric == "cost" else format_tokens(int(row.used)),
+            format_cost(Decimal(row.remaining), places)
+            if row.metric == "cost"
+            else format_tokens(int(row.remaining)),
+        ]
+        for row in (*sorted(orgs, key=lambda row: row.remaining), *sessions)
+    ]
+    lines = [
+        "Budgets (every model call reserved first: input plus "
+        f"{RESERVED_OUTPUT:,} output tokens, then settled by its usage)",
+        format_table(("budget", "key", "limit", "used", "remaining"), cells, align="llrrr"),
+        "",
+        "  Alerts fired (once per window and key):",
+    ]
+    for alert in result.alerts:
+        used, limit = format_cost(Decimal(alert.used), places), format_cost(Decimal(alert.limit), places)
+        key = ", ".join(f"{name}={value}" for name, value in alert.key.items())
+        lines.append(f"    {alert.budget} {key}: {alert.threshold:.0%} reached ({used} of {limit})")
+    if not result.alerts:
+        lines.append("    none")
+    lines.append("  Refused before sending:")
+    lines.extend(textwrap.wrap(result.refused, width=96, initial_indent="    ", subsequent_indent="      "))
+    return "\n".join(lines)
+
+
 def _notes(result: DemoResult) -> list[str]:
     t = result.totals
     unpriced = ", ".join(f"{provider}/{model}" for provider, model in result.unpriced_models) or "none"
@@ -861,6 +984,9 @@ def _notes(result: DemoResult) -> list[str]:
         "Unpriced usage is measured, so its tokens are in the totals, but it has no cost (not a cost of $0). "
         "Price it with a PriceTable row (see `meterline prices --help`).",
         *(f"Warning caught: {message}" for message in result.warnings),
+        "Budgets: an org's budget counts the unmeasured stream at its whole reservation (the budget's "
+        "on_unmeasured policy is 'fail_closed'), and the self-hosted model at no cost "
+        "(on_unpriced='fail_open'); a budget's used amount can therefore differ from the org's cost above.",
         "Every number above comes from meter.totals(by=...) or a scope's live totals; costs are exact "
         "Decimal USD from the price data named in the header.",
     ]
@@ -915,6 +1041,7 @@ def render_report(result: DemoResult) -> str:
         ),
         _tools_table(result),
         _caches_table(result),
+        _budgets_section(result),
         "\n".join(_notes(result)),
     ]
     return "\n\n".join(sections)

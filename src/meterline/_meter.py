@@ -20,6 +20,18 @@ from types import MappingProxyType, TracebackType
 from typing import Any, Final, Literal, ParamSpec, TypeVar, overload
 
 from meterline._acc import Acc, totals_from_rows
+from meterline._budget import (
+    BUDGET_STORE_ENV_VAR,
+    DEFAULT_LEASE,
+    DEFAULT_MAX_OUTPUT_TOKENS,
+    Budget,
+    BudgetEngine,
+    BudgetStatus,
+    Reservation,
+    estimate_tokens,
+    load_budgets,
+    unbudgeted,
+)
 from meterline._events import (
     CACHE_OPERATION,
     DIMENSION_NAME,
@@ -35,7 +47,9 @@ from meterline._ids import IdFactory
 from meterline._normalize import extract
 from meterline._pricing import Pricer, PriceTable, _Plan, atto_to_decimal
 from meterline._providers import canonical_provider
-from meterline._usage import Usage, check_count
+from meterline._usage import MAX_COUNT, Usage, check_count
+from meterline.budgets._base import BudgetStore
+from meterline.budgets._memory import MemoryBudgetStore
 from meterline.exceptions import ConfigurationError, LedgerError, MalformedUsageError
 from meterline.ledger._base import LedgerBackend
 from meterline.ledger._open import ENV_VAR as LEDGER_ENV_VAR
@@ -70,6 +84,15 @@ def _reinit_locks_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_reinit_locks_after_fork)
+
+
+def _open_budget_store(store: BudgetStore | str | Path) -> BudgetStore:
+    if not isinstance(store, (str, Path)):
+        return store
+    from meterline.budgets._open import open_budget_store  # noqa: PLC0415 - drivers load on demand
+
+    opened: BudgetStore = open_budget_store(store)
+    return opened
 
 
 def _check_dims(dims: Mapping[str, object], what: str) -> dict[str, str]:
@@ -494,6 +517,14 @@ class Meter:
             TOML file.
         builtin_corrections: Apply meterline's corrections of genai-prices' known data errors.
         max_live_keys: Bound on the rows kept for `totals` (default 100,000).
+        budget_store: Where budget counters and reservations live: ``None`` (this process's
+            memory, unless ``METERLINE_BUDGET_STORE`` names a store), a URL
+            (``sqlite:///budgets.db``, ``postgresql://…``, ``redis://…``) or a `BudgetStore`.
+        budgets: Budgets to enforce from the start: `Budget` s, or the path of a TOML file.
+        budget_lease: Seconds a reservation holds its amounts if its process never settles
+            it (crashed): then the store lets them go (default 600).
+        default_max_output_tokens: The output a reservation assumes when the call sets no
+            ``max_output_tokens`` (default 4096).
     """
 
     def __init__(
@@ -504,6 +535,10 @@ class Meter:
         prices: PriceTable | str | Path | None = None,
         builtin_corrections: bool = True,
         max_live_keys: int = DEFAULT_MAX_LIVE_KEYS,
+        budget_store: BudgetStore | str | Path | None = None,
+        budgets: Iterable[Budget] | str | Path | None = None,
+        budget_lease: float = DEFAULT_LEASE,
+        default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
     ) -> None:
         if isinstance(prices, (str, Path)):
             prices = PriceTable.from_toml(prices)
@@ -537,6 +572,22 @@ class Meter:
             ledger = os.environ.get(LEDGER_ENV_VAR) or None
         if ledger is not None:
             self._attach_ledger(ledger, durability)
+        if type(budget_lease) not in (int, float) or not 0 < budget_lease < _INF:
+            raise ConfigurationError(f"budget_lease={budget_lease!r}: expected a positive number of seconds")
+        self._budget_lease = float(budget_lease)
+        self._default_max_output = check_count("default_max_output_tokens", default_max_output_tokens)
+        self._reservation: ContextVar[Reservation | None] = ContextVar(
+            f"meterline_reservation_{id(self):x}", default=None
+        )
+        self._budgets: BudgetEngine | None = None
+        if budget_store is None:
+            budget_store = os.environ.get(BUDGET_STORE_ENV_VAR) or None
+        if budget_store is not None:
+            self._budgets = BudgetEngine(self, _open_budget_store(budget_store), self._budget_lease)
+            self._budgets.owned = not isinstance(budget_store, BudgetStore)
+        if budgets is not None:
+            for budget in load_budgets(budgets) if isinstance(budgets, (str, Path)) else budgets:
+                self.add_budget(budget)
         _all_meters.add(self)
 
     def _attach_ledger(self, ledger: LedgerBackend | str | Path, durability: str) -> None:
@@ -576,7 +627,14 @@ class Meter:
         return True if self._writer is None else bool(self._writer.flush(timeout))
 
     def close(self) -> None:
-        """Flush and stop the ledger writer, and close a ledger this meter opened. Idempotent."""
+        """Flush and stop the ledger writer, and close the ledger and budget store this meter opened.
+
+        Idempotent.
+        """
+        engine = self._budgets
+        if engine is not None and engine.owned:
+            engine.owned = False
+            engine.store.close()
         writer, self._writer, self._sink = self._writer, None, None
         if writer is not None:
             writer.close()
@@ -667,6 +725,7 @@ class Meter:
         attempt: int = 1,
         response_id: str | None = None,
         request_model: str | None = None,
+        reservation: Reservation | None = None,
     ) -> UsageEvent:
         """Record one model call and return its event.
 
@@ -687,6 +746,8 @@ class Meter:
             response_id: The provider's response id (taken from the response if omitted).
             request_model: The model alias asked for, when ``model`` is the dated id that
                 served the call (e.g. when recording a `Usage` from a stream).
+            reservation: The `Reservation` this call settles. Inside a ``with
+                meter.reserve(...)`` block the block's reservation is settled without it.
 
         Returns:
             The recorded `UsageEvent`.
@@ -791,6 +852,18 @@ class Meter:
             event.price_version = None if atto == _UNPRICED else (self._version or self._load_version())
         event.__class__ = UsageEvent
         recorded: UsageEvent = event
+
+        budgets = self._budgets
+        if budgets is not None:
+            if reservation is None:
+                reservation = self._reservation.get()
+            if usage is None or atto == _UNPRICED:
+                spent: int | None = None
+            else:
+                spent = event._plan.atto(usage) if atto == _PRICED_INLINE else atto
+            if reservation is not None and not reservation._model_call:
+                reservation = None  # a tool's reservation is settled by its record_tool()
+            budgets.charge(dimensions, usage, spent, row.model_call, 0, reservation, now)
 
         # No lock: the append is atomic, and the totals add pending events up when read.
         pending = row.pending
@@ -945,6 +1018,12 @@ class Meter:
         _accumulate(single, event)
         with self._lock:
             self._add_late(frame, key, single)
+        budgets = self._budgets
+        if budgets is not None and operation == TOOL_OPERATION:
+            reservation = self._reservation.get()
+            if reservation is not None and reservation._model_call:
+                reservation = None  # a model call's reservation is settled by its record()
+            budgets.charge(event.dimensions, usage, None, False, 1, reservation, now)
         sink = self._sink
         if sink is not None:
             try:
@@ -1062,6 +1141,115 @@ class Meter:
         extra = _check_dims(tags, "tag") if tags else {}
         return self._record_other(CACHE_OPERATION, "miss", extra)
 
+    # -- budgets ------------------------------------------------------------------------
+
+    def _engine(self) -> BudgetEngine:
+        engine = self._budgets
+        if engine is None:
+            with self._lock:
+                engine = self._budgets
+                if engine is None:
+                    engine = self._budgets = BudgetEngine(self, MemoryBudgetStore(), self._budget_lease)
+        return engine
+
+    @property
+    def budget_store(self) -> BudgetStore | None:
+        """Where this meter's budget counters live (``None`` until a budget or store is set)."""
+        return None if self._budgets is None else self._budgets.store
+
+    @property
+    def budgets(self) -> tuple[Budget, ...]:
+        """The budgets this meter enforces, in the order they were added."""
+        return () if self._budgets is None else tuple(c.budget for c in self._budgets.compiled)
+
+    def add_budget(self, budget: Budget) -> None:
+        """Enforce ``budget`` from now on (adding an identical budget again does nothing).
+
+        Raises:
+            ConfigurationError: when ``budget`` is not a `Budget`, or a different budget of the
+                same name is already set.
+        """
+        if not isinstance(budget, Budget):
+            raise ConfigurationError(f"budget={budget!r}: expected a meterline.Budget")
+        self._engine().add(budget)
+
+    def remove_budget(self, name: str) -> bool:
+        """Stop enforcing the budget called ``name``; ``False`` if there was none.
+
+        What the store counted for it stays there (a budget added again under the same name
+        sees its usage so far); `forget` deletes counters.
+        """
+        return False if self._budgets is None else self._budgets.remove(name)
+
+    def reserve(
+        self,
+        *,
+        model: str | None = None,
+        provider: str | None = None,
+        input_tokens: int | None = None,
+        messages: object = None,
+        max_output_tokens: int | None = None,
+        tool_calls: int = 0,
+        tags: Mapping[str, str | int] | None = None,
+        lease: float | None = None,
+    ) -> Reservation:
+        """Reserve a call's worst case against every budget that applies, all or nothing.
+
+        The worst case is ``input_tokens`` (or an estimate from ``messages``, see
+        `meterline.estimate_tokens`) plus ``max_output_tokens`` (default: the meter's
+        ``default_max_output_tokens``), priced as uncached input and output of ``model`` at
+        its current price. Every budget whose ``per`` dimensions are set by the active scopes
+        (and ``tags``) is checked in the same atomic step of the budget store. Leave
+        ``model`` out to reserve ``tool_calls`` for a tool.
+
+        Returns:
+            The `Reservation`: use it as a context manager around the call (``record()`` in
+            the block settles it; leaving the block releases what is left), or pass it to
+            ``record(..., reservation=)``.
+
+        Raises:
+            BudgetExceeded: a budget would pass its limit (nothing was reserved).
+            BudgetStoreError: the store failed and an applicable budget fails closed.
+            ConfigurationError: an argument has the wrong type or value.
+        """
+        if model is not None and (type(model) is not str or not model):
+            raise ConfigurationError(f"model={model!r}: expected a non-empty str or None")
+        if provider is not None:
+            provider = canonical_provider(provider)
+        # Counts are checked inline when valid (the common case) and by check_count otherwise.
+        if input_tokens is None:
+            input_tokens = 0 if messages is None else estimate_tokens(messages)
+        elif type(input_tokens) is not int or not 0 <= input_tokens <= MAX_COUNT:
+            input_tokens = check_count("input_tokens", input_tokens)
+        if max_output_tokens is None:
+            max_output_tokens = self._default_max_output if model is not None else 0
+        elif type(max_output_tokens) is not int or not 0 <= max_output_tokens <= MAX_COUNT:
+            max_output_tokens = check_count("max_output_tokens", max_output_tokens)
+        if type(tool_calls) is not int or not 0 <= tool_calls <= MAX_COUNT:
+            tool_calls = check_count("tool_calls", tool_calls)
+        if lease is None:
+            lease = self._budget_lease
+        elif type(lease) not in (int, float) or not 0 < lease < _INF:
+            raise ConfigurationError(f"lease={lease!r}: expected a positive number of seconds")
+        frame = self._current.get()
+        dims: Mapping[str, str] = self._root.dimensions if frame is None else frame.dimensions
+        if tags:
+            dims = Dimensions({**dims, **_check_dims(tags, "tag")})
+        engine = self._budgets
+        if engine is None or not engine.compiled:
+            return unbudgeted(self, input_tokens, max_output_tokens, model is not None)
+        return engine.reserve(
+            dims, model, provider, input_tokens, max_output_tokens, tool_calls, float(lease)
+        )
+
+    def budget_status(self) -> list[BudgetStatus]:
+        """Where every budget stands now: one row per budget, key (with usage) and limited metric.
+
+        A global budget always has its row; a per-key budget has one for each key the store
+        holds usage or reservations for.
+        """
+        return [] if self._budgets is None else self._budgets.status()
+
     # -- reading ------------------------------------------------------------------------
 
     def _rows_locked(self) -> dict[_RowKey, Acc]:
@@ -1149,6 +1337,8 @@ class Meter:
             return all(_value_of(key, name) == value for name, value in wanted)
 
         dropped = 0
+        if self._budgets is not None:
+            self._budgets.forget(dict(wanted))
         with self._lock:
             for key in [key for key in self._cube if matches(key)]:
                 del self._cube[key]
@@ -1180,15 +1370,23 @@ class Meter:
 
     # -- subscribers --------------------------------------------------------------------
 
-    def subscribe(self, callback: Callable[[UsageEvent], object]) -> Callable[[], None]:
+    def subscribe(self, callback: Callable[[Any], object], *, alerts: bool = False) -> Callable[[], None]:
         """Call ``callback(event)`` after every recorded event; returns an unsubscribe function.
 
         Callbacks run synchronously in the recording thread; hand slow work to a queue. An
         exception in a callback is logged on the ``meterline`` logger and counted in
         `stats`, and never reaches the caller of ``record()``.
+
+        Args:
+            callback: Called with each `UsageEvent`.
+            alerts: Also call it with each `BudgetAlert` (a budget's soft threshold reached).
         """
         if not callable(callback):
             raise ConfigurationError(f"callback={callback!r}: expected a callable taking a UsageEvent")
+        if alerts:
+            engine = self._engine()
+            with self._lock:
+                engine.alert_subscribers = (*engine.alert_subscribers, callback)
         with self._lock:
             # Replaced, never mutated, so record() iterates it without the lock.
             self._subscribers = (*self._subscribers, callback)
@@ -1199,6 +1397,12 @@ class Meter:
                 if callback in subscribers:
                     subscribers.remove(callback)
                 self._subscribers = tuple(subscribers)
+                engine = self._budgets
+                if alerts and engine is not None:
+                    watchers = list(engine.alert_subscribers)
+                    if callback in watchers:
+                        watchers.remove(callback)
+                    engine.alert_subscribers = tuple(watchers)
 
         return unsubscribe
 

@@ -11,7 +11,13 @@ The hierarchy::
     │   └── PriceTableError             an override price table (TOML) that cannot be used
     ├── UnknownModelError (LookupError) an explicit price lookup for a model nobody prices
     ├── LedgerError                     the ledger's store failed or refused (wraps the driver's error)
-    └── MissingExtraError (ImportError) an optional feature whose extra is not installed
+    ├── BudgetExceeded                  a reservation would pass a budget's limit (policy: raised on purpose)
+    ├── BudgetStoreError                the budget store failed or is unreachable (wraps the driver's error)
+    ├── ExportError (ValueError)        an event a billing format cannot express (a Stripe value
+    │                                   over 15 significant digits, no customer, too old)
+    ├── DeliveryError                   a billing endpoint refused or kept failing (the CLI export)
+    ├── MissingExtraError (ImportError) an optional feature whose extra is not installed
+    └── UnsupportedSDKError             instrument() got a client it cannot meter, or too old an SDK
 
     MeterlineWarning (UserWarning)
     └── UnpricedModelWarning            once per model: usage was recorded with ``cost=None``
@@ -26,7 +32,14 @@ Errors that have a natural built-in parent also subclass it, so an existing
 
 from __future__ import annotations as _annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
 __all__ = [
+    "BudgetExceeded",
+    "BudgetStoreError",
     "ConfigurationError",
     "LedgerError",
     "MalformedUsageError",
@@ -102,6 +115,83 @@ class LedgerError(MeterlineError):
     A ledger refuses a store whose schema is newer than this meterline knows, rather than
     risk writing rows an older schema cannot describe.
     """
+
+
+class BudgetStoreError(MeterlineError):
+    """The budget store failed or is unreachable (the driver's error is the ``__cause__``).
+
+    `Meter.reserve` raises it only for a budget whose policy is to fail closed when its
+    store is down; otherwise the failure is logged and counted and the call goes ahead.
+    """
+
+
+class BudgetExceeded(MeterlineError):  # noqa: N818 - the public name is fixed (DESIGN.md)
+    """A reservation would take a budget past its limit; nothing was reserved or changed.
+
+    Raised by `Meter.reserve` before the call is made (a policy the user set, so it does
+    reach the caller).
+
+    Attributes:
+        budget: The budget's name.
+        key: The budget's key: the values of its ``per`` dimensions (empty for a global one).
+        metric: What went over: ``tokens``, ``input_tokens``, ``output_tokens``, ``cost``,
+            ``requests`` or ``tool_calls``.
+        limit: The limit (``Decimal`` USD for cost, an int otherwise).
+        used: What the window has used so far.
+        reserved: What other live reservations hold.
+        requested: What this reservation asked for.
+        resets_at: When the window resets (``None`` for a budget without a window).
+        reason: Why, in words, when it is not the limit itself (an unpriced model under a
+            cost budget that fails closed, say); ``None`` otherwise.
+    """
+
+    def __init__(
+        self,
+        budget: str,
+        key: Mapping[str, str],
+        metric: str,
+        limit: int | Decimal,
+        used: int | Decimal,
+        reserved: int | Decimal,
+        requested: int | Decimal,
+        resets_at: datetime | None,
+        reason: str | None = None,
+    ) -> None:
+        self.budget = budget
+        self.key = dict(key)
+        self.metric = metric
+        self.limit = limit
+        self.used = used
+        self.reserved = reserved
+        self.requested = requested
+        self.resets_at = resets_at
+        self.reason = reason
+        where = ", ".join(f"{name}={safe_repr(value)}" for name, value in self.key.items()) or "global"
+        resets = "never" if resets_at is None else resets_at.isoformat()
+        head = f"budget {budget!r} ({where})"
+        if reason is not None:
+            super().__init__(f"{head}: {reason}")
+        else:
+            super().__init__(
+                f"{head}: {metric} limit {limit}; used {used}, reserved {reserved}, "
+                f"requested {requested}; the window resets {resets}"
+            )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            type(self),
+            (
+                self.budget,
+                self.key,
+                self.metric,
+                self.limit,
+                self.used,
+                self.reserved,
+                self.requested,
+                self.resets_at,
+                self.reason,
+            ),
+        )
 
 
 class MissingExtraError(MeterlineError, ImportError):

@@ -1,0 +1,396 @@
+r"""The SQLite budget store: every process of one host shares one file (WAL mode).
+
+It may share the ledger's file: its tables are ``meterline_budget_*`` and its schema version
+is kept in ``meterline_budget_meta``, apart from the ledger's. A reservation is one
+``BEGIN IMMEDIATE`` transaction: SQLite's write lock is taken before the counters are read,
+so the check and the holds that follow are atomic across every connection to the file, and
+a busy file is waited on up to ``timeout``. A settle is one transaction as well.
+
+Budget names and key tuples are stored as JSON text (``["u1", "s1"]``): unambiguous for any
+key (a separator could be forged; ``("x", "y")`` and ``("x\x1fy",)`` stay apart), and safe for
+any character. SQL text is made only of the constants of this module; every value is a
+parameter.
+"""
+
+from __future__ import annotations as _annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Final
+
+from meterline.budgets._base import METRICS, ZERO, Line, Refusal, Vector, first_refusal
+from meterline.exceptions import BudgetStoreError, ConfigurationError
+
+__all__ = ["SCHEMA_VERSION", "SQLiteBudgetStore"]
+
+SCHEMA_VERSION: Final = 1
+"""The version of the budget tables this meterline writes (SQLite and PostgreSQL alike)."""
+_SWEEP_EVERY: Final = 60.0
+"""Seconds (of the callers' clock) between deletions of expired holds and buckets, per store."""
+_SUMS: Final = ", ".join(f"coalesce(sum({name}), 0)" for name in METRICS)
+_COLUMNS: Final = ", ".join(METRICS)
+_ADD: Final = ", ".join(f"{name} = {name} + excluded.{name}" for name in METRICS)
+_INT: Final = " INTEGER NOT NULL"
+
+
+def _schema_v1(conn: sqlite3.Connection) -> None:
+    """Version 1: usage by bucket, holds, claimed alerts and definitions."""
+    metrics = ", ".join(f"{name}{_INT}" for name in METRICS)
+    conn.execute(
+        f"CREATE TABLE meterline_budget_usage (budget TEXT NOT NULL, key TEXT NOT NULL, bucket{_INT},"
+        f" {metrics}, expires_at REAL, PRIMARY KEY (budget, key, bucket)) WITHOUT ROWID"
+    )
+    conn.execute(
+        "CREATE INDEX meterline_budget_usage_expiry ON meterline_budget_usage (expires_at)"
+        " WHERE expires_at IS NOT NULL"
+    )
+    conn.execute(
+        "CREATE TABLE meterline_budget_holds (rid TEXT NOT NULL, budget TEXT NOT NULL, key TEXT NOT NULL,"
+        f" {metrics}, expires REAL NOT NULL, PRIMARY KEY (rid, budget, key)) WITHOUT ROWID"
+    )
+    conn.execute(
+        "CREATE INDEX meterline_budget_holds_counter ON meterline_budget_holds (budget, key, expires)"
+    )
+    conn.execute("CREATE INDEX meterline_budget_holds_expiry ON meterline_budget_holds (expires)")
+    conn.execute(
+        "CREATE TABLE meterline_budget_alerts (budget TEXT NOT NULL, key TEXT NOT NULL,"
+        f" window_start{_INT}, threshold{_INT}, PRIMARY KEY (budget, key, window_start, threshold))"
+        " WITHOUT ROWID"
+    )
+    conn.execute("CREATE TABLE meterline_budget_definitions (budget TEXT PRIMARY KEY, spec TEXT NOT NULL)")
+
+
+MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (_schema_v1,)
+"""Forward migrations: ``MIGRATIONS[n]`` takes the budget tables from version ``n`` to ``n + 1``."""
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+_STATE: Final = (
+    f"SELECT 0, {_SUMS} FROM meterline_budget_usage"  # noqa: S608 - constants only
+    " WHERE budget = ? AND key = ? AND bucket BETWEEN ? AND ?"
+    f" UNION ALL SELECT 1, {_SUMS} FROM meterline_budget_holds"
+    " WHERE budget = ? AND key = ? AND expires > ?"
+)
+_USED: Final = (
+    f"SELECT {_SUMS} FROM meterline_budget_usage"  # noqa: S608 - constants only
+    " WHERE budget = ? AND key = ? AND bucket BETWEEN ? AND ?"
+)
+_HOLD: Final = (
+    f"INSERT OR REPLACE INTO meterline_budget_holds (rid, budget, key, {_COLUMNS}, expires)"  # noqa: S608
+    f" VALUES ({', '.join('?' * (len(METRICS) + 4))})"
+)
+_CHARGE: Final = (
+    f"INSERT INTO meterline_budget_usage (budget, key, bucket, {_COLUMNS}, expires_at)"  # noqa: S608
+    f" VALUES ({', '.join('?' * (len(METRICS) + 4))})"
+    f" ON CONFLICT (budget, key, bucket) DO UPDATE SET {_ADD}, expires_at = excluded.expires_at"
+)
+_DROP_HOLDS: Final = "DELETE FROM meterline_budget_holds WHERE rid = ?"
+_KEYS: Final = (
+    "SELECT key FROM meterline_budget_usage WHERE budget = ?"
+    " UNION SELECT key FROM meterline_budget_holds WHERE budget = ?"
+)
+
+
+def encode(value: str | tuple[str, ...]) -> str:
+    """A budget name or key tuple as JSON text: unambiguous, ASCII, without NUL."""
+    return json.dumps(
+        value if isinstance(value, str) else list(value), ensure_ascii=True, separators=(",", ":")
+    )
+
+
+def decode_key(text: str | bytes) -> tuple[str, ...]:
+    """The key tuple stored as ``text`` by `encode`."""
+    return tuple(json.loads(text))
+
+
+def matches(key: tuple[str, ...], pattern: tuple[str | None, ...]) -> bool:
+    """Whether ``key`` matches ``pattern`` (``None`` matches any value at its position)."""
+    return len(key) == len(pattern) and all(
+        want is None or want == have for want, have in zip(pattern, key, strict=True)
+    )
+
+
+class SQLiteBudgetStore:
+    """Budget counters in one SQLite file, shared by every process of one host.
+
+    Thread-safe (one connection per process, under a lock) and fork-safe: a forked child
+    opens its own connection on first use and never touches the parent's (SQLite itself
+    cannot serve a child forked while another thread is inside a transaction: the child
+    sees the file locked until its busy timeout). Opening creates
+    the file readable by its owner only (0600), sets WAL mode, and applies forward
+    migrations in one transaction; it refuses tables written by a newer meterline.
+
+    Args:
+        path: The database file (created, mode 0600, when missing); the ledger's file will do.
+        timeout: Seconds to wait for the file while another connection writes it.
+
+    Raises:
+        ConfigurationError: when ``timeout`` is not a non-negative number.
+        BudgetStoreError: when the file cannot be created or opened, is not a database, or
+            its budget tables are newer than this meterline knows.
+    """
+
+    url: str
+    """``sqlite:///`` followed by the file's absolute path."""
+
+    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+        seconds: object = timeout  # checked at run time, whatever the annotations say
+        if type(seconds) not in (int, float) or not seconds >= 0:  # type: ignore[operator]
+            raise ConfigurationError(f"timeout={timeout!r}: expected a non-negative number of seconds")
+        self.path = Path(path).expanduser().absolute()
+        """The database file."""
+        self.url = f"sqlite:///{self.path}"
+        self._timeout = float(timeout)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        self._next_sweep = 0.0
+        try:
+            # Create the file ourselves so it is never readable by others, not even briefly.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
+        except OSError as exc:
+            raise BudgetStoreError(f"cannot create the budget store file {self.path}: {exc}") from exc
+        with self._lock:
+            self._connection()
+        _STORES.add(self)
+
+    def __repr__(self) -> str:
+        return f"SQLiteBudgetStore({str(self.path)!r})"
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        """This process's connection, opened (and the schema migrated) on first use; the lock held."""
+        if self._conn is not None:
+            return self._conn
+        if self._closed:
+            raise BudgetStoreError(f"the budget store {self.url} is closed")
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise BudgetStoreError(f"cannot open {self.url}: {exc}") from exc
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._migrate(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise BudgetStoreError(f"cannot open {self.url}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(OSError):  # absent, or not ours to change
+                os.chmod(f"{self.path}{suffix}", 0o600)
+        self._conn = conn
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS meterline_budget_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            row = conn.execute(
+                "SELECT value FROM meterline_budget_meta WHERE key = 'schema_version'"
+            ).fetchone()
+            try:
+                version = 0 if row is None else int(row[0])
+            except ValueError:
+                raise BudgetStoreError(
+                    f"{self.url}: schema_version={row[0]!r} in meterline_budget_meta: expected an integer"
+                ) from None
+            if version > SCHEMA_VERSION:
+                raise BudgetStoreError(
+                    f"{self.url} has budget schema version {version}, written by a newer meterline;"
+                    f" this meterline knows version {SCHEMA_VERSION}: upgrade meterline to use it"
+                )
+            for migrate in MIGRATIONS[version:]:
+                migrate(conn)
+            if version < SCHEMA_VERSION:
+                conn.execute(
+                    "INSERT INTO meterline_budget_meta (key, value) VALUES ('schema_version', ?)"
+                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (str(SCHEMA_VERSION),),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    @contextlib.contextmanager
+    def _transaction(self, what: str, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        """Hold the lock and one transaction; a driver error rolls it back, as a `BudgetStoreError`."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute(begin)
+                yield conn
+                conn.execute("COMMIT")
+            except (sqlite3.Error, OverflowError) as exc:  # OverflowError: an int past 64 bits
+                _rollback(conn)
+                raise BudgetStoreError(f"{what} failed on {self.url}: {exc}") from exc
+            except BaseException:
+                _rollback(conn)
+                raise
+
+    def _sweep(self, conn: sqlite3.Connection, now: float) -> None:
+        """Delete expired holds and buckets, at most once a minute (of the callers' clock)."""
+        if now >= self._next_sweep:
+            self._next_sweep = now + _SWEEP_EVERY
+            conn.execute("DELETE FROM meterline_budget_holds WHERE expires <= ?", (now,))
+            conn.execute(
+                "DELETE FROM meterline_budget_usage WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
+            )
+
+    @staticmethod
+    def _state(conn: sqlite3.Connection, line: Line, now: float) -> tuple[Vector, Vector]:
+        budget, key = encode(line.budget), encode(line.key)
+        rows = conn.execute(
+            _STATE, (budget, key, line.first_bucket, line.bucket, budget, key, now)
+        ).fetchall()
+        used = reserved = ZERO
+        for which, *sums in rows:
+            if which:
+                reserved = _vector(sums)
+            else:
+                used = _vector(sums)
+        return used, reserved
+
+    # -- BudgetStore --------------------------------------------------------------------
+
+    def reserve(
+        self, rid: str, lines: Sequence[Line], amounts: Sequence[Vector], now: float, lease: float
+    ) -> Refusal | None:
+        """Hold ``amounts`` on ``lines`` until ``now + lease``, all or nothing, in one transaction."""
+        with self._transaction("reserve") as conn:
+            self._sweep(conn, now)
+            state = [self._state(conn, line, now) for line in lines]
+            refusal = first_refusal(lines, amounts, state)
+            if refusal is not None:
+                return refusal
+            expires = now + lease
+            conn.executemany(
+                _HOLD,
+                [
+                    (rid, encode(line.budget), encode(line.key), *amount, expires)
+                    for line, amount in zip(lines, amounts, strict=True)
+                ],
+            )
+            return None
+
+    def settle(
+        self, rid: str | None, lines: Sequence[Line], amounts: Sequence[Vector], now: float
+    ) -> list[Vector]:
+        """Delete the holds of ``rid`` and add ``amounts`` to ``lines``, in one transaction."""
+        with self._transaction("settle") as conn:
+            if rid is not None:
+                conn.execute(_DROP_HOLDS, (rid,))
+            after = []
+            for line, amount in zip(lines, amounts, strict=True):
+                budget, key = encode(line.budget), encode(line.key)
+                conn.execute(_CHARGE, (budget, key, line.bucket, *amount, line.expires_at))
+                (sums,) = conn.execute(_USED, (budget, key, line.first_bucket, line.bucket))
+                after.append(_vector(sums))
+            self._sweep(conn, now)
+            return after
+
+    def release(self, rid: str) -> None:
+        """Delete the holds of ``rid``."""
+        with self._transaction("release") as conn:
+            conn.execute(_DROP_HOLDS, (rid,))
+
+    def read(self, lines: Sequence[Line], now: float) -> list[tuple[Vector, Vector]]:
+        """``(used, reserved)`` of each line at ``now``, from one snapshot."""
+        with self._transaction("read", "BEGIN") as conn:
+            return [self._state(conn, line, now) for line in lines]
+
+    def _keys(self, conn: sqlite3.Connection, budget: str) -> list[tuple[str, ...]]:
+        name = encode(budget)
+        return sorted(decode_key(key) for (key,) in conn.execute(_KEYS, (name, name)))
+
+    def keys(self, budget: str) -> list[tuple[str, ...]]:
+        """The keys of ``budget``'s counters that have usage or holds, sorted."""
+        with self._transaction("keys", "BEGIN") as conn:
+            return self._keys(conn, budget)
+
+    def forget(self, budget: str, key: tuple[str | None, ...]) -> int:
+        """Delete ``budget``'s counters whose key matches (``None`` matches anything)."""
+        with self._transaction("forget") as conn:
+            doomed = [
+                (encode(budget), encode(found)) for found in self._keys(conn, budget) if matches(found, key)
+            ]
+            conn.executemany("DELETE FROM meterline_budget_usage WHERE budget = ? AND key = ?", doomed)
+            conn.executemany("DELETE FROM meterline_budget_holds WHERE budget = ? AND key = ?", doomed)
+            return len(doomed)
+
+    def claim_alert(self, budget: str, key: tuple[str, ...], window: int, threshold: int) -> bool:
+        """``True`` the first time this (budget, key, window, threshold) is claimed, across processes."""
+        with self._transaction("claim_alert") as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO meterline_budget_alerts (budget, key, window_start, threshold)"
+                " VALUES (?, ?, ?, ?)",
+                (encode(budget), encode(key), window, threshold),
+            )
+            return cursor.rowcount == 1
+
+    def define(self, budget: str, spec: str) -> None:
+        """Store (or replace) a budget's definition."""
+        with self._transaction("define") as conn:
+            conn.execute(
+                "INSERT INTO meterline_budget_definitions (budget, spec) VALUES (?, ?)"
+                " ON CONFLICT (budget) DO UPDATE SET spec = excluded.spec",
+                (encode(budget), spec),
+            )
+
+    def definitions(self) -> dict[str, str]:
+        """Every stored budget definition, by name."""
+        with self._transaction("definitions", "BEGIN") as conn:
+            rows = conn.execute("SELECT budget, spec FROM meterline_budget_definitions").fetchall()
+        return {json.loads(budget): spec for budget, spec in rows}
+
+    def close(self) -> None:
+        """Close this process's connection. Idempotent."""
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _after_fork_in_child(self) -> None:
+        """Forget the parent's connection (never closing it) and the lock another thread may hold."""
+        if self._conn is not None:
+            _INHERITED.append(self._conn)  # closing it here could disturb the parent's file locks
+        self._conn = None
+        self._lock = threading.Lock()
+
+
+def _vector(sums: Iterable[int]) -> Vector:
+    t, i, o, c, r, k = sums
+    return (t, i, o, c, r, k)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
+            conn.execute("ROLLBACK")
+
+
+_STORES: Final[weakref.WeakSet[SQLiteBudgetStore]] = weakref.WeakSet()
+_INHERITED: Final[list[sqlite3.Connection]] = []
+"""Connections a forked child inherited: kept, unused, so that they are never closed there."""
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_STORES):
+        store._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
