@@ -21,6 +21,7 @@ from meterline._pricing import ModelRates, Pricer, PriceTable
 from meterline._providers import canonical_provider
 from meterline._version import __version__
 from meterline.exceptions import MeterlineError, UnknownModelError
+from meterline.exporters._serve import add_serve_command
 
 __all__ = ["cost_places", "format_cost", "format_price", "format_table", "format_tokens", "main"]
 
@@ -227,6 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_cmd_demo)
     add_ledger_commands(commands)
     add_budget_commands(commands)
+    add_serve_command(commands)
     return parser
 
 

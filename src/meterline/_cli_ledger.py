@@ -9,6 +9,7 @@ from __future__ import annotations as _annotations
 import argparse
 import csv
 import json
+import os
 import re
 import socket
 import sys
@@ -23,16 +24,29 @@ from meterline._events import UsageEvent
 from meterline._pricing import Pricer, PriceTable, atto_to_decimal
 from meterline._usage import USAGE_FIELDS
 from meterline.exceptions import ConfigurationError, UnpricedModelWarning
+from meterline.exporters._billing import (
+    CLOUDEVENT_TYPE,
+    STRIPE_QUANTITIES,
+    BillingFormat,
+    CloudEvents,
+    Stripe,
+    StripeMeter,
+    cloudevent,
+)
 from meterline.ledger._base import LedgerBackend, LedgerRow
 from meterline.ledger._open import ENV_VAR, open_ledger
 
-__all__ = ["add_ledger_commands", "cloudevent", "parse_when"]
+__all__ = ["CLOUDEVENT_TYPE", "add_ledger_commands", "cloudevent", "parse_when"]
 
 _AGE: Final = re.compile(r"(\d+)\s*([smhdw])")
 _UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-EXPORT_FORMATS: Final = ("jsonl", "csv", "cloudevents")
-CLOUDEVENT_TYPE: Final = "io.meterline.usage.v1"
-"""The CloudEvents ``type`` of exported events (a reverse-DNS, versioned name)."""
+EXPORT_FORMATS: Final = ("jsonl", "csv", "cloudevents", "stripe")
+BILLING_FORMATS: Final = ("cloudevents", "stripe")
+"""Formats ``export`` can deliver (``--to``) and resume (``--cursor``)."""
+DEFAULT_STRIPE_METERS: Final = (
+    "meterline_input_tokens=input_tokens",
+    "meterline_output_tokens=output_tokens",
+)
 
 
 def parse_when(text: str, *, now: datetime | None = None) -> datetime:
@@ -207,48 +221,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 # export
 
 
-def cloudevent(event: UsageEvent, *, source: str, subject_dimension: str | None) -> dict[str, Any]:
-    """One event as a CloudEvents 1.0 structured-mode JSON object (OpenMeter's ingest format).
-
-    ``id`` is the event id, so a re-sent event is deduplicated (``source`` + ``id``); money is
-    a decimal string; ``subject`` is the value of ``subject_dimension`` (the billing customer).
-    """
-    usage = event.usage
-    data: dict[str, Any] = {
-        "operation": event.operation,
-        "provider": event.provider,
-        "request_model": event.request_model or event.model,
-        "response_model": event.model,
-        "response_id": event.response_id,
-        "status": event.status,
-        "input_tokens": None if usage is None else usage.input_tokens,
-        "output_tokens": None if usage is None else usage.output_tokens,
-        "cache_read_input_tokens": None if usage is None else usage.cache_read_tokens,
-        "cache_write_input_tokens": None if usage is None else usage.cache_write_tokens,
-        "reasoning_output_tokens": None if usage is None else usage.reasoning_tokens,
-        "cost": None
-        if event.cost is None
-        else {"amount": str(event.cost), "currency": "USD", "source": "local"},
-        "pricing": None if event.price_version is None else {"catalog_version": event.price_version},
-        "latency_ms": event.latency_ms,
-        "operation_id": event.operation_id,
-        "attempt": event.attempt,
-        "dimensions": dict(event.dimensions),
-    }
-    document: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": event.id,
-        "source": source,
-        "type": CLOUDEVENT_TYPE,
-        "time": event.time.isoformat().replace("+00:00", "Z"),
-        "datacontenttype": "application/json",
-        "data": data,
-    }
-    if subject_dimension is not None and subject_dimension in event.dimensions:
-        document["subject"] = event.dimensions[subject_dimension]
-    return document
-
-
 _CSV_FIELDS: Final = (
     "id",
     "time",
@@ -322,9 +294,85 @@ def export_lines(
         yield json.dumps(document, separators=(",", ":"), sort_keys=True) + "\n"
 
 
+def _stripe_meter(text: str) -> StripeMeter:
+    """Parse ``--stripe-meter EVENT_NAME=QUANTITY[:UNIT]`` (e.g. ``llm_cost=cost:0.000001``)."""
+    name, equals, rest = text.partition("=")
+    quantity, _, unit = rest.partition(":")
+    if not equals or not name or quantity not in STRIPE_QUANTITIES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected EVENT_NAME=QUANTITY[:UNIT], QUANTITY one of {', '.join(STRIPE_QUANTITIES)}, "
+            "e.g. llm_output_tokens=output_tokens or llm_cost_micro_usd=cost:0.000001"
+        )
+    try:
+        return StripeMeter(event_name=name, quantity=quantity, unit=unit or 1)  # type: ignore[arg-type]
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _billing_format(args: argparse.Namespace) -> BillingFormat:
+    if args.format == "cloudevents":
+        return CloudEvents(source=args.source, subject_dimension=args.subject)
+    if args.subject is None:
+        raise ConfigurationError(
+            "--format stripe needs --customer DIMENSION: the dimension whose value is the Stripe customer id"
+        )
+    meters = args.stripe_meter or [_stripe_meter(text) for text in DEFAULT_STRIPE_METERS]
+    return Stripe(meters=tuple(meters), customer_dimension=args.subject, customer_key=args.customer_key)
+
+
+def _export_billing(args: argparse.Namespace, ledger: LedgerBackend) -> int:
+    from meterline.exporters._feed import Cursor, feed, http_sender, lines_sender  # noqa: PLC0415 - when used
+    from meterline.exporters._http import check_url  # noqa: PLC0415 - when used
+
+    fmt = _billing_format(args)
+    headers = {}
+    if args.auth_env:
+        token = os.environ.get(args.auth_env)
+        if not token:
+            raise ConfigurationError(f"--auth-env {args.auth_env}: that environment variable is not set")
+        headers["Authorization"] = f"Bearer {token}"
+    if args.to is not None:
+        send = http_sender(check_url(args.to), fmt, headers=headers, retries=args.retries)
+    else:
+        send = lines_sender(sys.stdout.write, sys.stdout.flush)
+    cursor = None
+    after = args.after
+    if args.cursor is not None:
+        lateness = int((datetime.now(tz=UTC) - parse_when(args.lateness)).total_seconds())
+        cursor = Cursor.load(args.cursor, format=fmt.name, lateness_s=max(lateness, 0))
+        after = cursor.start_after() or after
+    events = ledger.events(since=args.since, until=args.until, after_id=after)
+    result = feed(
+        events,
+        fmt,
+        send,
+        batch_size=args.batch,
+        cursor=cursor,
+        save=None if args.cursor is None else (lambda moved: moved.save(args.cursor)),
+    )
+    for reason in result.skipped[:10]:
+        print(f"meterline: skipped: {reason}", file=sys.stderr)
+    if len(result.skipped) > 10:
+        print(f"meterline: skipped {len(result.skipped) - 10:,} more events", file=sys.stderr)
+    if args.to is not None:
+        where = f"; cursor at {result.cursor.last_id}" if result.cursor is not None else ""
+        print(
+            f"delivered {result.documents:,} documents for {result.events:,} events to {args.to}"
+            f" ({len(result.skipped):,} skipped){where}",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
+    if args.format not in BILLING_FORMATS and (args.to is not None or args.cursor is not None):
+        raise ConfigurationError(
+            f"--to and --cursor need --format cloudevents or stripe, not {args.format!r}"
+        )
     ledger = _open(args)
     try:
+        if args.format in BILLING_FORMATS:
+            return _export_billing(args, ledger)
         events = ledger.events(since=args.since, until=args.until, after_id=args.after)
         for line in export_lines(events, args.format, source=args.source, subject=args.subject):
             sys.stdout.write(line)
@@ -445,14 +493,63 @@ def add_ledger_commands(commands: Any) -> None:
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
     report.set_defaults(handler=_cmd_report)
 
-    export = commands.add_parser("export", help="stream a ledger's events (constant memory)")
+    export = commands.add_parser(
+        "export",
+        help="stream a ledger's events (constant memory), or deliver them to a billing endpoint",
+        description=(
+            "Stream a ledger's events as JSON lines, CSV, CloudEvents (OpenMeter) or Stripe meter events. "
+            "With --to URL, POST them in batches; with --cursor FILE, resume where the last run stopped: "
+            "the cursor advances only after a batch was acknowledged, so no event is skipped and a crash "
+            "re-sends at most one batch, with the same ids (the endpoint deduplicates)."
+        ),
+    )
     ledger_option(export)
     export.add_argument("--format", choices=EXPORT_FORMATS, default="jsonl")
     export.add_argument("--since", type=_when)
     export.add_argument("--until", type=_when)
     export.add_argument("--after", metavar="ID", help="resume after this event id (a cursor)")
     export.add_argument("--source", default=f"//meterline/{socket.gethostname()}", help="CloudEvents source")
-    export.add_argument("--subject", metavar="DIMENSION", help="dimension that names the customer (subject)")
+    export.add_argument(
+        "--subject",
+        "--customer",
+        dest="subject",
+        metavar="DIMENSION",
+        help="dimension that names the customer (CloudEvents subject; Stripe customer, required)",
+    )
+    export.add_argument("--to", metavar="URL", help="POST batches to this http(s) endpoint")
+    export.add_argument(
+        "--cursor",
+        metavar="FILE",
+        help="resume from and record delivery progress in FILE (created if missing)",
+    )
+    export.add_argument(
+        "--lateness",
+        default="10m",
+        metavar="AGE",
+        help="with --cursor: re-read this window for events that reached the ledger late (default 10m)",
+    )
+    export.add_argument(
+        "--batch", type=int, default=100, metavar="N", help="documents per request (default 100)"
+    )
+    export.add_argument(
+        "--retries", type=int, default=5, metavar="N", help="retries of a failing request (default 5)"
+    )
+    export.add_argument(
+        "--auth-env", metavar="VAR", help="send 'Authorization: Bearer $VAR' (the token stays out of argv)"
+    )
+    export.add_argument(
+        "--stripe-meter",
+        type=_stripe_meter,
+        action="append",
+        metavar="NAME=QUANTITY[:UNIT]",
+        help=(
+            "a Stripe meter to feed (repeatable), e.g. llm_output_tokens=output_tokens or "
+            "llm_cost_micro_usd=cost:0.000001; default: input_tokens and output_tokens meters"
+        ),
+    )
+    export.add_argument(
+        "--customer-key", default="stripe_customer_id", help="Stripe payload key of the customer"
+    )
     export.set_defaults(handler=_cmd_export)
 
     again = commands.add_parser("reprice", help="recompute stored costs with the current prices")

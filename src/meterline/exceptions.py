@@ -16,8 +16,7 @@ The hierarchy::
     ├── ExportError (ValueError)        an event a billing format cannot express (a Stripe value
     │                                   over 15 significant digits, no customer, too old)
     ├── DeliveryError                   a billing endpoint refused or kept failing (the CLI export)
-    ├── MissingExtraError (ImportError) an optional feature whose extra is not installed
-    └── UnsupportedSDKError             instrument() got a client it cannot meter, or too old an SDK
+    └── MissingExtraError (ImportError) an optional feature whose extra is not installed
 
     MeterlineWarning (UserWarning)
     └── UnpricedModelWarning            once per model: usage was recorded with ``cost=None``
@@ -41,6 +40,8 @@ __all__ = [
     "BudgetExceeded",
     "BudgetStoreError",
     "ConfigurationError",
+    "DeliveryError",
+    "ExportError",
     "LedgerError",
     "MalformedUsageError",
     "MeterlineError",
@@ -114,6 +115,18 @@ class LedgerError(MeterlineError):
 
     A ledger refuses a store whose schema is newer than this meterline knows, rather than
     risk writing rows an older schema cannot describe.
+    """
+
+
+class ExportError(MeterlineError, ValueError):
+    """An event that a billing format cannot express; the message names the event and the limit."""
+
+
+class DeliveryError(MeterlineError):
+    """A billing endpoint refused a batch, or kept failing past the retries (``meterline export --to``).
+
+    Nothing past the last acknowledged batch is marked delivered, so running the export
+    again resumes where it stopped.
     """
 
 
