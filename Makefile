@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP_CORE := $(VENV)/.installed-core
 STAMP_DEV  := $(VENV)/.installed-dev
+SDKMIN       := .venv-sdkmin
+SDKMIN_PINS  := tests/instrument/constraints-min.txt
+STAMP_SDKMIN := $(SDKMIN)/.installed
 
 .DEFAULT_GOAL := help
 
@@ -18,6 +21,12 @@ $(STAMP_CORE): pyproject.toml | $(BIN)/python
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@ $(STAMP_CORE)
+
+$(STAMP_SDKMIN): pyproject.toml $(SDKMIN_PINS)
+	test -x $(SDKMIN)/bin/python || $(PYTHON) -m venv $(SDKMIN)
+	$(SDKMIN)/bin/python -m pip install --quiet --disable-pip-version-check -c $(SDKMIN_PINS) \
+		-e ".[openai,anthropic,google]" pytest hypothesis
+	touch $@
 
 .PHONY: help
 help: ## List the targets
@@ -43,8 +52,13 @@ lint: $(STAMP_DEV) ## Lint (ruff check + format check) and type-check (mypy stri
 	$(BIN)/mypy
 
 .PHONY: test
-test: lint ## Lint, type-check and run the whole test suite
+test: lint ## Lint, type-check and run the whole test suite, then tests/instrument on the oldest SDKs
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory test-sdkmin
+
+.PHONY: test-sdkmin
+test-sdkmin: $(STAMP_SDKMIN) ## Run tests/instrument against the oldest supported openai, anthropic and google-genai
+	$(SDKMIN)/bin/python -m pytest tests/instrument -q -p no:cacheprovider
 
 .PHONY: bench
 bench: $(STAMP_DEV) ## Run the benchmarks and the comparison with the reference trackers

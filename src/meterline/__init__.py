@@ -10,6 +10,7 @@ from __future__ import annotations as _annotations
 from meterline._budget import Budget, BudgetAlert, BudgetStatus, Reservation, estimate_tokens, load_budgets
 from meterline._config import configure, get_meter, record, record_tool, reset_defaults, scope
 from meterline._events import OperationTotals, ToolStats, Totals, UsageEvent
+from meterline._instrument import instrument, uninstrument
 from meterline._meter import ActiveScope, Meter, MeterStats, Scope, Snapshot
 from meterline._normalize import Extracted, extract, usage_from
 from meterline._pricing import ModelRates, Price, PriceOverride, Pricer, PriceTable
@@ -32,6 +33,7 @@ from meterline.exceptions import (
     UnknownModelError,
     UnpricedModelWarning,
     UnrecognizedPayloadError,
+    UnsupportedSDKError,
     UsageError,
 )
 from meterline.ledger._open import open_ledger
@@ -71,6 +73,7 @@ __all__ = [
     "UnknownModelError",
     "UnpricedModelWarning",
     "UnrecognizedPayloadError",
+    "UnsupportedSDKError",
     "Usage",
     "UsageError",
     "UsageEvent",
@@ -80,12 +83,14 @@ __all__ = [
     "estimate_tokens",
     "extract",
     "get_meter",
+    "instrument",
     "load_budgets",
     "open_ledger",
     "record",
     "record_tool",
     "reset_defaults",
     "scope",
+    "uninstrument",
     "usage_from",
     "usage_from_stream",
 ]

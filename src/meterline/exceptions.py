@@ -16,7 +16,8 @@ The hierarchy::
     ├── ExportError (ValueError)        an event a billing format cannot express (a Stripe value
     │                                   over 15 significant digits, no customer, too old)
     ├── DeliveryError                   a billing endpoint refused or kept failing (the CLI export)
-    └── MissingExtraError (ImportError) an optional feature whose extra is not installed
+    ├── MissingExtraError (ImportError) an optional feature whose extra is not installed
+    └── UnsupportedSDKError             instrument() got a client it cannot meter, or too old an SDK
 
     MeterlineWarning (UserWarning)
     └── UnpricedModelWarning            once per model: usage was recorded with ``cost=None``
@@ -51,6 +52,7 @@ __all__ = [
     "UnknownModelError",
     "UnpricedModelWarning",
     "UnrecognizedPayloadError",
+    "UnsupportedSDKError",
     "UsageError",
 ]
 
@@ -211,6 +213,14 @@ class MissingExtraError(MeterlineError, ImportError):
     """An optional feature was used without its extra installed.
 
     The message names the ``pip install "meterline[extra]"`` command that fixes it.
+    """
+
+
+class UnsupportedSDKError(MeterlineError):
+    """`meterline.instrument` was given a client it cannot meter, or one from an SDK too old.
+
+    The message names the client's type or the SDK's installed version, the minimum meterline
+    supports and the command that upgrades it.
     """
 
 

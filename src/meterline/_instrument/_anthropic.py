@@ -1,0 +1,41 @@
+"""Anthropic (``anthropic.Anthropic``/``AsyncAnthropic``): Messages.
+
+Patched on the client's own ``messages`` resource: ``create`` (with or without
+``stream=True``), ``parse`` where the SDK has it, and ``stream()``. ``stream()`` does not go
+through ``create``: it returns a manager that sends the request on ``__enter__``, so the
+manager's request is wrapped instead, and the reservation and the clock start there.
+"""
+
+from __future__ import annotations as _annotations
+
+from typing import Any, Final
+
+from meterline._instrument._common import Endpoint, Request, StreamState, given_int, given_str
+
+__all__ = ["ENDPOINTS", "MIN_VERSION"]
+
+MIN_VERSION: Final = (0, 43)
+"""Before 0.43, ``messages.stream()`` built a second ``Stream`` over the HTTP response and
+iterated that one, out of meterline's reach: the stream's usage was lost."""
+
+
+def _messages(kw: dict[str, Any]) -> Request:
+    system = kw.get("system")
+    content: Any = kw.get("messages")
+    if isinstance(system, str | list):
+        content = {"system": system, "messages": content}
+    return Request(given_str(kw.get("model")), given_int(kw.get("max_tokens")), content)
+
+
+def _observe(state: StreamState, chunk: Any) -> bool:
+    state.add(chunk)
+    if getattr(chunk, "type", None) == "message_stop":
+        state.complete = True
+    return False
+
+
+ENDPOINTS: Final = (
+    Endpoint(("messages",), "create", "chat", _messages, _observe),
+    Endpoint(("messages",), "parse", "chat", _messages, _observe),
+    Endpoint(("messages",), "stream", "chat", _messages, _observe, kind="manager"),
+)

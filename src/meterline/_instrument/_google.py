@@ -1,0 +1,87 @@
+"""Google GenAI (``google.genai.Client``): generate_content, its stream, embed_content; sync and ``aio``.
+
+Patched on the client's own ``models`` and ``aio.models`` objects. The public
+``generate_content`` may send several requests (automatic function calling, continuations),
+so meterline patches the per-request methods under it, ``_generate_content`` and
+``_generate_content_stream``: each request is one event. ``embed_content`` is patched as is.
+
+The Gemini API reports no usage for embeddings, so they are recorded as unmeasured; Vertex
+AI reports each embedding's ``statistics.token_count``, which becomes the input tokens.
+"""
+
+from __future__ import annotations as _annotations
+
+from typing import Any, Final
+
+from meterline._instrument._common import Endpoint, Request, StreamState, given_int, given_str, plain
+from meterline._usage import Usage
+
+__all__ = ["ENDPOINTS", "MIN_VERSION"]
+
+MIN_VERSION: Final = (1, 8)
+"""Before 1.8 the SDK's usage type dropped ``thoughtsTokenCount`` and
+``toolUsePromptTokenCount``: thinking and tool-use tokens, billed, would go unrecorded."""
+
+
+def _option(config: Any, name: str) -> Any:
+    if config is None:
+        return None
+    if isinstance(config, dict):
+        return config.get(name)
+    return getattr(config, name, None)
+
+
+def _model(kw: dict[str, Any]) -> str | None:
+    model = given_str(kw.get("model"))
+    if model is not None and model.startswith("models/"):
+        model = model[7:]
+    return model
+
+
+def _generate(kw: dict[str, Any]) -> Request:
+    config = kw.get("config")
+    content = plain(kw.get("contents"))
+    system = _option(config, "system_instruction")
+    if system is not None:
+        content = {"system_instruction": plain(system), "contents": content}
+    return Request(_model(kw), given_int(_option(config, "max_output_tokens")), content)
+
+
+def _embed(kw: dict[str, Any]) -> Request:
+    return Request(_model(kw), None, plain(kw.get("contents")))
+
+
+def _embed_usage(response: Any) -> Usage | None:
+    """Vertex AI's per-embedding token counts, summed; ``None`` when the API reported none."""
+    embeddings = getattr(response, "embeddings", None) or ()
+    total = 0
+    for embedding in embeddings:
+        count = getattr(getattr(embedding, "statistics", None), "token_count", None)
+        if count is None:
+            return None
+        total += int(count)
+    return Usage(input_tokens=total) if embeddings else None
+
+
+def _observe(state: StreamState, chunk: Any) -> bool:
+    state.add(chunk)
+    for candidate in getattr(chunk, "candidates", None) or ():
+        if getattr(candidate, "finish_reason", None) is not None:
+            state.complete = True
+    return False
+
+
+def _observe_nothing(state: StreamState, chunk: Any) -> bool:
+    return False
+
+
+ENDPOINTS: Final = (
+    Endpoint(("models",), "_generate_content", "generate_content", _generate, _observe),
+    Endpoint(("models",), "_generate_content_stream", "generate_content", _generate, _observe, kind="lazy"),
+    Endpoint(("models",), "embed_content", "embeddings", _embed, _observe_nothing, usage=_embed_usage),
+    Endpoint(("aio", "models"), "_generate_content", "generate_content", _generate, _observe),
+    Endpoint(
+        ("aio", "models"), "_generate_content_stream", "generate_content", _generate, _observe, kind="iter"
+    ),
+    Endpoint(("aio", "models"), "embed_content", "embeddings", _embed, _observe_nothing, usage=_embed_usage),
+)

@@ -1,0 +1,115 @@
+"""OpenAI (``openai.OpenAI``/``AsyncOpenAI``, Azure too): chat completions, Responses, embeddings.
+
+Patched on the client's own resource objects (never the classes): ``chat.completions.create``
+and ``parse``, ``responses.create`` and ``parse``, ``embeddings.create``. The stream helpers
+(``chat.completions.stream()``, ``responses.stream()``, the old ``beta.chat.completions``
+ones) call ``create``, so they are metered through it, once.
+
+Chat streams report usage only when asked (``stream_options.include_usage``), on one extra
+chunk whose ``choices`` is empty. meterline asks for it unless the caller passed
+``stream_options``, and then hides that chunk, so the caller sees the stream it asked for.
+"""
+
+from __future__ import annotations as _annotations
+
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from meterline._instrument._common import (
+    MISSING,
+    Endpoint,
+    Request,
+    StreamState,
+    given_int,
+    given_str,
+    unset,
+)
+
+__all__ = ["ENDPOINTS", "MIN_VERSION", "provider_of"]
+
+MIN_VERSION: Final = (1, 55, 3)
+"""The oldest openai that runs on httpx 0.28, which the google extra's floor requires (older
+releases pass httpx the ``proxies=`` argument it removed)."""
+
+_HOSTS: Final = {
+    "api.openai.com": "openai",
+    "api.deepseek.com": "deepseek",
+    "api.groq.com": "groq",
+    "api.x.ai": "x_ai",
+    "api.mistral.ai": "mistral_ai",
+}
+"""OpenAI-compatible APIs whose usage blocks follow their own rules."""
+
+
+def provider_of(client: Any) -> str:
+    """The provider of an OpenAI client: Azure, a known compatible host, else ``openai``."""
+    if "Azure" in type(client).__name__:
+        return "azure.ai.openai"
+    host = urlsplit(str(getattr(client, "base_url", ""))).hostname or ""
+    if host.endswith(".openai.azure.com"):
+        return "azure.ai.openai"
+    return _HOSTS.get(host, "openai")
+
+
+def _chat(kw: dict[str, Any]) -> Request:
+    limit = given_int(kw.get("max_completion_tokens"))
+    if limit is None:
+        limit = given_int(kw.get("max_tokens"))
+    return Request(given_str(kw.get("model")), limit, kw.get("messages"))
+
+
+def _responses(kw: dict[str, Any]) -> Request:
+    instructions = kw.get("instructions")
+    content = kw.get("input")
+    if type(instructions) is str:
+        content = [{"role": "system", "content": instructions}, content]
+    return Request(given_str(kw.get("model")), given_int(kw.get("max_output_tokens")), content)
+
+
+def _embeddings(kw: dict[str, Any]) -> Request:
+    return Request(given_str(kw.get("model")), None, kw.get("input"))
+
+
+def _ask_usage(kw: dict[str, Any]) -> bool:
+    """Ask a chat stream for its usage chunk, unless the caller chose ``stream_options``."""
+    if kw.get("stream") is True and unset(kw.get("stream_options", MISSING)):
+        kw["stream_options"] = {"include_usage": True}
+        return True
+    return False
+
+
+def _observe_chat(state: StreamState, chunk: Any) -> bool:
+    state.add(chunk)
+    choices = getattr(chunk, "choices", None)
+    if getattr(chunk, "usage", None) is not None:
+        state.complete = True
+        return state.hide and not choices
+    if choices and any(getattr(choice, "finish_reason", None) for choice in choices):
+        state.complete = True
+    return False
+
+
+_TERMINAL: Final = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+def _observe_responses(state: StreamState, chunk: Any) -> bool:
+    state.add(chunk)
+    kind = getattr(chunk, "type", None)
+    if kind in _TERMINAL:
+        state.complete = True
+        if kind == "response.failed":
+            state.outcome = "failed"
+    return False
+
+
+def _observe_nothing(state: StreamState, chunk: Any) -> bool:
+    return False
+
+
+ENDPOINTS: Final = (
+    Endpoint(("chat", "completions"), "create", "chat", _chat, _observe_chat, prepare=_ask_usage),
+    Endpoint(("chat", "completions"), "parse", "chat", _chat, _observe_chat),
+    Endpoint(("responses",), "create", "chat", _responses, _observe_responses),
+    Endpoint(("responses",), "parse", "chat", _responses, _observe_responses),
+    Endpoint(("embeddings",), "create", "embeddings", _embeddings, _observe_nothing),
+)

@@ -1,0 +1,132 @@
+"""The Anthropic client, sync and async, against a local server speaking Anthropic's SSE framing."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import pytest
+
+import meterline
+from tests.instrument.conftest import Recorded
+from tests.instrument.server import FakeAPI, Reply, event_sse, fixture
+
+MESSAGE = fixture("anthropic/message_plain")
+STREAM = fixture("anthropic/stream_delta_output_only")
+MESSAGES: Any = [{"role": "user", "content": "Hi"}]
+MODEL = "claude-opus-4-7"
+
+
+def usage_of(case: dict[str, object]) -> meterline.Usage:
+    """The canonical usage a fixture case expects."""
+    return meterline.Usage.from_dict(case["expected"])  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def client(api: FakeAPI, rec: Recorded) -> Iterator[anthropic.Anthropic]:
+    """A client of the local server, instrumented."""
+    with anthropic.Anthropic(api_key="k", base_url=api.url, max_retries=0) as sdk_client:
+        yield meterline.instrument(sdk_client, rec.meter)
+
+
+def async_client(api: FakeAPI, rec: Recorded) -> anthropic.AsyncAnthropic:
+    """An instrumented async client of the local server."""
+    return meterline.instrument(
+        anthropic.AsyncAnthropic(api_key="k", base_url=api.url, max_retries=0), rec.meter
+    )
+
+
+def test_create(api: FakeAPI, rec: Recorded, client: anthropic.Anthropic) -> None:
+    """A message is recorded with Anthropic's usage rules, served and requested model."""
+    api.script(Reply(body=MESSAGE["payload"]))
+    client.messages.create(model=MODEL, max_tokens=100, messages=MESSAGES)
+    event = rec.only
+    assert (event.provider, event.model, event.request_model) == ("anthropic", MESSAGE["model"], MODEL)
+    assert event.usage == usage_of(MESSAGE)
+
+
+def test_create_stream(api: FakeAPI, rec: Recorded, client: anthropic.Anthropic) -> None:
+    """stream=True yields every event to the user and records the overwritten (not summed) usage."""
+    api.script(Reply(events=event_sse(STREAM["chunks"])))
+    events = list(client.messages.create(model=MODEL, max_tokens=100, messages=MESSAGES, stream=True))
+    assert [event.type for event in events] == [c["type"] for c in STREAM["chunks"] if c["type"] != "ping"]
+    assert rec.only.usage == usage_of(STREAM)
+    assert rec.only.status == "ok"
+
+
+def test_stream_helper(api: FakeAPI, rec: Recorded, client: anthropic.Anthropic) -> None:
+    """messages.stream() is metered when entered and settled when its block ends."""
+    api.script(Reply(events=event_sse(STREAM["chunks"])))
+    manager = client.messages.stream(model=MODEL, max_tokens=100, messages=MESSAGES)
+    assert api.received == []
+    with manager as stream:
+        message = stream.get_final_message()
+    assert message.usage.output_tokens == usage_of(STREAM).output_tokens
+    assert rec.only.usage == usage_of(STREAM)
+
+
+def test_stream_helper_early_exit(api: FakeAPI, rec: Recorded, client: anthropic.Anthropic) -> None:
+    """Leaving messages.stream() after one event records a cancelled call right away."""
+    api.script(Reply(events=event_sse(STREAM["chunks"])))
+    with client.messages.stream(model=MODEL, max_tokens=100, messages=MESSAGES) as stream:
+        for _event in stream:
+            break
+    assert rec.only.status == "cancelled"
+
+
+def test_async_create_stream_and_helper(api: FakeAPI, rec: Recorded) -> None:
+    """The async client records create, create(stream=True) and stream() alike."""
+    api.script(
+        Reply(body=MESSAGE["payload"]),
+        Reply(events=event_sse(STREAM["chunks"])),
+        Reply(events=event_sse(STREAM["chunks"])),
+    )
+
+    async def main() -> None:
+        async with async_client(api, rec) as sdk_client:
+            await sdk_client.messages.create(model=MODEL, max_tokens=100, messages=MESSAGES)
+            stream = await sdk_client.messages.create(
+                model=MODEL, max_tokens=100, messages=MESSAGES, stream=True
+            )
+            async for _event in stream:
+                pass
+            async with sdk_client.messages.stream(model=MODEL, max_tokens=100, messages=MESSAGES) as helper:
+                await helper.get_final_message()
+
+    asyncio.run(main())
+    assert [event.usage for event in rec.events] == [usage_of(MESSAGE), usage_of(STREAM), usage_of(STREAM)]
+
+
+def test_connection_dropped_mid_stream(api: FakeAPI, rec: Recorded, client: anthropic.Anthropic) -> None:
+    """A dropped stream raises the SDK's error and keeps the usage message_start reported."""
+    api.script(Reply(events=event_sse(STREAM["chunks"]), drop_after=3))
+    stream = client.messages.create(model=MODEL, max_tokens=100, messages=MESSAGES, stream=True)
+    with pytest.raises(Exception) as raised:
+        list(stream)
+    event = rec.only
+    assert event.status == type(raised.value).__name__
+    assert event.usage is not None
+    assert event.usage.input_tokens == usage_of(STREAM).input_tokens
+
+
+def test_abandoned_stream(api: FakeAPI, rec: Recorded, client: anthropic.Anthropic) -> None:
+    """A stream dropped after one event is recorded once collected."""
+    api.script(Reply(events=event_sse(STREAM["chunks"])))
+    stream = client.messages.create(model=MODEL, max_tokens=100, messages=MESSAGES, stream=True)
+    next(iter(stream))
+    del stream
+    gc.collect()
+    assert rec.only.status == "cancelled"
+
+
+def test_overloaded(api: FakeAPI, rec: Recorded, client: anthropic.Anthropic) -> None:
+    """A 529 reaches the user as the SDK's error and is recorded as status 529."""
+    api.script(
+        Reply(status=529, body={"type": "error", "error": {"type": "overloaded_error", "message": "x"}})
+    )
+    with pytest.raises(anthropic.APIStatusError):
+        client.messages.create(model=MODEL, max_tokens=100, messages=MESSAGES)
+    assert rec.only.status == "529"
