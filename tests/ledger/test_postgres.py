@@ -127,6 +127,29 @@ def test_newer_schema_is_refused(ledger: PostgresLedger, url: str, schema: str) 
     assert _execute(url, f'SELECT count(*) FROM "{schema}".meterline_events') == [(1,)]
 
 
+def test_migrates_a_version_1_store_keeping_its_events(ledger: PostgresLedger, url: str, schema: str) -> None:
+    """A version 1 store (with the events' hour index) opens as the current version with every event."""
+    events = [make_event(i, T0 + timedelta(minutes=i)) for i in range(3)]
+    ledger.write(events[:1])
+    ledger.close()
+    _execute(url, f'CREATE INDEX meterline_events_hour ON "{schema}".meterline_events (hour)')
+    _execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '1'")
+    reopened = PostgresLedger(url, schema=schema)
+    try:
+        assert reopened.stats().schema_version == SCHEMA_VERSION == 2
+        assert reopened.write(events) == 2
+        assert [event.id for event in reopened.events()] == [event.id for event in events]
+        assert reopened.totals()[0].events == 3
+    finally:
+        reopened.close()
+    indexes = _execute(url, "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,))
+    assert sorted(str(name) for (name,) in indexes) == [
+        "meterline_events_pkey",
+        "meterline_meta_pkey",
+        "meterline_rollup_hour_pkey",
+    ]
+
+
 def test_schema_must_be_an_identifier(url: str) -> None:
     """A schema name that is not a lower-case identifier is refused before connecting."""
     for bad in ("Public", "a-b", 'x"; DROP SCHEMA public; --', "", "a" * 64):
@@ -273,9 +296,10 @@ def test_copy_lines_are_the_rows_of_the_contract() -> None:
     events += [make_event(i, T0, model=value, dims={"note": value}) for i, value in enumerate(HOSTILE)]
     events.append(make_event(99, T0, model="tab\there\nnew\\line", latency_ms=None, cost=None))
     cache: dict[int, tuple[object, str]] = {}
+    texts: dict[str, str] = {}
     for event in events:
         expected = "\t".join(_copy_text_of(value) for value in event_to_row(event)) + "\n"
-        assert _copy_line(event, cache) == expected  # type: ignore[arg-type]
+        assert _copy_line(event, cache, texts) == expected  # type: ignore[arg-type]
 
 
 def test_an_unreachable_server_spools_and_the_spool_replays_into_a_live_one(

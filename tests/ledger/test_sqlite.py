@@ -474,3 +474,115 @@ def test_one_large_batch_stores_what_one_event_at_a_time_does(tmp_path: Path) ->
         for conn in conns:
             conn.close()
     assert nodims[0] == nodims[1]
+
+
+def test_bound_rows_are_the_rows_of_the_contract() -> None:
+    """`_bind_rows` binds `event_to_row`'s values, with 0 for a NULL text and NaN for a missing latency."""
+    import math
+
+    from meterline.ledger._base import EVENT_COLUMNS, event_to_row
+    from meterline.ledger._sqlite import _NULLABLE_TEXT, _WIDTH, _bind_rows
+    from tests.ledger.conformance import HOSTILE, metered_events
+
+    _, events = metered_events()
+    events += [make_event(i, T0, model=value, dims={"note": value}) for i, value in enumerate(HOSTILE)]
+    events.append(make_event(99, T0, model=None, provider=None, latency_ms=None, cost=None))
+    values = _bind_rows(events)
+    rows = [values[start : start + _WIDTH] for start in range(0, len(values), _WIDTH)]
+    for event, bound in zip(events, rows, strict=True):
+        for name, value, expected in zip(EVENT_COLUMNS, bound, event_to_row(event), strict=True):
+            if expected is None and name in _NULLABLE_TEXT:
+                assert value == 0, name
+            elif expected is None and name == "latency_ms":
+                assert math.isnan(value)
+            else:
+                assert value == expected, name
+
+
+def test_nulls_and_look_alike_values_are_stored_apart(path: Path) -> None:
+    """A missing text is NULL while the text '0' and '' stay text; a missing latency is NULL."""
+    from meterline import Usage, UsageEvent
+    from meterline._events import Dimensions
+
+    look_alike = UsageEvent(
+        id="0" * 31 + "1",
+        time_ns=make_event(1, T0).time_ns,
+        operation="0",
+        provider="",
+        model="0",
+        request_model="0",
+        usage=Usage(input_tokens=1),
+        cost=None,
+        price_version="0",
+        latency_ms=0.0,
+        status="0",
+        dimensions=Dimensions(),
+        operation_id="0",
+        response_id="",
+    )
+    missing = make_event(2, T0, model=None, provider=None, latency_ms=None, cost=None)
+    ledger = SQLiteLedger(path)
+    try:
+        assert ledger.write([look_alike, missing]) == 2
+        assert list(ledger.events()) == [look_alike, missing]
+        conn = sqlite3.connect(path)
+        try:
+            rows = conn.execute(
+                "SELECT provider, model, request_model, cost, price_version, latency_ms, operation_id,"
+                " response_id FROM meterline_events ORDER BY id"
+            ).fetchall()
+        finally:
+            conn.close()
+        assert rows == [
+            ("", "0", "0", None, "0", 0.0, "0", ""),
+            (None, None, None, None, None, None, None, None),
+        ]
+    finally:
+        ledger.close()
+
+
+def test_a_missing_and_an_empty_provider_share_one_rollup_row(path: Path) -> None:
+    """Events without a provider and with provider '' in one batch add up into the same roll-up row."""
+    ledger = SQLiteLedger(path)
+    try:
+        events = [
+            make_event(1, T0, provider=None),
+            make_event(2, T0, provider=""),
+            make_event(3, T0, provider=None, latency_ms=None),
+        ]
+        assert ledger.write(events) == 3
+        (row,) = ledger.totals(by=("provider",))
+        assert (row.key, row.events, row.cost, row.latency_ms) == ((None,), 3, Decimal("0.003"), 20.0)
+    finally:
+        ledger.close()
+
+
+def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
+    """A version 1 store (with the events' hour index) opens as the current version with every event."""
+    import meterline.ledger._sqlite as module
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE meterline_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    module.MIGRATIONS[0](conn)
+    conn.execute("INSERT INTO meterline_meta VALUES ('schema_version', '1')")
+    conn.close()
+    events = [make_event(i, T0 + timedelta(minutes=i)) for i in range(3)]
+    from meterline.ledger._sqlite import _WIDTH, _bind_rows, _insert_events
+
+    conn = sqlite3.connect(path, isolation_level=None)  # an event stored by version 1 (same columns)
+    conn.execute(_insert_events(1), _bind_rows(events[:1])[:_WIDTH])
+    conn.close()
+    ledger = SQLiteLedger(path)
+    try:
+        assert ledger.stats().schema_version == SCHEMA_VERSION == 2
+        assert list(ledger.events()) == events[:1]
+        assert ledger.write(events) == 2  # the first is stored already
+        assert [event.id for event in ledger.events()] == [event.id for event in events]
+    finally:
+        ledger.close()
+    conn = sqlite3.connect(path)
+    try:
+        indexes = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        assert indexes.fetchall() == []
+    finally:
+        conn.close()

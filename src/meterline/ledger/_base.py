@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
-from meterline._events import Dimensions, UsageEvent
+from meterline._events import Dimensions, UsageEvent, _Derived
+from meterline._ids import COUNTER_MASK
 from meterline._usage import USAGE_FIELDS, Usage
 
 __all__ = [
@@ -30,14 +31,21 @@ __all__ = [
     "LedgerBackend",
     "LedgerRow",
     "LedgerStats",
+    "cost_columns",
     "event_from_row",
+    "event_id",
     "event_to_row",
     "hour_of",
     "pico_of",
+    "usd_text",
 ]
 
-SCHEMA_VERSION: Final = 1
-"""The schema this meterline writes; a ledger with a newer one is refused (see `LedgerBackend`)."""
+SCHEMA_VERSION: Final = 2
+"""The schema this meterline writes; a ledger with a newer one is refused (see `LedgerBackend`).
+
+Version 2 dropped the index of the events by hour: no query used it (reports read the
+roll-ups), and every stored event paid for it.
+"""
 
 PICO: Final = Decimal("1E-12")
 _EXACT: Final = Context(prec=4000, Emax=MAX_EMAX, Emin=MIN_EMIN)
@@ -100,7 +108,11 @@ def pico_of(cost: Decimal | None) -> int | None:
     """``cost`` in integers of 1e-12 USD, rounded half-even past that precision (``None`` stays ``None``)."""
     if cost is None:
         return None
-    return int(cost.scaleb(12, _EXACT).to_integral_value(context=_EXACT))
+    numerator, denominator = cost.as_integer_ratio()  # exact, and cheaper than Decimal arithmetic
+    pico, rest = divmod(numerator * 1_000_000_000_000, denominator)
+    if 2 * rest > denominator or (2 * rest == denominator and pico % 2):
+        pico += 1
+    return pico
 
 
 def _pico_of_atto(atto: int) -> int:
@@ -111,24 +123,73 @@ def _pico_of_atto(atto: int) -> int:
     return pico
 
 
+_ATTO_PER_USD: Final = 10**18
+
+
+def usd_text(atto: int) -> str:
+    """A non-negative amount of 1e-18 USD as an exact decimal string of USD (``"0.0035"``).
+
+    No trailing zeros and never exponent notation; ``Decimal`` of it is the amount exactly.
+    """
+    if atto < _ATTO_PER_USD:
+        return "0." + str(atto + _ATTO_PER_USD)[1:].rstrip("0") if atto > 0 else "0"
+    whole, fraction = divmod(atto, _ATTO_PER_USD)
+    return f"{whole}.{fraction:018d}".rstrip("0").rstrip(".")
+
+
+# Slot readers that raise AttributeError for an unset slot without going through
+# `UsageEvent.__getattr__` (which would derive the value, or format an error message).
+_PLAN_OF: Final = vars(_Derived)["_plan"].__get__
+_ID_HIGH_OF: Final = vars(_Derived)["_id_high"].__get__
+
+
+def cost_columns(event: UsageEvent) -> tuple[str | None, int | None]:
+    """``event``'s cost as stored: the exact decimal string and the same in 1e-12 USD (or two ``None``).
+
+    An event the meter priced with a compiled plan (the common case) gets both from the
+    plan's integer of 1e-18 USD, without making the ``Decimal`` its ``cost`` field would be
+    (this runs for every event a ledger stores: `usd_text` and `pico_of` are inlined for
+    costs under a dollar).
+    """
+    try:
+        plan = _PLAN_OF(event)
+    except AttributeError:
+        cost = event.cost
+        return (None, None) if cost is None else (str(cost), pico_of(cost))
+    atto = plan.atto(event.usage)
+    if not 0 < atto < _ATTO_PER_USD:
+        if atto < 0:  # never from published prices; kept exact all the same
+            cost = event.cost
+            return str(cost), pico_of(cost)
+        return usd_text(atto), _pico_of_atto(atto)
+    pico, rest = divmod(atto, 1_000_000)
+    if rest >= 500_000 and (rest > 500_000 or pico % 2):  # half to even, as `pico_of`
+        pico += 1
+    return "0." + str(atto + _ATTO_PER_USD)[1:].rstrip("0"), pico
+
+
+def event_id(event: UsageEvent) -> str:
+    """``event.id``, written out without storing it on the event (the same string ``event.id`` gives)."""
+    try:
+        high: str = _ID_HIGH_OF(event)
+        return high + (event._id_count & COUNTER_MASK).to_bytes(4, "big").hex()
+    except AttributeError:  # made by the constructor: the id is a field
+        return event.id
+
+
 def event_to_row(event: UsageEvent) -> tuple[Any, ...]:
     """The row of `EVENT_COLUMNS` that stores ``event``. Prompt and completion text are never stored.
 
-    This is the ledger writer's hot path: the dimensions' JSON is made once per scope (every
-    event of a scope shares one `Dimensions`), and an event priced by a compiled plan gets
-    its pico-dollars by integer arithmetic.
+    The dimensions' JSON is made once per scope (every event of a scope shares one
+    `Dimensions`), and an event priced by a compiled plan gets its cost columns by integer
+    arithmetic (`cost_columns`).
     """
     usage = event.usage
-    cost = event.cost
-    if cost is None:
-        pico = None
-    else:
-        plan = getattr(event, "_plan", None)
-        pico = _pico_of_atto(plan.atto(usage)) if plan is not None and usage is not None else pico_of(cost)
+    cost, pico = cost_columns(event)
     dimensions = event.dimensions
     links = event.links
     return (
-        event.id,
+        event_id(event),
         event.time_ns,
         hour_of(event.time_ns),
         event.operation,
@@ -151,7 +212,7 @@ def event_to_row(event: UsageEvent) -> tuple[Any, ...]:
                 usage.audio_output_tokens,
             )
         ),
-        None if cost is None else str(cost),
+        cost,
         pico,
         event.price_version,
         event.latency_ms,

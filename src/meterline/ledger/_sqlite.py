@@ -30,18 +30,25 @@ from __future__ import annotations as _annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from itertools import chain
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any, Final
 
-from meterline._events import CACHE_OPERATION, TOOL_OPERATION, UsageEvent, check_names, where_filters
+from meterline._events import (
+    CACHE_OPERATION,
+    TOOL_OPERATION,
+    Dimensions,
+    UsageEvent,
+    check_names,
+    where_filters,
+)
 from meterline._pricing import tidy
 from meterline._usage import USAGE_FIELDS, Usage
 from meterline.exceptions import ConfigurationError, LedgerError
@@ -53,8 +60,9 @@ from meterline.ledger._base import (
     Granularity,
     LedgerRow,
     LedgerStats,
+    cost_columns,
     event_from_row,
-    event_to_row,
+    event_id,
     hour_of,
     pico_of,
     utc,
@@ -78,21 +86,41 @@ _ROLLUPS: Final = ("meterline_rollup_hour", "meterline_rollup_hour_nodims")
 _COLUMNS: Final = ", ".join(EVENT_COLUMNS)
 _WAL_CHECKPOINT_PAGES: Final = 4000
 """Pages of WAL after which a commit checkpoints (SQLite's default: 1000)."""
-_MAX_ROWS_PER_INSERT: Final = 128
+_MAX_ROWS_PER_INSERT: Final = 1024
 """Rows per ``INSERT`` statement at most (a power of two; fewer when SQLite allows fewer parameters)."""
+
+
+_NULLABLE_TEXT: Final = frozenset(
+    {"provider", "model", "request_model", "cost", "price_version", "operation_id", "response_id"}
+)
+"""Text columns that may be NULL: `_bind_rows` passes the integer 0 for NULL (see `_insert_events`)."""
 
 
 @functools.cache
 def _insert_events(count: int) -> str:
-    """The statement that stores ``count`` events; an id already stored (or earlier in it) is skipped.
+    """The statement that stores ``count`` rows of `_bind_rows`, skipping ids already stored (or repeated).
 
     Many rows per statement: the driver releases and retakes the GIL around each statement
     it runs, which costs the threads recording events far more than SQLite's own work.
+    Binding ``None`` costs the driver ten times what an int does (it looks for an adapter),
+    so a NULL text column is bound as the integer 0 and turned into NULL by ``nullif`` (a
+    text ``'0'`` never equals the integer 0), and a missing latency as NaN (which SQLite
+    stores as NULL).
     """
-    row = f"({', '.join('?' * len(EVENT_COLUMNS))})"
+    row = "({})".format(
+        ", ".join("nullif(?, 0)" if name in _NULLABLE_TEXT else "?" for name in EVENT_COLUMNS)
+    )
     return (
         f"INSERT INTO meterline_events ({_COLUMNS}) VALUES {', '.join([row] * count)}"  # noqa: S608 - constants only
         " ON CONFLICT(id) DO NOTHING"
+    )
+
+
+def _correct(table: str, key: Sequence[str]) -> str:
+    """The statement that corrects the cost and unpriced count of one row of ``table``."""
+    return (
+        f"UPDATE {table} SET cost_pico = cost_pico + ?, unpriced = unpriced + ?"  # noqa: S608 - constants only
+        f" WHERE {' AND '.join(f'{name} = ?' for name in key)}"
     )
 
 
@@ -103,14 +131,6 @@ def _upsert(table: str, key: Sequence[str]) -> str:
         f" VALUES ({', '.join('?' * (len(key) + len(ROLLUP_SUMS)))})"
         f" ON CONFLICT({', '.join(key)}) DO UPDATE SET "
         + ", ".join(f"{name} = {name} + excluded.{name}" for name in ROLLUP_SUMS)
-    )
-
-
-def _correct(table: str, key: Sequence[str]) -> str:
-    """The statement that corrects the cost and unpriced count of one row of ``table``."""
-    return (
-        f"UPDATE {table} SET cost_pico = cost_pico + ?, unpriced = unpriced + ?"  # noqa: S608 - constants only
-        f" WHERE {' AND '.join(f'{name} = ?' for name in key)}"
     )
 
 
@@ -129,11 +149,12 @@ _REPRICE_EVENT: Final = (
     " cost = ?, cost_pico = ?, price_version = ? WHERE id = ?"
 )
 
-# Positions in a row of `event_to_row`, for adding rows into roll-ups without re-deriving them.
+# Positions in a row of `_bind_rows`, for adding rows into roll-ups without re-deriving them.
+_WIDTH: Final = len(EVENT_COLUMNS)
 _ID: Final = EVENT_COLUMNS.index("id")
 _MEASURED: Final = EVENT_COLUMNS.index("measured")
 _USAGE_AT: Final = tuple(EVENT_COLUMNS.index(name) for name in USAGE_FIELDS)
-_KEY_OF: Final = itemgetter(*(EVENT_COLUMNS.index(name) for name in _KEY_COLUMNS))
+_KEY_AT: Final = tuple(EVENT_COLUMNS.index(name) for name in _KEY_COLUMNS)
 _PICO_AT: Final = EVENT_COLUMNS.index("cost_pico")
 _LATENCY_AT: Final = EVENT_COLUMNS.index("latency_ms")
 _SAVED_AT: Final = EVENT_COLUMNS.index("tokens_saved")
@@ -173,7 +194,12 @@ def _schema_v1(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (_schema_v1,)
+def _schema_v2(conn: sqlite3.Connection) -> None:
+    """Version 2: no index of the events by hour (no query used it, and every insert paid for it)."""
+    conn.execute("DROP INDEX IF EXISTS meterline_events_hour")
+
+
+MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (_schema_v1, _schema_v2)
 """Forward migrations: ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``."""
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -292,21 +318,22 @@ class SQLiteLedger:
         Raises:
             LedgerError: the store failed; nothing of the batch was written.
         """
-        rows = list(map(event_to_row, events))
-        if not rows:
+        values = _bind_rows(events)
+        count = len(events)
+        if not count:
             return 0
         with self._transaction("write") as conn:
             ((last,),) = conn.execute(_LAST_ROWID)
             inserted = 0
             size = self._rows_per_insert
             at = 0
-            while at < len(rows):
-                while at + size > len(rows):  # the rest in halves: few distinct statements to cache
+            while at < count:
+                while at + size > count:  # the rest in halves: few distinct statements to cache
                     size //= 2
-                chunk = chain.from_iterable(rows[at : at + size])
-                inserted += conn.execute(_insert_events(size), tuple(chunk)).rowcount
+                chunk = values[at * _WIDTH : (at + size) * _WIDTH]
+                inserted += conn.execute(_insert_events(size), chunk).rowcount
                 at += size
-            if inserted != len(rows):
+            if inserted != count:
                 # Some ids were stored already, or repeated in the batch: the rows inserted are
                 # those past the largest rowid before the insert (the write lock is held, and
                 # SQLite gives a new row the largest rowid plus one; rowids are only drawn at
@@ -317,19 +344,17 @@ class SQLiteLedger:
                         f"write failed on {self.url}: {inserted} events inserted but"
                         f" {len(new_ids)} found past rowid {last}; nothing of the batch was written"
                     )
-                kept = []
-                for row in rows:
-                    if row[_ID] in new_ids:
-                        new_ids.discard(row[_ID])  # the first of repeated ids is the one stored
-                        kept.append(row)
-                rows = kept
-            if rows:
-                sums = _rollup(rows)
-                conn.executemany(_UPSERT_ROLLUP, [(*key, *values) for key, values in sums.items()])
-                conn.executemany(
-                    _UPSERT_NODIMS, [(*key, *values) for key, values in _drop_dims(sums).items()]
-                )
-        return len(rows)
+                kept: list[Any] = []
+                for start in range(0, len(values), _WIDTH):
+                    if values[start + _ID] in new_ids:
+                        new_ids.discard(values[start + _ID])  # the first of repeated ids is stored
+                        kept += values[start : start + _WIDTH]
+                values = kept
+            if values:
+                sums = _rollup(values)
+                conn.executemany(_UPSERT_ROLLUP, [(*key, *total) for key, total in sums.items()])
+                conn.executemany(_UPSERT_NODIMS, [(*key, *total) for key, total in _drop_dims(sums).items()])
+        return inserted
 
     def prune(self, before: datetime) -> int:
         """Delete the events older than ``before``, and the roll-up rows of the whole hours before it.
@@ -359,8 +384,8 @@ class SQLiteLedger:
             How many events changed.
         """
         wanted: dict[str, tuple[Decimal | None, str | None]] = {}
-        for event_id, cost, price_version in events:
-            wanted[event_id] = (cost, price_version)
+        for stored_id, cost, price_version in events:
+            wanted[stored_id] = (cost, price_version)
         if not wanted:
             return 0
         with self._transaction("reprice") as conn:
@@ -370,13 +395,13 @@ class SQLiteLedger:
             for start in range(0, len(ids), _MAX_PARAMS):
                 chunk = ids[start : start + _MAX_PARAMS]
                 found = conn.execute(_SELECT_FOR_REPRICE + _marks(len(chunk)), chunk)
-                for event_id, old_cost, old_pico, old_version, measured, *key in found:
-                    cost, price_version = wanted[event_id]
+                for stored_id, old_cost, old_pico, old_version, measured, *key in found:
+                    cost, price_version = wanted[stored_id]
                     old = None if old_cost is None else Decimal(old_cost)
                     if old == cost and old_version == price_version:
                         continue
                     pico = pico_of(cost)
-                    updates.append((None if cost is None else str(cost), pico, price_version, event_id))
+                    updates.append((None if cost is None else str(cost), pico, price_version, stored_id))
                     hour, operation, status, provider, model, dims = key
                     delta = deltas.setdefault(
                         (hour, operation, status, provider or "", model or "", dims), [0, 0]
@@ -621,56 +646,149 @@ class SQLiteLedger:
                 conn.close()
 
 
-def _rollup(rows: Sequence[tuple[Any, ...]]) -> dict[tuple[Any, ...], list[Any]]:
-    """Add rows of `event_to_row` up per roll-up key (hour, operation, status, provider, model, dims).
+_FIELDS_OF: Final = attrgetter(
+    "time_ns",
+    "operation",
+    "status",
+    "provider",
+    "model",
+    "request_model",
+    "usage",
+    "price_version",
+    "latency_ms",
+    "dimensions",
+    "operation_id",
+    "attempt",
+    "response_id",
+    "links",
+    "tokens_saved",
+)
+_USAGE_OF: Final = attrgetter(*USAGE_FIELDS)
+_NO_USAGE: Final = (0,) * (1 + len(USAGE_FIELDS))  # measured, then the counts
+_NAN: Final = float("nan")
 
-    Rows are grouped first, then each group is added up a column at a time by ``sum`` (in C):
-    integers stay exact, and a sum past 64 bits fails the write when bound (`OverflowError`).
+
+def _bind_rows(events: Sequence[UsageEvent]) -> list[Any]:
+    """The parameters of `_insert_events` for ``events``: their rows, one after the other, in one list.
+
+    The values of `event_to_row` (a test checks it), except ``None``: the integer 0 in a
+    text column and NaN for the latency (see `_insert_events`). Written out inline, into one
+    flat list: it runs for every event on the writer thread, which shares the GIL with the
+    threads recording them.
     """
-    groups: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
-    key_of = _KEY_OF
-    for row in rows:
-        key = key_of(row)
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [row]
-        else:
-            group.append(row)
+    values: list[Any] = []
+    extend = values.extend
+    for event in events:
+        (
+            time_ns,
+            operation,
+            status,
+            provider,
+            model,
+            request_model,
+            usage,
+            price_version,
+            latency,
+            dimensions,
+            operation_id,
+            attempt,
+            response_id,
+            links,
+            tokens_saved,
+        ) = _FIELDS_OF(event)
+        cost, pico = cost_columns(event)
+        extend(
+            (
+                event_id(event),
+                time_ns,
+                time_ns // 3_600_000_000_000 * 3600,  # hour_of(time_ns)
+                operation,
+                status,
+                0 if provider is None else provider,
+                0 if model is None else model,
+                0 if request_model is None else request_model,
+            )
+        )
+        extend(_NO_USAGE if usage is None else (1, *_USAGE_OF(usage)))
+        extend(
+            (
+                0 if cost is None else cost,
+                pico,
+                0 if price_version is None else price_version,
+                _NAN if latency is None else latency,
+                dimensions.json()
+                if type(dimensions) is Dimensions
+                else json.dumps(dict(dimensions), sort_keys=True, separators=(",", ":")),
+                0 if operation_id is None else operation_id,
+                attempt,
+                0 if response_id is None else response_id,
+                "[]" if not links else json.dumps(list(links), separators=(",", ":")),
+                tokens_saved,
+            )
+        )
+    return values
+
+
+def _rollup(values: list[Any]) -> dict[tuple[Any, ...], list[Any]]:
+    """Add rows of `_bind_rows` up per roll-up key (hour, operation, status, provider, model, dimensions).
+
+    A column of the rows is a slice of ``values``; the rows of a key are picked out of each
+    column, and added up by ``sum`` (in C): integers stay exact, and a sum past 64 bits fails
+    the write when bound (`OverflowError`). A batch is often of one key (one scope's events).
+    """
+    columns = [values[at::_WIDTH] for at in range(_WIDTH)]
+    keys = list(zip(*(columns[at] for at in _KEY_AT), strict=True))
+    first = keys[0]
+    groups: dict[tuple[Any, ...], list[int] | None]
+    if keys.count(first) == len(keys):
+        groups = {first: None}  # every row
+    else:
+        groups = {}
+        for index, key in enumerate(keys):
+            rows = groups.get(key)
+            if rows is None:
+                groups[key] = [index]
+            else:
+                rows.append(index)
     sums: dict[tuple[Any, ...], list[Any]] = {}
-    for (hour, operation, status, provider, model, dims), group in groups.items():
-        key = (hour, operation, status, provider or "", model or "", dims)
-        model_call = operation not in _NOT_MODEL_CALLS
-        if len(group) == 1:  # common with many dimension values: no columns to make
-            (row,) = group
-            flag, pico, latency = row[_MEASURED], row[_PICO_AT], row[_LATENCY_AT]
-            sums[key] = [
-                1,
-                int(model_call and not flag),
-                int(model_call and bool(flag) and pico is None),
-                *(row[at] for at in _USAGE_AT),
-                pico or 0,
-                float(latency or 0),
-                row[_SAVED_AT],
-            ]
-            continue
-        columns = list(zip(*group, strict=True))
-        measured = columns[_MEASURED]
-        picos = columns[_PICO_AT]
-        count = len(group)
+    for (hour, operation, status, provider, model, dims), rows in groups.items():
+        picked: Sequence[Sequence[Any]]
+        if rows is None:
+            picked = columns
+        elif len(rows) == 1:
+            (row,) = rows
+            picked = [(column[row],) for column in columns]
+        else:
+            pick = itemgetter(*rows)
+            picked = [pick(column) for column in columns]
+        measured = picked[_MEASURED]
+        picos = picked[_PICO_AT]
+        count = len(measured)
         unmeasured = unpriced = 0
-        if model_call:
-            unmeasured = count - sum(1 for flag in measured if flag)
+        if operation not in _NOT_MODEL_CALLS:
+            unmeasured = count - sum(measured)
             if None in picos:
                 unpriced = sum(1 for flag, pico in zip(measured, picos, strict=True) if flag and pico is None)
-        sums[key] = [
+        latency = sum(picked[_LATENCY_AT])
+        if math.isnan(latency):  # some latencies are missing (NaN in the rows)
+            latency = sum(value for value in picked[_LATENCY_AT] if not math.isnan(value))
+        total = [
             count,
             unmeasured,
             unpriced,
-            *(sum(columns[at]) for at in _USAGE_AT),  # zeros when unmeasured
+            *(sum(picked[at]) for at in _USAGE_AT),  # zeros when unmeasured
             sum(filter(None, picos)),  # None when unpriced
-            float(sum(filter(None, columns[_LATENCY_AT]))),
-            sum(columns[_SAVED_AT]),
+            float(latency),
+            sum(picked[_SAVED_AT]),
         ]
+        # The key as stored: '' for a missing provider or model (0 in the rows).
+        key = (hour, operation, status, provider or "", model or "", dims)
+        merged = sums.get(key)
+        if merged is None:
+            sums[key] = total
+        else:  # a missing provider or model, and '' (one key once stored)
+            for i, value in enumerate(total):
+                merged[i] += value
     return sums
 
 
