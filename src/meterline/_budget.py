@@ -1009,80 +1009,69 @@ class BudgetEngine:
             reservation: The reservation it settles, if any.
             time_ns: When it was recorded, in nanoseconds since the epoch.
         """
+        now = time_ns / 1e9
         try:
-            self._settle(dims, usage, atto, model_call, tool_calls, reservation, time_ns / 1e9)
+            rid = None
+            held: tuple[Vector, ...] = ()
+            route = _NO_ROUTE
+            input_nanos = 0
+            if reservation is not None and reservation._state == "open":
+                reservation._state = "settled"
+                rid = reservation.id
+                route = reservation._route
+                if (
+                    (route.dims is dims or route.dims == dims)
+                    and route.since <= now < route.until
+                    and route.version == self._version
+                ):
+                    held = reservation._vectors
+                else:
+                    route = _NO_ROUTE
+            if route is _NO_ROUTE:
+                route = self._routes.get(id(dims)) or _NO_ROUTE
+                if (
+                    route.dims is not dims
+                    or not route.since <= now < route.until
+                    or route.version != self._version
+                ):
+                    route = self.route(dims, now)
+            if not route.entries:
+                if rid is not None:
+                    self.store.release(rid)
+                return
+            requests = 1 if model_call else 0
+            if usage is None:
+                if held and reservation is not None and reservation._priced_as is not None:
+                    model, provider = reservation._priced_as
+                    input_nanos = _ceil_nanos(
+                        self._estimate_atto(model, provider, reservation.input_tokens, 0) or 0
+                    )
+                vectors = tuple(
+                    _unmeasured(compiled, held[index] if held else None, requests, tool_calls, input_nanos)
+                    for index, (compiled, _, _) in enumerate(route.entries)
+                )
+            else:
+                input_tokens = usage.input_tokens
+                output_tokens = usage.output_tokens
+                vector: Vector = (
+                    input_tokens + output_tokens,
+                    input_tokens,
+                    output_tokens,
+                    0 if atto is None else -(-atto // _ATTO_PER_NANO),
+                    requests,
+                    tool_calls,
+                )
+                if atto is None and model_call:
+                    vectors = tuple(_unpriced_actual(compiled, vector) for compiled, _, _ in route.entries)
+                else:
+                    vectors = (vector,) * len(route.entries)
+            after = self.store.settle(rid, route.lines, vectors, now)
+            for index, metric, lowest in route.alert_checks:
+                if after[index][metric] >= lowest:
+                    self._alerts(route, vectors, after, now)
+                    break
         except Exception as exc:  # noqa: BLE001 - settling never breaks record()
             self.meter._machinery_failed("the budget store", f"settle: {exc}")
-
-    def _settle(
-        self,
-        dims: Mapping[str, str],
-        usage: Usage | None,
-        atto: int | None,
-        model_call: bool,
-        tool_calls: int,
-        reservation: Reservation | None,
-        now: float,
-    ) -> None:
-        rid = None
-        held: tuple[Vector, ...] = ()
-        route = _NO_ROUTE
-        input_nanos = 0
-        if reservation is not None and reservation._state == "open":
-            reservation._state = "settled"
-            rid = reservation.id
-            route = reservation._route
-            if (
-                (route.dims is dims or route.dims == dims)
-                and route.since <= now < route.until
-                and route.version == self._version
-            ):
-                held = reservation._vectors
-            else:
-                route = _NO_ROUTE
-        if route is _NO_ROUTE:
-            route = self._routes.get(id(dims)) or _NO_ROUTE
-            if (
-                route.dims is not dims
-                or not route.since <= now < route.until
-                or route.version != self._version
-            ):
-                route = self.route(dims, now)
-        if not route.entries:
-            if rid is not None:
-                self.store.release(rid)
-            return
-        requests = 1 if model_call else 0
-        if usage is None:
-            if held and reservation is not None and reservation._priced_as is not None:
-                model, provider = reservation._priced_as
-                input_nanos = _ceil_nanos(
-                    self._estimate_atto(model, provider, reservation.input_tokens, 0) or 0
-                )
-            vectors = tuple(
-                _unmeasured(compiled, held[index] if held else None, requests, tool_calls, input_nanos)
-                for index, (compiled, _, _) in enumerate(route.entries)
-            )
-        else:
-            input_tokens = usage.input_tokens
-            output_tokens = usage.output_tokens
-            vector: Vector = (
-                input_tokens + output_tokens,
-                input_tokens,
-                output_tokens,
-                0 if atto is None else -(-atto // _ATTO_PER_NANO),
-                requests,
-                tool_calls,
-            )
-            if atto is None and model_call:
-                vectors = tuple(_unpriced_actual(compiled, vector) for compiled, _, _ in route.entries)
-            else:
-                vectors = (vector,) * len(route.entries)
-        after = self.store.settle(rid, route.lines, vectors, now)
-        for index, metric, lowest in route.alert_checks:
-            if after[index][metric] >= lowest:
-                self._alerts(route, vectors, after, now)
-                break
 
     def _alerts(self, route: _Route, vectors: Sequence[Vector], after: Sequence[Vector], now: float) -> None:
         for index, metric, lowest in route.alert_checks:

@@ -24,12 +24,10 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from meterline._events import DIMENSION_NAME
-from meterline._extras import require
 from meterline.budgets._base import METRICS, Line, Refusal, Vector, first_refusal
 from meterline.budgets._sqlite import SCHEMA_VERSION, decode_key, encode, matches
-from meterline.exceptions import BudgetStoreError, ConfigurationError
-from meterline.ledger._postgres import _driver_url, _public_url
+from meterline.exceptions import BudgetStoreError
+from meterline.ledger._postgres import connection_options
 
 if TYPE_CHECKING:
     import psycopg
@@ -145,15 +143,9 @@ class PostgresBudgetStore:
     """Where the store is, without the password."""
 
     def __init__(self, url: str, schema: str | None = None, *, connect_timeout: float = 5.0) -> None:
-        if schema is not None and (type(schema) is not str or not DIMENSION_NAME.fullmatch(schema)):
-            raise ConfigurationError(
-                f"schema={schema!r}: expected an identifier ([a-z_][a-z0-9_]*, at most 63 characters)"
-            )
-        require("postgres", "psycopg")  # a clear MissingExtraError; later imports are then local
-        self._conninfo = _driver_url(url)
-        self.url = _public_url(url)
-        self._schema = schema
-        self._timeout = max(2, round(connect_timeout))
+        self._conninfo, self.url, self._schema, self._timeout = connection_options(
+            url, schema, connect_timeout
+        )
         self._lock = threading.Lock()
         self._idle: list[psycopg.Connection[tuple[Any, ...]]] = []
         self._closed = False

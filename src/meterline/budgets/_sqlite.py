@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
+from meterline._sqlite_file import connect_private, migrate, rollback
 from meterline.budgets._base import METRICS, ZERO, Line, Refusal, Vector, first_refusal
 from meterline.exceptions import BudgetStoreError, ConfigurationError
 
@@ -150,11 +151,6 @@ class SQLiteBudgetStore:
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._next_sweep = 0.0
-        try:
-            # Create the file ourselves so it is never readable by others, not even briefly.
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
-        except OSError as exc:
-            raise BudgetStoreError(f"cannot create the budget store file {self.path}: {exc}") from exc
         with self._lock:
             self._connection()
         _STORES.add(self)
@@ -170,60 +166,19 @@ class SQLiteBudgetStore:
             return self._conn
         if self._closed:
             raise BudgetStoreError(f"the budget store {self.url} is closed")
-        try:
-            conn = sqlite3.connect(
-                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
-            raise BudgetStoreError(f"cannot open {self.url}: {exc}") from exc
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._migrate(conn)
-        except sqlite3.Error as exc:
-            conn.close()
-            raise BudgetStoreError(f"cannot open {self.url}: {exc}") from exc
-        except BaseException:
-            conn.close()
-            raise
-        for suffix in ("-wal", "-shm"):
-            with contextlib.suppress(OSError):  # absent, or not ours to change
-                os.chmod(f"{self.path}{suffix}", 0o600)
+        conn = connect_private(self.path, self._timeout, BudgetStoreError, "budget store", self._migrate)
         self._conn = conn
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS meterline_budget_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-            )
-            row = conn.execute(
-                "SELECT value FROM meterline_budget_meta WHERE key = 'schema_version'"
-            ).fetchone()
-            try:
-                version = 0 if row is None else int(row[0])
-            except ValueError:
-                raise BudgetStoreError(
-                    f"{self.url}: schema_version={row[0]!r} in meterline_budget_meta: expected an integer"
-                ) from None
-            if version > SCHEMA_VERSION:
-                raise BudgetStoreError(
-                    f"{self.url} has budget schema version {version}, written by a newer meterline;"
-                    f" this meterline knows version {SCHEMA_VERSION}: upgrade meterline to use it"
-                )
-            for migrate in MIGRATIONS[version:]:
-                migrate(conn)
-            if version < SCHEMA_VERSION:
-                conn.execute(
-                    "INSERT INTO meterline_budget_meta (key, value) VALUES ('schema_version', ?)"
-                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    (str(SCHEMA_VERSION),),
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
+        migrate(
+            conn,
+            meta="meterline_budget_meta",
+            migrations=MIGRATIONS,
+            error=BudgetStoreError,
+            url=self.url,
+            noun="budget schema",
+        )
 
     @contextlib.contextmanager
     def _transaction(self, what: str, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
@@ -235,10 +190,10 @@ class SQLiteBudgetStore:
                 yield conn
                 conn.execute("COMMIT")
             except (sqlite3.Error, OverflowError) as exc:  # OverflowError: an int past 64 bits
-                _rollback(conn)
+                rollback(conn)
                 raise BudgetStoreError(f"{what} failed on {self.url}: {exc}") from exc
             except BaseException:
-                _rollback(conn)
+                rollback(conn)
                 raise
 
     def _sweep(self, conn: sqlite3.Connection, now: float) -> None:
@@ -375,12 +330,6 @@ class SQLiteBudgetStore:
 def _vector(sums: Iterable[int]) -> Vector:
     t, i, o, c, r, k = sums
     return (t, i, o, c, r, k)
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
-            conn.execute("ROLLBACK")
 
 
 _STORES: Final[weakref.WeakSet[SQLiteBudgetStore]] = weakref.WeakSet()

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
     from meterline._events import UsageEvent
 
-__all__ = ["PostgresLedger"]
+__all__ = ["PostgresLedger", "connection_options"]
 
 _T = TypeVar("_T")
 
@@ -257,15 +257,9 @@ class PostgresLedger:
     """Where the ledger is, without the password."""
 
     def __init__(self, url: str, *, schema: str | None = None, connect_timeout: float = 5.0) -> None:
-        if schema is not None and (type(schema) is not str or not DIMENSION_NAME.fullmatch(schema)):
-            raise ConfigurationError(
-                f"schema={schema!r}: expected an identifier ([a-z_][a-z0-9_]*, at most 63 characters)"
-            )
-        require("postgres", "psycopg")  # a clear MissingExtraError; later imports are then local
-        self._conninfo = _driver_url(url)
-        self.url = _public_url(url)
-        self._schema = schema
-        self._timeout = max(2, round(connect_timeout))
+        self._conninfo, self.url, self._schema, self._timeout = connection_options(
+            url, schema, connect_timeout
+        )
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._closed = False
@@ -645,6 +639,26 @@ def _rollback(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
             conn.rollback()
         except Exception:  # noqa: BLE001 - a broken connection cannot roll back; it is replaced
             conn.close()
+
+
+def connection_options(
+    url: str, schema: str | None, connect_timeout: float
+) -> tuple[str, str, str | None, int]:
+    """``(driver URL, public URL, schema, timeout in whole seconds)`` for a PostgreSQL store.
+
+    Shared by the ledger and the budget store. The schema is an identifier (it is quoted
+    into SQL as one); the extra ``postgres`` must be installed.
+
+    Raises:
+        ConfigurationError: on a schema that is not a lower-case identifier.
+        MissingExtraError: without psycopg.
+    """
+    if schema is not None and (type(schema) is not str or not DIMENSION_NAME.fullmatch(schema)):
+        raise ConfigurationError(
+            f"schema={schema!r}: expected an identifier ([a-z_][a-z0-9_]*, at most 63 characters)"
+        )
+    require("postgres", "psycopg")  # a clear MissingExtraError; later imports are then local
+    return _driver_url(url), _public_url(url), schema, max(2, round(connect_timeout))
 
 
 def _driver_url(url: str) -> str:

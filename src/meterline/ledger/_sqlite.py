@@ -31,7 +31,6 @@ import contextlib
 import functools
 import json
 import math
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -50,6 +49,7 @@ from meterline._events import (
     where_filters,
 )
 from meterline._pricing import tidy
+from meterline._sqlite_file import connect_private, migrate, rollback, schema_version
 from meterline._usage import USAGE_FIELDS, Usage
 from meterline.exceptions import ConfigurationError, LedgerError
 from meterline.ledger._base import (
@@ -230,59 +230,19 @@ class SQLiteLedger:
         """The database file."""
         self.url = f"sqlite:///{self.path}"
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
         self._rows_per_insert = _MAX_ROWS_PER_INSERT
-        try:
-            # Create the file ourselves so it is never readable by others, not even briefly.
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
-        except OSError as exc:
-            raise LedgerError(f"cannot create the ledger file {self.path}: {exc}") from exc
-        try:
-            conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise LedgerError(f"cannot open {self.url}: {exc}") from exc
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            # Checkpoint (copy the WAL into the file, and sync it) every ~16 MB of WAL at the
-            # default 4 KiB pages rather than SQLite's ~4 MB: fewer syncs for a steady writer.
-            conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
-            self._migrate(conn)
-            params = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            while self._rows_per_insert > 1 and self._rows_per_insert * len(EVENT_COLUMNS) > params:
-                self._rows_per_insert //= 2
-        except sqlite3.Error as exc:
-            conn.close()
-            raise LedgerError(f"cannot open {self.url}: {exc}") from exc
-        except BaseException:
-            conn.close()
-            raise
-        for suffix in ("-wal", "-shm"):
-            with contextlib.suppress(OSError):  # absent, or not ours to change
-                os.chmod(f"{self.path}{suffix}", 0o600)
-        self._conn = conn
+        self._conn: sqlite3.Connection | None = connect_private(
+            self.path, timeout, LedgerError, "ledger", self._prepare
+        )
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            version = _schema_version(conn)
-            if version > SCHEMA_VERSION:
-                raise LedgerError(
-                    f"{self.url} has schema version {version}, written by a newer meterline;"
-                    f" this meterline knows schema version {SCHEMA_VERSION}: upgrade meterline to use it"
-                )
-            for migrate in MIGRATIONS[version:]:
-                migrate(conn)
-            if version < SCHEMA_VERSION:
-                conn.execute(
-                    "INSERT INTO meterline_meta (key, value) VALUES ('schema_version', ?)"
-                    " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    (str(SCHEMA_VERSION),),
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        # Checkpoint (copy the WAL into the file, and sync it) every ~16 MB of WAL at the
+        # default 4 KiB pages rather than SQLite's ~4 MB: fewer syncs for a steady writer.
+        conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
+        migrate(conn, meta="meterline_meta", migrations=MIGRATIONS, error=LedgerError, url=self.url)
+        params = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        while self._rows_per_insert > 1 and self._rows_per_insert * len(EVENT_COLUMNS) > params:
+            self._rows_per_insert //= 2
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({str(self.path)!r})"
@@ -301,10 +261,10 @@ class SQLiteLedger:
                 yield conn
                 conn.execute("COMMIT")
             except (sqlite3.Error, OverflowError) as exc:  # OverflowError: an int past 64 bits
-                _rollback(conn)
+                rollback(conn)
                 raise LedgerError(f"{what} failed on {self.url}: {exc}") from exc
             except BaseException:
-                _rollback(conn)
+                rollback(conn)
                 raise
 
     # -- writing ------------------------------------------------------------------------
@@ -624,7 +584,7 @@ class SQLiteLedger:
             LedgerError: the store failed.
         """
         with self._transaction("stats", "BEGIN") as conn:
-            version = _schema_version(conn)
+            version = schema_version(conn, "meterline_meta", LedgerError)
             count, first, last = conn.execute(
                 "SELECT COUNT(*), MIN(time_ns), MAX(time_ns) FROM meterline_events"
             ).fetchone()
@@ -805,33 +765,9 @@ def _drop_dims(sums: Mapping[tuple[Any, ...], list[Any]]) -> dict[tuple[Any, ...
     return merged
 
 
-def _schema_version(conn: sqlite3.Connection) -> int:
-    """The store's schema version (0 for a store without meterline's tables)."""
-    if (
-        conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meterline_meta'"
-        ).fetchone()
-        is None
-    ):
-        return 0
-    row = conn.execute("SELECT value FROM meterline_meta WHERE key = 'schema_version'").fetchone()
-    if row is None:
-        return 0
-    try:
-        return int(row[0])
-    except ValueError:
-        raise LedgerError(f"schema_version={row[0]!r} in meterline_meta: expected an integer") from None
-
-
 def _marks(count: int) -> str:
     """``(?, ?, …)`` with ``count`` parameters."""
     return f"({', '.join('?' * count)})"
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
-            conn.execute("ROLLBACK")
 
 
 def _ns(moment: datetime) -> int:
