@@ -136,7 +136,7 @@ def test_migrates_a_version_1_store_keeping_its_events(ledger: PostgresLedger, u
     _execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '1'")
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == SCHEMA_VERSION == 2
+        assert reopened.stats().schema_version == SCHEMA_VERSION == 3
         assert reopened.write(events) == 2
         assert [event.id for event in reopened.events()] == [event.id for event in events]
         assert reopened.totals()[0].events == 3

@@ -40,7 +40,7 @@ def snapshot(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, .
     """Every event and roll-up row in the file, read with a separate connection."""
     conn = sqlite3.connect(path)
     try:
-        events = conn.execute("SELECT * FROM meterline_events ORDER BY id").fetchall()
+        events = conn.execute("SELECT * FROM meterline_event_rows ORDER BY id").fetchall()
         rollups = conn.execute("SELECT * FROM meterline_rollup_hour ORDER BY 1, 2, 3, 4, 5, 6").fetchall()
     finally:
         conn.close()
@@ -375,7 +375,7 @@ def test_reprice_keeps_the_previous_cost(path: Path) -> None:
         try:
             row = conn.execute(
                 "SELECT cost, cost_pico, price_version, previous_cost, previous_price_version"
-                " FROM meterline_events"
+                " FROM meterline_event_rows"
             ).fetchone()
         finally:
             conn.close()
@@ -477,26 +477,37 @@ def test_one_large_batch_stores_what_one_event_at_a_time_does(tmp_path: Path) ->
 
 
 def test_bound_rows_are_the_rows_of_the_contract() -> None:
-    """`_bind_rows` binds `event_to_row`'s values, with 0 for a NULL text and NaN for a missing latency."""
+    """`_bind_rows` binds the values of `event_to_row`: key fields as an id, 0 for NULL text, NaN latency."""
     import math
 
     from meterline.ledger._base import EVENT_COLUMNS, event_to_row
-    from meterline.ledger._sqlite import _NULLABLE_TEXT, _WIDTH, _bind_rows
+    from meterline.ledger._sqlite import _KEY_FIELDS, _NULLABLE_TEXT, _WIDTH, STORED_COLUMNS, _bind_rows
     from tests.ledger.conformance import HOSTILE, metered_events
 
     _, events = metered_events()
     events += [make_event(i, T0, model=value, dims={"note": value}) for i, value in enumerate(HOSTILE)]
     events.append(make_event(99, T0, model=None, provider=None, latency_ms=None, cost=None))
-    values = _bind_rows(events)
+    keys: list[tuple[object, ...]] = []
+
+    def key_id(fields: tuple[object, ...]) -> int:
+        if fields not in keys:
+            keys.append(fields)
+        return keys.index(fields) + 1
+
+    values = _bind_rows(events, key_id)
     rows = [values[start : start + _WIDTH] for start in range(0, len(values), _WIDTH)]
     for event, bound in zip(events, rows, strict=True):
-        for name, value, expected in zip(EVENT_COLUMNS, bound, event_to_row(event), strict=True):
-            if expected is None and name in _NULLABLE_TEXT:
+        expected = dict(zip(EVENT_COLUMNS, event_to_row(event), strict=True))
+        stored = dict(zip(STORED_COLUMNS, bound, strict=True))
+        assert keys[stored.pop("key_id") - 1] == tuple(expected.pop(name) for name in _KEY_FIELDS)
+        assert stored.keys() == expected.keys()
+        for name, value in stored.items():
+            if expected[name] is None and name in _NULLABLE_TEXT:
                 assert value == 0, name
-            elif expected is None and name == "latency_ms":
+            elif expected[name] is None and name == "latency_ms":
                 assert math.isnan(value)
             else:
-                assert value == expected, name
+                assert value == expected[name], name
 
 
 def test_nulls_and_look_alike_values_are_stored_apart(path: Path) -> None:
@@ -529,7 +540,7 @@ def test_nulls_and_look_alike_values_are_stored_apart(path: Path) -> None:
         try:
             rows = conn.execute(
                 "SELECT provider, model, request_model, cost, price_version, latency_ms, operation_id,"
-                " response_id FROM meterline_events ORDER BY id"
+                " response_id FROM meterline_event_rows ORDER BY id"
             ).fetchall()
         finally:
             conn.close()
@@ -566,20 +577,40 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
     module.MIGRATIONS[0](conn)
     conn.execute("INSERT INTO meterline_meta VALUES ('schema_version', '1')")
     conn.close()
-    events = [make_event(i, T0 + timedelta(minutes=i)) for i in range(3)]
-    from meterline.ledger._sqlite import _WIDTH, _bind_rows, _insert_events
+    from meterline.ledger._base import EVENT_COLUMNS, event_to_row
+    from tests.ledger.conformance import HOSTILE
 
-    conn = sqlite3.connect(path, isolation_level=None)  # an event stored by version 1 (same columns)
-    conn.execute(_insert_events(1), _bind_rows(events[:1])[:_WIDTH])
+    events = [make_event(i, T0 + timedelta(minutes=i)) for i in range(3)]
+    old = [
+        events[0],
+        make_event(7, T0, model=None, provider=None, latency_ms=None, cost=None),
+        *(make_event(10 + i, T0, model=value, dims={"note": value}) for i, value in enumerate(HOSTILE)),
+    ]
+    conn = sqlite3.connect(path, isolation_level=None)  # events stored by version 1 (its own columns)
+    marks = ", ".join("?" * (len(EVENT_COLUMNS) + 2))
+    conn.executemany(
+        f"INSERT INTO meterline_events ({', '.join(EVENT_COLUMNS)}, previous_cost, previous_price_version)"
+        f" VALUES ({marks})",
+        [(*event_to_row(event), "0.5", "v0") for event in old],
+    )
     conn.close()
     ledger = SQLiteLedger(path)
     try:
-        assert ledger.stats().schema_version == SCHEMA_VERSION == 2
-        assert list(ledger.events()) == events[:1]
+        assert ledger.stats().schema_version == SCHEMA_VERSION == 3
+        assert sorted(ledger.events(), key=lambda event: event.id) == sorted(old, key=lambda event: event.id)
         assert ledger.write(events) == 2  # the first is stored already
-        assert [event.id for event in ledger.events()] == [event.id for event in events]
+        stored = {event.id for event in ledger.events()}
+        assert stored == {event.id for event in (*old, *events)}
     finally:
         ledger.close()
+    conn = sqlite3.connect(path)
+    try:
+        audit = conn.execute(
+            "SELECT DISTINCT previous_cost, previous_price_version FROM meterline_event_rows"
+        )
+        assert set(audit.fetchall()) == {("0.5", "v0"), (None, None)}
+    finally:
+        conn.close()
     conn = sqlite3.connect(path)
     try:
         indexes = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")

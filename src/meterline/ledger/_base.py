@@ -40,7 +40,7 @@ __all__ = [
     "usd_text",
 ]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """The schema this meterline writes; a ledger with a newer one is refused (see `LedgerBackend`).
 
 Version 2 dropped the index of the events by hour: no query used it (reports read the

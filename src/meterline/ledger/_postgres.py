@@ -155,6 +155,9 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     # No index of the events by hour: stats() scans the table anyway (to count it), and
     # every stored event paid for the index.
     2: ("DROP INDEX IF EXISTS {hour_index}",),
+    # Version 3 changes the SQLite layout only (key fields stored once per combination);
+    # PostgreSQL keeps its rows as they are.
+    3: (),
 }
 """Forward migrations: the statements that bring a store from version ``n - 1`` to ``n``."""
 assert max(_MIGRATIONS) == SCHEMA_VERSION

@@ -12,7 +12,14 @@ version of a re-priced event) and ``meterline_rollup_hour`` (sums per hour and
 ``''`` there, because a primary key column cannot hold NULL usefully, and read back as
 ``None``).
 
-SQLite adds a fourth table, ``meterline_rollup_hour_nodims``: the same sums keyed by
+SQLite stores the fields that repeat from event to event apart: ``meterline_event_keys``
+holds each distinct (operation, status, provider, model, request model, price version,
+dimensions) once, and an event row refers to it by ``key_id`` (schema version 3). Binding
+those seven texts for every event cost the writer more than SQLite's own work, and the file
+is smaller for it. The view ``meterline_event_rows`` joins them back into the rows of
+`EVENT_COLUMNS`, which is what every reader reads.
+
+SQLite adds a roll-up table too, ``meterline_rollup_hour_nodims``: the same sums keyed by
 (hour, operation, status, provider, model) only, maintained in the same transactions. With
 dimensions in the key, the hourly roll-up has nearly as many rows as there are events once
 users times models is large (540,000 rows for a million events of 50 users and 20 models
@@ -86,13 +93,31 @@ _ROLLUPS: Final = ("meterline_rollup_hour", "meterline_rollup_hour_nodims")
 _COLUMNS: Final = ", ".join(EVENT_COLUMNS)
 _WAL_CHECKPOINT_PAGES: Final = 4000
 """Pages of WAL after which a commit checkpoints (SQLite's default: 1000)."""
+_MAX_CACHED_KEYS: Final = 100_000
+"""Key ids a ledger remembers (past it, it starts again: they are looked up on the next write)."""
 _MAX_ROWS_PER_INSERT: Final = 1024
 """Rows per ``INSERT`` statement at most (a power of two; fewer when SQLite allows fewer parameters)."""
 
 
-_NULLABLE_TEXT: Final = frozenset(
-    {"provider", "model", "request_model", "cost", "price_version", "operation_id", "response_id"}
+_KEY_FIELDS: Final = (
+    "operation",
+    "status",
+    "provider",
+    "model",
+    "request_model",
+    "price_version",
+    "dimensions",
 )
+"""The event fields stored once per distinct combination, in ``meterline_event_keys``."""
+STORED_COLUMNS: Final = (
+    "id",
+    "time_ns",
+    "hour",
+    "key_id",
+    *(name for name in EVENT_COLUMNS if name not in _KEY_FIELDS and name not in ("id", "time_ns", "hour")),
+)
+"""The columns of an event row as stored (`EVENT_COLUMNS` with the key fields replaced by ``key_id``)."""
+_NULLABLE_TEXT: Final = frozenset({"cost", "operation_id", "response_id"})
 """Text columns that may be NULL: `_bind_rows` passes the integer 0 for NULL (see `_insert_events`)."""
 
 
@@ -108,11 +133,11 @@ def _insert_events(count: int) -> str:
     stores as NULL).
     """
     row = "({})".format(
-        ", ".join("nullif(?, 0)" if name in _NULLABLE_TEXT else "?" for name in EVENT_COLUMNS)
+        ", ".join("nullif(?, 0)" if name in _NULLABLE_TEXT else "?" for name in STORED_COLUMNS)
     )
     return (
-        f"INSERT INTO meterline_events ({_COLUMNS}) VALUES {', '.join([row] * count)}"  # noqa: S608 - constants only
-        " ON CONFLICT(id) DO NOTHING"
+        f"INSERT INTO meterline_events ({', '.join(STORED_COLUMNS)})"  # noqa: S608 - constants only
+        f" VALUES {', '.join([row] * count)} ON CONFLICT(id) DO NOTHING"
     )
 
 
@@ -142,22 +167,29 @@ _CORRECT_ROLLUP: Final = _correct(_ROLLUPS[0], _KEY_COLUMNS)
 _CORRECT_NODIMS: Final = _correct(_ROLLUPS[1], _KEY_COLUMNS[:-1])
 _SELECT_FOR_REPRICE: Final = (
     "SELECT id, cost, cost_pico, price_version, measured, hour, operation, status, provider, model,"
-    " dimensions FROM meterline_events WHERE id IN "
+    " dimensions, request_model FROM meterline_event_rows WHERE id IN "
 )
 _REPRICE_EVENT: Final = (
-    "UPDATE meterline_events SET previous_cost = cost, previous_price_version = price_version,"
-    " cost = ?, cost_pico = ?, price_version = ? WHERE id = ?"
+    "UPDATE meterline_events SET previous_cost = cost, previous_price_version ="
+    " (SELECT price_version FROM meterline_event_keys AS k WHERE k.key_id = meterline_events.key_id),"
+    " cost = ?, cost_pico = ?, key_id = ? WHERE id = ?"
 )
+_ADD_KEY: Final = (
+    f"INSERT INTO meterline_event_keys (key, {', '.join(_KEY_FIELDS)})"  # noqa: S608 - constants only
+    f" VALUES ({', '.join('?' * (len(_KEY_FIELDS) + 1))}) ON CONFLICT(key) DO NOTHING"
+)
+_KEY_ID: Final = "SELECT key_id FROM meterline_event_keys WHERE key = ?"
 
 # Positions in a row of `_bind_rows`, for adding rows into roll-ups without re-deriving them.
-_WIDTH: Final = len(EVENT_COLUMNS)
-_ID: Final = EVENT_COLUMNS.index("id")
-_MEASURED: Final = EVENT_COLUMNS.index("measured")
-_USAGE_AT: Final = tuple(EVENT_COLUMNS.index(name) for name in USAGE_FIELDS)
-_KEY_AT: Final = tuple(EVENT_COLUMNS.index(name) for name in _KEY_COLUMNS)
-_PICO_AT: Final = EVENT_COLUMNS.index("cost_pico")
-_LATENCY_AT: Final = EVENT_COLUMNS.index("latency_ms")
-_SAVED_AT: Final = EVENT_COLUMNS.index("tokens_saved")
+_WIDTH: Final = len(STORED_COLUMNS)
+_ID: Final = STORED_COLUMNS.index("id")
+_HOUR_AT: Final = STORED_COLUMNS.index("hour")
+_KEY_ID_AT: Final = STORED_COLUMNS.index("key_id")
+_MEASURED: Final = STORED_COLUMNS.index("measured")
+_USAGE_AT: Final = tuple(STORED_COLUMNS.index(name) for name in USAGE_FIELDS)
+_PICO_AT: Final = STORED_COLUMNS.index("cost_pico")
+_LATENCY_AT: Final = STORED_COLUMNS.index("latency_ms")
+_SAVED_AT: Final = STORED_COLUMNS.index("tokens_saved")
 # Positions in a list of `ROLLUP_SUMS`.
 _EVENTS, _UNMEASURED, _UNPRICED = 0, 1, 2
 _SUM_USAGE: Final = tuple(ROLLUP_SUMS.index(name) for name in USAGE_FIELDS)
@@ -199,7 +231,47 @@ def _schema_v2(conn: sqlite3.Connection) -> None:
     conn.execute("DROP INDEX IF EXISTS meterline_events_hour")
 
 
-MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (_schema_v1, _schema_v2)
+def key_text(key: Sequence[object]) -> str:
+    """The unique text of a key's fields in ``meterline_event_keys`` (JSON, ASCII, NULLs kept)."""
+    return json.dumps(list(key), ensure_ascii=True, separators=(",", ":"))
+
+
+def _schema_v3(conn: sqlite3.Connection) -> None:
+    """Version 3: the fields that repeat from event to event stored once, in ``meterline_event_keys``."""
+    fields = ", ".join(_KEY_FIELDS)
+    conn.execute(
+        "CREATE TABLE meterline_event_keys (key_id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,"
+        " operation TEXT, status TEXT, provider TEXT, model TEXT, request_model TEXT, price_version TEXT,"
+        " dimensions TEXT)"
+    )
+    distinct = conn.execute(f"SELECT DISTINCT {fields} FROM meterline_events").fetchall()  # noqa: S608
+    conn.executemany(_ADD_KEY, [(key_text(key), *key) for key in distinct])
+    texts = {"id", "cost", "operation_id", "response_id", "links"}
+    types = {"id": "TEXT PRIMARY KEY", "latency_ms": "REAL", "key_id": "INTEGER NOT NULL"}
+    columns = ", ".join(
+        f"{name} {types.get(name, 'TEXT' if name in texts else 'INTEGER')}" for name in STORED_COLUMNS
+    )
+    conn.execute(
+        f"CREATE TABLE meterline_events_v3 ({columns}, previous_cost TEXT, previous_price_version TEXT)"
+    )
+    picked = ", ".join("k.key_id" if name == "key_id" else f"e.{name}" for name in STORED_COLUMNS)
+    same = " AND ".join(f"k.{name} IS e.{name}" for name in _KEY_FIELDS)
+    stored = ", ".join(STORED_COLUMNS)
+    conn.execute(
+        f"INSERT INTO meterline_events_v3 ({stored}, previous_cost, previous_price_version)"  # noqa: S608
+        f" SELECT {picked}, e.previous_cost, e.previous_price_version"
+        f" FROM meterline_events AS e JOIN meterline_event_keys AS k ON {same} ORDER BY e.rowid"
+    )
+    conn.execute("DROP TABLE meterline_events")
+    conn.execute("ALTER TABLE meterline_events_v3 RENAME TO meterline_events")
+    shown = ", ".join(f"k.{name}" if name in _KEY_FIELDS else f"e.{name}" for name in EVENT_COLUMNS)
+    conn.execute(
+        f"CREATE VIEW meterline_event_rows AS SELECT {shown}, e.previous_cost, e.previous_price_version"  # noqa: S608
+        " FROM meterline_events AS e JOIN meterline_event_keys AS k ON k.key_id = e.key_id"
+    )
+
+
+MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (_schema_v1, _schema_v2, _schema_v3)
 """Forward migrations: ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``."""
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -231,6 +303,10 @@ class SQLiteLedger:
         self.url = f"sqlite:///{self.path}"
         self._lock = threading.Lock()
         self._rows_per_insert = _MAX_ROWS_PER_INSERT
+        self._key_ids: dict[tuple[Any, ...], int] = {}
+        """Key fields -> their ``key_id`` in ``meterline_event_keys`` (those committed)."""
+        self._key_fields: dict[int, tuple[Any, ...]] = {}
+        """The inverse of ``_key_ids``."""
         self._conn: sqlite3.Connection | None = connect_private(
             self.path, timeout, LedgerError, "ledger", self._prepare
         )
@@ -278,42 +354,81 @@ class SQLiteLedger:
         Raises:
             LedgerError: the store failed; nothing of the batch was written.
         """
-        values = _bind_rows(events)
         count = len(events)
         if not count:
             return 0
-        with self._transaction("write") as conn:
-            ((last,),) = conn.execute(_LAST_ROWID)
-            inserted = 0
-            size = self._rows_per_insert
-            at = 0
-            while at < count:
-                while at + size > count:  # the rest in halves: few distinct statements to cache
-                    size //= 2
-                chunk = values[at * _WIDTH : (at + size) * _WIDTH]
-                inserted += conn.execute(_insert_events(size), chunk).rowcount
-                at += size
-            if inserted != count:
-                # Some ids were stored already, or repeated in the batch: the rows inserted are
-                # those past the largest rowid before the insert (the write lock is held, and
-                # SQLite gives a new row the largest rowid plus one; rowids are only drawn at
-                # random once 2**63 - 1 is taken, which the count check turns into a failure).
-                new_ids = {stored for (stored,) in conn.execute(_NEW_IDS, (last,))}
-                if len(new_ids) != inserted:
-                    raise LedgerError(
-                        f"write failed on {self.url}: {inserted} events inserted but"
-                        f" {len(new_ids)} found past rowid {last}; nothing of the batch was written"
-                    )
-                kept: list[Any] = []
-                for start in range(0, len(values), _WIDTH):
-                    if values[start + _ID] in new_ids:
-                        new_ids.discard(values[start + _ID])  # the first of repeated ids is stored
-                        kept += values[start : start + _WIDTH]
-                values = kept
-            if values:
-                sums = _rollup(values)
-                conn.executemany(_UPSERT_ROLLUP, [(*key, *total) for key, total in sums.items()])
-                conn.executemany(_UPSERT_NODIMS, [(*key, *total) for key, total in _drop_dims(sums).items()])
+        if len(self._key_ids) >= _MAX_CACHED_KEYS:  # start again (before a batch, never inside one)
+            self._key_ids.clear()
+            self._key_fields.clear()
+        added: list[tuple[Any, ...]] = []
+        try:
+            with self._transaction("write") as conn:
+                values = _bind_rows(events, self._key_resolver(conn, added))
+                inserted = self._insert(conn, values, count)
+        except BaseException:
+            self._forget_keys(added)  # they were rolled back with the rest
+            raise
+        return inserted
+
+    def _key_resolver(
+        self, conn: sqlite3.Connection, added: list[tuple[Any, ...]]
+    ) -> Callable[[tuple[Any, ...]], int]:
+        """A function giving the ``key_id`` of key fields, storing new keys (in the open transaction)."""
+        known = self._key_ids
+
+        def key_id(fields: tuple[Any, ...]) -> int:
+            found = known.get(fields)
+            if found is not None:
+                return found
+            text = key_text(fields)
+            conn.execute(_ADD_KEY, (text, *fields))
+            ((new,),) = conn.execute(_KEY_ID, (text,))
+            known[fields] = new
+            self._key_fields[new] = fields
+            added.append(fields)
+            return int(new)
+
+        return key_id
+
+    def _forget_keys(self, added: Sequence[tuple[Any, ...]]) -> None:
+        for fields in added:
+            key_id = self._key_ids.pop(fields, None)
+            if key_id is not None:
+                self._key_fields.pop(key_id, None)
+
+    def _insert(self, conn: sqlite3.Connection, values: list[Any], count: int) -> int:
+        """Insert the rows of ``values`` (``count`` events) and add the new ones to the roll-ups."""
+        ((last,),) = conn.execute(_LAST_ROWID)
+        inserted = 0
+        size = self._rows_per_insert
+        at = 0
+        while at < count:
+            while at + size > count:  # the rest in halves: few distinct statements to cache
+                size //= 2
+            chunk = values[at * _WIDTH : (at + size) * _WIDTH]
+            inserted += conn.execute(_insert_events(size), chunk).rowcount
+            at += size
+        if inserted != count:
+            # Some ids were stored already, or repeated in the batch: the rows inserted are
+            # those past the largest rowid before the insert (the write lock is held, and
+            # SQLite gives a new row the largest rowid plus one; rowids are only drawn at
+            # random once 2**63 - 1 is taken, which the count check turns into a failure).
+            new_ids = {stored for (stored,) in conn.execute(_NEW_IDS, (last,))}
+            if len(new_ids) != inserted:
+                raise LedgerError(
+                    f"write failed on {self.url}: {inserted} events inserted but"
+                    f" {len(new_ids)} found past rowid {last}; nothing of the batch was written"
+                )
+            kept: list[Any] = []
+            for start in range(0, len(values), _WIDTH):
+                if values[start + _ID] in new_ids:
+                    new_ids.discard(values[start + _ID])  # the first of repeated ids is stored
+                    kept += values[start : start + _WIDTH]
+            values = kept
+        if values:
+            sums = _rollup(values, self._key_fields)
+            conn.executemany(_UPSERT_ROLLUP, [(*key, *total) for key, total in sums.items()])
+            conn.executemany(_UPSERT_NODIMS, [(*key, *total) for key, total in _drop_dims(sums).items()])
         return inserted
 
     def prune(self, before: datetime) -> int:
@@ -348,8 +463,19 @@ class SQLiteLedger:
             wanted[stored_id] = (cost, price_version)
         if not wanted:
             return 0
+        added: list[tuple[Any, ...]] = []
+        try:
+            updated = self._reprice(wanted, added)
+        except BaseException:
+            self._forget_keys(added)  # they were rolled back with the rest
+            raise
+        return updated
+
+    def _reprice(
+        self, wanted: Mapping[str, tuple[Decimal | None, str | None]], added: list[tuple[Any, ...]]
+    ) -> int:
         with self._transaction("reprice") as conn:
-            updates: list[tuple[str | None, int | None, str | None, str]] = []
+            repriced: list[tuple[str | None, int | None, tuple[Any, ...], str]] = []
             deltas: dict[tuple[Any, ...], list[int]] = {}
             ids = list(wanted)
             for start in range(0, len(ids), _MAX_PARAMS):
@@ -361,14 +487,17 @@ class SQLiteLedger:
                     if old == cost and old_version == price_version:
                         continue
                     pico = pico_of(cost)
-                    updates.append((None if cost is None else str(cost), pico, price_version, stored_id))
-                    hour, operation, status, provider, model, dims = key
+                    hour, operation, status, provider, model, dims, request_model = key
+                    fields = (operation, status, provider, model, request_model, price_version, dims)
+                    repriced.append((None if cost is None else str(cost), pico, fields, stored_id))
                     delta = deltas.setdefault(
                         (hour, operation, status, provider or "", model or "", dims), [0, 0]
                     )
                     delta[0] += (pico or 0) - (old_pico or 0)
                     if measured and operation not in _NOT_MODEL_CALLS:
                         delta[1] += (cost is None) - (old_cost is None)
+            key_id = self._key_resolver(conn, added)
+            updates = [(cost, pico, key_id(fields), stored_id) for cost, pico, fields, stored_id in repriced]
             conn.executemany(_REPRICE_EVENT, updates)
             conn.executemany(_CORRECT_ROLLUP, [(*delta, *key) for key, delta in deltas.items()])
             conn.executemany(_CORRECT_NODIMS, [(*delta, *key) for key, delta in _drop_dims(deltas).items()])
@@ -564,7 +693,7 @@ class SQLiteLedger:
             clauses.append("time_ns < ?")
             bounds.append(_ns(until))
         sql = (
-            f"SELECT {_COLUMNS} FROM meterline_events WHERE {' AND '.join(clauses)}"  # noqa: S608 - constants only
+            f"SELECT {_COLUMNS} FROM meterline_event_rows WHERE {' AND '.join(clauses)}"  # noqa: S608 - constants only
             f" ORDER BY id LIMIT {_PAGE}"
         )
         cursor = "" if after_id is None else after_id
@@ -628,11 +757,12 @@ _NO_USAGE: Final = (0,) * (1 + len(USAGE_FIELDS))  # measured, then the counts
 _NAN: Final = float("nan")
 
 
-def _bind_rows(events: Sequence[UsageEvent]) -> list[Any]:
+def _bind_rows(events: Sequence[UsageEvent], key_id: Callable[[tuple[Any, ...]], int]) -> list[Any]:
     """The parameters of `_insert_events` for ``events``: their rows, one after the other, in one list.
 
-    The values of `event_to_row` (a test checks it), except ``None``: the integer 0 in a
-    text column and NaN for the latency (see `_insert_events`). Written out inline, into one
+    The values of `event_to_row` (a test checks it) in the order of `STORED_COLUMNS`: the
+    key fields replaced by ``key_id(fields)``, and ``None`` bound as the integer 0 in a text
+    column and as NaN for the latency (see `_insert_events`). Written out inline, into one
     flat list: it runs for every event on the writer thread, which shares the GIL with the
     threads recording them.
     """
@@ -657,16 +787,17 @@ def _bind_rows(events: Sequence[UsageEvent]) -> list[Any]:
             tokens_saved,
         ) = _FIELDS_OF(event)
         cost, pico = cost_columns(event)
+        dims = (
+            dimensions.json()
+            if type(dimensions) is Dimensions
+            else json.dumps(dict(dimensions), sort_keys=True, separators=(",", ":"))
+        )
         extend(
             (
                 event_id(event),
                 time_ns,
                 time_ns // 3_600_000_000_000 * 3600,  # hour_of(time_ns)
-                operation,
-                status,
-                0 if provider is None else provider,
-                0 if model is None else model,
-                0 if request_model is None else request_model,
+                key_id((operation, status, provider, model, request_model, price_version, dims)),
             )
         )
         extend(_NO_USAGE if usage is None else (1, *_USAGE_OF(usage)))
@@ -674,11 +805,7 @@ def _bind_rows(events: Sequence[UsageEvent]) -> list[Any]:
             (
                 0 if cost is None else cost,
                 pico,
-                0 if price_version is None else price_version,
                 _NAN if latency is None else latency,
-                dimensions.json()
-                if type(dimensions) is Dimensions
-                else json.dumps(dict(dimensions), sort_keys=True, separators=(",", ":")),
                 0 if operation_id is None else operation_id,
                 attempt,
                 0 if response_id is None else response_id,
@@ -689,15 +816,17 @@ def _bind_rows(events: Sequence[UsageEvent]) -> list[Any]:
     return values
 
 
-def _rollup(values: list[Any]) -> dict[tuple[Any, ...], list[Any]]:
+def _rollup(values: list[Any], fields: Mapping[int, tuple[Any, ...]]) -> dict[tuple[Any, ...], list[Any]]:
     """Add rows of `_bind_rows` up per roll-up key (hour, operation, status, provider, model, dimensions).
 
-    A column of the rows is a slice of ``values``; the rows of a key are picked out of each
+    Rows are grouped by (hour, key_id) first, then each group lands on its roll-up key, taken
+    from ``fields`` (key_id -> the key's fields, in the order of ``meterline_event_keys``).
+    A column of the rows is a slice of ``values``; the rows of a group are picked out of each
     column, and added up by ``sum`` (in C): integers stay exact, and a sum past 64 bits fails
-    the write when bound (`OverflowError`). A batch is often of one key (one scope's events).
+    the write when bound (`OverflowError`). A batch is often of one group (one scope's events).
     """
     columns = [values[at::_WIDTH] for at in range(_WIDTH)]
-    keys = list(zip(*(columns[at] for at in _KEY_AT), strict=True))
+    keys = list(zip(columns[_HOUR_AT], columns[_KEY_ID_AT], strict=True))
     first = keys[0]
     groups: dict[tuple[Any, ...], list[int] | None]
     if keys.count(first) == len(keys):
@@ -711,7 +840,8 @@ def _rollup(values: list[Any]) -> dict[tuple[Any, ...], list[Any]]:
             else:
                 rows.append(index)
     sums: dict[tuple[Any, ...], list[Any]] = {}
-    for (hour, operation, status, provider, model, dims), rows in groups.items():
+    for (hour, key_id), rows in groups.items():
+        operation, status, provider, model, _, _, dims = fields[key_id]
         picked: Sequence[Sequence[Any]]
         if rows is None:
             picked = columns
@@ -741,12 +871,13 @@ def _rollup(values: list[Any]) -> dict[tuple[Any, ...], list[Any]]:
             float(latency),
             sum(picked[_SAVED_AT]),
         ]
-        # The key as stored: '' for a missing provider or model (0 in the rows).
-        key = (hour, operation, status, provider or "", model or "", dims)
-        merged = sums.get(key)
+        # The key as stored: '' for a missing provider or model. Several keys (request model,
+        # price version; a missing provider and '') land on one roll-up row.
+        rollup_key = (hour, operation, status, provider or "", model or "", dims)
+        merged = sums.get(rollup_key)
         if merged is None:
-            sums[key] = total
-        else:  # a missing provider or model, and '' (one key once stored)
+            sums[rollup_key] = total
+        else:
             for i, value in enumerate(total):
                 merged[i] += value
     return sums
