@@ -1109,7 +1109,7 @@ class BudgetEngine:
             try:
                 callback(alert)
             except Exception:  # noqa: BLE001 - an alert callback never breaks record()
-                self.meter._subscriber_failed(callback)  # type: ignore[arg-type]
+                self.meter._subscriber_failed(callback)
 
     # -- reading -----------------------------------------------------------------------
 

@@ -1059,7 +1059,7 @@ class Meter:
         acc = self._cube[key] = Acc()
         return acc
 
-    def _subscriber_failed(self, subscriber: Callable[[UsageEvent], object]) -> None:
+    def _subscriber_failed(self, subscriber: Callable[..., object]) -> None:
         self._subscriber_errors += 1
         count = self._subscriber_errors
         if count <= 10 or count % 1000 == 0:
