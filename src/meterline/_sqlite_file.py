@@ -14,12 +14,23 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from meterline.exceptions import MeterlineError
+from meterline.exceptions import ConfigurationError, MeterlineError
 
-__all__ = ["connect_private", "migrate", "rollback", "schema_version"]
+__all__ = ["check_timeout", "connect_private", "migrate", "rollback", "schema_version"]
 
 META_TABLES = frozenset({"meterline_meta", "meterline_budget_meta"})
 """The meta tables there are: a table name is taken from here, never from a caller's string."""
+
+
+def check_timeout(timeout: object) -> float:
+    """``timeout`` (seconds to wait for a busy file) as a float.
+
+    Raises:
+        ConfigurationError: when it is not a non-negative number (bools and NaN included).
+    """
+    if type(timeout) not in (int, float) or not timeout >= 0:  # type: ignore[operator]
+        raise ConfigurationError(f"timeout={timeout!r}: expected a non-negative number of seconds")
+    return float(timeout)  # type: ignore[arg-type]
 
 
 def connect_private(

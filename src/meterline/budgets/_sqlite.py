@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
-from meterline._sqlite_file import connect_private, migrate, rollback
+from meterline._sqlite_file import check_timeout, connect_private, migrate, rollback
 from meterline.budgets._base import METRICS, ZERO, Line, Refusal, Vector, first_refusal
-from meterline.exceptions import BudgetStoreError, ConfigurationError
+from meterline.exceptions import BudgetStoreError
 
 __all__ = ["SCHEMA_VERSION", "SQLiteBudgetStore"]
 
@@ -140,13 +140,11 @@ class SQLiteBudgetStore:
     """``sqlite:///`` followed by the file's absolute path."""
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
-        seconds: object = timeout  # checked at run time, whatever the annotations say
-        if type(seconds) not in (int, float) or not seconds >= 0:  # type: ignore[operator]
-            raise ConfigurationError(f"timeout={timeout!r}: expected a non-negative number of seconds")
+        seconds = check_timeout(timeout)
         self.path = Path(path).expanduser().absolute()
         """The database file."""
         self.url = f"sqlite:///{self.path}"
-        self._timeout = float(timeout)
+        self._timeout = seconds
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._closed = False

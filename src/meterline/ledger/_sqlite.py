@@ -56,7 +56,7 @@ from meterline._events import (
     where_filters,
 )
 from meterline._pricing import tidy
-from meterline._sqlite_file import connect_private, migrate, rollback, schema_version
+from meterline._sqlite_file import check_timeout, connect_private, migrate, rollback, schema_version
 from meterline._usage import USAGE_FIELDS, Usage
 from meterline.exceptions import ConfigurationError, LedgerError
 from meterline.ledger._base import (
@@ -295,9 +295,7 @@ class SQLiteLedger:
     """``sqlite:///`` followed by the file's absolute path."""
 
     def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
-        seconds: object = timeout  # checked at run time, whatever the annotations say
-        if type(seconds) not in (int, float) or not seconds >= 0:  # type: ignore[operator]
-            raise ConfigurationError(f"timeout={timeout!r}: expected a non-negative number of seconds")
+        seconds = check_timeout(timeout)
         self.path = Path(path).expanduser().absolute()
         """The database file."""
         self.url = f"sqlite:///{self.path}"
@@ -308,7 +306,7 @@ class SQLiteLedger:
         self._key_fields: dict[int, tuple[Any, ...]] = {}
         """The inverse of ``_key_ids``."""
         self._conn: sqlite3.Connection | None = connect_private(
-            self.path, timeout, LedgerError, "ledger", self._prepare
+            self.path, seconds, LedgerError, "ledger", self._prepare
         )
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
