@@ -12,6 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meterline.exceptions import ConfigurationError, LedgerError
 from meterline.ledger._base import ROLLUP_SUMS, SCHEMA_VERSION
@@ -494,7 +496,7 @@ def test_bound_rows_are_the_rows_of_the_contract() -> None:
             keys.append(fields)
         return keys.index(fields) + 1
 
-    values = _bind_rows(events, key_id)
+    values = _bind_rows(events, {}, key_id)
     rows = [values[start : start + _WIDTH] for start in range(0, len(values), _WIDTH)]
     for event, bound in zip(events, rows, strict=True):
         expected = dict(zip(EVENT_COLUMNS, event_to_row(event), strict=True))
@@ -502,7 +504,10 @@ def test_bound_rows_are_the_rows_of_the_contract() -> None:
         assert keys[stored.pop("key_id") - 1] == tuple(expected.pop(name) for name in _KEY_FIELDS)
         assert stored.keys() == expected.keys()
         for name, value in stored.items():
-            if expected[name] is None and name in _NULLABLE_TEXT:
+            if name == "cost" and value == 0 and expected[name] is not None:
+                # Exact in pico-dollars: only the integer is stored (the view writes the text).
+                assert Decimal(expected[name]) == Decimal(stored["cost_pico"]).scaleb(-12)
+            elif expected[name] is None and name in _NULLABLE_TEXT:
                 assert value == 0, name
             elif expected[name] is None and name == "latency_ms":
                 assert math.isnan(value)
@@ -617,3 +622,20 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
         assert indexes.fetchall() == []
     finally:
         conn.close()
+
+
+@given(st.integers(min_value=0, max_value=2**63 - 1))
+@settings(max_examples=300, deadline=None)
+def test_the_view_writes_a_cost_out_as_usd_text_does(pico: int) -> None:
+    """A cost stored as pico-dollars alone reads back as the exact text `usd_text` gives."""
+    from meterline.ledger._base import usd_text
+    from meterline.ledger._sqlite import _COST_TEXT
+
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("CREATE TABLE e (cost TEXT, cost_pico INTEGER)")
+        conn.execute("INSERT INTO e VALUES (NULL, ?)", (pico,))
+        ((text,),) = conn.execute(f"SELECT {_COST_TEXT} FROM e")
+    finally:
+        conn.close()
+    assert text == usd_text(pico * 1_000_000)

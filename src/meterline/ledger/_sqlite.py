@@ -60,6 +60,7 @@ from meterline._sqlite_file import check_timeout, connect_private, migrate, roll
 from meterline._usage import USAGE_FIELDS, Usage
 from meterline.exceptions import ConfigurationError, LedgerError
 from meterline.ledger._base import (
+    _PLAN_OF,
     EVENT_COLUMNS,
     GRANULARITIES,
     ROLLUP_SUMS,
@@ -231,6 +232,15 @@ def _schema_v2(conn: sqlite3.Connection) -> None:
     conn.execute("DROP INDEX IF EXISTS meterline_events_hour")
 
 
+_COST_TEXT: Final = (
+    "CASE WHEN e.cost IS NOT NULL OR e.cost_pico IS NULL THEN e.cost ELSE"
+    " rtrim(rtrim((e.cost_pico / 1000000000000) || '.' || printf('%012d', e.cost_pico % 1000000000000),"
+    " '0'), '.') END AS cost"
+)
+"""The cost as text, for the view: a row whose cost is exact in pico-dollars stores no text (see
+`_bind_rows`), and this writes it out as `usd_text` would (``0.00575``, ``2``, ``0``)."""
+
+
 def key_text(key: Sequence[object]) -> str:
     """The unique text of a key's fields in ``meterline_event_keys`` (JSON, ASCII, NULLs kept)."""
     return json.dumps(list(key), ensure_ascii=True, separators=(",", ":"))
@@ -264,7 +274,10 @@ def _schema_v3(conn: sqlite3.Connection) -> None:
     )
     conn.execute("DROP TABLE meterline_events")
     conn.execute("ALTER TABLE meterline_events_v3 RENAME TO meterline_events")
-    shown = ", ".join(f"k.{name}" if name in _KEY_FIELDS else f"e.{name}" for name in EVENT_COLUMNS)
+    shown = ", ".join(
+        f"k.{name}" if name in _KEY_FIELDS else _COST_TEXT if name == "cost" else f"e.{name}"
+        for name in EVENT_COLUMNS
+    )
     conn.execute(
         f"CREATE VIEW meterline_event_rows AS SELECT {shown}, e.previous_cost, e.previous_price_version"  # noqa: S608
         " FROM meterline_events AS e JOIN meterline_event_keys AS k ON k.key_id = e.key_id"
@@ -361,7 +374,7 @@ class SQLiteLedger:
         added: list[tuple[Any, ...]] = []
         try:
             with self._transaction("write") as conn:
-                values = _bind_rows(events, self._key_resolver(conn, added))
+                values = _bind_rows(events, self._key_ids, self._key_resolver(conn, added))
                 inserted = self._insert(conn, values, count)
         except BaseException:
             self._forget_keys(added)  # they were rolled back with the rest
@@ -753,14 +766,21 @@ _FIELDS_OF: Final = attrgetter(
 _USAGE_OF: Final = attrgetter(*USAGE_FIELDS)
 _NO_USAGE: Final = (0,) * (1 + len(USAGE_FIELDS))  # measured, then the counts
 _NAN: Final = float("nan")
+_EXACT_IN_PICO: Final = "exact in pico-dollars"
+"""A marker: the cost text is not stored (the view derives it from ``cost_pico``)."""
 
 
-def _bind_rows(events: Sequence[UsageEvent], key_id: Callable[[tuple[Any, ...]], int]) -> list[Any]:
+def _bind_rows(
+    events: Sequence[UsageEvent],
+    known: Mapping[tuple[Any, ...], int],
+    key_id: Callable[[tuple[Any, ...]], int],
+) -> list[Any]:
     """The parameters of `_insert_events` for ``events``: their rows, one after the other, in one list.
 
     The values of `event_to_row` (a test checks it) in the order of `STORED_COLUMNS`: the
-    key fields replaced by ``key_id(fields)``, and ``None`` bound as the integer 0 in a text
-    column and as NaN for the latency (see `_insert_events`). Written out inline, into one
+    key fields replaced by their id (``known[fields]``, else ``key_id(fields)``); ``None``
+    bound as the integer 0 in a text column and as NaN for the latency (see
+    `_insert_events`); a cost exact in pico-dollars stored as the integer alone. Written out inline, into one
     flat list: it runs for every event on the writer thread, which shares the GIL with the
     threads recording them.
     """
@@ -784,24 +804,36 @@ def _bind_rows(events: Sequence[UsageEvent], key_id: Callable[[tuple[Any, ...]],
             links,
             tokens_saved,
         ) = _FIELDS_OF(event)
-        cost, pico = cost_columns(event)
+        try:
+            # The common case: priced by a compiled plan, exact to the pico-dollar. Only the
+            # integer is stored; the view writes the text out (formatting it here cost a
+            # tenth of this loop).
+            atto = _PLAN_OF(event).atto(usage)
+            pico, rest = divmod(atto, 1_000_000)
+            cost: str | None = _EXACT_IN_PICO if rest == 0 and atto >= 0 else None
+            if cost is None:
+                cost, pico = cost_columns(event)
+        except AttributeError:
+            cost, pico = cost_columns(event)
         dims = (
             dimensions.json()
             if type(dimensions) is Dimensions
             else json.dumps(dict(dimensions), sort_keys=True, separators=(",", ":"))
         )
+        fields = (operation, status, provider, model, request_model, price_version, dims)
+        found = known.get(fields)
         extend(
             (
                 event_id(event),
                 time_ns,
                 time_ns // 3_600_000_000_000 * 3600,  # hour_of(time_ns)
-                key_id((operation, status, provider, model, request_model, price_version, dims)),
+                key_id(fields) if found is None else found,
             )
         )
         extend(_NO_USAGE if usage is None else (1, *_USAGE_OF(usage)))
         extend(
             (
-                0 if cost is None else cost,
+                0 if cost is None or cost is _EXACT_IN_PICO else cost,
                 pico,
                 _NAN if latency is None else latency,
                 0 if operation_id is None else operation_id,
