@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 import pickle
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -766,3 +767,137 @@ def test_estimate_tokens_overestimates_text() -> None:
     assert estimate_tokens({"parts": [{"text": "日本語のテキスト"}]}) >= 8
     assert estimate_tokens(None) == 3
     assert estimate_tokens([b"\x00" * 30, 1.5, True]) == 13
+
+
+# -- regressions --------------------------------------------------------------------------
+
+
+def test_a_tools_reported_usage_is_not_charged_as_tokens(meter: Meter) -> None:
+    """record_tool(usage=) counts one tool call; the tool's own usage is informational, as in totals."""
+    meter.add_budget(Budget(max_tokens=1000, max_tool_calls=10, name="b"))
+    meter.record_tool("search", usage=Usage(input_tokens=600, output_tokens=300))
+    assert {row[2]: row[3] for row in status(meter)} == {"tokens": 0, "tool_calls": 1}
+    meter.reserve(input_tokens=1000, max_output_tokens=0, **GPT).release()
+
+
+def test_an_unmeasured_call_recorded_under_other_tags_still_charges_its_reservation(meter: Meter) -> None:
+    """When the route changed since reserve (other tags here), the held worst case is still charged."""
+    meter.add_budget(Budget(max_tokens=10**6, max_requests=100, name="b"))
+    with meter.reserve(input_tokens=1000, max_output_tokens=500, tags={"attempt_kind": "first"}, **GPT):
+        meter.record(None, tags={"attempt_kind": "retry"}, **GPT)
+    assert {row[2]: (row[3], row[4]) for row in status(meter)} == {"tokens": (1500, 0), "requests": (1, 0)}
+
+
+@pytest.mark.parametrize(
+    ("window", "now", "start", "end"),
+    [
+        # New York falls back on 2024-11-03: 01:00-02:00 local happens twice (05:00Z-07:00Z).
+        ("hour", "2024-11-03T05:30:00+00:00", "2024-11-03T05:00:00+00:00", "2024-11-03T06:00:00+00:00"),
+        ("hour", "2024-11-03T06:30:00+00:00", "2024-11-03T06:00:00+00:00", "2024-11-03T07:00:00+00:00"),
+        ("minute", "2024-11-03T06:30:10+00:00", "2024-11-03T06:30:00+00:00", "2024-11-03T06:31:00+00:00"),
+        # Kathmandu is UTC+5:45: its hours start at :15 past the UTC hour.
+        ("hour", "2026-01-01T10:20:00+00:00", "2026-01-01T10:15:00+00:00", "2026-01-01T11:15:00+00:00"),
+    ],
+)
+def test_hour_and_minute_windows_are_elapsed_time_across_clock_changes(
+    window: str, now: str, start: str, end: str
+) -> None:
+    """An hour (or minute) window lasts an hour of real time, even while local clocks repeat an hour."""
+    zone = "Asia/Kathmandu" if "2026" in now else "America/New_York"
+    current = _Compiled(Budget(max_tokens=1, window=window, timezone=zone)).window_at(
+        datetime.fromisoformat(now).timestamp()
+    )
+    assert (current.start, current.resets_at) == (
+        datetime.fromisoformat(start).timestamp(),
+        datetime.fromisoformat(end).timestamp(),
+    )
+
+
+def test_an_unpriced_unmeasured_call_is_charged_its_estimated_input(meter: Meter) -> None:
+    """on_unpriced and on_unmeasured both 'estimate': the input estimate is priced at estimate_price."""
+    meter.add_budget(
+        Budget(
+            max_cost="10",
+            on_unpriced="estimate",
+            on_unmeasured="estimate",
+            estimate_price=("100", "100"),
+            name="b",
+        )
+    )
+    model: _Model = {"model": "my-private-model", "provider": "openai"}
+    with pytest.warns(meterline.UnpricedModelWarning):
+        reservation = meter.reserve(input_tokens=1000, max_output_tokens=1000, **model)
+    with reservation:
+        meter.record(None, **model)
+    assert status(meter) == [("b", {}, "cost", Decimal("0.1"), 0, Decimal("9.9"))]
+
+
+class _FlakyStore(MemoryBudgetStore):
+    """A store whose first settle times out."""
+
+    url = "flaky://"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = True
+
+    def settle(
+        self, rid: str | None, lines: Sequence[Line], amounts: Sequence[Vector], now: float
+    ) -> list[Vector]:
+        if self.failing:
+            self.failing = False
+            raise BudgetStoreError("timeout")
+        return super().settle(rid, lines, amounts, now)
+
+
+def test_a_failed_settle_still_frees_the_hold() -> None:
+    """When settling fails, the reservation's hold is released rather than left to its lease."""
+    meter = Meter(budget_store=_FlakyStore())
+    meter.add_budget(Budget(max_tokens=1000, name="b"))
+    with meter.reserve(input_tokens=900, max_output_tokens=0, **GPT):
+        meter.record(Usage(input_tokens=10), **GPT)
+    assert meter.stats().machinery_errors == 1
+    assert status(meter) == [
+        ("b", {}, "tokens", 0, 0, 1000)
+    ]  # nothing used (the settle failed), nothing held
+    meter.reserve(input_tokens=1000, max_output_tokens=0, **GPT).release()
+
+
+def test_routes_never_miss_a_budget_added_concurrently() -> None:
+    """A scope's cached budgets never lag behind add_budget, whatever the thread interleaving."""
+    meter = Meter()
+    meter.add_budget(Budget(max_requests=10**9, name="b0"))
+    engine = meter._budgets
+    assert engine is not None
+    stop = threading.Event()
+    stale: list[int] = []
+
+    def reserver() -> None:
+        number = 0
+        while not stop.is_set():
+            number += 1
+            with meter.scope(user=f"u{number}"):
+                meter.reserve(**GPT).release()
+                reservation = meter.reserve(**GPT)  # from the cached route
+                reservation.release()
+                route = reservation._route
+                with engine._lock:  # add_budget changes both under it
+                    version, count = engine._version, len(engine.compiled)
+                if route.version == version and len(route.entries) != count:
+                    stale.append(route.version)
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    threads = [threading.Thread(target=reserver) for _ in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for number in range(1, 150):
+            meter.add_budget(Budget(max_requests=10**9, name=f"b{number}"))
+            time.sleep(0.001)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        sys.setswitchinterval(previous)
+    assert stale == []

@@ -501,14 +501,17 @@ _STALE: Final = _Window(math.inf, -math.inf, 0, 0, None, None, 0)
 
 
 def _calendar(window: str, zone: ZoneInfo, now: float) -> _Window:
-    local = datetime.fromtimestamp(now, tz=zone).replace(tzinfo=None)
-    if window == "minute":
-        start = local.replace(second=0, microsecond=0)
-        end = start + timedelta(minutes=1)
-    elif window == "hour":
-        start = local.replace(minute=0, second=0, microsecond=0)
-        end = start + timedelta(hours=1)
-    elif window == "day":
+    aware = datetime.fromtimestamp(now, tz=zone)
+    if window in ("minute", "hour"):
+        # In elapsed time, from the local clock's last boundary: a minute or an hour is as long
+        # as ever when the clocks go back (local time repeats) or forward.
+        into = aware.second + aware.microsecond / 1e6 + (aware.minute * 60 if window == "hour" else 0)
+        start_ts = now - into
+        end_ts = start_ts + (60 if window == "minute" else 3600)
+        bucket = math.floor(start_ts)
+        return _Window(start_ts, end_ts, bucket, bucket, end_ts, end_ts + 86_400, bucket)
+    local = aware.replace(tzinfo=None)
+    if window == "day":
         start = local.replace(hour=0, minute=0, second=0, microsecond=0)
         end = start + timedelta(days=1)
     elif window == "week":
@@ -816,12 +819,13 @@ class BudgetEngine:
             and route.version == self._version
         ):
             return route
+        version = self._version  # before the budgets: a concurrent add() makes this route stale, not wrong
         entries = []
         for compiled in self.compiled:
             key = compiled.key_of(dims)
             if key is not None:
                 entries.append((compiled, key, compiled.window_at(now)))
-        route = _Route(dims, tuple(entries), self._version)
+        route = _Route(dims, tuple(entries), version)
         routes = self._routes
         if len(routes) >= 1024:
             routes.clear()
@@ -1010,11 +1014,10 @@ class BudgetEngine:
             time_ns: When it was recorded, in nanoseconds since the epoch.
         """
         now = time_ns / 1e9
+        rid = None
         try:
-            rid = None
-            held: tuple[Vector, ...] = ()
+            held: tuple[Vector | None, ...] = ()
             route = _NO_ROUTE
-            input_nanos = 0
             if reservation is not None and reservation._state == "open":
                 reservation._state = "settled"
                 rid = reservation.id
@@ -1041,13 +1044,32 @@ class BudgetEngine:
                 return
             requests = 1 if model_call else 0
             if usage is None:
-                if held and reservation is not None and reservation._priced_as is not None:
+                if reservation is not None and rid is not None and not held:
+                    # The route changed since the reservation (a new window step, other tags,
+                    # a budget added): match what was held by budget name.
+                    by_name = {
+                        compiled.name: vector
+                        for (compiled, _, _), vector in zip(
+                            reservation._route.entries, reservation._vectors, strict=False
+                        )
+                    }
+                    held = tuple(by_name.get(compiled.name) for compiled, _, _ in route.entries)
+                input_nanos: int | None = None
+                if reservation is not None and reservation._priced_as is not None:
                     model, provider = reservation._priced_as
                     input_nanos = _ceil_nanos(
                         self._estimate_atto(model, provider, reservation.input_tokens, 0) or 0
                     )
+                input_tokens = 0 if reservation is None else reservation.input_tokens
                 vectors = tuple(
-                    _unmeasured(compiled, held[index] if held else None, requests, tool_calls, input_nanos)
+                    _unmeasured(
+                        compiled,
+                        held[index] if held else None,
+                        requests,
+                        tool_calls,
+                        input_nanos,
+                        input_tokens,
+                    )
                     for index, (compiled, _, _) in enumerate(route.entries)
                 )
             else:
@@ -1072,6 +1094,11 @@ class BudgetEngine:
                     break
         except Exception as exc:  # noqa: BLE001 - settling never breaks record()
             self.meter._machinery_failed("the budget store", f"settle: {exc}")
+            if rid is not None:  # the usage is lost to the budget; at least free what was held
+                try:
+                    self.store.release(rid)
+                except Exception as again:  # noqa: BLE001 - the lease frees it in the end
+                    self.meter._machinery_failed("the budget store", f"release {rid}: {again}")
 
     def _alerts(self, route: _Route, vectors: Sequence[Vector], after: Sequence[Vector], now: float) -> None:
         for index, metric, lowest in route.alert_checks:
@@ -1134,11 +1161,17 @@ class BudgetEngine:
 
 
 def _unmeasured(
-    compiled: _Compiled, held: Vector | None, requests: int, tool_calls: int, input_nanos: int
+    compiled: _Compiled,
+    held: Vector | None,
+    requests: int,
+    tool_calls: int,
+    input_nanos: int | None,
+    input_tokens: int,
 ) -> Vector:
     """What a call recorded without usage charges, by the budget's ``on_unmeasured`` policy.
 
-    ``input_nanos`` is the cost of the reservation's input estimate alone.
+    ``input_nanos`` is the cost of the reservation's ``input_tokens`` alone at the model's
+    price (``None`` for a model without one: the budget's ``estimate_price`` is used, if any).
     """
     if held is None or not requests:
         return (0, 0, 0, 0, requests, tool_calls)
@@ -1146,6 +1179,9 @@ def _unmeasured(
     if policy == "fail_closed":
         return (held[TOKENS], held[INPUT_TOKENS], held[OUTPUT_TOKENS], held[COST], requests, tool_calls)
     if policy == "estimate":
+        if input_nanos is None:
+            price = compiled.budget.estimate_price
+            input_nanos = 0 if price is None else _estimated_nanos(price, input_tokens, 0)
         share = min(held[COST], input_nanos)
         return (held[INPUT_TOKENS], held[INPUT_TOKENS], 0, share, requests, tool_calls)
     return (0, 0, 0, 0, requests, tool_calls)

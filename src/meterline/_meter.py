@@ -1023,7 +1023,8 @@ class Meter:
             reservation = self._reservation.get()
             if reservation is not None and reservation._model_call:
                 reservation = None  # a model call's reservation is settled by its record()
-            budgets.charge(event.dimensions, usage, None, False, 1, reservation, now)
+            # A tool's reported usage is informational (as in the totals): one tool call is charged.
+            budgets.charge(event.dimensions, None, None, False, 1, reservation, now)
         sink = self._sink
         if sink is not None:
             try:

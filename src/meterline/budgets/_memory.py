@@ -4,6 +4,7 @@ from __future__ import annotations as _annotations
 
 import math
 import threading
+import time
 from collections.abc import Sequence
 
 from meterline.budgets._base import ZERO, CounterKey, Line, Refusal, Vector
@@ -231,8 +232,10 @@ class MemoryBudgetStore:
         return total
 
     def keys(self, budget: str) -> list[tuple[str, ...]]:
-        """The keys of ``budget``'s counters that have usage or holds, sorted."""
+        """The keys of ``budget``'s counters that have usage or live holds, sorted."""
         with self._lock:
+            if self._holds and min(hold[2] for hold in self._holds.values()) <= time.time():
+                self._expire(time.time())
             return sorted(
                 key
                 for (name, key), counter in self._counters.items()
