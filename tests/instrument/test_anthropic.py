@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 from collections.abc import Iterator
 from typing import Any
 
 import anthropic
+import pydantic
 import pytest
 
 import meterline
@@ -130,3 +132,20 @@ def test_overloaded(api: FakeAPI, rec: Recorded, client: anthropic.Anthropic) ->
     with pytest.raises(anthropic.APIStatusError):
         client.messages.create(model=MODEL, max_tokens=100, messages=MESSAGES)
     assert rec.only.status == "529"
+
+
+def test_parse_validation_error_is_recorded(api: FakeAPI, rec: Recorded, client: anthropic.Anthropic) -> None:
+    """A message messages.parse() fails to validate was sent: it is recorded with the error's status."""
+    parse: Any = getattr(client.messages, "parse", None)
+    if parse is None:
+        pytest.skip(f"messages.parse() did not exist in anthropic {anthropic.__version__}")
+    body = copy.deepcopy(MESSAGE["payload"])
+    body["content"] = [{"type": "text", "text": '{"a": "not-an-int"}'}]
+
+    class Out(pydantic.BaseModel):
+        a: int
+
+    api.script(Reply(body=body))
+    with pytest.raises(pydantic.ValidationError):
+        parse(model=MODEL, max_tokens=100, messages=MESSAGES, output_format=Out)
+    assert rec.only.status == "ValidationError"

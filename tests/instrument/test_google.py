@@ -107,3 +107,32 @@ def test_dropped_stream(api: FakeAPI, rec: Recorded, client: genai.Client) -> No
     with pytest.raises(Exception) as raised:
         list(client.models.generate_content_stream(model=MODEL, contents="Hi", config=NO_AFC))
     assert rec.only.status == type(raised.value).__name__
+
+
+def test_stream_refused_before_sending_records_nothing(api: FakeAPI) -> None:
+    """A stream the SDK refuses on its first next(), before sending, releases its reservation."""
+    if "should_return_http_response" not in genai.types.GenerateContentConfig.model_fields:
+        pytest.skip("GenerateContentConfig.should_return_http_response did not exist in this google-genai")
+    recorded = Recorded()
+    recorded.meter.add_budget(meterline.Budget(max_requests=1))
+    client = meterline.instrument(
+        genai.Client(api_key="k", http_options={"base_url": api.url, "api_version": "v1beta"}), recorded.meter
+    )
+    config: Any = {**NO_AFC, "should_return_http_response": True}
+    with pytest.raises(ValueError):
+        list(client.models.generate_content_stream(model=MODEL, contents="Hi", config=config))
+    assert (api.received, recorded.events) == ([], [])
+    (status,) = recorded.meter.budget_status()
+    assert (status.used, status.reserved) == (0, 0)
+
+
+def test_stream_is_recorded_in_the_scope_of_its_call(
+    api: FakeAPI, rec: Recorded, client: genai.Client
+) -> None:
+    """A sync stream opened in a scope and read outside it is recorded with that scope's dimensions."""
+    api.script(Reply(events=gemini_sse(STREAM["chunks"])))
+    with rec.meter.scope(user="alice"):
+        stream = client.models.generate_content_stream(model=MODEL, contents="Hi", config=NO_AFC)
+    list(stream)
+    assert dict(rec.only.dimensions) == {"user": "alice"}
+    assert rec.only.usage == usage_of(STREAM)

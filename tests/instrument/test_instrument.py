@@ -190,3 +190,28 @@ def test_a_malformed_response_never_breaks_the_call(api: FakeAPI, caplog: pytest
     assert meter.stats().machinery_errors == 1
     assert meter.totals().unmeasured == 1
     assert "instrumentation" in caplog.text
+
+
+def test_raw_response_wrappers_follow_instrument_and_uninstrument(api: FakeAPI, rec: Recorded) -> None:
+    """with_raw_response wrappers built before instrument() meter, and stop metering after uninstrument()."""
+    client = sdk_client(api)
+    raw = client.chat.completions.with_raw_response  # built (and cached) before instrument()
+    # Newer openai caches the client's own wrapper (rebuilt on demand); older ones build it
+    # once in __init__, out of reach: only the resources' wrappers are checked there.
+    whole = "with_raw_response" in vars(type(client))
+    if whole:
+        assert client.with_raw_response.chat.completions is not None
+    meterline.instrument(client, rec.meter)
+    api.default = Reply(body=CHAT["payload"])
+    client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+    if whole:
+        client.with_raw_response.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    assert len(rec.events) == (2 if whole else 1)
+    meterline.uninstrument(client)
+    raw.create(model="gpt-4o-mini", messages=MESSAGES)
+    client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+    if whole:
+        client.with_raw_response.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    with client.chat.completions.with_streaming_response.create(model="gpt-4o-mini", messages=MESSAGES):
+        pass
+    assert len(rec.events) == (2 if whole else 1)

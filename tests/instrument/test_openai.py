@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
+import pydantic
 import pytest
 
 import meterline
@@ -269,3 +270,86 @@ class TestClient:
         client.chat.completions.create(model="gpt-4o-mini", messages=messages)
         assert messages == MESSAGES
         assert "stream_options" not in api.received[0].body
+
+
+class TestRawAndParse:
+    """Raw responses, extra_body, and responses the SDK fails to parse."""
+
+    def test_raw_stream_is_not_asked_for_usage(
+        self, api: FakeAPI, rec: Recorded, client: openai.OpenAI
+    ) -> None:
+        """with_raw_response on a chat stream injects no stream_options; the call is recorded once."""
+        api.script(Reply(events=openai_sse(no_usage_chunks())))
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True
+        )
+        assert "stream_options" not in api.received[0].body
+        chunks = list(raw.parse())
+        assert len(chunks) == len(no_usage_chunks())
+        assert (rec.only.status, rec.only.usage) == ("ok", None)
+
+    def test_streaming_response_is_not_asked_for_usage(
+        self, api: FakeAPI, rec: Recorded, client: openai.OpenAI
+    ) -> None:
+        """with_streaming_response on a chat stream injects no stream_options; every chunk has choices."""
+        api.script(Reply(events=openai_sse(no_usage_chunks())))
+        with client.chat.completions.with_streaming_response.create(
+            model="gpt-4o-mini", messages=MESSAGES, stream=True
+        ) as response:
+            assert "stream_options" not in api.received[0].body
+            assert all(chunk.choices for chunk in response.parse())
+        assert rec.only.status == "ok"
+
+    def test_stream_options_in_extra_body_are_the_users(
+        self, api: FakeAPI, rec: Recorded, client: openai.OpenAI
+    ) -> None:
+        """stream_options given in extra_body are sent as is and the usage chunk is not hidden."""
+        api.script(Reply(events=openai_sse(CHAT_STREAM["chunks"])))
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            stream=True,
+            extra_body={"stream_options": {"include_usage": True}},
+        )
+        chunks = list(stream)
+        assert api.received[0].body["stream_options"] == {"include_usage": True}
+        assert len(chunks) == len(CHAT_STREAM["chunks"])
+        assert chunks[-1].usage is not None
+        assert rec.only.usage == usage_of(CHAT_STREAM)
+
+    def test_parse_length_error_is_recorded_with_its_usage(
+        self, api: FakeAPI, rec: Recorded, client: openai.OpenAI
+    ) -> None:
+        """A response .parse() rejects (LengthFinishReasonError) is recorded with its status and usage."""
+        body = copy.deepcopy(CHAT["payload"])
+        body["choices"][0]["finish_reason"] = "length"
+        body["choices"][0]["message"]["content"] = '{"a": '
+        parse: Any = getattr(client.chat.completions, "parse", None) or client.beta.chat.completions.parse
+
+        class Out(pydantic.BaseModel):
+            a: int
+
+        api.script(Reply(body=body))
+        with pytest.raises(openai.LengthFinishReasonError):
+            parse(model="gpt-4o-mini", messages=MESSAGES, response_format=Out)
+        event = rec.only
+        assert event.status == "LengthFinishReasonError"
+        assert event.usage == usage_of(CHAT)
+
+    def test_parse_failure_settles_the_budget(self, api: FakeAPI) -> None:
+        """A response that arrived and failed to parse is charged to the budget, not released."""
+        meter = meterline.Meter(budgets=[meterline.Budget(max_requests=5)])
+        with openai.OpenAI(api_key="k", base_url=f"{api.url}/v1", max_retries=0) as sdk_client:
+            client = meterline.instrument(sdk_client, meter)
+            body = copy.deepcopy(CHAT["payload"])
+            body["choices"][0]["finish_reason"] = "content_filter"
+            parse: Any = getattr(client.chat.completions, "parse", None) or client.beta.chat.completions.parse
+
+            class Out(pydantic.BaseModel):
+                a: int
+
+            api.script(Reply(body=body))
+            with pytest.raises(openai.ContentFilterFinishReasonError):
+                parse(model="gpt-4o-mini", messages=MESSAGES, response_format=Out)
+        (status,) = meter.budget_status()
+        assert (status.used, status.reserved) == (1, 0)

@@ -58,6 +58,11 @@ _ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("meterline_instru
 """True while a metered call runs: an SDK method that calls another patched one (an old SDK's
 ``beta.chat.completions.parse`` calls ``chat.completions.create``) is metered once, outside."""
 
+_CURRENT: contextvars.ContextVar[_Call | None] = contextvars.ContextVar(
+    "meterline_instrument_call", default=None
+)
+"""The metered call whose SDK method runs now: told by `response_arrived` that its response came."""
+
 _ns = time.perf_counter_ns
 
 
@@ -94,7 +99,9 @@ class Endpoint:
     kind: str = "call"
     """``call``: returns a response or an SDK stream; ``iter``: a coroutine function returning an
     async iterator; ``lazy``: a generator function (the request goes out on the first ``next``);
-    ``manager``: returns a stream manager that makes the request on ``__enter__``."""
+    ``manager``: returns a stream manager that makes the request on ``__enter__``; ``context``:
+    a generator function not metered itself, run in the context of its call (so the lazy
+    request it makes inside is metered in the caller's scopes, wherever it is read)."""
     prepare: Callable[[dict[str, Any]], bool] | None = None
     """Adjusts the keyword arguments before the call; True when a chunk it asked for is to be hidden."""
     usage: Callable[[Any], Usage | None] | None = None
@@ -139,7 +146,7 @@ def status_of(exc: BaseException) -> str:
 class _Call:
     """One metered call: its reservation, its start time, and how to record it."""
 
-    __slots__ = ("endpoint", "meter", "request", "reservation", "start", "target")
+    __slots__ = ("arrived", "endpoint", "meter", "request", "reservation", "start", "target")
 
     def __init__(
         self, target: Target, endpoint: Endpoint, meter: Meter, request: Request, reservation: Any
@@ -150,6 +157,8 @@ class _Call:
         self.request = request
         self.reservation = reservation
         self.start = _ns()
+        self.arrived = False
+        """Whether a response came back (an error raised after it is a sent, billed call)."""
 
     def record(
         self,
@@ -209,10 +218,16 @@ class _Call:
             self.meter._machinery_failed("instrumentation (releasing a reservation)", str(self.request.model))
 
     def failed(self, exc: BaseException) -> None:
-        """The SDK raised ``exc``: record a failed call, or release when the API was never asked."""
+        """The SDK raised ``exc``: record a failed call, or release when the API was never asked.
+
+        A response that arrived and then failed in the SDK (openai's ``LengthFinishReasonError``,
+        a ``ValidationError`` from ``parse``) was sent and billed: it is recorded, with the usage
+        of the completion the exception carries, if any.
+        """
         try:
-            if isinstance(exc, (self.target.api_errors, _STOPPED)):
-                self.record(None, status_of(exc), _ns())
+            if self.arrived or isinstance(exc, (self.target.api_errors, _STOPPED)):
+                completion = getattr(exc, "completion", None)
+                self.record(completion, status_of(exc), _ns())
             else:
                 self.release()  # a bad argument the SDK refused before sending anything
         except Exception:  # noqa: BLE001
@@ -298,12 +313,15 @@ def run_sync(
     if call is None:
         return invoke(kwargs)
     token = _ACTIVE.set(True)
+    current = _CURRENT.set(call)
     try:
         result = invoke(kwargs)
     except BaseException as exc:
+        _CURRENT.reset(current)
         _ACTIVE.reset(token)
         call.failed(exc)
         raise
+    _CURRENT.reset(current)
     _ACTIVE.reset(token)
     return call.returned(result, hide)
 
@@ -321,14 +339,24 @@ async def run_async(
     if call is None:
         return await invoke(kwargs)
     token = _ACTIVE.set(True)
+    current = _CURRENT.set(call)
     try:
         result = await invoke(kwargs)
     except BaseException as exc:
+        _CURRENT.reset(current)
         _ACTIVE.reset(token)
         call.failed(exc)
         raise
+    _CURRENT.reset(current)
     _ACTIVE.reset(token)
     return call.returned(result, hide)
+
+
+def response_arrived() -> None:
+    """Tell the metered call running now, if any, that its response came back."""
+    call = _CURRENT.get()
+    if call is not None:
+        call.arrived = True
 
 
 def _lazy(
@@ -337,12 +365,16 @@ def _lazy(
     original: Callable[..., Iterator[Any]],
     args: Any,
     kwargs: dict[str, Any],
+    context: contextvars.Context,
 ) -> Iterator[Any]:
-    """A generator function's call, metered from its first ``next`` (when its request goes out)."""
-    if _ACTIVE.get():
+    """A generator function's call, metered from its first ``next`` (when its request goes out).
+
+    The reservation and the event belong to ``context``, the one the function was called in.
+    """
+    if context.run(_ACTIVE.get):
         yield from original(*args, **kwargs)
         return
-    call, hide = _begin(target, endpoint, kwargs)
+    call, hide = context.run(_begin, target, endpoint, kwargs)
     if call is None:
         yield from original(*args, **kwargs)
         return
@@ -351,7 +383,24 @@ def _lazy(
     except BaseException as exc:
         call.failed(exc)
         raise
-    yield from _iterate(StreamState(call, hide), inner)
+    state = context.run(StreamState, call, hide)
+    state.sent = False  # until a chunk arrives, an error may mean the request never went out
+    yield from _iterate(state, inner)
+
+
+def _in_context(context: contextvars.Context, inner: Iterator[Any]) -> Iterator[Any]:
+    """Iterate ``inner`` with each step run in ``context``."""
+    try:
+        while True:
+            try:
+                chunk = context.run(next, inner)
+            except StopIteration:
+                return
+            yield chunk
+    finally:
+        close = getattr(inner, "close", None)
+        if close is not None:
+            context.run(close)
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,7 +410,18 @@ def _lazy(
 class StreamState:
     """One metered stream: its accumulated usage, and the once-only settlement."""
 
-    __slots__ = ("acc", "call", "complete", "context", "hide", "in_next", "last", "once", "outcome")
+    __slots__ = (
+        "acc",
+        "call",
+        "complete",
+        "context",
+        "hide",
+        "in_next",
+        "last",
+        "once",
+        "outcome",
+        "sent",
+    )
 
     def __init__(self, call: _Call, hide: bool) -> None:
         self.call = call
@@ -376,6 +436,8 @@ class StreamState:
         self.last: int | None = None
         self.once = threading.Lock()
         self.context = contextvars.copy_context()
+        self.sent = True
+        """Whether the request is known to have gone out (a lazy stream's: once a chunk arrived)."""
 
     def add(self, chunk: Any) -> None:
         """Feed a chunk to the usage accumulator (a bad chunk leaves the usage unknown)."""
@@ -393,6 +455,7 @@ class StreamState:
     def take(self, chunk: Any) -> bool:
         """Take one chunk into account; True when it is to be hidden from the caller."""
         self.last = _ns()
+        self.sent = True
         try:
             return self.call.endpoint.observe(self, chunk)
         except Exception:  # noqa: BLE001
@@ -411,6 +474,15 @@ class StreamState:
             if status == OK and self.outcome is not None:
                 status = self.outcome
             self.context.run(self._record, status)
+        except Exception:
+            logger.exception("meterline: settling a stream failed")
+
+    def abort(self, exc: BaseException) -> None:
+        """Settle a stream whose request may never have gone out: as `_Call.failed` does."""
+        if not self.once.acquire(blocking=False):
+            return
+        try:
+            self.context.run(self.call.failed, exc)
         except Exception:
             logger.exception("meterline: settling a stream failed")
 
@@ -438,7 +510,9 @@ def _iterate(state: StreamState, inner: Iterator[Any]) -> Iterator[Any]:
             if not state.take(chunk):
                 yield chunk
     except BaseException as exc:
-        if not isinstance(exc, GeneratorExit):
+        if not state.sent:
+            state.abort(exc)
+        elif not isinstance(exc, GeneratorExit):
             status = status_of(exc)
         raise
     finally:
@@ -551,9 +625,17 @@ def _wrap(target: Target, endpoint: Endpoint, original: Callable[..., Any]) -> C
 
         @functools.wraps(original)
         def _meterline_lazy(*args: Any, **kwargs: Any) -> Any:
-            return _lazy(target, endpoint, original, args, kwargs)
+            return _lazy(target, endpoint, original, args, kwargs, contextvars.copy_context())
 
         return _meterline_lazy
+
+    if kind == "context":
+
+        @functools.wraps(original)
+        def _meterline_context(*args: Any, **kwargs: Any) -> Any:
+            return _in_context(contextvars.copy_context(), original(*args, **kwargs))
+
+        return _meterline_context
 
     if kind == "manager":
 
@@ -611,20 +693,71 @@ def patch_method(target: Target, owner: Any, name: str, replacement: Callable[..
 _MISSING: Final = object()
 
 
+_WRAPPERS: Final = ("with_raw_response", "with_streaming_response")
+"""The SDKs' cached wrappers of a resource's methods: built once, they hold the methods they
+found then, so they are dropped whenever the methods change, to be built again."""
+
+
+def _drop_wrappers(objects: list[Any]) -> None:
+    for obj in objects:
+        namespace = getattr(obj, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for name in _WRAPPERS:
+            # Only a cached one (old SDKs build the client's own in __init__, to keep).
+            if isinstance(inspect.getattr_static(type(obj), name, None), functools.cached_property):
+                namespace.pop(name, None)
+
+
+def _notify_arrival(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a Stainless client's ``_process_response``: a response came for the call running."""
+    if _is_async(original):
+
+        @functools.wraps(original)
+        async def _meterline_arrived_async(*args: Any, **kwargs: Any) -> Any:
+            response_arrived()
+            return await original(*args, **kwargs)
+
+        return _meterline_arrived_async
+
+    @functools.wraps(original)
+    def _meterline_arrived(*args: Any, **kwargs: Any) -> Any:
+        response_arrived()
+        return original(*args, **kwargs)
+
+    return _meterline_arrived
+
+
 def patch_endpoints(target: Target, client: Any, endpoints: tuple[Endpoint, ...]) -> None:
-    """Patch every endpoint the client has (an older SDK may lack some, e.g. ``responses``)."""
+    """Patch every endpoint the client has (an older SDK may lack some, e.g. ``responses``).
+
+    The cached ``with_raw_response``/``with_streaming_response`` wrappers of the client and
+    of the resources on the way are dropped now and again when the patches are undone, so
+    that each wrapper calls the method in place when it is built.
+    """
+    touched: list[Any] = [client]
+    patches: list[tuple[Any, Endpoint, Callable[..., Any]]] = []
     for endpoint in endpoints:
         owner = client
         for attribute in endpoint.path:
             owner = getattr(owner, attribute, None)
             if owner is None:
                 break
+            if not any(owner is seen for seen in touched):
+                touched.append(owner)
         if owner is None:
             continue
         original = getattr(owner, endpoint.method, None)
         if original is None:
             continue
+        patches.append((owner, endpoint, original))
+    target.undo.append(functools.partial(_drop_wrappers, touched))  # undone last
+    process = getattr(client, "_process_response", None)
+    if callable(process):
+        patch_method(target, client, "_process_response", _notify_arrival(process))
+    for owner, endpoint, original in patches:
         patch_method(target, owner, endpoint.method, _wrap(target, endpoint, original))
+    _drop_wrappers(touched)
 
 
 def plain(value: Any) -> Any:

@@ -4,6 +4,8 @@ Patched on the client's own ``models`` and ``aio.models`` objects. The public
 ``generate_content`` may send several requests (automatic function calling, continuations),
 so meterline patches the per-request methods under it, ``_generate_content`` and
 ``_generate_content_stream``: each request is one event. ``embed_content`` is patched as is.
+The sync ``generate_content_stream`` is a generator that sends its first request when first
+read: it is run in the context of its call, so its events get the scopes in force there.
 
 The Gemini API reports no usage for embeddings, so they are recorded as unmeasured; Vertex
 AI reports each embedding's ``statistics.token_count``, which becomes the input tokens.
@@ -78,6 +80,7 @@ def _observe_nothing(state: StreamState, chunk: Any) -> bool:
 ENDPOINTS: Final = (
     Endpoint(("models",), "_generate_content", "generate_content", _generate, _observe),
     Endpoint(("models",), "_generate_content_stream", "generate_content", _generate, _observe, kind="lazy"),
+    Endpoint(("models",), "generate_content_stream", "generate_content", _generate, _observe, kind="context"),
     Endpoint(("models",), "embed_content", "embeddings", _embed, _observe_nothing, usage=_embed_usage),
     Endpoint(("aio", "models"), "_generate_content", "generate_content", _generate, _observe),
     Endpoint(

@@ -1,17 +1,20 @@
 """OpenAI (``openai.OpenAI``/``AsyncOpenAI``, Azure too): chat completions, Responses, embeddings.
 
 Patched on the client's own resource objects (never the classes): ``chat.completions.create``
-and ``parse``, ``responses.create`` and ``parse``, ``embeddings.create``. The stream helpers
+and ``parse`` (``beta.chat.completions.parse`` too: old SDKs post from it directly),
+``responses.create`` and ``parse``, ``embeddings.create``. The stream helpers
 (``chat.completions.stream()``, ``responses.stream()``, the old ``beta.chat.completions``
 ones) call ``create``, so they are metered through it, once.
 
 Chat streams report usage only when asked (``stream_options.include_usage``), on one extra
 chunk whose ``choices`` is empty. meterline asks for it unless the caller passed
-``stream_options``, and then hides that chunk, so the caller sees the stream it asked for.
+``stream_options`` (as an argument or in ``extra_body``) or asked for the raw response, and
+then hides that chunk, so the caller sees the stream it asked for.
 """
 
 from __future__ import annotations as _annotations
 
+from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -70,12 +73,29 @@ def _embeddings(kw: dict[str, Any]) -> Request:
     return Request(given_str(kw.get("model")), None, kw.get("input"))
 
 
+_RAW_HEADER: Final = "x-stainless-raw-response"
+"""Set by ``with_raw_response``/``with_streaming_response``: the caller gets the raw response."""
+
+
 def _ask_usage(kw: dict[str, Any]) -> bool:
-    """Ask a chat stream for its usage chunk, unless the caller chose ``stream_options``."""
-    if kw.get("stream") is True and unset(kw.get("stream_options", MISSING)):
-        kw["stream_options"] = {"include_usage": True}
-        return True
-    return False
+    """Ask a chat stream for its usage chunk, unless the caller chose ``stream_options``.
+
+    The caller chose it when passing ``stream_options``, also in ``extra_body``; and a raw
+    response (``with_raw_response``, ``with_streaming_response``) is the caller's to parse,
+    so the chunk could not be hidden from it: nothing is asked then either.
+    """
+    if kw.get("stream") is not True or not unset(kw.get("stream_options", MISSING)):
+        return False
+    extra_body = kw.get("extra_body")
+    if isinstance(extra_body, Mapping) and "stream_options" in extra_body:
+        return False
+    headers = kw.get("extra_headers")
+    if isinstance(headers, Mapping) and any(
+        isinstance(name, str) and name.lower() == _RAW_HEADER for name in headers
+    ):
+        return False
+    kw["stream_options"] = {"include_usage": True}
+    return True
 
 
 def _observe_chat(state: StreamState, chunk: Any) -> bool:
@@ -109,6 +129,7 @@ def _observe_nothing(state: StreamState, chunk: Any) -> bool:
 ENDPOINTS: Final = (
     Endpoint(("chat", "completions"), "create", "chat", _chat, _observe_chat, prepare=_ask_usage),
     Endpoint(("chat", "completions"), "parse", "chat", _chat, _observe_chat),
+    Endpoint(("beta", "chat", "completions"), "parse", "chat", _chat, _observe_chat),
     Endpoint(("responses",), "create", "chat", _responses, _observe_responses),
     Endpoint(("responses",), "parse", "chat", _responses, _observe_responses),
     Endpoint(("embeddings",), "create", "embeddings", _embeddings, _observe_nothing),
