@@ -13,10 +13,10 @@ def test_all_is_unique() -> None:
 
 
 def test_every_public_name_is_exported() -> None:
-    """Every public (non-underscore) name of the package is in __all__, and every entry exists."""
+    """Every public (non-underscore) name of the package, lazily loaded ones included, is in __all__."""
     public = {
         name
-        for name in vars(meterline)
+        for name in dir(meterline)
         if not name.startswith("_") and not inspect.ismodule(getattr(meterline, name))
     }
     public.discard("annotations")
@@ -57,3 +57,15 @@ def test_importing_meterline_does_not_load_the_price_data() -> None:
     code = "import sys, meterline; print('genai_prices' in sys.modules, 'pydantic' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_import_leaves_the_sdk_integrations_unloaded() -> None:
+    """`import meterline` does not import the SDK integrations; `meterline.instrument` loads them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, meterline; assert 'meterline._instrument' not in sys.modules;"
+        " assert callable(meterline.instrument); assert 'meterline._instrument' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -7,10 +7,11 @@ to nested scopes (user, session, agent, tool…), with live roll-ups and mergeab
 
 from __future__ import annotations as _annotations
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from meterline._budget import Budget, BudgetAlert, BudgetStatus, Reservation, estimate_tokens, load_budgets
 from meterline._config import configure, get_meter, record, record_tool, reset_defaults, scope
 from meterline._events import OperationTotals, ToolStats, Totals, UsageEvent
-from meterline._instrument import instrument, uninstrument
 from meterline._meter import ActiveScope, Meter, MeterStats, Scope, Snapshot
 from meterline._normalize import Extracted, extract, usage_from
 from meterline._pricing import ModelRates, Price, PriceOverride, Pricer, PriceTable
@@ -94,3 +95,19 @@ __all__ = [
     "usage_from",
     "usage_from_stream",
 ]
+
+if _TYPE_CHECKING:
+    from meterline._instrument import instrument, uninstrument
+
+
+def __getattr__(name: str) -> object:
+    """`instrument` and `uninstrument`, imported on first use: `import meterline` stays light."""
+    if name in ("instrument", "uninstrument"):
+        from meterline import _instrument  # noqa: PLC0415 - the SDK integrations load when used
+
+        return getattr(_instrument, name)
+    raise AttributeError(f"module 'meterline' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "instrument", "uninstrument"})

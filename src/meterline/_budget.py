@@ -18,7 +18,6 @@ import os
 import re
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import Token
 from dataclasses import dataclass, field
@@ -358,6 +357,8 @@ def load_budgets(path: str | Path) -> list[Budget]:
     Raises:
         ConfigurationError: when the file cannot be read or a budget is invalid.
     """
+    import tomllib  # noqa: PLC0415 - only budgets files need it
+
     try:
         with open(path, "rb") as handle:
             document = tomllib.load(handle)
