@@ -42,14 +42,16 @@ demo: $(STAMP_CORE) ## Run the main job end to end: a simulated day, written to 
 
 .PHONY: format
 format: $(STAMP_DEV) ## Format the code
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench scripts
+	$(BIN)/ruff check --fix src tests bench scripts
 
 .PHONY: lint
-lint: $(STAMP_DEV) ## Lint (ruff check + format check) and type-check (mypy strict)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+lint: $(STAMP_DEV) ## Lint (ruff, format), type-check (mypy strict), the import contracts and module sizes
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/module_sizes.py src/meterline
 
 .PHONY: test
 test: lint ## Lint, type-check and run the whole test suite, then tests/instrument on the oldest SDKs

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from meterline import Meter, MeterlineError, Usage, usage_from
+from meterline import ConfigurationError, Meter, MeterlineError, Usage, usage_from
+from meterline._events import MAX_DURATION_MS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RESPONSES = [
@@ -117,3 +118,70 @@ def test_truncated_and_garbage_bytes_raise_cleanly(blob: bytes) -> None:
     for candidate in (blob, body[: len(blob)]):
         with contextlib.suppress(MeterlineError):
             usage_from(candidate)
+
+
+_SURROGATE = st.text(alphabet=st.characters(categories=["Cs"]), min_size=1, max_size=3)
+"""Lone surrogates: text Python holds and no store can."""
+
+
+@given(
+    st.sampled_from(["model", "response_id", "operation_id", "request_model", "tag"]),
+    st.text(max_size=5),
+    _SURROGATE,
+)
+def test_text_no_store_can_keep_is_refused_and_changes_nothing(field: str, prefix: str, bad: str) -> None:
+    """A lone surrogate in any text an event stores is refused by record(), naming it; nothing is counted."""
+    meter = Meter()
+    meter.record(Usage(input_tokens=1), model="gpt-4o-mini", provider="openai")
+    before = (meter.stats().events, meter.totals())
+    value = prefix + bad
+    arguments: dict[str, object] = {"model": "gpt-4o-mini", "provider": "openai"}
+    if field == "tag":
+        arguments["tags"] = {"note": value}
+    else:
+        arguments[field] = value
+    with pytest.raises(ConfigurationError, match="lone surrogate"):
+        meter.record(Usage(input_tokens=1), **arguments)  # type: ignore[arg-type]
+    assert (meter.stats().events, meter.totals()) == before
+
+
+@given(
+    st.floats(min_value=MAX_DURATION_MS, exclude_min=True, allow_infinity=True) | st.integers(min_value=2**60)
+)
+def test_a_duration_past_a_year_is_refused(duration: float) -> None:
+    """A latency or tool duration beyond a year (1e303, say) is refused before it can overflow a sum."""
+    meter = Meter()
+    with pytest.raises(ConfigurationError, match="latency_ms="):
+        meter.record(Usage(input_tokens=1), model="gpt-4o-mini", provider="openai", latency_ms=duration)
+    with pytest.raises(ConfigurationError, match="duration_ms="):
+        meter.record_tool("search", duration_ms=duration)
+    assert meter.stats().events == 0
+    meter.record(Usage(input_tokens=1), model="gpt-4o-mini", provider="openai", latency_ms=MAX_DURATION_MS)
+    assert meter.totals().requests == 1
+
+
+def test_a_scope_value_no_store_can_keep_is_refused() -> None:
+    """A scope whose dimension value holds a lone surrogate is refused when it is entered."""
+    meter = Meter()
+    with pytest.raises(ConfigurationError, match=r"lone surrogate"), meter.scope(user="u\udc80"):
+        pass
+
+
+def test_an_attempt_past_what_stores_hold_is_refused() -> None:
+    """Attempt is an int from 1 to 2**31 - 1."""
+    meter = Meter()
+    with pytest.raises(ConfigurationError, match="attempt="):
+        meter.record(Usage(input_tokens=1), model="gpt-4o-mini", provider="openai", attempt=2**40)
+
+
+def test_a_usage_priced_past_what_a_ledger_holds_is_refused() -> None:
+    """A usage whose cost passes 2**63 - 1 pico-dollars (about $9.2M) is refused; nothing is counted."""
+    from meterline import MalformedUsageError
+
+    meter = Meter()
+    with pytest.raises(MalformedUsageError, match="usage priced under 9,223,372 USD"):
+        meter.record(Usage(input_tokens=2**62), model="gpt-4o", provider="openai")
+    assert meter.stats().events == 0
+    assert meter.totals().requests == 0
+    meter.record(Usage(input_tokens=10**9), model="gpt-4o", provider="openai")  # $2,500: fine
+    assert meter.totals().requests == 1

@@ -9,16 +9,27 @@ from __future__ import annotations as _annotations
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-from meterline._budget import Budget, BudgetAlert, BudgetStatus, Reservation, estimate_tokens, load_budgets
-from meterline._config import configure, get_meter, record, record_tool, reset_defaults, scope
-from meterline._events import OperationTotals, ToolStats, Totals, UsageEvent
-from meterline._meter import ActiveScope, Meter, MeterStats, Scope, Snapshot
-from meterline._normalize import Extracted, extract, usage_from
+from meterline._default import configure, get_meter, record, record_tool, reset_defaults, scope
+from meterline._events import UsageEvent
+from meterline._meter import Meter, MeterStats
 from meterline._pricing import ModelRates, Price, PriceOverride, Pricer, PriceTable
-from meterline._providers import PROVIDERS, canonical_provider
-from meterline._stream import StreamAccumulator, usage_from_stream
+from meterline._providers import (
+    APIS,
+    PROVIDERS,
+    Extracted,
+    StreamAccumulator,
+    canonical_provider,
+    extract,
+    usage_from,
+    usage_from_stream,
+)
+from meterline._rollup import ActiveScope
+from meterline._scope import Scope
+from meterline._snapshot import Snapshot
+from meterline._totals import OperationTotals, ToolStats, Totals
 from meterline._usage import Usage
 from meterline._version import __version__
+from meterline.budgets import Budget, BudgetAlert, BudgetStatus, Reservation, estimate_tokens, load_budgets
 from meterline.exceptions import (
     BudgetExceeded,
     BudgetStoreError,
@@ -37,9 +48,10 @@ from meterline.exceptions import (
     UnsupportedSDKError,
     UsageError,
 )
-from meterline.ledger._open import open_ledger
+from meterline.ledger import open_ledger
 
 __all__ = [
+    "APIS",
     "PROVIDERS",
     "ActiveScope",
     "Budget",

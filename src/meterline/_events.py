@@ -1,152 +1,107 @@
-"""Values the meter hands out: `UsageEvent`, `Totals` and their parts."""
+"""The event: one metered happening (a model call, a tool call, a cache lookup), priced once.
+
+An event carries its cost explicitly, as an integer of pico-dollars (`UsageEvent.cost_pico`)
+worked out once, where the meter priced it. Live totals, budgets, the ledger and the
+exporters all read that integer; ``cost`` is the same amount as a ``Decimal`` of USD.
+"""
 
 from __future__ import annotations as _annotations
 
-import json as _json
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from operator import attrgetter
+from typing import Any, Final, TypeVar
 
+from meterline._dimensions import Dimensions, check_text
 from meterline._ids import COUNTER_MASK
-from meterline._usage import USAGE_FIELDS, Usage
+from meterline._money import pico_of, pico_of_exact, to_usd
+from meterline._providers import canonical_provider
+from meterline._usage import Usage
 from meterline.exceptions import ConfigurationError, MalformedUsageError
 
 __all__ = [
     "CACHE_OPERATION",
-    "DIMENSION_NAME",
-    "EMPTY_DIMENSIONS",
+    "MAX_ATTEMPT",
+    "MAX_DURATION_MS",
+    "NOT_MODEL_CALLS",
     "TOOL_OPERATION",
-    "Dimensions",
-    "OperationTotals",
-    "ToolStats",
-    "Totals",
+    "TOOL_SUCCESS",
     "UsageEvent",
-    "check_names",
-    "where_filters",
+    "check_call",
+    "check_grouping",
+    "check_latency",
+    "check_operation_id",
+    "check_recorded",
+    "check_status",
+    "finer_cost",
+    "recorded_event",
 ]
 
 TOOL_OPERATION: Final = "execute_tool"
 """The operation of tool events (OpenTelemetry's ``gen_ai.operation.name`` for tool calls)."""
 CACHE_OPERATION: Final = "cache"
 """The operation of an application's own response-cache lookups (status ``hit`` or ``miss``)."""
+NOT_MODEL_CALLS: Final = frozenset({TOOL_OPERATION, CACHE_OPERATION})
+"""Operations that are not model calls: never priced, never unmeasured, never requests."""
 TOOL_SUCCESS: Final = frozenset({"success", "completed", "ok"})
 """Tool statuses counted as successes; any other status is a failure."""
 
-_ZERO: Final = Decimal(0)
+_UNSET: Final[Any] = object()
+"""``cost`` not written out yet: the event was recorded with its pico-dollars only."""
+
+_T = TypeVar("_T")
 
 
-DIMENSION_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-"""A dimension name (and any name used to group or filter): a lower-case identifier.
+def _read_only_fields(cls: type[_T]) -> type[_T]:
+    """Make each dataclass field of ``cls`` a read-only property over the slot ``_<name>``.
 
-Names are checked against it before use, and never put in SQL text by the ledgers."""
-
-
-def check_names(names: Sequence[str], argument: str) -> tuple[str, ...]:
-    """Check ``names`` (event fields or dimension names) given as ``argument``.
-
-    Raises:
-        ConfigurationError: on a bare string (``by="user"``) or a name that is not a
-            lower-case identifier.
+    ``id`` and ``cost`` are written by hand in the class (they are formatted on first read).
     """
-    if isinstance(names, str):
-        raise ConfigurationError(
-            f"{argument}={names!r}: expected a tuple of names, e.g. {argument}=({names!r},)"
-        )
-    for name in names:
-        if type(name) is not str or not DIMENSION_NAME.fullmatch(name):
-            raise ConfigurationError(
-                f"{argument}: {name!r}: expected an event field or a dimension name "
-                "(a lower-case identifier: [a-z_][a-z0-9_]*, at most 63 characters)"
-            )
-    return tuple(names)
+    for field in fields(cls):  # type: ignore[arg-type]
+        if field.name not in cls.__dict__:
+            setattr(cls, field.name, property(attrgetter(f"_{field.name}"), doc=f"See `{cls.__name__}`."))
+    return cls
 
 
-def where_filters(where: Mapping[str, object] | None) -> dict[str, frozenset[object]]:
-    """``where`` as name -> allowed values: one value, or any of a set, list or tuple.
-
-    ``None`` matches events without the dimension (or without a provider or model).
-
-    Raises:
-        ConfigurationError: on a name that is not a lower-case identifier.
-    """
-    if not where:
-        return {}
-    check_names(tuple(where), "where")
-    return {
-        name: frozenset(value) if isinstance(value, set | frozenset | list | tuple) else frozenset((value,))
-        for name, value in where.items()
-    }
-
-
-class Dimensions(dict[str, str]):
-    """An event's dimensions: a read-only ``dict`` of str to str.
-
-    Events share their scope's dimensions, so they must not change: every mutating method
-    raises ``TypeError``. Being a ``dict``, it serialises with ``json.dumps`` as it is, and it
-    hashes, copies and pickles like the value it is.
-    """
-
-    __slots__ = ("_json",)
-
-    def json(self) -> str:
-        """The dimensions as compact JSON with sorted keys (made once: the value never changes)."""
-        try:
-            return self._json
-        except AttributeError:
-            self._json: str = _json.dumps(self, sort_keys=True, separators=(",", ":"))
-            return self._json
-
-    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
-        raise TypeError("an event's dimensions are read-only; copy them with dict(...) to change them")
-
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only
-
-    def __hash__(self) -> int:  # type: ignore[override]
-        return hash(frozenset(self.items()))
-
-    def __copy__(self) -> Dimensions:
-        return self
-
-    def __deepcopy__(self, memo: object) -> Dimensions:
-        return self
-
-    def __reduce__(self) -> tuple[type[Dimensions], tuple[dict[str, str]]]:
-        return Dimensions, (dict(self),)
-
-    def __repr__(self) -> str:
-        return f"Dimensions({dict.__repr__(self)})"
-
-
-EMPTY_DIMENSIONS: Final = Dimensions()
-
-
-class _Derived:
-    """Private state from which an event made on the record path derives ``id`` and ``cost``.
-
-    `Meter.record` captures everything an event is at the moment it is recorded, but leaves
-    two fields to be written out on first use: ``id`` (from the millisecond prefix and the
-    counter it drew) and ``cost`` (from the usage and the compiled price). Turning them into
-    a string and a ``Decimal`` is a third of the record path's work, and many events are
-    never asked for either; whoever reads them first (a subscriber, the ledger's writer
-    thread, ``==``, ``repr``) gets the value the eager path would have made, once.
-    """
-
-    __slots__ = ("_id_count", "_id_high", "_plan")
-    _id_count: int
-    _id_high: str
-    _plan: Any
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UsageEvent(_Derived):
+@_read_only_fields
+@dataclass(init=False, eq=True, unsafe_hash=True)
+class UsageEvent:
     """One metered happening: a model call, a tool call or a cache lookup.
 
-    Events are immutable. ``id`` is unique and sortable by time, and serves as the
-    idempotency key everywhere an event is stored or sent.
+    Events are immutable values: they compare, hash, copy and pickle by their fields, and
+    ``dataclasses.fields``, ``asdict`` and ``replace`` work on them. ``id`` is unique and
+    sortable by time, and serves as the idempotency key everywhere an event is stored or sent.
+
+    Each field is a read-only property over a private slot, as in `fractions.Fraction`: the
+    meter fills the slots of a new event with plain stores (about 0.3 µs, the largest step of
+    ``record()``), where a frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__`` (2 µs; ``bench/bench_core.py``).
     """
+
+    __slots__ = (
+        "_attempt",
+        "_cost",
+        "_cost_pico",
+        "_dimensions",
+        "_id",
+        "_id_count",
+        "_id_high",
+        "_latency_ms",
+        "_links",
+        "_model",
+        "_operation",
+        "_operation_id",
+        "_price_version",
+        "_provider",
+        "_request_model",
+        "_response_id",
+        "_status",
+        "_time_ns",
+        "_tokens_saved",
+        "_usage",
+    )
 
     id: str
     """Unique event id (32 hex digits of a UUIDv7); the idempotency key."""
@@ -172,71 +127,134 @@ class UsageEvent(_Derived):
     """``ok`` or an error status for model calls; ``success``/``failure`` for tools; ``hit``/``miss``."""
     dimensions: Mapping[str, str]
     """Attribution: the dimensions of every active scope merged with the event's tags."""
-    operation_id: str | None = None
+    operation_id: str | None
     """Groups the retries and fallbacks of one logical call (the same for every attempt)."""
-    attempt: int = 1
+    attempt: int
     """Which attempt of ``operation_id`` this event is (1 for the first)."""
-    response_id: str | None = None
+    response_id: str | None
     """The provider's id of the response, when it had one."""
-    links: tuple[str, ...] = ()
+    links: tuple[str, ...]
     """Ids of related events (for a tool event: the model calls that asked for it)."""
-    tokens_saved: int = 0
+    tokens_saved: int
     """For a cache hit: the tokens the application did not have to spend."""
 
-    if not TYPE_CHECKING:  # a __getattr__ would hide typos in attribute names from type checkers
+    def __init__(
+        self,
+        *,
+        id: str,
+        time_ns: int,
+        operation: str,
+        provider: str | None,
+        model: str | None,
+        request_model: str | None,
+        usage: Usage | None,
+        cost: Decimal | None,
+        price_version: str | None,
+        latency_ms: float | None,
+        status: str,
+        dimensions: Mapping[str, str],
+        operation_id: str | None = None,
+        attempt: int = 1,
+        response_id: str | None = None,
+        links: tuple[str, ...] = (),
+        tokens_saved: int = 0,
+    ) -> None:
+        self._id = id
+        self._id_high = ""
+        self._id_count = 0
+        self._time_ns = time_ns
+        self._operation = operation
+        self._provider = provider
+        self._model = model
+        self._request_model = request_model
+        self._usage = usage
+        self._cost = cost
+        self._cost_pico = None if cost is None else pico_of(cost)
+        self._price_version = price_version
+        self._latency_ms = latency_ms
+        self._status = status
+        self._dimensions = dimensions
+        self._operation_id = operation_id
+        self._attempt = attempt
+        self._response_id = response_id
+        self._links = links
+        self._tokens_saved = tokens_saved
 
-        def __getattr__(self, name: str) -> Any:
-            # Reached only for a field the record path left unset: derive it once, keep it.
-            if name == "cost":
-                value = self._plan.cost_of(self.usage)
-            elif name == "id":
-                value = self._id_high + (self._id_count & COUNTER_MASK).to_bytes(4, "big").hex()
-            else:
-                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-            object.__setattr__(self, name, value)
-            return value
+    @property  # type: ignore[no-redef]
+    def id(self) -> str:
+        """Unique event id (32 hex digits of a UUIDv7); the idempotency key."""
+        value: str | None = self._id
+        if value is None:  # recorded: written out on first read (most events are never asked)
+            value = self._id = self._id_high + (self._id_count & COUNTER_MASK).to_bytes(4, "big").hex()
+        return value
+
+    @property  # type: ignore[no-redef]
+    def cost(self) -> Decimal | None:
+        """Cost in USD, or ``None`` when unpriced or unmeasured (never a made-up zero)."""
+        value = self._cost
+        if value is _UNSET:  # recorded: `cost_pico` as a Decimal, made on first read
+            pico = self._cost_pico
+            value = self._cost = None if pico is None else to_usd(pico)
+        return value
+
+    @property
+    def cost_pico(self) -> int | None:
+        """The cost in pico-dollars (1e-12 USD), or ``None`` when unpriced or unmeasured.
+
+        This is the one integer the meter priced: live totals, budgets and the ledger add it
+        up. An event built by hand with a finer ``cost`` has it rounded half to even.
+        """
+        pico: int | None = self._cost_pico
+        return pico
 
     @property
     def time(self) -> datetime:
         """``time_ns`` as an aware UTC ``datetime`` (microsecond precision)."""
-        seconds, nanos = divmod(self.time_ns, 1_000_000_000)
+        seconds, nanos = divmod(self._time_ns, 1_000_000_000)
         return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
+
+    @property
+    def model_call(self) -> bool:
+        """Whether the event is a model call (not a tool call or a cache lookup)."""
+        return self._operation not in NOT_MODEL_CALLS
 
     @property
     def unmeasured(self) -> bool:
         """A model call whose usage never arrived."""
-        return self.usage is None and self.operation not in (TOOL_OPERATION, CACHE_OPERATION)
+        return self._usage is None and self._operation not in NOT_MODEL_CALLS
 
     @property
     def unpriced(self) -> bool:
         """A measured model call that could not be priced."""
-        return (
-            self.usage is not None
-            and self.cost is None
-            and self.operation not in (TOOL_OPERATION, CACHE_OPERATION)
-        )
+        return self._usage is not None and self._cost_pico is None and self._operation not in NOT_MODEL_CALLS
+
+    def __reduce__(self) -> tuple[Callable[[tuple[Any, ...]], UsageEvent], tuple[tuple[Any, ...]]]:
+        # Pickled (and copied) by its fields, as the constructor takes them.
+        return _unpickle, (tuple(getattr(self, name) for name in _FIELD_NAMES),)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: money as decimal strings, usage as a dict, time as RFC 3339."""
+        usage = self._usage
+        cost = self.cost
         return {
             "id": self.id,
             "time": self.time.isoformat().replace("+00:00", "Z"),
-            "time_ns": self.time_ns,
-            "operation": self.operation,
-            "provider": self.provider,
-            "model": self.model,
-            "request_model": self.request_model,
-            "usage": None if self.usage is None else self.usage.to_dict(),
-            "cost": None if self.cost is None else str(self.cost),
-            "price_version": self.price_version,
-            "latency_ms": self.latency_ms,
-            "status": self.status,
-            "dimensions": dict(self.dimensions),
-            "operation_id": self.operation_id,
-            "attempt": self.attempt,
-            "response_id": self.response_id,
-            "links": list(self.links),
-            "tokens_saved": self.tokens_saved,
+            "time_ns": self._time_ns,
+            "operation": self._operation,
+            "provider": self._provider,
+            "model": self._model,
+            "request_model": self._request_model,
+            "usage": None if usage is None else usage.to_dict(),
+            "cost": None if cost is None else str(cost),
+            "price_version": self._price_version,
+            "latency_ms": self._latency_ms,
+            "status": self._status,
+            "dimensions": dict(self._dimensions),
+            "operation_id": self._operation_id,
+            "attempt": self._attempt,
+            "response_id": self._response_id,
+            "links": list(self._links),
+            "tokens_saved": self._tokens_saved,
         }
 
     @classmethod
@@ -274,160 +292,180 @@ class UsageEvent(_Derived):
             ) from exc
 
 
-class _EventBuilder(_Derived):
-    """Same slots as `UsageEvent`, mutable: filled on the record path, then re-classed.
+_new_event: Final[Callable[[type[UsageEvent]], Any]] = object.__new__
+_FIELD_NAMES: Final = tuple(field.name for field in fields(UsageEvent))
 
-    See `meterline._usage.mutable_twin` for why; unlike a twin, it may leave ``id`` and
-    ``cost`` unset for `UsageEvent` to derive (see `_Derived`).
+
+def _unpickle(values: tuple[Any, ...]) -> UsageEvent:
+    return UsageEvent(**dict(zip(_FIELD_NAMES, values, strict=True)))
+
+
+def recorded_event(
+    time_ns: int,
+    operation: str,
+    provider: str | None,
+    model: str | None,
+    request_model: str | None,
+    usage: Usage | None,
+    cost_pico: int | None,
+    price_version: str | None,
+    latency_ms: float | None,
+    status: str,
+    dimensions: Mapping[str, str],
+    operation_id: str | None,
+    attempt: int,
+    response_id: str | None,
+    links: tuple[str, ...],
+    tokens_saved: int,
+    id_high: str,
+    id_count: int,
+) -> UsageEvent:
+    """The event the meter records: every field as given (checked by the caller), no copying.
+
+    The id is written out on first read from ``id_high`` (the millisecond prefix) and
+    ``id_count`` (the counter value the meter drew), and ``cost`` from ``cost_pico``.
     """
-
-    __slots__ = UsageEvent.__slots__
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OperationTotals:
-    """What one operation (``chat``, ``embeddings``…) added up to."""
-
-    calls: int = 0
-    """Events of this operation."""
-    usage: Usage = field(default_factory=Usage)
-    """Sum of the measured usage."""
-    cost: Decimal = _ZERO
-    """Sum of the priced costs, in USD."""
-    unmeasured: int = 0
-    """Calls whose usage never arrived (not in ``usage``)."""
-    unpriced: int = 0
-    """Measured calls that could not be priced (in ``usage``, not in ``cost``)."""
-    errors: int = 0
-    """Calls whose status was not ``ok``."""
-    latency_ms: float = 0.0
-    """Sum of the reported latencies, in milliseconds."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ToolStats:
-    """Statistics of one tool (or tool category)."""
-
-    calls: int = 0
-    """Times the tool ran."""
-    successes: int = 0
-    """Runs whose status was ``success``, ``completed`` or ``ok``."""
-    failures: int = 0
-    """All other runs."""
-    duration_ms: float = 0.0
-    """Sum of the reported durations, in milliseconds."""
-    input_tokens: int = 0
-    """Sum of the tokens the tool reported consuming on input (informational)."""
-    output_tokens: int = 0
-    """Sum of the tokens the tool reported producing (informational)."""
-    linked_calls: int = 0
-    """Links to model-call ids recorded with the tool's runs."""
-    llm_call_ids: tuple[str, ...] = ()
-    """The distinct linked model-call ids, sorted (oldest first; at most the 256 most recent are kept)."""
-
-    @property
-    def total_tokens(self) -> int:
-        """``input_tokens + output_tokens``."""
-        return self.input_tokens + self.output_tokens
+    event = _new_event(UsageEvent)
+    event._id = None
+    event._id_high = id_high
+    event._id_count = id_count
+    event._time_ns = time_ns
+    event._operation = operation
+    event._provider = provider
+    event._model = model
+    event._request_model = request_model
+    event._usage = usage
+    event._cost = _UNSET
+    event._cost_pico = cost_pico
+    event._price_version = price_version
+    event._latency_ms = latency_ms
+    event._status = status
+    event._dimensions = dimensions
+    event._operation_id = operation_id
+    event._attempt = attempt
+    event._response_id = response_id
+    event._links = links
+    event._tokens_saved = tokens_saved
+    return event  # type: ignore[no-any-return]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Totals:
-    """Everything recorded in a scope (its children included) or in a slice of the meter.
+def finer_cost(event: UsageEvent) -> Decimal | None:
+    """The event's exact cost when `UsageEvent.cost_pico` rounds it, else ``None``.
 
-    Tool usage is informational: it is in ``tools`` but never in ``usage`` or ``cost``, so a
-    tool's own model calls, recorded with ``record()``, are not counted twice.
+    Only an event built by hand (or read back) with a cost finer than a pico-dollar has one:
+    the meter prices in whole pico-dollars.
     """
-
-    events: int = 0
-    """Every event: model calls, tool calls and cache lookups."""
-    requests: int = 0
-    """Model calls (every operation but ``execute_tool`` and ``cache``)."""
-    usage: Usage = field(default_factory=Usage)
-    """Sum of the measured usage of the model calls."""
-    cost: Decimal = _ZERO
-    """Sum of the priced costs, in USD. Check ``unmeasured`` and ``unpriced`` before billing."""
-    unmeasured: int = 0
-    """Model calls whose usage never arrived: not in ``usage``, never counted as free."""
-    unpriced: int = 0
-    """Measured model calls with no price: in ``usage``, not in ``cost``."""
-    errors: int = 0
-    """Model calls whose status was not ``ok``."""
-    latency_ms: float = 0.0
-    """Sum of the reported latencies of the model calls, in milliseconds."""
-    by_operation: Mapping[str, OperationTotals] = field(default_factory=dict)
-    """Model calls per operation (``chat``, ``embeddings``…)."""
-    tools: Mapping[str, ToolStats] = field(default_factory=dict)
-    """Tool statistics per tool name."""
-    tool_categories: Mapping[str, ToolStats] = field(default_factory=dict)
-    """Tool statistics per tool category."""
-    cache_hits: int = 0
-    """The application's own cache: lookups that hit."""
-    cache_misses: int = 0
-    """The application's own cache: lookups that missed."""
-    cache_tokens_saved: int = 0
-    """Tokens the application's cache hits saved."""
-
-    @property
-    def tool_calls(self) -> int:
-        """All tool runs."""
-        return sum(stats.calls for stats in self.tools.values())
-
-    @property
-    def tool_failures(self) -> int:
-        """Tool runs that failed."""
-        return sum(stats.failures for stats in self.tools.values())
-
-    @property
-    def complete(self) -> bool:
-        """``True`` when every model call was both measured and priced, so ``cost`` is the whole cost."""
-        return self.unmeasured == 0 and self.unpriced == 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (money as decimal strings)."""
-        return {
-            "events": self.events,
-            "requests": self.requests,
-            "usage": self.usage.to_dict(),
-            "total_tokens": self.usage.total_tokens,
-            "cost": str(self.cost),
-            "unmeasured": self.unmeasured,
-            "unpriced": self.unpriced,
-            "errors": self.errors,
-            "latency_ms": self.latency_ms,
-            "by_operation": {
-                name: {
-                    "calls": op.calls,
-                    "usage": op.usage.to_dict(),
-                    "cost": str(op.cost),
-                    "unmeasured": op.unmeasured,
-                    "unpriced": op.unpriced,
-                    "errors": op.errors,
-                    "latency_ms": op.latency_ms,
-                }
-                for name, op in sorted(self.by_operation.items())
-            },
-            "tools": {name: _tool_dict(stats) for name, stats in sorted(self.tools.items())},
-            "tool_categories": {
-                name: _tool_dict(stats) for name, stats in sorted(self.tool_categories.items())
-            },
-            "cache_hits": self.cache_hits,
-            "cache_misses": self.cache_misses,
-            "cache_tokens_saved": self.cache_tokens_saved,
-        }
+    cost = event._cost
+    if cost is _UNSET or cost is None:
+        return None
+    return cost if pico_of_exact(cost) is None else None
 
 
-def _tool_dict(stats: ToolStats) -> dict[str, Any]:
-    return {
-        "calls": stats.calls,
-        "successes": stats.successes,
-        "failures": stats.failures,
-        "duration_ms": stats.duration_ms,
-        "input_tokens": stats.input_tokens,
-        "output_tokens": stats.output_tokens,
-        "linked_calls": stats.linked_calls,
-        "llm_call_ids": list(stats.llm_call_ids),
-    }
+def check_call(model: object, provider: object, operation: object, status: object) -> None:
+    """Check the fields that make up a roll-up row's key, the first time the row is needed.
+
+    Raises:
+        ConfigurationError: naming the argument and what was expected.
+    """
+    if model is not None:
+        if type(model) is not str:
+            raise ConfigurationError(f"model={model!r}: expected a str or None")
+        check_text(model, "model")
+    canonical_provider(provider)  # type: ignore[arg-type]  # raises ConfigurationError on a bad name
+    if type(operation) is not str or not operation:
+        raise ConfigurationError(f"operation={operation!r}: expected a non-empty str")
+    check_text(operation, "operation")
+    check_status(status)
 
 
-assert tuple(Usage.__dataclass_fields__) == USAGE_FIELDS
+def check_status(status: object) -> None:
+    """Raises `ConfigurationError` unless ``status`` is a non-empty str."""
+    if type(status) is not str or not status:
+        raise ConfigurationError(f"status={status!r}: expected a non-empty str")
+    check_text(status, "status")
+
+
+def check_grouping(attempt: object, operation_id: object, response_id: object, request_model: object) -> None:
+    """Check the fields that group attempts and name the response.
+
+    Raises:
+        ConfigurationError: naming the argument and what was expected.
+    """
+    if type(attempt) is not int or not 1 <= attempt <= MAX_ATTEMPT:
+        raise ConfigurationError(f"attempt={attempt!r}: expected an int from 1 to {MAX_ATTEMPT}")
+    for argument, value in (
+        ("request_model", request_model),
+        ("operation_id", operation_id),
+        ("response_id", response_id),
+    ):
+        if value is not None:
+            if type(value) is not str:
+                raise ConfigurationError(f"{argument}={value!r}: expected a str or None")
+            check_text(value, argument)
+
+
+def check_operation_id(operation_id: object) -> None:
+    """Raises `ConfigurationError` unless ``operation_id`` is a str or ``None``."""
+    if operation_id is not None:
+        if type(operation_id) is not str:
+            raise ConfigurationError(f"operation_id={operation_id!r}: expected a str or None")
+        check_text(operation_id, "operation_id")
+
+
+def check_latency(latency_ms: object, argument: str = "latency_ms") -> float:
+    """A duration in milliseconds as a float (an int is accepted).
+
+    Raises:
+        ConfigurationError: unless it is a number from 0 to `MAX_DURATION_MS` (a year).
+    """
+    if type(latency_ms) is int and 0 <= latency_ms <= MAX_DURATION_MS:
+        latency_ms = float(latency_ms)
+    if type(latency_ms) is not float or not 0.0 <= latency_ms <= MAX_DURATION_MS:
+        raise ConfigurationError(
+            f"{argument}={latency_ms!r}: expected a number of milliseconds from 0 to"
+            f" {MAX_DURATION_MS:.0f} (a year)"
+        )
+    return latency_ms
+
+
+MAX_DURATION_MS: Final = 365 * 86_400_000.0
+"""The longest latency or tool duration accepted, in milliseconds (a year): sums of many stay
+far from float overflow, which a value like ``1e303`` would reach at once."""
+MAX_ATTEMPT: Final = 2**31 - 1
+"""The highest attempt number accepted (what every store's integer column holds with room)."""
+
+
+_TEXT_FIELDS: Final = (
+    "operation",
+    "status",
+    "provider",
+    "model",
+    "request_model",
+    "price_version",
+    "operation_id",
+    "response_id",
+)
+
+
+def check_recorded(event: UsageEvent) -> None:
+    """Raises `ConfigurationError` unless ``event`` holds only what `Meter.record` accepts.
+
+    For events read back from outside the meter (a spool file, an import): a cost below zero, a
+    latency past `MAX_DURATION_MS`, an attempt out of range or text no store can keep is
+    refused, naming the field, as the meter would have refused it.
+    """
+    cost = event.cost
+    if cost is not None and cost < 0:
+        raise ConfigurationError(f"cost={cost}: expected a cost of at least 0 USD")
+    if event.latency_ms is not None:
+        check_latency(event.latency_ms)
+    if not 1 <= event.attempt <= MAX_ATTEMPT:
+        raise ConfigurationError(f"attempt={event.attempt!r}: expected an int from 1 to {MAX_ATTEMPT}")
+    if event.tokens_saved < 0:
+        raise ConfigurationError(f"tokens_saved={event.tokens_saved!r}: expected an int of at least 0")
+    for name in _TEXT_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            check_text(value, name)
+    for name, value in event.dimensions.items():
+        check_text(value, name)

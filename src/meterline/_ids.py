@@ -3,7 +3,9 @@
 from __future__ import annotations as _annotations
 
 import itertools
+import os
 import secrets
+import weakref
 from typing import Final
 
 __all__ = ["IdFactory"]
@@ -36,12 +38,13 @@ class IdFactory:
     drew, and the event writes its id out when first read (see `meterline._events`).
     """
 
-    __slots__ = ("counter", "high", "issued_before", "next_ns", "node_high", "node_mid")
+    __slots__ = ("__weakref__", "counter", "high", "issued_before", "next_ns", "node_high", "node_mid")
 
     def __init__(self) -> None:
         self.issued_before = 0
         self.counter = itertools.count()
         self.renew()
+        _FACTORIES.add(self)
 
     def renew(self) -> None:
         """Draw new random bits and restart the counter (after ``fork()``)."""
@@ -67,3 +70,15 @@ class IdFactory:
         """A new id for an event at ``time_ns`` (nanoseconds since the Unix epoch)."""
         high = self.high if time_ns < self.next_ns else self.prefix(time_ns)
         return high + (next(self.counter) & COUNTER_MASK).to_bytes(4, "big").hex()
+
+
+_FACTORIES: Final[weakref.WeakSet[IdFactory]] = weakref.WeakSet()
+
+
+def _renew_after_fork() -> None:
+    """A forked child draws new random bits: its ids never collide with its parent's."""
+    for factory in list(_FACTORIES):
+        factory.renew()
+
+
+os.register_at_fork(after_in_child=_renew_after_fork)

@@ -3,12 +3,13 @@
 from __future__ import annotations as _annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, make_dataclass
+from dataclasses import dataclass
 from typing import Any, Final, cast
 
+from meterline._frozen import twin
 from meterline.exceptions import MalformedUsageError
 
-__all__ = ["MAX_COUNT", "USAGE_FIELDS", "Usage", "check_count", "check_counts", "mutable_twin"]
+__all__ = ["MAX_COUNT", "USAGE_FIELDS", "Usage", "check_count", "check_counts", "checked_usage", "new_usage"]
 
 USAGE_FIELDS: Final = (
     "input_tokens",
@@ -109,7 +110,7 @@ class Usage:
     def __add__(self, other: object) -> Usage:
         if type(other) is not Usage:
             return NotImplemented
-        return _new_usage(
+        return new_usage(
             self.input_tokens + other.input_tokens,
             self.cache_read_tokens + other.cache_read_tokens,
             self.cache_write_tokens + other.cache_write_tokens,
@@ -175,25 +176,10 @@ def _check_subsets(
         )
 
 
-def mutable_twin(frozen: type[Any]) -> type[Any]:
-    """A mutable, slotted dataclass with the fields of ``frozen`` in the same order.
-
-    A frozen dataclass sets each field through ``object.__setattr__``, which costs about a
-    microsecond for eight fields on the record path. Its twin has the same slot layout, so an
-    instance built positionally can take the frozen class as its ``__class__``::
-
-        value = Twin(*fields)
-        value.__class__ = Frozen
-    """
-    return make_dataclass(
-        f"_{frozen.__name__}Builder", [(f.name, f.type) for f in fields(frozen)], slots=True
-    )
+_UsageSlots: Final = twin(Usage)
 
 
-_UsageBuilder = mutable_twin(Usage)
-
-
-def _new_usage(
+def new_usage(
     input_tokens: int,
     cache_read: int,
     cache_write: int,
@@ -203,8 +189,12 @@ def _new_usage(
     audio_in: int,
     audio_out: int,
 ) -> Usage:
-    """Build a `Usage` from counts the caller has already validated, without re-validating."""
-    usage: Any = _UsageBuilder(
+    """Build a `Usage` from counts the caller has already validated, without validating again.
+
+    On every response's path (a normaliser builds one per response): built through its
+    mutable twin, see `meterline._frozen`.
+    """
+    usage: Any = _UsageSlots(
         input_tokens, cache_read, cache_write, cache_write_1h, output_tokens, reasoning, audio_in, audio_out
     )
     usage.__class__ = Usage
@@ -261,4 +251,4 @@ def checked_usage(
     )
     i, cr, cw, cw1, o, r, ai, ao = counts
     _check_subsets(i, cr, cw, cw1, o, r, ai, ao)
-    return _new_usage(i, cr, cw, cw1, o, r, ai, ao)
+    return new_usage(i, cr, cw, cw1, o, r, ai, ao)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from meterline.budgets._base import COST, METRICS, TOKENS, ZERO, BudgetStore, Line, Vector
+from meterline.budgets._store import COST, METRICS, TOKENS, ZERO, BudgetStore, Line, Vector
 
 NOW = 1_800_000_000.0
 """A fixed clock, in seconds since the epoch."""

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from meterline.budgets._base import BudgetStore, Line
 from meterline.budgets._sqlite import SQLiteBudgetStore
+from meterline.budgets._store import BudgetStore, Line
 from tests.ledger.services import require_postgres, require_redis
 
 PROCESSES = 16

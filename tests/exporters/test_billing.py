@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meterline import ConfigurationError, ExportError, Meter, Usage, UsageEvent
+from meterline import ConfigurationError, ExportError, MalformedUsageError, Meter, Usage, UsageEvent
 from meterline.exporters import CLOUDEVENT_TYPE, CloudEvents, Stripe, StripeMeter, cloudevent
 
 
@@ -122,17 +122,22 @@ def test_stripe_refuses_events_outside_its_time_window() -> None:
 
 
 def test_stripe_values_have_at_most_15_significant_digits() -> None:
-    """Cost is rounded half-even to 15 significant digits; a count past 15 digits is refused."""
+    """Cost is rounded half-even to 15 significant digits; a value past 15 digits is refused."""
     meter = Meter()
     with meter.scope(customer="c"):
-        event = meter.record(Usage(input_tokens=10**15, output_tokens=1), model="gpt-4o", provider="openai")
-    usd = StripeMeter(event_name="usd", quantity="cost")
+        event = meter.record(
+            Usage(input_tokens=3_333_333_333_333, output_tokens=7), model="gpt-4o", provider="openai"
+        )
+    usd = StripeMeter(event_name="usd", quantity="cost", unit=Decimal("0.000001"))
     (document,) = Stripe(meters=(usd,), customer_dimension="customer").render(event)
     value = Decimal(document["payload"]["value"])
     assert len(value.as_tuple().digits) <= 15
+    assert event.cost is not None
+    assert abs(value - event.cost * 10**6) <= value.scaleb(-14)
     with pytest.raises(ExportError, match="15 significant digits"):
         Stripe(
-            meters=(StripeMeter(event_name="in", quantity="input_tokens"),), customer_dimension="customer"
+            meters=(StripeMeter(event_name="in", quantity="input_tokens", unit=Decimal("1E-3")),),
+            customer_dimension="customer",
         ).render(event)
 
 
@@ -160,6 +165,9 @@ def test_stripe_refuses_repeated_event_names() -> None:
         Stripe(meters=(meter, meter), customer_dimension="customer")
 
 
+MAX_PICO = 2**63 - 1  # what a ledger's BIGINT holds: record() refuses a usage priced past it
+
+
 @given(
     input_tokens=st.integers(0, 2**63 - 1),
     output_tokens=st.integers(0, 2**40),
@@ -173,10 +181,15 @@ def test_hostile_counts_and_units_give_valid_values_or_export_errors(
     if unit <= 0:
         return
     meter = Meter()
+    usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
     with meter.scope(customer=customer):
-        event = meter.record(
-            Usage(input_tokens=input_tokens, output_tokens=output_tokens), model="gpt-4o", provider="openai"
-        )
+        if input_tokens * 2_500_000 + output_tokens * 10_000_000 > MAX_PICO:
+            # Priced past what a ledger holds: refused at record(), nothing to export.
+            with pytest.raises(MalformedUsageError, match="priced under"):
+                meter.record(usage, model="gpt-4o", provider="openai")
+            assert meter.totals().events == 0
+            return
+        event = meter.record(usage, model="gpt-4o", provider="openai")
     meters = (
         StripeMeter(event_name="tokens", quantity="total_tokens", unit=unit),
         StripeMeter(event_name="cost", quantity="cost", unit=unit),

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from meterline import ConfigurationError, Meter, Usage, UsageEvent
-from meterline.exporters import BillingSink, CloudEvents, Stripe, StripeMeter
+from meterline._delivery import DeliveryStats
+from meterline.exporters import BillingSink, CloudEvents, SinkStats, Stripe, StripeMeter
 
 from .conftest import Endpoint
 
@@ -188,3 +189,14 @@ def test_bad_settings_are_refused(url: str, options: dict[str, object], message:
     with pytest.raises(ConfigurationError, match=message) as info:
         BillingSink(url, FORMAT, spool_dir=tmp_path, **options)  # type: ignore[arg-type]
     assert "secret" not in str(info.value)
+
+
+def test_sink_stats_are_the_batchers_stats(tmp_path: Path) -> None:
+    """SinkStats is the one stats shape of every batcher, with the sink's counters as before."""
+    sink = sink_for("http://127.0.0.1:9/none", tmp_path)
+    stats = sink.stats()
+    assert SinkStats is DeliveryStats
+    assert isinstance(stats, SinkStats)
+    assert (stats.submitted, stats.delivered, stats.unbilled, stats.rejected) == (0, 0, 0, 0)
+    assert (stats.spooled, stats.dropped, stats.failures, stats.queued) == (0, 0, 0, 0)
+    sink.close(0.1)

@@ -23,9 +23,9 @@ import pytest
 
 import meterline
 from meterline import ConfigurationError, Usage, UsageEvent
-from meterline._events import Dimensions
+from meterline._dimensions import Dimensions
 from meterline.exceptions import LedgerError, UnpricedModelWarning
-from meterline.ledger._base import SCHEMA_VERSION, LedgerBackend, LedgerRow
+from meterline.ledger._backend import SCHEMA_VERSION, LedgerBackend, LedgerRow
 
 T0 = datetime(2025, 1, 30, 22, 0, tzinfo=UTC)
 """A fixed time two days before a month boundary (events built by hand start here)."""

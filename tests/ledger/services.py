@@ -36,9 +36,9 @@ def _unavailable(what: str, url: str, reason: object) -> NoReturn:
 
 
 def _public(url: str) -> str:
-    from meterline.ledger._postgres import _public_url
+    from meterline._storage import postgres_public_url
 
-    return _public_url(url)
+    return postgres_public_url(url)
 
 
 def require_postgres() -> str:

@@ -20,9 +20,9 @@ import pytest
 
 from meterline import ConfigurationError, Usage
 from meterline.exceptions import LedgerError
-from meterline.ledger._base import SCHEMA_VERSION, event_to_row
-from meterline.ledger._postgres import PostgresLedger, _copy_line, _public_url
-from tests.ledger.conformance import HOSTILE, T0, LedgerConformance, make_event, metered_events
+from meterline.ledger._backend import SCHEMA_VERSION
+from meterline.ledger._postgres import PostgresLedger
+from tests.ledger.conformance import T0, LedgerConformance, make_event
 from tests.ledger.services import require_postgres
 
 pytestmark = pytest.mark.services
@@ -170,18 +170,6 @@ def test_unreachable_server_fails_fast_naming_the_url_without_password() -> None
     assert isinstance(info.value.__cause__, psycopg.Error)
 
 
-def test_url_has_no_password() -> None:
-    """The public URL drops the password, in the authority or as a parameter, and keeps the rest."""
-    assert _public_url("postgresql://app:pw@db:5433/usage?sslmode=require") == (
-        "postgresql://app@db:5433/usage?sslmode=require"
-    )
-    assert _public_url("postgresql://db/usage?password=pw&application_name=x") == (
-        "postgresql://db/usage?application_name=x"
-    )
-    assert _public_url("postgresql+psycopg://app:pw@db/usage") == "postgresql://app@db/usage"
-    assert "pw" not in _public_url("host=db dbname=usage password=pw")
-
-
 def test_broken_connection_is_reopened_once(ledger: PostgresLedger, url: str) -> None:
     """When the server ends the session, the next call reconnects and works."""
     ledger.write([make_event(1, T0)])
@@ -281,27 +269,6 @@ def test_costs_are_exact_numeric(ledger: PostgresLedger, url: str, schema: str) 
     assert audit == [("1234567890123456.123456789012", "test-prices")]
 
 
-def _copy_text_of(value: object) -> str:
-    if value is None:
-        return "\\N"
-    if isinstance(value, float):
-        return repr(value)
-    text = str(value).replace("\uffff", "\uffff\uffff").replace("\x00", "\uffff0")
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def test_copy_lines_are_the_rows_of_the_contract() -> None:
-    """The fast COPY line of every kind of event is exactly `event_to_row`'s row in COPY text."""
-    _, events = metered_events()
-    events += [make_event(i, T0, model=value, dims={"note": value}) for i, value in enumerate(HOSTILE)]
-    events.append(make_event(99, T0, model="tab\there\nnew\\line", latency_ms=None, cost=None))
-    cache: dict[int, tuple[object, str]] = {}
-    texts: dict[str, str] = {}
-    for event in events:
-        expected = "\t".join(_copy_text_of(value) for value in event_to_row(event)) + "\n"
-        assert _copy_line(event, cache, texts) == expected  # type: ignore[arg-type]
-
-
 def test_an_unreachable_server_spools_and_the_spool_replays_into_a_live_one(
     url: str, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -309,7 +276,7 @@ def test_an_unreachable_server_spools_and_the_spool_replays_into_a_live_one(
     import logging
 
     from meterline import Meter, Usage
-    from meterline.ledger._spool import Spool, default_spool_dir
+    from meterline._delivery import Spool, default_spool_dir
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     dead_url = "postgresql://postgres@127.0.0.1:1/test"
@@ -332,3 +299,18 @@ def test_an_unreachable_server_spools_and_the_spool_replays_into_a_live_one(
         assert live.totals()[0].usage.input_tokens == sum(range(1, 101))
     finally:
         live.close()
+
+
+def test_a_durable_ledger_insists_on_synchronous_commit(url: str, schema: str) -> None:
+    """A durable ledger's sessions commit synchronously even when the connection turned it off."""
+    separator = "&" if "?" in url else "?"
+    relaxed = f"{url}{separator}options=-c%20synchronous_commit%3Doff"
+    durable = PostgresLedger(relaxed, schema=schema, durable=True)
+    plain = PostgresLedger(relaxed, schema=schema)
+    try:
+        show = "SHOW synchronous_commit"
+        assert durable._run(lambda cur: cur.execute(show).fetchone()) == ("on",)
+        assert plain._run(lambda cur: cur.execute(show).fetchone()) == ("off",)
+    finally:
+        durable.close()
+        plain.close()

@@ -12,11 +12,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from meterline.exceptions import ConfigurationError, LedgerError
-from meterline.ledger._base import ROLLUP_SUMS, SCHEMA_VERSION
+from meterline.ledger._backend import SCHEMA_VERSION
+from meterline.ledger._rows import ROLLUP_SUMS
 from meterline.ledger._sqlite import SQLiteLedger
 from tests.ledger.conformance import T0, LedgerConformance, make_event
 
@@ -478,47 +477,10 @@ def test_one_large_batch_stores_what_one_event_at_a_time_does(tmp_path: Path) ->
     assert nodims[0] == nodims[1]
 
 
-def test_bound_rows_are_the_rows_of_the_contract() -> None:
-    """`_bind_rows` binds the values of `event_to_row`: key fields as an id, 0 for NULL text, NaN latency."""
-    import math
-
-    from meterline.ledger._base import EVENT_COLUMNS, event_to_row
-    from meterline.ledger._sqlite import _KEY_FIELDS, _NULLABLE_TEXT, _WIDTH, STORED_COLUMNS, _bind_rows
-    from tests.ledger.conformance import HOSTILE, metered_events
-
-    _, events = metered_events()
-    events += [make_event(i, T0, model=value, dims={"note": value}) for i, value in enumerate(HOSTILE)]
-    events.append(make_event(99, T0, model=None, provider=None, latency_ms=None, cost=None))
-    keys: list[tuple[object, ...]] = []
-
-    def key_id(fields: tuple[object, ...]) -> int:
-        if fields not in keys:
-            keys.append(fields)
-        return keys.index(fields) + 1
-
-    values = _bind_rows(events, {}, key_id)
-    rows = [values[start : start + _WIDTH] for start in range(0, len(values), _WIDTH)]
-    for event, bound in zip(events, rows, strict=True):
-        expected = dict(zip(EVENT_COLUMNS, event_to_row(event), strict=True))
-        stored = dict(zip(STORED_COLUMNS, bound, strict=True))
-        assert keys[stored.pop("key_id") - 1] == tuple(expected.pop(name) for name in _KEY_FIELDS)
-        assert stored.keys() == expected.keys()
-        for name, value in stored.items():
-            if name == "cost" and value == 0 and expected[name] is not None:
-                # Exact in pico-dollars: only the integer is stored (the view writes the text).
-                assert Decimal(expected[name]) == Decimal(stored["cost_pico"]).scaleb(-12)
-            elif expected[name] is None and name in _NULLABLE_TEXT:
-                assert value == 0, name
-            elif expected[name] is None and name == "latency_ms":
-                assert math.isnan(value)
-            else:
-                assert value == expected[name], name
-
-
 def test_nulls_and_look_alike_values_are_stored_apart(path: Path) -> None:
     """A missing text is NULL while the text '0' and '' stay text; a missing latency is NULL."""
     from meterline import Usage, UsageEvent
-    from meterline._events import Dimensions
+    from meterline._dimensions import Dimensions
 
     look_alike = UsageEvent(
         id="0" * 31 + "1",
@@ -575,14 +537,14 @@ def test_a_missing_and_an_empty_provider_share_one_rollup_row(path: Path) -> Non
 
 def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
     """A version 1 store (with the events' hour index) opens as the current version with every event."""
-    import meterline.ledger._sqlite as module
+    from meterline.ledger._sqlite_schema import MIGRATIONS
 
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("CREATE TABLE meterline_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    module.MIGRATIONS[0](conn)
+    MIGRATIONS[0](conn)
     conn.execute("INSERT INTO meterline_meta VALUES ('schema_version', '1')")
     conn.close()
-    from meterline.ledger._base import EVENT_COLUMNS, event_to_row
+    from meterline.ledger._rows import EVENT_COLUMNS, event_to_row
     from tests.ledger.conformance import HOSTILE
 
     events = [make_event(i, T0 + timedelta(minutes=i)) for i in range(3)]
@@ -622,20 +584,3 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
         assert indexes.fetchall() == []
     finally:
         conn.close()
-
-
-@given(st.integers(min_value=0, max_value=2**63 - 1))
-@settings(max_examples=300, deadline=None)
-def test_the_view_writes_a_cost_out_as_usd_text_does(pico: int) -> None:
-    """A cost stored as pico-dollars alone reads back as the exact text `usd_text` gives."""
-    from meterline.ledger._base import usd_text
-    from meterline.ledger._sqlite import _COST_TEXT
-
-    conn = sqlite3.connect(":memory:")
-    try:
-        conn.execute("CREATE TABLE e (cost TEXT, cost_pico INTEGER)")
-        conn.execute("INSERT INTO e VALUES (NULL, ?)", (pico,))
-        ((text,),) = conn.execute(f"SELECT {_COST_TEXT} FROM e")
-    finally:
-        conn.close()
-    assert text == usd_text(pico * 1_000_000)

@@ -17,9 +17,9 @@ from typing import Any, cast
 import pytest
 
 from meterline import Meter, Usage, UsageEvent
+from meterline._delivery import Spool
 from meterline.exceptions import ConfigurationError, LedgerError
-from meterline.ledger._base import LedgerBackend
-from meterline.ledger._spool import Spool
+from meterline.ledger._backend import LedgerBackend
 from meterline.ledger._sqlite import SQLiteLedger
 from meterline.ledger._writer import LedgerWriter
 
@@ -145,6 +145,55 @@ def test_sync_mode_commits_before_submit_returns(tmp_path: Path) -> None:
     assert writer.flush(timeout=0)
     assert writer.stats().committed == 20
     writer.close()
+
+
+_FSYNC_SCRIPT = """
+import sys
+import meterline
+mode, path, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+meter = meterline.Meter(ledger=f"sqlite:///{path}", durability=mode)
+usage = meterline.Usage(input_tokens=10, output_tokens=5)
+for _ in range(count):
+    meter.record(usage, model="gpt-4o-mini", provider="openai")
+meter.close()
+"""
+
+
+def _fsyncs(tmp_path: Path, mode: str, count: int) -> int:
+    """fsync/fdatasync calls made by a process recording ``count`` events, traced by strace."""
+    trace = tmp_path / f"{mode}.strace"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    command = ["strace", "-f", "-qq", "-e", "trace=fsync,fdatasync", "-o", str(trace)]
+    command += [sys.executable, "-c", _FSYNC_SCRIPT, mode, str(tmp_path / f"{mode}.db"), str(count)]
+    subprocess.run(command, check=True, env=env, timeout=120)
+    return len(trace.read_text().splitlines())
+
+
+def test_sync_durability_fsyncs_every_commit(tmp_path: Path) -> None:
+    """With durability="sync" each record() is fsynced before it returns; batch mode syncs far less."""
+    try:
+        subprocess.run(["strace", "-qq", "-o", os.devnull, "true"], check=True, timeout=30)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot trace system calls here (strace: {exc})")
+    count = 40
+    assert _fsyncs(tmp_path, "sync", count) >= count
+    assert _fsyncs(tmp_path, "batch", count) < count // 2
+
+
+def test_a_durable_sqlite_ledger_syncs_fully(tmp_path: Path) -> None:
+    """A durable SQLite ledger runs synchronous=FULL; the default, NORMAL; a non-bool is refused."""
+    durable = SQLiteLedger(tmp_path / "d.db", durable=True)
+    plain = SQLiteLedger(tmp_path / "p.db")
+    try:
+        assert durable._conn is not None
+        assert plain._conn is not None
+        assert durable._conn.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+        assert plain._conn.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL
+    finally:
+        durable.close()
+        plain.close()
+    with pytest.raises(ConfigurationError, match="durable=1"):
+        SQLiteLedger(tmp_path / "x.db", durable=1)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("durability", ["batch", "sync"])
@@ -323,7 +372,7 @@ def test_invalid_options_are_refused(tmp_path: Path) -> None:
 CHILD_PRELUDE = """
 import os, sys
 from meterline import Meter, Usage
-from meterline.ledger._spool import Spool
+from meterline._delivery import Spool
 from meterline.ledger._sqlite import SQLiteLedger
 from meterline.ledger._writer import LedgerWriter
 ledger = SQLiteLedger(sys.argv[1])
@@ -458,3 +507,94 @@ def test_sigkill_never_loses_an_acknowledged_event(tmp_path: Path, script: str, 
     missing = [event_id for event_id in acknowledged if event_id not in stored]
     assert missing == []
     assert Spool(tmp_path / "spool").pending() == 0
+
+
+def test_a_spool_without_a_writable_place_is_said_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With no writable place for the spool, the meter warns once at start and says so in its stats."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("METERLINE_SPOOL_DIR", str(blocker / "spools"))
+    with caplog.at_level("WARNING", logger="meterline"):
+        meter = Meter(ledger=f"sqlite:///{tmp_path}/usage.db")
+    try:
+        stats = meter.stats().ledger
+        assert stats is not None
+        assert not stats.spool_usable
+        assert [
+            record.getMessage() for record in caplog.records if "no writable place" in record.getMessage()
+        ]
+        assert "METERLINE_SPOOL_DIR" in caplog.text
+    finally:
+        meter.close()
+
+
+_NO_HOME_SCRIPT = """
+import json
+import meterline
+meter = meterline.Meter(ledger="postgresql://app@127.0.0.1:1/usage")
+usage = meterline.Usage(input_tokens=1, output_tokens=1)
+for _ in range(50):
+    meter.record(usage, model="gpt-4o", provider="openai")
+meter.flush(timeout=10)
+stats = meter.stats().ledger
+meter.close()
+print(json.dumps([stats.spooled, stats.lost, stats.spool_usable]))
+"""
+
+
+def test_a_service_user_without_a_home_keeps_every_event_while_the_ledger_is_down(tmp_path: Path) -> None:
+    """No home directory, the server down: every event goes to a private temp spool, none lost."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    (tmp_path / "tmp").mkdir()
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("XDG_DATA_HOME", "METERLINE_SPOOL_DIR")
+    }
+    env |= {"HOME": str(blocker / "home"), "TMPDIR": str(tmp_path / "tmp")}
+    env["PYTHONPATH"] = str(Path(__file__).parents[2] / "src")
+    script = _NO_HOME_SCRIPT
+    pytest.importorskip("psycopg")
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True, timeout=120
+    )
+    spooled, lost, usable = json.loads(done.stdout.splitlines()[-1])
+    assert (spooled, lost, usable) == (50, 0, True)
+    spools = list((tmp_path / "tmp" / f"meterline-{os.getuid()}" / "spool").iterdir())
+    assert len(spools) == 1
+    assert sum(len(path.read_text().splitlines()) for path in spools[0].glob("seg-*.jsonl")) == 50
+
+
+def test_lost_is_exact_when_the_disk_fills(tmp_path: Path) -> None:
+    """Events counted lost are exactly those in neither the ledger nor the spool, even on a full disk."""
+    import resource
+    import signal
+
+    backend = MemoryLedger()
+    backend.fail = True
+    writer = writer_for(backend, tmp_path, batch_size=20, flush_interval=60)
+    events = make_events(60)
+    for event in events[:20]:
+        writer.submit(event)
+    writer.flush(timeout=10)
+    (segment,) = writer.spool.segments()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (segment.stat().st_size + 3000, hard))
+    try:  # the next batches of 20 fit only in part
+        for event in events[20:]:
+            writer.submit(event)
+        assert not writer.flush(timeout=10)  # losses are never reported as success
+        assert writer.flush(timeout=10)  # and are reported once
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    stats = writer.stats()
+    assert stats.lost > 0
+    assert stats.spooled + stats.lost == 60
+    backend.fail = False
+    assert wait_until(lambda: writer.spool.pending() == 0)
+    writer.close()
+    assert len(backend.rows) == stats.spooled
+    assert len(backend.rows) + stats.lost == 60

@@ -16,13 +16,16 @@ import importlib.metadata
 import re
 import sys
 import threading
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from meterline._extras import require
 from meterline._instrument import _anthropic, _google, _openai
-from meterline._instrument._common import Endpoint, Target, patch_endpoints, patch_method
-from meterline._meter import Meter
+from meterline._instrument._endpoint import Endpoint, Target
+from meterline._instrument._patch import patch_endpoints, patch_method
 from meterline.exceptions import ConfigurationError, UnsupportedSDKError
+
+if TYPE_CHECKING:
+    from meterline._meter import Meter
 
 __all__ = ["instrument", "uninstrument"]
 
@@ -85,10 +88,9 @@ def _integration(client: object, meter: Meter | None) -> tuple[Target, tuple[End
         sdk = require("openai", "openai")
         if isinstance(client, sdk.OpenAI | sdk.AsyncOpenAI):
             _check_version("openai")
-            target = Target(
-                meter, _openai.provider_of(client), (sdk.APIError,), (sdk.Stream, sdk.AsyncStream)
-            )
-            return target, _openai.ENDPOINTS, True
+            provider = _openai.provider_of(client)
+            target = Target(meter, provider, (sdk.APIError,), (sdk.Stream, sdk.AsyncStream))
+            return target, _openai.endpoints(provider), True
     elif root == "anthropic":
         sdk = require("anthropic", "anthropic")
         if isinstance(client, sdk.Anthropic | sdk.AsyncAnthropic):
@@ -144,7 +146,7 @@ def instrument(client: C, meter: Meter | None = None) -> C:
         ConfigurationError: ``meter`` is not a `Meter`.
         MissingExtraError: never in practice (the client's own SDK is installed).
     """
-    if meter is not None and not isinstance(meter, Meter):
+    if meter is not None and not _is_meter(meter):
         raise ConfigurationError(f"meter={meter!r}: expected a meterline.Meter or None")
     with _lock:
         existing = getattr(client, "__dict__", {}).get(_ATTRIBUTE)
@@ -162,6 +164,19 @@ def instrument(client: C, meter: Meter | None = None) -> C:
     return client
 
 
+def _is_meter(meter: object) -> bool:
+    """Whether ``meter`` has what instrumentation uses of a `Meter`.
+
+    Checked by duck type: integrations never import the meter (see ARCHITECTURE.md).
+    """
+    return (
+        callable(getattr(meter, "record", None))
+        and callable(getattr(meter, "reserve", None))
+        and hasattr(meter, "budgets")
+        and callable(getattr(getattr(meter, "guard", None), "failed", None))
+    )
+
+
 def _instrumenting_copies(target: Target, original: Any) -> Any:
     @functools.wraps(original)
     def _meterline_copy(*args: Any, **kwargs: Any) -> Any:
@@ -169,7 +184,7 @@ def _instrumenting_copies(target: Target, original: Any) -> Any:
         try:
             instrument(copied, target.meter)
         except Exception:  # noqa: BLE001 - the copy is the caller's whatever happens
-            target.resolve()._machinery_failed("instrumentation (a copied client)", type(copied).__name__)
+            target.resolve().guard.failed("instrumentation (a copied client)", type(copied).__name__)
         return copied
 
     return _meterline_copy

@@ -10,7 +10,8 @@ from __future__ import annotations as _annotations
 
 from typing import Any, Final
 
-from meterline._instrument._common import Endpoint, Request, StreamState, given_int, given_str
+from meterline._instrument._endpoint import Endpoint, Request, given_int, given_str
+from meterline._instrument._streams import StreamState
 
 __all__ = ["ENDPOINTS", "MIN_VERSION"]
 
@@ -34,8 +35,10 @@ def _observe(state: StreamState, chunk: Any) -> bool:
     return False
 
 
+_API: Final = "anthropic.messages"
+
 ENDPOINTS: Final = (
-    Endpoint(("messages",), "create", "chat", _messages, _observe),
-    Endpoint(("messages",), "parse", "chat", _messages, _observe),
-    Endpoint(("messages",), "stream", "chat", _messages, _observe, kind="manager"),
+    Endpoint(("messages",), "create", "chat", _messages, _observe, api=_API),
+    Endpoint(("messages",), "parse", "chat", _messages, _observe, api=_API),
+    Endpoint(("messages",), "stream", "chat", _messages, _observe, kind="manager", api=_API),
 )

@@ -15,7 +15,8 @@ from __future__ import annotations as _annotations
 
 from typing import Any, Final
 
-from meterline._instrument._common import Endpoint, Request, StreamState, given_int, given_str, plain
+from meterline._instrument._endpoint import Endpoint, Request, given_int, given_str, plain
+from meterline._instrument._streams import StreamState
 from meterline._usage import Usage
 
 __all__ = ["ENDPOINTS", "MIN_VERSION"]
@@ -77,14 +78,38 @@ def _observe_nothing(state: StreamState, chunk: Any) -> bool:
     return False
 
 
+_API: Final = "gemini.generate_content"
+
 ENDPOINTS: Final = (
-    Endpoint(("models",), "_generate_content", "generate_content", _generate, _observe),
-    Endpoint(("models",), "_generate_content_stream", "generate_content", _generate, _observe, kind="lazy"),
-    Endpoint(("models",), "generate_content_stream", "generate_content", _generate, _observe, kind="context"),
-    Endpoint(("models",), "embed_content", "embeddings", _embed, _observe_nothing, usage=_embed_usage),
-    Endpoint(("aio", "models"), "_generate_content", "generate_content", _generate, _observe),
+    Endpoint(("models",), "_generate_content", "generate_content", _generate, _observe, api=_API),
     Endpoint(
-        ("aio", "models"), "_generate_content_stream", "generate_content", _generate, _observe, kind="iter"
+        ("models",),
+        "_generate_content_stream",
+        "generate_content",
+        _generate,
+        _observe,
+        kind="lazy",
+        api=_API,
+    ),
+    Endpoint(
+        ("models",),
+        "generate_content_stream",
+        "generate_content",
+        _generate,
+        _observe,
+        kind="context",
+        api=_API,
+    ),
+    Endpoint(("models",), "embed_content", "embeddings", _embed, _observe_nothing, usage=_embed_usage),
+    Endpoint(("aio", "models"), "_generate_content", "generate_content", _generate, _observe, api=_API),
+    Endpoint(
+        ("aio", "models"),
+        "_generate_content_stream",
+        "generate_content",
+        _generate,
+        _observe,
+        kind="iter",
+        api=_API,
     ),
     Endpoint(("aio", "models"), "embed_content", "embeddings", _embed, _observe_nothing, usage=_embed_usage),
 )

@@ -15,20 +15,14 @@ then hides that chunk, so the caller sees the stream it asked for.
 from __future__ import annotations as _annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from meterline._instrument._common import (
-    MISSING,
-    Endpoint,
-    Request,
-    StreamState,
-    given_int,
-    given_str,
-    unset,
-)
+from meterline._instrument._endpoint import MISSING, Endpoint, Request, given_int, given_str, unset
+from meterline._instrument._streams import StreamState
 
-__all__ = ["ENDPOINTS", "MIN_VERSION", "provider_of"]
+__all__ = ["ENDPOINTS", "MIN_VERSION", "endpoints", "provider_of"]
 
 MIN_VERSION: Final = (1, 55, 3)
 """The oldest openai that runs on httpx 0.28, which the google extra's floor requires (older
@@ -127,10 +121,30 @@ def _observe_nothing(state: StreamState, chunk: Any) -> bool:
 
 
 ENDPOINTS: Final = (
-    Endpoint(("chat", "completions"), "create", "chat", _chat, _observe_chat, prepare=_ask_usage),
-    Endpoint(("chat", "completions"), "parse", "chat", _chat, _observe_chat),
-    Endpoint(("beta", "chat", "completions"), "parse", "chat", _chat, _observe_chat),
-    Endpoint(("responses",), "create", "chat", _responses, _observe_responses),
-    Endpoint(("responses",), "parse", "chat", _responses, _observe_responses),
-    Endpoint(("embeddings",), "create", "embeddings", _embeddings, _observe_nothing),
+    Endpoint(
+        ("chat", "completions"), "create", "chat", _chat, _observe_chat, prepare=_ask_usage, api="openai.chat"
+    ),
+    Endpoint(("chat", "completions"), "parse", "chat", _chat, _observe_chat, api="openai.chat"),
+    Endpoint(("beta", "chat", "completions"), "parse", "chat", _chat, _observe_chat, api="openai.chat"),
+    Endpoint(("responses",), "create", "chat", _responses, _observe_responses, api="openai.responses"),
+    Endpoint(("responses",), "parse", "chat", _responses, _observe_responses, api="openai.responses"),
+    Endpoint(("embeddings",), "create", "embeddings", _embeddings, _observe_nothing, api="openai.embeddings"),
 )
+"""OpenAI's own endpoints, each with the API it speaks."""
+
+_COMPATIBLE_APIS: Final = {
+    "deepseek": {"openai.chat": "deepseek.chat"},
+    "groq": {"openai.chat": "groq.chat"},
+    "x_ai": {"openai.chat": "xai.chat"},
+    "mistral_ai": {"openai.chat": "mistral.chat", "openai.embeddings": "mistral.embeddings"},
+}
+"""What an OpenAI-compatible provider's answers to OpenAI's methods are read as: its own API
+where its usage block follows its own rules (DeepSeek's cache hits, xAI's reasoning…)."""
+
+
+def endpoints(provider: str) -> tuple[Endpoint, ...]:
+    """The endpoints of a client talking to ``provider``, each with the API it speaks there."""
+    apis = _COMPATIBLE_APIS.get(provider)
+    if apis is None:
+        return ENDPOINTS
+    return tuple(replace(endpoint, api=apis.get(endpoint.api or "", endpoint.api)) for endpoint in ENDPOINTS)

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from meterline.budgets._base import ZERO, CounterKey, Line, Refusal, Vector
+from meterline.budgets._store import ZERO, CounterKey, Line, Refusal, Vector
 
 __all__ = ["MemoryBudgetStore"]
 

@@ -3,14 +3,18 @@
 from __future__ import annotations as _annotations
 
 from pathlib import Path
+from typing import Final
 
 from meterline._extras import require
-from meterline.budgets._base import BudgetStore
+from meterline._storage import redact
 from meterline.budgets._memory import MemoryBudgetStore
+from meterline.budgets._store import BudgetStore
 from meterline.exceptions import ConfigurationError
-from meterline.ledger._open import redact
 
-__all__ = ["open_budget_store"]
+__all__ = ["ENV_VAR", "open_budget_store"]
+
+ENV_VAR: Final = "METERLINE_BUDGET_STORE"
+"""The environment variable that names the default budget store's URL."""
 
 
 def open_budget_store(url: str | Path | BudgetStore | None = None) -> BudgetStore:

@@ -24,10 +24,17 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from meterline.budgets._base import METRICS, Line, Refusal, Vector, first_refusal
+from meterline._storage import (
+    META_QUERIES,
+    is_lost_race,
+    postgres_migrate,
+    postgres_options,
+    postgres_rollback,
+    scrub,
+)
 from meterline.budgets._sqlite import SCHEMA_VERSION, decode_key, encode, matches
+from meterline.budgets._store import METRICS, Line, Refusal, Vector, first_refusal
 from meterline.exceptions import BudgetStoreError
-from meterline.ledger._postgres import connection_options
 
 if TYPE_CHECKING:
     import psycopg
@@ -63,6 +70,11 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         " threshold BIGINT NOT NULL, PRIMARY KEY (budget, key, window_start, threshold))",
         f"CREATE TABLE {{definitions}} (budget TEXT{_C} PRIMARY KEY, spec TEXT NOT NULL)",
     ),
+    # Cost in pico-dollars, meterline's one money unit (version 1 counted nano-dollars).
+    2: (
+        "UPDATE {usage} SET cost = cost * 1000 WHERE cost <> 0",
+        "UPDATE {holds} SET cost = cost * 1000 WHERE cost <> 0",
+    ),
 }
 """Forward migrations: the statements that bring the budget tables from version ``n - 1`` to ``n``."""
 assert max(_MIGRATIONS) == SCHEMA_VERSION
@@ -71,11 +83,6 @@ _LINES: Final = (
     "unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[]) WITH ORDINALITY AS w(b, k, f, l, i)"
 )
 _QUERIES: Final = {
-    "version": "SELECT value FROM {meta} WHERE key = 'schema_version'",
-    "set_version": "INSERT INTO {meta} (key, value) VALUES ('schema_version', %s)"
-    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    "create_schema": "CREATE SCHEMA IF NOT EXISTS {schema}",
-    "create_meta": "CREATE TABLE IF NOT EXISTS {meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     # Counter rows are created, then locked, in one order: (budget, key) in byte order.
     "add_counters": "INSERT INTO {counters} (budget, key) SELECT DISTINCT b, k"
     " FROM unnest(%s::text[], %s::text[]) AS w(b, k) ORDER BY b, k ON CONFLICT DO NOTHING",
@@ -143,9 +150,7 @@ class PostgresBudgetStore:
     """Where the store is, without the password."""
 
     def __init__(self, url: str, schema: str | None = None, *, connect_timeout: float = 5.0) -> None:
-        self._conninfo, self.url, self._schema, self._timeout = connection_options(
-            url, schema, connect_timeout
-        )
+        self._conninfo, self.url, self._schema, self._timeout = postgres_options(url, schema, connect_timeout)
         self._lock = threading.Lock()
         self._idle: list[psycopg.Connection[tuple[Any, ...]]] = []
         self._closed = False
@@ -172,7 +177,7 @@ class PostgresBudgetStore:
             for name in ("meta", "counters", "usage", "holds", "alerts", "definitions")
         }
         names["schema"] = sql.Identifier(schema or "public")
-        texts = dict(_QUERIES)
+        texts = {**META_QUERIES, **_QUERIES}
         for version, statements in _MIGRATIONS.items():
             for index, statement in enumerate(statements):
                 texts[f"migrate_{version}_{index}"] = statement
@@ -187,7 +192,7 @@ class PostgresBudgetStore:
             )
         except pg.Error as exc:
             raise BudgetStoreError(
-                f"cannot connect to the PostgreSQL budget store at {self.url}: {exc}"
+                scrub(f"cannot connect to the PostgreSQL budget store at {self.url}: {exc}", self._conninfo)
             ) from exc
         return conn
 
@@ -227,23 +232,26 @@ class PostgresBudgetStore:
                     result = work(cur)
                     committing = True
                     conn.commit()
-            except (pg.errors.DeadlockDetected, pg.errors.SerializationFailure) as exc:
-                _rollback(conn)
-                self._return(conn)
-                attempt += 1
-                if attempt >= _RETRIES:
-                    raise BudgetStoreError(f"{what} failed on {self.url}: {exc}") from exc
             except pg.Error as exc:
-                _rollback(conn)
+                postgres_rollback(conn)
+                if is_lost_race(exc):
+                    self._return(conn)
+                    attempt += 1
+                    if attempt < _RETRIES:
+                        continue
+                    raise BudgetStoreError(
+                        scrub(f"{what} failed on {self.url}: {exc}", self._conninfo)
+                    ) from exc
                 if conn.broken or conn.closed:
                     conn.close()
                     if pooled and not committing:  # the server went away meanwhile: a fresh connection
                         continue
                 else:
                     self._return(conn)
-                raise BudgetStoreError(f"{what} failed on {self.url}: {exc}") from exc
+                message = scrub(f"{what} failed on {self.url}: {exc}", self._conninfo)
+                raise BudgetStoreError(message) from exc
             except BaseException:
-                _rollback(conn)
+                postgres_rollback(conn)
                 conn.close()
                 raise
             else:
@@ -252,47 +260,17 @@ class PostgresBudgetStore:
 
     # -- schema -------------------------------------------------------------------------
 
-    def _version(self, cur: psycopg.Cursor[tuple[Any, ...]]) -> int | None:
-        row = cur.execute(self._queries["version"]).fetchone()
-        if row is None:
-            return None
-        try:
-            version = int(row[0])
-        except ValueError:
-            raise BudgetStoreError(
-                f"the budget store at {self.url} has schema_version {row[0]!r}, which is not a number"
-            ) from None
-        if version > SCHEMA_VERSION:
-            raise BudgetStoreError(
-                f"the budget store at {self.url} has schema version {version}, written by a newer"
-                f" meterline (this one knows version {SCHEMA_VERSION}); upgrade meterline to use it"
-            )
-        return version
-
     def _migrate(self, cur: psycopg.Cursor[tuple[Any, ...]]) -> None:
         """Apply the forward migrations, once, however many processes open the store at once."""
-        from psycopg import errors  # noqa: PLC0415 - the postgres extra, loaded when used
-
-        try:
-            with cur.connection.transaction():  # a savepoint: a missing table is not an error here
-                version = self._version(cur)
-        except (errors.UndefinedTable, errors.InvalidSchemaName):
-            version = None
-        if version == SCHEMA_VERSION:
-            return
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        if self._schema:
-            try:
-                with cur.connection.transaction():
-                    cur.execute(self._queries["create_schema"])
-            except (errors.DuplicateSchema, errors.UniqueViolation):
-                pass  # created meanwhile by another process
-        cur.execute(self._queries["create_meta"])
-        version = self._version(cur) or 0  # again: another process may have migrated meanwhile
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            for index in range(len(_MIGRATIONS[target])):
-                cur.execute(self._queries[f"migrate_{target}_{index}"])
-        cur.execute(self._queries["set_version"], (str(SCHEMA_VERSION),))
+        postgres_migrate(
+            cur,
+            queries=self._queries,
+            migrations=_MIGRATIONS,
+            lock_key=_LOCK_KEY,
+            create_schema=self._schema is not None,
+            error=BudgetStoreError,
+            what=f"the budget store at {self.url}",
+        )
 
     # -- BudgetStore --------------------------------------------------------------------
 
@@ -464,14 +442,6 @@ class PostgresBudgetStore:
 def _vector(sums: Sequence[int]) -> Vector:
     t, i, o, c, r, k = sums
     return (t, i, o, c, r, k)
-
-
-def _rollback(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
-    if not conn.closed:
-        try:
-            conn.rollback()
-        except Exception:  # noqa: BLE001 - a broken connection cannot roll back; it is closed
-            conn.close()
 
 
 _STORES: Final[weakref.WeakSet[PostgresBudgetStore]] = weakref.WeakSet()

@@ -18,6 +18,9 @@ which no other name and key can spell, whatever characters they hold. For a coun
   deleted (and subtracted) whenever a script touches the counter.
 * ``{p}:r:<rid>``: the counters a reservation holds; ``{p}:k:<budget>``: a budget's keys;
   ``{p}:alerts`` and ``{p}:defs``: claimed alerts and definitions.
+* ``{p}:unit``: ``pico``, the unit the cost sums are in (pico-dollars, meterline's one money
+  unit). A store written by an earlier development build, which counted nano-dollars, has
+  definitions but no unit: it is refused rather than misread.
 
 Exactness. Lua numbers are doubles, exact only up to 2**53. Sums are kept by ``HINCRBY`` (64-bit
 integers on the server) and the scripts compare them as two exact halves (``high * 10**8 +
@@ -34,10 +37,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from meterline._extras import require
-from meterline.budgets._base import METRICS, Line, Refusal, Vector
+from meterline._storage import redact, scrub
 from meterline.budgets._sqlite import decode_key, encode, matches
+from meterline.budgets._store import METRICS, Line, Refusal, Vector
 from meterline.exceptions import BudgetStoreError, ConfigurationError
-from meterline.ledger._open import redact
 
 if TYPE_CHECKING:
     import redis
@@ -48,6 +51,16 @@ _PREFIX: Final = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _HOLD_SLACK_MS: Final = 60_000
 """How much longer than its lease a hold's keys live on the server (clocks differ)."""
 _INT64: Final = 2**63
+_UNIT: Final = "pico"
+"""The unit of the stored cost sums."""
+_CLAIM_UNIT: Final = """
+local unit = redis.call('GET', KEYS[1] .. ':unit')
+if unit then return unit end
+if redis.call('EXISTS', KEYS[1] .. ':defs') == 1 then return '' end
+redis.call('SET', KEYS[1] .. ':unit', ARGV[1])
+return ARGV[1]
+"""
+"""Marks a new store with the unit, and returns the unit of a store already in use ('' if unmarked)."""
 _HALF: Final = 10**8
 """The scripts' numbers are ``high * _HALF + low``."""
 
@@ -322,6 +335,7 @@ class RedisBudgetStore:
         from redis.retry import Retry  # noqa: PLC0415 - the redis extra, loaded when used
 
         self.url = redact(url)
+        self._secrets = url  # what scrub() removes from the driver's messages
         self.prefix = prefix
         """The prefix inside every key's hash tag."""
         self._tag = f"{{{prefix}}}"
@@ -332,13 +346,24 @@ class RedisBudgetStore:
                 url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
             )
         except ValueError as exc:
-            raise ConfigurationError(f"url={self.url!r}: {exc}") from exc
+            message = scrub(f"url={self.url!r}: {exc}", self._secrets)
+            raise ConfigurationError(message) from exc
         try:
             for script in _SCRIPTS.values():  # cached now, so that calls are one EVALSHA each
                 self._client.execute_command("SCRIPT", "LOAD", script.source)
+            unit = self._client.execute_command("EVAL", _CLAIM_UNIT, 1, self._tag, _UNIT)
         except self._error as exc:
             self._client.close()
-            raise BudgetStoreError(f"cannot reach the Redis budget store at {self.url}: {exc}") from exc
+            raise BudgetStoreError(
+                scrub(f"cannot reach the Redis budget store at {self.url}: {exc}", self._secrets)
+            ) from exc
+        if unit != _UNIT.encode():
+            self._client.close()
+            found = repr(unit) if unit else "nano-dollars (an earlier development build)"
+            raise BudgetStoreError(
+                f"the Redis budget store at {self.url} (prefix {prefix!r}) counts cost in {found}, "
+                "not pico-dollars; clear its keys or use another prefix"
+            )
 
     def __repr__(self) -> str:
         return f"RedisBudgetStore({self.url!r}, prefix={self.prefix!r})"
@@ -356,7 +381,9 @@ class RedisBudgetStore:
                     "EVAL", script.source, 1, self._tag, *args
                 )
         except self._error as exc:
-            raise BudgetStoreError(f"{what} failed on the Redis budget store at {self.url}: {exc}") from exc
+            raise BudgetStoreError(
+                scrub(f"{what} failed on the Redis budget store at {self.url}: {exc}", self._secrets)
+            ) from exc
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self._tag}:{kind}:{name}"
@@ -455,7 +482,7 @@ class RedisBudgetStore:
             return bool(self._client.sadd(self._key("alerts", ""), claim))
         except self._error as exc:
             raise BudgetStoreError(
-                f"claim_alert failed on the Redis budget store at {self.url}: {exc}"
+                scrub(f"claim_alert failed on the Redis budget store at {self.url}: {exc}", self._secrets)
             ) from exc
 
     def define(self, budget: str, spec: str) -> None:
@@ -463,7 +490,9 @@ class RedisBudgetStore:
         try:
             self._client.hset(self._key("defs", ""), encode(budget), spec)
         except self._error as exc:
-            raise BudgetStoreError(f"define failed on the Redis budget store at {self.url}: {exc}") from exc
+            raise BudgetStoreError(
+                scrub(f"define failed on the Redis budget store at {self.url}: {exc}", self._secrets)
+            ) from exc
 
     def definitions(self) -> dict[str, str]:
         """Every stored budget definition, by name."""
@@ -471,7 +500,7 @@ class RedisBudgetStore:
             found: dict[bytes, bytes] = self._client.hgetall(self._key("defs", ""))  # type: ignore[assignment]
         except self._error as exc:
             raise BudgetStoreError(
-                f"definitions failed on the Redis budget store at {self.url}: {exc}"
+                scrub(f"definitions failed on the Redis budget store at {self.url}: {exc}", self._secrets)
             ) from exc
         return {json.loads(name): spec.decode() for name, spec in found.items()}
 

@@ -24,14 +24,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final
 
-from meterline._sqlite_file import check_timeout, connect_private, migrate, rollback
-from meterline.budgets._base import METRICS, ZERO, Line, Refusal, Vector, first_refusal
+from meterline._storage import check_timeout, sqlite_connect, sqlite_migrate, sqlite_transaction
+from meterline.budgets._store import METRICS, ZERO, Line, Refusal, Vector, first_refusal
 from meterline.exceptions import BudgetStoreError
 
 __all__ = ["SCHEMA_VERSION", "SQLiteBudgetStore"]
 
-SCHEMA_VERSION: Final = 1
-"""The version of the budget tables this meterline writes (SQLite and PostgreSQL alike)."""
+SCHEMA_VERSION: Final = 2
+"""The version of the budget tables this meterline writes (SQLite and PostgreSQL alike).
+
+Version 2 counts cost in pico-dollars, meterline's one money unit (version 1 counted
+nano-dollars): the migration multiplies the stored costs by 1,000."""
 _SWEEP_EVERY: Final = 60.0
 """Seconds (of the callers' clock) between deletions of expired holds and buckets, per store."""
 _SUMS: Final = ", ".join(f"coalesce(sum({name}), 0)" for name in METRICS)
@@ -67,7 +70,13 @@ def _schema_v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE meterline_budget_definitions (budget TEXT PRIMARY KEY, spec TEXT NOT NULL)")
 
 
-MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (_schema_v1,)
+def _schema_v2(conn: sqlite3.Connection) -> None:
+    """Version 2: cost in pico-dollars (was nano-dollars)."""
+    for table in ("meterline_budget_usage", "meterline_budget_holds"):
+        conn.execute(f"UPDATE {table} SET cost = cost * 1000 WHERE cost != 0")  # noqa: S608 - constants only
+
+
+MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (_schema_v1, _schema_v2)
 """Forward migrations: ``MIGRATIONS[n]`` takes the budget tables from version ``n`` to ``n + 1``."""
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -164,12 +173,12 @@ class SQLiteBudgetStore:
             return self._conn
         if self._closed:
             raise BudgetStoreError(f"the budget store {self.url} is closed")
-        conn = connect_private(self.path, self._timeout, BudgetStoreError, "budget store", self._migrate)
+        conn = sqlite_connect(self.path, self._timeout, BudgetStoreError, "budget store", self._migrate)
         self._conn = conn
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        migrate(
+        sqlite_migrate(
             conn,
             meta="meterline_budget_meta",
             migrations=MIGRATIONS,
@@ -181,18 +190,11 @@ class SQLiteBudgetStore:
     @contextlib.contextmanager
     def _transaction(self, what: str, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
         """Hold the lock and one transaction; a driver error rolls it back, as a `BudgetStoreError`."""
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.execute(begin)
-                yield conn
-                conn.execute("COMMIT")
-            except (sqlite3.Error, OverflowError) as exc:  # OverflowError: an int past 64 bits
-                rollback(conn)
-                raise BudgetStoreError(f"{what} failed on {self.url}: {exc}") from exc
-            except BaseException:
-                rollback(conn)
-                raise
+        with (
+            self._lock,
+            sqlite_transaction(self._connection(), BudgetStoreError, what, self.url, begin) as conn,
+        ):
+            yield conn
 
     def _sweep(self, conn: sqlite3.Connection, now: float) -> None:
         """Delete expired holds and buckets, at most once a minute (of the callers' clock)."""

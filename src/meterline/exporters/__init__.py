@@ -32,6 +32,8 @@ from meterline.exporters._billing import (
     StripeMeter,
     cloudevent,
 )
+from meterline.exporters._feed import Cursor, feed, http_sender, lines_sender
+from meterline.exporters._http import check_url
 from meterline.exporters._otel import OTelExporter
 from meterline.exporters._prometheus import BudgetCollector, LedgerCollector, PrometheusExporter
 from meterline.exporters._sink import BillingSink, SinkStats
@@ -51,3 +53,6 @@ __all__ = [
     "StripeMeter",
     "cloudevent",
 ]
+
+# For the command line (`meterline export --to`), not public API:
+__all__ += ["Cursor", "check_url", "feed", "http_sender", "lines_sender"]

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Any, Final, Protocol
 
-from meterline._events import CACHE_OPERATION, DIMENSION_NAME, TOOL_OPERATION, UsageEvent
+from meterline._dimensions import DIMENSION_NAME
+from meterline._events import NOT_MODEL_CALLS, UsageEvent
 from meterline.exceptions import ConfigurationError, ExportError, safe_repr
 
 __all__ = [
@@ -55,7 +56,6 @@ STRIPE_MAX_BATCH: Final = 100
 """Most events per request of Stripe's meter event stream."""
 
 _ROUND: Final = Context(prec=STRIPE_MAX_DIGITS, rounding=ROUND_HALF_EVEN)
-_NOT_MODEL_CALLS: Final = frozenset({TOOL_OPERATION, CACHE_OPERATION})
 
 
 def _rfc3339(event: UsageEvent) -> str:
@@ -321,7 +321,7 @@ class Stripe:
                 outside Stripe's time window (35 days old to 5 minutes ahead), or a value
                 has more than 15 significant digits.
         """
-        if event.operation in _NOT_MODEL_CALLS or event.usage is None:
+        if event.operation in NOT_MODEL_CALLS or event.usage is None:
             return []
         values = [
             (meter, value) for meter in self.meters if (value := _stripe_value(event, meter)) is not None

@@ -8,6 +8,7 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Final
 
+from meterline._storage import redact, scrub
 from meterline._version import __version__
 from meterline.exceptions import ConfigurationError, safe_repr
 
@@ -45,7 +46,7 @@ def check_url(url: object) -> str:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme in ("http", "https") and parts.hostname:
             return url
-        shown = url.replace(f":{parts.password}@", ":***@") if parts.password else url
+        shown = redact(url)
     else:
         shown = safe_repr(url)
     raise ConfigurationError(f"url={shown!r}: expected an http:// or https:// URL with a host")
@@ -74,9 +75,9 @@ def post(url: str, body: bytes, content_type: str, headers: Mapping[str, str], t
     except urllib.error.HTTPError as exc:
         with exc:
             detail = exc.read(500).decode("utf-8", "replace")
-        message = f"{url} answered {exc.code} {exc.reason}: {detail}"
+        message = scrub(f"{redact(url)} answered {exc.code} {exc.reason}: {detail}", url)
         if exc.code in RETRYABLE_STATUS:
             raise Retryable(message) from exc
         raise Permanent(message) from exc
     except (OSError, ValueError) as exc:  # URLError, timeouts, resets; ValueError: a malformed response
-        raise Retryable(f"{url}: {exc}") from exc
+        raise Retryable(scrub(f"{redact(url)}: {exc}", url)) from exc

@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from meterline._events import CACHE_OPERATION, TOOL_OPERATION, UsageEvent
+from meterline._events import NOT_MODEL_CALLS, UsageEvent
 from meterline._extras import require
 from meterline._version import __version__
 from meterline.exceptions import ConfigurationError
@@ -100,7 +100,6 @@ COST_CURRENCY: Final = "meterline.cost.currency"
 EVENT_ID: Final = "meterline.event.id"
 UNMEASURED: Final = "meterline.usage.unmeasured"
 
-_NOT_MODEL_CALLS: Final = frozenset({TOOL_OPERATION, CACHE_OPERATION})
 _Key = tuple[str, str, str | None, str | None, str | None]
 
 
@@ -232,7 +231,7 @@ class OTelExporter:
 
     def __call__(self, event: UsageEvent) -> None:
         """Export one event (a `Meter` subscriber). Never raises."""
-        if event.operation in _NOT_MODEL_CALLS:
+        if event.operation in NOT_MODEL_CALLS:
             return
         try:
             self._export(event)

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
-from meterline._events import CACHE_OPERATION, TOOL_OPERATION, UsageEvent
+from meterline._events import NOT_MODEL_CALLS, UsageEvent
 from meterline._extras import require
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
     from meterline._meter import Meter
-    from meterline.ledger._base import LedgerBackend
+    from meterline.ledger._backend import LedgerBackend
 
 __all__ = ["BudgetCollector", "LedgerCollector", "PrometheusExporter"]
 
@@ -55,7 +55,6 @@ TOKEN_TYPES: Final = ("input", "cache_read", "cache_write", "output", "reasoning
 """Values of the ``token_type`` label: exclusive buckets whose sum is the total tokens."""
 LABELS: Final = ("provider", "model", "operation")
 """Labels of every usage metric (``meterline_tokens_total`` adds ``token_type``, requests ``status``)."""
-_NOT_MODEL_CALLS: Final = frozenset({TOOL_OPERATION, CACHE_OPERATION})
 _MAX_CACHED: Final = 10_000
 
 
@@ -137,7 +136,7 @@ class PrometheusExporter:
 
     def __call__(self, event: UsageEvent) -> None:
         """Count one event (a `Meter` subscriber). Never raises."""
-        if event.operation in _NOT_MODEL_CALLS:
+        if event.operation in NOT_MODEL_CALLS:
             return
         try:
             self._count(event)
@@ -288,7 +287,7 @@ class LedgerCollector:
         per_labels: dict[tuple[str, str, str], list[Any]] = {}
         for row in rows:
             operation, status, provider, model = row.key
-            if operation is None or operation in _NOT_MODEL_CALLS:
+            if operation is None or operation in NOT_MODEL_CALLS:
                 continue
             labels = (provider or "", model or "", operation)
             requests.add_metric((*labels, status or ""), row.events)

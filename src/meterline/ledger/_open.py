@@ -9,34 +9,27 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
 
 from meterline._events import UsageEvent
+from meterline._storage import redact
 from meterline.exceptions import ConfigurationError
-from meterline.ledger._base import Granularity, LedgerBackend, LedgerRow, LedgerStats
+from meterline.ledger._backend import Granularity, LedgerBackend, LedgerRow, LedgerStats
 
-__all__ = ["ENV_VAR", "LazyLedger", "open_ledger", "redact"]
+__all__ = ["ENV_VAR", "LazyLedger", "open_ledger"]
 
 ENV_VAR: Final = "METERLINE_LEDGER"
 """The environment variable that names the default ledger's URL."""
 
 
-def redact(url: str) -> str:
-    """``url`` without its password, for messages and stats."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def open_ledger(url: str | Path | None = None) -> LedgerBackend:
+def open_ledger(url: str | Path | None = None, *, durable: bool = False) -> LedgerBackend:
     """Open (creating and migrating as needed) the ledger at ``url``.
 
     Args:
         url: ``sqlite:///relative/or/absolute.db``, ``sqlite:////abs/path.db``, a plain file
             path, or ``postgresql://user@host/db`` (extra ``postgres``). ``None`` reads the
             ``METERLINE_LEDGER`` environment variable.
+        durable: Every commit on stable storage before it returns (see `SQLiteLedger` and
+            `PostgresLedger`); a meter with ``durability="sync"`` opens its ledger so.
 
     Raises:
         ConfigurationError: when no URL is given or its scheme is unknown.
@@ -59,7 +52,7 @@ def open_ledger(url: str | Path | None = None) -> LedgerBackend:
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
         from meterline.ledger._postgres import PostgresLedger  # noqa: PLC0415 - needs the postgres extra
 
-        return PostgresLedger(url)
+        return PostgresLedger(url, durable=durable)
     if scheme in ("sqlite", ""):
         path = url[len("sqlite:///") :] if scheme else url
         if scheme and not url.startswith("sqlite:///"):
@@ -68,7 +61,7 @@ def open_ledger(url: str | Path | None = None) -> LedgerBackend:
             raise ConfigurationError(f"ledger={url!r}: a ledger must be a file (it is durable)")
         from meterline.ledger._sqlite import SQLiteLedger  # noqa: PLC0415 - loaded when used
 
-        return SQLiteLedger(Path(path))
+        return SQLiteLedger(Path(path), durable=durable)
     raise ConfigurationError(
         f"ledger={redact(url)!r}: unknown scheme {scheme!r}; expected sqlite:/// or postgresql://"
     )
@@ -82,7 +75,8 @@ class LazyLedger:
     so nothing recorded meanwhile is lost.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, durable: bool = False) -> None:
+        self._durable = durable
         self._target = url
         self.url = redact(url)
         self._backend: LedgerBackend | None = None
@@ -94,7 +88,7 @@ class LazyLedger:
             with self._lock:
                 backend = self._backend
                 if backend is None:
-                    backend = self._backend = open_ledger(self._target)
+                    backend = self._backend = open_ledger(self._target, durable=self._durable)
         return backend
 
     def write(self, events: Sequence[UsageEvent]) -> int:

@@ -1,60 +1,63 @@
 """The ledger writer: takes events off the record path and commits them to a backend.
 
+A `LedgerWriter` is a `Batcher` (`meterline._delivery`: the queue, the thread, back-off and
+retry, the spool, fork and exit) whose destination is a `LedgerBackend`. What is its own:
+
 ``batch`` durability (the default): `LedgerWriter.submit` appends the event to a bounded
-in-memory queue and returns (a ``deque.append`` and two length checks); a daemon thread,
-started on the first submit and again in a forked child, commits the queue in batches of
-``batch_size`` events, as soon as that many wait or ``flush_interval`` seconds have passed.
-The events a SIGKILL can lose are those submitted since the last returned `flush` and not
-yet committed: at most ``max_queue`` events plus one batch in flight, and in steady state
-about ``flush_interval`` seconds' worth.
+in-memory queue and returns (a ``deque.append`` and two length checks); the batcher's thread
+commits the queue in batches of ``batch_size`` events, as soon as that many wait or
+``flush_interval`` seconds have passed. The events a SIGKILL can lose are those submitted
+since the last returned `flush` and not yet committed: at most ``max_queue`` events plus one
+batch in flight, and in steady state about ``flush_interval`` seconds' worth.
 
-``sync`` durability: `submit` writes the event itself, in the caller's thread, under a lock
-that serialises the writer's backend calls, and returns only once it is committed (or,
-if the backend fails, fsynced to the spool). Writing in the caller's thread costs no thread
-hand-off, and a failure is still contained: nothing is raised into the caller.
+``sync`` durability: `submit` writes the event itself, in the caller's thread, serialised
+with the thread's writes, and returns only once it is committed (or, if the backend fails,
+fsynced to the spool). Writing in the caller's thread costs no thread hand-off, and a
+failure is still contained: nothing is raised into the caller. The thread only replays the
+spool once the backend is back. A ledger the meter opens from a URL is opened durable: the
+SQLite WAL is fsynced at each commit (``synchronous=FULL``), and a PostgreSQL session sets
+``synchronous_commit = on``.
 
-Failures. When ``backend.write`` raises (anything), the batch is appended to the `Spool`,
-the failure is logged on the ``meterline`` logger and counted, and the backend is left
-alone for a back-off (doubling from 50 ms to 30 s) during which batches go straight to the
-spool. The thread then retries by replaying the spool; once that works the backend is used
-again. Nothing is ever dropped without being logged and counted in ``WriterStats.lost``,
-which only grows when the spool fails too (a full disk).
+What each mode promises once `submit` (``Meter.record``) has returned:
+
+- ``sync``: the event survives a process crash, an OS crash and a power loss: its commit (or,
+  with the store down, its spool line) was fsynced.
+- ``batch``: a process crash loses the events submitted since the last returned `flush` and
+  not yet committed (at most ``max_queue`` plus one batch; about ``flush_interval`` seconds'
+  worth in steady state). An OS crash or a power loss may also lose, on SQLite, the commits
+  since the WAL was last synced (``synchronous=NORMAL`` syncs at checkpoints); PostgreSQL
+  keeps what it committed unless its ``synchronous_commit`` is off.
+
+Failures. When ``backend.write`` raises (anything), the batch goes to the `Spool` and the
+backend is left alone for a back-off (doubling from 50 ms to 30 s); then the spool is
+replayed into it. Nothing is ever dropped without being logged and counted in
+``DeliveryStats.lost``, which only grows when the spool fails too (a full disk).
 
 Back-pressure. When ``max_queue`` events wait, ``when_full="block"`` makes `submit` wait
 for room, at most ``block_timeout`` seconds, after which the event goes to the spool;
 ``when_full="spool"`` sends it to the spool at once. The thread replays the spool as soon as
 the queue has room. Both are counted (``blocked``, ``overflowed``).
 
-Fork. In a forked child the queue, locks and thread state start afresh (the events already
-submitted are the parent's to write) and the thread starts again on the child's first
-submit. The backend must itself be usable in the child (the built-in ones reopen their
-connection per process).
-
-Exit. An ``atexit`` hook closes every writer still open (flushing it, at most
-``EXIT_TIMEOUT`` seconds each; what is still queued then goes to the spool).
+Fork and exit: as every batcher. The backend must itself be usable in a forked child (the
+built-in ones reopen their connection per process); the exit hook closes every writer
+still open, at most `EXIT_TIMEOUT` seconds each.
 """
 
 from __future__ import annotations as _annotations
 
-import atexit
-import logging
-import os
-import threading
-import time
-import weakref
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, Literal
 
+from meterline._delivery import Batcher, Outcome, Spool, check_seconds, default_spool_dir
 from meterline._events import UsageEvent
-from meterline.exceptions import ConfigurationError
-from meterline.ledger._base import LedgerBackend
-from meterline.ledger._spool import Spool, default_spool_dir
+from meterline._guard import logger
+from meterline.exceptions import ConfigurationError, LedgerError
+from meterline.ledger._backend import LedgerBackend
+from meterline.ledger._dead_letters import DEAD_LETTERS_NAME, DeadLetters
+from meterline.ledger._open import LazyLedger, open_ledger
 
-__all__ = ["Durability", "LedgerWriter", "WhenFull", "WriterStats"]
-
-_log: Final = logging.getLogger("meterline")
+__all__ = ["Durability", "LedgerWriter", "WhenFull", "ledger_writer"]
 
 Durability = Literal["batch", "sync"]
 """``batch``: committed in the background; ``sync``: committed before `LedgerWriter.submit` returns."""
@@ -66,36 +69,10 @@ RETRY_MIN: Final = 0.05
 RETRY_MAX: Final = 30.0
 """Longest back-off between retries of a failing backend, in seconds."""
 EXIT_TIMEOUT: Final = 10.0
-"""How long the exit hook waits for each writer to commit what is queued."""
+"""How long the exit hook waits for each writer to commit what is queued, in seconds."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WriterStats:
-    """Counters of a `LedgerWriter` (since it was made, or since the fork in a child)."""
-
-    submitted: int
-    """Events handed to `LedgerWriter.submit`."""
-    committed: int
-    """Events the backend took directly (``backend.write`` returned)."""
-    spooled: int
-    """Events written to the spool (backend failures and queue overflow)."""
-    replayed: int
-    """Events replayed from the spool into the backend."""
-    failures: int
-    """Failed backend calls (writes and replays)."""
-    lost: int
-    """Events neither committed nor spooled (the spool failed too); each one was logged."""
-    queued: int
-    """Events waiting in the queue now."""
-    blocked: int
-    """Submits that found the queue full and waited (``when_full="block"``)."""
-    overflowed: int
-    """Submits that found the queue full and went to the spool (``"spool"``, or a wait that timed out)."""
-    backend_down: bool
-    """The last backend call failed; batches go to the spool until a retry works."""
-
-
-class LedgerWriter:
+class LedgerWriter(Batcher):
     """Commits submitted events to a ledger backend, in the background or synchronously.
 
     Args:
@@ -108,7 +85,8 @@ class LedgerWriter:
         spool: Where failed and overflowing batches go; by default the ledger's own spool
             (`default_spool_dir` of ``backend.url``), created only when first needed.
         when_full: ``"block"`` (default) or ``"spool"``.
-        block_timeout: Longest a blocked `submit` waits for room before spooling the event.
+        block_timeout: Longest a blocked `submit` waits for room before spooling the event,
+            in seconds.
 
     Raises:
         ConfigurationError: on an invalid option.
@@ -130,385 +108,133 @@ class LedgerWriter:
             raise ConfigurationError(f"durability={durability!r}: expected 'batch' or 'sync'")
         if when_full not in ("block", "spool"):
             raise ConfigurationError(f"when_full={when_full!r}: expected 'block' or 'spool'")
-        for name, value in (("batch_size", batch_size), ("max_queue", max_queue)):
-            if type(value) is not int or value < 1:
-                raise ConfigurationError(f"{name}={value!r}: expected a positive int")
-        for name, number in (("flush_interval", flush_interval), ("block_timeout", block_timeout)):
-            if isinstance(number, bool) or not 0 < number < float("inf"):
-                raise ConfigurationError(f"{name}={number!r}: expected a positive number of seconds")
         self.backend = backend
         self.durability: Durability = durability
-        self.spool = spool if spool is not None else Spool(default_spool_dir(backend.url))
-        self._batch_size = batch_size
-        self._flush_interval = float(flush_interval)
-        self._max_queue = max_queue
         self._when_full: WhenFull = when_full
-        self._block_timeout = float(block_timeout)
-        self._closed = False
-        self._reset()
-        _WRITERS.add(self)
-
-    def _reset(self) -> None:
-        """Fresh queue, locks, thread state and counters (at construction, and in a forked child)."""
-        self._queue: deque[UsageEvent] = deque()
-        self._lock = threading.Lock()  # queue accounting and counters
-        self._progress = threading.Condition(self._lock)  # flushers and blocked submitters wait here
-        self._write_lock = threading.Lock()  # serialises every call to the backend and the spool
-        self._wake = threading.Event()  # wakes the thread
-        self._thread: threading.Thread | None = None
-        self._stop = False
-        # The hot path's only test: batch mode, thread running, not closed.
-        self._fast = False
-        self._taken = 0  # events taken off the queue (by the thread or a draining flush)
-        self._done = 0  # of those, committed, spooled or lost
-        self._direct = 0  # events submitted without the queue (sync mode, overflow, after close)
-        self._committed = 0
-        self._spooled = 0
-        self._replayed = 0
-        self._failures = 0
-        self._lost = 0
-        self._blocked = 0
-        self._overflowed = 0
-        self._waiters = 0
-        self._down = False
-        self._retry_at = 0.0
-        self._backoff = RETRY_MIN
-        self._spool_dirty = True  # a spool left by an earlier run is replayed once the thread starts
+        self._block_timeout = check_seconds("block_timeout", block_timeout)
+        super().__init__(
+            name="ledger writer",
+            destination=f"the ledger {backend.url}",
+            spool=spool if spool is not None else Spool(default_spool_dir(backend.url)),
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_queue=max_queue,
+            retry_min=RETRY_MIN,
+            retry_max=RETRY_MAX,
+            exit_timeout=EXIT_TIMEOUT,
+        )
+        self.dead_letters = DeadLetters(self.spool.directory / DEAD_LETTERS_NAME)
+        """Events the ledger refused while it worked, with the reason (see `DeadLetters`)."""
 
     def __repr__(self) -> str:
         return f"<meterline.ledger.LedgerWriter {self.durability} {self.backend.url!r}>"
 
-    # -- submitting -----------------------------------------------------------------------
-
-    def submit(self, event: UsageEvent) -> None:
-        """Hand ``event`` to the ledger; never raises because of the backend.
-
-        In ``batch`` mode it is queued and committed in the background; in ``sync`` mode it
-        is committed (or spooled) before this returns.
-        """
-        queue = self._queue
-        if self._fast and len(queue) < self._max_queue:
-            queue.append(event)
-            if len(queue) >= self._batch_size and not self._wake.is_set():
-                self._wake.set()
-            return
-        self._submit_slow(event)
+    # `submit` (the batcher's) is the record path: ``batch`` durability never leaves its fast
+    # path once the thread runs. Everything below runs off it.
 
     def _submit_slow(self, event: UsageEvent) -> None:
-        if self.durability == "sync" or self._closed:
-            if self._thread is None and not self._closed:
-                self._start_thread()  # it replays the spool once the backend is back
-            with self._lock:
-                self._direct += 1
-            self._write_direct(event)
+        if self.durability == "batch":
+            super()._submit_slow(event)
             return
-        if self._thread is None and not self._start_thread():
-            with self._lock:
-                self._direct += 1
-            self._write_direct(event)
-            return
-        if len(self._queue) < self._max_queue:
-            self._queue.append(event)
-            if len(self._queue) >= self._batch_size:
-                self._wake.set()
-            return
-        self._full(event)
+        if self._thread is None and not self._closed:
+            self._start(fast=False)  # its thread replays the spool once the backend is back
+        self._send_now(event)
 
     def _full(self, event: UsageEvent) -> None:
-        """The queue is full: wait for room (``block``, bounded) or spool the event."""
-        queue = self._queue
-        if self._when_full == "block":
-            deadline = time.monotonic() + self._block_timeout
-            with self._lock:
-                self._blocked += 1
-                self._waiters += 1
-                self._wake.set()
-                try:
-                    while len(queue) >= self._max_queue:
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0 or self._stop:
-                            break
-                        self._progress.wait(remaining)
-                    else:
-                        queue.append(event)
-                        return
-                finally:
-                    self._waiters -= 1
-        with self._lock:
-            self._direct += 1
-            self._overflowed += 1
-        self._to_spool([event], "the queue was full")  # the spool has its own lock
-        self._wake.set()  # the thread replays it once the backend has room
-
-    def _write_direct(self, event: UsageEvent) -> None:
-        with self._write_lock:
-            self._write([event])
-
-    # -- writing (``_write_lock`` held) ---------------------------------------------------------
-
-    def _write(self, batch: Sequence[UsageEvent]) -> None:
-        """Commit ``batch``, or spool it if the backend fails or is backing off."""
-        if self._down and time.monotonic() < self._retry_at:
-            self._to_spool(batch, "the backend is failing")
+        """The queue is full: wait for room (``block``, bounded by ``block_timeout``) or spool the event."""
+        if self._when_full == "block" and self._wait_for_room(event, self._block_timeout):
             return
-        try:
-            self.backend.write(batch)
-        except Exception as exc:  # noqa: BLE001 - machinery failures never reach the caller
-            self._failed(exc, f"writing {len(batch)} events")
-            self._to_spool(batch, "the backend failed")
-            return
-        with self._lock:
-            self._committed += len(batch)
-        if self._down:
-            self._recovered()
+        self._overflow(event)
 
-    def _to_spool(self, batch: Sequence[UsageEvent], why: str) -> None:
+    def _after_close(self, event: UsageEvent) -> None:
+        """After `close`, an event is written synchronously: never dropped."""
+        self._send_now(event)
+
+    def _deliver(self, batch: Sequence[UsageEvent]) -> Outcome:
+        """Commit ``batch`` (the backend skips ids it already has); isolate an event it refuses.
+
+        When the batch fails, it is written again event by event: if the ledger takes some and
+        refuses others, or refuses one while it answers (`_answers`), the refused events go to
+        the dead letters with the reason and the rest are stored, so one event the ledger
+        cannot keep never holds back the others (nor every later replay of the spool). When it
+        takes none and does not answer, it is down: the whole batch is spooled, as before.
+        """
+        backend = self.backend
         try:
-            self.spool.append(batch)
-        except Exception:  # noqa: BLE001 - logged and counted, never raised into the caller
-            with self._lock:
-                self._lost += len(batch)
-            _log.exception(
-                "meterline ledger: LOST %d events (%s, and the spool %s could not take them); ids %s…",
-                len(batch),
-                why,
-                self.spool.directory,
-                [event.id for event in batch[:5]],
+            backend.write(batch)
+            return Outcome(len(batch))
+        except LedgerError:
+            if not self._answers():
+                raise
+        stored = 0
+        refused: list[tuple[UsageEvent, str]] = []
+        for event in batch:
+            try:
+                backend.write([event])
+                stored += 1
+            except LedgerError as exc:
+                if not self._answers():
+                    raise  # it went down meanwhile: spool it all (what was stored is skipped on replay)
+                refused.append((event, str(exc)))
+        if refused:
+            self._dead_letter(refused)
+        return Outcome(stored, rejected=len(refused))
+
+    def _answers(self) -> bool:
+        """Whether the ledger answers a read: if so, a write it refused was the events' fault."""
+        try:
+            self.backend.stats()
+        except Exception:  # noqa: BLE001 - any failure means: not answering
+            return False
+        return True
+
+    def _dead_letter(self, refused: Sequence[tuple[UsageEvent, str]]) -> None:
+        ids = ", ".join(event.id for event, _ in refused[:5])
+        try:
+            self.dead_letters.add(refused)
+        except OSError as exc:
+            logger.error(
+                "meterline: the ledger %s refused %d events and the dead letters %s cannot keep them"
+                " (%s): they are LOST (ids %s…): %s",
+                self.backend.url,
+                len(refused),
+                self.dead_letters.path,
+                exc,
+                ids,
+                refused[0][1],
             )
             return
-        with self._lock:
-            self._spooled += len(batch)
-            self._spool_dirty = True
-
-    def _failed(self, exc: BaseException, what: str) -> None:
-        with self._lock:
-            self._failures += 1
-            first = not self._down
-            self._down = True
-            self._retry_at = time.monotonic() + self._backoff
-            backoff, self._backoff = self._backoff, min(self._backoff * 2, RETRY_MAX)
-        log = _log.error if first else _log.warning
-        log(
-            "meterline ledger %s: %s failed (%r); spooling to %s, retrying in %.2fs",
+        logger.error(
+            "meterline: the ledger %s refused %d events it cannot store (ids %s…): %s; they are kept in %s"
+            " (meterline ledger dead-letters)",
             self.backend.url,
-            what,
-            exc,
-            self.spool.directory,
-            backoff,
-            exc_info=first,
+            len(refused),
+            ids,
+            refused[0][1],
+            self.dead_letters.path,
         )
 
-    def _recovered(self, *, replay: bool = True) -> None:
-        with self._lock:
-            if not self._down:
-                return
-            self._down = False
-            self._backoff = RETRY_MIN
-            if replay:
-                self._spool_dirty = True
-        _log.warning("meterline ledger %s: the backend works again", self.backend.url)
 
-    def _replay(self) -> None:
-        """Replay the spool into the backend (thread only; ``_write_lock`` taken per batch)."""
-        with self._lock:
-            self._spool_dirty = False
-        try:
-            replayed = self.spool.replay(_Serialised(self), batch_size=self._batch_size)
-        except Exception as exc:  # noqa: BLE001 - the spool keeps what did not commit
-            self._failed(exc, "replaying the spool")
-            with self._lock:
-                self._spool_dirty = True
-            return
-        with self._lock:
-            self._replayed += replayed
-        self._recovered(replay=False)
-        if replayed:
-            _log.info("meterline ledger %s: replayed %d spooled events", self.backend.url, replayed)
+def ledger_writer(
+    ledger: LedgerBackend | str | Path, durability: Literal["batch", "sync"]
+) -> tuple[LedgerBackend, LedgerWriter, bool]:
+    """A meter's ledger and the writer that feeds it: ``(backend, writer, whether the meter opened it)``.
 
-    # -- the thread -----------------------------------------------------------------------
-
-    def _start_thread(self) -> bool:
-        with self._lock:
-            if self._thread is not None:
-                return True
-            thread = threading.Thread(target=self._run, name="meterline-ledger-writer", daemon=True)
-            try:
-                thread.start()
-            except RuntimeError:  # interpreter shutting down: write in the caller's thread
-                return False
-            self._thread = thread
-            self._fast = self.durability == "batch" and not self._closed
-            return True
-
-    def _take(self) -> list[UsageEvent]:
-        """Up to ``batch_size`` events off the queue, accounted as taken."""
-        queue = self._queue
-        with self._lock:
-            batch = [queue.popleft() for _ in range(min(self._batch_size, len(queue)))]
-            self._taken += len(batch)
-            if self._waiters:
-                self._progress.notify_all()
-        return batch
-
-    def _drain(self) -> None:
-        """Write everything queued, batch by batch."""
-        while self._queue:
-            with self._write_lock:
-                batch = self._take()
-                if not batch:
-                    return
-                try:
-                    self._write(batch)
-                finally:
-                    with self._lock:
-                        self._done += len(batch)
-                        self._progress.notify_all()
-
-    def _run(self) -> None:
-        wake = self._wake
-        while True:
-            timeout = self._flush_interval
-            if self._spool_dirty and self._down:
-                timeout = max(0.0, min(timeout, self._retry_at - time.monotonic()))
-            wake.wait(timeout)
-            wake.clear()
-            try:
-                self._drain()
-                if self._spool_dirty and time.monotonic() >= self._retry_at:
-                    self._replay()
-            except Exception:  # noqa: BLE001  # pragma: no cover - a bug; keep the thread alive
-                _log.exception("meterline ledger writer: unexpected error (the thread carries on)")
-            if self._stop and not self._queue:
-                return
-
-    # -- flushing and closing -------------------------------------------------------------
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything submitted before this call is committed or spooled.
-
-        Args:
-            timeout: Longest wait, in seconds (``None``: as long as it takes).
-
-        Returns:
-            ``True`` when it all was; ``False`` on timeout.
-        """
-        with self._lock:
-            target = self._taken + len(self._queue)
-            if self._done >= target:
-                return True
-            thread = self._thread
-        if thread is None or not thread.is_alive() or thread is threading.current_thread():
-            self._drain()  # no thread (or it is us): write in this thread
-        else:
-            self._wake.set()
-        with self._lock:
-            return self._progress.wait_for(lambda: self._done >= target, timeout)
-
-    def close(self, timeout: float | None = None) -> bool:
-        """Flush, then stop the thread. Idempotent; the backend is left open (its owner closes it).
-
-        What is still queued when ``timeout`` runs out goes to the spool. A `submit` after
-        `close` writes synchronously.
-
-        Returns:
-            ``True`` when everything was committed or spooled in time.
-        """
-        with self._lock:
-            self._closed = True
-            self._fast = False
-            self._stop = True
-            thread = self._thread
-        flushed = self.flush(timeout)
-        self._wake.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-        if not flushed:
-            self._spool_queue()
-        elif self._queue:  # a submit that raced with close
-            self._drain()
-        with self._write_lock:
-            # Seal the open segment so a replayer (`meterline ledger replay`, or a later
-            # meter) can take it; a later submit starts a new one.
-            self.spool.close()
-        _WRITERS.discard(self)
-        return flushed and not self._queue
-
-    def _spool_queue(self) -> None:
-        """Move what is still queued straight to the spool (the backend is stuck)."""
-        while True:
-            batch = self._take()
-            if not batch:
-                return
-            self._to_spool(batch, "the writer was closed before the backend took them")
-            with self._lock:
-                self._done += len(batch)
-                self._progress.notify_all()
-
-    def __enter__(self) -> LedgerWriter:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    # -- stats and fork ---------------------------------------------------------------------
-
-    def stats(self) -> WriterStats:
-        """The writer's counters now."""
-        with self._lock:
-            queued = len(self._queue)
-            return WriterStats(
-                submitted=self._taken + queued + self._direct,
-                committed=self._committed,
-                spooled=self._spooled,
-                replayed=self._replayed,
-                failures=self._failures,
-                lost=self._lost,
-                queued=queued,
-                blocked=self._blocked,
-                overflowed=self._overflowed,
-                backend_down=self._down,
-            )
-
-    def _after_fork_in_child(self) -> None:
-        self._reset()  # the parent's queued events are the parent's to write
-
-
-class _Serialised:
-    """A backend view whose ``write`` takes the writer's write lock for each batch.
-
-    Replaying holds it per batch, not for the whole spool, so a ``sync`` submit waits for one
-    batch at most.
+    A URL or path is opened here; when the store is down (or refuses) the meter records all
+    the same: a `LazyLedger` keeps trying, and the writer spools every event until a write
+    works, then replays the spool into it.
     """
-
-    __slots__ = ("_writer", "url")
-
-    def __init__(self, writer: LedgerWriter) -> None:
-        self._writer = writer
-        self.url = writer.backend.url
-
-    def write(self, events: Sequence[UsageEvent]) -> int:
-        with self._writer._write_lock:
-            return self._writer.backend.write(events)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._writer.backend, name)
-
-
-_WRITERS: Final[weakref.WeakSet[LedgerWriter]] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for writer in list(_WRITERS):
-        writer._after_fork_in_child()
-
-
-def _close_all_at_exit() -> None:
-    for writer in list(_WRITERS):
+    owned = isinstance(ledger, (str, Path))
+    backend: LedgerBackend
+    if isinstance(ledger, (str, Path)):
         try:
-            writer.close(EXIT_TIMEOUT)
-        except Exception:  # noqa: BLE001 - exit must go on
-            _log.exception("meterline ledger writer: flushing at exit failed")
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_close_all_at_exit)
+            backend = open_ledger(ledger, durable=durability == "sync")
+        except LedgerError as exc:
+            logger.warning(
+                "meterline: the ledger cannot be opened yet (%s); events are spooled meanwhile", exc
+            )
+            backend = LazyLedger(str(ledger), durable=durability == "sync")
+    else:
+        backend = ledger
+    writer = LedgerWriter(backend, durability=durability, spool=Spool(default_spool_dir(backend.url)))
+    return backend, writer, owned

@@ -1,0 +1,510 @@
+"""The ledger's commands: ``report``, ``export`` and ``reprice`` (maintenance: `meterline._cli._maintenance`).
+
+Every command takes ``--ledger URL`` (default: ``$METERLINE_LEDGER``). Times are ISO 8601
+dates or date-times (UTC unless a zone is given) or ages such as ``7d``, ``12h``, ``30m``.
+"""
+
+from __future__ import annotations as _annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import socket
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+from meterline import Pricer, PriceTable, UsageEvent
+from meterline._cli._format import cost_places, format_cost, format_not_in_cost, format_table, format_tokens
+from meterline._money import to_usd
+from meterline._usage import USAGE_FIELDS
+from meterline.exceptions import ConfigurationError, UnpricedModelWarning
+from meterline.exporters import (
+    STRIPE_QUANTITIES,
+    BillingFormat,
+    CloudEvents,
+    Stripe,
+    StripeMeter,
+    cloudevent,
+)
+from meterline.ledger import ENV_VAR, LedgerBackend, LedgerRow, open_ledger
+
+__all__ = [
+    "add_ledger_commands",
+    "export_lines",
+    "ledger_option",
+    "open_from",
+    "parse_when",
+    "render_report",
+    "reprice",
+    "when_argument",
+]
+
+_AGE: Final = re.compile(r"(\d+)\s*([smhdw])")
+_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+EXPORT_FORMATS: Final = ("jsonl", "csv", "cloudevents", "stripe")
+BILLING_FORMATS: Final = ("cloudevents", "stripe")
+"""Formats ``export`` can deliver (``--to``) and resume (``--cursor``)."""
+DEFAULT_STRIPE_METERS: Final = (
+    "meterline_input_tokens=input_tokens",
+    "meterline_output_tokens=output_tokens",
+)
+
+
+def parse_when(text: str, *, now: datetime | None = None) -> datetime:
+    """Parse ``7d``/``12h``/``30m``/``45s``/``2w`` (that long ago) or an ISO 8601 date or date-time.
+
+    Raises:
+        ConfigurationError: naming the text and the accepted forms.
+    """
+    match = _AGE.fullmatch(text.strip())
+    if match:
+        delta = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        return (now or datetime.now(tz=UTC)) - delta
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigurationError(
+            f"time {text!r}: expected an age such as 7d, 12h or 30m, or an ISO 8601 date or date-time"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def when_argument(text: str) -> datetime:
+    try:
+        return parse_when(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _dimensions(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected dimension names separated by commas, e.g. model,agent"
+        )
+    return names
+
+
+def open_from(args: argparse.Namespace) -> LedgerBackend:
+    return open_ledger(args.ledger)
+
+
+# --------------------------------------------------------------------------------------------
+# report
+
+
+def _report_rows(rows: Sequence[LedgerRow], granularity: str | None, places: int) -> list[list[str]]:
+    table = []
+    for row in rows:
+        period = [] if granularity is None or row.period is None else [_period_label(row.period, granularity)]
+        table.append(
+            [
+                *period,
+                *(value if value is not None else "-" for value in row.key),
+                format_tokens(row.events),
+                format_tokens(row.usage.input_tokens),
+                format_tokens(row.usage.cache_read_tokens),
+                format_tokens(row.usage.output_tokens),
+                format_cost(row.cost, places),
+                format_not_in_cost(row.unmeasured, row.unpriced),
+            ]
+        )
+    return table
+
+
+def _period_label(period: datetime, granularity: str) -> str:
+    if granularity == "month":
+        return period.strftime("%Y-%m")
+    if granularity == "day":
+        return period.strftime("%Y-%m-%d")
+    return period.strftime("%Y-%m-%d %H:00")
+
+
+def _sum_rows(rows: Sequence[LedgerRow]) -> LedgerRow:
+    total = LedgerRow(key=(), period=None)
+    for row in rows:
+        total = LedgerRow(
+            key=(),
+            period=None,
+            events=total.events + row.events,
+            unmeasured=total.unmeasured + row.unmeasured,
+            unpriced=total.unpriced + row.unpriced,
+            usage=total.usage + row.usage,
+            cost=total.cost + row.cost,
+            latency_ms=total.latency_ms + row.latency_ms,
+            tokens_saved=total.tokens_saved + row.tokens_saved,
+        )
+    return total
+
+
+def _row_dict(row: LedgerRow, by: Sequence[str]) -> dict[str, Any]:
+    return {
+        **({"period": row.period.isoformat().replace("+00:00", "Z")} if row.period is not None else {}),
+        **dict(zip(by, row.key, strict=True)),
+        "events": row.events,
+        "unmeasured": row.unmeasured,
+        "unpriced": row.unpriced,
+        **row.usage.to_dict(),
+        "cost": str(row.cost),
+        "latency_ms": row.latency_ms,
+        "tokens_saved": row.tokens_saved,
+    }
+
+
+def render_report(
+    rows: Sequence[LedgerRow], by: Sequence[str], granularity: str | None, *, title: str = ""
+) -> str:
+    """A readable table of ledger rows, sorted by cost, with a total line."""
+    headers = [
+        *(["period"] if granularity else []),
+        *by,
+        "events",
+        "input",
+        "cache read",
+        "output",
+        "cost",
+        "not in cost",
+    ]
+    total = _sum_rows(rows)
+    places = cost_places([row.cost for row in rows] + [total.cost])  # exact, with aligned points
+    body = _report_rows(rows, granularity, places)
+    body.append(
+        [
+            *([""] if granularity else []),
+            "total",
+            *([""] * (len(by) - 1)),
+            format_tokens(total.events),
+            format_tokens(total.usage.input_tokens),
+            format_tokens(total.usage.cache_read_tokens),
+            format_tokens(total.usage.output_tokens),
+            format_cost(total.cost, places),
+            format_not_in_cost(total.unmeasured, total.unpriced),
+        ]
+    )
+    return (title + "\n" if title else "") + format_table(headers, body)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    ledger = open_from(args)
+    try:
+        rows = ledger.totals(by=args.by, since=args.since, until=args.until, granularity=args.granularity)
+    finally:
+        ledger.close()
+    if args.format == "json":
+        print(json.dumps([_row_dict(row, args.by) for row in rows], indent=2))
+    elif args.format == "csv":
+        writer = csv.writer(sys.stdout)
+        fields = list(_row_dict(LedgerRow(key=(None,) * len(args.by), period=None), args.by))
+        if args.granularity:
+            fields.insert(0, "period")
+        writer.writerow(fields)
+        for row in rows:
+            data = _row_dict(row, args.by)
+            writer.writerow([data.get(name, "") for name in fields])
+    else:
+        print(render_report(rows, args.by, args.granularity, title=f"ledger {ledger.url}"))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# export
+
+
+_CSV_FIELDS: Final = (
+    "id",
+    "time",
+    "operation",
+    "status",
+    "provider",
+    "model",
+    "request_model",
+    "measured",
+    *USAGE_FIELDS,
+    "cost",
+    "price_version",
+    "latency_ms",
+    "operation_id",
+    "attempt",
+    "response_id",
+    "tokens_saved",
+    "dimensions",
+)
+
+
+def _csv_row(event: UsageEvent) -> list[Any]:
+    usage = event.usage
+    counts = list(usage.to_dict().values()) if usage is not None else [""] * len(USAGE_FIELDS)
+    return [
+        event.id,
+        event.time.isoformat().replace("+00:00", "Z"),
+        event.operation,
+        event.status,
+        event.provider or "",
+        event.model or "",
+        event.request_model or "",
+        0 if usage is None else 1,
+        *counts,
+        "" if event.cost is None else str(event.cost),
+        event.price_version or "",
+        "" if event.latency_ms is None else event.latency_ms,
+        event.operation_id or "",
+        event.attempt,
+        event.response_id or "",
+        event.tokens_saved,
+        json.dumps(dict(event.dimensions), sort_keys=True),
+    ]
+
+
+def export_lines(
+    events: Iterator[UsageEvent], fmt: str, *, source: str, subject: str | None
+) -> Iterator[str]:
+    """The export of ``events`` in ``fmt``, one line at a time (constant memory)."""
+    if fmt == "csv":
+
+        class _Line:
+            value = ""
+
+            def write(self, text: str) -> None:
+                self.value = text
+
+        line = _Line()
+        writer = csv.writer(line, lineterminator="\n")
+        writer.writerow(_CSV_FIELDS)
+        yield line.value
+        for event in events:
+            writer.writerow(_csv_row(event))
+            yield line.value
+        return
+    for event in events:
+        if fmt == "cloudevents":
+            document = cloudevent(event, source=source, subject_dimension=subject)
+        else:
+            document = event.to_dict()
+        yield json.dumps(document, separators=(",", ":"), sort_keys=True) + "\n"
+
+
+def _stripe_meter(text: str) -> StripeMeter:
+    """Parse ``--stripe-meter EVENT_NAME=QUANTITY[:UNIT]`` (e.g. ``llm_cost=cost:0.000001``)."""
+    name, equals, rest = text.partition("=")
+    quantity, _, unit = rest.partition(":")
+    if not equals or not name or quantity not in STRIPE_QUANTITIES:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected EVENT_NAME=QUANTITY[:UNIT], QUANTITY one of {', '.join(STRIPE_QUANTITIES)}, "
+            "e.g. llm_output_tokens=output_tokens or llm_cost_micro_usd=cost:0.000001"
+        )
+    try:
+        return StripeMeter(event_name=name, quantity=quantity, unit=unit or 1)  # type: ignore[arg-type]
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _billing_format(args: argparse.Namespace) -> BillingFormat:
+    if args.format == "cloudevents":
+        return CloudEvents(source=args.source, subject_dimension=args.subject)
+    if args.subject is None:
+        raise ConfigurationError(
+            "--format stripe needs --customer DIMENSION: the dimension whose value is the Stripe customer id"
+        )
+    meters = args.stripe_meter or [_stripe_meter(text) for text in DEFAULT_STRIPE_METERS]
+    return Stripe(meters=tuple(meters), customer_dimension=args.subject, customer_key=args.customer_key)
+
+
+def _export_billing(args: argparse.Namespace, ledger: LedgerBackend) -> int:
+    from meterline.exporters import Cursor, check_url, feed, http_sender, lines_sender  # noqa: PLC0415 - when used
+
+    fmt = _billing_format(args)
+    headers = {}
+    if args.auth_env:
+        token = os.environ.get(args.auth_env)
+        if not token:
+            raise ConfigurationError(f"--auth-env {args.auth_env}: that environment variable is not set")
+        headers["Authorization"] = f"Bearer {token}"
+    if args.to is not None:
+        send = http_sender(check_url(args.to), fmt, headers=headers, retries=args.retries)
+    else:
+        send = lines_sender(sys.stdout.write, sys.stdout.flush)
+    cursor = None
+    after = args.after
+    if args.cursor is not None:
+        lateness = int((datetime.now(tz=UTC) - parse_when(args.lateness)).total_seconds())
+        cursor = Cursor.load(args.cursor, format=fmt.name, lateness_s=max(lateness, 0))
+        after = cursor.start_after() or after
+    events = ledger.events(since=args.since, until=args.until, after_id=after)
+    result = feed(
+        events,
+        fmt,
+        send,
+        batch_size=args.batch,
+        cursor=cursor,
+        save=None if args.cursor is None else (lambda moved: moved.save(args.cursor)),
+    )
+    for reason in result.skipped[:10]:
+        print(f"meterline: skipped: {reason}", file=sys.stderr)
+    if len(result.skipped) > 10:
+        print(f"meterline: skipped {len(result.skipped) - 10:,} more events", file=sys.stderr)
+    if args.to is not None:
+        where = f"; cursor at {result.cursor.last_id}" if result.cursor is not None else ""
+        print(
+            f"delivered {result.documents:,} documents for {result.events:,} events to {args.to}"
+            f" ({len(result.skipped):,} skipped){where}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    if args.format not in BILLING_FORMATS and (args.to is not None or args.cursor is not None):
+        raise ConfigurationError(
+            f"--to and --cursor need --format cloudevents or stripe, not {args.format!r}"
+        )
+    ledger = open_from(args)
+    try:
+        if args.format in BILLING_FORMATS:
+            return _export_billing(args, ledger)
+        events = ledger.events(since=args.since, until=args.until, after_id=args.after)
+        for line in export_lines(events, args.format, source=args.source, subject=args.subject):
+            sys.stdout.write(line)
+    finally:
+        ledger.close()
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# reprice
+
+
+def reprice(
+    ledger: LedgerBackend, pricer: Pricer, *, since: datetime | None, until: datetime | None
+) -> tuple[int, int]:
+    """Recompute the cost of stored events with ``pricer`` at each event's time.
+
+    Only events whose cost changes are updated; the ledger keeps their previous cost and
+    price version for audit.
+
+    Returns:
+        How many events changed, and how many measured model calls still have no price.
+    """
+    changed = unpriced = 0
+    batch: list[tuple[str, Decimal | None, str | None]] = []
+    version = pricer.version
+    with warnings.catch_warnings():
+        # Counted and reported instead: one warning per model would say the same thing.
+        warnings.simplefilter("ignore", UnpricedModelWarning)
+        for event in ledger.events(since=since, until=until):
+            if event.usage is None or event.operation in ("execute_tool", "cache"):
+                continue
+            pico = (
+                None
+                if event.model is None
+                else pricer.cost_pico(event.usage, event.provider, event.model, event.time_ns)
+            )
+            cost = None if pico is None else to_usd(pico)
+            unpriced += cost is None
+            if cost != event.cost:  # an unchanged cost keeps the version it was priced with
+                batch.append((event.id, cost, None if cost is None else version))
+            if len(batch) >= 1000:
+                changed += ledger.reprice(batch)
+                batch = []
+    if batch:
+        changed += ledger.reprice(batch)
+    return changed, unpriced
+
+
+def _cmd_reprice(args: argparse.Namespace) -> int:
+    pricer = Pricer(PriceTable.from_toml(args.prices) if args.prices else None)
+    ledger = open_from(args)
+    try:
+        changed, unpriced = reprice(ledger, pricer, since=args.since, until=args.until)
+    finally:
+        ledger.close()
+    print(f"repriced {changed:,} events with {pricer.version}; {unpriced:,} model calls still have no price")
+    return 0
+
+
+def ledger_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--ledger URL`` to a command."""
+    parser.add_argument("--ledger", metavar="URL", help=f"ledger URL (default: ${ENV_VAR})")
+
+
+def add_ledger_commands(commands: Any) -> None:
+    """Register the ledger's commands on the CLI's sub-parsers."""
+    report = commands.add_parser("report", help="totals from a ledger, by any dimension, sorted by cost")
+    ledger_option(report)
+    report.add_argument("--by", type=_dimensions, default=("model",), help="dimensions, e.g. model,agent")
+    report.add_argument("--since", type=when_argument, help="e.g. 7d or 2026-11-01")
+    report.add_argument("--until", type=when_argument)
+    report.add_argument("--granularity", choices=("hour", "day", "month"))
+    report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report.set_defaults(handler=_cmd_report)
+
+    export = commands.add_parser(
+        "export",
+        help="stream a ledger's events (constant memory), or deliver them to a billing endpoint",
+        description=(
+            "Stream a ledger's events as JSON lines, CSV, CloudEvents (OpenMeter) or Stripe meter events. "
+            "With --to URL, POST them in batches; with --cursor FILE, resume where the last run stopped: "
+            "the cursor advances only after a batch was acknowledged, so no event is skipped and a crash "
+            "re-sends at most one batch, with the same ids (the endpoint deduplicates)."
+        ),
+    )
+    ledger_option(export)
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="jsonl")
+    export.add_argument("--since", type=when_argument)
+    export.add_argument("--until", type=when_argument)
+    export.add_argument("--after", metavar="ID", help="resume after this event id (a cursor)")
+    export.add_argument("--source", default=f"//meterline/{socket.gethostname()}", help="CloudEvents source")
+    export.add_argument(
+        "--subject",
+        "--customer",
+        dest="subject",
+        metavar="DIMENSION",
+        help="dimension that names the customer (CloudEvents subject; Stripe customer, required)",
+    )
+    export.add_argument("--to", metavar="URL", help="POST batches to this http(s) endpoint")
+    export.add_argument(
+        "--cursor",
+        metavar="FILE",
+        help="resume from and record delivery progress in FILE (created if missing)",
+    )
+    export.add_argument(
+        "--lateness",
+        default="10m",
+        metavar="AGE",
+        help="with --cursor: re-read this window for events that reached the ledger late (default 10m)",
+    )
+    export.add_argument(
+        "--batch", type=int, default=100, metavar="N", help="documents per request (default 100)"
+    )
+    export.add_argument(
+        "--retries", type=int, default=5, metavar="N", help="retries of a failing request (default 5)"
+    )
+    export.add_argument(
+        "--auth-env", metavar="VAR", help="send 'Authorization: Bearer $VAR' (the token stays out of argv)"
+    )
+    export.add_argument(
+        "--stripe-meter",
+        type=_stripe_meter,
+        action="append",
+        metavar="NAME=QUANTITY[:UNIT]",
+        help=(
+            "a Stripe meter to feed (repeatable), e.g. llm_output_tokens=output_tokens or "
+            "llm_cost_micro_usd=cost:0.000001; default: input_tokens and output_tokens meters"
+        ),
+    )
+    export.add_argument(
+        "--customer-key", default="stripe_customer_id", help="Stripe payload key of the customer"
+    )
+    export.set_defaults(handler=_cmd_export)
+
+    again = commands.add_parser("reprice", help="recompute stored costs with the current prices")
+    ledger_option(again)
+    again.add_argument("--since", type=when_argument)
+    again.add_argument("--until", type=when_argument)
+    again.add_argument("--prices", metavar="FILE.toml", help="price overrides (TOML)")
+    again.set_defaults(handler=_cmd_reprice)

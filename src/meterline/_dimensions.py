@@ -1,0 +1,163 @@
+"""Dimensions: the names and values that attribute an event (``user="u1"``, ``agent="planner"``).
+
+Scopes and tags set them; `Meter.totals`, the ledgers' reports and budgets group and filter by
+them. One rule for every name, checked before use: a lower-case identifier. That is what
+lets the ledgers put a name in SQL from a whitelist, never from the user's text.
+"""
+
+from __future__ import annotations as _annotations
+
+import json as _json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Final, NoReturn
+
+from meterline.exceptions import ConfigurationError
+
+__all__ = [
+    "DIMENSION_NAME",
+    "EMPTY_DIMENSIONS",
+    "EVENT_FIELDS",
+    "Dimensions",
+    "check_dimensions",
+    "check_names",
+    "check_text",
+    "where_filters",
+]
+
+DIMENSION_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+"""A dimension name (and any name used to group or filter): a lower-case identifier.
+
+Names are checked against it before use, and never put in SQL text by the ledgers."""
+
+EVENT_FIELDS: Final = ("operation", "status", "provider", "model")
+"""Event fields that totals and reports group and filter by, besides the dimensions.
+
+They are not dimensions: a scope or tag may not use their names."""
+
+_RESERVED: Final = frozenset(EVENT_FIELDS)
+_IDENTIFIER: Final = "a lower-case identifier ([a-z_][a-z0-9_]*, at most 63 characters)"
+
+
+def check_names(names: Sequence[str], argument: str) -> tuple[str, ...]:
+    """Check ``names`` (event fields or dimension names) given as ``argument``.
+
+    Raises:
+        ConfigurationError: on a bare string (``by="user"``) or a name that is not a
+            lower-case identifier.
+    """
+    if isinstance(names, str):
+        raise ConfigurationError(
+            f"{argument}={names!r}: expected a tuple of names, e.g. {argument}=({names!r},)"
+        )
+    for name in names:
+        if type(name) is not str or not DIMENSION_NAME.fullmatch(name):
+            raise ConfigurationError(
+                f"{argument}: {name!r}: expected an event field or a dimension name ({_IDENTIFIER})"
+            )
+    return tuple(names)
+
+
+def where_filters(where: Mapping[str, object] | None) -> dict[str, frozenset[object]]:
+    """``where`` as name -> allowed values: one value, or any of a set, list or tuple.
+
+    ``None`` matches events without the dimension (or without a provider or model).
+
+    Raises:
+        ConfigurationError: on a name that is not a lower-case identifier.
+    """
+    if not where:
+        return {}
+    check_names(tuple(where), "where")
+    return {
+        name: frozenset(value) if isinstance(value, set | frozenset | list | tuple) else frozenset((value,))
+        for name, value in where.items()
+    }
+
+
+def check_dimensions(dims: Mapping[str, object], what: str) -> dict[str, str]:
+    """Check dimension names (identifiers, never event fields) and turn int values into str.
+
+    Args:
+        dims: The dimensions as given (a scope's keywords, a call's tags).
+        what: What to call them in an error (``"scope dimension"``, ``"tag"``).
+
+    Raises:
+        ConfigurationError: on a bad name, an event field's name, or a value that is not a
+            str or an int.
+    """
+    checked: dict[str, str] = {}
+    for name, value in dims.items():
+        if type(name) is not str or not DIMENSION_NAME.fullmatch(name):
+            raise ConfigurationError(f"{what} name {name!r}: expected {_IDENTIFIER}")
+        if name in _RESERVED:
+            raise ConfigurationError(
+                f"{what} name {name!r} is an event field; pass it to record() instead of as a dimension"
+            )
+        if type(value) is str:
+            check_text(value, f"{what} {name}")
+            checked[name] = value
+        elif type(value) is int:
+            checked[name] = str(value)
+        else:
+            raise ConfigurationError(f"{what} {name}={value!r}: expected a str (or an int)")
+    return checked
+
+
+def check_text(value: str, argument: str) -> None:
+    """Raises `ConfigurationError` unless every store can keep ``value``: text UTF-8 can encode.
+
+    Python strings may hold lone surrogates (from ``surrogateescape`` decoding, or a JSON
+    escape of half a pair) that no database can store: refused here, before anything is counted,
+    rather than by the ledger later. ASCII text (the common case) is not encoded to check it.
+    """
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ConfigurationError(
+                f"{argument}={value!r}: holds a lone surrogate at {exc.start}; expected text UTF-8 can store"
+            ) from None
+
+
+class Dimensions(dict[str, str]):
+    """An event's dimensions: a read-only ``dict`` of str to str.
+
+    Events share their scope's dimensions, so they must not change: every mutating method
+    raises ``TypeError``. Being a ``dict``, it serialises with ``json.dumps`` as it is, and it
+    hashes, copies and pickles like the value it is.
+    """
+
+    __slots__ = ("_json",)
+
+    def json(self) -> str:
+        """The dimensions as compact JSON with sorted keys (made once: the value never changes)."""
+        try:
+            return self._json
+        except AttributeError:
+            self._json: str = _json.dumps(self, sort_keys=True, separators=(",", ":"))
+            return self._json
+
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("an event's dimensions are read-only; copy them with dict(...) to change them")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __copy__(self) -> Dimensions:
+        return self
+
+    def __deepcopy__(self, memo: object) -> Dimensions:
+        return self
+
+    def __reduce__(self) -> tuple[type[Dimensions], tuple[dict[str, str]]]:
+        return Dimensions, (dict(self),)
+
+    def __repr__(self) -> str:
+        return f"Dimensions({dict.__repr__(self)})"
+
+
+EMPTY_DIMENSIONS: Final = Dimensions()
+"""The dimensions of an event recorded outside every scope, without tags."""

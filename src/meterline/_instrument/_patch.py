@@ -1,0 +1,210 @@
+"""Patching a client: each endpoint's method replaced on the client's own objects, undoably.
+
+Patches go on instances, never on the SDK's classes, so other clients are untouched; each
+patch remembers how to restore what it replaced, and the SDKs' cached
+``with_raw_response``/``with_streaming_response`` wrappers are rebuilt around the patches.
+"""
+
+from __future__ import annotations as _annotations
+
+import contextvars
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Final
+
+from meterline._instrument._call import response_arrived, run_async, run_lazy, run_sync
+from meterline._instrument._endpoint import MISSING, Endpoint, Target
+
+__all__ = ["patch_endpoints", "patch_method"]
+
+
+class _DeferredRequest:
+    """Stands for a stream manager's request coroutine: awaited, it is metered."""
+
+    __slots__ = ("_coro", "_endpoint", "_kwargs", "_target")
+
+    def __init__(
+        self, target: Target, endpoint: Endpoint, kwargs: dict[str, Any], coro: Awaitable[Any]
+    ) -> None:
+        self._target, self._endpoint, self._kwargs, self._coro = target, endpoint, kwargs, coro
+
+    def __await__(self) -> Any:
+        return self._run().__await__()
+
+    async def _run(self) -> Any:
+        coro = self._coro
+
+        async def invoke(kwargs: dict[str, Any]) -> Any:
+            return await coro
+
+        try:
+            return await run_async(self._target, self._endpoint, self._kwargs, invoke)
+        finally:
+            if inspect.iscoroutine(coro) and inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+                coro.close()  # refused by a budget: never sent, and never "never awaited"
+
+
+def _manager_request_attr(manager: Any) -> str:
+    return f"_{type(manager).__name__}__api_request"
+
+
+def _is_async(method: Callable[..., Any]) -> bool:
+    """Whether ``method`` returns a coroutine (SDK decorators hide it: look under them too)."""
+    if inspect.iscoroutinefunction(method) or inspect.iscoroutinefunction(inspect.unwrap(method)):
+        return True
+    owner = getattr(method, "__self__", None)
+    return type(owner).__name__.startswith("Async")
+
+
+def _wrap(target: Target, endpoint: Endpoint, original: Callable[..., Any]) -> Callable[..., Any]:
+    kind = endpoint.kind
+    if kind == "lazy":
+
+        @functools.wraps(original)
+        def _meterline_lazy(*args: Any, **kwargs: Any) -> Any:
+            return run_lazy(target, endpoint, original, args, kwargs, contextvars.copy_context())
+
+        return _meterline_lazy
+
+    if kind == "context":
+
+        @functools.wraps(original)
+        def _meterline_context(*args: Any, **kwargs: Any) -> Any:
+            return _in_context(contextvars.copy_context(), original(*args, **kwargs))
+
+        return _meterline_context
+
+    if kind == "manager":
+
+        @functools.wraps(original)
+        def _meterline_manager(*args: Any, **kwargs: Any) -> Any:
+            manager = original(*args, **kwargs)
+            try:
+                name = _manager_request_attr(manager)
+                request = getattr(manager, name)
+                if inspect.isawaitable(request):
+                    setattr(manager, name, _DeferredRequest(target, endpoint, kwargs, request))
+                else:
+                    setattr(
+                        manager,
+                        name,
+                        functools.partial(run_sync, target, endpoint, kwargs, lambda _kw: request()),
+                    )
+            except Exception:  # noqa: BLE001
+                target.resolve().guard.failed("instrumentation (a stream manager)", endpoint.method)
+            return manager
+
+        return _meterline_manager
+
+    if _is_async(original):
+
+        @functools.wraps(original)
+        async def _meterline_async(*args: Any, **kwargs: Any) -> Any:
+            return await run_async(target, endpoint, kwargs, lambda kw: original(*args, **kw))
+
+        return _meterline_async
+
+    @functools.wraps(original)
+    def _meterline_sync(*args: Any, **kwargs: Any) -> Any:
+        return run_sync(target, endpoint, kwargs, lambda kw: original(*args, **kw))
+
+    return _meterline_sync
+
+
+def patch_method(target: Target, owner: Any, name: str, replacement: Callable[..., Any]) -> None:
+    """Set ``owner.name`` on the instance, and remember how to restore it."""
+    saved = owner.__dict__.get(name, MISSING)
+    setattr(owner, name, replacement)
+
+    def undo() -> None:
+        if owner.__dict__.get(name) is not replacement:
+            return  # replaced since by someone else: leave theirs
+        if saved is MISSING:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, saved)
+
+    target.undo.append(undo)
+
+
+_WRAPPERS: Final = ("with_raw_response", "with_streaming_response")
+"""The SDKs' cached wrappers of a resource's methods: built once, they hold the methods they
+found then, so they are dropped whenever the methods change, to be built again."""
+
+
+def _drop_wrappers(objects: list[Any]) -> None:
+    for obj in objects:
+        namespace = getattr(obj, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for name in _WRAPPERS:
+            # Only a cached one (old SDKs build the client's own in __init__, to keep).
+            if isinstance(inspect.getattr_static(type(obj), name, None), functools.cached_property):
+                namespace.pop(name, None)
+
+
+def _notify_arrival(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a Stainless client's ``_process_response``: a response came for the call running."""
+    if _is_async(original):
+
+        @functools.wraps(original)
+        async def _meterline_arrived_async(*args: Any, **kwargs: Any) -> Any:
+            response_arrived()
+            return await original(*args, **kwargs)
+
+        return _meterline_arrived_async
+
+    @functools.wraps(original)
+    def _meterline_arrived(*args: Any, **kwargs: Any) -> Any:
+        response_arrived()
+        return original(*args, **kwargs)
+
+    return _meterline_arrived
+
+
+def patch_endpoints(target: Target, client: Any, endpoints: tuple[Endpoint, ...]) -> None:
+    """Patch every endpoint the client has (an older SDK may lack some, e.g. ``responses``).
+
+    The cached ``with_raw_response``/``with_streaming_response`` wrappers of the client and
+    of the resources on the way are dropped now and again when the patches are undone, so
+    that each wrapper calls the method in place when it is built.
+    """
+    touched: list[Any] = [client]
+    patches: list[tuple[Any, Endpoint, Callable[..., Any]]] = []
+    for endpoint in endpoints:
+        owner = client
+        for attribute in endpoint.path:
+            owner = getattr(owner, attribute, None)
+            if owner is None:
+                break
+            if not any(owner is seen for seen in touched):
+                touched.append(owner)
+        if owner is None:
+            continue
+        original = getattr(owner, endpoint.method, None)
+        if original is None:
+            continue
+        patches.append((owner, endpoint, original))
+    target.undo.append(functools.partial(_drop_wrappers, touched))  # undone last
+    process = getattr(client, "_process_response", None)
+    if callable(process):
+        patch_method(target, client, "_process_response", _notify_arrival(process))
+    for owner, endpoint, original in patches:
+        patch_method(target, owner, endpoint.method, _wrap(target, endpoint, original))
+    _drop_wrappers(touched)
+
+
+def _in_context(context: contextvars.Context, inner: Iterator[Any]) -> Iterator[Any]:
+    """Iterate ``inner`` with each step run in ``context``."""
+    try:
+        while True:
+            try:
+                chunk = context.run(next, inner)
+            except StopIteration:
+                return
+            yield chunk
+    finally:
+        close = getattr(inner, "close", None)
+        if close is not None:
+            context.run(close)

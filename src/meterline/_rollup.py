@@ -1,0 +1,539 @@
+"""Live roll-ups: what every scope entry, and the meter as a whole, has recorded so far.
+
+Every scope entry (an `Entry`; its public face is `ActiveScope`) keeps one `Row` per
+distinct (operation, status, provider, model, tags) recorded in it. `Meter.record` appends
+an event's share to its row without a lock (``list.append`` is atomic); whoever next holds
+the roll-ups' lock (a read, a scope's exit, or the recording thread after 256 events)
+*tallies* the row: adds its pending shares up. When an entry is left, its rows move into the
+meter's *cube* (one `Sums` per row key, the entry's dimensions merged in) and its totals are
+folded into its ancestors'. `Meter.totals`, snapshots and `forget` read the cube and the rows
+of the entries still open.
+
+The roll-ups are bounded: past ``max_live_keys`` rows (the cube's and the open entries'
+together), new keys are folded into one row per (operation, status, provider) whose only
+dimension is ``meterline_overflow=true`` and which has no model, so totals stay exact and only
+their attribution gets coarser, however many new model names or dimension values arrive.
+"""
+
+from __future__ import annotations as _annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from meterline._dimensions import Dimensions, check_names, where_filters
+from meterline._events import NOT_MODEL_CALLS
+from meterline._guard import logger
+from meterline._providers import canonical_provider
+from meterline._totals import Sums, Totals, totals_of
+from meterline._usage import Usage
+
+if TYPE_CHECKING:
+    from meterline._pricing import Plan
+
+__all__ = [
+    "OVERFLOW_DIMENSION",
+    "TALLY_AT",
+    "ActiveScope",
+    "Entry",
+    "Pending",
+    "RollUps",
+    "Row",
+    "RowKey",
+]
+
+RowKey = tuple[str, str, str | None, str | None, tuple[tuple[str, str], ...]]
+"""(operation, status, provider, model, dimensions): a row of the roll-ups.
+
+In an entry's own rows the provider is as the caller spelled it and the dimensions are the
+call's tags only; in the cube, the provider is canonical and the dimensions are all of them."""
+TotalsKey = tuple[str, str, str | None, str | None]
+"""(operation, status, tool, tool category): what a `Totals` needs to tell rows apart."""
+Pending = tuple["Usage | None", "int | None", "float | None"]
+"""An event's share of its row, not yet added up: (usage, cost in pico-dollars, latency in ms)."""
+
+OVERFLOW_DIMENSION: Final = "meterline_overflow"
+"""The dimension of the row new keys are folded into once the cube is full."""
+TALLY_AT: Final = 256
+"""Pending shares a row holds before the recording thread tallies them."""
+
+
+class Row(Sums):
+    """The sums of one row key in one entry, and the events appended to it but not yet added up."""
+
+    __slots__ = ("key", "live", "model_call", "pending", "plan", "provider")
+
+    def __init__(self, key: RowKey, model_call: bool, plan: Plan | None) -> None:
+        super().__init__()
+        self.pending: list[Pending] = []
+        """Shares appended by `Meter.record` without a lock; `tally` adds them up."""
+        self.live = True
+        """``False`` once the row was taken from its entry (exit, reset, forget): record elsewhere."""
+        self.key = key
+        """The row's key in the cube: canonical provider, every dimension of the entry merged in."""
+        self.provider = key[2]
+        """The canonical provider (an entry finds its rows by the name as given)."""
+        self.model_call = model_call
+        """Whether the row's operation is a model call (unmeasured and unpriced calls count)."""
+        self.plan = plan
+        """The model's compiled price when it does not depend on time; else ``None``."""
+
+    def tally(self, into: Sums | None = None) -> None:
+        """Add up the pending shares, into this row or ``into`` (the roll-ups' lock held).
+
+        Shares are taken from the front of the list, so shares appended meanwhile wait for
+        the next tally: each is added exactly once.
+        """
+        items = self.pending
+        count = len(items)
+        if not count:
+            return
+        batch = items[:count]
+        del items[:count]
+        target = self if into is None else into
+        input_tokens = output_tokens = cache_read = cost = latency_ns = unmeasured = unpriced = 0
+        for usage, pico, latency_ms in batch:
+            if latency_ms is not None:
+                latency_ns += int(latency_ms * 1e6)
+            if usage is None:
+                unmeasured += 1
+                continue
+            input_tokens += usage.input_tokens
+            output_tokens += usage.output_tokens
+            cache_read += usage.cache_read_tokens
+            if (
+                usage.cache_write_tokens
+                or usage.reasoning_tokens
+                or usage.audio_input_tokens
+                or usage.audio_output_tokens
+            ):
+                target.add_rare_usage(usage)
+            if pico is None:
+                unpriced += 1
+            else:
+                cost += pico
+        target.events += count
+        target.input_tokens += input_tokens
+        target.output_tokens += output_tokens
+        target.cache_read_tokens += cache_read
+        target.cost_pico += cost
+        target.latency_ns += latency_ns
+        if self.model_call:
+            target.unmeasured += unmeasured
+            target.unpriced += unpriced
+
+
+class Entry:
+    """The roll-ups' record of one scope entry: its dimensions, rows and what its children added."""
+
+    __slots__ = (
+        "__weakref__",
+        "_rollups",
+        "_view",
+        "children",
+        "closed",
+        "dimensions",
+        "dims_key",
+        "folded",
+        "parent",
+        "rows",
+    )
+
+    def __init__(self, parent: Entry | None, dims: dict[str, str], rollups: RollUps) -> None:
+        self.parent = parent
+        self.dimensions: Mapping[str, str] = Dimensions(dims)
+        """Every dimension in force here: this scope's merged over its ancestors'."""
+        self.dims_key = tuple(sorted(dims.items()))
+        self.rows: dict[RowKey, Row] = {}
+        """Rows of the events recorded directly in this entry, by their key as given."""
+        self.folded: dict[TotalsKey, Sums] = {}
+        """What finished children (and rows taken by reset or forget) added: for this entry's totals."""
+        self.children: set[Entry] = set()
+        self.closed = False
+        self._rollups = rollups
+        self._view: weakref.ref[ActiveScope] | None = None
+
+    @property
+    def view(self) -> ActiveScope:
+        """The entry's public face: the same object for as long as anyone holds it.
+
+        Held weakly, so that an ended entry and its face are freed as soon as nobody holds
+        them (no reference cycle to wait for the collector).
+        """
+        view = None if self._view is None else self._view()
+        if view is None:
+            view = ActiveScope(self, self._rollups)
+            self._view = weakref.ref(view)
+        return view
+
+    def fold(self, key: TotalsKey, sums: Sums) -> None:
+        """Add ``sums`` to this entry's own totals only."""
+        _merge_into(self.folded, key, sums)
+
+
+class ActiveScope:
+    """One entry of a scope: its dimensions and live totals.
+
+    ``totals`` includes everything recorded inside the entry, in this thread or task or in
+    any context copied from it, children included. It stays readable after the entry ends.
+    """
+
+    __slots__ = ("__weakref__", "_entry", "_rollups")
+
+    def __init__(self, entry: Entry, rollups: RollUps) -> None:
+        self._entry = entry
+        self._rollups = rollups
+
+    @property
+    def dimensions(self) -> Mapping[str, str]:
+        """Every dimension in force here: this scope's merged over its ancestors'."""
+        return self._entry.dimensions
+
+    @property
+    def parent(self) -> ActiveScope | None:
+        """The enclosing scope entry, if any."""
+        parent = self._entry.parent
+        return None if parent is None else parent.view
+
+    @property
+    def closed(self) -> bool:
+        """Whether the entry has ended."""
+        return self._entry.closed
+
+    @property
+    def totals(self) -> Totals:
+        """Everything recorded inside this scope and its children (a consistent snapshot)."""
+        return self._rollups.totals_of(self._entry)
+
+    def __repr__(self) -> str:
+        return f"<ActiveScope {dict(self.dimensions)!r}{' closed' if self.closed else ''}>"
+
+
+class RollUps:
+    """A meter's live roll-ups: the open entries' rows and the cube of everything else.
+
+    Args:
+        plan_for: The compiled, time-independent price of ``(provider, model)``, or ``None``
+            (then the meter prices each event of the row on its own).
+        max_live_keys: The bound on the cube's rows.
+    """
+
+    def __init__(self, plan_for: Callable[[str | None, str], Plan | None], max_live_keys: int) -> None:
+        self.lock = threading.Lock()
+        """Held to tally, read, take or fold rows (never by `Meter.record` on its fast path)."""
+        self.root = Entry(None, {}, self)
+        """The entry of everything recorded outside every scope."""
+        self.max_live_keys = max_live_keys
+        self.overflowed = 0
+        """Events whose dimensions were folded into the overflow row."""
+        self._plan_for = plan_for
+        self._live: set[Entry] = set()
+        self._cube: dict[RowKey, Sums] = {}
+        self._entry_rows = 0
+        """Rows the open entries hold (with the cube's, what ``max_live_keys`` bounds)."""
+        self._by_dimension: dict[tuple[str, str], set[RowKey]] = {}
+        """The cube's keys by each (dimension, value) they hold: `forget` visits only those."""
+        self._overflow_warned = False
+        _ALL.add(self)
+
+    # -- entries -------------------------------------------------------------------------
+
+    def open_entry(self, parent: Entry | None, dims: dict[str, str]) -> Entry:
+        """A new entry of ``dims`` under ``parent`` (its dimensions merged over the parent's)."""
+        merged = {**parent.dimensions, **dims} if parent is not None else dict(dims)
+        entry = Entry(parent, merged, self)
+        with self.lock:
+            self._live.add(entry)
+            if parent is not None:
+                parent.children.add(entry)
+        return entry
+
+    def close_entry(self, entry: Entry) -> None:
+        """Move the entry's rows into the cube and hand its totals to its ancestors."""
+        with self.lock:
+            entry.closed = True
+            self._live.discard(entry)
+            rows = entry.rows
+            entry.rows = {}
+            self._entry_rows -= len(rows)
+            for key, row in rows.items():
+                row.live = False  # before the tally: a later append sees it and tallies itself
+                row.tally()
+                self._cube_row(row.key).merge(row)
+                entry.fold(_totals_key(key, entry), row)
+            # Every closed ancestor on the way gets the entry's totals, and the first open one
+            # (which passes them on when it ends in turn).
+            parent = entry.parent
+            if parent is not None:
+                parent.children.discard(entry)
+                ancestor: Entry | None = parent
+                while ancestor is not None:
+                    for tkey, sums in entry.folded.items():
+                        ancestor.fold(tkey, sums)
+                    if not ancestor.closed:
+                        break
+                    ancestor = ancestor.parent
+
+    # -- rows ----------------------------------------------------------------------------
+
+    def make_row(self, entry: Entry, key: RowKey) -> Row:
+        """A new row for ``key`` in ``entry``: canonical provider, merged dimensions, price plan."""
+        operation, status, provider, model, extra = key
+        provider = canonical_provider(provider)
+        model_call = operation not in NOT_MODEL_CALLS
+        plan = self._plan_for(provider, model) if model_call and model is not None else None
+        dims_key = tuple(sorted({**entry.dimensions, **dict(extra)}.items())) if extra else entry.dims_key
+        return Row((operation, status, provider, model, dims_key), model_call, plan)
+
+    def add_row(self, entry: Entry, key: RowKey) -> Row:
+        """The row of ``key`` in ``entry``, made now; not live if the entry has ended meanwhile."""
+        fresh = self.make_row(entry, key)
+        with self.lock:
+            row = entry.rows.get(key)
+            if row is not None:
+                return row
+            if entry.closed or not self._room_locked():
+                # An entry that ended keeps no rows, and past max_live_keys no new row is made:
+                # the event goes the slow way, to the cube (its overflow row) and the totals.
+                fresh.live = False
+                return fresh
+            entry.rows[key] = fresh
+            self._entry_rows += 1
+            return fresh
+
+    def _room_locked(self) -> bool:
+        """Whether one more row fits under ``max_live_keys``: the cube's and the open entries' (lock held)."""
+        return len(self._cube) + self._entry_rows < self.max_live_keys
+
+    def tally(self, entry: Entry, key: RowKey, row: Row) -> None:
+        """Add up a row's pending shares; if the row was taken meanwhile, send them on."""
+        with self.lock:
+            if row.live:
+                row.tally()
+                return
+            # The entry ended (work left running in an executor), or reset() or forget()
+            # took the row between the lookup and the append.
+            late = Row(row.key, row.model_call, row.plan)
+            row.tally(into=late)
+            self._add_locked(entry, key, late)
+
+    def add(self, entry: Entry, key: RowKey, sums: Sums) -> None:
+        """Add ``sums`` (a tool call or cache lookup) to ``entry``'s row of ``key``."""
+        with self.lock:
+            self._add_locked(entry, key, sums)
+
+    def _add_locked(self, entry: Entry, key: RowKey, sums: Sums) -> None:
+        if not entry.closed:
+            row = entry.rows.get(key)
+            if row is None and self._room_locked():
+                row = entry.rows[key] = self.make_row(entry, key)
+                self._entry_rows += 1
+            if row is not None:
+                row.merge(sums)
+                return
+        # The entry ended, or no new row fits: to the cube, and to the totals of the entry (if
+        # open) or of its ancestors up to the first open one.
+        operation, status, provider, model, extra = key
+        dims_key = tuple(sorted({**entry.dimensions, **dict(extra)}.items()))
+        self._cube_row((operation, status, provider, model, dims_key)).merge(sums)
+        tkey = _totals_key(key, entry)
+        ancestor: Entry | None = entry
+        while ancestor is not None:
+            ancestor.fold(tkey, sums)
+            if not ancestor.closed:
+                break
+            ancestor = ancestor.parent
+
+    def _cube_row(self, key: RowKey) -> Sums:
+        """The cube's row for ``key``, made (or folded into the overflow row) as needed (lock held)."""
+        sums = self._cube.get(key)
+        if sums is not None:
+            return sums
+        if not self._room_locked():
+            self.overflowed += 1
+            if not self._overflow_warned:
+                self._overflow_warned = True
+                logger.warning(
+                    "meterline: %d live keys reached; further new dimension combinations are folded into "
+                    "%s=true (totals stay exact); call meter.forget(session=...) for finished sessions:"
+                    " it drops their live rows only (ledger and budgets keep theirs)",
+                    self.max_live_keys,
+                    OVERFLOW_DIMENSION,
+                )
+            # One overflow row per operation, status and provider: a flood of new model names
+            # is bounded too (the model is dropped from the overflow rows, as the dimensions are).
+            key = (key[0], key[1], key[2], None, ((OVERFLOW_DIMENSION, "true"),))
+            sums = self._cube.get(key)
+            if sums is not None:
+                return sums
+        sums = self._cube[key] = Sums()
+        for pair in key[4]:
+            self._by_dimension.setdefault(pair, set()).add(key)
+        return sums
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _rows_locked(self) -> dict[RowKey, Sums]:
+        """Every row, the open entries' included, as detached copies (lock held)."""
+        rows = {key: sums.copy() for key, sums in self._cube.items()}
+        for entry in (self.root, *self._live):
+            for row in entry.rows.values():
+                row.tally()
+                _merge_into(rows, row.key, row)
+        return rows
+
+    def rows(self) -> dict[RowKey, Sums]:
+        """Every row, as detached copies."""
+        with self.lock:
+            return self._rows_locked()
+
+    def take(self) -> dict[RowKey, Sums]:
+        """Every row, removed from the roll-ups (the entries keep their own totals)."""
+        with self.lock:
+            for entry in (self.root, *self._live):
+                for row in entry.rows.values():
+                    row.live = False  # before the tally: a later append sees it and tallies itself
+            rows = self._rows_locked()
+            self._cube = {}
+            self._by_dimension = {}
+            for entry in (self.root, *self._live):
+                taken = entry.rows
+                entry.rows = {}
+                self._entry_rows -= len(taken)
+                if entry is not self.root:
+                    for key, row in taken.items():
+                        entry.fold(_totals_key(key, entry), row)
+            return rows
+
+    def merge(self, rows: Iterable[tuple[RowKey, Sums]]) -> None:
+        """Add rows (a snapshot's) into the cube."""
+        with self.lock:
+            for key, sums in rows:
+                self._cube_row(key).merge(sums)
+
+    def live_keys(self) -> int:
+        """How many distinct rows the roll-ups hold."""
+        with self.lock:
+            return len(self._rows_locked())
+
+    def totals_of(self, entry: Entry) -> Totals:
+        """Everything recorded inside ``entry`` and its children (a consistent snapshot)."""
+        merged: dict[TotalsKey, Sums] = {}
+        with self.lock:
+            stack = [entry]
+            while stack:
+                frame = stack.pop()
+                for key, row in frame.rows.items():
+                    row.tally()
+                    _merge_into(merged, _totals_key(key, frame), row)
+                for tkey, sums in frame.folded.items():
+                    _merge_into(merged, tkey, sums)
+                stack.extend(frame.children)
+        return totals_of((*key, sums) for key, sums in merged.items())
+
+    def group(
+        self, by: Sequence[str] | None, where: Mapping[str, object] | None
+    ) -> Totals | dict[tuple[str | None, ...], Totals]:
+        """`Meter.totals`: the rows filtered by ``where`` and grouped by ``by``."""
+        group = check_names(by, "by") if by is not None else ()
+        filters = list(where_filters(where).items())
+        rows = self.rows()
+        groups: dict[tuple[str | None, ...], list[tuple[str, str, str | None, str | None, Sums]]] = {}
+        for key, sums in rows.items():
+            if any(value_of(key, name) not in allowed for name, allowed in filters):
+                continue
+            dims = dict(key[4])
+            groups.setdefault(tuple(value_of(key, name) for name in group), []).append(
+                (key[0], key[1], dims.get("tool"), dims.get("tool_category"), sums)
+            )
+        if by is None:
+            return totals_of(groups.get((), []))
+        return {values: totals_of(members) for values, members in groups.items()}
+
+    def forget(self, wanted: Sequence[tuple[str, str]]) -> int:
+        """Drop every row whose dimensions include all of ``wanted``; the number dropped.
+
+        Entries keep their own totals: only `Meter.totals` and snapshots forget. The cube's rows
+        are found through the index of the rarest wanted dimension, so the work is in proportion
+        to the rows dropped (a wanted event field alone, ``model=``, scans the cube); the open
+        entries' rows, as few as the calls in flight, are scanned.
+        """
+
+        def matches(key: RowKey) -> bool:
+            return all(value_of(key, name) == value for name, value in wanted)
+
+        dropped = 0
+        with self.lock:
+            indexed = [self._by_dimension.get(pair, set()) for pair in wanted if pair[0] not in _KEY_FIELDS]
+            candidates: Iterable[RowKey] = self._cube
+            if indexed:
+                rarest = min(indexed, key=len)
+                candidates = rarest
+            for key in [key for key in candidates if matches(key)]:
+                del self._cube[key]
+                for pair in key[4]:
+                    keys = self._by_dimension[pair]
+                    keys.discard(key)
+                    if not keys:
+                        del self._by_dimension[pair]
+                dropped += 1
+            for entry in (self.root, *self._live):
+                for key, row in list(entry.rows.items()):
+                    if matches(row.key):
+                        del entry.rows[key]
+                        self._entry_rows -= 1
+                        row.live = False  # before the tally: a later append sees it and tallies itself
+                        row.tally()
+                        if entry is not self.root:
+                            entry.fold(_totals_key(key, entry), row)
+                        dropped += 1
+        return dropped
+
+
+_ALL: Final[weakref.WeakSet[RollUps]] = weakref.WeakSet()
+
+
+def _new_locks_after_fork() -> None:
+    """A forked child gets fresh locks (another thread may have held one at the fork)."""
+    for rollups in list(_ALL):
+        rollups.lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_locks_after_fork)
+
+
+_KEY_FIELDS: Final = frozenset({"operation", "status", "provider", "model"})
+"""The event fields of a row key (the rest of its key is its dimensions)."""
+
+
+def value_of(key: RowKey, name: str) -> str | None:
+    """The value of an event field or dimension ``name`` in a cube row's key (``None`` if unset)."""
+    if name == "operation":
+        return key[0]
+    if name == "status":
+        return key[1]
+    if name == "provider":
+        return key[2]
+    if name == "model":
+        return key[3]
+    for dim, value in key[4]:
+        if dim == name:
+            return value
+    return None
+
+
+def _merge_into(target: dict[Any, Sums], key: Any, sums: Sums) -> None:
+    existing = target.get(key)
+    if existing is None:
+        target[key] = sums.copy()
+    else:
+        existing.merge(sums)
+
+
+def _totals_key(key: RowKey, entry: Entry) -> TotalsKey:
+    extra = dict(key[4])
+    tool = extra.get("tool") or entry.dimensions.get("tool")
+    category = extra.get("tool_category") or entry.dimensions.get("tool_category")
+    return key[0], key[1], tool, category

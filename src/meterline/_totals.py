@@ -1,0 +1,383 @@
+"""Totals: what a set of events adds up to, and the running sums behind it.
+
+`Totals` (with `OperationTotals` and `ToolStats`) is the value users read from a scope, from
+`Meter.totals` and from snapshots. `Sums` is the mutable accumulator the meter keeps per
+roll-up row; `totals_of` folds rows of sums into a `Totals`.
+"""
+
+from __future__ import annotations as _annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Final
+
+from meterline._events import CACHE_OPERATION, TOOL_OPERATION, TOOL_SUCCESS, UsageEvent
+from meterline._money import to_usd
+from meterline._usage import USAGE_FIELDS, Usage, new_usage
+
+__all__ = ["MAX_LINKS", "OperationTotals", "Sums", "ToolStats", "Totals", "totals_of"]
+
+_ZERO: Final = Decimal(0)
+
+MAX_LINKS: Final = 256
+"""Linked event ids kept per accumulator, the most recent (greatest) ones; the count of links stays exact."""
+
+COUNTERS: Final = (
+    "events",
+    "unmeasured",
+    "unpriced",
+    *USAGE_FIELDS,
+    "cost_pico",
+    "tokens_saved",
+    "link_count",
+    "latency_ns",
+)
+"""The integer counters of `Sums`, in the order snapshots write them."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperationTotals:
+    """What one operation (``chat``, ``embeddings``…) added up to."""
+
+    calls: int = 0
+    """Events of this operation."""
+    usage: Usage = field(default_factory=Usage)
+    """Sum of the measured usage."""
+    cost: Decimal = _ZERO
+    """Sum of the priced costs, in USD."""
+    unmeasured: int = 0
+    """Calls whose usage never arrived (not in ``usage``)."""
+    unpriced: int = 0
+    """Measured calls that could not be priced (in ``usage``, not in ``cost``)."""
+    errors: int = 0
+    """Calls whose status was not ``ok``."""
+    latency_ms: float = 0.0
+    """Sum of the reported latencies, in milliseconds."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolStats:
+    """Statistics of one tool (or tool category)."""
+
+    calls: int = 0
+    """Times the tool ran."""
+    successes: int = 0
+    """Runs whose status was ``success``, ``completed`` or ``ok``."""
+    failures: int = 0
+    """All other runs."""
+    duration_ms: float = 0.0
+    """Sum of the reported durations, in milliseconds."""
+    input_tokens: int = 0
+    """Sum of the tokens the tool reported consuming on input (informational)."""
+    output_tokens: int = 0
+    """Sum of the tokens the tool reported producing (informational)."""
+    linked_calls: int = 0
+    """Links to model-call ids recorded with the tool's runs."""
+    llm_call_ids: tuple[str, ...] = ()
+    """The distinct linked model-call ids, sorted (oldest first; at most the 256 most recent are kept)."""
+
+    @property
+    def total_tokens(self) -> int:
+        """``input_tokens + output_tokens``."""
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Totals:
+    """Everything recorded in a scope (its children included) or in a slice of the meter.
+
+    Tool usage is informational: it is in ``tools`` but never in ``usage`` or ``cost``, so a
+    tool's own model calls, recorded with ``record()``, are not counted twice.
+    """
+
+    events: int = 0
+    """Every event: model calls, tool calls and cache lookups."""
+    requests: int = 0
+    """Model calls (every operation but ``execute_tool`` and ``cache``)."""
+    usage: Usage = field(default_factory=Usage)
+    """Sum of the measured usage of the model calls."""
+    cost: Decimal = _ZERO
+    """Sum of the priced costs, in USD. Check ``unmeasured`` and ``unpriced`` before billing."""
+    unmeasured: int = 0
+    """Model calls whose usage never arrived: not in ``usage``, never counted as free."""
+    unpriced: int = 0
+    """Measured model calls with no price: in ``usage``, not in ``cost``."""
+    errors: int = 0
+    """Model calls whose status was not ``ok``."""
+    latency_ms: float = 0.0
+    """Sum of the reported latencies of the model calls, in milliseconds."""
+    by_operation: Mapping[str, OperationTotals] = field(default_factory=dict)
+    """Model calls per operation (``chat``, ``embeddings``…)."""
+    tools: Mapping[str, ToolStats] = field(default_factory=dict)
+    """Tool statistics per tool name."""
+    tool_categories: Mapping[str, ToolStats] = field(default_factory=dict)
+    """Tool statistics per tool category."""
+    cache_hits: int = 0
+    """The application's own cache: lookups that hit."""
+    cache_misses: int = 0
+    """The application's own cache: lookups that missed."""
+    cache_tokens_saved: int = 0
+    """Tokens the application's cache hits saved."""
+
+    @property
+    def tool_calls(self) -> int:
+        """All tool runs."""
+        return sum(stats.calls for stats in self.tools.values())
+
+    @property
+    def tool_failures(self) -> int:
+        """Tool runs that failed."""
+        return sum(stats.failures for stats in self.tools.values())
+
+    @property
+    def complete(self) -> bool:
+        """``True`` when every model call was both measured and priced, so ``cost`` is the whole cost."""
+        return self.unmeasured == 0 and self.unpriced == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (money as decimal strings)."""
+        return {
+            "events": self.events,
+            "requests": self.requests,
+            "usage": self.usage.to_dict(),
+            "total_tokens": self.usage.total_tokens,
+            "cost": str(self.cost),
+            "unmeasured": self.unmeasured,
+            "unpriced": self.unpriced,
+            "errors": self.errors,
+            "latency_ms": self.latency_ms,
+            "by_operation": {
+                name: {
+                    "calls": op.calls,
+                    "usage": op.usage.to_dict(),
+                    "cost": str(op.cost),
+                    "unmeasured": op.unmeasured,
+                    "unpriced": op.unpriced,
+                    "errors": op.errors,
+                    "latency_ms": op.latency_ms,
+                }
+                for name, op in sorted(self.by_operation.items())
+            },
+            "tools": {name: _tool_dict(stats) for name, stats in sorted(self.tools.items())},
+            "tool_categories": {
+                name: _tool_dict(stats) for name, stats in sorted(self.tool_categories.items())
+            },
+            "cache_hits": self.cache_hits,
+            "cache_misses": self.cache_misses,
+            "cache_tokens_saved": self.cache_tokens_saved,
+        }
+
+
+def _tool_dict(stats: ToolStats) -> dict[str, Any]:
+    return {
+        "calls": stats.calls,
+        "successes": stats.successes,
+        "failures": stats.failures,
+        "duration_ms": stats.duration_ms,
+        "input_tokens": stats.input_tokens,
+        "output_tokens": stats.output_tokens,
+        "linked_calls": stats.linked_calls,
+        "llm_call_ids": list(stats.llm_call_ids),
+    }
+
+
+class Sums:
+    """Running sums of events: counts, unmeasured and unpriced calls, usage, cost, latency.
+
+    The cost is in pico-dollars and the latency in integer nanoseconds: sums of floats depend
+    on their order, and totals must not. Not thread-safe by itself: the meter updates sums
+    under its lock.
+    """
+
+    __slots__ = (*COUNTERS, "links")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.unmeasured = 0
+        self.unpriced = 0
+        self.input_tokens = 0
+        self.cache_read_tokens = 0
+        self.cache_write_tokens = 0
+        self.cache_write_1h_tokens = 0
+        self.output_tokens = 0
+        self.reasoning_tokens = 0
+        self.audio_input_tokens = 0
+        self.audio_output_tokens = 0
+        self.cost_pico = 0
+        self.tokens_saved = 0
+        self.link_count = 0
+        self.latency_ns = 0
+        self.links: set[str] | None = None
+
+    def add_usage(self, usage: Usage) -> None:
+        """Add every usage field of ``usage``."""
+        self.input_tokens += usage.input_tokens
+        self.output_tokens += usage.output_tokens
+        self.cache_read_tokens += usage.cache_read_tokens
+        self.add_rare_usage(usage)
+
+    def add_rare_usage(self, usage: Usage) -> None:
+        """Add the usage fields most calls leave at zero (all but input, output and cache reads)."""
+        if usage.cache_write_tokens:
+            self.cache_write_tokens += usage.cache_write_tokens
+            self.cache_write_1h_tokens += usage.cache_write_1h_tokens
+        if usage.reasoning_tokens:
+            self.reasoning_tokens += usage.reasoning_tokens
+        if usage.audio_input_tokens:
+            self.audio_input_tokens += usage.audio_input_tokens
+        if usage.audio_output_tokens:
+            self.audio_output_tokens += usage.audio_output_tokens
+
+    def add_event(self, event: UsageEvent) -> None:
+        """Add one tool call or cache lookup (never priced, never unmeasured)."""
+        self.events += 1
+        usage = event.usage
+        if usage is not None:
+            self.add_usage(usage)
+        latency_ms = event.latency_ms
+        if latency_ms is not None:
+            self.latency_ns += int(latency_ms * 1e6)
+        if event.links:
+            self.add_links(event.links)
+        self.tokens_saved += event.tokens_saved
+
+    def add_links(self, links: tuple[str, ...]) -> None:
+        """Remember linked event ids: the `MAX_LINKS` greatest distinct ones (event ids sort by time)."""
+        kept = self.links
+        if kept is None:
+            kept = self.links = set()
+        self.link_count += len(links)
+        kept.update(links)
+        if len(kept) > MAX_LINKS:
+            self.links = set(sorted(kept)[-MAX_LINKS:])
+
+    def merge(self, other: Sums) -> None:
+        """Add everything ``other`` holds."""
+        for name in COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        if other.links:
+            count = self.link_count
+            self.add_links(tuple(other.links))
+            self.link_count = count  # link_count was already merged above
+
+    def copy(self) -> Sums:
+        """A detached copy."""
+        clone = Sums()
+        clone.merge(self)
+        return clone
+
+    def usage(self) -> Usage:
+        """The usage sum as a `Usage`."""
+        return new_usage(
+            self.input_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.cache_write_1h_tokens,
+            self.output_tokens,
+            self.reasoning_tokens,
+            self.audio_input_tokens,
+            self.audio_output_tokens,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready counters (the cost as a string of pico-dollars, exact)."""
+        data: dict[str, Any] = {name: getattr(self, name) for name in COUNTERS}
+        data["cost_pico"] = str(self.cost_pico)
+        data["links"] = sorted(self.links or ())
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Sums:
+        """Inverse of `to_json` (validation is the caller's job)."""
+        sums = cls()
+        for name in COUNTERS:
+            setattr(sums, name, int(data[name]))
+        links = data.get("links") or []
+        sums.links = {str(link) for link in links} or None
+        return sums
+
+
+class _ToolSums:
+    __slots__ = ("failures", "successes", "sums")
+
+    def __init__(self) -> None:
+        self.sums = Sums()
+        self.successes = 0
+        self.failures = 0
+
+    def add(self, status: str, sums: Sums) -> None:
+        self.sums.merge(sums)
+        if status in TOOL_SUCCESS:
+            self.successes += sums.events
+        else:
+            self.failures += sums.events
+
+    def stats(self) -> ToolStats:
+        sums = self.sums
+        return ToolStats(
+            calls=sums.events,
+            successes=self.successes,
+            failures=self.failures,
+            duration_ms=sums.latency_ns / 1e6,
+            input_tokens=sums.input_tokens,
+            output_tokens=sums.output_tokens,
+            linked_calls=sums.link_count,
+            llm_call_ids=tuple(sorted(sums.links or ())),
+        )
+
+
+def totals_of(rows: Iterable[tuple[str, str, str | None, str | None, Sums]]) -> Totals:
+    """Fold ``(operation, status, tool, tool_category, sums)`` rows into a `Totals`."""
+    model_calls = Sums()
+    errors = 0
+    operations: dict[str, tuple[Sums, list[int]]] = {}
+    tools: dict[str, _ToolSums] = {}
+    categories: dict[str, _ToolSums] = {}
+    hits = misses = saved = events = 0
+    for operation, status, tool, category, sums in rows:
+        events += sums.events
+        if operation == TOOL_OPERATION:
+            tools.setdefault(tool or "", _ToolSums()).add(status, sums)
+            if category:
+                categories.setdefault(category, _ToolSums()).add(status, sums)
+        elif operation == CACHE_OPERATION:
+            if status == "hit":
+                hits += sums.events
+            else:
+                misses += sums.events
+            saved += sums.tokens_saved
+        else:
+            model_calls.merge(sums)
+            op_sums, op_errors = operations.setdefault(operation, (Sums(), [0]))
+            op_sums.merge(sums)
+            if status != "ok":
+                errors += sums.events
+                op_errors[0] += sums.events
+    return Totals(
+        events=events,
+        requests=model_calls.events,
+        usage=model_calls.usage(),
+        cost=to_usd(model_calls.cost_pico),
+        unmeasured=model_calls.unmeasured,
+        unpriced=model_calls.unpriced,
+        errors=errors,
+        latency_ms=model_calls.latency_ns / 1e6,
+        by_operation={
+            name: OperationTotals(
+                calls=sums.events,
+                usage=sums.usage(),
+                cost=to_usd(sums.cost_pico),
+                unmeasured=sums.unmeasured,
+                unpriced=sums.unpriced,
+                errors=op_errors[0],
+                latency_ms=sums.latency_ns / 1e6,
+            )
+            for name, (sums, op_errors) in operations.items()
+        },
+        tools={name: tool_sums.stats() for name, tool_sums in tools.items()},
+        tool_categories={name: tool_sums.stats() for name, tool_sums in categories.items()},
+        cache_hits=hits,
+        cache_misses=misses,
+        cache_tokens_saved=saved,
+    )

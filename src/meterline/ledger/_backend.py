@@ -1,0 +1,140 @@
+"""The ledger's contract: what a backend stores and what it answers.
+
+A ledger keeps every event a meter records, exactly once (the event id is the key), and
+maintains hourly roll-ups in the same transaction, so reports read pre-aggregated rows
+instead of scanning events. Backends: SQLite (embedded default) and PostgreSQL; how an event
+becomes a row is `meterline.ledger._rows`'s one concern.
+"""
+
+from __future__ import annotations as _annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Final, Literal, Protocol, runtime_checkable
+
+from meterline._events import UsageEvent
+from meterline._usage import Usage
+
+__all__ = ["GRANULARITIES", "SCHEMA_VERSION", "Granularity", "LedgerBackend", "LedgerRow", "LedgerStats"]
+
+SCHEMA_VERSION: Final = 3
+"""The schema this meterline writes; a ledger with a newer one is refused (see `LedgerBackend`).
+
+Version 2 dropped the index of the events by hour: no query used it (reports read the
+roll-ups), and every stored event paid for it.
+"""
+
+Granularity = Literal["hour", "day", "month"]
+GRANULARITIES: Final = ("hour", "day", "month")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerRow:
+    """One group of a ledger report: the group's values and what its events add up to."""
+
+    key: tuple[str | None, ...]
+    """The values of the ``by`` dimensions, in order (``None`` where an event lacks one)."""
+    period: datetime | None
+    """Start of the hour, day or month (UTC) with a granularity; ``None`` without one."""
+    events: int = 0
+    """Events in the group."""
+    unmeasured: int = 0
+    """Model calls whose usage never arrived."""
+    unpriced: int = 0
+    """Measured model calls with no price."""
+    usage: Usage = field(default_factory=Usage)
+    """Sum of the measured usage."""
+    cost: Decimal = Decimal(0)
+    """Sum of the priced costs, in USD."""
+    latency_ms: float = 0.0
+    """Sum of the reported latencies, in milliseconds."""
+    tokens_saved: int = 0
+    """Tokens saved by the application's cache hits."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerStats:
+    """What a ledger holds."""
+
+    url: str
+    """Where the ledger is (password removed)."""
+    schema_version: int
+    """The schema version of the store."""
+    events: int
+    """Events stored."""
+    first_time: datetime | None
+    """Time of the oldest event."""
+    last_time: datetime | None
+    """Time of the newest event."""
+    rollup_rows: int
+    """Rows of the hourly roll-up."""
+
+
+@runtime_checkable
+class LedgerBackend(Protocol):
+    """A durable store of events. Implementations: SQLite and PostgreSQL.
+
+    Opening a backend applies forward migrations up to `SCHEMA_VERSION`, and refuses (with
+    `meterline.LedgerError`) a store whose schema is newer than this meterline knows.
+    Every method may raise `meterline.LedgerError`, which wraps the driver's error.
+    """
+
+    url: str
+
+    def write(self, events: Sequence[UsageEvent]) -> int:
+        """Store ``events`` in one transaction, each exactly once (the id is the key).
+
+        Events already stored are skipped, and the roll-ups count only the new ones.
+
+        Returns:
+            How many events were new.
+        """
+        ...
+
+    def totals(
+        self,
+        *,
+        by: Sequence[str] = (),
+        where: Mapping[str, object] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        granularity: Granularity | None = None,
+    ) -> list[LedgerRow]:
+        """Add up the stored events from the roll-ups (never by scanning events).
+
+        ``by`` and ``where`` take event fields (operation, status, provider, model) and
+        dimension names, which must be identifiers (never put in SQL text). ``since`` is
+        inclusive, ``until`` exclusive, both rounded down to the hour (the roll-ups' grain).
+        Rows come sorted by cost, highest first.
+        """
+        ...
+
+    def events(
+        self, *, since: datetime | None = None, until: datetime | None = None, after_id: str | None = None
+    ) -> Iterator[UsageEvent]:
+        """Stream the stored events in id (time) order, in constant memory.
+
+        ``after_id`` resumes after a cursor (the last id a consumer handled).
+        """
+        ...
+
+    def prune(self, before: datetime) -> int:
+        """Delete events (and roll-up rows) older than ``before``; return how many events went."""
+        ...
+
+    def reprice(self, events: Sequence[tuple[str, Decimal | None, str | None]]) -> int:
+        """Set new (id, cost, price_version) on stored events, keeping the previous ones for audit.
+
+        The roll-ups are corrected by the difference. Returns how many events changed.
+        """
+        ...
+
+    def stats(self) -> LedgerStats:
+        """Counts and time range of what is stored."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection(s). Idempotent."""
+        ...

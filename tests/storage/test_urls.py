@@ -1,0 +1,72 @@
+"""Store URLs as meterline shows them never carry a password."""
+
+from __future__ import annotations
+
+import pytest
+
+from meterline._storage import postgres_driver_url, postgres_public_url, redact, scrub, secrets_in
+from meterline.exceptions import ConfigurationError
+
+
+def test_passwords_are_redacted() -> None:
+    """A store URL shown in messages never carries its password; one without stays as it is."""
+    assert (
+        redact("postgresql://app:s3cret@db.internal/metering") == "postgresql://app:***@db.internal/metering"
+    )
+    assert redact("redis://:s3cret@cache:6379/0") == "redis://:***@cache:6379/0"
+    assert redact("sqlite:///usage.db") == "sqlite:///usage.db"
+
+
+def test_postgres_public_url_has_no_password() -> None:
+    """The public URL drops the password, in the authority or as a parameter, and keeps the rest."""
+    pytest.importorskip("psycopg")
+    assert postgres_public_url("postgresql://app:pw@db:5433/usage?sslmode=require") == (
+        "postgresql://app@db:5433/usage?sslmode=require"
+    )
+    assert postgres_public_url("postgresql://db/usage?password=pw&application_name=x") == (
+        "postgresql://db/usage?application_name=x"
+    )
+    assert postgres_public_url("postgresql+psycopg://app:pw@db/usage") == "postgresql://app@db/usage"
+    assert "pw" not in postgres_public_url("host=db dbname=usage password=pw")
+    assert postgres_public_url("host='unterminated password=pw") == "postgresql://?"
+
+
+def test_driver_url_drops_the_dialect() -> None:
+    """A SQLAlchemy-style postgresql+psycopg:// URL is given to libpq as postgresql://."""
+    assert postgres_driver_url("postgresql+psycopg://app@db/usage") == "postgresql://app@db/usage"
+    assert postgres_driver_url("postgresql://app@db/usage") == "postgresql://app@db/usage"
+
+
+@pytest.mark.parametrize("url", ["", "   ", None, 5, b"postgresql://db"])
+def test_driver_url_refuses_a_non_url(url: object) -> None:
+    """A blank or non-string URL is refused, naming the value."""
+    with pytest.raises(ConfigurationError, match="url="):
+        postgres_driver_url(url)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://db/x?sslmode=require&password=pw", "postgresql://db/x?sslmode=require&password=***"),
+        (
+            "https://h/v1/events?API_KEY=k1&x=1&access-token=t",
+            "https://h/v1/events?API_KEY=***&x=1&access-token=***",
+        ),
+        ("host=db port=5432 password=pw dbname=x", "host=db port=5432 password=*** dbname=x"),
+        ("host=db password = 'p w\\' q' dbname=x", "host=db password = *** dbname=x"),
+        ("https://u:p%40ss@h/x", "https://u:***@h/x"),
+        ("sqlite:///usage.db", "sqlite:///usage.db"),
+        ("nope://u:pw@h:99999999/x", "nope://u:***@h:99999999/x"),
+    ],
+)
+def test_every_kind_of_secret_is_redacted(url: str, shown: str) -> None:
+    """Authority passwords, secret query parameters (any case) and conninfo secrets become ***."""
+    assert redact(url) == shown
+
+
+def test_driver_texts_are_scrubbed_of_the_urls_secrets() -> None:
+    """A driver's message that repeats a secret of its URL (raw or percent-decoded) loses it."""
+    url = "postgresql://app:p%40ss@db/x?token=t0k3n"
+    assert set(secrets_in(url)) == {"p%40ss", "p@ss", "t0k3n"}
+    assert scrub("bad password p@ss, token t0k3n", url) == "bad password ***, token ***"
+    assert scrub("nothing secret", "sqlite:///usage.db") == "nothing secret"

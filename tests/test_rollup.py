@@ -1,0 +1,187 @@
+"""Live roll-ups: totals by any dimension, forget, and a bounded number of keys."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import TypedDict
+
+import pytest
+
+from meterline import ConfigurationError, Meter, Usage
+
+
+class _Model(TypedDict):
+    model: str
+    provider: str
+
+
+GPT: _Model = {"model": "gpt-4o-mini", "provider": "openai"}
+
+
+def test_totals_by_and_where(meter: Meter) -> None:
+    """totals() groups by any event field or dimension and filters with where=."""
+    for user, model, tokens in [("u1", "gpt-4o", 100), ("u1", "gpt-4o-mini", 10), ("u2", "gpt-4o", 1000)]:
+        with meter.scope(user=user):
+            meter.record(Usage(input_tokens=tokens), model=model, provider="openai")
+    meter.record(Usage(input_tokens=1), model="gpt-4o", provider="openai")
+    by_user = meter.totals(by=("user",))
+    assert {key: t.usage.input_tokens for key, t in by_user.items()} == {
+        ("u1",): 110,
+        ("u2",): 1000,
+        (None,): 1,
+    }
+    by_both = meter.totals(by=["model", "user"], where={"user": "u1"})
+    assert set(by_both) == {("gpt-4o", "u1"), ("gpt-4o-mini", "u1")}
+    assert meter.totals(where={"user": {"u1", "u2"}}).usage.input_tokens == 1110
+    assert meter.totals(where={"user": None}).usage.input_tokens == 1
+    assert meter.totals(where={"provider": "anthropic"}).events == 0
+    assert meter.totals().cost == sum((t.cost for t in by_user.values()), Decimal(0))
+    with pytest.raises(ConfigurationError):
+        meter.totals(by=("bad-name",))
+    with pytest.raises(ConfigurationError, match="by='user'"):
+        meter.totals(by="user")
+    assert meter.totals(by=()) == {(): meter.totals()}
+
+
+def test_forget_drops_a_finished_session(meter: Meter) -> None:
+    """forget() drops the rows of a pruned session so memory does not grow with sessions."""
+    for session in ("s1", "s2"):
+        with meter.scope(session=session):
+            meter.record(Usage(input_tokens=1), **GPT)
+    live = meter.stats().live_keys
+    assert meter.forget(session="s1") == 1
+    assert meter.stats().live_keys == live - 1
+    assert set(meter.totals(by=("session",))) == {("s2",)}
+    with pytest.raises(ConfigurationError):
+        meter.forget()
+
+
+def test_live_keys_are_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    """Past max_live_keys, new combinations fold into the overflow row and totals stay exact."""
+    meter = Meter(max_live_keys=5)
+    with caplog.at_level(logging.WARNING, logger="meterline"):
+        for index in range(50):
+            with meter.scope(session=f"s{index}"):
+                meter.record(Usage(input_tokens=1), **GPT)
+    stats = meter.stats()
+    assert stats.live_keys <= 6
+    assert stats.overflowed_events == 45
+    assert meter.totals().usage.input_tokens == 50
+    assert meter.totals(by=("meterline_overflow",))[("true",)].events == 45
+    assert "live keys reached" in caplog.text
+
+
+def test_late_records_after_a_scope_ended_still_count(meter: Meter) -> None:
+    """A record arriving after its scope ended counts in that scope, its ancestors and the roll-ups."""
+    with meter.scope(user="u1") as outer:
+        with meter.scope(session="s1") as inner:
+            ctx = contextvars.copy_context()
+        ctx.run(meter.record, Usage(input_tokens=9), **GPT)
+        assert inner.totals.usage.input_tokens == 9
+        assert outer.totals.usage.input_tokens == 9
+    ctx.run(meter.record, Usage(input_tokens=1), **GPT)
+    assert outer.totals.usage.input_tokens == 10
+    assert meter.totals(where={"session": "s1"}).usage.input_tokens == 10
+
+
+def test_meter_totals_include_live_scopes_and_cost(meter: Meter) -> None:
+    """Roll-ups see records of scopes that are still open, with the same cost."""
+    with meter.scope(user="u1") as scope:
+        meter.record(Usage(input_tokens=1_000_000), model="gpt-4o", provider="openai")
+        assert meter.totals().cost == Decimal("2.5")
+        assert scope.totals.cost == Decimal("2.5")
+
+
+def test_concurrent_snapshot_and_reset_loses_and_doubles_nothing(meter: Meter) -> None:
+    """While 4 threads record, repeated snapshot_and_reset() hands over every event exactly once."""
+    per_thread = 20_000
+    done = threading.Event()
+    snapshots = []
+
+    def work(index: int) -> None:
+        with meter.scope(user=f"u{index}"):
+            for _ in range(per_thread):
+                meter.record(Usage(input_tokens=1, output_tokens=2), **GPT)
+
+    def harvest() -> None:
+        while not done.is_set():
+            snapshots.append(meter.snapshot_and_reset())
+
+    harvester = threading.Thread(target=harvest)
+    harvester.start()
+    workers = [threading.Thread(target=work, args=(index,)) for index in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    done.set()
+    harvester.join()
+    snapshots.append(meter.snapshot_and_reset())
+    merged = Meter()
+    for snap in snapshots:
+        merged.merge(snap)
+    totals = merged.totals()
+    assert totals.requests == 4 * per_thread
+    assert totals.usage == Usage(input_tokens=4 * per_thread, output_tokens=8 * per_thread)
+    assert len(snapshots) > 2
+    by_user = merged.totals(by=("user",))
+    assert all(by_user[(f"u{index}",)].requests == per_thread for index in range(4))
+
+
+def test_concurrent_scope_exits_while_an_executor_records(meter: Meter) -> None:
+    """Records from a worker that outlive their scope still count once, in the scope and the roll-ups."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = []
+        with meter.scope(user="u1") as outer:
+            for _ in range(50):
+                with meter.scope(session="s") as inner:
+                    ctx = contextvars.copy_context()
+                futures.append(
+                    pool.submit(
+                        ctx.run, lambda: [meter.record(Usage(input_tokens=1), **GPT) for _ in range(100)]
+                    )
+                )
+            for future in futures:
+                future.result()
+        assert inner.totals.requests == 100
+    assert outer.totals.requests == 5000
+    assert meter.totals().requests == 5000
+    assert meter.totals(where={"session": "s"}).usage.input_tokens == 5000
+
+
+def test_forget_visits_only_the_rows_it_drops(meter: Meter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """forget(session=) looks at the rows of that session, not at every row the meter holds."""
+    from meterline import _rollup
+
+    for session in range(2000):
+        with meter.scope(user=f"u{session % 7}", session=f"s{session}"):
+            meter.record(Usage(input_tokens=1), **GPT)
+    visited = 0
+    real = _rollup.value_of
+
+    def counting(key: _rollup.RowKey, name: str) -> str | None:
+        nonlocal visited
+        visited += 1
+        return real(key, name)
+
+    monkeypatch.setattr(_rollup, "value_of", counting)
+    assert meter.forget(session="s42") == 1
+    assert visited <= 2  # one row, checked once per wanted name
+    assert meter.forget(user="u3", session="s3") == 1  # the rarer index: one row, not a seventh
+    assert visited <= 6
+    assert ("s42",) not in meter.totals(by=("session",))
+    assert meter.totals().requests == 1998
+
+
+def test_forget_by_an_event_field_still_works(meter: Meter) -> None:
+    """forget(model=) (no dimension index to use) scans, and drops exactly that model's rows."""
+    with meter.scope(session="s1"):
+        meter.record(Usage(input_tokens=1), **GPT)
+        meter.record(Usage(input_tokens=1), model="gpt-4o", provider="openai")
+    assert meter.forget(model="gpt-4o") == 1
+    assert set(meter.totals(by=("model",))) == {("gpt-4o-mini",)}
+    assert meter.forget(session="s1") == 1
