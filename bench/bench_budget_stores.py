@@ -27,7 +27,7 @@ if os.path.isdir("src"):
     sys.path.insert(0, os.path.abspath("src"))
 
 from meterline.budgets import MemoryBudgetStore, SQLiteBudgetStore
-from meterline.budgets._base import BudgetStore, Line
+from meterline.budgets._store import BudgetStore, Line
 
 N = int(os.environ.get("BENCH_N", "3000"))
 WARMUP = 200

@@ -24,6 +24,7 @@ if os.path.isdir("src"):
 
 import meterline
 from meterline import Meter, Usage
+from meterline._money import to_usd
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "7"))
 NUMBER = int(os.environ.get("BENCH_N", "20000"))
@@ -136,6 +137,7 @@ def main() -> int:
         "ANTHROPIC": ANTHROPIC,
         "GEMINI": GEMINI,
         "Decimal": Decimal,
+        "to_usd": to_usd,
     }
     scoped = Meter()
     scoped.subscribe(lambda event: None)
@@ -153,7 +155,7 @@ def main() -> int:
     add(
         "price a known model (record path)",
         per_call(
-            "p = pricer.resolve('openai', 'gpt-4o').plan_at(now_ns); p.decimal(p.atto(usage))",
+            "p = pricer.resolve('openai', 'gpt-4o').plan_at(now_ns); to_usd(p.cost_pico(usage))",
             namespace,
         ),
         5.0,

@@ -23,7 +23,7 @@ if os.path.isdir("src"):
     sys.path.insert(0, os.path.abspath("src"))
 
 from meterline import Usage, UsageEvent
-from meterline._events import Dimensions
+from meterline._dimensions import Dimensions
 from meterline.ledger._sqlite import SQLiteLedger
 
 EVENTS = int(os.environ.get("BENCH_EVENTS", "1000000"))

@@ -29,7 +29,7 @@ if os.path.isdir("src"):
     sys.path.insert(0, os.path.abspath("src"))
 
 from meterline import Meter, Usage
-from meterline.ledger._spool import Spool
+from meterline._delivery import Spool
 from meterline.ledger._sqlite import SQLiteLedger
 from meterline.ledger._writer import LedgerWriter
 
