@@ -14,11 +14,14 @@ The class name does not start with ``Test``, so pytest collects it only through 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 import pytest
 
 from meterline.budgets._store import COST, METRICS, TOKENS, ZERO, BudgetStore, Line, Vector
+from meterline.exceptions import BudgetStoreError
+from tests.storage.freezer import Freezer
 
 NOW = 1_800_000_000.0
 """A fixed clock, in seconds since the epoch."""
@@ -251,3 +254,30 @@ class StoreConformance:
 def used_of(store: BudgetStore, lines: Sequence[Line]) -> list[Vector]:
     """The used vector of each line now."""
     return [used for used, _ in store.read(lines, NOW)]
+
+
+def check_a_frozen_store_gives_up(store: BudgetStore, relay: Freezer, bound: float) -> None:
+    """``store``, reached through ``relay``, fails within ``bound`` seconds of a freeze, then recovers."""
+    assert store.reserve("before", [line(tokens=100)], [vec(1)], NOW, 60) is None
+    relay.freeze()
+    operations = {
+        "reserve": lambda: store.reserve("frozen", [line(tokens=100)], [vec(1)], NOW, 60),
+        "settle": lambda: store.settle("before", [line(tokens=100)], [vec(1)], NOW),
+    }
+    for name, operation in operations.items():
+        started = time.monotonic()
+        with pytest.raises(BudgetStoreError):
+            operation()
+        assert time.monotonic() - started < bound, f"{name} waited past its bound"
+    relay.thaw()
+    deadline = time.monotonic() + 10
+    while True:  # a fresh connection serves again (the cut one is never reused)
+        try:
+            store.settle("before", [line(tokens=100)], [vec(1)], NOW)
+            break
+        except BudgetStoreError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    used, _ = store.read([line(tokens=100)], NOW)[0]
+    assert used[0] >= 1

@@ -13,8 +13,9 @@ import pytest
 
 from meterline.budgets._sqlite import SCHEMA_VERSION
 from meterline.exceptions import BudgetStoreError, ConfigurationError
-from tests.budgets.conformance import NOW, StoreConformance, line, vec
+from tests.budgets.conformance import NOW, StoreConformance, check_a_frozen_store_gives_up, line, vec
 from tests.ledger.services import require_postgres
+from tests.storage.freezer import frozen_relay
 
 pytest.importorskip("psycopg")
 
@@ -149,3 +150,21 @@ def test_fork_safe(fresh: tuple[str, str]) -> None:
     store.settle(None, [line()], [vec(4)], NOW)
     assert store.read([line()], NOW) == [(vec(7), vec(0))]
     store.close()
+
+
+def test_a_frozen_server_is_given_up_on_within_the_timeout(fresh: tuple[str, str]) -> None:
+    """A server that stops answering (frozen, not down) fails each operation within ``timeout``."""
+    url, schema = fresh
+    with frozen_relay(url, 5432) as relay:
+        store = PostgresBudgetStore(relay.url(url), schema, timeout=1.0, connect_timeout=2)
+        try:
+            check_a_frozen_store_gives_up(store, relay, bound=1.0 + 1.5)
+        finally:
+            store.close()
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), True, "5"])
+def test_a_bad_timeout_is_refused(timeout: object) -> None:
+    """The operation bound must be a positive number of seconds or None."""
+    with pytest.raises(ConfigurationError, match="timeout="):
+        PostgresBudgetStore("postgresql://nobody@127.0.0.1:1/x", timeout=timeout)  # type: ignore[arg-type]

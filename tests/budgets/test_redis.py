@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from meterline.exceptions import BudgetStoreError, ConfigurationError
-from tests.budgets.conformance import HOSTILE, NOW, StoreConformance, line, vec
+from tests.budgets.conformance import HOSTILE, NOW, StoreConformance, check_a_frozen_store_gives_up, line, vec
 from tests.ledger.services import require_redis
+from tests.storage.freezer import frozen_relay
 
 redis = pytest.importorskip("redis")
 
@@ -238,3 +239,14 @@ def test_fork_safe(fresh: tuple[str, str]) -> None:
     store.settle(None, [line()], [vec(4)], NOW)
     assert store.read([line()], NOW) == [(vec(7), vec(0))]
     store.close()
+
+
+def test_a_frozen_server_is_given_up_on_within_the_timeout(fresh: tuple[str, str]) -> None:
+    """A Redis that stops answering (frozen, not down) fails each operation within ``timeout``."""
+    url, prefix = fresh
+    with frozen_relay(url, 6379) as relay:
+        store = RedisBudgetStore(relay.url(url), prefix, timeout=1.0)
+        try:
+            check_a_frozen_store_gives_up(store, relay, bound=1.0 + 1.5)
+        finally:
+            store.close()

@@ -24,6 +24,7 @@ from meterline.ledger._backend import SCHEMA_VERSION
 from meterline.ledger._postgres import PostgresLedger
 from tests.ledger.conformance import T0, LedgerConformance, make_event
 from tests.ledger.services import require_postgres
+from tests.storage.freezer import frozen_relay
 
 pytestmark = pytest.mark.services
 
@@ -314,3 +315,58 @@ def test_a_durable_ledger_insists_on_synchronous_commit(url: str, schema: str) -
     finally:
         durable.close()
         plain.close()
+
+
+def test_a_frozen_server_fails_a_write_within_the_timeout(url: str, schema: str) -> None:
+    """A server that stops answering (frozen, not down) fails a write within ``timeout``; then recovers."""
+    with frozen_relay(url, 5432) as relay:
+        ledger = PostgresLedger(relay.url(url), schema=schema, timeout=1.0, connect_timeout=2)
+        try:
+            assert ledger.write([make_event(1, T0)]) == 1
+            relay.freeze()
+            started = time.monotonic()
+            with pytest.raises(LedgerError, match="did not answer within 1 s"):
+                ledger.write([make_event(2, T0)])
+            assert time.monotonic() - started < 2.0
+            relay.thaw()
+            ledger.write([make_event(2, T0)])  # a fresh connection; the id is kept once however often sent
+            assert ledger.stats().events == 2
+        finally:
+            ledger.close()
+
+
+def test_record_in_sync_mode_never_waits_past_the_bound_on_a_frozen_server(
+    url: str, schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sync record() waits at most timeout + connect_timeout on a frozen server; every event arrives later."""
+    from meterline import Meter
+
+    monkeypatch.setenv("METERLINE_SPOOL_DIR", str(tmp_path))
+    with frozen_relay(url, 5432) as relay:
+        ledger = PostgresLedger(relay.url(url), schema=schema, timeout=1.0, connect_timeout=2)
+        meter = Meter(ledger, durability="sync")
+        try:
+            ids = [meter.record(Usage(input_tokens=1), model="gpt-4o", provider="openai").id]
+            relay.freeze()
+            waits = []
+            for _ in range(20):
+                started = time.monotonic()
+                ids.append(meter.record(Usage(input_tokens=1), model="gpt-4o", provider="openai").id)
+                waits.append(time.monotonic() - started)
+            assert max(waits) < 1.0 + 2 + 1.0  # the write's bound, then the probe's connect
+            assert sum(waits) < 1.0 + 2 + 2.0  # after the first, the ledger rests: straight to the spool
+            delivery = meter.stats().ledger
+            assert delivery is not None
+            assert delivery.spooled >= 20
+            relay.thaw()
+            direct = PostgresLedger(url, schema=schema)
+            try:
+                deadline = time.monotonic() + 60
+                while direct.stats().events < len(ids) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                assert sorted(event.id for event in direct.events()) == sorted(ids)
+            finally:
+                direct.close()
+        finally:
+            meter.close()
+            ledger.close()

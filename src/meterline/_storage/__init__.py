@@ -7,6 +7,7 @@ errors. Nothing here knows what a ledger or a budget is.
 
 from __future__ import annotations as _annotations
 
+from meterline._storage._deadline import Deadline, check_bound, deadline
 from meterline._storage._errors import driver_errors, is_lost_race, mapped
 from meterline._storage._postgres import (
     META_QUERIES,
@@ -35,7 +36,10 @@ from meterline._storage._urls import (
 __all__ = [
     "META_QUERIES",
     "SECRET_KEYS",
+    "Deadline",
+    "check_bound",
     "check_timeout",
+    "deadline",
     "driver_errors",
     "is_lost_race",
     "mapped",

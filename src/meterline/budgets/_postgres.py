@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from meterline._storage import (
     META_QUERIES,
+    Deadline,
+    check_bound,
+    deadline,
     is_lost_race,
     postgres_migrate,
     postgres_options,
@@ -138,6 +141,10 @@ class PostgresBudgetStore:
         schema: A PostgreSQL schema to keep the tables in (created if missing); ``None`` uses
             the connection's ``search_path``.
         connect_timeout: Seconds to wait for the server (at least 2, libpq's minimum).
+        timeout: Longest one operation (a reservation, a settle) may wait for the server, in
+            seconds (``None``: no bound). A server that does not answer in time (stopped,
+            paused, partitioned) has its connection cut and the operation raises
+            `BudgetStoreError`: the budget's ``on_store_error`` decides what the call does.
 
     Raises:
         ConfigurationError: when ``schema`` is not an identifier.
@@ -149,7 +156,16 @@ class PostgresBudgetStore:
     url: str
     """Where the store is, without the password."""
 
-    def __init__(self, url: str, schema: str | None = None, *, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        schema: str | None = None,
+        *,
+        connect_timeout: float = 5.0,
+        timeout: float | None = 5.0,
+    ) -> None:
+        self.timeout = check_bound(timeout)
+        """Longest one operation waits for the server, in seconds (``None``: no bound)."""
         self._conninfo, self.url, self._schema, self._timeout = postgres_options(url, schema, connect_timeout)
         self._lock = threading.Lock()
         self._idle: list[psycopg.Connection[tuple[Any, ...]]] = []
@@ -221,19 +237,27 @@ class PostgresBudgetStore:
         import psycopg as pg  # noqa: PLC0415 - the postgres extra, loaded when used
 
         attempt = 0
+        timeout = None if what == "open" else self.timeout  # a migration may wait for another's
         while True:
             conn, pooled = self._borrow()
             committing = False
+            bound: Deadline | None = None
             try:
                 # Pipeline mode: statements are sent without waiting for each reply, so a
                 # reservation costs two round trips (lock and read, then book and commit) and
                 # holds its counters' locks for about one.
-                with conn.pipeline(), conn.cursor() as cur:
+                with deadline(conn.pgconn.socket, timeout) as bound, conn.pipeline(), conn.cursor() as cur:
                     result = work(cur)
                     committing = True
                     conn.commit()
             except pg.Error as exc:
                 postgres_rollback(conn)
+                if bound is not None and bound.cut:
+                    conn.close()
+                    raise BudgetStoreError(
+                        f"{what} on {self.url}: no answer within {bound.seconds:g} s (timeout=),"
+                        " the connection was cut"
+                    ) from exc
                 if is_lost_race(exc):
                     self._return(conn)
                     attempt += 1

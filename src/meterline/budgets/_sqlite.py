@@ -137,7 +137,9 @@ class SQLiteBudgetStore:
 
     Args:
         path: The database file (created, mode 0600, when missing); the ledger's file will do.
-        timeout: Seconds to wait for the file while another connection writes it.
+        timeout: Longest wait for the file while another connection writes it, in seconds
+            (default 5): past it the operation raises `BudgetStoreError` and the budget's
+            ``on_store_error`` decides.
 
     Raises:
         ConfigurationError: when ``timeout`` is not a non-negative number.
@@ -148,7 +150,7 @@ class SQLiteBudgetStore:
     url: str
     """``sqlite:///`` followed by the file's absolute path."""
 
-    def __init__(self, path: str | Path, *, timeout: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, timeout: float = 5.0) -> None:
         seconds = check_timeout(timeout)
         self.path = Path(path).expanduser().absolute()
         """The database file."""

@@ -20,6 +20,9 @@ from meterline._dimensions import check_names, where_filters
 from meterline._money import tidy, to_usd
 from meterline._storage import (
     META_QUERIES,
+    Deadline,
+    check_bound,
+    deadline,
     is_lost_race,
     postgres_migrate,
     postgres_options,
@@ -82,6 +85,10 @@ class PostgresLedger:
         schema: A PostgreSQL schema to keep the tables in (created if missing), for example
             one per tenant or per test; ``None`` uses the connection's ``search_path``.
         connect_timeout: Seconds to wait for the server (at least 2, libpq's minimum).
+        timeout: Longest a `write` (or `stats`, the writer's probe) may wait for the server,
+            in seconds (``None``: no bound).
+            A server that does not answer in time (stopped, paused, partitioned) has its
+            connection cut: the write raises `LedgerError` and the writer spools the batch.
         durable: ``True``: each session sets ``synchronous_commit = on``, so a commit returns
             only once the server has flushed it to its WAL (and to synchronous standbys), even
             where a server, database or role default turned it off. ``False`` (default): the
@@ -98,10 +105,18 @@ class PostgresLedger:
     """Where the ledger is, without the password."""
 
     def __init__(
-        self, url: str, *, schema: str | None = None, connect_timeout: float = 5.0, durable: bool = False
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        connect_timeout: float = 5.0,
+        timeout: float | None = 5.0,
+        durable: bool = False,
     ) -> None:
         if type(durable) is not bool:
             raise ConfigurationError(f"durable={durable!r}: expected True or False")
+        self.timeout = check_bound(timeout)
+        """Longest a write waits for the server, in seconds (``None``: no bound)."""
         self.durable = durable
         """Whether each session insists on ``synchronous_commit = on``."""
         self._conninfo, self.url, self._schema, self._timeout = postgres_options(url, schema, connect_timeout)
@@ -195,8 +210,14 @@ class PostgresLedger:
                 cur.execute("SET synchronous_commit = on")
         conn.commit()
 
-    def _run_locked(self, work: Callable[[psycopg.Cursor[tuple[Any, ...]]], _T]) -> _T:
-        """Run ``work`` in one transaction (the lock held); reconnect once, retry lost races."""
+    def _run_locked(
+        self, work: Callable[[psycopg.Cursor[tuple[Any, ...]]], _T], *, timeout: float | None = None
+    ) -> _T:
+        """Run ``work`` in one transaction (the lock held); reconnect once, retry lost races.
+
+        ``timeout`` bounds the transaction (`deadline`): past it the connection is cut, and
+        the work is not repeated.
+        """
         import psycopg as pg  # noqa: PLC0415 - the postgres extra, loaded when used
 
         if self._closed:
@@ -207,12 +228,19 @@ class PostgresLedger:
             if self._conn is None or self._conn.closed:
                 self._conn = self._connect()
             conn = self._conn
+            bound: Deadline | None = None
             try:
-                with conn.cursor() as cur:
+                with deadline(conn.pgconn.socket, timeout) as bound, conn.cursor() as cur:
                     result = work(cur)
-                conn.commit()
+                    conn.commit()
             except pg.Error as exc:
                 postgres_rollback(conn)
+                if bound is not None and bound.cut:
+                    conn.close()
+                    raise LedgerError(
+                        f"the PostgreSQL ledger at {self.url} did not answer within {bound.seconds:g} s"
+                        " (timeout=): the connection was cut"
+                    ) from exc
                 if is_lost_race(exc):
                     attempt += 1
                     if attempt < _RETRIES:
@@ -235,9 +263,11 @@ class PostgresLedger:
             else:
                 return result
 
-    def _run(self, work: Callable[[psycopg.Cursor[tuple[Any, ...]]], _T]) -> _T:
+    def _run(
+        self, work: Callable[[psycopg.Cursor[tuple[Any, ...]]], _T], *, timeout: float | None = None
+    ) -> _T:
         with self._lock:
-            return self._run_locked(work)
+            return self._run_locked(work, timeout=timeout)
 
     # ----------------------------------------------------------------------------------------
     # schema
@@ -274,7 +304,7 @@ class PostgresLedger:
             result = cur.execute(self._queries["write"]).fetchone()
             return 0 if result is None else int(result[0])
 
-        return self._run(work)
+        return self._run(work, timeout=self.timeout)
 
     def totals(
         self,
@@ -414,7 +444,7 @@ class PostgresLedger:
             assert row is not None
             return version, row
 
-        version, (events, first, last, rollup_rows) = self._run(work)
+        version, (events, first, last, rollup_rows) = self._run(work, timeout=self.timeout)
         return LedgerStats(
             url=self.url,
             schema_version=version,

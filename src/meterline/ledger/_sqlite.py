@@ -95,7 +95,8 @@ class SQLiteLedger:
 
     Args:
         path: The database file (created, mode 0600, when missing).
-        timeout: Seconds to wait for a file another connection is writing.
+        timeout: Longest wait for the file while another connection writes it, in seconds
+            (default 5): past it the write raises `LedgerError` and the writer spools the batch.
         durable: ``True``: every commit is fsynced before it returns (``synchronous=FULL``), so
             a committed event survives an OS crash or a power loss. ``False`` (default):
             ``synchronous=NORMAL``: a commit survives the process's crash, but the last
@@ -110,7 +111,7 @@ class SQLiteLedger:
     url: str
     """``sqlite:///`` followed by the file's absolute path."""
 
-    def __init__(self, path: str | Path, *, timeout: float = 30.0, durable: bool = False) -> None:
+    def __init__(self, path: str | Path, *, timeout: float = 5.0, durable: bool = False) -> None:
         seconds = check_timeout(timeout)
         if type(durable) is not bool:
             raise ConfigurationError(f"durable={durable!r}: expected True or False")
