@@ -3,6 +3,16 @@
 Scopes and tags set them; `Meter.totals`, the ledgers' reports and budgets group and filter by
 them. One rule for every name, checked before use: a lower-case identifier. That is what
 lets the ledgers put a name in SQL from a whitelist, never from the user's text.
+
+One contract for every text an event holds, derived from what every store can keep: UTF-8
+text (no lone surrogates), at most `MAX_TEXT_BYTES` per value, and at most
+`MAX_DIMENSIONS_BYTES` for all of an event's dimensions together. The tightest store is
+PostgreSQL, whose index entries hold at most 2,704 bytes: the ledger's roll-up key is an
+event's hour, operation, status, provider, model and dimensions, and a budget counter's key
+is its budget's name and the values of its ``per`` dimensions. Within these limits every
+value `Meter.record` accepts can be stored and indexed by every store; past them it is
+refused before anything is counted. A longer value (a title, a URL) should be hashed by the
+caller, its full text kept elsewhere.
 """
 
 from __future__ import annotations as _annotations
@@ -18,9 +28,12 @@ __all__ = [
     "DIMENSION_NAME",
     "EMPTY_DIMENSIONS",
     "EVENT_FIELDS",
+    "MAX_DIMENSIONS_BYTES",
+    "MAX_TEXT_BYTES",
     "Dimensions",
     "check_dimensions",
     "check_names",
+    "check_size",
     "check_text",
     "where_filters",
 ]
@@ -34,6 +47,13 @@ EVENT_FIELDS: Final = ("operation", "status", "provider", "model")
 """Event fields that totals and reports group and filter by, besides the dimensions.
 
 They are not dimensions: a scope or tag may not use their names."""
+
+MAX_TEXT_BYTES: Final = 256
+"""The longest text value an event may hold (a model, a status, an id, a dimension's value), in
+UTF-8 bytes: 256 ASCII characters, or 64 characters of four bytes each."""
+MAX_DIMENSIONS_BYTES: Final = 1536
+"""The most an event's dimensions may take together as stored (their compact JSON, where a
+character past ASCII is escaped), in bytes."""
 
 _RESERVED: Final = frozenset(EVENT_FIELDS)
 _IDENTIFIER: Final = "a lower-case identifier ([a-z_][a-z0-9_]*, at most 63 characters)"
@@ -105,19 +125,54 @@ def check_dimensions(dims: Mapping[str, object], what: str) -> dict[str, str]:
 
 
 def check_text(value: str, argument: str) -> None:
-    """Raises `ConfigurationError` unless every store can keep ``value``: text UTF-8 can encode.
+    """Raises `ConfigurationError` unless every store can keep ``value``.
 
-    Python strings may hold lone surrogates (from ``surrogateescape`` decoding, or a JSON
-    escape of half a pair) that no database can store: refused here, before anything is counted,
-    rather than by the ledger later. ASCII text (the common case) is not encoded to check it.
+    That is: text UTF-8 can encode, of at most `MAX_TEXT_BYTES` bytes. Python strings may hold
+    lone surrogates (from ``surrogateescape`` decoding, or a JSON escape of half a pair) that no
+    database can store: refused here, before anything is counted, rather than by the ledger
+    later. ASCII text (the common case) is not encoded to check it.
     """
-    if not value.isascii():
+    if value.isascii():
+        size = len(value)
+    else:
         try:
-            value.encode("utf-8")
+            size = len(value.encode("utf-8"))
         except UnicodeEncodeError as exc:
             raise ConfigurationError(
                 f"{argument}={value!r}: holds a lone surrogate at {exc.start}; expected text UTF-8 can store"
             ) from None
+    if size > MAX_TEXT_BYTES:
+        raise ConfigurationError(
+            f"{argument}={value[:32]!r}… is {size} bytes long; expected at most {MAX_TEXT_BYTES}"
+            " bytes of UTF-8 (hash a longer value)"
+        )
+
+
+def check_size(dims: Mapping[str, str], what: str = "the dimensions") -> None:
+    r"""Raises `ConfigurationError` unless ``dims`` take at most `MAX_DIMENSIONS_BYTES` as stored.
+
+    Stores keep an event's dimensions as their compact JSON (`Dimensions.json`, made once and
+    kept), where a character past ASCII takes 6 or 12 bytes (an escape such as ``é``):
+    that is what is measured.
+
+    Args:
+        dims: An event's dimensions, every value already checked by `check_text`.
+        what: What to call them in an error.
+    """
+    # A character takes at most 12 bytes as stored (a surrogate pair's two escapes), a name its
+    # length (an identifier), an item 6 more (quotes, colon, comma): most dimensions are far
+    # enough below the limit not to need their JSON made (the scope's entry would cost twice).
+    bound = 2
+    for name, value in dims.items():
+        bound += len(name) + 12 * len(value) + 6
+    if bound <= MAX_DIMENSIONS_BYTES:
+        return
+    size = len(dims.json() if isinstance(dims, Dimensions) else Dimensions(dims).json())
+    if size > MAX_DIMENSIONS_BYTES:
+        raise ConfigurationError(
+            f"{what} ({', '.join(sorted(dims))}) take {size} bytes as stored (compact JSON);"
+            f" expected at most {MAX_DIMENSIONS_BYTES} (what every store can index)"
+        )
 
 
 class Dimensions(dict[str, str]):

@@ -14,7 +14,7 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Any, Final, TypeVar
 
-from meterline._dimensions import Dimensions, check_text
+from meterline._dimensions import Dimensions, check_size, check_text
 from meterline._ids import COUNTER_MASK
 from meterline._money import pico_of, pico_of_exact, to_usd
 from meterline._providers import canonical_provider
@@ -469,3 +469,4 @@ def check_recorded(event: UsageEvent) -> None:
             check_text(value, name)
     for name, value in event.dimensions.items():
         check_text(value, name)
+    check_size(event.dimensions)

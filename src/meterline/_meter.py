@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, overload
 
-from meterline._dimensions import Dimensions, check_dimensions, check_names
+from meterline._dimensions import Dimensions, check_dimensions, check_names, check_size
 from meterline._events import (
     CACHE_OPERATION,
     MAX_DURATION_MS,
@@ -361,6 +361,8 @@ class Meter:
             row = None
         if row is None:
             check_call(model, provider, operation, status)
+            if tags:
+                check_size(dimensions, "the scopes' and tags' dimensions")
             row = self._rollups.add_row(entry, key)
         provider = row.provider
 
@@ -506,6 +508,9 @@ class Meter:
         if entry is None:
             entry = self._root
         key: RowKey = (operation, status, None, None, tuple(sorted(extra.items())))
+        dimensions = Dimensions({**entry.dimensions, **extra})
+        if extra:
+            check_size(dimensions, "the scopes' and tags' dimensions")
         now = _time_ns()
         event = UsageEvent(
             id=self._ids.new(now),
@@ -519,7 +524,7 @@ class Meter:
             price_version=None,
             latency_ms=latency_ms,
             status=status,
-            dimensions=Dimensions({**entry.dimensions, **extra}),
+            dimensions=dimensions,
             operation_id=operation_id,
             links=links,
             tokens_saved=tokens_saved,
@@ -697,6 +702,7 @@ class Meter:
         dims: Mapping[str, str] = self._root.dimensions if entry is None else entry.dimensions
         if tags:
             dims = Dimensions({**dims, **check_dimensions(tags, "tag")})
+            check_size(dims, "the scopes' and tags' dimensions")
         engine = self._budgets
         if engine is None or not engine.compiled:
             return unbudgeted(engine, inputs, outputs, model is not None)

@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from meterline._dimensions import Dimensions, check_names, where_filters
+from meterline._dimensions import Dimensions, check_names, check_size, where_filters
 from meterline._events import NOT_MODEL_CALLS
 from meterline._guard import logger
 from meterline._providers import canonical_provider
@@ -244,6 +244,7 @@ class RollUps:
         """A new entry of ``dims`` under ``parent`` (its dimensions merged over the parent's)."""
         merged = {**parent.dimensions, **dims} if parent is not None else dict(dims)
         entry = Entry(parent, merged, self)
+        check_size(entry.dimensions, "the scopes' dimensions")
         with self.lock:
             self._live.add(entry)
             if parent is not None:

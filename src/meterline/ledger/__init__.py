@@ -1,6 +1,13 @@
-"""Durable ledgers: every event a meter records, stored exactly once, with hourly roll-ups."""
+"""Durable ledgers: every event a meter records, stored exactly once, with hourly roll-ups.
+
+`SQLiteLedger` and `PostgresLedger` (extra ``postgres``) keep the contract of `LedgerBackend`;
+`open_ledger` opens either from a URL. Construct one yourself to set what a URL cannot say
+(a PostgreSQL schema, the ``timeout`` of each write) and pass it to `meterline.Meter`.
+"""
 
 from __future__ import annotations as _annotations
+
+from typing import TYPE_CHECKING, Any
 
 from meterline._delivery import DeliveryStats
 from meterline.ledger._backend import (
@@ -14,7 +21,11 @@ from meterline.ledger._backend import (
 from meterline.ledger._check import LedgerCheck, check_ledger
 from meterline.ledger._dead_letters import DEAD_LETTERS_NAME, DeadLetter, DeadLetters
 from meterline.ledger._open import ENV_VAR, open_ledger
+from meterline.ledger._sqlite import SQLiteLedger
 from meterline.ledger._writer import ledger_writer
+
+if TYPE_CHECKING:
+    from meterline.ledger._postgres import PostgresLedger
 
 __all__ = [
     "DEAD_LETTERS_NAME",
@@ -29,9 +40,20 @@ __all__ = [
     "LedgerCheck",
     "LedgerRow",
     "LedgerStats",
+    "PostgresLedger",
+    "SQLiteLedger",
     "check_ledger",
     "open_ledger",
 ]
 
 # For the meter, not public API:
 __all__ += ["ledger_writer"]
+
+
+def __getattr__(name: str) -> Any:
+    """The PostgreSQL ledger, imported on first use (its module imports nothing optional)."""
+    if name == "PostgresLedger":
+        from meterline.ledger._postgres import PostgresLedger  # noqa: PLC0415 - loaded when used
+
+        return PostgresLedger
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
