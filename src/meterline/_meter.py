@@ -683,9 +683,15 @@ class Meter:
             ``record(..., reservation=)``.
 
         Raises:
-            BudgetExceeded: a budget would pass its limit (nothing was reserved).
-            BudgetStoreError: the store failed and an applicable budget fails closed.
-            ConfigurationError: an argument has the wrong type or value.
+            BudgetExceeded: a budget would pass its limit (nothing was reserved); a metric
+                without a limit is limited by what a store's counter holds (2**63 - 1).
+            BudgetStoreError: the store is unavailable and an applicable budget fails closed;
+                or the store answers but refused this call's amounts (whatever
+                ``on_store_error`` says: that policy is for a store that is down).
+            ConfigurationError: an argument has the wrong type or value, or text past what a
+                store keeps (`MAX_TEXT_BYTES`, `MAX_DIMENSIONS_BYTES` with the tags).
+            MalformedUsageError: a count, or the worst case's tokens or estimated cost, past
+                what a store's 64-bit counter holds.
         """
         model, provider, inputs, outputs, tools, seconds = checked_request(
             model,

@@ -19,7 +19,17 @@ from collections.abc import Sequence
 
 import pytest
 
-from meterline.budgets._store import COST, METRICS, TOKENS, ZERO, BudgetStore, Line, Vector
+from meterline.budgets._store import (
+    COST,
+    COUNTER_MAX,
+    METRICS,
+    TOKENS,
+    ZERO,
+    BudgetStore,
+    Line,
+    Refusal,
+    Vector,
+)
 from meterline.exceptions import BudgetStoreError
 from tests.storage.freezer import Freezer
 
@@ -55,6 +65,44 @@ def vec(tokens: int = 0, cost: int = 0, requests: int = 0) -> Vector:
 
 class StoreConformance:
     """Rules that hold for every budget store."""
+
+    exact_past_64_bits = False
+    """Whether the store keeps sums past `COUNTER_MAX` exactly (memory) instead of saturating."""
+
+    def test_a_charge_past_what_a_counter_holds_never_fails(self, store: BudgetStore) -> None:
+        """Charges past COUNTER_MAX leave the counter there (or exact), and the other metrics still count."""
+        for _ in range(3):
+            after = store.settle(None, [line()], [vec(COUNTER_MAX, requests=1)], NOW)
+        expected = 3 * COUNTER_MAX if self.exact_past_64_bits else COUNTER_MAX
+        assert after == [(expected, expected, 0, 0, 3, 0)]
+        assert store.read([line()], NOW) == [((expected, expected, 0, 0, 3, 0), ZERO)]
+
+    def test_saturated_buckets_and_holds_add_up_without_failing(self, store: BudgetStore) -> None:
+        """A rolling window of saturated buckets is read and settled; holds stop at what a counter holds."""
+        rolling = [line(bucket=bucket, first=100) for bucket in (100, 200, 300)]
+        for each in rolling:
+            store.settle(None, [each], [vec(COUNTER_MAX, requests=1)], NOW)
+        for index in range(2):
+            assert store.reserve(f"r{index}", [line("other")], [vec(COUNTER_MAX // 2)], NOW, 60) is None
+        third = store.reserve("r2", [line("other")], [vec(COUNTER_MAX // 2)], NOW, 60)
+        assert (third is None) == self.exact_past_64_bits  # holds never pass what a counter holds
+        sums = 3 * COUNTER_MAX if self.exact_past_64_bits else COUNTER_MAX
+        held = (3 if self.exact_past_64_bits else 2) * (COUNTER_MAX // 2)
+        assert store.read([rolling[-1], line("other")], NOW) == [
+            ((sums, sums, 0, 0, 3, 0), ZERO),
+            (ZERO, (held, held, 0, 0, 0, 0)),
+        ]
+        after = store.settle(None, [rolling[-1]], [vec(1, requests=1)], NOW)
+        assert after == [(sums + self.exact_past_64_bits, sums + self.exact_past_64_bits, 0, 0, 4, 0)]
+
+    def test_a_reservation_past_what_a_counter_holds_is_refused(self, store: BudgetStore) -> None:
+        """Past COUNTER_MAX, a metric without a limit refuses as if that were its limit (or counts on)."""
+        store.settle(None, [line()], [vec(COUNTER_MAX)], NOW)
+        refusal = store.reserve("r", [line(requests=10)], [vec(1, requests=1)], NOW, 60)
+        if self.exact_past_64_bits:
+            assert refusal is None
+        else:
+            assert refusal == Refusal(0, TOKENS, COUNTER_MAX, COUNTER_MAX, 0, 1)
 
     def test_protocol(self, store: BudgetStore) -> None:
         """The store implements the `BudgetStore` protocol."""

@@ -8,7 +8,8 @@ import pickle
 import sys
 import threading
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,8 +29,9 @@ from meterline import (
     Meter,
     Usage,
 )
-from meterline.budgets import MemoryBudgetStore
+from meterline.budgets import BudgetStore, MemoryBudgetStore
 from meterline.budgets._store import Line, Refusal, Vector
+from tests.budgets.stores import KINDS, fresh_store
 
 
 class _Model(TypedDict):
@@ -386,6 +388,9 @@ class _DownStore(MemoryBudgetStore):
     ) -> list[Vector]:
         raise BudgetStoreError("connection refused")
 
+    def read(self, lines: Sequence[Line], now: float) -> list[tuple[Vector, Vector]]:
+        raise BudgetStoreError("connection refused")
+
 
 def test_store_down_fails_open_by_default(caplog: pytest.LogCaptureFixture) -> None:
     """With the store down, calls go ahead; the failures are logged and counted."""
@@ -608,3 +613,65 @@ def test_routes_never_miss_a_budget_added_concurrently() -> None:
             thread.join()
         sys.setswitchinterval(previous)
     assert stale == []
+
+
+@pytest.fixture(params=KINDS)
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BudgetStore]:
+    """Each budget store in turn, fresh."""
+    with fresh_store(request.param, tmp_path) as store:
+        yield store
+
+
+@pytest.mark.services
+def test_a_reservation_past_what_a_store_holds_is_refused_never_failed_open(any_store: BudgetStore) -> None:
+    """Amounts past 64 bits are a MalformedUsageError on every store, even failing open; nothing is held."""
+    meter = Meter(budget_store=any_store)
+    meter.add_budget(Budget(max_requests=1000, name="global", on_store_error="fail_open"))
+    before = status(meter)
+    with pytest.raises(MalformedUsageError, match=r"input_tokens \+ max_output_tokens"):
+        meter.reserve(**GPT, input_tokens=2**62, max_output_tokens=2**62)
+    with pytest.raises(MalformedUsageError, match="estimated cost"):
+        meter.reserve(**GPT, input_tokens=2**62, max_output_tokens=0)  # $11.5 trillion at gpt-4o's price
+    assert status(meter) == before
+    assert meter.stats().machinery_errors == 0
+
+
+@pytest.mark.services
+def test_hostile_usage_never_makes_a_budget_lose_count(any_store: BudgetStore) -> None:
+    """Usage past what a counter holds saturates it: every request is still counted, nothing fails."""
+    meter = Meter(budget_store=any_store)
+    meter.add_budget(Budget(max_requests=1000, name="global", on_store_error="fail_open"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the model has no price
+        for _ in range(3):
+            meter.record(Usage(input_tokens=3 * 2**61), model="in-house", provider="ollama")
+        assert meter.stats().machinery_errors == 0
+        assert [(row.metric, row.used) for row in meter.budget_status()] == [("requests", 3)]
+        if isinstance(any_store, MemoryBudgetStore):  # counts exactly: it holds the reservation
+            with meter.reserve(model="in-house", provider="ollama", input_tokens=10) as reservation:
+                assert reservation.active
+        else:  # saturated at 2**63 - 1: refused as if that were the tokens' limit
+            with pytest.raises(BudgetExceeded, match="tokens limit 9223372036854775807"):
+                meter.reserve(model="in-house", provider="ollama", input_tokens=10)
+    assert meter.stats().machinery_errors == 0
+
+
+class _NarrowStore(MemoryBudgetStore):
+    """A third-party store whose token counters are narrower than meterline's: 32 bits."""
+
+    def reserve(
+        self, rid: str, lines: Sequence[Line], amounts: Sequence[Vector], now: float, lease: float
+    ) -> Refusal | None:
+        if any(amount[0] >= 2**31 for amount in amounts):
+            raise BudgetStoreError("integer out of range")
+        return super().reserve(rid, lines, amounts, now, lease)
+
+
+def test_a_store_that_answers_but_refuses_the_values_refuses_the_call() -> None:
+    """A store that is up but cannot take this call's values refuses it: on_store_error is for one down."""
+    meter = Meter(budget_store=_NarrowStore())
+    meter.add_budget(Budget(max_requests=1000, name="global", on_store_error="fail_open"))
+    with pytest.raises(BudgetStoreError, match="refused this call's amounts"):
+        meter.reserve(**GPT, input_tokens=2**32)
+    with meter.reserve(**GPT, input_tokens=10) as small:
+        assert small.active

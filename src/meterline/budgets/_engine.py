@@ -34,7 +34,7 @@ from meterline.budgets._store import (
     Refusal,
     Vector,
 )
-from meterline.exceptions import BudgetExceeded, BudgetStoreError, ConfigurationError
+from meterline.exceptions import BudgetExceeded, BudgetStoreError, ConfigurationError, MalformedUsageError
 
 if TYPE_CHECKING:
     from meterline._pricing import Pricer
@@ -45,6 +45,8 @@ DEFAULT_MAX_OUTPUT_TOKENS: Final = 4096
 """The output a reservation assumes when the call sets no ``max_output_tokens``."""
 DEFAULT_LEASE: Final = 600.0
 """Seconds a reservation holds its amounts if never settled or released (a crashed process)."""
+MAX_AMOUNT: Final = 2**63 - 1
+"""The most one call may reserve or charge of any metric: what a store's 64-bit counter holds."""
 _MAX_CACHED_ROUTES: Final = 1024
 
 
@@ -318,6 +320,8 @@ class BudgetEngine:
             1 if model_call else 0,
             tool_calls,
         )
+        if vector[0] > MAX_AMOUNT or cost > MAX_AMOUNT:
+            raise _too_large(vector, model, provider)
         if pico is None and model_call:
             vectors = tuple(
                 compiled.unpriced_hold(vector, key, window, model, provider)
@@ -332,7 +336,14 @@ class BudgetEngine:
         rid = self._prefix + str(next(self._counter))  # unique across processes and hosts
         try:
             refusal = self.store.reserve(rid, route.lines, vectors, now, lease)
-        except Exception as exc:  # noqa: BLE001 - the store's failure follows each budget's policy
+        except Exception as exc:
+            if self._answers(route, now):
+                # The store is up and refused this call: its values are at fault (a sum past
+                # its 64-bit counters, say), not the store. Never "store down, fail open".
+                raise BudgetStoreError(
+                    f"the budget store {self.store.url} refused this call's amounts ({exc}); the call"
+                    " is refused whatever on_store_error says, since the store is available"
+                ) from exc
             self._store_failed("reserve", exc, [compiled for compiled, _, _ in route.entries])
             return Reservation(self, "", route, (), input_tokens, max_output_tokens, None, None, model_call)
         if refusal is not None:
@@ -365,6 +376,14 @@ class BudgetEngine:
             amount_of(metric, refusal.requested),
             utc(window.resets_at),
         )
+
+    def _answers(self, route: Route, now: float) -> bool:
+        """Whether the store answers a read of ``route``'s lines (then a refusal was the call's fault)."""
+        try:
+            self.store.read(route.lines, now)
+        except Exception:  # noqa: BLE001 - any failure means: not answering
+            return False
+        return True
 
     def _store_failed(self, what: str, exc: BaseException, budgets: Iterable[CompiledBudget]) -> None:
         self.guard.failed("the budget store", f"{what}: {exc}")
@@ -467,6 +486,8 @@ class BudgetEngine:
                     requests,
                     tool_calls,
                 )
+                if vector[0] > MAX_AMOUNT:  # counts past 2**62 each: what a counter holds, at most
+                    vector = (MAX_AMOUNT, *vector[1:])
                 if pico is None and model_call:
                     vectors = tuple(compiled.unpriced_charge(vector) for compiled, _, _ in route.entries)
                 else:
@@ -542,3 +563,18 @@ class BudgetEngine:
                 except Exception as exc:  # noqa: BLE001 - forgetting is housekeeping
                     self.guard.failed("the budget store", f"forget: {exc}")
         return forgotten
+
+
+def _too_large(vector: Vector, model: str | None, provider: str | None) -> MalformedUsageError:
+    """The error for a reservation past what a store's counters hold (`MAX_AMOUNT`)."""
+    if vector[0] > MAX_AMOUNT:
+        return MalformedUsageError(
+            "input_tokens + max_output_tokens",
+            vector[0],
+            f"at most {MAX_AMOUNT:,} tokens in one call (what a budget store's counter holds)",
+        )
+    return MalformedUsageError(
+        "the reservation's estimated cost",
+        f"{to_usd(vector[3])} USD for {provider}/{model}",
+        f"at most {to_usd(MAX_AMOUNT)} USD for one call (what a budget store's counter holds)",
+    )

@@ -36,7 +36,7 @@ from meterline._storage import (
     scrub,
 )
 from meterline.budgets._sqlite import SCHEMA_VERSION, decode_key, encode, matches
-from meterline.budgets._store import METRICS, Line, Refusal, Vector, first_refusal
+from meterline.budgets._store import COUNTER_MAX, METRICS, Line, Refusal, Vector, first_refusal
 from meterline.exceptions import BudgetStoreError
 
 if TYPE_CHECKING:
@@ -54,7 +54,10 @@ _SWEEP_EVERY: Final = 60.0
 """Seconds (of the callers' clock) between deletions of expired holds and buckets, per store."""
 
 _BIGINTS: Final = ", ".join(f"{name} BIGINT NOT NULL" for name in METRICS)
-_SUMS: Final = f"ARRAY[{', '.join(f'coalesce(sum({name}), 0)' for name in METRICS)}]::bigint[]"
+# Sums saturate at COUNTER_MAX (sum() of bigints is numeric: it cannot overflow itself).
+_SUMS: Final = (
+    f"ARRAY[{', '.join(f'least(coalesce(sum({name}), 0), {COUNTER_MAX})' for name in METRICS)}]::bigint[]"
+)
 _COLUMNS: Final = ", ".join(METRICS)
 _C: Final = ' COLLATE "C"'
 _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
@@ -108,7 +111,8 @@ _QUERIES: Final = {
     f" {', '.join(['%s::bigint[]'] * len(METRICS))}, %s::float8[]) AS w(b, k, bucket, {_COLUMNS}, e)"
     " ORDER BY b, k, bucket"
     " ON CONFLICT (budget, key, bucket) DO UPDATE SET"
-    f" {', '.join(f'{m} = u.{m} + excluded.{m}' for m in METRICS)},"
+    # Saturating: the counter stops at COUNTER_MAX (each amount is at most that) instead of failing.
+    f" {', '.join(f'{m} = least(u.{m}, {COUNTER_MAX} - excluded.{m}) + excluded.{m}' for m in METRICS)},"
     " expires_at = excluded.expires_at",
     "drop_holds": "DELETE FROM {holds} WHERE rid = %s",
     "sweep_holds": "DELETE FROM {holds} WHERE expires <= %s",

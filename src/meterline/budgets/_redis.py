@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final
 from meterline._extras import require
 from meterline._storage import redact, scrub
 from meterline.budgets._sqlite import decode_key, encode, matches
-from meterline.budgets._store import METRICS, Line, Refusal, Vector
+from meterline.budgets._store import COUNTER_MAX, METRICS, Line, Refusal, Vector
 from meterline.exceptions import BudgetStoreError, ConfigurationError
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ _HALF: Final = 10**8
 _COMMON: Final = """
 local P = KEYS[1]
 local FIELDS = {'0', '1', '2', '3', '4', '5'}
+local MAX, MAXH, MAXL = '9223372036854775807', 92233720368, 54775807  -- COUNTER_MAX, and halves
 
 -- A non-negative decimal string as two exact doubles: s = h * 1e8 + l.
 local function split(s)
@@ -141,7 +142,7 @@ end
 """
 
 # ARGV: rid, rid's key, now, expires, ttl (ms), lines, then per line: counter id, first, last,
-# budget's key set, key, 6 amounts, 6 limits ('' for none).
+# budget's key set, key, 6 amounts, 6 limits (COUNTER_MAX for none).
 _RESERVE: Final = (
     _COMMON
     + """
@@ -153,15 +154,12 @@ for j = 0, n - 1 do
   local cid = ARGV[a]
   clean(cid, now)
   local s = state(cid, ARGV[a + 1], ARGV[a + 2], {})
-  for m = 1, 6 do
-    local limit = ARGV[a + 10 + m]
-    if limit ~= '' then
-      local h, l = add(s[2 * m - 1], s[2 * m], s[11 + 2 * m], s[12 + 2 * m])
-      h, l = add(h, l, split(ARGV[a + 4 + m]))
-      local lh, ll = split(limit)
-      if h > lh or (h == lh and l > ll) then
-        return {j, m - 1, s[2 * m - 1], s[2 * m], s[11 + 2 * m], s[12 + 2 * m]}
-      end
+  for m = 1, 6 do  -- every metric has a limit: its own, else what a counter holds
+    local h, l = add(s[2 * m - 1], s[2 * m], s[11 + 2 * m], s[12 + 2 * m])
+    h, l = add(h, l, split(ARGV[a + 4 + m]))
+    local lh, ll = split(ARGV[a + 10 + m])
+    if h > lh or (h == lh and l > ll) then
+      return {j, m - 1, s[2 * m - 1], s[2 * m], s[11 + 2 * m], s[12 + 2 * m]}
     end
   end
 end
@@ -201,7 +199,17 @@ for j = 0, n - 1 do
   local a = 4 + j * per
   local cid, last, expires = ARGV[a], ARGV[a + 2], ARGV[a + 3]
   local bk, zk = P .. ':u:' .. cid .. ':' .. last, P .. ':ub:' .. cid
-  for m = 1, 6 do redis.call('HINCRBY', bk, FIELDS[m], ARGV[a + 5 + m]) end
+  local sums = redis.call('HMGET', bk, unpack(FIELDS))
+  for m = 1, 6 do
+    local amount = ARGV[a + 5 + m]
+    local h, l = split(sums[m])
+    h, l = add(h, l, split(amount))
+    if h > MAXH or (h == MAXH and l > MAXL) then  -- saturate: the counter stops at 2**63 - 1
+      redis.call('HSET', bk, FIELDS[m], MAX)
+    elseif amount ~= '0' then
+      redis.call('HINCRBY', bk, FIELDS[m], amount)
+    end
+  end
   local fresh = redis.call('EXISTS', zk) == 0
   redis.call('ZADD', zk, last, last)
   if expires == '' then
@@ -408,17 +416,17 @@ class RedisBudgetStore:
             args += (budget + encode(line.key), line.first_bucket, line.bucket, self._key("k", budget))
             args.append(encode(line.key))
             args += _exact(amount)
-            args += ("" if limit is None else _exact1(limit) for limit in line.limits)
+            # A metric without a limit is limited by what a counter holds (COUNTER_MAX).
+            args += (COUNTER_MAX if limit is None else _exact1(limit) for limit in line.limits)
         found = self._call("reserve", "reserve", args)
         if not found:
             return None
         index, metric, used_high, used_low, held_high, held_low = (int(value) for value in found)
         limit = lines[index].limits[metric]
-        assert limit is not None  # only a limited metric refuses
         return Refusal(
             index,
             metric,
-            limit,
+            COUNTER_MAX if limit is None else limit,
             used_high * _HALF + used_low,
             held_high * _HALF + held_low,
             amounts[index][metric],
@@ -522,5 +530,7 @@ def _exact(amount: Vector) -> tuple[int, ...]:
 
 def _vectors(halves: Sequence[int]) -> Vector:
     """Six values from their twelve exact halves."""
-    t, i, o, c, r, k = (int(halves[2 * m]) * _HALF + int(halves[2 * m + 1]) for m in range(len(METRICS)))
+    t, i, o, c, r, k = (
+        min(COUNTER_MAX, int(halves[2 * m]) * _HALF + int(halves[2 * m + 1])) for m in range(len(METRICS))
+    )
     return (t, i, o, c, r, k)

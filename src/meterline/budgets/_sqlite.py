@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from meterline._storage import check_timeout, sqlite_connect, sqlite_migrate, sqlite_transaction
-from meterline.budgets._store import METRICS, ZERO, Line, Refusal, Vector, first_refusal
+from meterline.budgets._store import COUNTER_MAX, METRICS, ZERO, Line, Refusal, Vector, first_refusal
 from meterline.exceptions import BudgetStoreError
 
 __all__ = ["SCHEMA_VERSION", "SQLiteBudgetStore"]
@@ -39,8 +39,20 @@ _SWEEP_EVERY: Final = 60.0
 """Seconds (of the callers' clock) between deletions of expired holds and buckets, per store."""
 _SUMS: Final = ", ".join(f"coalesce(sum({name}), 0)" for name in METRICS)
 _COLUMNS: Final = ", ".join(METRICS)
-_ADD: Final = ", ".join(f"{name} = {name} + excluded.{name}" for name in METRICS)
+_ADD: Final = ", ".join(  # saturating at COUNTER_MAX (each amount is at most that), never failing
+    f"{name} = min({name}, {COUNTER_MAX} - excluded.{name}) + excluded.{name}" for name in METRICS
+)
 _INT: Final = " INTEGER NOT NULL"
+
+
+def _capped_sums(rows: Iterable[Sequence[int]]) -> list[tuple[int, ...]]:
+    """``(which, *sums)`` of ``(which, *amounts)`` rows, each sum at most `COUNTER_MAX`."""
+    sums: dict[int, list[int]] = {}
+    for which, *amounts in rows:
+        total = sums.setdefault(which, [0] * len(METRICS))
+        for metric, amount in enumerate(amounts):
+            total[metric] = min(COUNTER_MAX, total[metric] + amount)
+    return [(which, *total) for which, total in sorted(sums.items())]
 
 
 def _schema_v1(conn: sqlite3.Connection) -> None:
@@ -84,6 +96,12 @@ _STATE: Final = (
     f"SELECT 0, {_SUMS} FROM meterline_budget_usage"  # noqa: S608 - constants only
     " WHERE budget = ? AND key = ? AND bucket BETWEEN ? AND ?"
     f" UNION ALL SELECT 1, {_SUMS} FROM meterline_budget_holds"
+    " WHERE budget = ? AND key = ? AND expires > ?"
+)
+_STATE_ROWS: Final = (  # the rows _STATE adds up, for sums past what SQLite's sum() holds
+    f"SELECT 0, {_COLUMNS} FROM meterline_budget_usage"  # noqa: S608 - constants only
+    " WHERE budget = ? AND key = ? AND bucket BETWEEN ? AND ?"
+    f" UNION ALL SELECT 1, {_COLUMNS} FROM meterline_budget_holds"
     " WHERE budget = ? AND key = ? AND expires > ?"
 )
 _USED: Final = (
@@ -210,9 +228,14 @@ class SQLiteBudgetStore:
     @staticmethod
     def _state(conn: sqlite3.Connection, line: Line, now: float) -> tuple[Vector, Vector]:
         budget, key = encode(line.budget), encode(line.key)
-        rows = conn.execute(
-            _STATE, (budget, key, line.first_bucket, line.bucket, budget, key, now)
-        ).fetchall()
+        parameters = (budget, key, line.first_bucket, line.bucket, budget, key, now)
+        try:
+            rows = conn.execute(_STATE, parameters).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "integer overflow" not in str(exc):
+                raise
+            # Saturated counters (several buckets or holds at COUNTER_MAX): add them up here.
+            rows = _capped_sums(conn.execute(_STATE_ROWS, parameters))
         used = reserved = ZERO
         for which, *sums in rows:
             if which:
@@ -254,8 +277,11 @@ class SQLiteBudgetStore:
             for line, amount in zip(lines, amounts, strict=True):
                 budget, key = encode(line.budget), encode(line.key)
                 conn.execute(_CHARGE, (budget, key, line.bucket, *amount, line.expires_at))
-                (sums,) = conn.execute(_USED, (budget, key, line.first_bucket, line.bucket))
-                after.append(_vector(sums))
+                if line.first_bucket == line.bucket:
+                    (sums,) = conn.execute(_USED, (budget, key, line.first_bucket, line.bucket))
+                    after.append(_vector(sums))
+                else:  # several buckets: their sum may pass what sum() holds
+                    after.append(self._state(conn, line, now)[0])
             self._sweep(conn, now)
             return after
 

@@ -29,6 +29,7 @@ from typing import Final, Protocol, runtime_checkable
 
 __all__ = [
     "COST",
+    "COUNTER_MAX",
     "INPUT_TOKENS",
     "METRICS",
     "OUTPUT_TOKENS",
@@ -105,10 +106,20 @@ class Refusal:
     requested: int
 
 
+COUNTER_MAX: Final = 2**63 - 1
+"""The most a store's counter holds of any metric (a 64-bit integer column).
+
+Stores with fixed-width counters saturate there: a charge that would pass it leaves the
+counter at `COUNTER_MAX` (never an error, and the event's other metrics are still counted),
+and a reservation that would pass it is refused on that metric, as if it were its limit."""
+
+
 def first_refusal(
     lines: Sequence[Line], amounts: Sequence[Vector], state: Sequence[tuple[Vector, Vector]]
 ) -> Refusal | None:
     """The first (line, metric) where ``used + reserved + amount`` would pass the limit.
+
+    A metric without a limit is limited by `COUNTER_MAX`.
 
     Args:
         lines: The lines asked for.
@@ -118,8 +129,9 @@ def first_refusal(
     for index, line in enumerate(lines):
         used, reserved = state[index]
         amount = amounts[index]
-        for metric, limit in enumerate(line.limits):
-            if limit is not None and used[metric] + reserved[metric] + amount[metric] > limit:
+        for metric, given in enumerate(line.limits):
+            limit = COUNTER_MAX if given is None else given  # past what a counter holds: refused
+            if used[metric] + reserved[metric] + amount[metric] > limit:
                 return Refusal(index, metric, limit, used[metric], reserved[metric], amount[metric])
     return None
 
