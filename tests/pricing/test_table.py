@@ -69,6 +69,10 @@ output_mtok = "1"
         ),
         ('[[model]]\nprovider = "Bad Name!"\nmodel = "m"\ninput_mtok = "1"\n', "Bad Name!"),
         ("rows = 1\n", "unknown top-level key 'rows'"),
+        ('[[model]]\nprovider = "x"\nmodel = "m"\ninput_mtok = "1e400"\n', "input_mtok='1e400'"),
+        ('[[model]]\nprovider = "x"\nmodel = "m"\ninput_mtok = "1e-30"\n', "rounds to nothing"),
+        ('[[model]]\nprovider = "x"\nmodel = "m"\nper_request = "1e-13"\n', "per_request='1e-13'"),
+        ('[[model]]\nprovider = "x"\nmodel = "m"\noutput_mtok = "1000001"\n', "to 1,000,000 USD"),
     ],
 )
 def test_bad_price_tables_name_the_row_and_field(tmp_path: Path, text: str, message: str) -> None:
@@ -78,6 +82,28 @@ def test_bad_price_tables_name_the_row_and_field(tmp_path: Path, text: str, mess
     with pytest.raises(PriceTableError, match=r"bad\.toml") as info:
         PriceTable.from_toml(table)
     assert message in str(info.value)
+
+
+def test_prices_at_the_bounds_are_kept_exactly(tmp_path: Path) -> None:
+    """The smallest and largest prices a table accepts price a call exactly."""
+    table = tmp_path / "bounds.toml"
+    table.write_text(
+        '[[model]]\nprovider = "x"\nmodel = "tiny"\ninput_mtok = "0.000001"\nper_request = "0.000000000001"\n'
+        '[[model]]\nprovider = "x"\nmodel = "huge"\noutput_mtok = "1000000"\n',
+        encoding="utf-8",
+    )
+    meter = Meter(prices=PriceTable.from_toml(table))
+    tiny = meter.record(Usage(input_tokens=3), model="tiny", provider="x")
+    huge = meter.record(Usage(output_tokens=3), model="huge", provider="x")
+    assert (tiny.cost, huge.cost) == (Decimal("0.000000000004"), Decimal(3))
+
+
+def test_a_price_table_that_is_not_utf8_is_a_price_table_error(tmp_path: Path) -> None:
+    """A file in another encoding raises PriceTableError naming the byte, not UnicodeDecodeError."""
+    table = tmp_path / "latin1.toml"
+    table.write_bytes('[[model]]\nprovider = "x"\nmodel = "café"\ninput_mtok = "1"\n'.encode("latin-1"))
+    with pytest.raises(PriceTableError, match=r"latin1\.toml.*not UTF-8 text \(byte 0xe9"):
+        PriceTable.from_toml(table)
 
 
 def test_missing_price_table_file(tmp_path: Path) -> None:

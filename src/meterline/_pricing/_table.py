@@ -26,6 +26,14 @@ if TYPE_CHECKING:
 __all__ = ["Price", "PriceOverride", "PriceTable", "ns_of"]
 
 
+MAX_PRICE: Final = Decimal(1_000_000)
+"""The highest price a table may give: USD 1,000,000 per million tokens (or per request)."""
+MIN_PRICE: Final = Decimal("0.000001")
+"""The lowest non-zero price per million tokens: one pico-dollar per token."""
+MIN_REQUEST_PRICE: Final = Decimal("0.000000000001")
+"""The lowest non-zero price per request: one pico-dollar."""
+
+
 def _decimal_price(owner: str, name: str, value: object) -> Decimal | None:
     if value is None:
         return None
@@ -41,6 +49,14 @@ def _decimal_price(owner: str, name: str, value: object) -> Decimal | None:
         ) from None
     if not number.is_finite() or number < 0:
         raise PriceTableError(f"{owner}: {name}={value!r}: expected a finite, non-negative price")
+    smallest, unit = (
+        (MIN_REQUEST_PRICE, "USD per request") if name == "per_request" else (MIN_PRICE, "USD per 1M")
+    )
+    if number > MAX_PRICE or 0 < number < smallest:
+        raise PriceTableError(
+            f"{owner}: {name}={value!r}: expected 0 or a price from {smallest} to {MAX_PRICE:,} {unit}"
+            " (a smaller one rounds to nothing: meterline counts whole pico-dollars)"
+        )
     return number
 
 
@@ -262,6 +278,11 @@ class PriceTable:
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except OSError as exc:
             raise PriceTableError(f"price table {str(file)!r}: cannot be read ({exc.strerror})") from exc
+        except UnicodeDecodeError as exc:
+            raise PriceTableError(
+                f"price table {str(file)!r}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at"
+                f" offset {exc.start}); TOML files are UTF-8"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise PriceTableError(f"price table {str(file)!r}: not valid TOML ({exc})") from exc
         return cls.from_dict(data, source=str(file))
