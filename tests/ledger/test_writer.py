@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -10,7 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -592,9 +593,65 @@ def test_lost_is_exact_when_the_disk_fills(tmp_path: Path) -> None:
         signal.signal(signal.SIGXFSZ, previous)
     stats = writer.stats()
     assert stats.lost > 0
+    assert stats.lost_by_cause == (("EFBIG", stats.lost),)
     assert stats.spooled + stats.lost == 60
     backend.fail = False
     assert wait_until(lambda: writer.spool.pending() == 0)
     writer.close()
     assert len(backend.rows) == stats.spooled
     assert len(backend.rows) + stats.lost == 60
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MB tmpfs, mounted for the test (skips where this process may not mount one)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("durability", ["batch", "sync"])
+def test_a_full_disk_loses_nothing_silently(
+    small_disk: Path, durability: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a filling disk, losses are counted by cause, reported, logged a few times; the rest arrives once."""
+    url = f"sqlite:///{small_disk}/usage.db"
+    recorded = 15_000
+    with caplog.at_level(logging.WARNING, logger="meterline"):
+        meter = Meter(url, durability=durability)  # type: ignore[arg-type]
+        ids = [
+            meter.record(Usage(input_tokens=index, output_tokens=1), model="gpt-4o", provider="openai").id
+            for index in range(recorded)
+        ]
+        flushed = meter.flush(timeout=30)
+        stats = meter.stats().ledger
+        meter.close()
+    assert stats is not None
+    assert stats.lost > 0, "the disk never filled: make it smaller"
+    assert not flushed  # losses are never reported as success
+    assert stats.lost_by_cause == (("ENOSPC", stats.lost),)
+    assert stats.rejected == 0  # a full disk is the ledger's condition: nothing is dead-lettered
+    assert len(caplog.records) < 60, "a full disk is logged a few times, then counted"
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    meter = Meter(url)  # opening replays what the spool kept
+    assert meter.flush(timeout=30)
+    meter.close()
+    ledger = SQLiteLedger(small_disk / "usage.db")
+    try:
+        stored = [event.id for event in ledger.events()]
+    finally:
+        ledger.close()
+    assert len(stored) == len(set(stored)), "an event reached the ledger twice"
+    assert set(stored) <= set(ids)
+    assert len(stored) + stats.lost == recorded

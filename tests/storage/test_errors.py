@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from meterline._storage import driver_errors, is_lost_race, mapped
+from meterline._storage import driver_errors, is_lost_race, is_value_error, mapped
 from meterline.exceptions import BudgetStoreError, ConfigurationError, LedgerError
 
 
@@ -52,3 +52,34 @@ def test_psycopg_errors_are_driver_errors_once_loaded() -> None:
     assert is_lost_race(psycopg.errors.SerializationFailure("race"))
     assert not is_lost_race(psycopg.OperationalError("gone"))
     assert not is_lost_race(sqlite3.OperationalError("database is locked"))
+
+
+def _raised_by(statement: str, *params: object) -> LedgerError:
+    """The LedgerError a real SQLite statement's failure becomes."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER)")
+    conn.execute("INSERT INTO t VALUES ('a', 1)")
+    try:
+        with mapped(LedgerError, "write", "sqlite:///x.db"):
+            conn.execute(statement, params)
+    except LedgerError as exc:
+        return exc
+    raise AssertionError(f"{statement} did not fail")
+
+
+def test_value_errors_are_told_from_the_stores_condition() -> None:
+    """Values a store cannot take are value errors; a missing table, a closed or locked store are not."""
+    assert is_value_error(_raised_by("INSERT INTO t VALUES ('a', 2)"))  # a constraint
+    assert is_value_error(_raised_by("INSERT INTO t VALUES (?, 1)", "\ud800"))  # a lone surrogate
+    assert is_value_error(_raised_by("INSERT INTO t VALUES ('b', ?)", 2**64))  # past 64 bits
+    assert not is_value_error(_raised_by("INSERT INTO nope VALUES (1)"))
+    assert not is_value_error(LedgerError("the ledger is down"))
+
+
+def test_postgres_value_errors_are_value_errors() -> None:
+    """PostgreSQL's data, integrity and limit classes are value errors; a lost connection is not."""
+    psycopg = pytest.importorskip("psycopg")
+    assert is_value_error(psycopg.errors.NumericValueOutOfRange())
+    assert is_value_error(psycopg.errors.UniqueViolation())
+    assert is_value_error(psycopg.errors.ProgramLimitExceeded())
+    assert not is_value_error(psycopg.OperationalError("server closed the connection unexpectedly"))

@@ -35,6 +35,7 @@ seconds; what is still queued then goes to the spool.
 from __future__ import annotations as _annotations
 
 import atexit
+import errno
 import os
 import threading
 import time
@@ -156,6 +157,7 @@ class Batcher(ABC):
         self._rejected = 0
         self._spooled = 0
         self._dropped = 0
+        self._lost_by_cause: dict[str, int] = {}  # of ``_dropped`` by the spool's failure: "ENOSPC"…
         self._lost_reported = 0  # of ``_dropped``, what a flush has already answered False for
         self._failures = 0
         self._blocked = 0
@@ -266,6 +268,7 @@ class Batcher(ABC):
         with self._lock:
             self._bypassed += 1
             self._dropped += 1
+            self._lost_by_cause["queue full"] = self._lost_by_cause.get("queue full", 0) + 1
             return self._dropped
 
     # -- delivering (the send lock held) ------------------------------------------------------
@@ -299,9 +302,11 @@ class Batcher(ABC):
         except Exception as exc:  # noqa: BLE001 - a loss is counted and logged, never raised into the caller
             kept = exc.kept if isinstance(exc, SpoolWriteError) else 0  # exactly those are replayed later
             lost = batch[kept:]
+            cause = _cause(exc)
             with self._lock:
                 self._spooled += kept
                 self._dropped += len(lost)
+                self._lost_by_cause[cause] = self._lost_by_cause.get(cause, 0) + len(lost)
                 if kept:
                     self._spool_dirty = True
             ids = ", ".join(event.id for event in lost[:5])
@@ -515,7 +520,16 @@ class Batcher(ABC):
                 overflowed=self._overflowed,
                 backend_down=self._down,
                 spool_usable=self._spool_usable,
+                lost_by_cause=tuple(sorted(self._lost_by_cause.items())),
             )
+
+
+def _cause(exc: Exception) -> str:
+    """What a spool failure was, for `DeliveryStats.lost_by_cause`: an errno name, else the type."""
+    number = getattr(exc, "errno", None)
+    if isinstance(number, int) and number in errno.errorcode:
+        return errno.errorcode[number]
+    return type(exc).__name__
 
 
 class _Replay:

@@ -47,6 +47,10 @@ class DeliveryStats:
     """Submits that found the queue full and went to the spool instead (the ledger writer)."""
     backend_down: bool
     """The last call to the destination failed; batches go to the spool until a retry works."""
+    lost_by_cause: tuple[tuple[str, int], ...] = ()
+    """``dropped`` events by cause, as sorted ``(cause, events)`` pairs: what made the spool fail
+    (an errno name such as ``"ENOSPC"`` for a full disk, else the exception's type), or
+    ``"queue full"`` (a billing sink's full queue)."""
     spool_usable: bool = True
     """The spool's directory is, or can be made, writable (checked at start, and warned of once
     when not: see `meterline._delivery.default_spool_dir` and ``METERLINE_SPOOL_DIR``)."""

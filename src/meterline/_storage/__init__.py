@@ -8,7 +8,7 @@ errors. Nothing here knows what a ledger or a budget is.
 from __future__ import annotations as _annotations
 
 from meterline._storage._deadline import Deadline, check_bound, deadline
-from meterline._storage._errors import driver_errors, is_lost_race, mapped
+from meterline._storage._errors import driver_errors, is_lost_race, is_value_error, mapped
 from meterline._storage._postgres import (
     META_QUERIES,
     postgres_migrate,
@@ -42,6 +42,7 @@ __all__ = [
     "deadline",
     "driver_errors",
     "is_lost_race",
+    "is_value_error",
     "mapped",
     "postgres_driver_url",
     "postgres_migrate",

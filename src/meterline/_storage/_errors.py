@@ -15,7 +15,7 @@ from typing import Final
 
 from meterline.exceptions import MeterlineError
 
-__all__ = ["driver_errors", "is_lost_race", "mapped"]
+__all__ = ["driver_errors", "is_lost_race", "is_value_error", "mapped"]
 
 
 def driver_errors() -> tuple[type[BaseException], ...]:
@@ -59,3 +59,32 @@ def is_lost_race(exc: BaseException) -> bool:
     """
     errors = getattr(sys.modules.get("psycopg"), "errors", None)
     return errors is not None and isinstance(exc, (errors.DeadlockDetected, errors.SerializationFailure))
+
+
+def is_value_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) says the values were at fault, not the store.
+
+    A value the driver cannot send (``OverflowError`` past 64 bits, ``UnicodeError`` for a lone
+    surrogate), a constraint or data error (SQLite's ``IntegrityError`` and ``DataError``,
+    parameters it cannot bind; PostgreSQL's classes 22 and 23), or a value past a limit of the
+    server (PostgreSQL's class 54, such as an index row too large). A full disk, a lost
+    connection, a locked file or a timeout is the store's condition, not the values': those are
+    not value errors, and what was being written should wait for the store, not be set aside.
+    """
+    psycopg = sys.modules.get("psycopg")
+    value_errors: tuple[type[BaseException], ...] = (
+        OverflowError,
+        UnicodeError,
+        sqlite3.IntegrityError,
+        sqlite3.DataError,
+        sqlite3.InterfaceError,  # a parameter it cannot bind
+    )
+    if psycopg is not None:
+        errors = psycopg.errors
+        value_errors += (psycopg.DataError, psycopg.IntegrityError, errors.ProgramLimitExceeded)
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, value_errors):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

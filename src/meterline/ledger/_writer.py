@@ -52,6 +52,7 @@ from typing import Final, Literal
 from meterline._delivery import Batcher, Outcome, Spool, check_seconds, default_spool_dir
 from meterline._events import UsageEvent
 from meterline._guard import logger
+from meterline._storage import is_value_error
 from meterline.exceptions import ConfigurationError, LedgerError
 from meterline.ledger._backend import LedgerBackend
 from meterline.ledger._dead_letters import DEAD_LETTERS_NAME, DeadLetters
@@ -163,8 +164,8 @@ class LedgerWriter(Batcher):
         try:
             backend.write(batch)
             return Outcome(len(batch))
-        except LedgerError:
-            if not self._answers():
+        except LedgerError as exc:
+            if not self._values_at_fault(exc):
                 raise
         stored = 0
         refused: list[tuple[UsageEvent, str]] = []
@@ -173,12 +174,21 @@ class LedgerWriter(Batcher):
                 backend.write([event])
                 stored += 1
             except LedgerError as exc:
-                if not self._answers():
+                if not self._values_at_fault(exc):
                     raise  # it went down meanwhile: spool it all (what was stored is skipped on replay)
                 refused.append((event, str(exc)))
         if refused:
             self._dead_letter(refused)
         return Outcome(stored, rejected=len(refused))
+
+    def _values_at_fault(self, exc: LedgerError) -> bool:
+        """Whether the ledger refused a write for its values: a value error, while it answers.
+
+        A full disk, a lost connection or a timeout is the ledger's condition: the batch waits
+        in the spool for it. Only an error that says the values were at fault (`is_value_error`)
+        from a ledger that still answers a read sets events aside as dead letters.
+        """
+        return is_value_error(exc) and self._answers()
 
     def _answers(self) -> bool:
         """Whether the ledger answers a read: if so, a write it refused was the events' fault."""
