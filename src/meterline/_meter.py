@@ -51,11 +51,13 @@ from meterline.budgets import (
     BudgetEngine,
     BudgetStatus,
     BudgetStore,
+    CatchUp,
     MemoryBudgetStore,
     Reservation,
     checked_request,
     load_budgets,
     open_budget_store,
+    rebuild_from_ledger,
     unbudgeted,
 )
 from meterline.budgets import ENV_VAR as BUDGET_STORE_ENV_VAR
@@ -781,6 +783,35 @@ class Meter:
         """
         wanted = _wanted(dimensions, "forget_budget_usage")
         return 0 if self._budgets is None else self._budgets.forget(dict(wanted))
+
+    def rebuild_budgets(self, *, flush: bool = True) -> list[CatchUp]:
+        """Charge the budget store what the ledger holds beyond it, for every budget's window.
+
+        After a budget store outage (calls let through by ``on_store_error="fail_open"``,
+        settles that failed), the counters are behind the ledger: this adds, per key, bucket
+        and metric, what the ledger holds beyond the store (never less, so it is safe while
+        recording). See `meterline.budgets.rebuild_from_ledger`.
+
+        Args:
+            flush: Commit what was recorded so far to the ledger first (recommended).
+
+        Returns:
+            What was charged, one `CatchUp` per counter and bucket that was behind.
+
+        Raises:
+            ConfigurationError: without a ledger.
+            BudgetStoreError: when the store fails (what was charged before stays charged).
+            LedgerError: when the ledger cannot be read.
+        """
+        ledger = self.ledger
+        if ledger is None:
+            raise ConfigurationError("rebuild_budgets() needs a ledger: the meter has none")
+        engine = self._budgets
+        if engine is None or not engine.compiled:
+            return []
+        if flush:
+            self.flush()
+        return rebuild_from_ledger([compiled.budget for compiled in engine.compiled], engine.store, ledger)
 
     def stats(self) -> MeterStats:
         """Counters of the meter's machinery: events, failures, live keys, overflow."""

@@ -629,7 +629,7 @@ def test_a_full_disk_loses_nothing_silently(
     url = f"sqlite:///{small_disk}/usage.db"
     recorded = 15_000
     with caplog.at_level(logging.WARNING, logger="meterline"):
-        meter = Meter(url, durability=durability)  # type: ignore[arg-type]
+        meter = Meter(url, durability=durability)
         ids = [
             meter.record(Usage(input_tokens=index, output_tokens=1), model="gpt-4o", provider="openai").id
             for index in range(recorded)

@@ -1,4 +1,7 @@
-"""``meterline budgets``: every budget and key in a budget store, with what is used and left."""
+"""``meterline budgets``: every budget and key in a budget store, with what is used and left.
+
+``meterline budgets rebuild --from-ledger URL`` catches the counters up with the ledger.
+"""
 
 from __future__ import annotations as _annotations
 
@@ -12,10 +15,34 @@ from typing import Any
 
 from meterline._cli._format import cost_places, format_amount, format_table
 from meterline.budgets import ENV_VAR as BUDGET_STORE_ENV_VAR
-from meterline.budgets import Budget, BudgetStatus, budget_status, load_budgets, open_budget_store
+from meterline.budgets import (
+    Budget,
+    BudgetStatus,
+    BudgetStore,
+    CatchUp,
+    budget_status,
+    load_budgets,
+    open_budget_store,
+    rebuild_from_ledger,
+)
 from meterline.exceptions import ConfigurationError
+from meterline.ledger import ENV_VAR as LEDGER_ENV_VAR
+from meterline.ledger import open_ledger
 
-__all__ = ["add_budget_commands", "budget_rows", "render_budgets"]
+__all__ = ["add_budget_commands", "budget_rows", "rebuild_rows", "render_budgets", "render_rebuild"]
+
+
+def _known(store: BudgetStore, budgets: Sequence[Budget]) -> list[Budget]:
+    """``budgets`` plus every definition ``store`` keeps; ``budgets`` wins for a name in both."""
+    by_name = {}
+    for name, spec in sorted(store.definitions().items()):
+        try:
+            by_name[name] = Budget.from_dict(json.loads(spec), source=f"stored budget {name!r}")
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"stored budget {name!r} cannot be read: {exc}") from None
+    for budget in budgets:
+        by_name[budget.name] = budget
+    return list(by_name.values())
 
 
 def budget_rows(
@@ -32,17 +59,46 @@ def budget_rows(
     """
     store = open_budget_store(store_url)
     try:
-        by_name = {}
-        for name, spec in sorted(store.definitions().items()):
-            try:
-                by_name[name] = Budget.from_dict(json.loads(spec), source=f"stored budget {name!r}")
-            except (ValueError, TypeError) as exc:
-                raise ConfigurationError(f"stored budget {name!r} cannot be read: {exc}") from None
-        for budget in budgets:
-            by_name[budget.name] = budget
-        return budget_status(store, by_name.values(), now)
+        return budget_status(store, _known(store, budgets), now)
     finally:
         store.close()
+
+
+def rebuild_rows(
+    store_url: str, ledger_url: str, budgets: Sequence[Budget] = (), *, now: float | None = None
+) -> list[CatchUp]:
+    """Catch the counters of the store at ``store_url`` up with the ledger at ``ledger_url``.
+
+    Raises:
+        ConfigurationError: for a bad URL or a stored definition this meterline cannot read.
+        BudgetStoreError: when the store cannot be reached.
+        LedgerError: when the ledger cannot be read.
+    """
+    store = open_budget_store(store_url)
+    try:
+        ledger = open_ledger(ledger_url)
+        try:
+            return rebuild_from_ledger(_known(store, budgets), store, ledger, now=now)
+        finally:
+            ledger.close()
+    finally:
+        store.close()
+
+
+def render_rebuild(rows: Sequence[CatchUp]) -> str:
+    """What a rebuild charged, as a table."""
+    if not rows:
+        return "Nothing to charge: every counter holds at least what the ledger holds."
+    body = [
+        [
+            row.budget,
+            ", ".join(f"{name}={value}" for name, value in row.key.items()) or "(global)",
+            "all time" if row.bucket_start is None else row.bucket_start.strftime("%Y-%m-%d %H:%M UTC"),
+            ", ".join(f"{metric} +{amount}" for metric, amount in row.charged.items()),
+        ]
+        for row in rows
+    ]
+    return format_table(("budget", "key", "bucket", "charged"), body, align="llll")
 
 
 def render_budgets(rows: Sequence[BudgetStatus], fmt: str) -> str:
@@ -88,15 +144,28 @@ def render_budgets(rows: Sequence[BudgetStatus], fmt: str) -> str:
     )
 
 
-def _cmd_budgets(args: argparse.Namespace) -> int:
-    url = args.store or os.environ.get(BUDGET_STORE_ENV_VAR)
+def _store_url(args: argparse.Namespace) -> str:
+    url: str | None = args.store or os.environ.get(BUDGET_STORE_ENV_VAR)
     if not url:
         raise ConfigurationError(
             f"no budget store: pass --store URL (sqlite:///budgets.db, postgresql://…, redis://…) "
             f"or set ${BUDGET_STORE_ENV_VAR}"
         )
+    return url
+
+
+def _cmd_budgets(args: argparse.Namespace) -> int:
     budgets = load_budgets(args.budgets) if args.budgets else []
-    sys.stdout.write(render_budgets(budget_rows(url, budgets), args.format) + "\n")
+    sys.stdout.write(render_budgets(budget_rows(_store_url(args), budgets), args.format) + "\n")
+    return 0
+
+
+def _cmd_rebuild(args: argparse.Namespace) -> int:
+    ledger = args.from_ledger or os.environ.get(LEDGER_ENV_VAR)
+    if not ledger:
+        raise ConfigurationError(f"no ledger: pass --from-ledger URL or set ${LEDGER_ENV_VAR}")
+    budgets = load_budgets(args.budgets) if args.budgets else []
+    sys.stdout.write(render_rebuild(rebuild_rows(_store_url(args), ledger, budgets)) + "\n")
     return 0
 
 
@@ -111,9 +180,23 @@ def add_budget_commands(commands: Any) -> None:
             "what live reservations hold, what remains and when the window resets."
         ),
     )
-    budgets.add_argument(
-        "--store", metavar="URL", help=f"the budget store (default: ${BUDGET_STORE_ENV_VAR})"
-    )
+    store_help = f"the budget store (default: ${BUDGET_STORE_ENV_VAR})"
+    budgets.add_argument("--store", metavar="URL", help=store_help)
     budgets.add_argument("--budgets", metavar="FILE.toml", help="budgets ([[budget]] tables) to show too")
     budgets.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     budgets.set_defaults(handler=_cmd_budgets)
+    actions = budgets.add_subparsers(title="actions", metavar="{rebuild}")
+    rebuild = actions.add_parser(
+        "rebuild",
+        help="charge the counters what the ledger holds beyond them (after a store outage)",
+        description=(
+            "Catch the budget counters up with the ledger, the source of truth: for each budget's "
+            "current window, charge every key what the ledger holds beyond its counter (calls let "
+            "through while the store was down, settles that failed). It only adds, so it is safe "
+            "while meters record; run it again a few seconds later for events still in flight."
+        ),
+    )
+    rebuild.add_argument("--from-ledger", metavar="URL", help=f"the ledger (default: ${LEDGER_ENV_VAR})")
+    rebuild.add_argument("--store", metavar="URL", help=store_help)
+    rebuild.add_argument("--budgets", metavar="FILE.toml", help="budgets ([[budget]] tables) to rebuild too")
+    rebuild.set_defaults(handler=_cmd_rebuild)

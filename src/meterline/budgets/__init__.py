@@ -8,6 +8,7 @@
 - Stores (``_store``: the contract every store keeps): `MemoryBudgetStore`,
   `SQLiteBudgetStore`, `PostgresBudgetStore` (extra ``postgres``), `RedisBudgetStore` (extra
   ``redis``), opened by URL with `open_budget_store`.
+- `rebuild_from_ledger` (``_rebuild``): counters caught up from the ledger after an outage.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from meterline.budgets._engine import (
 )
 from meterline.budgets._memory import MemoryBudgetStore
 from meterline.budgets._open import ENV_VAR, open_budget_store
+from meterline.budgets._rebuild import CatchUp, rebuild_from_ledger
 from meterline.budgets._request import checked_request, estimate_tokens
 from meterline.budgets._sqlite import SQLiteBudgetStore
 from meterline.budgets._store import BudgetStore, Line, Refusal
@@ -37,6 +39,7 @@ __all__ = [
     "BudgetAlert",
     "BudgetStatus",
     "BudgetStore",
+    "CatchUp",
     "Line",
     "MemoryBudgetStore",
     "PostgresBudgetStore",
@@ -48,6 +51,7 @@ __all__ = [
     "estimate_tokens",
     "load_budgets",
     "open_budget_store",
+    "rebuild_from_ledger",
 ]
 
 # For the meter and the command line, not public API:
