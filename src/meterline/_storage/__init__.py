@@ -17,6 +17,7 @@ from meterline._storage._postgres import (
     postgres_schema_version,
 )
 from meterline._storage._sqlite import (
+    begin_polling,
     check_timeout,
     sqlite_connect,
     sqlite_migrate,
@@ -37,6 +38,7 @@ __all__ = [
     "META_QUERIES",
     "SECRET_KEYS",
     "Deadline",
+    "begin_polling",
     "check_bound",
     "check_timeout",
     "deadline",

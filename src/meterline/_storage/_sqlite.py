@@ -10,14 +10,18 @@ from __future__ import annotations as _annotations
 
 import contextlib
 import os
+import random
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Final
 
 from meterline._storage._errors import mapped
 from meterline.exceptions import ConfigurationError, MeterlineError
 
 __all__ = [
+    "begin_polling",
     "check_timeout",
     "sqlite_connect",
     "sqlite_migrate",
@@ -151,18 +155,71 @@ def sqlite_rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
+_POLL_FIRST: Final = 0.0001
+"""The first pause of `begin_polling`, in seconds; each next one is twice as long, up to `_POLL_MAX`."""
+_POLL_MAX: Final = 0.002
+
+
+def begin_polling(conn: sqlite3.Connection, begin: str, timeout: float) -> None:
+    """Run ``begin`` on ``conn`` (busy timeout 0), trying again while the file is busy, up to ``timeout`` s.
+
+    SQLite's own busy handler sleeps longer and longer between tries, up to 100 ms, so under
+    contention a writer that has waited long tries least often and starves (measured: 1.5 s
+    with 16 processes on one budget counter). Here the pause doubles from 0.1 ms but stops at
+    2 ms, with jitter: every waiter tries again at least every 2 ms, so none waits for
+    seconds, and few enough tries are wasted to keep the throughput.
+
+    Raises:
+        sqlite3.OperationalError: the file stayed busy for ``timeout`` seconds, or another error.
+    """
+    deadline = 0.0
+    pause = _POLL_FIRST
+    while True:
+        try:
+            conn.execute(begin)
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + timeout
+            elif now >= deadline:
+                raise
+        time.sleep(pause * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not a secret
+        pause = min(pause * 2, _POLL_MAX)
+
+
 @contextlib.contextmanager
 def sqlite_transaction(
-    conn: sqlite3.Connection, error: type[MeterlineError], what: str, url: str, begin: str = "BEGIN IMMEDIATE"
+    conn: sqlite3.Connection,
+    error: type[MeterlineError],
+    what: str,
+    url: str,
+    begin: str = "BEGIN IMMEDIATE",
+    *,
+    poll: float | None = None,
 ) -> Iterator[sqlite3.Connection]:
     """One transaction on ``conn``: committed when the block ends, rolled back when it raises.
 
     A driver error (``OverflowError`` included: an int past 64 bits) becomes ``error``, naming
     ``what`` failed on ``url``; anything else leaves unchanged, the transaction rolled back.
+
+    Args:
+        conn: The connection.
+        error: The store's error class.
+        what: What is being done, for messages.
+        url: Where the store is, for messages.
+        begin: The statement that opens the transaction.
+        poll: For a connection whose busy timeout is 0: wait for a busy file up to this many
+            seconds by trying again every fraction of a millisecond (`begin_polling`).
     """
     try:
         with mapped(error, what, url):
-            conn.execute(begin)
+            if poll is None:
+                conn.execute(begin)
+            else:
+                begin_polling(conn, begin, poll)
             yield conn
             conn.execute("COMMIT")
     except BaseException:

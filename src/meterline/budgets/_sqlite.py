@@ -194,6 +194,9 @@ class SQLiteBudgetStore:
         if self._closed:
             raise BudgetStoreError(f"the budget store {self.url} is closed")
         conn = sqlite_connect(self.path, self._timeout, BudgetStoreError, "budget store", self._migrate)
+        # Writers wait for the file by polling (sqlite_transaction's ``poll``), not by SQLite's
+        # busy handler, whose growing sleeps starve waiters under contention.
+        conn.execute("PRAGMA busy_timeout = 0")
         self._conn = conn
         return conn
 
@@ -212,7 +215,9 @@ class SQLiteBudgetStore:
         """Hold the lock and one transaction; a driver error rolls it back, as a `BudgetStoreError`."""
         with (
             self._lock,
-            sqlite_transaction(self._connection(), BudgetStoreError, what, self.url, begin) as conn,
+            sqlite_transaction(
+                self._connection(), BudgetStoreError, what, self.url, begin, poll=self._timeout
+            ) as conn,
         ):
             yield conn
 
