@@ -675,3 +675,43 @@ def test_a_store_that_answers_but_refuses_the_values_refuses_the_call() -> None:
         meter.reserve(**GPT, input_tokens=2**32)
     with meter.reserve(**GPT, input_tokens=10) as small:
         assert small.active
+
+
+class _CountingDownStore(_DownStore):
+    """A store that is down, counting what is sent to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def reserve(
+        self, rid: str, lines: Sequence[Line], amounts: Sequence[Vector], now: float, lease: float
+    ) -> Refusal | None:
+        self.calls += 1
+        return super().reserve(rid, lines, amounts, now, lease)
+
+    def settle(
+        self, rid: str | None, lines: Sequence[Line], amounts: Sequence[Vector], now: float
+    ) -> list[Vector]:
+        self.calls += 1
+        return super().settle(rid, lines, amounts, now)
+
+
+def test_a_failed_store_is_left_alone_for_a_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a failure, calls skip the store for STORE_REST seconds; then it is tried again."""
+    from meterline.budgets import _engine
+
+    monkeypatch.setattr(_engine, "STORE_REST", 0.2)
+    store = _CountingDownStore()
+    meter = Meter(budget_store=store)
+    meter.add_budget(Budget(max_tokens=10**6, name="strict", on_store_error="fail_closed"))
+    for _ in range(5):
+        with pytest.raises(BudgetStoreError):
+            meter.reserve(input_tokens=1, **GPT)
+    meter.record(Usage(input_tokens=1), **GPT)  # its charge is not sent either
+    assert store.calls == 1
+    time.sleep(0.25)
+    with pytest.raises(BudgetStoreError, match="connection refused"):
+        meter.reserve(input_tokens=1, **GPT)
+    assert store.calls == 2
+    assert meter.stats().machinery_errors == 7  # every call that could not be budgeted is counted

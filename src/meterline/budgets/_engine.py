@@ -45,6 +45,10 @@ DEFAULT_MAX_OUTPUT_TOKENS: Final = 4096
 """The output a reservation assumes when the call sets no ``max_output_tokens``."""
 DEFAULT_LEASE: Final = 600.0
 """Seconds a reservation holds its amounts if never settled or released (a crashed process)."""
+STORE_REST: Final = 1.0
+"""Seconds a budget store is left alone after it failed: calls meanwhile are not sent to it
+(each would wait its ``timeout`` again) and follow their budgets' ``on_store_error`` at once;
+what they charge can be caught up later from the ledger (`Meter.rebuild_budgets`)."""
 MAX_AMOUNT: Final = 2**63 - 1
 """The most one call may reserve or charge of any metric: what a store's 64-bit counter holds."""
 _MAX_CACHED_ROUTES: Final = 1024
@@ -209,6 +213,8 @@ class BudgetEngine:
         self._prefix = ""
         self._pid = -1
         self._counter = itertools.count(1)
+        self._rest_until = 0.0
+        """Until when (``time.time()``) the store is left alone after a failure (`STORE_REST`)."""
 
     # -- budgets -----------------------------------------------------------------------
 
@@ -334,16 +340,21 @@ class BudgetEngine:
             self._pid = pid
             self._prefix = f"{os.urandom(6).hex()}-{pid:x}-"
         rid = self._prefix + str(next(self._counter))  # unique across processes and hosts
+        resting = now < self._rest_until
         try:
+            if resting:
+                raise self._resting_error(now)
             refusal = self.store.reserve(rid, route.lines, vectors, now, lease)
         except Exception as exc:
-            if self._answers(route, now):
+            if not resting and self._answers(route, now):
                 # The store is up and refused this call: its values are at fault (a sum past
                 # its 64-bit counters, say), not the store. Never "store down, fail open".
                 raise BudgetStoreError(
                     f"the budget store {self.store.url} refused this call's amounts ({exc}); the call"
                     " is refused whatever on_store_error says, since the store is available"
                 ) from exc
+            if not resting:
+                self._rest_until = now + STORE_REST
             self._store_failed("reserve", exc, [compiled for compiled, _, _ in route.entries])
             return Reservation(self, "", route, (), input_tokens, max_output_tokens, None, None, model_call)
         if refusal is not None:
@@ -375,6 +386,13 @@ class BudgetEngine:
             amount_of(metric, refusal.reserved),
             amount_of(metric, refusal.requested),
             utc(window.resets_at),
+        )
+
+    def _resting_error(self, now: float) -> BudgetStoreError:
+        """The error of a call made while the store rests after a failure (not tried: it would wait)."""
+        return BudgetStoreError(
+            f"the budget store {self.store.url} failed less than {STORE_REST:g} s ago; it is left alone"
+            f" for {self._rest_until - now:.2f} s more"
         )
 
     def _answers(self, route: Route, now: float) -> bool:
@@ -492,6 +510,9 @@ class BudgetEngine:
                     vectors = tuple(compiled.unpriced_charge(vector) for compiled, _, _ in route.entries)
                 else:
                     vectors = (vector,) * len(route.entries)
+            if now < self._rest_until:
+                rid = None  # nothing is sent to a resting store; the holds expire with their lease
+                raise self._resting_error(now)
             after = self.store.settle(rid, route.lines, vectors, now)
             for index, metric, lowest in route.alert_checks:
                 if after[index][metric] >= lowest:
@@ -499,6 +520,8 @@ class BudgetEngine:
                     break
         except Exception as exc:  # noqa: BLE001 - settling never breaks record()
             self.guard.failed("the budget store", f"settle: {exc}")
+            if now >= self._rest_until:
+                self._rest_until = now + STORE_REST
             if rid is not None:  # the usage is lost to the budget; at least free what was held
                 try:
                     self.store.release(rid)
