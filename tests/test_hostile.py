@@ -180,6 +180,8 @@ def test_a_usage_priced_past_what_a_ledger_holds_is_refused() -> None:
 
     meter = Meter()
     with pytest.raises(MalformedUsageError, match="usage priced under 9,223,372 USD"):
+        meter.record(Usage(output_tokens=2**40), model="gpt-4o", provider="openai")  # $11M
+    with pytest.raises(MalformedUsageError, match="tokens in one event"):
         meter.record(Usage(input_tokens=2**62), model="gpt-4o", provider="openai")
     assert meter.stats().events == 0
     assert meter.totals().requests == 0

@@ -18,7 +18,7 @@ from meterline._dimensions import Dimensions, check_size, check_text
 from meterline._ids import COUNTER_MASK
 from meterline._money import pico_of, pico_of_exact, to_usd
 from meterline._providers import canonical_provider
-from meterline._usage import Usage
+from meterline._usage import Usage, check_event_tokens
 from meterline.exceptions import ConfigurationError, MalformedUsageError
 
 __all__ = [
@@ -461,6 +461,8 @@ def check_recorded(event: UsageEvent) -> None:
         check_latency(event.latency_ms)
     if not 1 <= event.attempt <= MAX_ATTEMPT:
         raise ConfigurationError(f"attempt={event.attempt!r}: expected an int from 1 to {MAX_ATTEMPT}")
+    if event.usage is not None:
+        check_event_tokens(event.usage)
     if event.tokens_saved < 0:
         raise ConfigurationError(f"tokens_saved={event.tokens_saved!r}: expected an int of at least 0")
     for name in _TEXT_FIELDS:

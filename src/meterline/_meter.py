@@ -43,7 +43,7 @@ from meterline._rollup import TALLY_AT, ActiveScope, RollUps, RowKey
 from meterline._scope import Scope, ScopeStack
 from meterline._snapshot import Snapshot
 from meterline._totals import Sums, Totals
-from meterline._usage import Usage, check_count
+from meterline._usage import MAX_EVENT_TOKENS, Usage, check_count, check_event_tokens
 from meterline.budgets import (
     DEFAULT_LEASE,
     DEFAULT_MAX_OUTPUT_TOKENS,
@@ -338,6 +338,10 @@ class Meter:
         # Argument checks first: a bad call records nothing. Defaults skip their checks, and
         # so do model, provider, operation and status when their row exists (they were
         # checked, and the provider made canonical, when the row was made).
+        if usage is not None and (
+            usage.input_tokens > MAX_EVENT_TOKENS or usage.output_tokens > MAX_EVENT_TOKENS
+        ):  # every other count is a part of these two
+            check_event_tokens(usage)
         if latency_ms is not None and (
             type(latency_ms) is not float or not 0.0 <= latency_ms <= MAX_DURATION_MS
         ):
@@ -579,6 +583,8 @@ class Meter:
             raise ConfigurationError(f"category={category!r}: expected a str")
         if usage is not None and type(usage) is not Usage:
             raise ConfigurationError(f"usage={usage!r}: expected a meterline.Usage or None")
+        if usage is not None:
+            check_event_tokens(usage)
         if llm_call_id is None:
             links: tuple[str, ...] = ()
         elif type(llm_call_id) is str:

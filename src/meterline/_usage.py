@@ -9,7 +9,17 @@ from typing import Any, Final, cast
 from meterline._frozen import twin
 from meterline.exceptions import MalformedUsageError
 
-__all__ = ["MAX_COUNT", "USAGE_FIELDS", "Usage", "check_count", "check_counts", "checked_usage", "new_usage"]
+__all__ = [
+    "MAX_COUNT",
+    "MAX_EVENT_TOKENS",
+    "USAGE_FIELDS",
+    "Usage",
+    "check_count",
+    "check_counts",
+    "check_event_tokens",
+    "checked_usage",
+    "new_usage",
+]
 
 USAGE_FIELDS: Final = (
     "input_tokens",
@@ -25,6 +35,11 @@ USAGE_FIELDS: Final = (
 
 MAX_COUNT: Final = 2**63 - 1
 """The largest token count accepted: what a signed 64-bit ledger column holds."""
+MAX_EVENT_TOKENS: Final = 2**40
+"""The most input (or output) tokens one recorded event may count: about 1.1 trillion, 100,000
+times the largest context window. A `Usage` may hold more (`MAX_COUNT`), but `Meter.record`
+refuses it: stores add events up in 64-bit columns (roll-ups, budget counters, reports), and
+with at most 2**40 per event a sum cannot pass 2**63 before 8 million such events."""
 _NON_NEGATIVE_INT: Final = "a non-negative int below 2**63"
 _INT_ONLY: Final = {int}
 
@@ -48,6 +63,21 @@ def check_count(field: str, value: object) -> int:
     if type(value) is int and 0 <= value <= MAX_COUNT:
         return value
     raise MalformedUsageError(field, value, _NON_NEGATIVE_INT)
+
+
+def check_event_tokens(usage: Usage) -> None:
+    """Raises `MalformedUsageError` unless ``usage`` counts at most `MAX_EVENT_TOKENS` each way.
+
+    Its other counts are parts of ``input_tokens`` or ``output_tokens``, so are bounded too.
+    """
+    for name in ("input_tokens", "output_tokens"):
+        value = getattr(usage, name)
+        if value > MAX_EVENT_TOKENS:
+            raise MalformedUsageError(
+                name,
+                value,
+                f"at most {MAX_EVENT_TOKENS:,} (2**40) tokens in one event: what stores can add up",
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

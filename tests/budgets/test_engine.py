@@ -29,6 +29,7 @@ from meterline import (
     Meter,
     Usage,
 )
+from meterline._usage import MAX_EVENT_TOKENS
 from meterline.budgets import BudgetStore, MemoryBudgetStore
 from meterline.budgets._store import Line, Refusal, Vector
 from tests.budgets.stores import KINDS, fresh_store
@@ -638,22 +639,21 @@ def test_a_reservation_past_what_a_store_holds_is_refused_never_failed_open(any_
 
 @pytest.mark.services
 def test_hostile_usage_never_makes_a_budget_lose_count(any_store: BudgetStore) -> None:
-    """Usage past what a counter holds saturates it: every request is still counted, nothing fails."""
+    """Usage past what stores add up is refused at record(); up to it, every token and request is counted."""
     meter = Meter(budget_store=any_store)
     meter.add_budget(Budget(max_requests=1000, name="global", on_store_error="fail_open"))
-    with warnings.catch_warnings():
+    meter.add_budget(Budget(per=("user",), max_tokens=2**62, name="tokens", on_store_error="fail_open"))
+    with warnings.catch_warnings(), meter.scope(user="u1"):
         warnings.simplefilter("ignore")  # the model has no price
+        with pytest.raises(MalformedUsageError, match=r"input_tokens=1099511627777: expected at most"):
+            meter.record(Usage(input_tokens=MAX_EVENT_TOKENS + 1), model="in-house", provider="ollama")
         for _ in range(3):
-            meter.record(Usage(input_tokens=3 * 2**61), model="in-house", provider="ollama")
-        assert meter.stats().machinery_errors == 0
-        assert [(row.metric, row.used) for row in meter.budget_status()] == [("requests", 3)]
-        if isinstance(any_store, MemoryBudgetStore):  # counts exactly: it holds the reservation
-            with meter.reserve(model="in-house", provider="ollama", input_tokens=10) as reservation:
-                assert reservation.active
-        else:  # saturated at 2**63 - 1: refused as if that were the tokens' limit
-            with pytest.raises(BudgetExceeded, match="tokens limit 9223372036854775807"):
-                meter.reserve(model="in-house", provider="ollama", input_tokens=10)
+            meter.record(Usage(input_tokens=MAX_EVENT_TOKENS), model="in-house", provider="ollama")
     assert meter.stats().machinery_errors == 0
+    assert sorted((row.metric, row.used) for row in meter.budget_status()) == [
+        ("requests", 3),
+        ("tokens", 3 * MAX_EVENT_TOKENS),
+    ]
 
 
 class _NarrowStore(MemoryBudgetStore):
@@ -663,7 +663,7 @@ class _NarrowStore(MemoryBudgetStore):
         self, rid: str, lines: Sequence[Line], amounts: Sequence[Vector], now: float, lease: float
     ) -> Refusal | None:
         if any(amount[0] >= 2**31 for amount in amounts):
-            raise BudgetStoreError("integer out of range")
+            raise BudgetStoreError("integer out of range") from OverflowError("int too large for 32 bits")
         return super().reserve(rid, lines, amounts, now, lease)
 
 

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meterline import ConfigurationError, ExportError, MalformedUsageError, Meter, Usage, UsageEvent
+from meterline._usage import MAX_EVENT_TOKENS
 from meterline.exporters import CLOUDEVENT_TYPE, CloudEvents, Stripe, StripeMeter, cloudevent
 
 
@@ -126,7 +127,7 @@ def test_stripe_values_have_at_most_15_significant_digits() -> None:
     meter = Meter()
     with meter.scope(customer="c"):
         event = meter.record(
-            Usage(input_tokens=3_333_333_333_333, output_tokens=7), model="gpt-4o", provider="openai"
+            Usage(input_tokens=999_999_999_999, output_tokens=7), model="gpt-4o", provider="openai"
         )
     usd = StripeMeter(event_name="usd", quantity="cost", unit=Decimal("0.000001"))
     (document,) = Stripe(meters=(usd,), customer_dimension="customer").render(event)
@@ -136,7 +137,7 @@ def test_stripe_values_have_at_most_15_significant_digits() -> None:
     assert abs(value - event.cost * 10**6) <= value.scaleb(-14)
     with pytest.raises(ExportError, match="15 significant digits"):
         Stripe(
-            meters=(StripeMeter(event_name="in", quantity="input_tokens", unit=Decimal("1E-3")),),
+            meters=(StripeMeter(event_name="in", quantity="input_tokens", unit=Decimal("1E-4")),),
             customer_dimension="customer",
         ).render(event)
 
@@ -183,6 +184,11 @@ def test_hostile_counts_and_units_give_valid_values_or_export_errors(
     meter = Meter()
     usage = Usage(input_tokens=input_tokens, output_tokens=output_tokens)
     with meter.scope(customer=customer):
+        if max(input_tokens, output_tokens) > MAX_EVENT_TOKENS:
+            with pytest.raises(MalformedUsageError, match="tokens in one event"):
+                meter.record(usage, model="gpt-4o", provider="openai")
+            assert meter.totals().events == 0
+            return
         if input_tokens * 2_500_000 + output_tokens * 10_000_000 > MAX_PICO:
             # Priced past what a ledger holds: refused at record(), nothing to export.
             with pytest.raises(MalformedUsageError, match="priced under"):

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from meterline import MalformedUsageError, Meter, Usage
 from meterline._money import EXACT as _EXACT
 from meterline._pricing import Pricer, genai_cost
+from meterline._usage import MAX_EVENT_TOKENS
 
 NOV_2026 = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
@@ -71,12 +72,15 @@ def test_huge_counts_are_priced_exactly() -> None:
     cost = Pricer().cost(usage, "openai", "gpt-4o", at=NOV_2026)
     assert cost == (Decimal(MAX_COUNT) * Decimal("12.5")).scaleb(-6, _EXACT)
     meter = Meter()
-    # Priced past what a ledger holds (2**63 - 1 pico): refused, and nothing is counted.
-    with pytest.raises(MalformedUsageError, match="priced under"):
+    # More tokens than stores add up, or priced past what a ledger holds (2**63 - 1 pico):
+    # refused, and nothing is counted.
+    with pytest.raises(MalformedUsageError, match="tokens in one event"):
         meter.record(usage, model="gpt-4o", provider="openai")
+    with pytest.raises(MalformedUsageError, match="priced under"):
+        meter.record(Usage(output_tokens=MAX_EVENT_TOKENS), model="gpt-4o", provider="openai")
     assert meter.totals().events == 0
-    # The largest usage a ledger holds is priced exactly, and adds up exactly.
-    largest = Usage(input_tokens=(2**63 - 1) // 2_500_000)
+    # The largest usage record() takes is priced exactly, and adds up exactly.
+    largest = Usage(input_tokens=MAX_EVENT_TOKENS)
     big = Pricer().cost(largest, "openai", "gpt-4o", at=NOV_2026)
     assert big is not None
     event = meter.record(largest, model="gpt-4o", provider="openai")

@@ -43,6 +43,15 @@ class Freezer:
         """Relay again, what was held first."""
         self._flowing.set()
 
+    def drop(self) -> None:
+        """Close every open connection, as a server restart does (new ones are relayed as before)."""
+        sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with suppress(OSError):
+                sock.close()
+
     def close(self) -> None:
         """Stop relaying and close every connection."""
         self._closed = True

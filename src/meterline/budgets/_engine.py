@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from meterline._guard import Guard
 from meterline._money import to_usd
+from meterline._storage import is_value_error
 from meterline._usage import Usage
 from meterline.budgets._budget import Budget, BudgetAlert, BudgetStatus, amount_of, utc
 from meterline.budgets._compiled import NO_ROUTE, CompiledBudget, Route
@@ -346,9 +347,10 @@ class BudgetEngine:
                 raise self._resting_error(now)
             refusal = self.store.reserve(rid, route.lines, vectors, now, lease)
         except Exception as exc:
-            if not resting and self._answers(route, now):
-                # The store is up and refused this call: its values are at fault (a sum past
-                # its 64-bit counters, say), not the store. Never "store down, fail open".
+            if not resting and is_value_error(exc) and self._answers(route, now):
+                # The store is up and refused this call for its values (a sum past its
+                # counters, say), not for its own condition (down, locked, full): never
+                # "store down, fail open".
                 raise BudgetStoreError(
                     f"the budget store {self.store.url} refused this call's amounts ({exc}); the call"
                     " is refused whatever on_store_error says, since the store is available"
