@@ -12,6 +12,29 @@ import pytest
 from meterline.budgets import BudgetStore, MemoryBudgetStore, SQLiteBudgetStore
 from tests.ledger.services import require_postgres, require_redis
 
+
+def drop_schema(url: str, schema: str) -> None:
+    """Drop the PostgreSQL ``schema`` and everything in it."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def delete_prefix(url: str, prefix: str) -> None:
+    """Delete every Redis key of ``prefix``."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{{{prefix}}}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 KINDS = ("memory", "sqlite", "postgres", "redis")
 """What `fresh_store` opens (the last two need their service, and skip without it)."""
 

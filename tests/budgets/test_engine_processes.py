@@ -71,7 +71,7 @@ def spec(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Spec]:
     if request.param == "sqlite":
         yield ("sqlite", str(tmp_path / "budgets.db"), "")
         return
-    from tests.budgets.test_redis import delete_prefix
+    from tests.budgets.stores import delete_prefix
 
     url = require_redis()
     yield ("redis", url, "meter_procs")

@@ -14,21 +14,13 @@ import pytest
 from meterline.budgets._sqlite import SCHEMA_VERSION
 from meterline.exceptions import BudgetStoreError, ConfigurationError
 from tests.budgets.conformance import NOW, StoreConformance, check_a_frozen_store_gives_up, line, vec
+from tests.budgets.stores import drop_schema
 from tests.ledger.services import require_postgres
 from tests.storage.freezer import frozen_relay
 
 pytest.importorskip("psycopg")
 
 from meterline.budgets._postgres import PostgresBudgetStore
-
-
-def drop_schema(url: str, schema: str) -> None:
-    """Drop ``schema`` and everything in it."""
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.fixture

@@ -97,13 +97,13 @@ def spec(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Spec]:
         yield ("sqlite", str(tmp_path / "budgets.db"), "")
         return
     if request.param == "postgres":
-        from tests.budgets.test_postgres import drop_schema
+        from tests.budgets.stores import drop_schema
 
         url = require_postgres()
         yield ("postgres", url, namespace)
         drop_schema(url, namespace)
         return
-    from tests.budgets.test_redis import delete_prefix
+    from tests.budgets.stores import delete_prefix
 
     url = require_redis()
     yield ("redis", url, namespace)

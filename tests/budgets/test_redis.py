@@ -12,23 +12,13 @@ import pytest
 
 from meterline.exceptions import BudgetStoreError, ConfigurationError
 from tests.budgets.conformance import HOSTILE, NOW, StoreConformance, check_a_frozen_store_gives_up, line, vec
+from tests.budgets.stores import delete_prefix
 from tests.ledger.services import require_redis
 from tests.storage.freezer import frozen_relay
 
 redis = pytest.importorskip("redis")
 
 from meterline.budgets._redis import RedisBudgetStore  # noqa: E402 - after the skip
-
-
-def delete_prefix(url: str, prefix: str) -> None:
-    """Delete every key of ``prefix``."""
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(match=f"{{{prefix}}}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 @pytest.fixture
