@@ -29,13 +29,9 @@ from meterline._storage import is_value_error
 from meterline._usage import Usage
 from meterline.budgets._budget import Budget, BudgetAlert, BudgetStatus, amount_of, utc
 from meterline.budgets._compiled import NO_ROUTE, CompiledBudget, Route
-from meterline.budgets._store import (
-    METRICS,
-    BudgetStore,
-    Refusal,
-    Vector,
-)
-from meterline.exceptions import BudgetExceeded, BudgetStoreError, ConfigurationError, MalformedUsageError
+from meterline.budgets._request import check_worst_case
+from meterline.budgets._store import COUNTER_MAX, METRICS, BudgetStore, Refusal, Vector
+from meterline.exceptions import BudgetExceeded, BudgetStoreError, ConfigurationError
 
 if TYPE_CHECKING:
     from meterline._pricing import Pricer
@@ -50,8 +46,6 @@ STORE_REST: Final = 1.0
 """Seconds a budget store is left alone after it failed: calls meanwhile are not sent to it
 (each would wait its ``timeout`` again) and follow their budgets' ``on_store_error`` at once;
 what they charge can be caught up later from the ledger (`Meter.rebuild_budgets`)."""
-MAX_AMOUNT: Final = 2**63 - 1
-"""The most one call may reserve or charge of any metric: what a store's 64-bit counter holds."""
 _MAX_CACHED_ROUTES: Final = 1024
 
 
@@ -327,8 +321,8 @@ class BudgetEngine:
             1 if model_call else 0,
             tool_calls,
         )
-        if vector[0] > MAX_AMOUNT or cost > MAX_AMOUNT:
-            raise _too_large(vector, model, provider)
+        if vector[0] > COUNTER_MAX or cost > COUNTER_MAX:
+            check_worst_case(vector[0], cost, model, provider)
         if pico is None and model_call:
             vectors = tuple(
                 compiled.unpriced_hold(vector, key, window, model, provider)
@@ -506,8 +500,6 @@ class BudgetEngine:
                     requests,
                     tool_calls,
                 )
-                if vector[0] > MAX_AMOUNT:  # counts past 2**62 each: what a counter holds, at most
-                    vector = (MAX_AMOUNT, *vector[1:])
                 if pico is None and model_call:
                     vectors = tuple(compiled.unpriced_charge(vector) for compiled, _, _ in route.entries)
                 else:
@@ -588,18 +580,3 @@ class BudgetEngine:
                 except Exception as exc:  # noqa: BLE001 - forgetting is housekeeping
                     self.guard.failed("the budget store", f"forget: {exc}")
         return forgotten
-
-
-def _too_large(vector: Vector, model: str | None, provider: str | None) -> MalformedUsageError:
-    """The error for a reservation past what a store's counters hold (`MAX_AMOUNT`)."""
-    if vector[0] > MAX_AMOUNT:
-        return MalformedUsageError(
-            "input_tokens + max_output_tokens",
-            vector[0],
-            f"at most {MAX_AMOUNT:,} tokens in one call (what a budget store's counter holds)",
-        )
-    return MalformedUsageError(
-        "the reservation's estimated cost",
-        f"{to_usd(vector[3])} USD for {provider}/{model}",
-        f"at most {to_usd(MAX_AMOUNT)} USD for one call (what a budget store's counter holds)",
-    )

@@ -5,11 +5,13 @@ from __future__ import annotations as _annotations
 from collections.abc import Mapping
 from math import inf
 
+from meterline._money import to_usd
 from meterline._providers import canonical_provider
 from meterline._usage import MAX_COUNT, check_count
-from meterline.exceptions import ConfigurationError
+from meterline.budgets._store import COUNTER_MAX
+from meterline.exceptions import ConfigurationError, MalformedUsageError
 
-__all__ = ["checked_request", "estimate_tokens"]
+__all__ = ["check_worst_case", "checked_request", "estimate_tokens"]
 
 
 def estimate_tokens(content: object) -> int:
@@ -91,3 +93,26 @@ def checked_request(
     elif type(lease) not in (int, float) or not 0 < lease < inf:  # type: ignore[operator]
         raise ConfigurationError(f"lease={lease!r}: expected a positive number of seconds")
     return model, canonical, input_tokens, max_output_tokens, tool_calls, float(lease)  # type: ignore[arg-type]
+
+
+def check_worst_case(tokens: int, pico: int, model: str | None, provider: str | None) -> None:
+    """Raises `MalformedUsageError` if a reservation's worst case passes what a counter holds.
+
+    Args:
+        tokens: Its input plus output tokens.
+        pico: Its estimated cost, in pico-dollars.
+        model: The model, for the message.
+        provider: The provider, for the message.
+    """
+    if tokens > COUNTER_MAX:
+        raise MalformedUsageError(
+            "input_tokens + max_output_tokens",
+            tokens,
+            f"at most {COUNTER_MAX:,} tokens in one call (what a budget store's counter holds)",
+        )
+    if pico > COUNTER_MAX:
+        raise MalformedUsageError(
+            "the reservation's estimated cost",
+            f"{to_usd(pico)} USD for {provider}/{model}",
+            f"at most {to_usd(COUNTER_MAX)} USD for one call (what a budget store's counter holds)",
+        )
