@@ -698,7 +698,7 @@ class _CountingDownStore(_DownStore):
 
 
 def test_a_failed_store_is_left_alone_for_a_moment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """After a failure, calls skip the store for STORE_REST seconds; then it is tried again."""
+    """After a failure, calls skip the store for a rest that doubles with each failure in a row."""
     from meterline.budgets import _engine
 
     monkeypatch.setattr(_engine, "STORE_REST", 0.2)
@@ -714,4 +714,8 @@ def test_a_failed_store_is_left_alone_for_a_moment(monkeypatch: pytest.MonkeyPat
     with pytest.raises(BudgetStoreError, match="connection refused"):
         meter.reserve(input_tokens=1, **GPT)
     assert store.calls == 2
-    assert meter.stats().machinery_errors == 7  # every call that could not be budgeted is counted
+    time.sleep(0.25)  # the second failure in a row rests twice as long: 0.4 s
+    with pytest.raises(BudgetStoreError, match="left alone"):
+        meter.reserve(input_tokens=1, **GPT)
+    assert store.calls == 2
+    assert meter.stats().machinery_errors == 8  # every call that could not be budgeted is counted

@@ -45,7 +45,9 @@ DEFAULT_LEASE: Final = 600.0
 STORE_REST: Final = 1.0
 """Seconds a budget store is left alone after it failed: calls meanwhile are not sent to it
 (each would wait its ``timeout`` again) and follow their budgets' ``on_store_error`` at once;
-what they charge can be caught up later from the ledger (`Meter.rebuild_budgets`)."""
+what they charge can be caught up later from the ledger (`Meter.rebuild_budgets`). Each
+failure in a row doubles the rest, up to `STORE_REST_MAX`; a success ends the series."""
+STORE_REST_MAX: Final = 30.0
 _MAX_CACHED_ROUTES: Final = 1024
 
 
@@ -210,6 +212,8 @@ class BudgetEngine:
         self._counter = itertools.count(1)
         self._rest_until = 0.0
         """Until when (``time.time()``) the store is left alone after a failure (`STORE_REST`)."""
+        self._rest = STORE_REST
+        """How long the next rest lasts, in seconds (doubling with each failure in a row)."""
 
     # -- budgets -----------------------------------------------------------------------
 
@@ -350,9 +354,11 @@ class BudgetEngine:
                     " is refused whatever on_store_error says, since the store is available"
                 ) from exc
             if not resting:
-                self._rest_until = now + STORE_REST
+                self._rest_after_failure(now)
             self._store_failed("reserve", exc, [compiled for compiled, _, _ in route.entries])
             return Reservation(self, "", route, (), input_tokens, max_output_tokens, None, None, model_call)
+        if self._rest != STORE_REST:  # the store answers again: the next failure rests briefly
+            self._rest = STORE_REST
         if refusal is not None:
             raise self._exceeded(refusal, route)
         reservation = Reservation(
@@ -384,10 +390,15 @@ class BudgetEngine:
             utc(window.resets_at),
         )
 
+    def _rest_after_failure(self, now: float) -> None:
+        """Leave the store alone for the current rest, and double the next one (`STORE_REST_MAX` at most)."""
+        self._rest_until = now + self._rest
+        self._rest = min(self._rest * 2, STORE_REST_MAX)
+
     def _resting_error(self, now: float) -> BudgetStoreError:
         """The error of a call made while the store rests after a failure (not tried: it would wait)."""
         return BudgetStoreError(
-            f"the budget store {self.store.url} failed less than {STORE_REST:g} s ago; it is left alone"
+            f"the budget store {self.store.url} failed a moment ago; it is left alone"
             f" for {self._rest_until - now:.2f} s more"
         )
 
@@ -508,6 +519,8 @@ class BudgetEngine:
                 rid = None  # nothing is sent to a resting store; the holds expire with their lease
                 raise self._resting_error(now)
             after = self.store.settle(rid, route.lines, vectors, now)
+            if self._rest != STORE_REST:  # the store answers again
+                self._rest = STORE_REST
             for index, metric, lowest in route.alert_checks:
                 if after[index][metric] >= lowest:
                     self._alerts(route, vectors, after, now)
@@ -515,7 +528,7 @@ class BudgetEngine:
         except Exception as exc:  # noqa: BLE001 - settling never breaks record()
             self.guard.failed("the budget store", f"settle: {exc}")
             if now >= self._rest_until:
-                self._rest_until = now + STORE_REST
+                self._rest_after_failure(now)
             if rid is not None:  # the usage is lost to the budget; at least free what was held
                 try:
                     self.store.release(rid)
