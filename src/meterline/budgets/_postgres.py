@@ -214,6 +214,18 @@ class PostgresBudgetStore:
             raise BudgetStoreError(
                 scrub(f"cannot connect to the PostgreSQL budget store at {self.url}: {exc}", self._conninfo)
             ) from exc
+        try:
+            # Every statement is prepared; planned once, not at each call: planning the
+            # reservation's queries took three times as long as running them (0.16 ms against
+            # 0.06), the planner choosing a custom plan for each new set of arguments.
+            with deadline(conn.pgconn.socket, self.timeout):
+                conn.execute("SET plan_cache_mode = force_generic_plan")
+                conn.commit()
+        except pg.Error as exc:
+            conn.close()
+            raise BudgetStoreError(
+                scrub(f"cannot prepare the PostgreSQL budget store at {self.url}: {exc}", self._conninfo)
+            ) from exc
         return conn
 
     def _borrow(self) -> tuple[psycopg.Connection[tuple[Any, ...]], bool]:
