@@ -677,45 +677,69 @@ def test_a_store_that_answers_but_refuses_the_values_refuses_the_call() -> None:
         assert small.active
 
 
-class _CountingDownStore(_DownStore):
-    """A store that is down, counting what is sent to it."""
+class _SwitchableStore(MemoryBudgetStore):
+    """A store that can be taken down and brought back, counting the calls sent to it."""
+
+    url = "flaky://"
 
     def __init__(self) -> None:
         super().__init__()
+        self.up = True
         self.calls = 0
+        self.probes = 0
+
+    def _check(self) -> None:
+        if not self.up:
+            raise BudgetStoreError("connection refused")
 
     def reserve(
         self, rid: str, lines: Sequence[Line], amounts: Sequence[Vector], now: float, lease: float
     ) -> Refusal | None:
         self.calls += 1
+        self._check()
         return super().reserve(rid, lines, amounts, now, lease)
 
     def settle(
         self, rid: str | None, lines: Sequence[Line], amounts: Sequence[Vector], now: float
     ) -> list[Vector]:
         self.calls += 1
+        self._check()
         return super().settle(rid, lines, amounts, now)
 
+    def release(self, rid: str) -> None:
+        self.probes += 1
+        self._check()
+        super().release(rid)
 
-def test_a_failed_store_is_left_alone_for_a_moment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """After a failure, calls skip the store for a rest that doubles with each failure in a row."""
-    from meterline.budgets import _engine
 
-    monkeypatch.setattr(_engine, "STORE_REST", 0.2)
-    store = _CountingDownStore()
+def test_a_failed_store_gets_no_calls_until_a_probe_finds_it_working(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a failure, calls fail fast without touching the store; a background probe brings it back."""
+    from meterline.budgets import _health
+
+    monkeypatch.setattr(_health, "STORE_REST", 0.05)
+    store = _SwitchableStore()
     meter = Meter(budget_store=store)
     meter.add_budget(Budget(max_tokens=10**6, name="strict", on_store_error="fail_closed"))
+    store.up = False
     for _ in range(5):
         with pytest.raises(BudgetStoreError):
             meter.reserve(input_tokens=1, **GPT)
     meter.record(Usage(input_tokens=1), **GPT)  # its charge is not sent either
     assert store.calls == 1
-    time.sleep(0.25)
-    with pytest.raises(BudgetStoreError, match="connection refused"):
+    deadline = time.monotonic() + 5
+    while store.probes < 2 and time.monotonic() < deadline:  # probes keep failing: 0.05 s, 0.1 s…
+        time.sleep(0.01)
+    assert store.probes >= 2
+    with pytest.raises(BudgetStoreError, match="background probe"):
         meter.reserve(input_tokens=1, **GPT)
-    assert store.calls == 2
-    time.sleep(0.25)  # the second failure in a row rests twice as long: 0.4 s
-    with pytest.raises(BudgetStoreError, match="left alone"):
-        meter.reserve(input_tokens=1, **GPT)
-    assert store.calls == 2
-    assert meter.stats().machinery_errors == 8  # every call that could not be budgeted is counted
+    store.up = True
+    while time.monotonic() < deadline:
+        try:
+            with meter.reserve(input_tokens=1, **GPT) as reservation:
+                assert reservation.active
+            break
+        except BudgetStoreError:
+            time.sleep(0.01)
+    else:
+        pytest.fail("the store never came back")
+    assert meter.stats().machinery_errors >= 7  # every call that could not be budgeted is counted

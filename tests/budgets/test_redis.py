@@ -240,3 +240,14 @@ def test_a_frozen_server_is_given_up_on_within_the_timeout(fresh: tuple[str, str
             check_a_frozen_store_gives_up(store, relay, bound=1.0 + 1.5)
         finally:
             store.close()
+
+
+def test_closed_store_raises(fresh: tuple[str, str]) -> None:
+    """A closed store refuses calls (redis-py would connect again); closing twice is fine."""
+    store = RedisBudgetStore(*fresh)
+    store.close()
+    store.close()
+    with pytest.raises(BudgetStoreError, match="closed"):
+        store.read([line()], NOW)
+    with pytest.raises(BudgetStoreError, match="closed"):
+        store.release("r")

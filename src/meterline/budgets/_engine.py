@@ -29,6 +29,7 @@ from meterline._storage import is_value_error
 from meterline._usage import Usage
 from meterline.budgets._budget import Budget, BudgetAlert, BudgetStatus, amount_of, utc
 from meterline.budgets._compiled import NO_ROUTE, CompiledBudget, Route
+from meterline.budgets._health import StoreHealth
 from meterline.budgets._request import check_worst_case
 from meterline.budgets._store import COUNTER_MAX, METRICS, BudgetStore, Refusal, Vector
 from meterline.exceptions import BudgetExceeded, BudgetStoreError, ConfigurationError
@@ -42,12 +43,6 @@ DEFAULT_MAX_OUTPUT_TOKENS: Final = 4096
 """The output a reservation assumes when the call sets no ``max_output_tokens``."""
 DEFAULT_LEASE: Final = 600.0
 """Seconds a reservation holds its amounts if never settled or released (a crashed process)."""
-STORE_REST: Final = 1.0
-"""Seconds a budget store is left alone after it failed: calls meanwhile are not sent to it
-(each would wait its ``timeout`` again) and follow their budgets' ``on_store_error`` at once;
-what they charge can be caught up later from the ledger (`Meter.rebuild_budgets`). Each
-failure in a row doubles the rest, up to `STORE_REST_MAX`; a success ends the series."""
-STORE_REST_MAX: Final = 30.0
 _MAX_CACHED_ROUTES: Final = 1024
 
 
@@ -210,10 +205,8 @@ class BudgetEngine:
         self._prefix = ""
         self._pid = -1
         self._counter = itertools.count(1)
-        self._rest_until = 0.0
-        """Until when (``time.time()``) the store is left alone after a failure (`STORE_REST`)."""
-        self._rest = STORE_REST
-        """How long the next rest lasts, in seconds (doubling with each failure in a row)."""
+        self._health = StoreHealth(store)
+        """Whether the store is taken as down (after a failure, until a probe finds it working)."""
 
     # -- budgets -----------------------------------------------------------------------
 
@@ -339,10 +332,11 @@ class BudgetEngine:
             self._pid = pid
             self._prefix = f"{os.urandom(6).hex()}-{pid:x}-"
         rid = self._prefix + str(next(self._counter))  # unique across processes and hosts
-        resting = now < self._rest_until
+        health = self._health
+        resting = health.down
         try:
             if resting:
-                raise self._resting_error(now)
+                raise health.error()
             refusal = self.store.reserve(rid, route.lines, vectors, now, lease)
         except Exception as exc:
             if not resting and is_value_error(exc) and self._answers(route, now):
@@ -354,11 +348,9 @@ class BudgetEngine:
                     " is refused whatever on_store_error says, since the store is available"
                 ) from exc
             if not resting:
-                self._rest_after_failure(now)
+                health.went_down()
             self._store_failed("reserve", exc, [compiled for compiled, _, _ in route.entries])
             return Reservation(self, "", route, (), input_tokens, max_output_tokens, None, None, model_call)
-        if self._rest != STORE_REST:  # the store answers again: the next failure rests briefly
-            self._rest = STORE_REST
         if refusal is not None:
             raise self._exceeded(refusal, route)
         reservation = Reservation(
@@ -388,18 +380,6 @@ class BudgetEngine:
             amount_of(metric, refusal.reserved),
             amount_of(metric, refusal.requested),
             utc(window.resets_at),
-        )
-
-    def _rest_after_failure(self, now: float) -> None:
-        """Leave the store alone for the current rest, and double the next one (`STORE_REST_MAX` at most)."""
-        self._rest_until = now + self._rest
-        self._rest = min(self._rest * 2, STORE_REST_MAX)
-
-    def _resting_error(self, now: float) -> BudgetStoreError:
-        """The error of a call made while the store rests after a failure (not tried: it would wait)."""
-        return BudgetStoreError(
-            f"the budget store {self.store.url} failed a moment ago; it is left alone"
-            f" for {self._rest_until - now:.2f} s more"
         )
 
     def _answers(self, route: Route, now: float) -> bool:
@@ -515,20 +495,17 @@ class BudgetEngine:
                     vectors = tuple(compiled.unpriced_charge(vector) for compiled, _, _ in route.entries)
                 else:
                     vectors = (vector,) * len(route.entries)
-            if now < self._rest_until:
-                rid = None  # nothing is sent to a resting store; the holds expire with their lease
-                raise self._resting_error(now)
+            if self._health.down:
+                rid = None  # nothing is sent to a store that is down; the holds expire with their lease
+                raise self._health.error()
             after = self.store.settle(rid, route.lines, vectors, now)
-            if self._rest != STORE_REST:  # the store answers again
-                self._rest = STORE_REST
             for index, metric, lowest in route.alert_checks:
                 if after[index][metric] >= lowest:
                     self._alerts(route, vectors, after, now)
                     break
         except Exception as exc:  # noqa: BLE001 - settling never breaks record()
             self.guard.failed("the budget store", f"settle: {exc}")
-            if now >= self._rest_until:
-                self._rest_after_failure(now)
+            self._health.went_down()
             if rid is not None:  # the usage is lost to the budget; at least free what was held
                 try:
                     self.store.release(rid)

@@ -349,6 +349,7 @@ class RedisBudgetStore:
         self._tag = f"{{{prefix}}}"
         self._error: type[Exception] = redis_module.RedisError
         self._noscript: type[Exception] = redis_module.exceptions.NoScriptError
+        self._closed = False
         try:
             self._client: redis.Redis = redis_module.Redis.from_url(
                 url, socket_connect_timeout=timeout, socket_timeout=timeout, retry=Retry(NoBackoff(), 0)
@@ -381,11 +382,11 @@ class RedisBudgetStore:
         script = _SCRIPTS[name]
         try:
             try:
-                return self._client.execute_command(  # type: ignore[no-untyped-call]
+                return self._live().execute_command(  # type: ignore[no-untyped-call]
                     "EVALSHA", script.sha, 1, self._tag, *args
                 )
             except self._noscript:  # flushed or restarted: EVAL sends it (and caches it again)
-                return self._client.execute_command(  # type: ignore[no-untyped-call]
+                return self._live().execute_command(  # type: ignore[no-untyped-call]
                     "EVAL", script.source, 1, self._tag, *args
                 )
         except self._error as exc:
@@ -487,7 +488,7 @@ class RedisBudgetStore:
         """``True`` the first time this (budget, key, window, threshold) is claimed, across hosts."""
         claim = json.dumps([budget, list(key), window, threshold], ensure_ascii=True, separators=(",", ":"))
         try:
-            return bool(self._client.sadd(self._key("alerts", ""), claim))
+            return bool(self._live().sadd(self._key("alerts", ""), claim))
         except self._error as exc:
             raise BudgetStoreError(
                 scrub(f"claim_alert failed on the Redis budget store at {self.url}: {exc}", self._secrets)
@@ -496,7 +497,7 @@ class RedisBudgetStore:
     def define(self, budget: str, spec: str) -> None:
         """Store (or replace) a budget's definition."""
         try:
-            self._client.hset(self._key("defs", ""), encode(budget), spec)
+            self._live().hset(self._key("defs", ""), encode(budget), spec)
         except self._error as exc:
             raise BudgetStoreError(
                 scrub(f"define failed on the Redis budget store at {self.url}: {exc}", self._secrets)
@@ -505,7 +506,7 @@ class RedisBudgetStore:
     def definitions(self) -> dict[str, str]:
         """Every stored budget definition, by name."""
         try:
-            found: dict[bytes, bytes] = self._client.hgetall(self._key("defs", ""))  # type: ignore[assignment]
+            found: dict[bytes, bytes] = self._live().hgetall(self._key("defs", ""))  # type: ignore[assignment]
         except self._error as exc:
             raise BudgetStoreError(
                 scrub(f"definitions failed on the Redis budget store at {self.url}: {exc}", self._secrets)
@@ -513,8 +514,15 @@ class RedisBudgetStore:
         return {json.loads(name): spec.decode() for name, spec in found.items()}
 
     def close(self) -> None:
-        """Close the connections. Idempotent."""
+        """Close the connections. Idempotent; the store refuses calls afterwards."""
+        self._closed = True
         self._client.close()
+
+    def _live(self) -> redis.Redis:
+        """The client, unless the store was closed (redis-py would silently connect again)."""
+        if self._closed:
+            raise BudgetStoreError(f"the budget store at {self.url} is closed")
+        return self._client
 
 
 def _exact1(value: int) -> int:
