@@ -79,6 +79,7 @@ def test_a_postgres_conninfo_string(logs: pytest.LogCaptureFixture) -> None:
 
     conninfo = f"host=127.0.0.1 port=1 dbname=usage user=app password={SECRET}"
     assert SECRET not in _shown(logs, lambda: PostgresLedger(conninfo))
+    assert SECRET not in _shown(logs, lambda: open_ledger(conninfo))  # a server, not a file
     assert SECRET not in _shown(logs, lambda: PostgresBudgetStore(conninfo))
     broken = f"host=127.0.0.1 port=1 password='{SECRET}"  # unterminated: libpq quotes it back
     assert SECRET not in _shown(logs, lambda: PostgresLedger(broken))

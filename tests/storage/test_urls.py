@@ -1,11 +1,21 @@
-"""Store URLs as meterline shows them never carry a password."""
+"""Store URLs as meterline shows them never carry a password; a conninfo string is no file path."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from meterline._storage import postgres_driver_url, postgres_public_url, redact, scrub, secrets_in
+from meterline._storage import (
+    is_conninfo,
+    postgres_driver_url,
+    postgres_public_url,
+    redact,
+    scrub,
+    secrets_in,
+)
 from meterline.exceptions import ConfigurationError
+from tests.ledger.services import require_postgres
 
 
 def test_passwords_are_redacted() -> None:
@@ -70,3 +80,47 @@ def test_driver_texts_are_scrubbed_of_the_urls_secrets() -> None:
     assert set(secrets_in(url)) == {"p%40ss", "p@ss", "t0k3n"}
     assert scrub("bad password p@ss, token t0k3n", url) == "bad password ***, token ***"
     assert scrub("nothing secret", "sqlite:///usage.db") == "nothing secret"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("host=db dbname=usage", True),
+        ("  dbname = usage", True),
+        ("postgresql://u@h/db?options=-c%20x=y", False),
+        ("usage.db", False),
+        ("/var/lib/usage.db", False),
+        ("sqlite:///a=b.db", False),
+        ("", False),
+    ],
+)
+def test_a_conninfo_string_is_told_from_a_path(text: str, expected: bool) -> None:
+    """Libpq key=value strings are recognised; URLs and file paths are not."""
+    assert is_conninfo(text) is expected
+
+
+def test_open_ledger_and_budget_store_take_a_conninfo_string(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A conninfo string opens PostgreSQL; no file named after it is created."""
+    url = require_postgres()
+    from urllib.parse import urlsplit
+
+    from meterline.budgets import open_budget_store
+    from meterline.ledger import open_ledger
+
+    parts = urlsplit(url)
+    conninfo = f"host={parts.hostname} port={parts.port or 5432} dbname={parts.path.lstrip('/')}"
+    if parts.username:
+        conninfo += f" user={parts.username}"
+    monkeypatch.chdir(tmp_path)
+    ledger = open_ledger(conninfo)
+    store = open_budget_store(conninfo)
+    try:
+        assert type(ledger).__name__ == "PostgresLedger"
+        assert type(store).__name__ == "PostgresBudgetStore"
+        assert ledger.stats().schema_version > 0
+    finally:
+        ledger.close()
+        store.close()
+    assert list(tmp_path.iterdir()) == []

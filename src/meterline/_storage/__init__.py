@@ -27,6 +27,7 @@ from meterline._storage._sqlite import (
 )
 from meterline._storage._urls import (
     SECRET_KEYS,
+    is_conninfo,
     postgres_driver_url,
     postgres_public_url,
     redact,
@@ -43,6 +44,7 @@ __all__ = [
     "check_timeout",
     "deadline",
     "driver_errors",
+    "is_conninfo",
     "is_lost_race",
     "is_value_error",
     "mapped",

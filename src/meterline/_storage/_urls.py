@@ -14,7 +14,15 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from meterline.exceptions import ConfigurationError
 
-__all__ = ["SECRET_KEYS", "postgres_driver_url", "postgres_public_url", "redact", "scrub", "secrets_in"]
+__all__ = [
+    "SECRET_KEYS",
+    "is_conninfo",
+    "postgres_driver_url",
+    "postgres_public_url",
+    "redact",
+    "scrub",
+    "secrets_in",
+]
 
 SECRET_KEYS: Final = frozenset(
     {
@@ -112,6 +120,19 @@ def scrub(text: str, url: str) -> str:
     for secret in secrets_in(url):
         text = text.replace(secret, _HIDDEN)
     return text
+
+
+_CONNINFO_START: Final = re.compile(r"\s*[a-z_]+\s*=")
+
+
+def is_conninfo(text: str) -> bool:
+    """Whether ``text`` is a libpq ``key=value`` string (``host=db dbname=usage``), not a path.
+
+    A URL has a scheme (``postgresql://``) and a file path does not start with ``word=``: such a
+    string used to be taken for a SQLite file name, and a file named after the connection
+    string, password included, was created in the working directory.
+    """
+    return "://" not in text and _CONNINFO_START.match(text) is not None
 
 
 def postgres_driver_url(url: str) -> str:

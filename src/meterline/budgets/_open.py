@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Final
 
 from meterline._extras import require
-from meterline._storage import redact
+from meterline._storage import is_conninfo, redact
 from meterline.budgets._memory import MemoryBudgetStore
 from meterline.budgets._store import BudgetStore
 from meterline.exceptions import ConfigurationError
@@ -23,8 +23,9 @@ def open_budget_store(url: str | Path | BudgetStore | None = None) -> BudgetStor
     Args:
         url: ``None`` or ``"memory://"`` for this process only; ``"sqlite:///relative.db"``,
             ``"sqlite:////absolute.db"`` or a plain file path for the processes of one host;
-            ``"postgresql://…"`` (extra ``postgres``) or ``"redis://…"`` / ``"rediss://…"``
-            (extra ``redis``) for many hosts; a `BudgetStore` is returned unchanged.
+            ``"postgresql://…"`` or a libpq ``"host=… dbname=…"`` string (extra ``postgres``)
+            or ``"redis://…"`` / ``"rediss://…"`` (extra ``redis``) for many hosts; a
+            `BudgetStore` is returned unchanged.
 
     Raises:
         ConfigurationError: when the URL's scheme is unknown or it names no file.
@@ -48,7 +49,7 @@ def open_budget_store(url: str | Path | BudgetStore | None = None) -> BudgetStor
         if url.lower() != "memory://":
             raise ConfigurationError(f"budget_store={url!r}: the in-memory store is just 'memory://'")
         return MemoryBudgetStore()
-    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+") or is_conninfo(url):
         require("postgres", "psycopg")
         from meterline.budgets._postgres import PostgresBudgetStore  # noqa: PLC0415 - needs the extra
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Final
 
 from meterline._events import UsageEvent
-from meterline._storage import redact
+from meterline._storage import is_conninfo, redact
 from meterline.exceptions import ConfigurationError
 from meterline.ledger._backend import Granularity, LedgerBackend, LedgerRow, LedgerStats
 
@@ -26,7 +26,8 @@ def open_ledger(url: str | Path | None = None, *, durable: bool = False) -> Ledg
 
     Args:
         url: ``sqlite:///relative/or/absolute.db``, ``sqlite:////abs/path.db``, a plain file
-            path, or ``postgresql://user@host/db`` (extra ``postgres``). ``None`` reads the
+            path, or ``postgresql://user@host/db`` or a libpq ``host=… dbname=…`` string
+            (extra ``postgres``). ``None`` reads the
             ``METERLINE_LEDGER`` environment variable.
         durable: Every commit on stable storage before it returns (see `SQLiteLedger` and
             `PostgresLedger`); a meter with ``durability="sync"`` opens its ledger so.
@@ -49,7 +50,7 @@ def open_ledger(url: str | Path | None = None, *, durable: bool = False) -> Ledg
             f"ledger={url!r}: expected a URL such as 'sqlite:///usage.db' or 'postgresql://…'"
         )
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+") or is_conninfo(url):
         from meterline.ledger._postgres import PostgresLedger  # noqa: PLC0415 - needs the postgres extra
 
         return PostgresLedger(url, durable=durable)
