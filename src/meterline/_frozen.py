@@ -7,7 +7,9 @@ count again); setting the slots through their descriptors still costs a call per
 same order: an instance of it is built by plain slot stores (0.40 µs), then given the frozen
 class: Python allows that only between identical layouts, and the result is an ordinary,
 frozen instance. Measured by ``bench/bench_core.py`` (the ``usage_from`` and
-``record(OpenAI chat dict)`` rows: 5-15 % of their time).
+``record(OpenAI chat dict)`` rows: 5-15 % of their time), and with callgrind: ``usage_from``
+of an OpenAI chat body costs 14,403 instructions this way, 17,925 with the slots' setters
+called one by one (unrolled) and 22,991 with a loop over them (2026-12-04).
 """
 
 from __future__ import annotations as _annotations
