@@ -170,6 +170,19 @@ class StoreConformance:
         store.settle("r1", lines, [vec(5)], NOW)
         assert store.read(lines, NOW) == [(vec(15), ZERO)]
 
+    def test_settling_other_counters_still_drops_every_hold(self, store: BudgetStore) -> None:
+        """A settle of other counters than were held (the route changed) frees all the reservation holds."""
+        a, b, c = line("a"), line("b"), line("c")
+        store.reserve("r1", [a, b], [vec(4), vec(5)], NOW, 30)
+        store.settle("r1", [a, c], [vec(1), vec(2)], NOW)
+        assert store.read([a, b, c], NOW) == [(vec(1), ZERO), (ZERO, ZERO), (vec(2), ZERO)]
+        store.reserve("r2", [a, b], [vec(4), vec(5)], NOW, 30)
+        store.settle("r2", [b], [vec(3)], NOW)
+        assert store.read([a, b], NOW) == [(vec(1), ZERO), (vec(3), ZERO)]
+        store.reserve("r3", [a], [vec(4)], NOW, 30)
+        store.settle("r3", [a, b], [vec(1), vec(1)], NOW)
+        assert store.read([a, b], NOW) == [(vec(2), ZERO), (vec(4), ZERO)]
+
     def test_release_drops_the_hold(self, store: BudgetStore) -> None:
         """Releasing frees what the reservation held; releasing again or an unknown id does nothing."""
         lines = [line(tokens=100)]

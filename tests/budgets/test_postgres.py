@@ -61,6 +61,30 @@ def test_newer_schema_is_refused(fresh: tuple[str, str]) -> None:
         PostgresBudgetStore(url, schema)
 
 
+def test_version_2_is_brought_to_version_3_keeping_its_holds(fresh: tuple[str, str]) -> None:
+    """A schema at version 2 (no functions) gets them on open; holds booked before are kept and settle."""
+    import psycopg
+    from psycopg import sql
+
+    url, schema = fresh
+    first = PostgresBudgetStore(url, schema)
+    first.reserve("r1", [line(tokens=10)], [vec(4)], NOW, 30)
+    first.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        for function in ("meterline_budget_reserve", "meterline_budget_settle"):
+            conn.execute(sql.SQL("DROP FUNCTION {}").format(sql.Identifier(schema, function)))
+        conn.execute(
+            sql.SQL("UPDATE {} SET value = '2' WHERE key = 'schema_version'").format(
+                sql.Identifier(schema, "meterline_budget_meta")
+            )
+        )
+    store = PostgresBudgetStore(url, schema)
+    assert store.read([line()], NOW) == [(vec(0), vec(4))]
+    assert store.settle("r1", [line()], [vec(3)], NOW) == [vec(3)]
+    assert store.read([line()], NOW) == [(vec(3), vec(0))]
+    store.close()
+
+
 def test_reopening_keeps_the_counters(fresh: tuple[str, str]) -> None:
     """A second store on the same schema sees what the first one booked."""
     first = PostgresBudgetStore(*fresh)

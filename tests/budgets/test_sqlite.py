@@ -13,7 +13,9 @@ from typing import cast
 
 import pytest
 
-from meterline.budgets._sqlite import SCHEMA_VERSION, SQLiteBudgetStore
+from meterline._storage import sqlite_migrate
+from meterline.budgets._sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteBudgetStore, encode
+from meterline.budgets._store import ZERO
 from meterline.exceptions import BudgetStoreError, ConfigurationError
 from meterline.ledger._sqlite import SQLiteLedger
 from tests.budgets.conformance import NOW, StoreConformance, line, vec
@@ -69,6 +71,41 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(BudgetStoreError, match=rf"version {SCHEMA_VERSION + 1}.*newer meterline"):
         SQLiteBudgetStore(path)
+
+
+def _hold_as_version_2_does(conn: sqlite3.Connection, rid: str, holds: list[tuple[str, int]]) -> None:
+    for budget, tokens in holds:
+        conn.execute(
+            "INSERT INTO meterline_budget_holds (rid, budget, key, tokens, input_tokens, output_tokens,"
+            " cost, requests, tool_calls, expires) VALUES (?, ?, ?, ?, ?, 0, 0, 0, 0, ?)",
+            (rid, encode(budget), encode(("u1",)), tokens, tokens, NOW + 30),
+        )
+
+
+def test_version_2_holds_are_kept_by_the_migration(tmp_path: Path) -> None:
+    """Holds a version-2 store booked are still held after the move to version 3, and settle as before."""
+    path = tmp_path / "b.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    sqlite_migrate(
+        conn, meta="meterline_budget_meta", migrations=MIGRATIONS[:2], error=BudgetStoreError, url="v2"
+    )
+    _hold_as_version_2_does(conn, "r1", [("a", 4), ("b", 5)])
+    store = SQLiteBudgetStore(path)
+    a, b = line("a"), line("b")
+    assert store.read([a, b], NOW) == [(ZERO, vec(4)), (ZERO, vec(5))]
+    store.settle("r1", [a, b], [vec(1), vec(2)], NOW)
+    assert store.read([a, b], NOW) == [(vec(1), ZERO), (vec(2), ZERO)]
+    store.reserve("r2", [a, b], [vec(1), vec(1)], NOW, 30)
+    store.release("r2")
+    assert store.read([a, b], NOW) == [(vec(1), ZERO), (vec(2), ZERO)]
+    _hold_as_version_2_does(conn, "r3", [("a", 6)])  # a process of the older meterline, still running
+    assert store.read([a], NOW) == [(vec(1), vec(6))]
+    store.settle("r3", [a], [vec(1)], NOW)
+    assert store.read([a], NOW) == [(vec(2), ZERO)]
+    conn.close()
+    store.close()
+    with sqlite3.connect(path) as check:
+        assert check.execute("SELECT value FROM meterline_budget_meta").fetchone() == (str(SCHEMA_VERSION),)
 
 
 def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Final
 
 from meterline.exceptions import MeterlineError
 
-__all__ = ["driver_errors", "is_lost_race", "is_value_error", "mapped"]
+__all__ = ["SQLITE_ERRORS", "driver_errors", "is_lost_race", "is_value_error", "mapped"]
 
 
 def driver_errors() -> tuple[type[BaseException], ...]:
@@ -28,11 +28,12 @@ def driver_errors() -> tuple[type[BaseException], ...]:
     """
     psycopg = sys.modules.get("psycopg")
     if psycopg is None:
-        return _SQLITE_ERRORS
-    return (*_SQLITE_ERRORS, psycopg.Error)
+        return SQLITE_ERRORS
+    return (*SQLITE_ERRORS, psycopg.Error)
 
 
-_SQLITE_ERRORS: Final = (sqlite3.Error, OverflowError, UnicodeError)
+SQLITE_ERRORS: Final = (sqlite3.Error, OverflowError, UnicodeError)
+"""What sqlite3 raises for a failed statement or a value it cannot bind (see `driver_errors`)."""
 
 
 @contextlib.contextmanager

@@ -1,14 +1,20 @@
 """The PostgreSQL budget store (extra ``postgres``): processes on many hosts share one database.
 
-Every counter has a row in ``meterline_budget_counters``. A reservation is one transaction
-(READ COMMITTED) that creates the rows of its counters if they are missing, inserting them in
-sorted order, then locks them with ``SELECT … ORDER BY budget, key FOR UPDATE``, so any two
-transactions take their locks in the same order and never deadlock. Only then, in a new
-statement (and so a new snapshot), it reads each counter's usage and live holds, checks, and
-inserts its holds. Whoever reserves or settles against a counter holds its lock, so no check
-can read a total that changes before the holds it books are committed: concurrent
-reservations cannot overshoot. A settle takes the same locks, deletes the reservation's holds
-and adds the usage in one transaction.
+Every counter has a row in ``meterline_budget_counters``. A reservation is one call of the
+function ``meterline_budget_reserve`` (PL/pgSQL, created by the schema's migrations), one
+statement and one transaction (READ COMMITTED): it creates the rows of its counters if they
+are missing, inserting them in sorted order, then locks them with ``SELECT … ORDER BY budget,
+key FOR UPDATE``, so any two transactions take their locks in the same order and never
+deadlock. Only then, in a new statement of the function (and so a new snapshot), it reads each
+counter's usage and live holds, checks them by `first_refusal`'s rule, and inserts its holds,
+or deletes the counter rows it created and returns the refusal. Whoever reserves or settles
+against a counter holds its lock, so no check can read a total that changes before the holds
+it books are committed: concurrent reservations cannot overshoot. A settle is one call of
+``meterline_budget_settle``: the same locks, the reservation's holds deleted, the usage added.
+
+One statement per operation is one round trip and one commit, as close as PostgreSQL gets to
+the two one-row ``UPDATE`` statements of the floor in ``bench/bench_budget_contention.py``
+(the same work as separate statements, even pipelined, took twice as long).
 
 Budget names, keys and reservation ids are stored as JSON text (PostgreSQL text cannot hold
 NUL, and JSON keeps every key tuple apart); SQL text is fixed at open, table names are quoted
@@ -19,6 +25,7 @@ from __future__ import annotations as _annotations
 
 import json
 import os
+import select
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -36,7 +43,7 @@ from meterline._storage import (
     scrub,
 )
 from meterline.budgets._sqlite import SCHEMA_VERSION, decode_key, encode, matches
-from meterline.budgets._store import COUNTER_MAX, METRICS, Line, Refusal, Vector, first_refusal
+from meterline.budgets._store import COUNTER_MAX, METRICS, Line, Refusal, Vector
 from meterline.exceptions import BudgetStoreError
 
 if TYPE_CHECKING:
@@ -60,6 +67,91 @@ _SUMS: Final = (
 )
 _COLUMNS: Final = ", ".join(METRICS)
 _C: Final = ' COLLATE "C"'
+_LOCK_COUNTERS: Final = (
+    "INSERT INTO {counters} (budget, key) SELECT DISTINCT b, k FROM unnest(p_budgets, p_keys) AS w(b, k)"
+    " ORDER BY b, k ON CONFLICT DO NOTHING"
+)
+_N: Final = len(METRICS)
+_AMOUNTS: Final = ", ".join(f"p_numbers[base + {3 + m}]" for m in range(_N))  # a line's amounts
+_RESERVE: Final = f"""
+CREATE FUNCTION {{reserve}}(p_rid text, p_budgets text[], p_keys text[], p_numbers bigint[],
+    p_now float8, p_expires float8, p_sweep boolean) RETURNS bigint[] LANGUAGE plpgsql AS $body$
+-- p_numbers holds, per line: first bucket, last bucket, {_N} amounts, {_N} ceilings (limits).
+-- Returns NULL when every line's hold was inserted, else the refusal:
+-- (line, metric, limit, used, reserved, requested), lines and metrics counted from 0.
+DECLARE
+    added_budgets text[];
+    added_keys text[];
+    used bigint[];
+    held bigint[];
+    base int;
+BEGIN
+    WITH added AS ({_LOCK_COUNTERS} RETURNING budget, key)
+    SELECT array_agg(budget), array_agg(key) INTO added_budgets, added_keys FROM added;
+    PERFORM 1 FROM {{counters}} WHERE (budget, key) IN (SELECT b, k FROM unnest(p_budgets, p_keys) AS w(b, k))
+        ORDER BY budget, key FOR UPDATE;
+    FOR i IN 1 .. cardinality(p_budgets) LOOP
+        base := (i - 1) * {2 + 2 * _N};
+        SELECT (SELECT {_SUMS} FROM {{usage}} WHERE budget = p_budgets[i] AND key = p_keys[i]
+                    AND bucket BETWEEN p_numbers[base + 1] AND p_numbers[base + 2]),
+               (SELECT {_SUMS} FROM {{holds}} WHERE budget = p_budgets[i] AND key = p_keys[i]
+                    AND expires > p_now)
+            INTO used, held;
+        FOR m IN 1 .. {_N} LOOP  -- first_refusal's rule: used + reserved + amount <= limit
+            IF used[m]::numeric + held[m] + p_numbers[base + 2 + m] > p_numbers[base + {2 + _N} + m] THEN
+                DELETE FROM {{counters}} WHERE (budget, key) IN
+                    (SELECT b, k FROM unnest(added_budgets, added_keys) AS w(b, k));
+                RETURN ARRAY[i - 1, m - 1, p_numbers[base + {2 + _N} + m], used[m], held[m],
+                    p_numbers[base + 2 + m]];
+            END IF;
+        END LOOP;
+    END LOOP;
+    FOR i IN 1 .. cardinality(p_budgets) LOOP
+        base := (i - 1) * {2 + 2 * _N};
+        INSERT INTO {{holds}} (rid, budget, key, {_COLUMNS}, expires)
+        VALUES (p_rid, p_budgets[i], p_keys[i], {_AMOUNTS}, p_expires)
+        ON CONFLICT (rid, budget, key) DO UPDATE
+        SET {", ".join(f"{m} = excluded.{m}" for m in METRICS)}, expires = excluded.expires;
+    END LOOP;
+    IF p_sweep THEN
+        DELETE FROM {{holds}} WHERE expires <= p_now;
+        DELETE FROM {{usage}} WHERE expires_at <= p_now;
+    END IF;
+    RETURN NULL;
+END $body$"""  # noqa: S608 - constants only
+_SETTLE: Final = f"""
+CREATE FUNCTION {{settle}}(p_rid text, p_budgets text[], p_keys text[], p_numbers bigint[],
+    p_expires float8[]) RETURNS bigint[] LANGUAGE plpgsql AS $body$
+-- p_numbers holds, per line: first bucket, bucket charged (the last), {_N} amounts; p_expires
+-- when each line's bucket may be dropped. Returns each line's usage after the charge, {_N} each.
+DECLARE
+    after bigint[] := ARRAY[]::bigint[];
+    used bigint[];
+    base int;
+BEGIN
+    {_LOCK_COUNTERS};
+    PERFORM 1 FROM {{counters}} WHERE (budget, key) IN (SELECT b, k FROM unnest(p_budgets, p_keys) AS w(b, k))
+        ORDER BY budget, key FOR UPDATE;
+    IF p_rid IS NOT NULL THEN
+        DELETE FROM {{holds}} WHERE rid = p_rid;
+    END IF;
+    FOR i IN 1 .. cardinality(p_budgets) LOOP
+        base := (i - 1) * {2 + _N};
+        INSERT INTO {{usage}} AS u (budget, key, bucket, {_COLUMNS}, expires_at)
+        VALUES (p_budgets[i], p_keys[i], p_numbers[base + 2], {_AMOUNTS}, p_expires[i])
+        ON CONFLICT (budget, key, bucket) DO UPDATE SET
+        -- Saturating: the counter stops at COUNTER_MAX (each amount is at most that) instead of failing.
+        {", ".join(f"{m} = least(u.{m}, {COUNTER_MAX} - excluded.{m}) + excluded.{m}" for m in METRICS)},
+        expires_at = excluded.expires_at;
+    END LOOP;
+    FOR i IN 1 .. cardinality(p_budgets) LOOP
+        base := (i - 1) * {2 + _N};
+        SELECT {_SUMS} INTO used FROM {{usage}} WHERE budget = p_budgets[i] AND key = p_keys[i]
+            AND bucket BETWEEN p_numbers[base + 1] AND p_numbers[base + 2];
+        after := after || used;
+    END LOOP;
+    RETURN after;
+END $body$"""  # noqa: S608 - constants only
 _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: (
         f"CREATE TABLE {{counters}} (budget TEXT{_C} NOT NULL, key TEXT{_C} NOT NULL,"
@@ -81,6 +173,8 @@ _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         "UPDATE {usage} SET cost = cost * 1000 WHERE cost <> 0",
         "UPDATE {holds} SET cost = cost * 1000 WHERE cost <> 0",
     ),
+    # One function per reservation and per settle: one statement, one round trip.
+    3: (_RESERVE, _SETTLE),
 }
 """Forward migrations: the statements that bring the budget tables from version ``n - 1`` to ``n``."""
 assert max(_MIGRATIONS) == SCHEMA_VERSION
@@ -89,34 +183,13 @@ _LINES: Final = (
     "unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[]) WITH ORDINALITY AS w(b, k, f, l, i)"
 )
 _QUERIES: Final = {
-    # Counter rows are created, then locked, in one order: (budget, key) in byte order.
-    "add_counters": "INSERT INTO {counters} (budget, key) SELECT DISTINCT b, k"
-    " FROM unnest(%s::text[], %s::text[]) AS w(b, k) ORDER BY b, k ON CONFLICT DO NOTHING",
-    "lock_counters": "SELECT 1 FROM {counters} WHERE (budget, key) IN"
-    " (SELECT b, k FROM unnest(%s::text[], %s::text[]) AS w(b, k)) ORDER BY budget, key FOR UPDATE",
+    "reserve": "SELECT {reserve}(%s, %s::text[], %s::text[], %s::bigint[], %s, %s, %s)",
+    "settle": "SELECT {settle}(%s, %s::text[], %s::text[], %s::bigint[], %s::float8[])",
     "state": f"SELECT (SELECT {_SUMS} FROM {{usage}} u"  # noqa: S608 - fixed text
     " WHERE u.budget = w.b AND u.key = w.k AND u.bucket BETWEEN w.f AND w.l),"
     f" (SELECT {_SUMS} FROM {{holds}} h WHERE h.budget = w.b AND h.key = w.k AND h.expires > %s)"
     f" FROM {_LINES} ORDER BY w.i",
-    "used": f"SELECT (SELECT {_SUMS} FROM {{usage}} u"  # noqa: S608 - fixed text
-    " WHERE u.budget = w.b AND u.key = w.k AND u.bucket BETWEEN w.f AND w.l)"
-    f" FROM {_LINES} ORDER BY w.i",
-    "hold": f"INSERT INTO {{holds}} (rid, budget, key, {_COLUMNS}, expires)"  # noqa: S608 - fixed text
-    f" SELECT %s, b, k, {_COLUMNS}, %s FROM unnest(%s::text[], %s::text[],"
-    f" {', '.join(['%s::bigint[]'] * len(METRICS))}) AS w(b, k, {_COLUMNS})"
-    f" ON CONFLICT (rid, budget, key) DO UPDATE SET {', '.join(f'{m} = excluded.{m}' for m in METRICS)},"
-    " expires = excluded.expires",
-    "charge": f"INSERT INTO {{usage}} AS u (budget, key, bucket, {_COLUMNS}, expires_at)"  # noqa: S608
-    f" SELECT b, k, bucket, {_COLUMNS}, e FROM unnest(%s::text[], %s::text[], %s::bigint[],"
-    f" {', '.join(['%s::bigint[]'] * len(METRICS))}, %s::float8[]) AS w(b, k, bucket, {_COLUMNS}, e)"
-    " ORDER BY b, k, bucket"
-    " ON CONFLICT (budget, key, bucket) DO UPDATE SET"
-    # Saturating: the counter stops at COUNTER_MAX (each amount is at most that) instead of failing.
-    f" {', '.join(f'{m} = least(u.{m}, {COUNTER_MAX} - excluded.{m}) + excluded.{m}' for m in METRICS)},"
-    " expires_at = excluded.expires_at",
     "drop_holds": "DELETE FROM {holds} WHERE rid = %s",
-    "sweep_holds": "DELETE FROM {holds} WHERE expires <= %s",
-    "sweep_usage": "DELETE FROM {usage} WHERE expires_at <= %s",
     "keys": "SELECT key FROM {counters} c WHERE budget = %s AND (EXISTS (SELECT 1 FROM {usage} u"
     " WHERE u.budget = c.budget AND u.key = c.key) OR EXISTS (SELECT 1 FROM {holds} h"
     " WHERE h.budget = c.budget AND h.key = c.key))",
@@ -194,7 +267,7 @@ class PostgresBudgetStore:
 
         names = {
             name: table(f"meterline_budget_{name}")
-            for name in ("meta", "counters", "usage", "holds", "alerts", "definitions")
+            for name in ("meta", "counters", "usage", "holds", "alerts", "definitions", "reserve", "settle")
         }
         names["schema"] = sql.Identifier(schema or "public")
         texts = {**META_QUERIES, **_QUERIES}
@@ -208,7 +281,7 @@ class PostgresBudgetStore:
 
         try:
             conn: psycopg.Connection[tuple[Any, ...]] = pg.connect(
-                self._conninfo, autocommit=False, connect_timeout=self._timeout, prepare_threshold=0
+                self._conninfo, autocommit=True, connect_timeout=self._timeout, prepare_threshold=0
             )
         except pg.Error as exc:
             raise BudgetStoreError(
@@ -220,7 +293,6 @@ class PostgresBudgetStore:
             # 0.06), the planner choosing a custom plan for each new set of arguments.
             with deadline(conn.pgconn.socket, self.timeout):
                 conn.execute("SET plan_cache_mode = force_generic_plan")
-                conn.commit()
         except pg.Error as exc:
             conn.close()
             raise BudgetStoreError(
@@ -229,12 +301,22 @@ class PostgresBudgetStore:
         return conn
 
     def _borrow(self) -> tuple[psycopg.Connection[tuple[Any, ...]], bool]:
-        """A connection, and whether it was idle in the pool (and so may have gone stale)."""
-        with self._lock:
-            if self._closed:
-                raise BudgetStoreError(f"the budget store at {self.url} is closed")
-            if self._idle:
-                return self._idle.pop(), True
+        """A connection, and whether it was idle in the pool (and so may have gone stale).
+
+        An idle connection whose socket has something to read was closed by the server (a
+        restart, an idle timeout, a proxy): it is dropped, never sent a statement that could
+        fail halfway, and another is taken.
+        """
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise BudgetStoreError(f"the budget store at {self.url} is closed")
+                if not self._idle:
+                    break
+                conn = self._idle.pop()
+            if not _stale(conn):
+                return conn, True
+            conn.close()
         return self._connect(), False
 
     def _return(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
@@ -244,11 +326,24 @@ class PostgresBudgetStore:
                 return
         conn.close()
 
-    def _run(self, what: str, work: Callable[[psycopg.Cursor[tuple[Any, ...]]], _T]) -> _T:
-        """Run ``work`` in one transaction; retry lost races, and a stale pooled connection once.
+    def _run(
+        self,
+        what: str,
+        work: Callable[[psycopg.Cursor[tuple[Any, ...]]], _T],
+        *,
+        single: bool = False,
+        repeatable: bool = True,
+    ) -> _T:
+        """Run ``work``; retry lost races, and a connection that broke before anything was committed.
 
-        A failure before ``COMMIT`` leaves nothing behind (the server rolls the transaction
-        back), so it is safe to repeat; a failure during the commit is not, and is raised.
+        Args:
+            what: The operation, for messages.
+            work: Sends the statements and reads their results.
+            single: ``work`` sends one statement, which commits as it ends (autocommit): one
+                round trip. Otherwise ``work`` runs in a transaction it does not end.
+            repeatable: Whether a single statement may be sent again after its connection
+                broke, not knowing whether it ran (true unless running it twice would count
+                twice). A transaction is repeated only when it broke before its commit.
         """
         import psycopg as pg  # noqa: PLC0415 - the postgres extra, loaded when used
 
@@ -256,16 +351,16 @@ class PostgresBudgetStore:
         timeout = None if what == "open" else self.timeout  # a migration may wait for another's
         while True:
             conn, pooled = self._borrow()
-            committing = False
+            committing = single and not repeatable
             bound: Deadline | None = None
             try:
-                # Pipeline mode: statements are sent without waiting for each reply, so a
-                # reservation costs two round trips (lock and read, then book and commit) and
-                # holds its counters' locks for about one.
-                with deadline(conn.pgconn.socket, timeout) as bound, conn.pipeline(), conn.cursor() as cur:
-                    result = work(cur)
-                    committing = True
-                    conn.commit()
+                with deadline(conn.pgconn.socket, timeout) as bound, conn.cursor() as cur:
+                    if single:
+                        result = work(cur)
+                    else:
+                        with conn.transaction():
+                            result = work(cur)
+                            committing = True
             except pg.Error as exc:
                 postgres_rollback(conn)
                 if bound is not None and bound.cut:
@@ -314,83 +409,56 @@ class PostgresBudgetStore:
 
     # -- BudgetStore --------------------------------------------------------------------
 
-    def _lock_counters(
-        self, cur: psycopg.Cursor[tuple[Any, ...]], budgets: list[str], keys: list[str]
-    ) -> None:
-        cur.execute(self._queries["add_counters"], (budgets, keys))
-        cur.execute(self._queries["lock_counters"], (budgets, keys))
-
-    def _sweep(self, cur: psycopg.Cursor[tuple[Any, ...]], now: float) -> None:
-        if now >= self._next_sweep:
-            self._next_sweep = now + _SWEEP_EVERY
-            cur.execute(self._queries["sweep_holds"], (now,))
-            cur.execute(self._queries["sweep_usage"], (now,))
-
     def reserve(
         self, rid: str, lines: Sequence[Line], amounts: Sequence[Vector], now: float, lease: float
     ) -> Refusal | None:
-        """Hold ``amounts`` on ``lines`` until ``now + lease``, all or nothing, in one transaction."""
-        budgets = [encode(line.budget) for line in lines]
-        keys = [encode(line.key) for line in lines]
-        firsts = [line.first_bucket for line in lines]
-        lasts = [line.bucket for line in lines]
-        held = {(budget, key): amount for budget, key, amount in zip(budgets, keys, amounts, strict=True)}
-        hold = (
-            [budget for budget, _ in held],
-            [key for _, key in held],
-            *([amount[metric] for amount in held.values()] for metric in range(len(METRICS))),
+        """Hold ``amounts`` on ``lines`` until ``now + lease``, all or nothing, in one statement."""
+        numbers: list[int] = []
+        for line, amount in zip(lines, amounts, strict=True):
+            numbers += (line.first_bucket, line.bucket, *amount)
+            numbers += (COUNTER_MAX if limit is None else limit for limit in line.limits)
+        sweep = now >= self._next_sweep
+        if sweep:
+            self._next_sweep = now + _SWEEP_EVERY
+        args = (
+            encode(rid),
+            [encode(line.budget) for line in lines],
+            [encode(line.key) for line in lines],
+            numbers,
+            now,
+            now + lease,
+            sweep,
         )
 
         def work(cur: psycopg.Cursor[tuple[Any, ...]]) -> Refusal | None:
-            self._lock_counters(cur, budgets, keys)
-            rows = cur.connection.execute(
-                self._queries["state"], (now, budgets, keys, firsts, lasts)
-            ).fetchall()
-            state = [(_vector(used), _vector(held)) for used, held in rows]
-            refusal = first_refusal(lines, amounts, state)
-            if refusal is not None:
-                cur.connection.rollback()  # nothing booked, not even the new counter rows
-                return refusal
-            cur.execute(self._queries["hold"], (encode(rid), now + lease, *hold))
-            self._sweep(cur, now)
-            return None
+            (refused,) = cur.execute(self._queries["reserve"], args).fetchone() or (None,)
+            return None if refused is None else Refusal(*refused)
 
-        return self._run("reserve", work)
+        return self._run("reserve", work, single=True)
 
     def settle(
         self, rid: str | None, lines: Sequence[Line], amounts: Sequence[Vector], now: float
     ) -> list[Vector]:
-        """Delete the holds of ``rid`` and add ``amounts`` to ``lines``, in one transaction."""
-        budgets = [encode(line.budget) for line in lines]
-        keys = [encode(line.key) for line in lines]
-        # One row per (counter, bucket): an upsert cannot touch a row twice.
-        charges: dict[tuple[str, str, int], tuple[list[int], float | None]] = {}
-        for budget, key, line, amount in zip(budgets, keys, lines, amounts, strict=True):
-            found = charges.get((budget, key, line.bucket))
-            if found is None:
-                charges[budget, key, line.bucket] = (list(amount), line.expires_at)
-            else:
-                found[0][:] = [a + b for a, b in zip(found[0], amount, strict=True)]
-        charge = [
-            [budget for budget, _, _ in charges],
-            [key for _, key, _ in charges],
-            [bucket for _, _, bucket in charges],
-            *([sums[metric] for sums, _ in charges.values()] for metric in range(len(METRICS))),
-            [expires for _, expires in charges.values()],
-        ]
-        firsts = [line.first_bucket for line in lines]
-        lasts = [line.bucket for line in lines]
+        """Delete the holds of ``rid`` and add ``amounts`` to ``lines``, in one statement."""
+        numbers: list[int] = []
+        for line, amount in zip(lines, amounts, strict=True):
+            numbers += (line.first_bucket, line.bucket, *amount)
+        args = (
+            None if rid is None else encode(rid),
+            [encode(line.budget) for line in lines],
+            [encode(line.key) for line in lines],
+            numbers,
+            [line.expires_at for line in lines],
+        )
 
         def work(cur: psycopg.Cursor[tuple[Any, ...]]) -> list[Vector]:
-            self._lock_counters(cur, budgets, keys)
-            if rid is not None:
-                cur.execute(self._queries["drop_holds"], (encode(rid),))
-            if lines:
-                cur.execute(self._queries["charge"], charge)
-            rows = cur.connection.execute(self._queries["used"], (budgets, keys, firsts, lasts)).fetchall()
-            return [_vector(used) for (used,) in rows]
+            (after,) = cur.execute(self._queries["settle"], args).fetchone() or ((),)
+            return [
+                _vector(after[start : start + len(METRICS)]) for start in range(0, len(after), len(METRICS))
+            ]
 
-        return self._run("settle", work)
+        # Not repeated on a connection that broke: it may have been charged already.
+        return self._run("settle", work, single=True, repeatable=False)
 
     def release(self, rid: str) -> None:
         """Delete the holds of ``rid``."""
@@ -398,7 +466,7 @@ class PostgresBudgetStore:
         def work(cur: psycopg.Cursor[tuple[Any, ...]]) -> None:
             cur.execute(self._queries["drop_holds"], (encode(rid),))
 
-        self._run("release", work)
+        self._run("release", work, single=True)
 
     def read(self, lines: Sequence[Line], now: float) -> list[tuple[Vector, Vector]]:
         """``(used, reserved)`` of each line at ``now``, from one snapshot."""
@@ -414,7 +482,7 @@ class PostgresBudgetStore:
             cur.execute(self._queries["state"], args)
             return [(_vector(used), _vector(held)) for used, held in cur.fetchall()]
 
-        return self._run("read", work)
+        return self._run("read", work, single=True)
 
     def keys(self, budget: str) -> list[tuple[str, ...]]:
         """The keys of ``budget``'s counters that have usage or holds, sorted."""
@@ -423,7 +491,7 @@ class PostgresBudgetStore:
             cur.execute(self._queries["keys"], (encode(budget),))
             return sorted(decode_key(key) for (key,) in cur.fetchall())
 
-        return self._run("keys", work)
+        return self._run("keys", work, single=True)
 
     def forget(self, budget: str, key: tuple[str | None, ...]) -> int:
         """Delete ``budget``'s counters whose key matches (``None`` matches anything)."""
@@ -446,7 +514,7 @@ class PostgresBudgetStore:
             claim = (encode(budget), encode(key), window, threshold)
             return cur.execute(self._queries["claim_alert"], claim).fetchone() is not None
 
-        return self._run("claim_alert", work)
+        return self._run("claim_alert", work, single=True, repeatable=False)  # True once only
 
     def define(self, budget: str, spec: str) -> None:
         """Store (or replace) a budget's definition."""
@@ -454,7 +522,7 @@ class PostgresBudgetStore:
         def work(cur: psycopg.Cursor[tuple[Any, ...]]) -> None:
             cur.execute(self._queries["define"], (encode(budget), spec))
 
-        self._run("define", work)
+        self._run("define", work, single=True)
 
     def definitions(self) -> dict[str, str]:
         """Every stored budget definition, by name."""
@@ -463,7 +531,7 @@ class PostgresBudgetStore:
             cur.execute(self._queries["definitions"])
             return {json.loads(budget): spec for budget, spec in cur.fetchall()}
 
-        return self._run("definitions", work)
+        return self._run("definitions", work, single=True)
 
     def close(self) -> None:
         """Close the idle connections; calls after this raise `BudgetStoreError`. Idempotent."""
@@ -477,6 +545,16 @@ class PostgresBudgetStore:
         """Drop the parent's connections (psycopg never closes them in another process) and lock."""
         self._idle = []
         self._lock = threading.Lock()
+
+
+def _stale(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
+    """Whether an idle connection was closed by the server: its socket is readable (or gone)."""
+    try:
+        poller = select.poll()
+        poller.register(conn.pgconn.socket, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):  # a connection psycopg already closed
+        return True
 
 
 def _vector(sums: Sequence[int]) -> Vector:
