@@ -10,7 +10,12 @@ counter's usage and live holds, checks them by `first_refusal`'s rule, and inser
 or deletes the counter rows it created and returns the refusal. Whoever reserves or settles
 against a counter holds its lock, so no check can read a total that changes before the holds
 it books are committed: concurrent reservations cannot overshoot. A settle is one call of
-``meterline_budget_settle``: the same locks, the reservation's holds deleted, the usage added.
+``meterline_budget_settle``: the reservation's holds deleted and the usage added (its usage
+rows locked in sorted order), committed together. It takes no counter lock, as a release never
+did: a reservation's check sees the settle entirely or not at all, and either outcome is what
+running the two one after the other gives, since a settle's effect does not depend on the
+holds a reservation books. Settles then never queue behind reservations (measured with 16
+processes on one counter: p99.9 of a reserve+settle 115 ms before, 91 to 93 ms after).
 
 One statement per operation is one round trip and one commit, as close as PostgreSQL gets to
 the two one-row ``UPDATE`` statements of the floor in ``bench/bench_budget_contention.py``
@@ -128,14 +133,14 @@ DECLARE
     after bigint[] := ARRAY[]::bigint[];
     used bigint[];
     base int;
+    i int;
 BEGIN
-    {_LOCK_COUNTERS};
-    PERFORM 1 FROM {{counters}} WHERE (budget, key) IN (SELECT b, k FROM unnest(p_budgets, p_keys) AS w(b, k))
-        ORDER BY budget, key FOR UPDATE;
+    {_LOCK_COUNTERS};  -- the rows keys() lists; not locked: see the module's docstring
     IF p_rid IS NOT NULL THEN
         DELETE FROM {{holds}} WHERE rid = p_rid;
     END IF;
-    FOR i IN 1 .. cardinality(p_budgets) LOOP
+    FOR i IN SELECT g FROM generate_subscripts(p_budgets, 1) AS g  -- usage rows locked in one order
+            ORDER BY p_budgets[g], p_keys[g], p_numbers[(g - 1) * {2 + _N} + 2] LOOP
         base := (i - 1) * {2 + _N};
         INSERT INTO {{usage}} AS u (budget, key, bucket, {_COLUMNS}, expires_at)
         VALUES (p_budgets[i], p_keys[i], p_numbers[base + 2], {_AMOUNTS}, p_expires[i])
