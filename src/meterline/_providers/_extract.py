@@ -14,6 +14,7 @@ from typing import Any, Final
 from meterline._frozen import twin
 from meterline._providers._anthropic import messages_usage
 from meterline._providers._cohere import sdk_floats
+from meterline._providers._frameworks import langchain_model, langchain_provider
 from meterline._providers._gemini import gemini_usage
 from meterline._providers._ollama import unknown_fields
 from meterline._providers._openai import AUTO, CHAT_APIS, CHAT_ENDPOINTS, chat_usage, provider_of_chat
@@ -25,6 +26,7 @@ from meterline._providers._registry import (
     APIS,
     FORMAT_API,
     FORMAT_PROVIDER,
+    FORMAT_RULES,
     PLAIN_API,
     SDK_PROVIDERS,
     api_rules,
@@ -36,6 +38,8 @@ from meterline._providers._rules import (
     BEDROCK,
     COHERE,
     GEMINI,
+    LANGCHAIN,
+    NORMALISED,
     OAI,
     OLLAMA,
     PLAIN,
@@ -43,6 +47,7 @@ from meterline._providers._rules import (
     describe,
     dump,
     parse_json,
+    plain_dict,
 )
 from meterline._providers._shape import locate
 from meterline._usage import Usage
@@ -176,10 +181,13 @@ def extract(obj: Any, provider: str | None = None, api: str | None = None) -> Ex
         api_family = API_FORMAT.get(api)
         if api_family is None:
             raise ConfigurationError(f"unknown api {api!r}: use one of {', '.join(APIS)}")
-        if api_family != family and not (family == PLAIN and api_family in {RESPONSES, ANTHROPIC, COHERE}):
+        if family in NORMALISED:  # a framework's (or meterline's) usage: its counts are read as they are
+            rules = FORMAT_RULES[family]
+        elif api_family == family or (family == PLAIN and api_family in {RESPONSES, ANTHROPIC, COHERE}):
+            rules = api_rules(api)
+        else:
             raise UnrecognizedPayloadError(f"payload does not fit api {api!r}: received {describe(body)}")
         label = canonical if canonical is not None else API_PROVIDER[api]
-        rules = api_rules(api)
         api_name = api
     else:
         if canonical is not None:
@@ -189,6 +197,8 @@ def extract(obj: Any, provider: str | None = None, api: str | None = None) -> Ex
             label = hint
         elif family == OAI:
             label = provider_of_chat(block, body)
+        elif family == LANGCHAIN:
+            label = _reported_provider(langchain_provider(body))
         else:
             label = FORMAT_PROVIDER[family]
         rules = rules_for(family, label)
@@ -241,16 +251,29 @@ def to_dict(obj: Any) -> tuple[dict[Any, Any], str | None]:
             sdk_floats(data)
         return data, hint
     if is_dataclass(obj) and not isinstance(obj, type):
-        return asdict(obj), None
+        # Fields that are SDK objects (the OpenAI Agents SDK's usage details) are dumped too.
+        return asdict(obj, dict_factory=_plain_fields), None
     raise UnrecognizedPayloadError(
         f"cannot read usage from {type(obj).__qualname__}: expected a dict, JSON text, or an SDK "
         "response or usage object"
     )
 
 
+def _plain_fields(fields: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {name: plain_dict(value) for name, value in fields}
+
+
+def _reported_provider(name: str | None) -> str | None:
+    """The canonical name of a provider a framework reports, or ``None`` when it is no valid name."""
+    try:
+        return canonical_provider(name)
+    except ConfigurationError:
+        return None
+
+
 def _check_accepts(provider: str, family: str, body: dict[Any, Any]) -> None:
     """Raises `UnrecognizedPayloadError` unless ``provider`` serves the format ``family``."""
-    if family not in ACCEPTS.get(provider, ALL_FORMATS):
+    if family not in ACCEPTS.get(provider, ALL_FORMATS) and family not in NORMALISED:
         raise UnrecognizedPayloadError(
             f"payload does not fit provider {provider!r}: received {describe(body)} ({family}-shaped)"
         )
@@ -272,6 +295,8 @@ def _api_name(family: str, body: dict[Any, Any], provider: str | None) -> str:
         return "ollama.chat"
     if family == PLAIN:
         return PLAIN_API.get(provider, "unknown")
+    if family in NORMALISED:
+        return "unknown"
     return FORMAT_API[family]
 
 
@@ -279,6 +304,8 @@ def _model(family: str, body: dict[Any, Any]) -> str | None:
     """The served model id a body of ``family`` reports, if any."""
     if family == GEMINI:
         model = body.get("modelVersion") or body.get("model_version")
+    elif family == LANGCHAIN:
+        return langchain_model(body)
     elif family in {BEDROCK, COHERE}:
         return None
     else:

@@ -97,6 +97,7 @@ def chat_usage(u: dict[Any, Any], rules: int) -> Usage:
         check_count("completion_tokens", c)
     cached: Any = 0
     cache_write: Any = 0
+    one_hour: Any = 0
     audio_in: Any = 0
     reasoning: Any = 0
     audio_out: Any = 0
@@ -119,6 +120,9 @@ def chat_usage(u: dict[Any, Any], rules: int) -> Usage:
             cached = opt(pd, "cached_tokens", cached_name)
             cache_write = opt(pd, "cache_write_tokens", "prompt_tokens_details.cache_write_tokens")
             audio_in = opt(pd, "audio_tokens", "prompt_tokens_details.audio_tokens")
+        split = pd.get("cache_creation_token_details")
+        if split is not None:  # LiteLLM's lifetimes of Anthropic cache writes
+            one_hour = _one_hour_writes(split, cache_write)
     cd = u.get("completion_tokens_details")
     if cd is not None:
         if type(cd) is not dict:
@@ -170,7 +174,22 @@ def chat_usage(u: dict[Any, Any], rules: int) -> Usage:
         out = c
     # Every count went through check_count and every subset rule was checked above under the
     # provider's own field names, so build without re-validating: this is the hot path.
-    return new_usage(p, cached, cache_write, 0, out, reasoning, audio_in, audio_out)
+    return new_usage(p, cached, cache_write, one_hour, out, reasoning, audio_in, audio_out)
+
+
+def _one_hour_writes(split: Any, cache_write: int) -> int:
+    """``ephemeral_1h_input_tokens`` of LiteLLM's ``cache_creation_token_details``, within ``cache_write``."""
+    name = "prompt_tokens_details.cache_creation_token_details"
+    if type(split) is not dict:
+        raise MalformedUsageError(name, split, OBJECT)
+    one_hour = opt(split, "ephemeral_1h_input_tokens", f"{name}.ephemeral_1h_input_tokens")
+    if one_hour > cache_write:
+        raise MalformedUsageError(
+            f"{name}.ephemeral_1h_input_tokens",
+            one_hour,
+            f"at most prompt_tokens_details.cache_write_tokens ({cache_write})",
+        )
+    return one_hour
 
 
 def chat_auto(u: dict[Any, Any]) -> Usage:

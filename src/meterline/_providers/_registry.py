@@ -21,6 +21,7 @@ from typing import Any, Final
 from meterline._providers._anthropic import messages_event, messages_usage, reduce_messages_event
 from meterline._providers._bedrock import converse_event, converse_usage, reduce_converse_event
 from meterline._providers._cohere import cohere_event, cohere_usage, reduce_cohere_event
+from meterline._providers._frameworks import canonical_usage, langchain_usage, pydantic_ai_usage
 from meterline._providers._gemini import gemini_chunk, gemini_usage, reduce_gemini_chunk
 from meterline._providers._ollama import ollama_line, ollama_usage, reduce_ollama_line
 from meterline._providers._openai import (
@@ -37,11 +38,15 @@ from meterline._providers._openai import (
 from meterline._providers._rules import (
     ANTHROPIC,
     BEDROCK,
+    CANONICAL,
     COHERE,
     GEMINI,
+    LANGCHAIN,
+    NORMALISED,
     OAI,
     OLLAMA,
     PLAIN,
+    PYDANTIC_AI,
     RESPONSES,
     Rules,
     StreamState,
@@ -57,6 +62,7 @@ __all__ = [
     "API_PROVIDER",
     "FORMAT_API",
     "FORMAT_PROVIDER",
+    "FORMAT_RULES",
     "FRAMINGS",
     "FRAMING_API",
     "FRAMING_PROVIDER",
@@ -316,7 +322,9 @@ API_PROVIDER: Final[dict[str, str]] = {  # who serves each API, unless told othe
 }
 
 
-ALL_FORMATS: Final = frozenset({OAI, RESPONSES, ANTHROPIC, PLAIN, GEMINI, BEDROCK, COHERE, OLLAMA})
+ALL_FORMATS: Final = frozenset(
+    {OAI, RESPONSES, ANTHROPIC, PLAIN, GEMINI, BEDROCK, COHERE, OLLAMA, *NORMALISED}
+)
 """Every usage format: a custom provider's payloads may have any of them."""
 
 
@@ -348,6 +356,9 @@ FORMAT_PROVIDER: Final[dict[str, str | None]] = {  # who a payload of this forma
     BEDROCK: "aws.bedrock",
     COHERE: "cohere",
     OLLAMA: "ollama",
+    LANGCHAIN: None,
+    PYDANTIC_AI: None,
+    CANONICAL: None,
 }
 
 
@@ -393,6 +404,9 @@ FORMAT_RULES: Final[dict[str, Rules]] = {  # the rules that read each format
     BEDROCK: converse_usage,
     COHERE: cohere_usage,
     OLLAMA: ollama_usage,
+    LANGCHAIN: langchain_usage,
+    PYDANTIC_AI: pydantic_ai_usage,
+    CANONICAL: canonical_usage,
 }
 
 

@@ -19,12 +19,16 @@ from meterline.exceptions import MalformedUsageError, UnrecognizedPayloadError
 __all__ = [
     "ANTHROPIC",
     "BEDROCK",
+    "CANONICAL",
     "COHERE",
     "GEMINI",
+    "LANGCHAIN",
+    "NORMALISED",
     "OAI",
     "OBJECT",
     "OLLAMA",
     "PLAIN",
+    "PYDANTIC_AI",
     "RESPONSES",
     "Rules",
     "StreamState",
@@ -54,6 +58,15 @@ COHERE: Final = "cohere"
 """``billed_units``: Cohere v2."""
 OLLAMA: Final = "ollama"
 """``prompt_eval_count`` / ``eval_count`` at the top level."""
+LANGCHAIN: Final = "langchain"
+"""``input_tokens`` + ``input_token_details``: LangChain's ``UsageMetadata`` (an ``AIMessage``'s)."""
+PYDANTIC_AI: Final = "pydantic_ai"
+"""``cache_read_tokens`` + ``cache_audio_read_tokens``…: pydantic-ai's ``RequestUsage``/``RunUsage``."""
+CANONICAL: Final = "canonical"
+"""meterline's own `Usage.to_dict` form."""
+NORMALISED: Final = frozenset({LANGCHAIN, PYDANTIC_AI, CANONICAL})
+"""Formats already in meterline's convention, whichever provider served the call: every
+provider's payloads may have them, and no API's rules apply to them."""
 
 Rules = Callable[[Any], "Usage | None"]
 """A provider's rules: its usage block (or body) in, the canonical inclusive `Usage` out."""

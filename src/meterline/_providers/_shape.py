@@ -10,15 +10,19 @@ from __future__ import annotations as _annotations
 
 from typing import Any, Final
 
+from meterline._providers._frameworks import CANONICAL_KEYS, LANGCHAIN_MESSAGES, PYDANTIC_AI_KEYS
 from meterline._providers._rules import (
     ANTHROPIC,
     BEDROCK,
+    CANONICAL,
     COHERE,
     GEMINI,
+    LANGCHAIN,
     OAI,
     OBJECT,
     OLLAMA,
     PLAIN,
+    PYDANTIC_AI,
     RESPONSES,
     describe,
 )
@@ -28,6 +32,9 @@ __all__ = ["BODY_OBJECTS", "framing_of", "locate"]
 
 BODY_OBJECTS: Final = frozenset({"chat.completion", "chat.completion.chunk", "text_completion", "list"})
 """Values of an OpenAI-shaped body's ``object`` field."""
+
+_PLAIN_KEYS: Final = frozenset({"input_tokens", "output_tokens", "total_tokens"})
+"""The counts of a bare block, which every reading agrees on."""
 
 
 def locate(d: dict[Any, Any]) -> tuple[str, Any, dict[Any, Any]]:
@@ -63,6 +70,11 @@ def locate(d: dict[Any, Any]) -> tuple[str, Any, dict[Any, Any]]:
         if family is None:
             raise UnrecognizedPayloadError(f"unrecognised usage payload: {describe(d)}")
         return family, None, d
+    if "usage_metadata" in d and d.get("type") in LANGCHAIN_MESSAGES:  # a LangChain AIMessage
+        um = d["usage_metadata"]
+        if um is not None and type(um) is not dict:
+            raise MalformedUsageError("usage_metadata", um, OBJECT)
+        return LANGCHAIN, um, d
     for key in ("usageMetadata", "usage_metadata"):
         if key in d:
             um = d[key]
@@ -136,9 +148,17 @@ def _usage_family(u: dict[Any, Any], d: dict[Any, Any]) -> str | None:
 
 
 def _io_family(u: dict[Any, Any], d: dict[Any, Any]) -> str:
-    """Tell Anthropic (exclusive input) from OpenAI Responses (inclusive input) by their extra keys."""
+    """Tell Anthropic (exclusive input) from OpenAI Responses (inclusive input) by their extra keys.
+
+    Also the frameworks' and meterline's own forms, which share ``input_tokens``; a block with
+    other counts than a bare one's, of no known form, is refused rather than read without them.
+    """
     if "input_tokens_details" in u:
         return RESPONSES
+    if "input_token_details" in u or "output_token_details" in u:
+        return LANGCHAIN
+    if not PYDANTIC_AI_KEYS.isdisjoint(u):
+        return PYDANTIC_AI
     if (
         "cache_creation_input_tokens" in u
         or "cache_read_input_tokens" in u
@@ -156,6 +176,16 @@ def _io_family(u: dict[Any, Any], d: dict[Any, Any]) -> str:
         return ANTHROPIC
     if d.get("object") == "response":
         return RESPONSES
+    if u.keys() <= _PLAIN_KEYS:
+        return PLAIN
+    if u.keys() <= CANONICAL_KEYS:
+        return CANONICAL
+    unknown = sorted(str(key) for key in u if key not in _PLAIN_KEYS and "token" in str(key))
+    if unknown:
+        raise UnrecognizedPayloadError(
+            f"unrecognised usage fields {', '.join(unknown[:8])} beside input_tokens and output_tokens:"
+            " read as a bare block they would be dropped"
+        )
     return PLAIN
 
 
