@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +52,8 @@ class Reply:
     """The stream's frames, each written as one chunk."""
     drop_after: int | None = None
     """Drop the connection after this many frames (no end of the chunked body)."""
+    gzip: bool = False
+    """Send the body gzip-encoded (a stream's frames each flushed through one compressor)."""
 
 
 @dataclass
@@ -102,19 +105,27 @@ class _Handler(BaseHTTPRequestHandler):
         with self.api.lock:
             self.api.received.append(Received("POST", self.path, body))
         reply = self.api.next_reply()
+        packer = zlib.compressobj(wbits=zlib.MAX_WBITS | 16) if reply.gzip else None
         if reply.events is None:
             data = json.dumps(reply.body).encode()
+            if packer is not None:
+                data = packer.compress(data) + packer.flush()
             self.send_response(reply.status)
             self.send_header("Content-Type", "application/json")
+            if packer is not None:
+                self.send_header("Content-Encoding", "gzip")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
             return
         self.send_response(reply.status)
         self.send_header("Content-Type", "text/event-stream")
+        if packer is not None:
+            self.send_header("Content-Encoding", "gzip")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        for index, frame in enumerate(reply.events):
+        for index, plain in enumerate(reply.events):
+            frame = plain if packer is None else packer.compress(plain) + packer.flush(zlib.Z_SYNC_FLUSH)
             if reply.drop_after is not None and index >= reply.drop_after:
                 self.wfile.flush()
                 self.close_connection = True
@@ -122,6 +133,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self.wfile.write(f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
             self.wfile.flush()
+        if packer is not None:
+            tail = packer.flush()
+            self.wfile.write(f"{len(tail):x}\r\n".encode() + tail + b"\r\n")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 

@@ -153,8 +153,10 @@ class Call:
             reader = self.endpoint.usage
             if reader is not None:
                 self.record(reader(result), OK, end)
-            elif _is_raw_response(result):
-                self.record(None, OK, end)  # with_raw_response: the body is the caller's to read
+            elif _is_raw_response(result):  # with_raw_response, with_streaming_response
+                from meterline._instrument._raw import meter_raw  # noqa: PLC0415 - httpx, loaded when used
+
+                meter_raw(self, result, end)
             else:
                 self.record(result, OK, end)
         except Exception:  # noqa: BLE001 - the caller gets its result whatever happens here
