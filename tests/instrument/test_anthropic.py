@@ -149,3 +149,34 @@ def test_parse_validation_error_is_recorded(api: FakeAPI, rec: Recorded, client:
     with pytest.raises(pydantic.ValidationError):
         parse(model=MODEL, max_tokens=100, messages=MESSAGES, output_format=Out)
     assert rec.only.status == "ValidationError"
+
+
+def test_beta_messages_are_metered(api: FakeAPI, rec: Recorded, client: anthropic.Anthropic) -> None:
+    """client.beta.messages (pydantic-ai's path): create, a stream, and the stream helper, each once."""
+    api.script(
+        Reply(body=MESSAGE["payload"]),
+        Reply(events=event_sse(STREAM["chunks"])),
+        Reply(events=event_sse(STREAM["chunks"])),
+    )
+    client.beta.messages.create(model=MODEL, max_tokens=100, messages=MESSAGES)
+    list(client.beta.messages.create(model=MODEL, max_tokens=100, messages=MESSAGES, stream=True))
+    with client.beta.messages.stream(model=MODEL, max_tokens=100, messages=MESSAGES) as stream:
+        stream.until_done()
+    assert [(event.usage, event.status) for event in rec.events] == [
+        (usage_of(MESSAGE), "ok"),
+        (usage_of(STREAM), "ok"),
+        (usage_of(STREAM), "ok"),
+    ]
+
+
+def test_beta_messages_refused_by_a_budget_send_nothing(
+    api: FakeAPI, rec: Recorded, client: anthropic.Anthropic
+) -> None:
+    """An exhausted budget refuses a beta call before anything reaches the server."""
+    rec.meter.add_budget(meterline.Budget(max_requests=1))
+    api.default = Reply(body=MESSAGE["payload"])
+    client.beta.messages.create(model=MODEL, max_tokens=100, messages=MESSAGES)
+    with pytest.raises(meterline.BudgetExceeded):
+        client.beta.messages.create(model=MODEL, max_tokens=100, messages=MESSAGES)
+    assert len(api.received) == 1
+    assert len(rec.events) == 1

@@ -1,7 +1,8 @@
-"""Anthropic (``anthropic.Anthropic``/``AsyncAnthropic``): Messages.
+"""Anthropic (``anthropic.Anthropic``/``AsyncAnthropic``): Messages, and the beta Messages.
 
-Patched on the client's own ``messages`` resource: ``create`` (with or without
-``stream=True``), ``parse`` where the SDK has it, and ``stream()``. ``stream()`` does not go
+Patched on the client's own ``messages`` and ``beta.messages`` resources (the beta one is
+what pydantic-ai's Anthropic model calls): ``create`` (with or without ``stream=True``),
+``parse`` where the SDK has it, and ``stream()``. ``stream()`` does not go
 through ``create``: it returns a manager that sends the request on ``__enter__``, so the
 manager's request is wrapped instead, and the reservation and the clock start there.
 """
@@ -37,8 +38,12 @@ def _observe(state: StreamState, chunk: Any) -> bool:
 
 _API: Final = "anthropic.messages"
 
-ENDPOINTS: Final = (
-    Endpoint(("messages",), "create", "chat", _messages, _observe, api=_API),
-    Endpoint(("messages",), "parse", "chat", _messages, _observe, api=_API),
-    Endpoint(("messages",), "stream", "chat", _messages, _observe, kind="manager", api=_API),
+ENDPOINTS: Final = tuple(
+    endpoint
+    for path in (("messages",), ("beta", "messages"))
+    for endpoint in (
+        Endpoint(path, "create", "chat", _messages, _observe, api=_API),
+        Endpoint(path, "parse", "chat", _messages, _observe, api=_API),
+        Endpoint(path, "stream", "chat", _messages, _observe, kind="manager", api=_API),
+    )
 )
