@@ -16,12 +16,13 @@ import importlib.metadata
 import re
 import sys
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from meterline._extras import require
 from meterline._instrument import _anthropic, _google, _openai
 from meterline._instrument._endpoint import Endpoint, Target
-from meterline._instrument._patch import patch_endpoints, patch_method
+from meterline._instrument._patch import patch_endpoints, patch_method, patch_post
 from meterline.exceptions import ConfigurationError, UnsupportedSDKError
 
 if TYPE_CHECKING:
@@ -80,8 +81,12 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def _integration(client: object, meter: Meter | None) -> tuple[Target, tuple[Endpoint, ...], bool]:
-    """The target and endpoints for ``client``; the bool says whether its copies are instrumented."""
+_Integration = tuple[Target, tuple[Endpoint, ...], bool, Mapping[str, tuple[tuple[str, ...], str]]]
+"""The target, its endpoints, whether the client's copies are instrumented, its ``post()`` routes."""
+
+
+def _integration(client: object, meter: Meter | None) -> _Integration:
+    """What instrumenting ``client`` takes (see `_Integration`)."""
     module = type(client).__module__
     root = module.split(".", 1)[0]
     if root == "openai":
@@ -90,13 +95,13 @@ def _integration(client: object, meter: Meter | None) -> tuple[Target, tuple[End
             _check_version("openai")
             provider = _openai.provider_of(client)
             target = Target(meter, provider, (sdk.APIError,), (sdk.Stream, sdk.AsyncStream))
-            return target, _openai.endpoints(provider), True
+            return target, _openai.endpoints(provider), True, _openai.POSTS
     elif root == "anthropic":
         sdk = require("anthropic", "anthropic")
         if isinstance(client, sdk.Anthropic | sdk.AsyncAnthropic):
             _check_version("anthropic")
             target = Target(meter, "anthropic", (sdk.APIError,), (sdk.Stream, sdk.AsyncStream))
-            return target, _anthropic.ENDPOINTS, True
+            return target, _anthropic.ENDPOINTS, True, _anthropic.POSTS
     elif module.startswith("google.genai"):
         genai = require("google", "google.genai")
         errors = require("google", "google.genai.errors")
@@ -105,7 +110,7 @@ def _integration(client: object, meter: Meter | None) -> tuple[Target, tuple[End
             vertex = bool(getattr(client, "vertexai", False))
             provider = "gcp.vertex_ai" if vertex else "gcp.gemini"
             target = Target(meter, provider, (errors.APIError, *_transport_errors()), ())
-            return target, _google.ENDPOINTS, False
+            return target, _google.ENDPOINTS, False, {}
         raise UnsupportedSDKError(
             f"cannot instrument a {module}.{type(client).__qualname__}: instrument the google.genai.Client "
             "(its .aio client is instrumented with it)"
@@ -153,8 +158,9 @@ def instrument(client: C, meter: Meter | None = None) -> C:
         if isinstance(existing, Target):
             existing.meter = meter
             return client
-        target, endpoints, copies = _integration(client, meter)
+        target, endpoints, copies, posts = _integration(client, meter)
         patch_endpoints(target, client, endpoints)
+        patch_post(target, client, endpoints, posts)
         if copies:
             for name in ("copy", "with_options"):
                 original = getattr(client, name, None)

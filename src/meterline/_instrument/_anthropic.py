@@ -14,7 +14,7 @@ from typing import Any, Final
 from meterline._instrument._endpoint import Endpoint, Request, given_int, given_str
 from meterline._instrument._streams import StreamState
 
-__all__ = ["ENDPOINTS", "MIN_VERSION"]
+__all__ = ["ENDPOINTS", "MIN_VERSION", "POSTS"]
 
 MIN_VERSION: Final = (0, 43)
 """Before 0.43, ``messages.stream()`` built a second ``Stream`` over the HTTP response and
@@ -47,3 +47,6 @@ ENDPOINTS: Final = tuple(
         Endpoint(path, "stream", "chat", _messages, _observe, kind="manager", api=_API),
     )
 )
+
+POSTS: Final = {"/v1/messages": (("messages",), "create")}
+"""The paths a request made with the client's own ``post()`` is metered on (see `_openai.POSTS`)."""

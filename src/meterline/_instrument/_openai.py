@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from meterline._instrument._endpoint import MISSING, Endpoint, Request, given_int, given_str, unset
 from meterline._instrument._streams import StreamState
 
-__all__ = ["ENDPOINTS", "MIN_VERSION", "endpoints", "provider_of"]
+__all__ = ["ENDPOINTS", "MIN_VERSION", "POSTS", "endpoints", "provider_of"]
 
 MIN_VERSION: Final = (1, 55, 3)
 """The oldest openai that runs on httpx 0.28, which the google extra's floor requires (older
@@ -131,6 +131,14 @@ ENDPOINTS: Final = (
     Endpoint(("embeddings",), "create", "embeddings", _embeddings, _observe_nothing, api="openai.embeddings"),
 )
 """OpenAI's own endpoints, each with the API it speaks."""
+
+POSTS: Final = {
+    "/chat/completions": (("chat", "completions"), "create"),
+    "/responses": (("responses",), "create"),
+    "/embeddings": (("embeddings",), "create"),
+}
+"""The paths a request made with the client's own ``post()`` is metered on, as the endpoint of
+that path (whose request it sends, unchanged)."""
 
 _COMPATIBLE_APIS: Final = {
     "deepseek": {"openai.chat": "deepseek.chat"},

@@ -10,13 +10,14 @@ from __future__ import annotations as _annotations
 import contextvars
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any, Final
 
 from meterline._instrument._call import response_arrived, run_async, run_lazy, run_sync
 from meterline._instrument._endpoint import MISSING, Endpoint, Target
 
-__all__ = ["patch_endpoints", "patch_method"]
+__all__ = ["patch_endpoints", "patch_method", "patch_post"]
 
 
 class _DeferredRequest:
@@ -193,6 +194,55 @@ def patch_endpoints(target: Target, client: Any, endpoints: tuple[Endpoint, ...]
     for owner, endpoint, original in patches:
         patch_method(target, owner, endpoint.method, _wrap(target, endpoint, original))
     _drop_wrappers(touched)
+
+
+def patch_post(
+    target: Target,
+    client: Any,
+    endpoints: tuple[Endpoint, ...],
+    posts: Mapping[str, tuple[tuple[str, ...], str]],
+) -> None:
+    """Meter the requests made with the client's own ``post()`` to a model endpoint's path.
+
+    A caller that builds its request itself (LiteLLM does) is metered as the endpoint of that
+    path: the body is the request read for the reservation, sent unchanged (nothing is asked
+    for: no ``stream_options``). A post from a metered method (the SDK's resources post
+    through it) is inside that method's call and is not metered again.
+    """
+    original = getattr(client, "post", None)
+    if not callable(original):
+        return
+    by_method = {(endpoint.path, endpoint.method): endpoint for endpoint in endpoints}
+    routes = {
+        path: replace(by_method[where], prepare=None) for path, where in posts.items() if where in by_method
+    }
+
+    def request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Endpoint | None, dict[str, Any]]:
+        path = args[0] if args else kwargs.get("path")
+        endpoint = routes.get(path) if isinstance(path, str) else None
+        body = kwargs.get("body")
+        return endpoint, (dict(body) if isinstance(body, Mapping) else {})
+
+    if _is_async(original):
+
+        @functools.wraps(original)
+        async def _meterline_post_async(*args: Any, **kwargs: Any) -> Any:
+            endpoint, sent = request(args, kwargs)
+            if endpoint is None:
+                return await original(*args, **kwargs)
+            return await run_async(target, endpoint, sent, lambda _kw: original(*args, **kwargs))
+
+        patch_method(target, client, "post", _meterline_post_async)
+        return
+
+    @functools.wraps(original)
+    def _meterline_post(*args: Any, **kwargs: Any) -> Any:
+        endpoint, sent = request(args, kwargs)
+        if endpoint is None:
+            return original(*args, **kwargs)
+        return run_sync(target, endpoint, sent, lambda _kw: original(*args, **kwargs))
+
+    patch_method(target, client, "post", _meterline_post)
 
 
 def _in_context(context: contextvars.Context, inner: Iterator[Any]) -> Iterator[Any]:

@@ -1,0 +1,115 @@
+"""Requests made with the client's own post() (LiteLLM's way) are metered as the endpoint of their path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+import meterline
+from tests.instrument.conftest import Recorded
+from tests.instrument.server import FakeAPI, Reply, fixture, openai_sse
+
+CHAT = fixture("openai/chat_plain")
+CHAT_STREAM = fixture("openai/chat_stream_include_usage")
+MESSAGE = fixture("anthropic/message_plain")
+BODY: Any = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+
+
+def usage_of(case: dict[str, object]) -> meterline.Usage:
+    """The canonical usage a fixture case expects."""
+    return meterline.Usage.from_dict(case["expected"])  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def client(api: FakeAPI, rec: Recorded) -> Iterator[openai.OpenAI]:
+    """An instrumented client whose resources are built only after instrument()."""
+    with openai.OpenAI(api_key="k", base_url=f"{api.url}/v1", max_retries=0) as sdk_client:
+        yield meterline.instrument(sdk_client, rec.meter)
+
+
+def test_post_to_chat_completions_is_metered_once(api: FakeAPI, rec: Recorded, client: openai.OpenAI) -> None:
+    """client.post("/chat/completions") records one event with the body's model and exact usage."""
+    api.script(Reply(body=CHAT["payload"]))
+    completion = client.post("/chat/completions", body=BODY, cast_to=ChatCompletion)
+    assert completion.id == CHAT["payload"]["id"]
+    assert api.received[0].body == BODY  # sent unchanged
+    event = rec.only
+    assert (event.usage, event.request_model, event.status) == (usage_of(CHAT), "gpt-4o-mini", "ok")
+
+
+def test_resources_built_after_instrument_are_not_counted_twice(
+    api: FakeAPI, rec: Recorded, client: openai.OpenAI
+) -> None:
+    """A resource built after instrument() posts through the patched post() inside its own metered call."""
+    api.default = Reply(body=CHAT["payload"])
+    client.chat.completions.create(model="gpt-4o-mini", messages=BODY["messages"])
+    client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=BODY["messages"])
+    assert [event.usage for event in rec.events] == [usage_of(CHAT)] * 2
+
+
+def test_post_stream_is_metered_when_it_ends(api: FakeAPI, rec: Recorded, client: openai.OpenAI) -> None:
+    """A streamed post is recorded once its stream ends, with the usage it asked for itself."""
+    api.script(Reply(events=openai_sse(CHAT_STREAM["chunks"])))
+    body = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
+    stream = client.post(
+        "/chat/completions",
+        body=body,
+        cast_to=ChatCompletion,
+        stream=True,
+        stream_cls=openai.Stream[ChatCompletionChunk],
+    )
+    assert rec.events == []
+    assert len(list(stream)) == len(CHAT_STREAM["chunks"])
+    assert api.received[0].body == body
+    assert (rec.only.usage, rec.only.status) == (usage_of(CHAT_STREAM), "ok")
+
+
+def test_post_elsewhere_is_not_a_model_call(api: FakeAPI, rec: Recorded, client: openai.OpenAI) -> None:
+    """A post to a path that is no model endpoint goes through unmetered."""
+    api.script(Reply(body={"object": "list", "data": []}))
+    client.post("/files/search", body={"q": "x"}, cast_to=object)
+    assert rec.events == []
+    assert len(api.received) == 1
+
+
+def test_post_refused_by_a_budget_sends_nothing(api: FakeAPI, rec: Recorded, client: openai.OpenAI) -> None:
+    """An exhausted budget refuses a post before it reaches the server."""
+    rec.meter.add_budget(meterline.Budget(max_requests=1))
+    api.default = Reply(body=CHAT["payload"])
+    client.post("/chat/completions", body=BODY, cast_to=ChatCompletion)
+    with pytest.raises(meterline.BudgetExceeded):
+        client.post("/chat/completions", body=BODY, cast_to=ChatCompletion)
+    assert len(api.received) == 1
+
+
+def test_async_post_and_anthropic_post(api: FakeAPI, rec: Recorded) -> None:
+    """The async client's post() and the Anthropic client's post("/v1/messages") are metered too."""
+    api.script(Reply(body=CHAT["payload"]), Reply(body=MESSAGE["payload"]))
+
+    async def main() -> None:
+        async with meterline.instrument(
+            openai.AsyncOpenAI(api_key="k", base_url=f"{api.url}/v1", max_retries=0), rec.meter
+        ) as client:
+            await client.post("/chat/completions", body=BODY, cast_to=ChatCompletion)
+
+    asyncio.run(main())
+    with meterline.instrument(
+        anthropic.Anthropic(api_key="k", base_url=api.url, max_retries=0), rec.meter
+    ) as claude:
+        claude.post(
+            "/v1/messages",
+            body={"model": "claude-opus-4-7", "max_tokens": 100, "messages": BODY["messages"]},
+            cast_to=anthropic.types.Message,
+        )
+    assert [(event.provider, event.usage) for event in rec.events] == [
+        ("openai", usage_of(CHAT)),
+        ("anthropic", usage_of(MESSAGE)),
+    ]
+    meterline.uninstrument(claude)
+    assert "post" not in vars(claude)
