@@ -500,11 +500,19 @@ def test_usage_null_is_none() -> None:
     assert extract(_chat(None)).usage is None
 
 
-def test_ollama_load_is_none() -> None:
-    """An Ollama model-load response (done_reason "load", no counters) carries no usage."""
-    payload = {"model": "llama3.2", "created_at": "2025-01-01T00:00:00Z", "done": True, "done_reason": "load"}
+@pytest.mark.parametrize("reason", ["load", "unload"])
+def test_ollama_load_is_a_measured_zero(reason: str) -> None:
+    """An Ollama model load or unload (no counters) processed no token: a zero Usage, nothing unknown."""
+    payload = {"model": "llama3.2", "created_at": "2025-01-01T00:00:00Z", "done": True, "done_reason": reason}
+    assert usage_from(payload) == Usage()
+    found = extract(payload)
+    assert (found.api, found.usage, found.unknown_fields) == ("ollama.chat", Usage(), ())
+
+
+def test_ollama_final_line_without_counters_is_unmeasured() -> None:
+    """A final Ollama object without counters for another reason carries no usage."""
+    payload = {"model": "llama3.2", "created_at": "2025-01-01T00:00:00Z", "done": True, "done_reason": "stop"}
     assert usage_from(payload) is None
-    assert extract(payload).api == "ollama.chat"
 
 
 def test_ollama_cached_prompt_is_flagged() -> None:

@@ -26,14 +26,23 @@ _OLLAMA_NAMES: Final = (
 )
 
 
+_NO_TOKENS: Final = frozenset({"load", "unload"})
+"""``done_reason`` of a request that only (un)loads the model: it processes no token."""
+_ZERO: Final = Usage()
+
+
 def ollama_usage(d: dict[Any, Any]) -> Usage | None:
-    """Ollama: counters on the final object; ``prompt_eval_count`` is absent after a KV-cache hit."""
+    """Ollama: counters on the final object; ``prompt_eval_count`` is absent after a KV-cache hit.
+
+    A model load or unload (``done_reason`` ``"load"``/``"unload"``, no counters) is a measured
+    zero: no token was processed, which is known, not unknown.
+    """
     if d.get("done") is False:
         return None  # a streamed line before the final one
     pe = d.get("prompt_eval_count")
     ev = d.get("eval_count")
     if pe is None and ev is None:
-        return None  # e.g. done_reason "load": the model was only loaded
+        return _ZERO if d.get("done_reason") in _NO_TOKENS else None
     return checked_usage(_OLLAMA_NAMES, 0 if pe is None else pe, 0, 0, 0, 0 if ev is None else ev, 0, 0, 0)
 
 
@@ -41,6 +50,8 @@ def unknown_fields(body: dict[Any, Any], api: str) -> tuple[str, ...]:
     """Canonical fields reported as 0 because Ollama omitted them."""
     # Ollama drops prompt_eval_count when the prompt came from its KV cache (ollama/ollama#2068):
     # the input is unknown, not zero. Embeddings have no output to report.
+    if body.get("done_reason") in _NO_TOKENS:
+        return ()
     missing_in = body.get("prompt_eval_count") is None
     missing_out = body.get("eval_count") is None and api != "ollama.embed"
     if missing_in:
