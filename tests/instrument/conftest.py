@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterator
 
+import openai
 import pytest
 
 import meterline
@@ -48,6 +49,13 @@ def api() -> Iterator[FakeAPI]:
     yield fake
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def client(api: FakeAPI, rec: Recorded) -> Iterator[openai.OpenAI]:
+    """An instrumented OpenAI client of the local server (modules of the other SDKs have their own)."""
+    with openai.OpenAI(api_key="k", base_url=f"{api.url}/v1", max_retries=0) as sdk_client:
+        yield meterline.instrument(sdk_client, rec.meter)
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import meterline
+
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
@@ -24,6 +26,11 @@ def fixture(name: str) -> dict[str, Any]:
     """One fixture case from tests/fixtures (``"openai/chat_plain"``)."""
     case: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
     return case
+
+
+def usage_of(case: dict[str, object]) -> meterline.Usage:
+    """The canonical usage a fixture case expects."""
+    return meterline.Usage.from_dict(case["expected"])  # type: ignore[arg-type]
 
 
 def openai_sse(chunks: list[dict[str, Any]]) -> list[bytes]:

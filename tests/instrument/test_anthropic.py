@@ -14,17 +14,12 @@ import pytest
 
 import meterline
 from tests.instrument.conftest import Recorded
-from tests.instrument.server import FakeAPI, Reply, event_sse, fixture
+from tests.instrument.server import FakeAPI, Reply, event_sse, fixture, usage_of
 
 MESSAGE = fixture("anthropic/message_plain")
 STREAM = fixture("anthropic/stream_delta_output_only")
 MESSAGES: Any = [{"role": "user", "content": "Hi"}]
 MODEL = "claude-opus-4-7"
-
-
-def usage_of(case: dict[str, object]) -> meterline.Usage:
-    """The canonical usage a fixture case expects."""
-    return meterline.Usage.from_dict(case["expected"])  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -180,3 +175,18 @@ def test_beta_messages_refused_by_a_budget_send_nothing(
         client.beta.messages.create(model=MODEL, max_tokens=100, messages=MESSAGES)
     assert len(api.received) == 1
     assert len(rec.events) == 1
+
+
+def test_anthropic_raw_message_and_stream(api: FakeAPI, rec: Recorded, client: anthropic.Anthropic) -> None:
+    """ChatAnthropic's path (messages.with_raw_response) records Anthropic's usage, plain and streamed."""
+    api.script(Reply(body=MESSAGE["payload"]), Reply(events=event_sse(STREAM["chunks"])))
+    raw = client.messages.with_raw_response.create(model=MODEL, max_tokens=100, messages=MESSAGES)
+    assert raw.parse().id == MESSAGE["payload"]["id"]
+    streamed = client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=100, messages=MESSAGES, stream=True
+    )
+    assert [event.type for event in streamed.parse()][-1] == "message_stop"
+    assert [(event.status, event.usage) for event in rec.events] == [
+        ("ok", usage_of(MESSAGE)),
+        ("ok", usage_of(STREAM)),
+    ]

@@ -11,18 +11,13 @@ from google import genai
 
 import meterline
 from tests.instrument.conftest import Recorded
-from tests.instrument.server import FakeAPI, Reply, fixture, gemini_sse
+from tests.instrument.server import FakeAPI, Reply, fixture, gemini_sse, usage_of
 
 GENERATE = fixture("gcp.gemini/generate_plain")
 STREAM = fixture("gcp.gemini/stream_cumulative_snapshots")
 EMBED = {"embeddings": [{"values": [0.1, 0.2]}]}
 MODEL = "gemini-2.5-flash"
 NO_AFC: Any = {"automatic_function_calling": {"disable": True}}
-
-
-def usage_of(case: dict[str, object]) -> meterline.Usage:
-    """The canonical usage a fixture case expects."""
-    return meterline.Usage.from_dict(case["expected"])  # type: ignore[arg-type]
 
 
 @pytest.fixture

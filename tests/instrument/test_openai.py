@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -14,7 +14,7 @@ import pytest
 
 import meterline
 from tests.instrument.conftest import Recorded
-from tests.instrument.server import FakeAPI, Reply, event_sse, fixture, openai_sse
+from tests.instrument.server import FakeAPI, Reply, event_sse, fixture, openai_sse, usage_of
 
 CHAT = fixture("openai/chat_plain")
 CHAT_STREAM = fixture("openai/chat_stream_include_usage")
@@ -24,21 +24,9 @@ EMBEDDINGS = fixture("openai/embeddings_single")
 MESSAGES: Any = [{"role": "user", "content": "Hi"}]
 
 
-def usage_of(case: dict[str, object]) -> meterline.Usage:
-    """The canonical usage a fixture case expects."""
-    return meterline.Usage.from_dict(case["expected"])  # type: ignore[arg-type]
-
-
 def no_usage_chunks() -> list[dict[str, object]]:
     """The include_usage stream without its usage-only chunk (what the API sends without the flag)."""
     return [chunk for chunk in CHAT_STREAM["chunks"] if chunk["choices"]]
-
-
-@pytest.fixture
-def client(api: FakeAPI, rec: Recorded) -> Iterator[openai.OpenAI]:
-    """A client of the local server, instrumented."""
-    with openai.OpenAI(api_key="k", base_url=f"{api.url}/v1", max_retries=0) as sdk_client:
-        yield meterline.instrument(sdk_client, rec.meter)
 
 
 @pytest.fixture

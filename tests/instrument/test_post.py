@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -13,24 +12,12 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 import meterline
 from tests.instrument.conftest import Recorded
-from tests.instrument.server import FakeAPI, Reply, fixture, openai_sse
+from tests.instrument.server import FakeAPI, Reply, fixture, openai_sse, usage_of
 
 CHAT = fixture("openai/chat_plain")
 CHAT_STREAM = fixture("openai/chat_stream_include_usage")
 MESSAGE = fixture("anthropic/message_plain")
 BODY: Any = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
-
-
-def usage_of(case: dict[str, object]) -> meterline.Usage:
-    """The canonical usage a fixture case expects."""
-    return meterline.Usage.from_dict(case["expected"])  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def client(api: FakeAPI, rec: Recorded) -> Iterator[openai.OpenAI]:
-    """An instrumented client whose resources are built only after instrument()."""
-    with openai.OpenAI(api_key="k", base_url=f"{api.url}/v1", max_retries=0) as sdk_client:
-        yield meterline.instrument(sdk_client, rec.meter)
 
 
 def test_post_to_chat_completions_is_metered_once(api: FakeAPI, rec: Recorded, client: openai.OpenAI) -> None:

@@ -5,43 +5,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import anthropic
 import openai
 import pytest
 
 import meterline
 from tests.instrument.conftest import Recorded
-from tests.instrument.server import FakeAPI, Reply, event_sse, fixture, openai_sse
+from tests.instrument.server import FakeAPI, Reply, event_sse, fixture, openai_sse, usage_of
 
 CHAT = fixture("openai/chat_plain")
 CHAT_STREAM = fixture("openai/chat_stream_include_usage")
 RESPONSES_STREAM = fixture("openai/responses_stream_completed")
-MESSAGE = fixture("anthropic/message_plain")
-MESSAGE_STREAM = fixture("anthropic/stream_delta_output_only")
 MESSAGES: Any = [{"role": "user", "content": "Hi"}]
-CLAUDE = "claude-opus-4-7"
-
-
-def usage_of(case: dict[str, object]) -> meterline.Usage:
-    """The canonical usage a fixture case expects."""
-    return meterline.Usage.from_dict(case["expected"])  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def client(api: FakeAPI, rec: Recorded) -> Iterator[openai.OpenAI]:
-    """An instrumented OpenAI client of the local server."""
-    with openai.OpenAI(api_key="k", base_url=f"{api.url}/v1", max_retries=0) as sdk_client:
-        yield meterline.instrument(sdk_client, rec.meter)
-
-
-@pytest.fixture
-def claude(api: FakeAPI, rec: Recorded) -> Iterator[anthropic.Anthropic]:
-    """An instrumented Anthropic client of the local server."""
-    with anthropic.Anthropic(api_key="k", base_url=api.url, max_retries=0) as sdk_client:
-        yield meterline.instrument(sdk_client, rec.meter)
 
 
 @pytest.mark.parametrize("gzip", [False, True])
@@ -147,21 +123,6 @@ def test_async_raw_and_streaming_responses(api: FakeAPI, rec: Recorded) -> None:
     assert [(event.status, event.usage) for event in rec.events] == [
         ("ok", usage_of(CHAT)),
         ("ok", usage_of(CHAT_STREAM)),
-    ]
-
-
-def test_anthropic_raw_message_and_stream(api: FakeAPI, rec: Recorded, claude: anthropic.Anthropic) -> None:
-    """ChatAnthropic's path (messages.with_raw_response) records Anthropic's usage, plain and streamed."""
-    api.script(Reply(body=MESSAGE["payload"]), Reply(events=event_sse(MESSAGE_STREAM["chunks"])))
-    raw = claude.messages.with_raw_response.create(model=CLAUDE, max_tokens=100, messages=MESSAGES)
-    assert raw.parse().id == MESSAGE["payload"]["id"]
-    streamed = claude.messages.with_raw_response.create(
-        model=CLAUDE, max_tokens=100, messages=MESSAGES, stream=True
-    )
-    assert [event.type for event in streamed.parse()][-1] == "message_stop"
-    assert [(event.status, event.usage) for event in rec.events] == [
-        ("ok", usage_of(MESSAGE)),
-        ("ok", usage_of(MESSAGE_STREAM)),
     ]
 
 
