@@ -72,6 +72,22 @@ CASES: list[tuple[str, str, Reply, Call]] = [
         lambda c: _drain(c.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)),
     ),
     (
+        "openai chat.completions.with_raw_response.create",
+        "openai",
+        Reply(body=fixture("openai/chat_plain")["payload"]),
+        lambda c: c.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES).parse(),
+    ),
+    (
+        "openai chat.completions.with_raw_response.create(stream=True)",
+        "openai",
+        Reply(events=openai_sse(fixture("openai/chat_stream_include_usage")["chunks"])),
+        lambda c: _drain(
+            c.chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+            ).parse()
+        ),
+    ),
+    (
         "anthropic messages.create",
         "anthropic",
         Reply(body=fixture("anthropic/message_plain")["payload"]),
@@ -83,6 +99,16 @@ CASES: list[tuple[str, str, Reply, Call]] = [
         Reply(events=event_sse(fixture("anthropic/stream_delta_output_only")["chunks"])),
         lambda c: _drain(
             c.messages.create(model="claude-opus-4-7", max_tokens=100, messages=MESSAGES, stream=True)
+        ),
+    ),
+    (
+        "anthropic messages.with_raw_response.create(stream=True)",
+        "anthropic",
+        Reply(events=event_sse(fixture("anthropic/stream_delta_output_only")["chunks"])),
+        lambda c: _drain(
+            c.messages.with_raw_response.create(
+                model="claude-opus-4-7", max_tokens=100, messages=MESSAGES, stream=True
+            ).parse()
         ),
     ),
 ]
