@@ -2,6 +2,7 @@
 
 from __future__ import annotations as _annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -301,3 +302,13 @@ def test_hostile_langchain_details_raise_meterline_errors(field: str, value: obj
         return
     assert usage is not None
     assert type(value) is int
+
+
+def test_unhashable_markers_are_data() -> None:
+    """A list or dict where a marker string is expected is read or refused, never a TypeError."""
+    with contextlib.suppress(MeterlineError):
+        usage_from({"type": ["ai"], "usage_metadata": {"input_tokens": 1, "output_tokens": 1}})
+    assert usage_from({"model": "llama3.2", "done": True, "done_reason": ["load"]}) is None
+    found = extract({"model": "llama3.2", "done": True, "done_reason": {"load": 1}, "eval_count": 3})
+    assert found.usage == Usage(output_tokens=3)
+    assert found.unknown_fields == ("input_tokens",)

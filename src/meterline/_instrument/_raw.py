@@ -126,7 +126,8 @@ class _Body:
             elif data:
                 chunk = json.loads(data)
                 self.state.add(chunk)
-                if type(chunk) is dict and chunk.get("type") in _ENDS:
+                kind = chunk.get("type") if type(chunk) is dict else None
+                if type(kind) is str and kind in _ENDS:
                     self.state.complete = True
 
     def ended(self) -> None:

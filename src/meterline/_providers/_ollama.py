@@ -31,6 +31,12 @@ _NO_TOKENS: Final = frozenset({"load", "unload"})
 _ZERO: Final = Usage()
 
 
+def _only_loads(d: dict[Any, Any]) -> bool:
+    """Whether ``d`` answers a request that only (un)loaded the model."""
+    reason = d.get("done_reason")
+    return type(reason) is str and reason in _NO_TOKENS
+
+
 def ollama_usage(d: dict[Any, Any]) -> Usage | None:
     """Ollama: counters on the final object; ``prompt_eval_count`` is absent after a KV-cache hit.
 
@@ -42,7 +48,7 @@ def ollama_usage(d: dict[Any, Any]) -> Usage | None:
     pe = d.get("prompt_eval_count")
     ev = d.get("eval_count")
     if pe is None and ev is None:
-        return _ZERO if d.get("done_reason") in _NO_TOKENS else None
+        return _ZERO if _only_loads(d) else None
     return checked_usage(_OLLAMA_NAMES, 0 if pe is None else pe, 0, 0, 0, 0 if ev is None else ev, 0, 0, 0)
 
 
@@ -50,7 +56,7 @@ def unknown_fields(body: dict[Any, Any], api: str) -> tuple[str, ...]:
     """Canonical fields reported as 0 because Ollama omitted them."""
     # Ollama drops prompt_eval_count when the prompt came from its KV cache (ollama/ollama#2068):
     # the input is unknown, not zero. Embeddings have no output to report.
-    if body.get("done_reason") in _NO_TOKENS:
+    if _only_loads(body):
         return ()
     missing_in = body.get("prompt_eval_count") is None
     missing_out = body.get("eval_count") is None and api != "ollama.embed"

@@ -70,7 +70,8 @@ def locate(d: dict[Any, Any]) -> tuple[str, Any, dict[Any, Any]]:
         if family is None:
             raise UnrecognizedPayloadError(f"unrecognised usage payload: {describe(d)}")
         return family, None, d
-    if "usage_metadata" in d and d.get("type") in LANGCHAIN_MESSAGES:  # a LangChain AIMessage
+    kind = d.get("type")
+    if "usage_metadata" in d and type(kind) is str and kind in LANGCHAIN_MESSAGES:  # a LangChain AIMessage
         um = d["usage_metadata"]
         if um is not None and type(um) is not dict:
             raise MalformedUsageError("usage_metadata", um, OBJECT)
