@@ -15,7 +15,7 @@ from typing import Final
 
 from meterline.exceptions import MeterlineError
 
-__all__ = ["SQLITE_ERRORS", "driver_errors", "is_lost_race", "is_value_error", "mapped"]
+__all__ = ["SQLITE_ERRORS", "driver_errors", "failure", "is_lost_race", "is_value_error", "mapped"]
 
 
 def driver_errors() -> tuple[type[BaseException], ...]:
@@ -50,7 +50,12 @@ def mapped(error: type[MeterlineError], what: str, url: str) -> Iterator[None]:
     except MeterlineError:
         raise
     except driver_errors() as exc:
-        raise error(f"{what} failed on {url}: {exc}") from exc
+        raise failure(error, what, url, exc) from exc
+
+
+def failure(error: type[MeterlineError], what: str, url: str, exc: BaseException) -> MeterlineError:
+    """The store's error for a driver error ``exc``: ``"<what> failed on <url>: <cause>"``."""
+    return error(f"{what} failed on {url}: {exc}")
 
 
 def is_lost_race(exc: BaseException) -> bool:

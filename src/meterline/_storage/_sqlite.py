@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-from meterline._storage._errors import SQLITE_ERRORS
+from meterline._storage._errors import SQLITE_ERRORS, failure
 from meterline.exceptions import ConfigurationError, MeterlineError
 
 __all__ = [
@@ -161,7 +161,7 @@ _POLL_FIRST: Final = 0.0001
 _POLL_MAX: Final = 0.002
 
 
-def begin_polling(conn: sqlite3.Connection, begin: str, timeout: float) -> None:
+def begin_polling(conn: sqlite3.Connection | sqlite3.Cursor, begin: str, timeout: float) -> None:
     """Run ``begin`` on ``conn`` (busy timeout 0), trying again while the file is busy, up to ``timeout`` s.
 
     SQLite's own busy handler sleeps longer and longer between tries, up to 100 ms, so under
@@ -236,14 +236,12 @@ class sqlite_transaction:  # noqa: N801 - used like the function it replaced: ``
     def __enter__(self) -> sqlite3.Cursor:
         cursor = self._cursor
         try:
-            try:
+            if self._poll is None:
                 cursor.execute(self._begin)
-            except sqlite3.OperationalError as busy:
-                if self._poll is None or busy.sqlite_errorcode != sqlite3.SQLITE_BUSY:
-                    raise
-                begin_polling(self._conn, self._begin, self._poll)
+            else:
+                begin_polling(cursor, self._begin, self._poll)
         except SQLITE_ERRORS as exc:
-            raise self._error(f"{self._what} failed on {self._url}: {exc}") from exc
+            raise failure(self._error, self._what, self._url, exc) from exc
         return cursor
 
     def __exit__(
@@ -257,4 +255,4 @@ class sqlite_transaction:  # noqa: N801 - used like the function it replaced: ``
                 exc = failed
         sqlite_rollback(self._conn)
         if isinstance(exc, SQLITE_ERRORS):
-            raise self._error(f"{self._what} failed on {self._url}: {exc}") from exc
+            raise failure(self._error, self._what, self._url, exc) from exc

@@ -48,7 +48,7 @@ from meterline._storage import (
     scrub,
 )
 from meterline.budgets._sqlite import SCHEMA_VERSION, decode_key, encode, matches
-from meterline.budgets._store import COUNTER_MAX, METRICS, Line, Refusal, Vector
+from meterline.budgets._store import COUNTER_MAX, METRICS, Line, Refusal, Vector, ceilings
 from meterline.exceptions import BudgetStoreError
 
 if TYPE_CHECKING:
@@ -420,8 +420,7 @@ class PostgresBudgetStore:
         """Hold ``amounts`` on ``lines`` until ``now + lease``, all or nothing, in one statement."""
         numbers: list[int] = []
         for line, amount in zip(lines, amounts, strict=True):
-            numbers += (line.first_bucket, line.bucket, *amount)
-            numbers += (COUNTER_MAX if limit is None else limit for limit in line.limits)
+            numbers += (line.first_bucket, line.bucket, *amount, *ceilings(line))
         sweep = now >= self._next_sweep
         if sweep:
             self._next_sweep = now + _SWEEP_EVERY

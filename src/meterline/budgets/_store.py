@@ -42,6 +42,7 @@ __all__ = [
     "Line",
     "Refusal",
     "Vector",
+    "ceilings",
 ]
 
 METRICS: Final = ("tokens", "input_tokens", "output_tokens", "cost", "requests", "tool_calls")
@@ -112,6 +113,15 @@ COUNTER_MAX: Final = 2**63 - 1
 Stores with fixed-width counters saturate there: a charge that would pass it leaves the
 counter at `COUNTER_MAX` (never an error, and the event's other metrics are still counted),
 and a reservation that would pass it is refused on that metric, as if it were its limit."""
+
+
+def ceilings(line: Line) -> Vector:
+    """The most each metric of ``line`` may reach: its limit, or `COUNTER_MAX` where none is set.
+
+    `first_refusal` applies the same rule inline (it runs under a store's lock).
+    """
+    t, i, o, c, r, k = (COUNTER_MAX if limit is None else limit for limit in line.limits)
+    return (t, i, o, c, r, k)
 
 
 def first_refusal(
