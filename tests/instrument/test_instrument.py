@@ -87,15 +87,15 @@ def test_bad_meter(api: FakeAPI) -> None:
 
 def test_old_sdk_is_refused(api: FakeAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     """An SDK older than the extra's floor is refused, naming both versions and the fix."""
-    from meterline import _instrument
+    from meterline import _extras
 
-    _instrument._check_version.cache_clear()
+    _extras.check_version.cache_clear()
     monkeypatch.setattr(importlib.metadata, "version", lambda dist: "1.2.0")
     try:
         with pytest.raises(meterline.UnsupportedSDKError, match=r"openai 1\.2\.0 is older than 1\.55\.3"):
             meterline.instrument(sdk_client(api))
     finally:
-        _instrument._check_version.cache_clear()
+        _extras.check_version.cache_clear()
 
 
 def test_floors_match_the_extras() -> None:

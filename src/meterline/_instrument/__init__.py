@@ -12,23 +12,22 @@ client makes (``with_options()``, ``copy()``) are instrumented too.
 from __future__ import annotations as _annotations
 
 import functools
-import importlib.metadata
-import re
 import sys
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from meterline._extras import require
+from meterline._extras import check_version, require
 from meterline._instrument import _anthropic, _google, _openai
 from meterline._instrument._endpoint import Endpoint, Target
 from meterline._instrument._patch import patch_endpoints, patch_method, patch_post
+from meterline._instrument._status import status_of
 from meterline.exceptions import ConfigurationError, UnsupportedSDKError
 
 if TYPE_CHECKING:
     from meterline._meter import Meter
 
-__all__ = ["instrument", "uninstrument"]
+__all__ = ["instrument", "status_of", "uninstrument"]
 
 C = TypeVar("C")
 
@@ -47,23 +46,9 @@ _EXPECTED: Final = (
 )
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", text.split("+", maxsplit=1)[0])[:3])
-
-
-@functools.cache
 def _check_version(sdk: str) -> None:
     dist, extra, minimum = _SDKS[sdk]
-    try:
-        installed = importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return  # imported from a source tree: nothing to compare
-    if _version_tuple(installed) < minimum:
-        floor = ".".join(map(str, minimum))
-        raise UnsupportedSDKError(
-            f"{dist} {installed} is older than {floor}, the oldest meterline can instrument: "
-            f'pip install -U "meterline[{extra}]"'
-        )
+    check_version(dist, extra, minimum)
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
