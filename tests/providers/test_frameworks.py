@@ -270,6 +270,61 @@ def test_litellm_one_hour_past_the_writes_is_refused() -> None:
         usage_from({"usage": body})
 
 
+LITELLM_1_76 = {
+    "completion_tokens": 210,
+    "prompt_tokens": 1508,
+    "total_tokens": 1718,
+    "completion_tokens_details": None,
+    "prompt_tokens_details": {
+        "audio_tokens": None,
+        "cache_write_tokens": None,
+        "cached_tokens": 1500,
+        "text_tokens": None,
+        "image_tokens": None,
+    },
+    "cache_creation_input_tokens": 4300,
+    "cache_read_input_tokens": 1500,
+}
+"""LiteLLM 1.76's usage of tests/fixtures/anthropic/message_cache_write_1h_5m_split (dumped from
+its ModelResponse): the cache writes sit beside prompt_tokens, not in it."""
+
+LITELLM_1_90 = {
+    "completion_tokens": 210,
+    "prompt_tokens": 5808,
+    "total_tokens": 6018,
+    "prompt_tokens_details": {
+        "audio_tokens": None,
+        "cache_write_tokens": None,
+        "cached_tokens": 1500,
+        "text_tokens": 8,
+        "image_tokens": None,
+        "video_tokens": None,
+        "cache_creation_tokens": 4300,
+        "cache_creation_token_details": {
+            "ephemeral_5m_input_tokens": 1100,
+            "ephemeral_1h_input_tokens": 3200,
+        },
+    },
+    "cache_creation_input_tokens": 4300,
+    "cache_read_input_tokens": 1500,
+}
+"""LiteLLM 1.80-1.90's usage of the same response: writes in prompt_tokens, named cache_creation_tokens."""
+
+
+@pytest.mark.parametrize(
+    ("block", "one_hour"), [(LITELLM_1_76, 0), (LITELLM_1_90, 3200)], ids=["litellm-1.76", "litellm-1.90"]
+)
+def test_older_litellm_usage_shapes_keep_the_cache_writes(block: dict[str, Any], one_hour: int) -> None:
+    """Both older LiteLLM shapes give Anthropic's input (5,808) with its 4,300 cache writes."""
+    assert usage_from({"usage": block}) == Usage(
+        input_tokens=5808,
+        cache_read_tokens=1500,
+        cache_write_tokens=4300,
+        cache_write_1h_tokens=one_hour,
+        output_tokens=210,
+    )
+
+
 def test_meterline_own_dict_round_trips() -> None:
     """Usage.to_dict() output is read back exactly, never as a bare block."""
     usage = Usage(

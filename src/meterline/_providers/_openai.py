@@ -120,9 +120,16 @@ def chat_usage(u: dict[Any, Any], rules: int) -> Usage:
             cached = opt(pd, "cached_tokens", cached_name)
             cache_write = opt(pd, "cache_write_tokens", "prompt_tokens_details.cache_write_tokens")
             audio_in = opt(pd, "audio_tokens", "prompt_tokens_details.audio_tokens")
+        if not cache_write and pd.get("cache_creation_tokens"):  # LiteLLM ~1.80-1.100's name
+            cache_write = opt(pd, "cache_creation_tokens", "prompt_tokens_details.cache_creation_tokens")
         split = pd.get("cache_creation_token_details")
         if split is not None:  # LiteLLM's lifetimes of Anthropic cache writes
             one_hour = _one_hour_writes(split, cache_write)
+    if not cache_write and u.get("cache_creation_input_tokens") and not _writes_in_prompt(pd):
+        # LiteLLM before it moved Anthropic's cache writes into prompt_tokens (until about
+        # 1.77): the writes sit beside prompt_tokens, at the top level, not inside it.
+        cache_write = check_count("cache_creation_input_tokens", u["cache_creation_input_tokens"])
+        p = check_count("prompt_tokens + cache_creation_input_tokens", p + cache_write)
     cd = u.get("completion_tokens_details")
     if cd is not None:
         if type(cd) is not dict:
@@ -175,6 +182,13 @@ def chat_usage(u: dict[Any, Any], rules: int) -> Usage:
     # Every count went through check_count and every subset rule was checked above under the
     # provider's own field names, so build without re-validating: this is the hot path.
     return new_usage(p, cached, cache_write, one_hour, out, reasoning, audio_in, audio_out)
+
+
+def _writes_in_prompt(pd: dict[Any, Any] | None) -> bool:
+    """Whether LiteLLM's ``prompt_tokens_details`` says cache writes are counted in ``prompt_tokens``."""
+    return pd is not None and (
+        pd.get("cache_write_tokens") is not None or pd.get("cache_creation_tokens") is not None
+    )
 
 
 def _one_hour_writes(split: Any, cache_write: int) -> int:
