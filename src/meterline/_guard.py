@@ -17,14 +17,18 @@ and `capture` lets it, and any `BaseException` that is not an `Exception`, throu
 from __future__ import annotations as _annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Final
 
-__all__ = ["Guard", "logger"]
+__all__ = ["MAX_UNMETERED_KINDS", "Guard", "logger"]
 
 logger: Final = logging.getLogger("meterline")
 """The logger every meterline message goes to."""
+
+MAX_UNMETERED_KINDS: Final = 100
+"""Kinds of unmetered calls counted apart (`Guard.cannot_meter`); more count as ``"other"``."""
 
 _LOG_FIRST: Final = 10
 _LOG_EVERY: Final = 1000
@@ -39,7 +43,7 @@ class Guard:
         passes: Exception types that are not failures but policy, and propagate.
     """
 
-    __slots__ = ("callback_errors", "errors", "owner", "passes")
+    __slots__ = ("_unmetered_lock", "callback_errors", "errors", "owner", "passes", "unmetered")
 
     def __init__(self, owner: str, *, passes: tuple[type[BaseException], ...] = ()) -> None:
         self.owner = owner
@@ -48,6 +52,9 @@ class Guard:
         """Machinery failures so far."""
         self.callback_errors = 0
         """Failures of callbacks the user registered (subscribers, alert callbacks)."""
+        self.unmetered: dict[str, int] = {}
+        """Calls an instrumented client sent that meterline could not meter, by kind."""
+        self._unmetered_lock = threading.Lock()
 
     def failed(self, what: str, detail: object = "") -> None:
         """Log and count the failure being handled (call it from an ``except`` block).
@@ -75,6 +82,28 @@ class Guard:
             logger.exception(
                 "meterline: callback %r failed (failure #%d); the call is unaffected", callback, count
             )
+
+    def cannot_meter(self, what: str, hint: str) -> None:
+        """Count a call meterline let through unmetered; the first of each kind is logged.
+
+        Args:
+            what: The kind of call, e.g. ``"openai POST /images/generations"`` (at most
+                `MAX_UNMETERED_KINDS` kinds are told apart; the rest count as ``"other"``).
+            hint: What the user can do about it, for the log.
+        """
+        with self._unmetered_lock:
+            unmetered = self.unmetered
+            if what not in unmetered and len(unmetered) >= MAX_UNMETERED_KINDS:
+                what = "other"
+            count = unmetered.get(what, 0) + 1
+            unmetered[what] = count
+        if count == 1:
+            logger.warning("meterline: cannot meter %s: the call went through unmetered; %s", what, hint)
+
+    def unmetered_counts(self) -> tuple[tuple[str, int], ...]:
+        """What `cannot_meter` counted, as sorted ``(kind, count)`` pairs."""
+        with self._unmetered_lock:
+            return tuple(sorted(self.unmetered.items()))
 
     def capture(self, what: str, detail: object = "") -> _Capture:
         """A context manager: an `Exception` its block raises is logged and counted, not raised.

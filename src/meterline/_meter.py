@@ -100,6 +100,9 @@ class MeterStats:
     """Events whose dimensions were folded into the overflow row because the bound was reached."""
     unpriced_models: tuple[tuple[str | None, str], ...]
     """(provider, model) pairs that could not be priced: the latest `MAX_UNPRICED` (1,000)."""
+    unmetered_calls: tuple[tuple[str, int], ...] = ()
+    """Requests instrumented clients sent that meterline cannot meter (image or audio
+    generation, batches…), as (kind, count): each kind is logged the first time."""
     ledger: DeliveryStats | None = None
     """The ledger writer's counters (``None`` without a ledger): what was committed, spooled,
     and ``lost`` (neither committed nor spooled: each logged), and whether the spool has a
@@ -832,6 +835,7 @@ class Meter:
             max_live_keys=rollups.max_live_keys,
             overflowed_events=rollups.overflowed,
             unpriced_models=tuple(sorted(unpriced, key=lambda pm: (pm[0] or "", pm[1]))),
+            unmetered_calls=self.guard.unmetered_counts(),
             ledger=None if self._writer is None else self._writer.stats(),
         )
 

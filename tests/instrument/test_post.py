@@ -100,3 +100,63 @@ def test_async_post_and_anthropic_post(api: FakeAPI, rec: Recorded) -> None:
     ]
     meterline.uninstrument(claude)
     assert "post" not in vars(claude)
+
+
+IMAGE = {
+    "created": 1745920811,
+    "data": [{"b64_json": "iVBORw0KGgo=", "revised_prompt": None}],
+    "usage": {
+        "input_tokens": 50,
+        "input_tokens_details": {"image_tokens": 40, "text_tokens": 10},
+        "output_tokens": 4160,
+        "total_tokens": 4210,
+    },
+}
+"""An images.generate body as gpt-image-1 returns it (a usage meterline does not price yet)."""
+
+
+def test_a_request_meterline_cannot_meter_is_counted_and_logged_once(
+    api: FakeAPI, rec: Recorded, client: openai.OpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An image generation goes through unchanged, is counted by kind, and is logged the first time only."""
+    api.default = Reply(body=IMAGE)
+    for _ in range(3):
+        assert client.images.generate(model="gpt-image-1", prompt="a lighthouse").data
+    assert rec.events == []
+    assert rec.meter.stats().unmetered_calls == (("openai POST /images/generations", 3),)
+    assert sum("cannot meter openai POST /images/generations" in message for message in caplog.messages) == 1
+
+
+def test_requests_that_are_not_model_calls_are_not_counted(
+    api: FakeAPI, rec: Recorded, client: openai.OpenAI
+) -> None:
+    """A metered call, a file upload and a batch cancellation count nothing as unmetered."""
+    api.script(
+        Reply(body=CHAT["payload"]),
+        Reply(
+            body={
+                "id": "file-1a2",
+                "object": "file",
+                "bytes": 3,
+                "created_at": 1,
+                "filename": "b.jsonl",
+                "purpose": "batch",
+                "status": "processed",
+            }
+        ),
+    )
+    client.chat.completions.create(model="gpt-4o-mini", messages=BODY["messages"])
+    client.files.create(file=("b.jsonl", b"{}\n"), purpose="batch")
+    assert rec.meter.stats().unmetered_calls == ()
+    assert len(rec.events) == 1
+
+
+def test_unmetered_anthropic_batches_are_counted_with_ids_folded(api: FakeAPI, rec: Recorded) -> None:
+    """Anthropic's batch creation is counted; the kind names the route, never an id."""
+    api.default = Reply(body={"id": "msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d", "type": "message_batch"})
+    with meterline.instrument(
+        anthropic.Anthropic(api_key="k", base_url=api.url, max_retries=0), rec.meter
+    ) as sdk:
+        sdk.post("/v1/messages/batches/msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d/results", body={}, cast_to=object)
+        sdk.post("/v1/messages/batches/msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d/cancel", body={}, cast_to=object)
+    assert rec.meter.stats().unmetered_calls == (("anthropic POST /v1/messages/batches/{id}/results", 1),)

@@ -14,13 +14,12 @@ from __future__ import annotations as _annotations
 import functools
 import sys
 import threading
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from meterline._extras import check_version, require
 from meterline._instrument import _anthropic, _google, _openai
 from meterline._instrument._endpoint import Endpoint, Target
-from meterline._instrument._patch import patch_endpoints, patch_method, patch_post
+from meterline._instrument._patch import Posts, patch_endpoints, patch_method, patch_post
 from meterline._instrument._status import status_of
 from meterline.exceptions import ConfigurationError, UnsupportedSDKError
 
@@ -66,7 +65,7 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-_Integration = tuple[Target, tuple[Endpoint, ...], bool, Mapping[str, tuple[tuple[str, ...], str]]]
+_Integration = tuple[Target, tuple[Endpoint, ...], bool, Posts | None]
 """The target, its endpoints, whether the client's copies are instrumented, its ``post()`` routes."""
 
 
@@ -80,13 +79,23 @@ def _integration(client: object, meter: Meter | None) -> _Integration:
             _check_version("openai")
             provider = _openai.provider_of(client)
             target = Target(meter, provider, (sdk.APIError,), (sdk.Stream, sdk.AsyncStream))
-            return target, _openai.endpoints(provider), True, _openai.POSTS
+            return (
+                target,
+                _openai.endpoints(provider),
+                True,
+                Posts("openai", _openai.POSTS, _openai.NOT_CALLS),
+            )
     elif root == "anthropic":
         sdk = require("anthropic", "anthropic")
         if isinstance(client, sdk.Anthropic | sdk.AsyncAnthropic):
             _check_version("anthropic")
             target = Target(meter, "anthropic", (sdk.APIError,), (sdk.Stream, sdk.AsyncStream))
-            return target, _anthropic.ENDPOINTS, True, _anthropic.POSTS
+            return (
+                target,
+                _anthropic.ENDPOINTS,
+                True,
+                Posts("anthropic", _anthropic.POSTS, _anthropic.NOT_CALLS),
+            )
     elif module.startswith("google.genai"):
         genai = require("google", "google.genai")
         errors = require("google", "google.genai.errors")
@@ -95,7 +104,7 @@ def _integration(client: object, meter: Meter | None) -> _Integration:
             vertex = bool(getattr(client, "vertexai", False))
             provider = "gcp.vertex_ai" if vertex else "gcp.gemini"
             target = Target(meter, provider, (errors.APIError, *_transport_errors()), ())
-            return target, _google.ENDPOINTS, False, {}
+            return target, _google.ENDPOINTS, False, None
         raise UnsupportedSDKError(
             f"cannot instrument a {module}.{type(client).__qualname__}: instrument the google.genai.Client "
             "(its .aio client is instrumented with it)"
@@ -145,7 +154,8 @@ def instrument(client: C, meter: Meter | None = None) -> C:
             return client
         target, endpoints, copies, posts = _integration(client, meter)
         patch_endpoints(target, client, endpoints)
-        patch_post(target, client, endpoints, posts)
+        if posts is not None:
+            patch_post(target, client, endpoints, posts)
         if copies:
             for name in ("copy", "with_options"):
                 original = getattr(client, name, None)

@@ -14,7 +14,7 @@ from typing import Any, Final
 from meterline._instrument._endpoint import Endpoint, Request, given_int, given_str
 from meterline._instrument._streams import StreamState
 
-__all__ = ["ENDPOINTS", "MIN_VERSION", "POSTS"]
+__all__ = ["ENDPOINTS", "MIN_VERSION", "NOT_CALLS", "POSTS"]
 
 MIN_VERSION: Final = (0, 43)
 """Before 0.43, ``messages.stream()`` built a second ``Stream`` over the HTTP response and
@@ -50,3 +50,12 @@ ENDPOINTS: Final = tuple(
 
 POSTS: Final = {"/v1/messages": (("messages",), "create")}
 """The paths a request made with the client's own ``post()`` is metered on (see `_openai.POSTS`)."""
+
+NOT_CALLS: Final = (
+    "/v1/messages/count_tokens",
+    "/v1/messages/batches/{id}/cancel",
+    "/v1/files",
+    "/v1/skills",
+    "/v1/models",
+)
+"""Paths of requests that are not billed model calls (see `_openai.NOT_CALLS`)."""

@@ -24,7 +24,7 @@ from meterline.exceptions import BudgetExceeded, BudgetStoreError
 if TYPE_CHECKING:
     from meterline._meter import Meter
 
-__all__ = ["Call", "begin", "response_arrived", "run_async", "run_lazy", "run_sync"]
+__all__ = ["Call", "begin", "in_metered_call", "response_arrived", "run_async", "run_lazy", "run_sync"]
 
 logger = logging.getLogger("meterline")
 
@@ -250,6 +250,11 @@ async def run_async(
     _CURRENT.reset(current)
     _ACTIVE.reset(token)
     return call.returned(result, hide)
+
+
+def in_metered_call() -> bool:
+    """Whether a metered SDK call is running in this context (its requests are metered by it)."""
+    return _ACTIVE.get()
 
 
 def response_arrived() -> None:

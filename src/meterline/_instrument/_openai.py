@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from meterline._instrument._endpoint import MISSING, Endpoint, Request, given_int, given_str, unset
 from meterline._instrument._streams import StreamState
 
-__all__ = ["ENDPOINTS", "MIN_VERSION", "POSTS", "endpoints", "provider_of"]
+__all__ = ["ENDPOINTS", "MIN_VERSION", "NOT_CALLS", "POSTS", "endpoints", "provider_of"]
 
 MIN_VERSION: Final = (1, 55, 3)
 """The oldest openai that runs on httpx 0.28, which the google extra's floor requires (older
@@ -139,6 +139,26 @@ POSTS: Final = {
 }
 """The paths a request made with the client's own ``post()`` is metered on, as the endpoint of
 that path (whose request it sends, unchanged)."""
+
+NOT_CALLS: Final = (
+    "/chat/completions/{id}",
+    "/responses/{id}",
+    "/responses/input_tokens",
+    "/batches/{id}/cancel",
+    "/files",
+    "/uploads",
+    "/vector_stores",
+    "/moderations",
+    "/assistants",
+    "/containers",
+    "/conversations",
+    "/chatkit",
+    "/evals",
+    "/fine_tuning",
+)
+"""Routes (ids as ``{id}``) of requests that are not billed model calls (storage, updates,
+cancellations, free counts and moderation): a ``post()`` to any other route that meterline
+does not meter is logged and counted."""
 
 _COMPATIBLE_APIS: Final = {
     "deepseek": {"openai.chat": "deepseek.chat"},

@@ -10,14 +10,17 @@ from __future__ import annotations as _annotations
 import contextvars
 import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from meterline._instrument._call import response_arrived, run_async, run_lazy, run_sync
+from meterline._instrument._call import in_metered_call, response_arrived, run_async, run_lazy, run_sync
 from meterline._instrument._endpoint import MISSING, Endpoint, Target
 
-__all__ = ["patch_endpoints", "patch_method", "patch_post"]
+__all__ = ["Posts", "patch_endpoints", "patch_method", "patch_post"]
+
+logger = logging.getLogger("meterline")
 
 
 class _DeferredRequest:
@@ -196,30 +199,43 @@ def patch_endpoints(target: Target, client: Any, endpoints: tuple[Endpoint, ...]
     _drop_wrappers(touched)
 
 
-def patch_post(
-    target: Target,
-    client: Any,
-    endpoints: tuple[Endpoint, ...],
-    posts: Mapping[str, tuple[tuple[str, ...], str]],
-) -> None:
+@dataclass(frozen=True, slots=True)
+class Posts:
+    """What an SDK client's own ``post()`` is metered on."""
+
+    sdk: str
+    """The SDK, for the log (``"openai"``)."""
+    routes: Mapping[str, tuple[tuple[str, ...], str]]
+    """Path -> the endpoint (resource path, method) whose request a post to it sends."""
+    not_calls: tuple[str, ...]
+    """Route prefixes (ids as ``{id}``) of requests that are not billed model calls (never reported)."""
+
+
+def patch_post(target: Target, client: Any, endpoints: tuple[Endpoint, ...], posts: Posts) -> None:
     """Meter the requests made with the client's own ``post()`` to a model endpoint's path.
 
     A caller that builds its request itself (LiteLLM does) is metered as the endpoint of that
     path: the body is the request read for the reservation, sent unchanged (nothing is asked
     for: no ``stream_options``). A post from a metered method (the SDK's resources post
-    through it) is inside that method's call and is not metered again.
+    through it) is inside that method's call and is not metered again. A post to any other
+    path, outside a metered call (an image, audio or batch request), is a call meterline
+    cannot meter: counted in `Meter.stats` and logged the first time (`Guard.cannot_meter`).
     """
     original = getattr(client, "post", None)
     if not callable(original):
         return
     by_method = {(endpoint.path, endpoint.method): endpoint for endpoint in endpoints}
     routes = {
-        path: replace(by_method[where], prepare=None) for path, where in posts.items() if where in by_method
+        path: replace(by_method[where], prepare=None)
+        for path, where in posts.routes.items()
+        if where in by_method
     }
 
     def request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Endpoint | None, dict[str, Any]]:
         path = args[0] if args else kwargs.get("path")
         endpoint = routes.get(path) if isinstance(path, str) else None
+        if endpoint is None:
+            _unmetered(target, posts, path)
         body = kwargs.get("body")
         return endpoint, (dict(body) if isinstance(body, Mapping) else {})
 
@@ -243,6 +259,35 @@ def patch_post(
         return run_sync(target, endpoint, sent, lambda _kw: original(*args, **kwargs))
 
     patch_method(target, client, "post", _meterline_post)
+
+
+def _unmetered(target: Target, posts: Posts, path: object) -> None:
+    """Count a post meterline cannot meter (unless a metered call sends it, or it is no model call)."""
+    if in_metered_call() or not isinstance(path, str):
+        return
+    route = _route(path)
+    if route.startswith(posts.not_calls):
+        return
+    try:
+        kind = f"{posts.sdk} POST {route}"
+        target.resolve().guard.cannot_meter(
+            kind, "record its usage with meter.record(...) (see the README, what instrument() covers)"
+        )
+    except Exception:  # counting never breaks the call
+        logger.exception("meterline: could not count an unmetered request to %s", path)
+
+
+_ID: Final = "{id}"
+
+
+def _route(path: str) -> str:
+    """A path with its ids (8 characters or more, with a digit) as ``{id}``.
+
+    ``/v1/messages/batches/msgbatch_01Hkc/cancel`` -> ``/v1/messages/batches/{id}/cancel``.
+    """
+    return "/".join(
+        _ID if len(part) >= 8 and any(ch.isdigit() for ch in part) else part for part in path.split("/")
+    )
 
 
 def _in_context(context: contextvars.Context, inner: Iterator[Any]) -> Iterator[Any]:
