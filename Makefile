@@ -7,6 +7,9 @@ STAMP_DEV  := $(VENV)/.installed-dev
 SDKMIN       := .venv-sdkmin
 SDKMIN_PINS  := tests/instrument/constraints-min.txt
 STAMP_SDKMIN := $(SDKMIN)/.installed
+# Each framework integration is tested against its oldest supported release in a venv of its
+# own (.venv-min-<name>, pinned by tests/integrations/min/<name>.txt): their SDK needs clash.
+FRAMEWORKS   := langchain litellm pydantic_ai openai_agents llamaindex
 
 .DEFAULT_GOAL := help
 
@@ -57,10 +60,26 @@ lint: $(STAMP_DEV) ## Lint (ruff, format), type-check (mypy strict), the import 
 test: lint ## Lint, type-check and run the whole test suite, then tests/instrument on the oldest SDKs
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory test-sdkmin
+	$(MAKE) --no-print-directory test-frameworks-min
 
 .PHONY: test-sdkmin
 test-sdkmin: $(STAMP_SDKMIN) ## Run tests/instrument against the oldest supported openai, anthropic and google-genai
 	$(SDKMIN)/bin/python -m pytest tests/instrument -q -p no:cacheprovider
+
+.PHONY: test-frameworks-min
+test-frameworks-min: ## Run each framework integration's tests against its oldest supported release
+	@set -e; for fw in $(FRAMEWORKS); do \
+		venv=.venv-min-$$fw; pins=tests/integrations/min/$$fw.txt; \
+		test -x $$venv/bin/python || $(PYTHON) -m venv $$venv; \
+		if [ ! -f $$venv/.installed ] || [ $$pins -nt $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ]; then \
+			echo "installing $$venv from $$pins"; \
+			$$venv/bin/python -m pip install --quiet --disable-pip-version-check \
+				-e ".[openai,anthropic,google]" pytest hypothesis -r $$pins; \
+			touch $$venv/.installed; \
+		fi; \
+		echo "tests/integrations/test_$$fw.py on $$(grep -v '^#' $$pins | tr '\n' ' ')"; \
+		$$venv/bin/python -m pytest tests/integrations/test_$$fw.py -q -p no:cacheprovider; \
+	done
 
 .PHONY: bench
 bench: $(STAMP_DEV) ## Run the benchmarks and the comparison with the reference trackers
@@ -69,4 +88,4 @@ bench: $(STAMP_DEV) ## Run the benchmarks and the comparison with the reference 
 
 .PHONY: clean
 clean: ## Remove the virtualenv and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SDKMIN) .venv-min-* .mypy_cache .ruff_cache .pytest_cache

@@ -70,7 +70,12 @@ def test_stream_and_ainvoke(api: FakeAPI, rec: Recorded, chat_openai: Any) -> No
     """A streamed call (usage asked for by stream_usage) and an async invoke are each one exact event."""
     api.script(Reply(events=openai_sse(CHAT_STREAM["chunks"])), Reply(body=CHAT["payload"]))
     assert list(chat_openai.stream("Hi"))
-    asyncio.run(chat_openai.ainvoke("Hi"))
+
+    async def ainvoke() -> None:
+        await chat_openai.ainvoke("Hi")
+        await chat_openai.root_async_client.close()
+
+    asyncio.run(ainvoke())
     assert [event.usage for event in rec.events] == [usage_of(CHAT_STREAM), usage_of(CHAT)]
 
 

@@ -41,12 +41,13 @@ def test_a_model_handler_records_the_providers_usage(api: FakeAPI, rec: Recorded
     api.script(Reply(body=CHAT_CACHED["payload"]))
     model = llm.model_copy(update={"callbacks": [MeterlineCallbackHandler(rec.meter)]})
     with rec.meter.scope(user="u1", session="s1"):
-        model.invoke("Hi")
+        message = model.invoke("Hi")
     event = rec.only
     assert event.usage == usage_of(CHAT_CACHED)
     assert (event.provider, event.model, event.request_model) == ("openai", "gpt-4o-2024-08-06", "gpt-4o")
     assert (event.dimensions["user"], event.dimensions["session"], event.status) == ("u1", "s1", "ok")
-    assert event.response_id == CHAT_CACHED["payload"]["id"]
+    # The response id, where LangChain keeps it (langchain-openai 0.3.0 drops it).
+    assert event.response_id == message.response_metadata.get("id")
     assert event.cost is not None
     assert event.latency_ms is not None
 
@@ -99,6 +100,7 @@ def test_async_handler_keeps_each_tasks_scope(api: FakeAPI, rec: Recorded, llm: 
 
     async def run() -> None:
         await asyncio.gather(*(ask(f"u{i}") for i in range(6)))
+        await llm.root_async_client.close()
 
     asyncio.run(run())
     assert sorted(event.dimensions["user"] for event in rec.events) == [f"u{i}" for i in range(6)]
@@ -113,6 +115,7 @@ def test_astream(api: FakeAPI, rec: Recorded, llm: Any) -> None:
     async def run() -> None:
         async for _chunk in model.astream("Hi"):
             pass
+        await llm.root_async_client.close()
 
     asyncio.run(run())
     assert rec.only.usage == usage_of(CHAT_STREAM)

@@ -26,6 +26,17 @@ from meterline.integrations import litellm as metered  # noqa: E402
 # collector (an unclosed loop and its sockets): a warning about LiteLLM, not meterline.
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
+CALLBACK_LISTS = (
+    "callbacks",
+    "input_callback",
+    "success_callback",
+    "failure_callback",
+    "_async_input_callback",
+    "_async_success_callback",
+    "_async_failure_callback",
+)
+"""LiteLLM's global lists a logger is copied into."""
+
 MESSAGES = [{"role": "user", "content": "Capital of Australia?"}]
 
 
@@ -56,9 +67,12 @@ def logger(rec: Recorded) -> Iterator[metered.MeterlineLogger]:
 
 def remove_loggers() -> None:
     """Take every MeterlineLogger out of LiteLLM's global callback lists."""
-    for callback in litellm.logging_callback_manager.get_all_callbacks():
-        if isinstance(callback, metered.MeterlineLogger):
-            litellm.logging_callback_manager.remove_callback_from_all_lists(callback)
+    for name in CALLBACK_LISTS:
+        callbacks = getattr(litellm, name, None)
+        if isinstance(callbacks, list):
+            callbacks[:] = [
+                callback for callback in callbacks if not isinstance(callback, metered.MeterlineLogger)
+            ]
 
 
 def openai_args(api: FakeAPI, **extra: Any) -> dict[str, Any]:

@@ -31,6 +31,11 @@ def openai_chat(api: FakeAPI, name: str = "gpt-4o") -> Any:
     return OpenAIChatModel(name, provider=OpenAIProvider(base_url=f"{api.url}/v1", api_key="k"))
 
 
+def anthropic_provider(api: FakeAPI) -> Any:
+    """pydantic-ai's Anthropic provider on the local server (its client closed with the agent)."""
+    return AnthropicProvider(base_url=api.url, api_key="k")
+
+
 def run(agent: Any, prompt: str = "Hi") -> Any:
     """Run ``agent`` once inside its own context (which closes the model's HTTP client)."""
 
@@ -60,7 +65,7 @@ def test_each_model_class(api: FakeAPI, rec: Recorded) -> None:
     )
     models: list[Any] = [
         OpenAIResponsesModel("o4-mini", provider=OpenAIProvider(base_url=f"{api.url}/v1", api_key="k")),
-        AnthropicModel("claude-opus-4-1", provider=AnthropicProvider(base_url=api.url, api_key="k")),
+        AnthropicModel("claude-opus-4-1", provider=anthropic_provider(api)),
         GoogleModel("gemini-2.5-flash", provider=GoogleProvider(base_url=api.url, api_key="k")),
     ]
     for model in models:
@@ -168,7 +173,7 @@ def test_event_stream_fixture_for_anthropic(api: FakeAPI, rec: Recorded) -> None
     """Anthropic streamed through run_stream: the stream's input and cache counts."""
     stream = fixture("anthropic/stream_delta_output_only")
     api.script(Reply(events=event_sse(stream["chunks"])))
-    model = AnthropicModel("claude-opus-4-7", provider=AnthropicProvider(base_url=api.url, api_key="k"))
+    model = AnthropicModel("claude-opus-4-7", provider=anthropic_provider(api))
     agent = pydantic_ai.Agent(metered(model, rec.meter))
 
     async def main() -> None:

@@ -32,7 +32,9 @@ from meterline._extras import check_version, require
 from meterline.integrations._model_call import ModelCall, begin, check_meter
 
 _core = require("langchain", "langchain_core.callbacks")
-check_version("langchain-core", "langchain", (0, 3, 9))
+MIN_VERSION: Final = (0, 3, 30)
+"""The oldest langchain-core release supported (the ``langchain`` extra's floor, tested)."""
+check_version("langchain-core", "langchain", MIN_VERSION)
 
 if TYPE_CHECKING:
     from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
@@ -42,7 +44,7 @@ else:
     AsyncCallbackHandler = _core.AsyncCallbackHandler
     BaseCallbackHandler = _core.BaseCallbackHandler
 
-__all__ = ["AsyncMeterlineCallbackHandler", "MeterlineCallbackHandler", "metered"]
+__all__ = ["MIN_VERSION", "AsyncMeterlineCallbackHandler", "MeterlineCallbackHandler", "metered"]
 
 logger = logging.getLogger("meterline")
 
@@ -290,7 +292,7 @@ def _reading(response: Any, provider: str | None) -> tuple[object, str | None, s
     output = output if isinstance(output, Mapping) else {}
     served = meta.get("model_name") or meta.get("model") or output.get("model_name")
     served = served if isinstance(served, str) and served else None
-    response_id = meta.get("id") or output.get("id")
+    response_id = meta.get("id") or output.get("id") or _provider_id(getattr(message, "id", None))
     response_id = response_id if isinstance(response_id, str) and response_id else None
     raw = output.get("token_usage")
     if isinstance(raw, Mapping) and "prompt_tokens" in raw:
@@ -301,6 +303,13 @@ def _reading(response: Any, provider: str | None) -> tuple[object, str | None, s
     if message is not None and getattr(message, "usage_metadata", None) is not None:
         return message, None, served, response_id
     return None, None, served, response_id
+
+
+def _provider_id(message_id: object) -> str | None:
+    """A message id that is the provider's response id (LangChain names its own ``run-…``/``lc_run-…``)."""
+    if not isinstance(message_id, str) or message_id.startswith(("run-", "lc_run-", "lc_")):
+        return None
+    return message_id
 
 
 def _warn_once(call: ModelCall) -> None:

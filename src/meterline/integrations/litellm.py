@@ -44,7 +44,9 @@ from meterline.integrations._model_call import ModelCall, begin, check_meter
 
 litellm = require("litellm", "litellm")
 _custom_logger = require("litellm", "litellm.integrations.custom_logger")
-check_version("litellm", "litellm", (1, 60, 0))
+MIN_VERSION: Final = (1, 80, 0)
+"""The oldest litellm release supported (the ``litellm`` extra's floor, tested)."""
+check_version("litellm", "litellm", MIN_VERSION)
 
 if TYPE_CHECKING:
     from litellm.integrations.custom_logger import CustomLogger
@@ -53,7 +55,7 @@ if TYPE_CHECKING:
 else:
     CustomLogger = _custom_logger.CustomLogger
 
-__all__ = ["PROXY_DIMENSIONS", "MeterlineLogger", "acompletion", "completion"]
+__all__ = ["MIN_VERSION", "PROXY_DIMENSIONS", "MeterlineLogger", "acompletion", "completion"]
 
 PROXY_DIMENSIONS: Final = {
     "org": ("org_id", "user_api_key_org_id"),

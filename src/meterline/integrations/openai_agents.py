@@ -21,15 +21,16 @@ the request is sent. A failed call is recorded with its status; nothing else is 
 from __future__ import annotations as _annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from meterline._dimensions import check_dimensions
 from meterline._extras import check_version, require
 from meterline.integrations._model_call import ModelCall, begin, check_meter
 
 _interface = require("openai-agents", "agents.models.interface")
-_defaults = require("openai-agents", "agents.models.default_models")
-check_version("openai-agents", "openai-agents", (0, 1, 0))
+MIN_VERSION: Final = (0, 3, 0)
+"""The oldest openai-agents release supported (the ``openai-agents`` extra's floor, tested)."""
+check_version("openai-agents", "openai-agents", MIN_VERSION)
 
 if TYPE_CHECKING:
     from agents.models.interface import Model, ModelProvider
@@ -39,7 +40,7 @@ else:
     Model = _interface.Model
     ModelProvider = _interface.ModelProvider
 
-__all__ = ["MeteredModel", "MeteredModelProvider"]
+__all__ = ["MIN_VERSION", "MeteredModel", "MeteredModelProvider"]
 
 _COMPLETED = "response.completed"
 
@@ -174,7 +175,7 @@ class MeteredModelProvider(ModelProvider):
     def get_model(self, model_name: str | None) -> Model:
         """The wrapped provider's model for ``model_name`` (``None``: the SDK's default), metered."""
         model = self.wrapped.get_model(model_name)
-        name = model_name or getattr(model, "model", None) or _defaults.get_default_model()
+        name = model_name or getattr(model, "model", None) or _default_model()
         return MeteredModel(model, self._meter, model_name=name, provider=self._billed_by, tags=self._tags)
 
     async def aclose(self) -> None:
@@ -182,6 +183,15 @@ class MeteredModelProvider(ModelProvider):
         close = getattr(self.wrapped, "aclose", None)
         if close is not None:
             await close()
+
+
+def _default_model() -> str | None:
+    """The SDK's default model name (``agents.models.default_models``, since openai-agents 0.3)."""
+    try:
+        from agents.models.default_models import get_default_model  # noqa: PLC0415
+    except ImportError:
+        return None
+    return get_default_model()
 
 
 def _answered(exc: BaseException) -> bool:

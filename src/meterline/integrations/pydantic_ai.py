@@ -30,7 +30,9 @@ from meterline._extras import check_version, require
 from meterline.integrations._model_call import ModelCall, begin, check_meter
 
 _wrapper = require("pydantic-ai", "pydantic_ai.models.wrapper")
-check_version("pydantic-ai-slim", "pydantic-ai", (1, 0, 0))
+MIN_VERSION: Final = (2, 60, 0)
+"""The oldest pydantic-ai-slim release supported (the ``pydantic-ai`` extra's floor, tested)."""
+check_version("pydantic-ai-slim", "pydantic-ai", MIN_VERSION)
 
 if TYPE_CHECKING:
     from pydantic_ai.models import Model
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 else:
     WrapperModel = _wrapper.WrapperModel
 
-__all__ = ["MeteredModel", "metered"]
+__all__ = ["MIN_VERSION", "MeteredModel", "metered"]
 
 _PROVIDERS: Final = {"google-vertex": "gcp.vertex_ai", "bedrock": "aws.bedrock"}
 """pydantic-ai ``system`` names that are not meterline provider aliases."""
