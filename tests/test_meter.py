@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import pickle
 from decimal import Decimal
 from typing import TypedDict
 from uuid import UUID
@@ -12,7 +13,7 @@ from uuid import UUID
 import pytest
 
 import meterline
-from meterline import ConfigurationError, MalformedUsageError, Meter, Usage, UsageEvent
+from meterline import Budget, ConfigurationError, MalformedUsageError, Meter, Usage, UsageEvent
 
 
 class _Model(TypedDict):
@@ -316,3 +317,26 @@ def test_a_flood_of_new_names_holds_constant_memory_and_reset_gives_it_back() ->
     assert after - base < 200_000  # reset gives back what the names took (15 MB stayed before)
     assert meter.stats().live_keys == 0
     assert len(meter.stats().unpriced_models) == 0
+
+
+def test_an_incomplete_usage_is_kept_as_a_lower_bound_never_as_usage() -> None:
+    """record(complete=False): unmeasured, the known part in partial_usage, budgets charged by policy."""
+    meter = Meter()
+    meter.add_budget(Budget(max_tokens=10_000, on_unmeasured="fail_closed"))
+    known = Usage(input_tokens=30, output_tokens=1)
+    with meter.reserve(model="gpt-4o", input_tokens=100, max_output_tokens=400):
+        event = meter.record(known, model="gpt-4o", provider="openai", complete=False)
+    assert (event.usage, event.partial_usage, event.cost, event.unmeasured) == (None, known, None, True)
+    assert meter.totals().unmeasured == 1
+    (status,) = meter.budget_status()
+    assert status.used == 500  # the whole reservation (fail_closed), not the 31 tokens seen
+    assert UsageEvent.from_dict(event.to_dict()) == event
+    assert pickle.loads(pickle.dumps(event)) == event
+
+
+def test_complete_must_be_a_bool() -> None:
+    """complete= other than True or False is refused and nothing is recorded."""
+    meter = Meter()
+    with pytest.raises(ConfigurationError, match="complete='no'"):
+        meter.record(Usage(input_tokens=1), model="gpt-4o", provider="openai", complete="no")  # type: ignore[arg-type]
+    assert meter.stats().events == 0

@@ -108,6 +108,7 @@ def record(
     request_model: str | None = None,
     reservation: Reservation | None = None,
     api: str | None = None,
+    complete: bool = True,
 ) -> UsageEvent:
     """`Meter.record` on the default meter."""
     return get_meter().record(
@@ -124,6 +125,7 @@ def record(
         request_model=request_model,
         reservation=reservation,
         api=api,
+        complete=complete,
     )
 
 

@@ -93,6 +93,7 @@ class UsageEvent:
         "_model",
         "_operation",
         "_operation_id",
+        "_partial_usage",
         "_price_version",
         "_provider",
         "_request_model",
@@ -137,6 +138,10 @@ class UsageEvent:
     """Ids of related events (for a tool event: the model calls that asked for it)."""
     tokens_saved: int
     """For a cache hit: the tokens the application did not have to spend."""
+    partial_usage: Usage | None
+    """For a call cut before its final usage arrived (a stream that ended early): the usage
+    reported until then, a lower bound. ``usage`` is then ``None``: the call is unmeasured,
+    never taken as exact. Not kept by the ledger."""
 
     def __init__(
         self,
@@ -158,6 +163,7 @@ class UsageEvent:
         response_id: str | None = None,
         links: tuple[str, ...] = (),
         tokens_saved: int = 0,
+        partial_usage: Usage | None = None,
     ) -> None:
         self._id = id
         self._id_high = ""
@@ -179,6 +185,7 @@ class UsageEvent:
         self._response_id = response_id
         self._links = links
         self._tokens_saved = tokens_saved
+        self._partial_usage = partial_usage
 
     @property  # type: ignore[no-redef]
     def id(self) -> str:
@@ -255,6 +262,7 @@ class UsageEvent:
             "response_id": self._response_id,
             "links": list(self._links),
             "tokens_saved": self._tokens_saved,
+            "partial_usage": None if self._partial_usage is None else self._partial_usage.to_dict(),
         }
 
     @classmethod
@@ -285,11 +293,16 @@ class UsageEvent:
                 response_id=data.get("response_id"),
                 links=tuple(data.get("links") or ()),
                 tokens_saved=int(data.get("tokens_saved", 0)),
+                partial_usage=_usage_or_none(data.get("partial_usage")),
             )
         except (KeyError, TypeError, ArithmeticError) as exc:
             raise MalformedUsageError(
                 "event", dict(data), f"a UsageEvent.to_dict() mapping ({exc!r})"
             ) from exc
+
+
+def _usage_or_none(data: Any) -> Usage | None:
+    return None if data is None else Usage.from_dict(data)
 
 
 _new_event: Final[Callable[[type[UsageEvent]], Any]] = object.__new__
@@ -319,6 +332,7 @@ def recorded_event(
     tokens_saved: int,
     id_high: str,
     id_count: int,
+    partial_usage: Usage | None = None,
 ) -> UsageEvent:
     """The event the meter records: every field as given (checked by the caller), no copying.
 
@@ -346,6 +360,7 @@ def recorded_event(
     event._response_id = response_id
     event._links = links
     event._tokens_saved = tokens_saved
+    event._partial_usage = partial_usage
     return event  # type: ignore[no-any-return]
 
 

@@ -287,6 +287,7 @@ class Meter:
         request_model: str | None = None,
         reservation: Reservation | None = None,
         api: str | None = None,
+        complete: bool = True,
     ) -> UsageEvent:
         """Record one model call and return its event.
 
@@ -314,6 +315,10 @@ class Meter:
                 ``"anthropic.messages"``…), when the caller knows it: an SDK integration, or
                 a gateway that serves OpenAI-shaped bodies from any provider. Then the
                 payload's shape is not sniffed, and ``provider`` only says who billed it.
+            complete: ``False`` when the usage is only what arrived before the call was cut
+                (a stream that ended before its final usage): it is kept as the event's
+                ``partial_usage``, a lower bound, and the call is recorded *unmeasured* (budgets
+                charge it by their ``on_unmeasured`` policy), never as exact.
 
         Returns:
             The recorded `UsageEvent`.
@@ -337,6 +342,13 @@ class Meter:
                 model = found.model
             if response_id is None:
                 response_id = found.response_id
+        partial = None
+        if complete is not True:
+            if complete is not False:
+                raise ConfigurationError(f"complete={complete!r}: expected True or False")
+            partial, usage = usage, None
+            if partial is not None:
+                check_event_tokens(partial)
 
         # Argument checks first: a bad call records nothing. Defaults skip their checks, and
         # so do model, provider, operation and status when their row exists (they were
@@ -423,6 +435,7 @@ class Meter:
             0,
             ids.high if now < ids.next_ns else ids.prefix(now),
             next(ids.counter),
+            partial,
         )
 
         budgets = self._budgets

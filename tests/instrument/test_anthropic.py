@@ -98,15 +98,33 @@ def test_async_create_stream_and_helper(api: FakeAPI, rec: Recorded) -> None:
 
 
 def test_connection_dropped_mid_stream(api: FakeAPI, rec: Recorded, client: anthropic.Anthropic) -> None:
-    """A dropped stream raises the SDK's error and keeps the usage message_start reported."""
+    """A stream dropped after message_start is unmeasured, never exact; what it reported is a lower bound."""
     api.script(Reply(events=event_sse(STREAM["chunks"]), drop_after=3))
     stream = client.messages.create(model=MODEL, max_tokens=100, messages=MESSAGES, stream=True)
     with pytest.raises(Exception) as raised:
         list(stream)
     event = rec.only
     assert event.status == type(raised.value).__name__
-    assert event.usage is not None
-    assert event.usage.input_tokens == usage_of(STREAM).input_tokens
+    assert event.usage is None
+    assert event.partial_usage is not None
+    assert event.partial_usage.input_tokens == usage_of(STREAM).input_tokens
+    assert event.partial_usage.output_tokens == 1  # message_start's placeholder, not a count
+    assert rec.meter.totals().unmeasured == 1
+
+
+def test_a_stream_that_ends_after_message_start_is_not_exact(
+    api: FakeAPI, rec: Recorded, client: anthropic.Anthropic
+) -> None:
+    """A stream the server ends cleanly before message_delta is recorded unmeasured, charged by policy."""
+    rec.meter.add_budget(meterline.Budget(max_tokens=100_000, on_unmeasured="fail_closed"))
+    cut = fixture("anthropic/stream_cut_after_message_start")
+    api.script(Reply(events=event_sse(cut["chunks"])))
+    assert list(client.messages.create(model=MODEL, max_tokens=100, messages=MESSAGES, stream=True))
+    event = rec.only
+    assert (event.status, event.usage, event.partial_usage) == ("ok", None, usage_of(cut))
+    (status,) = rec.meter.budget_status()
+    assert status.used > usage_of(cut).total_tokens  # the whole reservation, not the placeholder
+    assert status.reserved == 0
 
 
 def test_abandoned_stream(api: FakeAPI, rec: Recorded, client: anthropic.Anthropic) -> None:

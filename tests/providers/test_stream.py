@@ -20,6 +20,7 @@ from meterline.exceptions import (
     UnrecognizedPayloadError,
 )
 from tests import fixture_cases
+from tests.instrument.server import fixture
 
 STREAMS = fixture_cases.cases("stream")
 DETECTABLE = fixture_cases.cases("stream", detectable_only=True)
@@ -59,10 +60,23 @@ def test_fixture_stream_incremental(case: dict[str, Any]) -> None:
         assert acc.chunks == i
         assert acc.usage is None or isinstance(acc.usage, Usage)
     assert acc.usage == _expected(case)
+    assert acc.complete is (acc.usage is not None and case.get("complete", True))
     assert acc.model == case["model"]
     assert acc.provider == case["provider"]
     assert acc.api == FIXTURE_APIS[case["provider"], case["api"]]
     assert acc.unknown_fields == tuple(case.get("expected_unknown_fields", ()))
+
+
+def test_a_gemini_snapshot_before_the_finish_reason_is_not_final() -> None:
+    """Gemini repeats a cumulative snapshot: only the chunk with a finish reason is final."""
+    case = fixture("gcp.gemini/stream_cumulative_snapshots")
+    acc = StreamAccumulator(case["provider"])
+    for chunk in case["chunks"][:-1]:
+        acc.add(chunk)
+    assert acc.usage is not None
+    assert not acc.complete
+    acc.add(case["chunks"][-1])
+    assert acc.complete
 
 
 @pytest.mark.parametrize("case", STREAMS)

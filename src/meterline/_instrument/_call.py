@@ -67,14 +67,20 @@ class Call:
         end: int | None,
         served: str | None = None,
         response_id: str | None = None,
+        complete: bool = True,
     ) -> None:
-        """Record the event; if the payload cannot be recorded, record the call as unmeasured."""
+        """Record the event; if the payload cannot be recorded, record the call as unmeasured.
+
+        ``complete=False``: the payload is what a stream reported before it was cut (a lower bound).
+        """
         meter = self.meter
         latency = None if end is None else (end - self.start) / 1e6
         requested = self.request.model
         options: dict[str, Any] = {}
         if self.reservation is not None:
             options["reservation"] = self.reservation
+        if not complete:
+            options["complete"] = False
         try:
             meter.record(
                 payload,
@@ -93,6 +99,7 @@ class Call:
             meter.guard.failed(
                 "instrumentation (recording a response)", f"{self.target.provider}/{requested}"
             )
+        options.pop("complete", None)
         try:
             meter.record(
                 None,

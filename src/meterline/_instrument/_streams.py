@@ -106,7 +106,11 @@ class StreamState:
         if acc is None:
             self.call.record(None, status, self.last)
         else:
-            self.call.record(acc.usage, status, self.last, acc.model, acc.response_id)
+            usage = acc.usage
+            # A stream that ended before its final count (cut after Anthropic's message_start):
+            # what arrived is a lower bound, recorded as such, never as the call's usage.
+            complete = usage is None or acc.complete
+            self.call.record(usage, status, self.last, acc.model, acc.response_id, complete)
 
 
 def iterate(state: StreamState, inner: Iterator[Any]) -> Iterator[Any]:

@@ -107,6 +107,7 @@ def messages_event(acc: StreamState, d: dict[Any, Any]) -> None:
         return
     acc.usage = messages_usage(state)
     acc.partial = state
+    acc.provisional = t == "message_start"  # output_tokens is a placeholder until message_delta
 
 
 def reduce_messages_event(acc: StreamState, obj: Any) -> dict[Any, Any] | None:

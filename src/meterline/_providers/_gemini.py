@@ -149,6 +149,18 @@ def gemini_chunk(acc: StreamState, d: dict[Any, Any]) -> None:
     usage = gemini_usage(um)  # a cumulative snapshot: the last one wins
     if usage is not None:
         acc.usage = usage
+        acc.provisional = not _finished(d)
+
+
+def _finished(d: dict[Any, Any]) -> bool:
+    """Whether a chunk ends the response: a candidate's finish reason, or a blocked prompt."""
+    candidates = d.get("candidates")
+    if type(candidates) is list:
+        for candidate in candidates:
+            if type(candidate) is dict and (candidate.get("finishReason") or candidate.get("finish_reason")):
+                return True
+    feedback = d.get("promptFeedback") or d.get("prompt_feedback")
+    return type(feedback) is dict and bool(feedback.get("blockReason") or feedback.get("block_reason"))
 
 
 def reduce_gemini_chunk(acc: StreamState, obj: Any) -> dict[Any, Any] | None:
@@ -158,8 +170,14 @@ def reduce_gemini_chunk(acc: StreamState, obj: Any) -> dict[Any, Any] | None:
         if acc.model is None:
             acc.capture(getattr(obj, "model_version", None), getattr(obj, "response_id", None))
         return None
+    finished = any(
+        getattr(candidate, "finish_reason", None) for candidate in getattr(obj, "candidates", None) or ()
+    )
+    feedback = getattr(obj, "prompt_feedback", None)
     return {
         "usageMetadata": plain_dict(um),
         "modelVersion": getattr(obj, "model_version", None),
         "responseId": getattr(obj, "response_id", None),
+        "candidates": [{"finishReason": "STOP"}] if finished else [],
+        "promptFeedback": {"blockReason": getattr(feedback, "block_reason", None)},
     }

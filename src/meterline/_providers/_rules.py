@@ -142,7 +142,18 @@ class StreamState:
     response id seen.
     """
 
-    __slots__ = ("api", "given", "model", "partial", "provider", "response_id", "rules", "unknown", "usage")
+    __slots__ = (
+        "api",
+        "given",
+        "model",
+        "partial",
+        "provider",
+        "provisional",
+        "response_id",
+        "rules",
+        "unknown",
+        "usage",
+    )
 
     def __init__(self, provider: str | None, rules: Rules) -> None:
         self.provider = provider
@@ -158,6 +169,9 @@ class StreamState:
         self.unknown: tuple[str, ...] = ()
         self.partial: dict[Any, Any] | None = None
         """A stream whose usage arrives field by field (Anthropic's): the fields so far."""
+        self.provisional = False
+        """Whether ``usage`` is a count the stream reports before its end (Anthropic's
+        ``message_start``, a Gemini snapshot before the finish reason), not its final one."""
 
     def capture(self, model: object, rid: object) -> None:
         """Keep the first model id and response id the stream reports."""

@@ -87,6 +87,18 @@ class StreamAccumulator:
         return self._state.usage
 
     @property
+    def complete(self) -> bool:
+        """Whether ``usage`` is the stream's final count.
+
+        ``False`` before any usage arrived, and while the last count is one a stream reports
+        before its end (Anthropic's ``message_start``, whose ``output_tokens`` is a placeholder;
+        a Gemini snapshot before the finish reason). A stream that ended so was cut short: its
+        ``usage`` is a lower bound (record it with ``complete=False``).
+        """
+        state = self._state
+        return state.usage is not None and not state.provisional
+
+    @property
     def model(self) -> str | None:
         """The served model id the stream reported, or ``None`` (Bedrock and Cohere send none)."""
         return self._state.model
