@@ -29,6 +29,7 @@ from uuid import UUID
 
 from meterline._dimensions import check_dimensions
 from meterline._extras import check_version, require
+from meterline.exceptions import ConfigurationError
 from meterline.integrations._model_call import ModelCall, begin, check_meter
 
 _core = require("langchain", "langchain_core.callbacks")
@@ -243,8 +244,6 @@ def metered(model: M, meter: Meter | None = None, *, tags: Mapping[str, str | in
         ConfigurationError: ``model`` is not a LangChain model, ``meter`` is not a `Meter`, or a
             tag is invalid.
     """
-    from meterline.exceptions import ConfigurationError  # noqa: PLC0415 - the error path only
-
     fields = getattr(type(model), "model_fields", None)
     if not isinstance(fields, Mapping) or "callbacks" not in fields:
         raise ConfigurationError(f"model={model!r}: expected a LangChain chat model or LLM")

@@ -30,6 +30,7 @@ key's alias, else its hash; never the key) as dimensions.
 from __future__ import annotations as _annotations
 
 import collections
+import functools
 import sys
 import threading
 import uuid
@@ -318,13 +319,7 @@ def _model(kwargs: Any) -> str | None:
 
 def _bare_model(model: str | None) -> str | None:
     """``anthropic/claude-…`` -> ``claude-…`` (LiteLLM's provider prefix is the provider, not the model)."""
-    if model is None:
-        return None
-    try:
-        bare, _provider, _key, _base = litellm.get_llm_provider(model)
-    except Exception:  # noqa: BLE001 - a model LiteLLM does not know keeps its name
-        return model
-    return bare if isinstance(bare, str) and bare else model
+    return None if model is None else _split(model)[0]
 
 
 def _provider(kwargs: Any) -> str | None:
@@ -341,13 +336,24 @@ def _provider(kwargs: Any) -> str | None:
 
 
 def _provider_of_model(model: str | None) -> str | None:
-    if model is None:
-        return None
+    return None if model is None else _split(model)[1]
+
+
+@functools.lru_cache(maxsize=1024)
+def _split(model: str) -> tuple[str, str | None]:
+    """``(model without LiteLLM's provider prefix, provider)``, as LiteLLM resolves the name.
+
+    Cached: LiteLLM's resolution is a pure function of the name, and costs some 40 µs a call.
+    A name LiteLLM does not know (a proxy's model group) keeps its name and has no provider.
+    """
     try:
-        _bare, provider, _key, _base = litellm.get_llm_provider(model)
-    except Exception:  # noqa: BLE001 - a proxy's model group name is not a LiteLLM model
-        return None
-    return provider if isinstance(provider, str) and provider else None
+        bare, provider, _key, _base = litellm.get_llm_provider(model)
+    except Exception:  # noqa: BLE001 - an unknown name is not an error here
+        return model, None
+    return (
+        bare if isinstance(bare, str) and bare else model,
+        provider if isinstance(provider, str) and provider else None,
+    )
 
 
 def _served(payload: Any) -> str | None:
