@@ -28,6 +28,7 @@ def test_readme_opens_with_the_two_commands() -> None:
 def test_readme_python_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every Python block of the README runs, in order, in one namespace."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-readme")  # as a reader's shell has it (nothing is sent)
     toml = re.search(r"```toml\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
     assert toml is not None
     (tmp_path / "prices.toml").write_text(toml.group(1), encoding="utf-8")
