@@ -131,3 +131,33 @@ def test_stream_is_recorded_in_the_scope_of_its_call(
     list(stream)
     assert dict(rec.only.dimensions) == {"user": "alice"}
     assert rec.only.usage == usage_of(STREAM)
+
+
+BATCH = {
+    "name": "batches/123456789abc",
+    "metadata": {
+        "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+        "state": "BATCH_STATE_PENDING",
+    },
+}
+"""A batch job's creation, as the Gemini API answers ``:batchGenerateContent`` (billed later)."""
+
+
+def test_a_request_meterline_cannot_meter_is_counted(
+    api: FakeAPI, rec: Recorded, client: genai.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch job goes through, is counted by kind (model folded) and logged once; metered calls are not."""
+    api.script(
+        Reply(body=BATCH),
+        Reply(body=BATCH),
+        Reply(body=GENERATE["payload"]),
+        Reply(events=gemini_sse(STREAM["chunks"])),
+    )
+    requests: Any = [{"contents": [{"parts": [{"text": "Hi"}], "role": "user"}]}]
+    for _ in range(2):
+        assert client.batches.create(model="gemini-2.0-flash", src=requests).name == BATCH["name"]
+    client.models.generate_content(model="gemini-2.0-flash", contents="Hi")
+    list(client.models.generate_content_stream(model="gemini-2.0-flash", contents="Hi"))
+    assert rec.meter.stats().unmetered_calls == (("google POST models/{model}:batchGenerateContent", 2),)
+    assert sum("cannot meter google POST" in message for message in caplog.messages) == 1
+    assert len(rec.events) == 2

@@ -14,7 +14,7 @@ import pytest
 import meterline
 from tests.instrument.conftest import Recorded
 from tests.instrument.server import FakeAPI, Reply, openai_sse, usage_of
-from tests.integrations.bodies import CHAT, CHAT_CACHED, CHAT_STREAM, MESSAGE
+from tests.integrations.bodies import CHAT, CHAT_CACHED, CHAT_STREAM, MESSAGE, chat_tool_call
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price map fetched from GitHub
 litellm = pytest.importorskip("litellm")
@@ -230,3 +230,50 @@ def test_calls_on_two_threads(api: FakeAPI, rec: Recorded, logger: metered.Meter
         thread.join()
     wait_for(lambda: len(rec.events) == 6)
     assert sorted(event.dimensions["user"] for event in rec.events) == ["t0"] * 3 + ["t1"] * 3
+
+
+def test_an_async_stream_is_recorded_once(
+    api: FakeAPI, rec: Recorded, logger: metered.MeterlineLogger
+) -> None:
+    """acompletion(stream=True) is one event with the stream's final usage, in the task's scope."""
+    api.script(Reply(events=openai_sse(CHAT_STREAM["chunks"])))
+
+    async def main() -> None:
+        with rec.meter.scope(user="u9"):
+            stream = await litellm.acompletion(
+                **openai_args(api, stream=True, stream_options={"include_usage": True})
+            )
+            async for _chunk in stream:
+                pass
+        await until(lambda: len(rec.events) == 1)
+        await asyncio.sleep(0.2)
+
+    asyncio.run(main())
+    assert (rec.only.usage, rec.only.dimensions["user"]) == (usage_of(CHAT_STREAM), "u9")
+
+
+def test_a_tool_calling_loop_records_each_call(
+    api: FakeAPI, rec: Recorded, logger: metered.MeterlineLogger
+) -> None:
+    """A tool call and the answer after it are two model calls: two events."""
+    api.script(Reply(body=chat_tool_call("capital", {"country": "Australia"})), Reply(body=CHAT["payload"]))
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "capital",
+                "description": "The capital of a country.",
+                "parameters": {"type": "object", "properties": {"country": {"type": "string"}}},
+            },
+        }
+    ]
+    messages: list[Any] = list(MESSAGES)
+    first = litellm.completion(**{**openai_args(api, tools=tools), "messages": messages})
+    call = first.choices[0].message.tool_calls[0]
+    messages += [
+        first.choices[0].message.model_dump(),
+        {"role": "tool", "tool_call_id": call.id, "content": "Canberra"},
+    ]
+    litellm.completion(**{**openai_args(api, tools=tools), "messages": messages})
+    wait_for(lambda: len(rec.events) == 2)
+    assert [event.usage for event in rec.events] == [usage_of(CHAT)] * 2

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from meterline._extras import check_version, require
 from meterline._instrument import _anthropic, _google, _openai
 from meterline._instrument._endpoint import Endpoint, Target
-from meterline._instrument._patch import Posts, patch_endpoints, patch_method, patch_post
+from meterline._instrument._patch import Posts, patch_api_client, patch_endpoints, patch_method, patch_post
 from meterline._instrument._status import status_of
 from meterline.exceptions import ConfigurationError, UnsupportedSDKError
 
@@ -156,6 +156,8 @@ def instrument(client: C, meter: Meter | None = None) -> C:
         patch_endpoints(target, client, endpoints)
         if posts is not None:
             patch_post(target, client, endpoints, posts)
+        elif type(client).__module__.startswith("google.genai"):
+            patch_api_client(target, client, _google.METERED_METHODS, _google.NOT_CALLS)
         if copies:
             for name in ("copy", "with_options"):
                 original = getattr(client, name, None)

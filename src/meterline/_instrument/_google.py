@@ -19,7 +19,7 @@ from meterline._instrument._endpoint import Endpoint, Request, given_int, given_
 from meterline._instrument._streams import StreamState
 from meterline._usage import Usage
 
-__all__ = ["ENDPOINTS", "MIN_VERSION"]
+__all__ = ["ENDPOINTS", "METERED_METHODS", "MIN_VERSION", "NOT_CALLS"]
 
 MIN_VERSION: Final = (1, 8)
 """Before 1.8 the SDK's usage type dropped ``thoughtsTokenCount`` and
@@ -113,3 +113,13 @@ ENDPOINTS: Final = (
     ),
     Endpoint(("aio", "models"), "embed_content", "embeddings", _embed, _observe_nothing, usage=_embed_usage),
 )
+
+
+METERED_METHODS: Final = ("generateContent", "streamGenerateContent", "embedContent", "batchEmbedContents")
+"""Model methods the patched ``models`` calls send (a stream's request leaves its metered call's
+context, so it is told by its method): never counted as unmetered."""
+
+NOT_CALLS: Final = ("countTokens", "computeTokens", "cachedContents", "files", "upload", "batches")
+"""Methods, and first path segments, of requests that are no billed model call (token counts;
+cache, file and batch management: a batch's creation is ``models/…:batchGenerateContent``):
+an unmetered request to anything else is logged and counted."""

@@ -18,7 +18,7 @@ from typing import Any, Final
 from meterline._instrument._call import in_metered_call, response_arrived, run_async, run_lazy, run_sync
 from meterline._instrument._endpoint import MISSING, Endpoint, Target
 
-__all__ = ["Posts", "patch_endpoints", "patch_method", "patch_post"]
+__all__ = ["Posts", "patch_api_client", "patch_endpoints", "patch_method", "patch_post"]
 
 logger = logging.getLogger("meterline")
 
@@ -259,6 +259,68 @@ def patch_post(target: Target, client: Any, endpoints: tuple[Endpoint, ...], pos
         return run_sync(target, endpoint, sent, lambda _kw: original(*args, **kwargs))
 
     patch_method(target, client, "post", _meterline_post)
+
+
+def patch_api_client(
+    target: Target, client: Any, metered: tuple[str, ...], not_calls: tuple[str, ...]
+) -> None:
+    """Count the requests a Google GenAI client sends that no metered method sent.
+
+    Every request of the SDK (``client`` and ``client.aio``) goes through its API client's
+    ``request``/``request_streamed`` and their async forms, with a path such as
+    ``models/gemini-2.5-flash:generateContent``. One outside a metered call, to a model method
+    meterline does not meter (``:generateImages``, ``:predictLongRunning``, ``batches``…), is
+    counted by kind and logged the first time (`Guard.cannot_meter`), and sent unchanged.
+    """
+    api_client = getattr(client, "_api_client", None)
+    if api_client is None:
+        return
+    skip = (*metered, *not_calls)
+
+    def note(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        method = args[0] if args else kwargs.get("http_method")
+        path = args[1] if len(args) > 1 else kwargs.get("path")
+        if in_metered_call() or not isinstance(path, str) or str(method).lower() != "post":
+            return
+        route = _google_route(path)
+        name = route.rpartition(":")[2] if ":" in route else route.lstrip("/").split("/")[0]
+        if name in skip:  # a model method meterline meters, or a collection that is no model call
+            return
+        try:
+            target.resolve().guard.cannot_meter(
+                f"google POST {route}", "record its usage with meter.record(...) (see the README)"
+            )
+        except Exception:  # counting never breaks the call
+            logger.exception("meterline: could not count an unmetered request to %s", path)
+
+    for name in ("request", "request_streamed", "async_request", "async_request_streamed"):
+        original = getattr(api_client, name, None)
+        if original is None:
+            continue
+        if inspect.iscoroutinefunction(original):
+
+            async def _meterline_request_async(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                note(args, kwargs)
+                return await _original(*args, **kwargs)
+
+            patch_method(target, api_client, name, functools.wraps(original)(_meterline_request_async))
+        else:
+
+            def _meterline_request(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                note(args, kwargs)
+                return _original(*args, **kwargs)
+
+            patch_method(target, api_client, name, functools.wraps(original)(_meterline_request))
+
+
+def _google_route(path: str) -> str:
+    """``models/imagen-4.0:predict`` -> ``models/{model}:predict``; ids folded as in `_route`."""
+    path = path.partition("?")[0]
+    head, colon, method = path.rpartition(":")
+    if not colon:
+        return _route(path)
+    prefix, _slash, _model = head.rpartition("/")
+    return f"{_route(prefix)}/{{model}}:{method}" if prefix else f"{{model}}:{method}"
 
 
 def _unmetered(target: Target, posts: Posts, path: object) -> None:
