@@ -249,6 +249,7 @@ def patch_post(target: Target, client: Any, endpoints: tuple[Endpoint, ...], pos
             return await run_async(target, endpoint, sent, lambda _kw: original(*args, **kwargs))
 
         patch_method(target, client, "post", _meterline_post_async)
+        _rebind_resources(target, client, original, _meterline_post_async)
         return
 
     @functools.wraps(original)
@@ -259,6 +260,20 @@ def patch_post(target: Target, client: Any, endpoints: tuple[Endpoint, ...], pos
         return run_sync(target, endpoint, sent, lambda _kw: original(*args, **kwargs))
 
     patch_method(target, client, "post", _meterline_post)
+    _rebind_resources(target, client, original, _meterline_post)
+
+
+def _rebind_resources(target: Target, client: Any, original: Any, replacement: Any) -> None:
+    """Point resources built before `instrument` at the patched ``post()``.
+
+    A resource keeps the ``client.post`` it found when it was built (``self._post``). Older
+    SDKs (openai before 1.60) build every top-level resource in the client's constructor, so
+    their requests (``images.generate``) would bypass the patch and go uncounted.
+    """
+    for resource in list(vars(client).values()):
+        for owner in (resource, *list(getattr(resource, "__dict__", {}).values())):
+            if getattr(owner, "__dict__", {}).get("_post") == original:
+                patch_method(target, owner, "_post", replacement)
 
 
 def patch_api_client(
