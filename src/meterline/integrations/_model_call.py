@@ -14,6 +14,7 @@ from __future__ import annotations as _annotations
 
 import contextvars
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -25,9 +26,12 @@ from meterline.exceptions import BudgetExceeded, BudgetStoreError, Configuration
 if TYPE_CHECKING:
     from meterline._meter import Meter
 
-__all__ = ["ModelCall", "begin", "check_meter"]
+__all__ = ["MAX_IN_FLIGHT", "InFlight", "ModelCall", "begin", "check_meter"]
 
 logger = logging.getLogger("meterline")
+
+MAX_IN_FLIGHT: Final = 10_000
+"""Calls an `InFlight` table holds before it gives up on the oldest (a start whose end never came)."""
 
 _POLICY: Final = (BudgetExceeded, BudgetStoreError)
 """What `Meter.reserve` raises on purpose: passed on to the framework's caller."""
@@ -87,38 +91,25 @@ class ModelCall:
         except IndexError:
             return  # already recorded
         meter = self.meter
-        latency = (time.perf_counter_ns() - self.start) / 1e6
         requested = self.model
-        options: dict[str, Any] = {"reservation": self.reservation} if self.reservation is not None else {}
+        call: dict[str, Any] = {
+            "model": served or requested,
+            "provider": self.provider,
+            "latency_ms": (time.perf_counter_ns() - self.start) / 1e6,
+            "status": status,
+            "tags": self.tags,
+        }
+        if self.reservation is not None:
+            call["reservation"] = self.reservation
         run = self.context.run
         try:
-            run(
-                meter.record,
-                payload,
-                model=served or requested,
-                provider=self.provider,
-                latency_ms=latency,
-                status=status,
-                tags=self.tags,
-                response_id=response_id,
-                request_model=requested if served and requested and served != requested else None,
-                api=api,
-                **options,
-            )
+            request_model = requested if served and requested and served != requested else None
+            run(meter.record, payload, response_id=response_id, request_model=request_model, api=api, **call)
             return
         except Exception:  # noqa: BLE001 - a payload meterline cannot read never breaks the host
             meter.guard.failed("integration (recording a response)", f"{self.provider}/{requested}")
         try:
-            run(
-                meter.record,
-                None,
-                model=served or requested,
-                provider=self.provider,
-                latency_ms=latency,
-                status=status,
-                tags=self.tags,
-                **options,
-            )
+            run(meter.record, None, **call)  # the call happened: unmeasured, never lost
         except Exception:  # noqa: BLE001
             meter.guard.failed("integration (recording a call)", f"{self.provider}/{requested}")
             self._release()
@@ -185,3 +176,39 @@ def begin(
 
 def _is_count(value: object) -> bool:
     return type(value) is int and value > 0
+
+
+class InFlight:
+    """Calls started and not yet ended, by the framework's id for them; bounded.
+
+    A framework that starts a call and never ends it (another handler raised between the two)
+    would leave it here with its reservation held: past `MAX_IN_FLIGHT` calls, the oldest is
+    dropped and its reservation released (logged and counted as a machinery failure).
+    """
+
+    def __init__(self) -> None:
+        self._calls: dict[Any, ModelCall] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._calls
+
+    def add(self, key: Any, call: ModelCall) -> bool:
+        """Hold ``call`` under ``key``; ``False`` (and nothing held) when the key is taken."""
+        with self._lock:
+            calls = self._calls
+            if key in calls:
+                return False
+            calls[key] = call
+            oldest = None
+            if len(calls) > MAX_IN_FLIGHT:
+                oldest = calls.pop(next(iter(calls)))
+        if oldest is not None:
+            oldest.meter.guard.failed("integration (a call that never ended)", str(oldest.model))
+            oldest.fail(RuntimeError("never ended"), sent=False)
+        return True
+
+    def pop(self, key: Any) -> ModelCall | None:
+        """The call under ``key``, taken out; ``None`` when there is none."""
+        with self._lock:
+            return self._calls.pop(key, None)

@@ -30,7 +30,7 @@ from uuid import UUID
 from meterline._dimensions import check_dimensions
 from meterline._extras import check_version, require
 from meterline.exceptions import ConfigurationError
-from meterline.integrations._model_call import ModelCall, begin, check_meter
+from meterline.integrations._model_call import InFlight, ModelCall, begin, check_meter
 
 _core = require("langchain", "langchain_core.callbacks")
 MIN_VERSION: Final = (0, 3, 30)
@@ -54,7 +54,7 @@ M = TypeVar("M")
 _PROVIDERS: Final = {"google_vertexai": "gcp.vertex_ai", "google_anthropic_vertex": "gcp.vertex_ai"}
 """LangChain ``ls_provider`` names that are not meterline provider aliases."""
 
-_RUNS: dict[UUID, ModelCall] = {}
+_RUNS: Final = InFlight()
 """Model calls in flight, by LangChain run id, shared by every handler (one event per call)."""
 
 _warned: set[str] = set()
@@ -82,12 +82,12 @@ class _Metering:
             max_output_tokens=max_tokens,
             tags=self.tags,
         )
-        if call is not None and _RUNS.setdefault(run_id, call) is not call:
+        if call is not None and not _RUNS.add(run_id, call):
             call.fail(RuntimeError("recorded by another handler"), sent=False)
 
     def end(self, run_id: UUID, response: Any) -> None:
         """Record the call ``run_id`` from LangChain's ``LLMResult`` (never raises)."""
-        call = _RUNS.pop(run_id, None)
+        call = _RUNS.pop(run_id)
         if call is None:
             return
         try:
@@ -101,7 +101,7 @@ class _Metering:
 
     def error(self, run_id: UUID, error: BaseException) -> None:
         """Record the failed call ``run_id`` (never raises)."""
-        call = _RUNS.pop(run_id, None)
+        call = _RUNS.pop(run_id)
         if call is not None:
             call.fail(error)
 

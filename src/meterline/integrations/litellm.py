@@ -41,7 +41,7 @@ from meterline._default import get_meter
 from meterline._dimensions import check_dimensions
 from meterline._extras import check_version, require
 from meterline.exceptions import BudgetExceeded
-from meterline.integrations._model_call import ModelCall, begin, check_meter
+from meterline.integrations._model_call import InFlight, ModelCall, begin, check_meter
 
 litellm = require("litellm", "litellm")
 _custom_logger = require("litellm", "litellm.integrations.custom_logger")
@@ -76,7 +76,7 @@ _APIS: Final = {
 }
 """LiteLLM call type -> the OpenAI-shaped API its response takes (else ``openai.chat``)."""
 
-_CALLS: dict[str, ModelCall] = {}
+_CALLS: Final = InFlight()
 """Calls started (reserved, their context captured) and not yet recorded, by ``litellm_call_id``."""
 
 _DONE_KEPT: Final = 4096
@@ -129,8 +129,8 @@ class MeterlineLogger(CustomLogger):
             if call_id is None or call_id in _CALLS:
                 return
             call = begin(self.meter, model=_model(kwargs), provider=_provider(kwargs), tags=self.tags)
-            if call is not None:
-                _CALLS.setdefault(call_id, call)
+            if call is not None and not _CALLS.add(call_id, call):
+                call.fail(RuntimeError("started twice"), sent=False)
         except BudgetExceeded:
             return  # only the module's completion() can refuse: LiteLLM swallows this hook's errors
         except Exception:  # noqa: BLE001
@@ -186,8 +186,8 @@ class MeterlineLogger(CustomLogger):
         except Exception:  # noqa: BLE001
             self._failed("the proxy's pre-call hook")
             return data
-        if call is not None:
-            _CALLS[call_id] = call
+        if call is not None and not _CALLS.add(call_id, call):
+            call.fail(RuntimeError("started twice"), sent=False)
         return data
 
     # -- shared -------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ class MeterlineLogger(CustomLogger):
         """The call ``call_id`` started, or a new one (no reservation); ``None`` once recorded."""
         if call_id is not None and not _done.claim(call_id):
             return None
-        call = _CALLS.pop(call_id, None) if call_id is not None else None
+        call = _CALLS.pop(call_id) if call_id is not None else None
         if call is None:
             tags = {**(self.tags or {}), **_metadata_dimensions(kwargs)}
             call = begin(self.meter, model=_model(kwargs), provider=_provider(kwargs), tags=tags or None)
@@ -283,8 +283,8 @@ def _reserve(args: tuple[Any, ...], kwargs: dict[str, Any], meter: Meter | None)
         messages=messages,
         max_output_tokens=kwargs.get("max_tokens") or kwargs.get("max_completion_tokens"),
     )
-    if call is not None:
-        _CALLS[call_id] = call
+    if call is not None and not _CALLS.add(call_id, call):
+        call.fail(RuntimeError("started twice"), sent=False)
     return call_id
 
 
@@ -297,7 +297,7 @@ def _registered() -> list[Any]:
 
 def _abandon(call_id: str, exc: BaseException) -> None:
     """The call raised: record it (the provider answered) or release it, unless a handler did."""
-    call = _CALLS.pop(call_id, None)
+    call = _CALLS.pop(call_id)
     if call is not None and _done.claim(call_id):
         call.fail(exc, sent=type(getattr(exc, "status_code", None)) is int)
 
