@@ -262,10 +262,10 @@ def test_a_spool_left_by_an_earlier_run_is_replayed(tmp_path: Path) -> None:
 
 
 def test_when_full_block_waits_for_room(tmp_path: Path) -> None:
-    """With the queue full, submit blocks until the thread takes a batch, then queues the event."""
+    """With when_full='block' and a full queue, submit waits until the thread takes a batch, then queues."""
     ledger = MemoryLedger()
     ledger.gate = threading.Event()
-    writer = writer_for(ledger, tmp_path, batch_size=5, max_queue=10, flush_interval=60)
+    writer = writer_for(ledger, tmp_path, batch_size=5, max_queue=10, flush_interval=60, when_full="block")
     events = make_events(16)
     for event in events[:5]:
         writer.submit(event)
@@ -292,7 +292,9 @@ def test_when_full_block_is_bounded_by_block_timeout(tmp_path: Path) -> None:
     """A blocked submit waits at most block_timeout, then spools the event: never dropped."""
     ledger = MemoryLedger()
     ledger.gate = threading.Event()
-    writer = writer_for(ledger, tmp_path, batch_size=2, max_queue=2, flush_interval=60, block_timeout=0.1)
+    writer = writer_for(
+        ledger, tmp_path, batch_size=2, max_queue=2, flush_interval=60, when_full="block", block_timeout=0.1
+    )
     events = make_events(5)
     for event in events[:2]:
         writer.submit(event)
@@ -303,17 +305,18 @@ def test_when_full_block_is_bounded_by_block_timeout(tmp_path: Path) -> None:
     writer.submit(events[4])
     assert 0.09 <= time.monotonic() - started < 2
     stats = writer.stats()
-    assert (stats.blocked, stats.overflowed, stats.spooled) == (1, 1, 1)
+    assert (stats.blocked, stats.overflowed) == (1, 1)
+    assert wait_until(lambda: writer.stats().spooled == 1)
     ledger.gate.set()
     assert wait_until(lambda: len(ledger.rows) == 5)
     writer.close()
 
 
-def test_when_full_spool_sends_the_overflow_to_the_spool(tmp_path: Path) -> None:
-    """With when_full='spool', submits past max_queue return at once, spooled, and are replayed later."""
+def test_a_full_queue_spools_without_waiting_by_default(tmp_path: Path) -> None:
+    """By default, submits past max_queue return at once, go to the spool in the background, are replayed."""
     ledger = MemoryLedger()
     ledger.gate = threading.Event()
-    writer = writer_for(ledger, tmp_path, batch_size=5, max_queue=10, flush_interval=0.02, when_full="spool")
+    writer = writer_for(ledger, tmp_path, batch_size=5, max_queue=10, flush_interval=0.02)
     events = make_events(40)
     for event in events[:5]:
         writer.submit(event)
@@ -323,7 +326,8 @@ def test_when_full_spool_sends_the_overflow_to_the_spool(tmp_path: Path) -> None
         writer.submit(event)
     assert time.monotonic() - started < 2
     stats = writer.stats()
-    assert (stats.overflowed, stats.spooled, stats.blocked) == (25, 25, 0)
+    assert (stats.overflowed, stats.blocked) == (25, 0)
+    assert wait_until(lambda: writer.stats().spooled == 25)  # by the spooling thread, ledger still stuck
     ledger.gate.set()
     assert wait_until(lambda: len(ledger.rows) == 40 and writer.spool.pending() == 0)
     assert set(ledger.new.values()) == {1}
@@ -655,3 +659,53 @@ def test_a_full_disk_loses_nothing_silently(
     assert len(stored) == len(set(stored)), "an event reached the ledger twice"
     assert set(stored) <= set(ids)
     assert len(stored) + stats.lost == recorded
+
+
+class GatedLedger:
+    """A real SQLite ledger whose writes wait at a gate: a store slower than the calls."""
+
+    def __init__(self, path: Path) -> None:
+        self.ledger = SQLiteLedger(str(path))
+        self.url = self.ledger.url
+        self.gate = threading.Event()
+
+    def write(self, events: Sequence[UsageEvent]) -> int:
+        """Wait at the gate, then store ``events`` in SQLite."""
+        self.gate.wait()
+        return self.ledger.write(events)
+
+    def close(self) -> None:
+        """Close the SQLite ledger."""
+        self.ledger.close()
+
+
+def test_record_never_waits_for_a_stuck_ledger_and_loses_nothing(tmp_path: Path) -> None:
+    """Two threads record 25x max_queue events while the ledger is stuck; all reach it once, after."""
+    gated = GatedLedger(tmp_path / "ledger.db")
+    writer = LedgerWriter(
+        cast("LedgerBackend", gated), spool=Spool(tmp_path / "spool"), batch_size=50, max_queue=200
+    )
+    meter = Meter()
+    meter.subscribe(writer.submit)
+    per_thread = 2_500
+
+    def work(user: str) -> None:
+        with meter.scope(user=user):
+            for _ in range(per_thread):
+                meter.record(Usage(input_tokens=10, output_tokens=2), model="gpt-4o", provider="openai")
+
+    threads = [threading.Thread(target=work, args=(f"u{index}",)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)  # they finished with the ledger stuck
+    assert writer.stats().overflowed > 0
+    gated.gate.set()
+    assert writer.flush(timeout=60)
+    assert wait_until(lambda: writer.spool.pending() == 0, timeout=60)
+    (row,) = gated.ledger.totals()
+    assert row.events == 2 * per_thread  # the ledger skips an id it has: each event stored once
+    assert len({event.id for event in gated.ledger.events()}) == 2 * per_thread
+    writer.close()
+    gated.close()

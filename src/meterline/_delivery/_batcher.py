@@ -167,6 +167,11 @@ class Batcher(ABC):
         self._backoff = self._retry_min
         self._spool_dirty = True  # a spool left by an earlier run is replayed once the thread starts
         self._replaying = False
+        self._overflow: deque[UsageEvent] = deque()  # past ``max_queue``, on their way to the spool
+        self._overflow_in = 0  # events put on ``_overflow``
+        self._overflow_out = 0  # of those, spooled (or counted lost)
+        self._spooler: threading.Thread | None = None  # moves ``_overflow`` to the spool
+        self._spooler_wake = threading.Event()
 
     # -- what a subclass says ---------------------------------------------------------------
 
@@ -255,13 +260,64 @@ class Batcher(ABC):
             finally:
                 self._waiters -= 1
 
-    def _overflow(self, event: UsageEvent) -> None:
-        """Write ``event`` straight to the spool (the thread replays it once the queue has room)."""
+    def _spill(self, event: UsageEvent) -> None:
+        """Send ``event`` to the spool without making the caller wait for the disk.
+
+        It joins the overflow buffer (at most ``max_queue`` events, in memory), which the
+        spooling thread writes to the spool a batch at a time (one ``fsync`` each); the
+        delivery thread replays the spool into the destination once it has caught up. Only when
+        that buffer is full too (the disk is slower than the calls) does the caller write the
+        event to the spool itself.
+        """
         with self._lock:
             self._bypassed += 1
             self._overflowed += 1
+            buffered = len(self._overflow) < self._max_queue and not self._stop
+            if buffered:
+                self._overflow.append(event)
+                self._overflow_in += 1
+        if buffered:
+            if self._spooler is None:
+                self._start_spooler()
+            self._spooler_wake.set()
+            return
         self._to_spool([event], "overflowed the queue")
         self._wake.set()
+
+    def _start_spooler(self) -> None:
+        with self._lock:
+            if self._spooler is not None:
+                return
+            spooler = threading.Thread(
+                target=self._run_spooler, name=f"{self._thread_name} spool", daemon=True
+            )
+            try:
+                spooler.start()
+            except RuntimeError:  # the interpreter is shutting down: flush and close spool inline
+                return
+            self._spooler = spooler
+
+    def _run_spooler(self) -> None:
+        wake = self._spooler_wake
+        while True:
+            wake.wait(self._flush_interval)
+            wake.clear()
+            with self._guard.capture("the spooling thread", self._destination):  # a bug: it carries on
+                self._spool_overflow()
+            if self._stop and not self._overflow:
+                return
+
+    def _spool_overflow(self) -> None:
+        """Write the overflow buffer to the spool, ``batch_size`` events (one ``fsync``) at a time."""
+        overflow = self._overflow
+        while overflow:
+            with self._lock:
+                chunk = [overflow.popleft() for _ in range(min(self._batch_size, len(overflow)))]
+            self._to_spool(chunk, "overflowed the queue")
+            with self._lock:
+                self._overflow_out += len(chunk)
+                self._progress.notify_all()
+            self._wake.set()  # the delivery thread replays the spool once the queue has room
 
     def _drop(self, event: UsageEvent) -> int:
         """Count ``event`` as dropped (the caller logs it); returns how many were dropped so far."""
@@ -435,18 +491,26 @@ class Batcher(ABC):
             self._start(fast=True)  # it replays what an earlier process left in the spool
         with self._lock:
             target = self._taken + len(self._queue)
-            if self._done >= target and not through_spool:
+            spilled = self._overflow_in
+            if self._done >= target and self._overflow_out >= spilled and not through_spool:
                 return True
             if through_spool:
                 self._retry_at = 0.0
             thread = self._thread
+            spooler = self._spooler
         worker = thread is not None and thread.is_alive() and thread is not threading.current_thread()
         if worker:
             self._wake.set()
         else:
             self._drain()  # no thread (or it is us): deliver in this thread
+        if spooler is not None and spooler.is_alive() and spooler is not threading.current_thread():
+            self._spooler_wake.set()
+        else:
+            self._spool_overflow()
         with self._lock:
-            if not self._progress.wait_for(lambda: self._done >= target, _left(deadline)):
+            if not self._progress.wait_for(
+                lambda: self._done >= target and self._overflow_out >= spilled, _left(deadline)
+            ):
                 return False
             if not through_spool:
                 return True
@@ -470,10 +534,14 @@ class Batcher(ABC):
             self._fast = False
             self._stop = True
             thread = self._thread
+            spooler = self._spooler
         flushed = self._flush(timeout, through_spool=False)
         self._wake.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+        self._spooler_wake.set()
+        for worker in (thread, spooler):
+            if worker is not None and worker is not threading.current_thread():
+                worker.join(timeout)
+        self._spool_overflow()  # what the spooling thread left (it stopped, or never ran)
         if not flushed:
             self._spool_queue()
         elif self._queue:  # a submit that raced with close

@@ -33,10 +33,16 @@ backend is left alone for a back-off (doubling from 50 ms to 30 s); then the spo
 replayed into it. Nothing is ever dropped without being logged and counted in
 ``DeliveryStats.lost``, which only grows when the spool fails too (a full disk).
 
-Back-pressure. When ``max_queue`` events wait, ``when_full="block"`` makes `submit` wait
-for room, at most ``block_timeout`` seconds, after which the event goes to the spool;
-``when_full="spool"`` sends it to the spool at once. The thread replays the spool as soon as
-the queue has room. Both are counted (``blocked``, ``overflowed``).
+Back-pressure. When ``max_queue`` events wait (the ledger is slower than the calls),
+``when_full="spool"`` (the default) sends the event on to the spool without making
+`record()` wait for the disk: it joins an overflow buffer of as many events again, which a
+spooling thread appends to the spool a batch at a time (one ``fsync`` each), and the
+delivery thread replays the spool into the ledger once it has caught up: every event
+reaches the ledger once (ids are idempotency keys). Only a caller that finds the overflow
+buffer full too (the disk is slower than the calls) writes its event to the spool itself.
+Waiting is a choice: ``when_full="block"`` makes `submit` wait for room, at most
+``block_timeout`` seconds, then spools the event. Both are counted (``overflowed``,
+``blocked``).
 
 Fork and exit: as every batcher. The backend must itself be usable in a forked child (the
 built-in ones reopen their connection per process); the exit hook closes every writer
@@ -85,7 +91,8 @@ class LedgerWriter(Batcher):
         max_queue: Events that may wait before ``when_full`` applies.
         spool: Where failed and overflowing batches go; by default the ledger's own spool
             (`default_spool_dir` of ``backend.url``), created only when first needed.
-        when_full: ``"block"`` (default) or ``"spool"``.
+        when_full: ``"spool"`` (default: never wait for the ledger) or ``"block"`` (wait for
+            room, at most ``block_timeout`` seconds).
         block_timeout: Longest a blocked `submit` waits for room before spooling the event,
             in seconds.
 
@@ -102,7 +109,7 @@ class LedgerWriter(Batcher):
         flush_interval: float = 0.5,
         max_queue: int = 100_000,
         spool: Spool | None = None,
-        when_full: WhenFull = "block",
+        when_full: WhenFull = "spool",
         block_timeout: float = 10.0,
     ) -> None:
         if durability not in ("batch", "sync"):
@@ -145,7 +152,7 @@ class LedgerWriter(Batcher):
         """The queue is full: wait for room (``block``, bounded by ``block_timeout``) or spool the event."""
         if self._when_full == "block" and self._wait_for_room(event, self._block_timeout):
             return
-        self._overflow(event)
+        self._spill(event)
 
     def _after_close(self, event: UsageEvent) -> None:
         """After `close`, an event is written synchronously: never dropped."""
