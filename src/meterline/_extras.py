@@ -25,6 +25,7 @@ EXTRAS: Final = {
     "litellm": ("litellm",),
     "pydantic-ai": ("pydantic_ai",),
     "openai-agents": ("agents",),
+    "analytics": ("pyarrow", "duckdb"),
 }
 """Each extra and the top-level modules it provides."""
 

@@ -47,7 +47,7 @@ __all__ = [
 
 _AGE: Final = re.compile(r"(\d+)\s*([smhdw])")
 _UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-EXPORT_FORMATS: Final = ("jsonl", "csv", "cloudevents", "stripe")
+EXPORT_FORMATS: Final = ("jsonl", "csv", "cloudevents", "stripe", "parquet")
 BILLING_FORMATS: Final = ("cloudevents", "stripe")
 """Formats ``export`` can deliver (``--to``) and resume (``--cursor``)."""
 DEFAULT_STRIPE_METERS: Final = (
@@ -191,11 +191,25 @@ def render_report(
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    ledger = open_from(args)
-    try:
-        rows = ledger.totals(by=args.by, since=args.since, until=args.until, granularity=args.granularity)
-    finally:
-        ledger.close()
+    source: str
+    if args.engine == "duckdb":
+        if args.parquet is None:
+            raise ConfigurationError(
+                "--engine duckdb reads a Parquet export: --parquet DIR (meterline export --format parquet)"
+            )
+        from meterline.ledger import parquet_totals  # noqa: PLC0415 - the analytics extra, when used
+
+        rows = parquet_totals(
+            args.parquet, by=args.by, since=args.since, until=args.until, granularity=args.granularity
+        )
+        source = f"Parquet export {args.parquet} (DuckDB)"
+    else:
+        ledger = open_from(args)
+        try:
+            rows = ledger.totals(by=args.by, since=args.since, until=args.until, granularity=args.granularity)
+        finally:
+            ledger.close()
+        source = f"ledger {ledger.url}"
     if args.format == "json":
         print(json.dumps([_row_dict(row, args.by) for row in rows], indent=2))
     elif args.format == "csv":
@@ -208,7 +222,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             data = _row_dict(row, args.by)
             writer.writerow([data.get(name, "") for name in fields])
     else:
-        print(render_report(rows, args.by, args.granularity, title=f"ledger {ledger.url}"))
+        print(render_report(rows, args.by, args.granularity, title=source))
     return 0
 
 
@@ -363,11 +377,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"--to and --cursor need --format cloudevents or stripe, not {args.format!r}"
         )
+    if (args.format == "parquet") != (args.out is not None):
+        raise ConfigurationError("--format parquet writes to a directory: give it --out DIR (and only it)")
     ledger = open_from(args)
     try:
         if args.format in BILLING_FORMATS:
             return _export_billing(args, ledger)
         events = ledger.events(since=args.since, until=args.until, after_id=args.after)
+        if args.format == "parquet":
+            from meterline.ledger import export_parquet  # noqa: PLC0415 - the analytics extra, when used
+
+            written = export_parquet(events, args.out)
+            print(
+                f"{written.events} events in {written.files} files, {written.days} days: {args.out}",
+                file=sys.stderr,
+            )
+            return 0
         for line in export_lines(events, args.format, source=args.source, subject=args.subject):
             sys.stdout.write(line)
     finally:
@@ -441,6 +466,13 @@ def add_ledger_commands(commands: Any) -> None:
     report.add_argument("--until", type=when_argument)
     report.add_argument("--granularity", choices=("hour", "day", "month"))
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    report.add_argument(
+        "--engine",
+        choices=("ledger", "duckdb"),
+        default="ledger",
+        help="ledger: the store's roll-ups; duckdb: a Parquet export (--parquet DIR), for ad-hoc scale",
+    )
+    report.add_argument("--parquet", metavar="DIR", help="the Parquet export --engine duckdb reads")
     report.set_defaults(handler=_cmd_report)
 
     export = commands.add_parser(
@@ -458,6 +490,9 @@ def add_ledger_commands(commands: Any) -> None:
     export.add_argument("--since", type=when_argument)
     export.add_argument("--until", type=when_argument)
     export.add_argument("--after", metavar="ID", help="resume after this event id (a cursor)")
+    export.add_argument(
+        "--out", metavar="DIR", help="--format parquet: the dataset's directory (new or empty)"
+    )
     export.add_argument("--source", default=f"//meterline/{socket.gethostname()}", help="CloudEvents source")
     export.add_argument(
         "--subject",

@@ -20,8 +20,13 @@ go straight to the spool. Then the thread replays the spool, oldest first; once 
 works, live delivery resumes and the spool is replayed. An event neither the destination
 nor the spool took is counted as ``dropped`` and logged: never silently gone.
 
+Overflow. An event that finds the queue full can be spilled (`Batcher._spill`): it joins an
+overflow buffer (as large as the queue) that a second daemon thread appends to the spool a
+batch at a time, so the caller never waits for the disk unless that buffer is full too; the
+delivery thread replays the spool once it has caught up.
+
 Flushing. `flush` waits until every event submitted before it was delivered, spooled or
-dropped. `_flush` with ``through_spool`` (the billing sink's flush) also retries the
+dropped (the overflow buffer included). `_flush` with ``through_spool`` (the billing sink's flush) also retries the
 destination at once and waits until the spool is empty.
 
 Fork. In a forked child the queue, locks, thread and counters start afresh (the events
@@ -30,6 +35,9 @@ first submit.
 
 Exit. An ``atexit`` hook closes every batcher still open, each within its ``exit_timeout``
 seconds; what is still queued then goes to the spool.
+
+One concept, past 600 lines: the queue, the two threads, flushing and closing share one lock
+and one set of counters, and every rule here depends on the others.
 """
 
 from __future__ import annotations as _annotations

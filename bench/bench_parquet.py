@@ -1,0 +1,148 @@
+"""Analytics over a ledger: the Parquet export's speed and memory, and reports with DuckDB over it.
+
+Run from the project root (extra ``analytics``):
+
+    .venv/bin/python bench/bench_parquet.py            # BENCH_N events (default 200,000)
+
+A SQLite ledger is filled with product-shaped events (200 orgs, 10,000 users, 100,000
+sessions, 5 agents, 10 priced models, over 90 days). Then:
+
+1. ``export_parquet`` of the whole ledger: events/s and the process's peak RSS growth
+   (the export holds one file's rows at a time).
+2. A report by user and one by user x model over 7 days, three ways: the SQLite ledger's
+   ``totals`` (its roll-ups), ``parquet_totals`` (DuckDB over the export), and the same
+   aggregation written by hand in DuckDB SQL over the same files (the engine's floor), with
+   ours over the floor as a ratio from the same run.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+if os.path.isdir("src"):
+    sys.path.insert(0, os.path.abspath("src"))
+
+import duckdb
+
+from meterline import Meter, Usage, UsageEvent
+from meterline.ledger import SQLiteLedger, export_parquet, parquet_totals
+
+N = int(os.environ.get("BENCH_N", "200000"))
+MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "o4-mini", "claude-sonnet-4-5", "claude-haiku-4-5")
+DAY_NS = 86_400 * 10**9
+
+
+def _fill(path: Path) -> SQLiteLedger:
+    """The ledger, filled in time order (ids are time-ordered, as the meter makes them)."""
+    rng = random.Random(7)
+    now = time.time_ns()
+    step = 90 * DAY_NS // N
+    meter = Meter()
+    ledger = SQLiteLedger(str(path))
+    batch: list[UsageEvent] = []
+    for index in range(N):
+        user = rng.randrange(10_000)
+        model = MODELS[rng.randrange(len(MODELS))]
+        provider = "anthropic" if model.startswith("claude") else "openai"
+        usage = Usage(input_tokens=rng.randrange(100, 5000), output_tokens=rng.randrange(10, 800))
+        priced = meter.record(usage, model=model, provider=provider)  # for its cost and price version
+        time_ns = now - (N - index) * step
+        batch.append(
+            UsageEvent(
+                id=f"{time_ns:020x}{index:012x}",
+                time_ns=time_ns,
+                operation="chat",
+                provider=provider,
+                model=model,
+                request_model=None,
+                usage=usage,
+                cost=priced.cost,
+                price_version=priced.price_version,
+                latency_ms=float(rng.randrange(200, 4000)),
+                status="ok",
+                dimensions={
+                    "org": f"org{user % 200}",
+                    "user": f"user{user}",
+                    "session": f"s{rng.randrange(100_000)}",
+                    "agent": f"agent{rng.randrange(5)}",
+                },
+            )
+        )
+        if len(batch) == 10_000:
+            ledger.write(batch)
+            batch = []
+    if batch:
+        ledger.write(batch)
+    return ledger
+
+
+T = TypeVar("T")
+
+
+def _timed(call: Callable[[], T]) -> tuple[float, T]:
+    began = time.perf_counter()
+    result = call()
+    return time.perf_counter() - began, result
+
+
+def _duckdb_rows(query: str, params: list[object]) -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = duckdb.connect().execute(query, params).fetchall()
+    return rows
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    """Print the export's rate and memory, and the three report times with ratios."""
+    warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        ledger = _fill(root / "ledger.db")
+        before = _peak_mb()
+        seconds, written = _timed(lambda: export_parquet(ledger.events(), root / "export"))
+        grew = _peak_mb() - before
+        print(
+            f"{N:,} events; export_parquet: {written.events / seconds:,.0f} events/s ({seconds:.1f} s), "
+            f"{written.files} files over {written.days} days, peak RSS +{grew:.0f} MB"
+        )
+        files = str(root / "export" / "day=*" / "*.parquet")
+        since = datetime.now(UTC) - timedelta(days=7)
+        floor_sql = {
+            "by user": "SELECT dimensions['user'], count(*), sum(input_tokens), sum(output_tokens), sum(cost)"
+            " FROM read_parquet($1, hive_partitioning = true) GROUP BY 1",
+            "by user x model, 7 days": "SELECT dimensions['user'], model, count(*), sum(input_tokens),"
+            " sum(output_tokens), sum(cost) FROM read_parquet($1, hive_partitioning = true)"
+            " WHERE time >= $2 GROUP BY 1, 2",
+        }
+        cases = {
+            "by user": (("user",), None),
+            "by user x model, 7 days": (("user", "model"), since),
+        }
+        print(f"{'report':<26}{'SQLite ledger s':>16}{'DuckDB ours s':>14}{'DuckDB SQL s':>14}{'ratio':>8}")
+        export = root / "export"
+        for label, (by, start) in cases.items():
+            params: list[object] = [files] if start is None else [files, start]
+            query = floor_sql[label]
+            ledger_s, _ = _timed(functools.partial(ledger.totals, by=by, since=start))
+            ours_s, rows = _timed(functools.partial(parquet_totals, export, by=by, since=start))
+            floor_s, floor_rows = _timed(functools.partial(_duckdb_rows, query, params))
+            assert len(rows) == len(floor_rows), (len(rows), len(floor_rows))
+            print(f"{label:<26}{ledger_s:>16.3f}{ours_s:>14.3f}{floor_s:>14.3f}{ours_s / floor_s:>8.2f}")
+        ledger.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""The ledger as a Parquet dataset, for analytics at any scale (extra ``analytics``).
+
+`export_parquet` streams events into a Hive-partitioned dataset, one directory per UTC day
+(``day=2026-12-04/part-0.parquet``), at most ``rows_per_file`` rows per file, in constant
+memory (pyarrow's dataset writer). `parquet_totals` answers a ledger report over such a dataset
+with DuckDB, aggregating inside the engine.
+
+The schema (`PARQUET_SCHEMA`), for DuckDB, Spark, ClickHouse and BigQuery users:
+
+========================  =============================  ==============================================
+column                    Parquet type                   meaning
+========================  =============================  ==============================================
+``id``                    string                         event id (32 hex digits, UUIDv7): unique
+``time``                  timestamp (ns, UTC)            when the event was recorded
+``operation``, ``status`` string                         ``chat``…; ``ok`` or an error status
+``provider``, ``model``   string (null)                  who served the call; the model that served it
+``request_model``         string (null)                  the model asked for, when it differs
+``measured``              bool                           false: the usage is unknown (counts are 0)
+8 token columns           int64                          `meterline.Usage`'s fields, in tokens
+``cost``                  decimal(38, 12) (null)         USD; null when unpriced or unmeasured
+``price_version``         string (null)                  the price data behind ``cost``
+``latency_ms``            double (null)                  milliseconds
+``dimensions``            map<string, string>            the scopes' dimensions and tags
+``operation_id``          string (null)                  groups the attempts of one logical call
+``attempt``               int32                          1 for the first attempt
+``response_id``           string (null)                  the provider's response id
+``links``                 list<string>                   related event ids
+``tokens_saved``          int64                          a cache hit's saved tokens
+``day``                   partition (``YYYY-MM-DD``)     the UTC day of ``time``
+========================  =============================  ==============================================
+
+BigQuery loads ``dimensions`` as a repeated ``key_value`` record and ``cost`` as NUMERIC
+(38, 9 digits: round) or BIGNUMERIC; ClickHouse reads them as ``Map(String, String)`` and
+``Decimal(38, 12)``.
+"""
+
+from __future__ import annotations as _annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Final
+
+from meterline._dimensions import check_names
+from meterline._events import NOT_MODEL_CALLS, UsageEvent
+from meterline._extras import require
+from meterline._usage import USAGE_FIELDS, Usage
+from meterline.exceptions import ConfigurationError
+from meterline.ledger._backend import GRANULARITIES, LedgerRow
+
+__all__ = ["PARQUET_COLUMNS", "ParquetExport", "export_parquet", "parquet_totals"]
+
+PARQUET_COLUMNS: Final = (
+    "id",
+    "time",
+    "operation",
+    "status",
+    "provider",
+    "model",
+    "request_model",
+    "measured",
+    *USAGE_FIELDS,
+    "cost",
+    "price_version",
+    "latency_ms",
+    "dimensions",
+    "operation_id",
+    "attempt",
+    "response_id",
+    "links",
+    "tokens_saved",
+)
+"""The data columns of every file, in order (``day`` is the partition)."""
+
+_ROWS_PER_FILE: Final = 1_000_000
+_OPEN_DAYS: Final = 8
+"""Day files kept open (each buffers a row group): past it, the least recent is closed, so
+memory stays bounded; events out of day order then make more, smaller files."""
+_BATCH: Final = 10_000
+"""Events turned into one Arrow record batch at a time (what the export holds in memory)."""
+_STRING_COLUMNS: Final = ("operation", "status", "provider", "model", "request_model", "price_version")
+_MODEL_CALL_SQL: Final = "operation NOT IN ({})".format(
+    ", ".join(f"'{op}'" for op in sorted(NOT_MODEL_CALLS))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ParquetExport:
+    """What `export_parquet` wrote."""
+
+    events: int
+    """Events written."""
+    files: int
+    """Parquet files written."""
+    days: int
+    """Day partitions written."""
+
+
+def _schema() -> Any:
+    pa = require("analytics", "pyarrow")
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("time", pa.timestamp("ns", tz="UTC")),
+            *((name, pa.string()) for name in ("operation", "status", "provider", "model", "request_model")),
+            ("measured", pa.bool_()),
+            *((name, pa.int64()) for name in USAGE_FIELDS),
+            ("cost", pa.decimal128(38, 12)),
+            ("price_version", pa.string()),
+            ("latency_ms", pa.float64()),
+            ("dimensions", pa.map_(pa.string(), pa.string())),
+            ("operation_id", pa.string()),
+            ("attempt", pa.int32()),
+            ("response_id", pa.string()),
+            ("links", pa.list_(pa.string())),
+            ("tokens_saved", pa.int64()),
+        ]
+    )
+
+
+def export_parquet(
+    events: Iterable[UsageEvent], directory: str | Path, *, rows_per_file: int = _ROWS_PER_FILE
+) -> ParquetExport:
+    """Write ``events`` as a Parquet dataset partitioned by UTC day, in constant memory.
+
+    The events are turned into Arrow record batches of ``_BATCH`` rows, which pyarrow's
+    dataset writer spreads over the day partitions, keeping a file open per day being written
+    and starting a new one past ``rows_per_file`` rows: events in any order make whole files.
+
+    Args:
+        events: The events, in any order (a ledger's `LedgerBackend.events` streams them).
+        directory: The dataset's directory: created if missing; it must be empty (files of an
+            earlier export would be read twice).
+        rows_per_file: Most rows per file.
+
+    Returns:
+        How many events, files and day partitions were written.
+
+    Raises:
+        ConfigurationError: ``directory`` is not empty, or ``rows_per_file`` is not positive.
+        MissingExtraError: pyarrow is not installed (``pip install "meterline[analytics]"``).
+    """
+    if type(rows_per_file) is not int or rows_per_file < 1:
+        raise ConfigurationError(f"rows_per_file={rows_per_file!r}: expected a positive int")
+    pa = require("analytics", "pyarrow")
+    dataset = require("analytics", "pyarrow.dataset")
+    root = Path(directory)
+    if root.exists() and any(root.iterdir()):
+        raise ConfigurationError(f"directory={str(root)!r}: expected an empty or new directory")
+    schema = _schema().append(pa.field("day", pa.string()))
+    count = 0
+
+    def batches() -> Iterator[Any]:
+        nonlocal count
+        batch: list[UsageEvent] = []
+        for event in events:
+            batch.append(event)
+            if len(batch) == _BATCH:
+                count += len(batch)
+                yield pa.RecordBatch.from_pydict(_columns(batch), schema=schema)
+                batch = []
+        if batch:
+            count += len(batch)
+            yield pa.RecordBatch.from_pydict(_columns(batch), schema=schema)
+
+    root.mkdir(parents=True, exist_ok=True)
+    files: list[str] = []
+    dataset.write_dataset(
+        pa.RecordBatchReader.from_batches(schema, batches()),
+        root,
+        format="parquet",
+        partitioning=dataset.partitioning(pa.schema([("day", pa.string())]), flavor="hive"),
+        basename_template="part-{i}.parquet",
+        max_rows_per_file=rows_per_file,
+        max_rows_per_group=min(rows_per_file, _BATCH),
+        max_open_files=_OPEN_DAYS,
+        existing_data_behavior="overwrite_or_ignore",
+        file_options=dataset.ParquetFileFormat().make_write_options(compression="zstd"),
+        file_visitor=lambda written: files.append(written.path),
+    )
+    return ParquetExport(events=count, files=len(files), days=len({Path(path).parent for path in files}))
+
+
+def _columns(batch: Sequence[UsageEvent]) -> dict[str, list[Any]]:
+    """``batch`` as one list per column (the fastest input pyarrow takes from Python objects)."""
+    columns: dict[str, list[Any]] = {name: [] for name in (*PARQUET_COLUMNS, "day")}
+    zero = Usage()
+    for event in batch:
+        usage = event.usage
+        measured = usage is not None
+        counts = usage if usage is not None else zero
+        columns["id"].append(event.id)
+        columns["time"].append(event.time_ns)
+        for name in _STRING_COLUMNS:
+            columns[name].append(getattr(event, name))
+        columns["measured"].append(measured)
+        for name in USAGE_FIELDS:
+            columns[name].append(getattr(counts, name))
+        columns["cost"].append(event.cost)
+        columns["latency_ms"].append(event.latency_ms)
+        columns["dimensions"].append(list(event.dimensions.items()))
+        columns["operation_id"].append(event.operation_id)
+        columns["attempt"].append(event.attempt)
+        columns["response_id"].append(event.response_id)
+        columns["links"].append(list(event.links))
+        columns["tokens_saved"].append(event.tokens_saved)
+        columns["day"].append(
+            datetime.fromtimestamp(event.time_ns // 1_000_000_000, tz=UTC).strftime("%Y-%m-%d")
+        )
+    return columns
+
+
+def parquet_totals(
+    directory: str | Path,
+    *,
+    by: Sequence[str] = (),
+    since: datetime | None = None,
+    until: datetime | None = None,
+    granularity: str | None = None,
+) -> list[LedgerRow]:
+    """A ledger report over a Parquet export, aggregated by DuckDB (extra ``analytics``).
+
+    The same rows as `LedgerBackend.totals` for the same events: model calls' usage and cost,
+    ``unmeasured`` and ``unpriced`` counts, every event in ``events``.
+
+    Args:
+        directory: A dataset `export_parquet` wrote.
+        by: Dimensions to group by: ``operation``, ``status``, ``provider``, ``model`` or any
+            dimension name (read from ``dimensions``).
+        since: Keep events from this time (inclusive).
+        until: Keep events before this time (exclusive).
+        granularity: ``hour``, ``day`` or ``month``: also group by that period (UTC).
+
+    Raises:
+        ConfigurationError: a bad dimension name or granularity, or no dataset at ``directory``.
+        MissingExtraError: duckdb is not installed (``pip install "meterline[analytics]"``).
+    """
+    duckdb = require("analytics", "duckdb")
+    root = Path(directory)
+    if not any(root.glob("day=*/*.parquet")):
+        raise ConfigurationError(f"directory={str(root)!r}: expected a meterline Parquet export")
+    if granularity is not None and granularity not in GRANULARITIES:
+        raise ConfigurationError(f"granularity={granularity!r}: expected one of {', '.join(GRANULARITIES)}")
+    params: list[object] = [str(root / "day=*" / "*.parquet")]
+    keys: list[str] = []
+    for name in check_names(by, "by"):
+        if name in ("operation", "status", "provider", "model"):
+            keys.append(name)  # a column: the name is one of these four constants
+        else:
+            params.append(name)
+            keys.append(f"dimensions[${len(params)}]")
+    if granularity is not None:
+        keys.insert(0, f"date_trunc('{granularity}', time)")  # one of GRANULARITIES
+    where = []
+    if since is not None:
+        params.append(since)
+        where.append(f"time >= ${len(params)}")
+    if until is not None:
+        params.append(until)
+        where.append(f"time < ${len(params)}")
+    model_call = _MODEL_CALL_SQL
+    sums = ", ".join(f"sum(CASE WHEN {model_call} THEN {name} ELSE 0 END)" for name in USAGE_FIELDS)
+    select = ", ".join(keys) if keys else "NULL"
+    sql = (
+        f"SELECT {select}, count(*),"  # noqa: S608 - column names are constants; values are parameters
+        f" count(*) FILTER (WHERE NOT measured AND {model_call}),"
+        f" count(*) FILTER (WHERE measured AND cost IS NULL AND {model_call}),"
+        f" {sums},"
+        f" sum(cost) FILTER (WHERE {model_call}), coalesce(sum(latency_ms), 0), sum(tokens_saved)"
+        f" FROM read_parquet($1, hive_partitioning = true)"
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + (
+            f" GROUP BY ALL ORDER BY {len(keys) + 1 + 2 + len(USAGE_FIELDS) + 1} DESC NULLS LAST"
+            if keys
+            else ""
+        )
+    )
+    with duckdb.connect() as connection:
+        rows = connection.execute(sql, params).fetchall()
+    period_at = 0 if granularity is not None else None
+    key_count = len(keys)
+    result = []
+    for row in rows:
+        values = list(row[:key_count]) if keys else []
+        period = None
+        if period_at is not None:
+            period = values.pop(0)
+            period = period.astimezone(UTC) if period.tzinfo else period.replace(tzinfo=UTC)
+        rest = row[key_count if keys else 1 :]
+        events, unmeasured, unpriced = int(rest[0]), int(rest[1] or 0), int(rest[2] or 0)
+        counts = [int(value or 0) for value in rest[3 : 3 + len(USAGE_FIELDS)]]
+        cost, latency, saved = rest[3 + len(USAGE_FIELDS) :]
+        result.append(
+            LedgerRow(
+                key=tuple(None if value is None else str(value) for value in values),
+                period=period,
+                events=events,
+                unmeasured=unmeasured,
+                unpriced=unpriced,
+                usage=Usage(**dict(zip(USAGE_FIELDS, counts, strict=True))),
+                cost=Decimal(0) if cost is None else Decimal(cost),
+                latency_ms=float(latency),
+                tokens_saved=int(saved or 0),
+            )
+        )
+    return result

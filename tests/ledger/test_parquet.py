@@ -1,0 +1,159 @@
+"""A Parquet export holds every event, partitioned by day; DuckDB's report over it equals the ledger's."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+import meterline
+from meterline import ConfigurationError, Meter, Usage
+from meterline.ledger import Granularity, LedgerRow, SQLiteLedger, export_parquet, parquet_totals
+from tests.cli.console import run
+
+pq = pytest.importorskip("pyarrow.parquet")
+pytest.importorskip("duckdb")
+
+DAY = 86_400 * 10**9
+
+
+def _ledger(tmp_path: Path) -> SQLiteLedger:
+    """A SQLite ledger of 600 events over three days: three users, two models, a tool, an unmeasured call."""
+    meter = Meter(ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
+    events: list[meterline.UsageEvent] = []
+    meter.subscribe(events.append)
+    for index in range(600):
+        with meter.scope(user=f"u{index % 3}", session=f"s{index % 40}"):
+            model, provider = ("gpt-4o", "openai") if index % 2 else ("claude-sonnet-4-5", "anthropic")
+            meter.record(
+                Usage(
+                    input_tokens=1000 + index,
+                    cache_read_tokens=index % 500,
+                    output_tokens=50,
+                    reasoning_tokens=5,
+                ),
+                model=model,
+                provider=provider,
+                latency_ms=12.5,
+            )
+    with meter.scope(user="u1"):
+        meter.record(None, model="gpt-4o", provider="openai")
+        meter.record_tool("search", status="success", duration_ms=3.0)
+    meter.flush()
+    ledger = meter.ledger
+    assert isinstance(ledger, SQLiteLedger)
+    # Spread the stored events over three days (the ledger keeps what it is given).
+    spread = SQLiteLedger(str(tmp_path / "spread.db"))
+    spread.write(
+        [
+            meterline.UsageEvent.from_dict({**event.to_dict(), "time_ns": event.time_ns - (i % 3) * DAY})
+            for i, event in enumerate(events)
+        ]
+    )
+    meter.close()
+    return spread
+
+
+def _key(row: LedgerRow) -> tuple[str, tuple[str, ...]]:
+    return str(row.period), tuple(str(value) for value in row.key)
+
+
+@pytest.mark.parametrize(
+    ("by", "granularity"),
+    [
+        ((), None),
+        (("user",), None),
+        (("model",), "day"),
+        (("user", "model"), None),
+        (("operation", "status"), "hour"),
+    ],
+)
+def test_duckdb_report_equals_the_ledgers(
+    tmp_path: Path, by: tuple[str, ...], granularity: Granularity | None
+) -> None:
+    """Grouped by any dimensions and period, DuckDB over the export gives the ledger's rows exactly."""
+    ledger = _ledger(tmp_path)
+    written = export_parquet(ledger.events(), tmp_path / "export", rows_per_file=128)
+    assert (written.events, written.days) == (602, 3)
+    ours = sorted(parquet_totals(tmp_path / "export", by=by, granularity=granularity), key=_key)
+    assert ours == sorted(ledger.totals(by=by, granularity=granularity), key=_key)
+    ledger.close()
+
+
+def test_the_dataset_is_partitioned_by_day_with_the_documented_schema(tmp_path: Path) -> None:
+    """Each day a directory; files hold at most rows_per_file rows; columns and types as documented."""
+    ledger = _ledger(tmp_path)
+    written = export_parquet(ledger.events(), tmp_path / "export", rows_per_file=128)
+    days = sorted(path.name for path in (tmp_path / "export").iterdir())
+    assert len(days) == 3
+    assert all(day.startswith("day=") for day in days)
+    files = sorted((tmp_path / "export").glob("day=*/*.parquet"))
+    assert len(files) == written.files
+    tables = [pq.read_table(path) for path in files]
+    assert all(table.num_rows <= 128 for table in tables)
+    assert sum(table.num_rows for table in tables) == 602
+    schema = tables[0].schema
+    assert str(schema.field("cost").type) == "decimal128(38, 12)"
+    dimensions = schema.field("dimensions").type
+    assert (str(dimensions.key_type), str(dimensions.item_type)) == ("string", "string")
+    assert str(schema.field("time").type) == "timestamp[ns, tz=UTC]"
+    ids = {row["id"] for table in tables for row in table.select(["id"]).to_pylist()}
+    assert ids == {event.id for event in ledger.events()}
+    ledger.close()
+
+
+def test_since_until_and_empty_directories(tmp_path: Path) -> None:
+    """since/until bound the report; an export refuses a non-empty directory; a report needs a dataset."""
+    ledger = _ledger(tmp_path)
+    export_parquet(ledger.events(), tmp_path / "export")
+    newest = max(event.time for event in ledger.events())
+    since = newest - timedelta(hours=1)
+    (ours,) = parquet_totals(tmp_path / "export", since=since)
+    (theirs,) = ledger.totals(since=since)
+    assert ours == theirs
+    with pytest.raises(ConfigurationError, match="empty or new directory"):
+        export_parquet(ledger.events(), tmp_path / "export")
+    with pytest.raises(ConfigurationError, match="Parquet export"):
+        parquet_totals(tmp_path / "nothing")
+    with pytest.raises(ConfigurationError, match="by"):
+        parquet_totals(tmp_path / "export", by=("user'; DROP TABLE x; --",))
+    ledger.close()
+
+
+def test_the_command_line_exports_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Meterline export --format parquet, then report --engine duckdb --format json: the ledger's figures."""
+    ledger = _ledger(tmp_path)
+    url = f"sqlite:///{tmp_path / 'spread.db'}"
+    status, _, err = run(
+        capsys, "export", "--ledger", url, "--format", "parquet", "--out", str(tmp_path / "pq")
+    )
+    assert status == 0
+    assert "602 events" in err
+    status, out, _ = run(
+        capsys,
+        "report",
+        "--engine",
+        "duckdb",
+        "--parquet",
+        str(tmp_path / "pq"),
+        "--by",
+        "user",
+        "--format",
+        "json",
+    )
+    assert status == 0
+    ours = {row["user"]: Decimal(row["cost"]) for row in json.loads(out)}
+    status, out, _ = run(capsys, "report", "--ledger", url, "--by", "user", "--format", "json")
+    assert ours == {row["user"]: Decimal(row["cost"]) for row in json.loads(out)}
+    assert run(capsys, "report", "--engine", "duckdb", "--by", "user")[0] == 2
+    ledger.close()
+
+
+def test_export_refuses_a_bad_batch_size(tmp_path: Path) -> None:
+    """rows_per_file must be a positive int; nothing is written."""
+    with pytest.raises(ConfigurationError, match="rows_per_file"):
+        export_parquet([], tmp_path / "x", rows_per_file=0)
+    assert not (tmp_path / "x").exists()
