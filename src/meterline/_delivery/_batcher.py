@@ -26,8 +26,8 @@ batch at a time, so the caller never waits for the disk unless that buffer is fu
 delivery thread replays the spool once it has caught up.
 
 Flushing. `flush` waits until every event submitted before it was delivered, spooled or
-dropped (the overflow buffer included). `_flush` with ``through_spool`` (the billing sink's flush) also retries the
-destination at once and waits until the spool is empty.
+dropped (the overflow buffer included). `_flush` with ``through_spool`` (the billing sink's
+flush) also retries the destination at once and waits until the spool is empty.
 
 Fork. In a forked child the queue, locks, thread and counters start afresh (the events
 already submitted are the parent's to deliver); the thread starts again on the child's

@@ -49,30 +49,15 @@ from meterline._extras import require
 from meterline._usage import USAGE_FIELDS, Usage
 from meterline.exceptions import ConfigurationError
 from meterline.ledger._backend import GRANULARITIES, LedgerRow
+from meterline.ledger._rows import EVENT_COLUMNS
 
 __all__ = ["PARQUET_COLUMNS", "ParquetExport", "export_parquet", "parquet_totals"]
 
-PARQUET_COLUMNS: Final = (
-    "id",
-    "time",
-    "operation",
-    "status",
-    "provider",
-    "model",
-    "request_model",
-    "measured",
-    *USAGE_FIELDS,
-    "cost",
-    "price_version",
-    "latency_ms",
-    "dimensions",
-    "operation_id",
-    "attempt",
-    "response_id",
-    "links",
-    "tokens_saved",
+PARQUET_COLUMNS: Final = tuple(
+    "time" if name == "time_ns" else name for name in EVENT_COLUMNS if name not in ("hour", "cost_pico")
 )
-"""The data columns of every file, in order (``day`` is the partition)."""
+"""The data columns of every file, in order (``day`` is the partition): the ledger's event
+columns (`EVENT_COLUMNS`), with ``time`` a timestamp, and neither ``hour`` nor ``cost_pico``."""
 
 _ROWS_PER_FILE: Final = 1_000_000
 _OPEN_DAYS: Final = 8
