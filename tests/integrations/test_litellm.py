@@ -277,3 +277,16 @@ def test_a_tool_calling_loop_records_each_call(
     litellm.completion(**{**openai_args(api, tools=tools), "messages": messages})
     wait_for(lambda: len(rec.events) == 2)
     assert [event.usage for event in rec.events] == [usage_of(CHAT)] * 2
+
+
+def test_calls_past_a_budget_made_without_the_wrapper_are_still_recorded(
+    api: FakeAPI, rec: Recorded, logger: metered.MeterlineLogger
+) -> None:
+    """LiteLLM's completion() is not refused by a logger: past the budget it is still recorded and charged."""
+    rec.meter.add_budget(meterline.Budget(max_requests=1))
+    api.default = Reply(body=CHAT["payload"])
+    for _ in range(3):
+        litellm.completion(**openai_args(api))
+    wait_for(lambda: len(rec.events) == 3)
+    (status,) = rec.meter.budget_status()
+    assert (status.used, status.reserved) == (3, 0)

@@ -142,8 +142,12 @@ def begin(
     messages: object = None,
     max_output_tokens: int | None = None,
     tags: Mapping[str, str | int] | None = None,
+    reserve: bool = True,
 ) -> ModelCall | None:
     """Start a call in the caller's context: reserve its worst case against the budgets.
+
+    ``reserve=False`` for a call that will be sent whatever the budgets say (a framework hook
+    that cannot refuse): it is recorded, and charged, when it ends.
 
     Returns:
         The call, or ``None`` when there is no meter to record to (logged).
@@ -158,7 +162,7 @@ def begin(
         logger.exception("meterline: no meter to record a call of %s to; the call is not metered", model)
         return None
     reservation = None
-    if resolved.budgets:
+    if reserve and resolved.budgets:
         try:
             reservation = resolved.reserve(
                 model=model,

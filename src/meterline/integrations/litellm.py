@@ -128,11 +128,15 @@ class MeterlineLogger(CustomLogger):
             call_id = _call_id(kwargs)
             if call_id is None or call_id in _CALLS:
                 return
-            call = begin(self.meter, model=_model(kwargs), provider=_provider(kwargs), tags=self.tags)
+            model, provider = _model(kwargs), _provider(kwargs)
+            try:
+                call = begin(self.meter, model=model, provider=provider, tags=self.tags)
+            except BudgetExceeded:
+                # LiteLLM swallows this hook's errors, so the call goes out (only this module's
+                # completion() refuses): keep its scopes, and record and charge it when it ends.
+                call = begin(self.meter, model=model, provider=provider, tags=self.tags, reserve=False)
             if call is not None and not _CALLS.add(call_id, call):
                 call.fail(RuntimeError("started twice"), sent=False)
-        except BudgetExceeded:
-            return  # only the module's completion() can refuse: LiteLLM swallows this hook's errors
         except Exception:  # noqa: BLE001
             self._failed("a call's start")
 
@@ -227,7 +231,11 @@ class MeterlineLogger(CustomLogger):
         call = _CALLS.pop(call_id) if call_id is not None else None
         if call is None:
             tags = {**(self.tags or {}), **_metadata_dimensions(kwargs)}
-            call = begin(self.meter, model=_model(kwargs), provider=_provider(kwargs), tags=tags or None)
+            # A call no hook saw start (a cache hit, a path without pre-call logging): it already
+            # happened, so it is recorded without a reservation, whatever the budgets say.
+            call = begin(
+                self.meter, model=_model(kwargs), provider=_provider(kwargs), tags=tags or None, reserve=False
+            )
         return call
 
     def _failed(self, what: str) -> None:
