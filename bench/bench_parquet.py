@@ -7,7 +7,7 @@ Run from the project root (extra ``analytics``):
 A SQLite ledger is filled with product-shaped events (200 orgs, 10,000 users, 100,000
 sessions, 5 agents, 10 priced models, over 90 days). Then:
 
-1. ``export_parquet`` of the whole ledger: events/s and the process's peak RSS growth
+1. ``export_ledger_parquet`` of the whole ledger: events/s and the process's peak RSS growth
    (the export holds one file's rows at a time).
 2. A report by user and one by user x model over 7 days, three ways: the SQLite ledger's
    ``totals`` (its roll-ups), ``parquet_totals`` (DuckDB over the export), and the same
@@ -36,7 +36,7 @@ if os.path.isdir("src"):
 import duckdb
 
 from meterline import Meter, Usage, UsageEvent
-from meterline.ledger import SQLiteLedger, export_parquet, parquet_totals
+from meterline.ledger import SQLiteLedger, export_ledger_parquet, parquet_totals
 
 N = int(os.environ.get("BENCH_N", "200000"))
 MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "o4-mini", "claude-sonnet-4-5", "claude-haiku-4-5")
@@ -112,10 +112,11 @@ def main() -> None:
         root = Path(directory)
         ledger = _fill(root / "ledger.db")
         before = _peak_mb()
-        seconds, written = _timed(lambda: export_parquet(ledger.events(), root / "export"))
+        seconds, written = _timed(lambda: export_ledger_parquet(ledger, root / "export"))
         grew = _peak_mb() - before
         print(
-            f"{N:,} events; export_parquet: {written.events / seconds:,.0f} events/s ({seconds:.1f} s), "
+            f"{N:,} events; export_ledger_parquet: {written.events / seconds:,.0f} events/s "
+            f"({seconds:.1f} s), "
             f"{written.files} files over {written.days} days, peak RSS +{grew:.0f} MB"
         )
         files = str(root / "export" / "day=*" / "*.parquet")

@@ -379,20 +379,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
         )
     if (args.format == "parquet") != (args.out is not None):
         raise ConfigurationError("--format parquet writes to a directory: give it --out DIR (and only it)")
+    if args.format == "parquet" and args.after is not None:
+        raise ConfigurationError("--after resumes a stream of lines; a Parquet export takes --since/--until")
     ledger = open_from(args)
     try:
         if args.format in BILLING_FORMATS:
             return _export_billing(args, ledger)
-        events = ledger.events(since=args.since, until=args.until, after_id=args.after)
         if args.format == "parquet":
-            from meterline.ledger import export_parquet  # noqa: PLC0415 - the analytics extra, when used
+            from meterline.ledger import export_ledger_parquet  # noqa: PLC0415 - the analytics extra, when used
 
-            written = export_parquet(events, args.out)
+            written = export_ledger_parquet(ledger, args.out, since=args.since, until=args.until)
             print(
                 f"{written.events} events in {written.files} files, {written.days} days: {args.out}",
                 file=sys.stderr,
             )
             return 0
+        events = ledger.events(since=args.since, until=args.until, after_id=args.after)
         for line in export_lines(events, args.format, source=args.source, subject=args.subject):
             sys.stdout.write(line)
     finally:

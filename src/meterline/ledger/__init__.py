@@ -21,7 +21,7 @@ from meterline.ledger._backend import (
 from meterline.ledger._check import LedgerCheck, check_ledger
 from meterline.ledger._dead_letters import DEAD_LETTERS_NAME, DeadLetter, DeadLetters
 from meterline.ledger._open import ENV_VAR, open_ledger
-from meterline.ledger._parquet import ParquetExport, export_parquet, parquet_totals
+from meterline.ledger._parquet import ParquetExport, export_ledger_parquet, export_parquet, parquet_totals
 from meterline.ledger._sqlite import SQLiteLedger
 from meterline.ledger._writer import ledger_writer
 
@@ -45,6 +45,7 @@ __all__ = [
     "PostgresLedger",
     "SQLiteLedger",
     "check_ledger",
+    "export_ledger_parquet",
     "export_parquet",
     "open_ledger",
     "parquet_totals",

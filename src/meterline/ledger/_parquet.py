@@ -36,6 +36,8 @@ BigQuery loads ``dimensions`` as a repeated ``key_value`` record and ``cost`` as
 
 from __future__ import annotations as _annotations
 
+import json
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,7 +53,7 @@ from meterline.exceptions import ConfigurationError
 from meterline.ledger._backend import GRANULARITIES, LedgerRow
 from meterline.ledger._rows import EVENT_COLUMNS
 
-__all__ = ["PARQUET_COLUMNS", "ParquetExport", "export_parquet", "parquet_totals"]
+__all__ = ["PARQUET_COLUMNS", "ParquetExport", "export_ledger_parquet", "export_parquet", "parquet_totals"]
 
 PARQUET_COLUMNS: Final = tuple(
     "time" if name == "time_ns" else name for name in EVENT_COLUMNS if name not in ("hour", "cost_pico")
@@ -127,13 +129,8 @@ def export_parquet(
         ConfigurationError: ``directory`` is not empty, or ``rows_per_file`` is not positive.
         MissingExtraError: pyarrow is not installed (``pip install "meterline[analytics]"``).
     """
-    if type(rows_per_file) is not int or rows_per_file < 1:
-        raise ConfigurationError(f"rows_per_file={rows_per_file!r}: expected a positive int")
     pa = require("analytics", "pyarrow")
-    dataset = require("analytics", "pyarrow.dataset")
-    root = Path(directory)
-    if root.exists() and any(root.iterdir()):
-        raise ConfigurationError(f"directory={str(root)!r}: expected an empty or new directory")
+    root = _empty_directory(directory, rows_per_file)
     schema = _schema().append(pa.field("day", pa.string()))
     count = 0
 
@@ -150,10 +147,64 @@ def export_parquet(
             count += len(batch)
             yield pa.RecordBatch.from_pydict(_columns(batch), schema=schema)
 
+    files = _write(pa.RecordBatchReader.from_batches(schema, batches()), root, rows_per_file)
+    return ParquetExport(events=count, files=len(files), days=len({Path(path).parent for path in files}))
+
+
+def export_ledger_parquet(
+    ledger: Any,
+    directory: str | Path,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    rows_per_file: int = _ROWS_PER_FILE,
+) -> ParquetExport:
+    """`export_parquet` of a ledger's events (``since``/``until`` as `LedgerBackend.events`).
+
+    A ledger that streams raw rows (``event_rows``: the SQLite ledger) is exported column by
+    column, without a `UsageEvent` per row (several times faster); any other through its
+    events. Both write the same dataset.
+
+    Raises:
+        ConfigurationError: as `export_parquet`.
+        MissingExtraError: pyarrow is not installed.
+        LedgerError: the ledger failed.
+    """
+    event_rows = getattr(ledger, "event_rows", None)
+    if event_rows is None:
+        return export_parquet(ledger.events(since=since, until=until), directory, rows_per_file=rows_per_file)
+    pa = require("analytics", "pyarrow")
+    root = _empty_directory(directory, rows_per_file)
+    schema = _schema().append(pa.field("day", pa.string()))
+    count = 0
+
+    def batches() -> Iterator[Any]:
+        nonlocal count
+        for page in event_rows(since=since, until=until, page=_BATCH):
+            count += len(page)
+            yield _batch_from_rows(page, schema)
+
+    files = _write(pa.RecordBatchReader.from_batches(schema, batches()), root, rows_per_file)
+    return ParquetExport(events=count, files=len(files), days=len({Path(path).parent for path in files}))
+
+
+def _empty_directory(directory: str | Path, rows_per_file: object) -> Path:
+    if type(rows_per_file) is not int or rows_per_file < 1:
+        raise ConfigurationError(f"rows_per_file={rows_per_file!r}: expected a positive int")
+    root = Path(directory)
+    if root.exists() and any(root.iterdir()):
+        raise ConfigurationError(f"directory={str(root)!r}: expected an empty or new directory")
+    return root
+
+
+def _write(reader: Any, root: Path, rows_per_file: int) -> list[str]:
+    """Write ``reader``'s batches under ``root``, partitioned by ``day``; the files' paths."""
+    pa = require("analytics", "pyarrow")
+    dataset = require("analytics", "pyarrow.dataset")
     root.mkdir(parents=True, exist_ok=True)
     files: list[str] = []
     dataset.write_dataset(
-        pa.RecordBatchReader.from_batches(schema, batches()),
+        reader,
         root,
         format="parquet",
         partitioning=dataset.partitioning(pa.schema([("day", pa.string())]), flavor="hive"),
@@ -165,7 +216,38 @@ def export_parquet(
         file_options=dataset.ParquetFileFormat().make_write_options(compression="zstd"),
         file_visitor=lambda written: files.append(written.path),
     )
-    return ParquetExport(events=count, files=len(files), days=len({Path(path).parent for path in files}))
+    return files
+
+
+def _batch_from_rows(rows: Sequence[tuple[Any, ...]], schema: Any) -> Any:
+    """Raw ledger rows (`EVENT_COLUMNS` order) as one record batch of ``schema``: columns at once."""
+    pa = require("analytics", "pyarrow")
+    pc = require("analytics", "pyarrow.compute")
+    columns = dict(zip(EVENT_COLUMNS, zip(*rows, strict=True), strict=True))
+    time = pa.array(columns["time_ns"], pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+    arrays: dict[str, Any] = {
+        "id": pa.array(columns["id"], pa.string()),
+        "time": time,
+        **{name: pa.array(columns[name], pa.string()) for name in _STRING_COLUMNS},
+        "measured": pa.array(columns["measured"], pa.int64()).cast(pa.bool_()),
+        **{name: pa.array(columns[name], pa.int64()) for name in USAGE_FIELDS},
+        "cost": pc.cast(pa.array(columns["cost"], pa.string()), pa.decimal128(38, 12)),
+        "latency_ms": pa.array(
+            [None if value is None or math.isnan(value) else float(value) for value in columns["latency_ms"]],
+            pa.float64(),
+        ),
+        "dimensions": pa.array(
+            [list(json.loads(text).items()) for text in columns["dimensions"]],
+            pa.map_(pa.string(), pa.string()),
+        ),
+        "operation_id": pa.array(columns["operation_id"], pa.string()),
+        "attempt": pa.array(columns["attempt"], pa.int32()),
+        "response_id": pa.array(columns["response_id"], pa.string()),
+        "links": pa.array([json.loads(text) for text in columns["links"]], pa.list_(pa.string())),
+        "tokens_saved": pa.array(columns["tokens_saved"], pa.int64()),
+        "day": pc.strftime(time, format="%Y-%m-%d"),
+    }
+    return pa.RecordBatch.from_arrays([arrays[field.name] for field in schema], schema=schema)
 
 
 def _columns(batch: Sequence[UsageEvent]) -> dict[str, list[Any]]:

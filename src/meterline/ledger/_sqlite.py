@@ -481,6 +481,29 @@ class SQLiteLedger:
         )
         return result
 
+    def event_rows(
+        self, *, since: datetime | None = None, until: datetime | None = None, page: int = 10_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The stored events as raw rows (`EVENT_COLUMNS` order), a page at a time, in id order.
+
+        For bulk readers (the Parquet export): no `UsageEvent` per row; ``dimensions`` and
+        ``links`` are JSON text, ``cost`` decimal text or ``None``. Raises `LedgerError`.
+        """
+        clauses, bounds = _after_id_within(since, until)
+        sql = (
+            f"SELECT {COLUMNS} FROM meterline_event_rows WHERE {' AND '.join(clauses)}"  # noqa: S608 - constants only
+            " ORDER BY id LIMIT ?"
+        )
+        cursor = ""
+        while True:
+            with self._transaction("events", "BEGIN") as conn:
+                rows = conn.execute(sql, (cursor, *bounds, page)).fetchall()
+            if rows:
+                yield rows
+            if len(rows) < page:
+                return
+            cursor = rows[-1][ID]
+
     def events(
         self, *, since: datetime | None = None, until: datetime | None = None, after_id: str | None = None
     ) -> Iterator[UsageEvent]:
@@ -497,14 +520,7 @@ class SQLiteLedger:
         Raises:
             LedgerError: the store failed (or the ledger was closed while streaming).
         """
-        clauses = ["id > ?"]
-        bounds: list[object] = []
-        if since is not None:
-            clauses.append("time_ns >= ?")
-            bounds.append(_ns(since))
-        if until is not None:
-            clauses.append("time_ns < ?")
-            bounds.append(_ns(until))
+        clauses, bounds = _after_id_within(since, until)
         sql = (
             f"SELECT {COLUMNS} FROM meterline_event_rows WHERE {' AND '.join(clauses)}"  # noqa: S608 - constants only
             f" ORDER BY id LIMIT {_PAGE}"
@@ -567,3 +583,16 @@ def _period(start: int, granularity: Granularity | None) -> datetime:
     """The UTC start of the hour or day ``start`` (seconds), or of its month."""
     moment = datetime.fromtimestamp(start, tz=UTC)
     return moment.replace(day=1) if granularity == "month" else moment
+
+
+def _after_id_within(since: datetime | None, until: datetime | None) -> tuple[list[str], list[object]]:
+    """WHERE clauses (constants) and their bounds: after a cursor id, within ``since``/``until``."""
+    clauses = ["id > ?"]
+    bounds: list[object] = []
+    if since is not None:
+        clauses.append("time_ns >= ?")
+        bounds.append(_ns(since))
+    if until is not None:
+        clauses.append("time_ns < ?")
+        bounds.append(_ns(until))
+    return clauses, bounds
