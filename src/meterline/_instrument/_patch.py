@@ -301,12 +301,7 @@ def patch_api_client(
         name = route.rpartition(":")[2] if ":" in route else route.lstrip("/").split("/")[0]
         if name in skip:  # a model method meterline meters, or a collection that is no model call
             return
-        try:
-            target.resolve().guard.cannot_meter(
-                f"google POST {route}", "record its usage with meter.record(...) (see the README)"
-            )
-        except Exception:  # counting never breaks the call
-            logger.exception("meterline: could not count an unmetered request to %s", path)
+        _count_unmetered(target, f"google POST {route}")
 
     for name in ("request", "request_streamed", "async_request", "async_request_streamed"):
         original = getattr(api_client, name, None)
@@ -345,13 +340,17 @@ def _unmetered(target: Target, posts: Posts, path: object) -> None:
     route = _route(path)
     if route.startswith(posts.not_calls):
         return
+    _count_unmetered(target, f"{posts.sdk} POST {route}")
+
+
+def _count_unmetered(target: Target, kind: str) -> None:
+    """Count (and the first time, log) a request of ``kind`` that no metered call sent."""
     try:
-        kind = f"{posts.sdk} POST {route}"
         target.resolve().guard.cannot_meter(
-            kind, "record its usage with meter.record(...) (see the README, what instrument() covers)"
+            kind, "record its usage with meter.record(...) (see the README: what instrument() covers)"
         )
     except Exception:  # counting never breaks the call
-        logger.exception("meterline: could not count an unmetered request to %s", path)
+        logger.exception("meterline: could not count an unmetered request (%s)", kind)
 
 
 _ID: Final = "{id}"

@@ -26,7 +26,7 @@ from meterline.exceptions import BudgetExceeded, BudgetStoreError, Configuration
 if TYPE_CHECKING:
     from meterline._meter import Meter
 
-__all__ = ["MAX_IN_FLIGHT", "InFlight", "ModelCall", "begin", "check_meter"]
+__all__ = ["MAX_IN_FLIGHT", "InFlight", "ModelCall", "answered", "begin", "check_meter"]
 
 logger = logging.getLogger("meterline")
 
@@ -118,7 +118,14 @@ class ModelCall:
         """The framework raised ``exc``: record a failed call, or release what was never sent."""
         if sent:
             self.finish(getattr(exc, "completion", None), status=status_of(exc))
-            return
+        else:
+            self.drop()
+
+    def drop(self) -> None:
+        """Record nothing for this call and release its reservation (once).
+
+        For a call never sent, or one whose other start is the one recorded.
+        """
         try:
             self._pending.pop()
         except IndexError:
@@ -178,6 +185,14 @@ def begin(
     return ModelCall(resolved, model, provider, reservation, tags)
 
 
+def answered(exc: BaseException) -> bool:
+    """Whether the provider answered the call that raised ``exc`` (it carries an HTTP status).
+
+    Else the call may never have been sent, and nothing was billed.
+    """
+    return type(getattr(exc, "status_code", None)) is int
+
+
 def _is_count(value: object) -> bool:
     return type(value) is int and value > 0
 
@@ -209,7 +224,7 @@ class InFlight:
                 oldest = calls.pop(next(iter(calls)))
         if oldest is not None:
             oldest.meter.guard.failed("integration (a call that never ended)", str(oldest.model))
-            oldest.fail(RuntimeError("never ended"), sent=False)
+            oldest.drop()
         return True
 
     def pop(self, key: Any) -> ModelCall | None:

@@ -83,7 +83,7 @@ class _Metering:
             tags=self.tags,
         )
         if call is not None and not _RUNS.add(run_id, call):
-            call.fail(RuntimeError("recorded by another handler"), sent=False)
+            call.drop()  # another handler has the run
 
     def end(self, run_id: UUID, response: Any) -> None:
         """Record the call ``run_id`` from LangChain's ``LLMResult`` (never raises)."""

@@ -41,7 +41,7 @@ from meterline._default import get_meter
 from meterline._dimensions import check_dimensions
 from meterline._extras import check_version, require
 from meterline.exceptions import BudgetExceeded
-from meterline.integrations._model_call import InFlight, ModelCall, begin, check_meter
+from meterline.integrations._model_call import InFlight, ModelCall, answered, begin, check_meter
 
 litellm = require("litellm", "litellm")
 _custom_logger = require("litellm", "litellm.integrations.custom_logger")
@@ -136,7 +136,7 @@ class MeterlineLogger(CustomLogger):
                 # completion() refuses): keep its scopes, and record and charge it when it ends.
                 call = begin(self.meter, model=model, provider=provider, tags=self.tags, reserve=False)
             if call is not None and not _CALLS.add(call_id, call):
-                call.fail(RuntimeError("started twice"), sent=False)
+                call.drop()  # the call was started already
         except Exception:  # noqa: BLE001
             self._failed("a call's start")
 
@@ -191,7 +191,7 @@ class MeterlineLogger(CustomLogger):
             self._failed("the proxy's pre-call hook")
             return data
         if call is not None and not _CALLS.add(call_id, call):
-            call.fail(RuntimeError("started twice"), sent=False)
+            call.drop()  # the call was started already
         return data
 
     # -- shared -------------------------------------------------------------------------------
@@ -205,7 +205,7 @@ class MeterlineLogger(CustomLogger):
             stream = kwargs.get("complete_streaming_response") if isinstance(kwargs, Mapping) else None
             payload = stream if stream is not None else response
             if isinstance(kwargs, Mapping) and kwargs.get("cache_hit") is True:
-                call.fail(RuntimeError("a LiteLLM cache hit"), sent=False)
+                call.drop()  # no provider call: a cache hit, recorded as one
                 _record_cache_hit(call, payload)
                 return
             call.finish(
@@ -292,7 +292,7 @@ def _reserve(args: tuple[Any, ...], kwargs: dict[str, Any], meter: Meter | None)
         max_output_tokens=kwargs.get("max_tokens") or kwargs.get("max_completion_tokens"),
     )
     if call is not None and not _CALLS.add(call_id, call):
-        call.fail(RuntimeError("started twice"), sent=False)
+        call.drop()  # the call was started already
     return call_id
 
 
@@ -307,7 +307,7 @@ def _abandon(call_id: str, exc: BaseException) -> None:
     """The call raised: record it (the provider answered) or release it, unless a handler did."""
     call = _CALLS.pop(call_id)
     if call is not None and _done.claim(call_id):
-        call.fail(exc, sent=type(getattr(exc, "status_code", None)) is int)
+        call.fail(exc, sent=answered(exc))
 
 
 def _call_id(kwargs: Any) -> str | None:

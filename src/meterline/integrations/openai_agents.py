@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from meterline._dimensions import check_dimensions
 from meterline._extras import check_version, require
-from meterline.integrations._model_call import ModelCall, begin, check_meter
+from meterline.integrations._model_call import ModelCall, answered, begin, check_meter
 
 _interface = require("openai-agents", "agents.models.interface")
 MIN_VERSION: Final = (0, 3, 0)
@@ -83,7 +83,7 @@ class MeteredModel(Model):
             response = await self.wrapped.get_response(*args, **kwargs)
         except BaseException as exc:
             if call is not None:
-                call.fail(exc, sent=_answered(exc))
+                call.fail(exc, sent=answered(exc))
             raise
         if call is not None:
             response_id = getattr(response, "response_id", None)
@@ -106,7 +106,7 @@ class MeteredModel(Model):
                 yield event
         except BaseException as exc:
             if call is not None:
-                call.fail(exc, sent=started or _answered(exc))
+                call.fail(exc, sent=started or answered(exc))
             raise
         if call is None:
             return
@@ -192,8 +192,3 @@ def _default_model() -> str | None:
     except ImportError:
         return None
     return get_default_model()
-
-
-def _answered(exc: BaseException) -> bool:
-    """Whether the provider answered (an HTTP error): else nothing was sent or billed."""
-    return type(getattr(exc, "status_code", None)) is int

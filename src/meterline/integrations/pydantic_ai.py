@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from meterline._dimensions import check_dimensions
 from meterline._extras import check_version, require
-from meterline.integrations._model_call import ModelCall, begin, check_meter
+from meterline.integrations._model_call import ModelCall, answered, begin, check_meter
 
 _wrapper = require("pydantic-ai", "pydantic_ai.models.wrapper")
 MIN_VERSION: Final = (2, 60, 0)
@@ -76,7 +76,7 @@ class MeteredModel(WrapperModel):
             response = await self.wrapped.request(messages, model_settings, model_request_parameters)
         except BaseException as exc:
             if call is not None:
-                call.fail(exc, sent=_answered(exc))
+                call.fail(exc, sent=answered(exc))
             raise
         if call is not None:
             self._finish(call, response.usage, response)
@@ -101,7 +101,7 @@ class MeteredModel(WrapperModel):
         except BaseException as exc:
             if call is not None:
                 if stream is None:
-                    call.fail(exc, sent=_answered(exc))
+                    call.fail(exc, sent=answered(exc))
                 else:
                     call.fail(exc)
             raise
@@ -150,8 +150,3 @@ def _usage_of(stream: Any) -> Any:
     if isinstance(getattr(type(stream), "usage", None), property):
         return stream.usage
     return stream.usage()
-
-
-def _answered(exc: BaseException) -> bool:
-    """Whether the provider answered (an HTTP error): else nothing was sent or billed."""
-    return type(getattr(exc, "status_code", None)) is int

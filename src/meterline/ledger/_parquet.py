@@ -148,7 +148,7 @@ def export_parquet(
             yield pa.RecordBatch.from_pydict(_columns(batch), schema=schema)
 
     files = _write(pa.RecordBatchReader.from_batches(schema, batches()), root, rows_per_file)
-    return ParquetExport(events=count, files=len(files), days=len({Path(path).parent for path in files}))
+    return _summary(count, files)
 
 
 def export_ledger_parquet(
@@ -185,7 +185,11 @@ def export_ledger_parquet(
             yield _batch_from_rows(page, schema)
 
     files = _write(pa.RecordBatchReader.from_batches(schema, batches()), root, rows_per_file)
-    return ParquetExport(events=count, files=len(files), days=len({Path(path).parent for path in files}))
+    return _summary(count, files)
+
+
+def _summary(events: int, files: Sequence[str]) -> ParquetExport:
+    return ParquetExport(events=events, files=len(files), days=len({Path(path).parent for path in files}))
 
 
 def _empty_directory(directory: str | Path, rows_per_file: object) -> Path:
