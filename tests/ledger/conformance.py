@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -187,10 +188,148 @@ def assert_matches_meter(
         assert row.latency_ms == pytest.approx(sum(latencies))
 
 
+def product_events(count: int = 4000, seed: int = 5) -> list[UsageEvent]:
+    """Events of a product with thousands of users and sessions, over five days across a month's end."""
+    import random
+
+    rng = random.Random(seed)
+    models = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-x"), (None, None)]
+    events = []
+    for number in range(count):
+        session = rng.randrange(3000)
+        user = session % 1500
+        dims = {"user": f"u{user}", "session": f"s{session}", "agent": f"a{session % 3}"}
+        at = T0 + timedelta(seconds=number * 5 * 86_400 // count)
+        if number % 7 == 0:
+            dims["tool"] = f"t{rng.randrange(4)}"
+            event = make_event(
+                number, at, operation="execute_tool", model=None, provider=None, cost=None, dims=dims
+            )
+        else:
+            provider, model = models[rng.randrange(len(models))]
+            event = make_event(
+                number,
+                at,
+                model=model,
+                provider=provider,
+                cost=None if number % 11 == 0 else f"0.{rng.randrange(10**12):012d}",
+                usage=None
+                if number % 13 == 0
+                else Usage(input_tokens=rng.randrange(10**6), output_tokens=number),
+                status="error" if number % 17 == 0 else "ok",
+                latency_ms=None if number % 5 == 0 else float(number % 97),
+                dims=dims if number % 19 else {"user": dims["user"]},
+            )
+        events.append(event)
+    return events
+
+
+def expected_rows(
+    events: Sequence[UsageEvent],
+    by: tuple[str, ...],
+    where: dict[str, object] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    granularity: str | None = None,
+) -> dict[tuple[object, ...], tuple[object, ...]]:
+    """What ``totals`` must give, added up from the events in Python: (key, period) -> figures."""
+    counts: dict[tuple[object, ...], list[int]] = {}  # events, unmeasured, unpriced
+    usage: dict[tuple[object, ...], Usage] = {}
+    cost: dict[tuple[object, ...], Decimal] = {}
+    latency: dict[tuple[object, ...], float] = {}
+    floor = None if since is None else since.replace(minute=0, second=0, microsecond=0)
+    end = None if until is None else until.replace(minute=0, second=0, microsecond=0)
+    for event in events:
+        moment = datetime.fromtimestamp(event.time_ns // 10**9, tz=UTC)
+        if (floor is not None and moment < floor) or (end is not None and moment >= end):
+            continue
+        allowed = all(
+            value_of(event, name) in (value if isinstance(value, (set, list, tuple)) else (value,))
+            for name, value in (where or {}).items()
+        )
+        if not allowed:
+            continue
+        period = None
+        if granularity is not None:
+            period = moment.replace(minute=0, second=0, microsecond=0)
+            if granularity != "hour":
+                period = period.replace(hour=0)
+            if granularity == "month":
+                period = period.replace(day=1)
+        key = (tuple(value_of(event, name) for name in by), period)
+        acc = counts.setdefault(key, [0, 0, 0])
+        acc[0] += 1
+        latency[key] = latency.get(key, 0.0) + (event.latency_ms or 0.0)
+        usage.setdefault(key, Usage())
+        cost.setdefault(key, Decimal(0))
+        if event.operation in ("execute_tool", "cache"):
+            continue
+        if event.usage is None:
+            acc[1] += 1
+            continue
+        usage[key] += event.usage
+        if event.cost is None:
+            acc[2] += 1
+        else:
+            cost[key] += event.cost
+    return {
+        key: (*acc, usage[key], cost[key], latency[key])  # as the test compares them
+        for key, acc in counts.items()
+    }
+
+
 class LedgerConformance:
     """Tests every ledger backend passes; subclasses provide the ``ledger`` fixture."""
 
+    schema_version = SCHEMA_VERSION
+    """The schema version the backend reports (PostgreSQL's differs)."""
+
     # -- writing and reading back -----------------------------------------------------
+
+    def test_every_report_is_the_sum_of_its_events(self, ledger: LedgerBackend) -> None:
+        """Thousands of users and sessions: each report equals its events added up, to the last digit."""
+        events = product_events()
+        ledger.write(events)
+        midnight = datetime(2025, 2, 1, tzinfo=UTC)
+        reports: list[dict[str, Any]] = [
+            {"by": ("user",)},
+            {"by": ("session",)},
+            {"by": ("agent",), "granularity": "day"},
+            {"by": ("tool",)},
+            {"by": ("tool",), "where": {"tool": [None, "t1"]}},
+            {"by": ("model",), "granularity": "hour"},
+            {
+                "by": ("user", "model"),
+                "since": midnight - timedelta(days=1),
+                "until": midnight + timedelta(days=1),
+            },
+            {"by": ("agent", "model"), "granularity": "month"},
+            {"by": ("user", "agent"), "since": midnight},
+            {
+                "by": ("agent",),
+                "since": T0 + timedelta(hours=5, minutes=30),
+                "until": midnight + timedelta(hours=7),
+            },
+            {"by": ("session",), "where": {"user": "u7"}},
+            {"by": ("agent",), "where": {"agent": "a1", "model": ["gpt-4o", None]}, "granularity": "day"},
+            {"by": ("status", "provider"), "where": {"user": ["u1", "u2", "u3"]}},
+            {"by": (), "where": {"session": None}},
+        ]
+        for report in reports:
+            rows = ledger.totals(**report)
+            got = {
+                (row.key, row.period): (
+                    row.events,
+                    row.unmeasured,
+                    row.unpriced,
+                    row.usage,
+                    row.cost,
+                    pytest.approx(row.latency_ms),
+                )
+                for row in rows
+            }
+            assert len(got) == len(rows), report
+            assert got == expected_rows(events, **report), report
 
     def test_is_a_ledger_backend(self, ledger: LedgerBackend) -> None:
         """The backend satisfies the `LedgerBackend` protocol and names where it is."""
@@ -205,7 +344,7 @@ class LedgerConformance:
         assert ledger.totals(by=("model",), granularity="day") == []
         stats = ledger.stats()
         assert (stats.events, stats.rollup_rows, stats.first_time, stats.last_time) == (0, 0, None, None)
-        assert stats.schema_version == SCHEMA_VERSION
+        assert stats.schema_version == self.schema_version
         assert stats.url == ledger.url
 
     def test_write_nothing(self, ledger: LedgerBackend) -> None:
@@ -598,7 +737,7 @@ class LedgerConformance:
         assert stats.first_time == T0
         assert stats.last_time == T0 + timedelta(hours=3)
         assert stats.rollup_rows == 8  # (hour, model) pairs: 4 hours x 2 models each
-        assert stats.schema_version == SCHEMA_VERSION
+        assert stats.schema_version == self.schema_version
         assert stats.url == ledger.url
 
     def test_close_is_idempotent(self, ledger: LedgerBackend) -> None:

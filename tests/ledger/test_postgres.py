@@ -20,8 +20,8 @@ import pytest
 
 from meterline import ConfigurationError, Usage
 from meterline.exceptions import LedgerError
-from meterline.ledger._backend import SCHEMA_VERSION
 from meterline.ledger._postgres import PostgresLedger
+from meterline.ledger._postgres_schema import VERSION
 from tests.ledger.conformance import T0, LedgerConformance, make_event
 from tests.ledger.services import require_postgres
 from tests.storage.freezer import frozen_relay
@@ -63,6 +63,8 @@ def _execute(url: str, query: str, params: tuple[object, ...] = ()) -> list[tupl
 class TestPostgres(LedgerConformance):
     """The conformance suite, on PostgreSQL."""
 
+    schema_version = VERSION
+
 
 # -- opening and migrating ------------------------------------------------------------------
 
@@ -91,7 +93,7 @@ def test_many_processes_and_threads_open_at_once_and_migrate_once(url: str, sche
         in_processes = pending.get(timeout=120)
     assert in_processes + in_threads == [1] * 12
     meta = _execute(url, f'SELECT key, value FROM "{schema}".meterline_meta')  # schema: a safe test name
-    assert meta == [("schema_version", str(SCHEMA_VERSION))]
+    assert meta == [("schema_version", str(VERSION))]
     tables = _execute(
         url, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
     )
@@ -122,7 +124,7 @@ def test_reopening_keeps_the_data(ledger: PostgresLedger, url: str, schema: str)
 def test_newer_schema_is_refused(ledger: PostgresLedger, url: str, schema: str) -> None:
     """A store written by a newer meterline raises LedgerError naming the version, and is left alone."""
     ledger.write([make_event(1, T0)])
-    _execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '{SCHEMA_VERSION + 1}'")
+    _execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '{VERSION + 1}'")
     with pytest.raises(LedgerError, match="newer meterline"):
         PostgresLedger(url, schema=schema)
     assert _execute(url, f'SELECT count(*) FROM "{schema}".meterline_events') == [(1,)]
@@ -137,7 +139,7 @@ def test_migrates_a_version_1_store_keeping_its_events(ledger: PostgresLedger, u
     _execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '1'")
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == SCHEMA_VERSION == 3
+        assert reopened.stats().schema_version == VERSION == 3
         assert reopened.write(events) == 2
         assert [event.id for event in reopened.events()] == [event.id for event in events]
         assert reopened.totals()[0].events == 3

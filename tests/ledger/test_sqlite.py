@@ -15,7 +15,6 @@ import pytest
 
 from meterline.exceptions import ConfigurationError, LedgerError
 from meterline.ledger._backend import SCHEMA_VERSION
-from meterline.ledger._rows import ROLLUP_SUMS
 from meterline.ledger._sqlite import SQLiteLedger
 from tests.ledger.conformance import T0, LedgerConformance, make_event
 
@@ -42,7 +41,14 @@ def snapshot(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, .
     conn = sqlite3.connect(path)
     try:
         events = conn.execute("SELECT * FROM meterline_event_rows ORDER BY id").fetchall()
-        rollups = conn.execute("SELECT * FROM meterline_rollup_hour ORDER BY 1, 2, 3, 4, 5, 6").fetchall()
+        rollups = conn.execute("SELECT * FROM meterline_rollup_hour_nodims ORDER BY 1, 2, 3, 4, 5").fetchall()
+        rollups += conn.execute(  # by value: ids depend on the order values were first seen
+            "SELECT v.name, v.value, r.day, k.operation, k.status, k.provider, k.model, r.events,"
+            " r.unmeasured, r.unpriced, r.input_tokens, r.output_tokens, r.cost_pico, r.latency_ms,"
+            " r.tokens_saved"
+            " FROM meterline_rollup_dim_day AS r JOIN meterline_dim_values AS v ON v.value_id = r.value_id"
+            " JOIN meterline_keys AS k ON k.key_id = r.key_id ORDER BY 1, 2, 3, 4, 5, 6, 7"
+        ).fetchall()
     finally:
         conn.close()
     return events, rollups
@@ -127,7 +133,7 @@ def test_migrates_an_empty_v0_store(path: Path) -> None:
             str(SCHEMA_VERSION),
         )
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert {"unrelated", "meterline_meta", "meterline_events", "meterline_rollup_hour"} <= tables
+        assert {"unrelated", "meterline_meta", "meterline_events", "meterline_rollup_dim_day"} <= tables
     finally:
         conn.close()
 
@@ -280,7 +286,7 @@ def test_a_failing_write_leaves_the_ledger_unchanged(path: Path) -> None:
         before = snapshot(path)
         conn = sqlite3.connect(path)
         conn.execute(
-            "CREATE TRIGGER fail BEFORE INSERT ON meterline_rollup_hour WHEN NEW.model = 'boom'"
+            "CREATE TRIGGER fail BEFORE INSERT ON meterline_rollup_hour_nodims WHEN NEW.model = 'boom'"
             " BEGIN SELECT RAISE(ABORT, 'boom'); END"
         )
         conn.commit()
@@ -399,8 +405,8 @@ def test_prune_keeps_the_rollups_of_the_hour_in_progress(path: Path) -> None:
         ledger.close()
 
 
-def test_the_two_rollups_agree(path: Path) -> None:
-    """The roll-up without dimensions always equals the roll-up with them, summed over dimensions."""
+def test_the_rollups_agree_with_the_events(path: Path) -> None:
+    """Each roll-up row equals its events added up in SQL, after writes, a reprice and a prune."""
     from tests.ledger.conformance import metered_events
 
     ledger = SQLiteLedger(path)
@@ -411,21 +417,39 @@ def test_the_two_rollups_agree(path: Path) -> None:
             [make_event(i, T0 + timedelta(minutes=25 * i), dims={"user": f"u{i % 3}"}) for i in range(9)]
         )
         ledger.reprice([(events[0].id, Decimal("1.5"), "v2"), (events[6].id, Decimal("0.25"), "v2")])
-        ledger.prune(T0 + timedelta(hours=1))
-        sums = ", ".join(f"SUM({name})" for name in ROLLUP_SUMS)
+        ledger.prune(T0 + timedelta(hours=2))  # midnight UTC: every roll-up pruned in step
+        calls = "k.operation NOT IN ('execute_tool', 'cache')"
         conn = sqlite3.connect(path)
         try:
-            with_dims, without = (
-                conn.execute(
-                    f"SELECT hour, operation, status, provider, model, {sums} FROM {table}"
-                    " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
-                ).fetchall()
-                for table in ("meterline_rollup_hour", "meterline_rollup_hour_nodims")
-            )
+            nodims = conn.execute(
+                "SELECT hour, operation, status, provider, model, events, unpriced, cost_pico"
+                " FROM meterline_rollup_hour_nodims ORDER BY 1, 2, 3, 4, 5"
+            ).fetchall()
+            from_events = conn.execute(
+                "SELECT e.time_ns / 3600000000000 * 3600, k.operation, k.status, coalesce(k.provider, ''),"
+                " coalesce(k.model, ''), COUNT(*),"
+                f" SUM({calls} AND e.measured AND e.cost_pico IS NULL), coalesce(SUM(e.cost_pico), 0)"
+                " FROM meterline_events AS e JOIN meterline_keys AS k ON k.key_id = e.key_id"
+                " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
+            ).fetchall()
+            by_value = conn.execute(
+                "SELECT value_id, day, key_id, events, unpriced, cost_pico, input_tokens"
+                " FROM meterline_rollup_dim_day ORDER BY 1, 2, 3"
+            ).fetchall()
+            by_value_from_events = conn.execute(
+                "SELECT j.value, e.time_ns / 86400000000000 * 86400, coalesce(k.rollup_id, k.key_id),"
+                f" COUNT(*), SUM({calls} AND e.measured AND e.cost_pico IS NULL),"
+                f" coalesce(SUM(CASE WHEN {calls} THEN e.cost_pico END), 0),"
+                f" SUM(CASE WHEN {calls} THEN e.input_tokens ELSE 0 END)"
+                " FROM meterline_events AS e JOIN meterline_keys AS k ON k.key_id = e.key_id,"
+                " json_each('[' || e.dims || ']') AS j GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+            ).fetchall()
         finally:
             conn.close()
-        assert with_dims == without
-        assert len(without) > 3
+        assert nodims == from_events
+        assert by_value == by_value_from_events
+        assert len(nodims) > 3
+        assert len(by_value) > 3
         by_model = {row.key: row for row in ledger.totals(by=("model",))}
         by_model_and_user = ledger.totals(by=("model", "user"))
         for key, row in by_model.items():
@@ -563,7 +587,7 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
     conn.close()
     ledger = SQLiteLedger(path)
     try:
-        assert ledger.stats().schema_version == SCHEMA_VERSION == 3
+        assert ledger.stats().schema_version == SCHEMA_VERSION == 4
         assert sorted(ledger.events(), key=lambda event: event.id) == sorted(old, key=lambda event: event.id)
         assert ledger.write(events) == 2  # the first is stored already
         stored = {event.id for event in ledger.events()}
@@ -581,6 +605,6 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
     conn = sqlite3.connect(path)
     try:
         indexes = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
-        assert indexes.fetchall() == []
+        assert indexes.fetchall() == [("meterline_events_time",)]  # version 1's hour index is gone
     finally:
         conn.close()

@@ -8,12 +8,12 @@ from tests.ledger.conformance import T0, make_event
 
 
 def test_bound_rows_are_the_rows_of_the_contract() -> None:
-    """`bind_rows` binds the values of `event_to_row`: key fields as an id, 0 for NULL text, NaN latency."""
+    """`bind_rows` binds `event_to_row`'s values: key fields and dims as ids, 0 for NULL text, NaN latency."""
     import math
 
     from meterline.ledger._rows import EVENT_COLUMNS, event_to_row
     from meterline.ledger._sqlite_rows import bind_rows
-    from meterline.ledger._sqlite_schema import _KEY_FIELDS, _NULLABLE_TEXT, STORED_COLUMNS, WIDTH
+    from meterline.ledger._sqlite_schema import _NULLABLE_TEXT, KEY_FIELDS, STORED_COLUMNS, WIDTH
     from tests.ledger.conformance import HOSTILE, metered_events
 
     _, events = metered_events()
@@ -26,12 +26,22 @@ def test_bound_rows_are_the_rows_of_the_contract() -> None:
             keys.append(fields)
         return keys.index(fields) + 1
 
-    values = bind_rows(events, {}, key_id)
+    dims: dict[str, dict[str, str]] = {}
+
+    def dims_ids(text: str, dimensions: object) -> str:
+        dims.setdefault(text, dict(dimensions))  # type: ignore[call-overload]
+        return str(list(dims).index(text))
+
+    values = bind_rows(events, {}, key_id, {}, dims_ids)
     rows = [values[start : start + WIDTH] for start in range(0, len(values), WIDTH)]
     for event, bound in zip(events, rows, strict=True):
         expected = dict(zip(EVENT_COLUMNS, event_to_row(event), strict=True))
+        del expected["hour"]  # not stored: the view derives it from time_ns
         stored = dict(zip(STORED_COLUMNS, bound, strict=True))
-        assert keys[stored.pop("key_id") - 1] == tuple(expected.pop(name) for name in _KEY_FIELDS)
+        assert keys[stored.pop("key_id") - 1] == tuple(expected.pop(name) for name in KEY_FIELDS)
+        text = list(dims)[int(stored.pop("dims"))]
+        assert text == expected.pop("dimensions")
+        assert dims[text] == dict(event.dimensions)
         assert stored.keys() == expected.keys()
         for name, value in stored.items():
             if name == "cost" and value == 0 and expected[name] is not None:

@@ -19,11 +19,14 @@ from meterline._usage import Usage
 
 __all__ = ["GRANULARITIES", "SCHEMA_VERSION", "Granularity", "LedgerBackend", "LedgerRow", "LedgerStats"]
 
-SCHEMA_VERSION: Final = 3
-"""The schema this meterline writes; a ledger with a newer one is refused (see `LedgerBackend`).
+SCHEMA_VERSION: Final = 4
+"""The newest ledger schema (SQLite's); a ledger with a newer one is refused (see `LedgerBackend`).
 
-Version 2 dropped the index of the events by hour: no query used it (reports read the
-roll-ups), and every stored event paid for it.
+Version 2 dropped the index of the events by hour (no query used it); version 3 stored the
+fields that repeat from event to event once; version 4 stores dimension values once and
+keeps the roll-ups by dimension value and day, with an index of the events by time
+(`meterline.ledger._sqlite_schema`). PostgreSQL ledgers are at version 3
+(``meterline.ledger._postgres_schema.VERSION``).
 """
 
 Granularity = Literal["hour", "day", "month"]

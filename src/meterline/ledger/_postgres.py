@@ -32,7 +32,7 @@ from meterline._storage import (
 )
 from meterline._usage import USAGE_FIELDS, Usage
 from meterline.exceptions import ConfigurationError, LedgerError
-from meterline.ledger._backend import SCHEMA_VERSION, Granularity, LedgerRow, LedgerStats
+from meterline.ledger._backend import Granularity, LedgerRow, LedgerStats
 from meterline.ledger._postgres_copy import TEXT_COLUMNS, copy_line, escape, field_value, unescape
 from meterline.ledger._postgres_schema import (
     BYTE_ORDER,
@@ -43,6 +43,7 @@ from meterline.ledger._postgres_schema import (
     PERIODS,
     REPRICE,
     TOTAL_SUMS,
+    VERSION,
     WRITE,
 )
 from meterline.ledger._rows import (
@@ -435,7 +436,7 @@ class PostgresLedger:
             version = postgres_schema_version(
                 cur,
                 queries=self._queries,
-                latest=SCHEMA_VERSION,
+                latest=VERSION,
                 error=LedgerError,
                 what=f"the ledger at {self.url}",
             )

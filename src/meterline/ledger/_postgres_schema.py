@@ -11,7 +11,6 @@ from typing import Final
 
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION
 from meterline._usage import USAGE_FIELDS
-from meterline.ledger._backend import SCHEMA_VERSION
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
     ROLLUP_SUMS,
@@ -26,9 +25,12 @@ __all__ = [
     "PERIODS",
     "REPRICE",
     "TOTAL_SUMS",
+    "VERSION",
     "WRITE",
 ]
 
+VERSION: Final = 3
+"""The schema a PostgreSQL ledger is migrated to (the SQLite ledger's is `SCHEMA_VERSION`, 4)."""
 FIELDS: Final = ("operation", "status", "provider", "model")
 """Event fields the roll-ups are keyed by (besides hour and dimensions)."""
 OPTIONAL_FIELDS: Final = frozenset({"provider", "model"})
@@ -113,7 +115,7 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
 """Forward migrations: the statements that bring a store from version ``n - 1`` to ``n``."""
 
 
-assert max(MIGRATIONS) == SCHEMA_VERSION
+assert max(MIGRATIONS) == VERSION
 
 
 def _unpriced(table: str = "") -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations as _annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +21,6 @@ from typing import Any, Final
 
 from meterline._dimensions import check_names, where_filters
 from meterline._events import UsageEvent
-from meterline._money import tidy
 from meterline._storage import (
     check_timeout,
     sqlite_connect,
@@ -29,46 +28,35 @@ from meterline._storage import (
     sqlite_schema_version,
     sqlite_transaction,
 )
-from meterline._usage import USAGE_FIELDS, Usage
 from meterline.exceptions import ConfigurationError, LedgerError
 from meterline.ledger._backend import GRANULARITIES, Granularity, LedgerRow, LedgerStats
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
-    ROLLUP_SUMS,
-    dimensions_of,
     event_from_row,
     hour_of,
     pico_of,
     utc,
 )
-from meterline.ledger._sqlite_rows import bind_rows, drop_dims, rollup
+from meterline.ledger._sqlite_keys import Dictionaries
+from meterline.ledger._sqlite_reports import Query, read_totals
+from meterline.ledger._sqlite_rows import bind_rows
 from meterline.ledger._sqlite_schema import (
-    ADD_KEY,
     COLUMNS,
+    CORRECT_DIM,
     CORRECT_NODIMS,
-    CORRECT_ROLLUP,
-    EVENT_FIELDS,
-    EVENTS,
+    COUNT_NEW,
+    DAY,
     ID,
-    KEY_ID,
     LAST_ROWID,
     MIGRATIONS,
-    NEW_IDS,
     NOT_MODEL_CALLS,
     REPRICE_EVENT,
+    ROLL_UP_DIMS,
+    ROLL_UP_NODIMS,
     ROLLUPS,
     SELECT_FOR_REPRICE,
-    SUM_LATENCY,
-    SUM_PICO,
-    SUM_SAVED,
-    SUM_USAGE,
-    UNMEASURED,
-    UNPRICED,
-    UPSERT_NODIMS,
-    UPSERT_ROLLUP,
     WIDTH,
     insert_events,
-    key_text,
 )
 
 __all__ = ["SQLiteLedger"]
@@ -81,8 +69,6 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY: Final = 86_400
 _WAL_CHECKPOINT_PAGES: Final = 4000
 """Pages of WAL after which a commit checkpoints (SQLite's default: 1000)."""
-_MAX_CACHED_KEYS: Final = 100_000
-"""Key ids a ledger remembers (past it, it starts again: they are looked up on the next write)."""
 _MAX_ROWS_PER_INSERT: Final = 1024
 """Rows per ``INSERT`` statement at most (a power of two; fewer when SQLite allows fewer parameters)."""
 
@@ -122,10 +108,8 @@ class SQLiteLedger:
         self.url = f"sqlite:///{self.path}"
         self._lock = threading.Lock()
         self._rows_per_insert = _MAX_ROWS_PER_INSERT
-        self._key_ids: dict[tuple[Any, ...], int] = {}
-        """Key fields -> their ``key_id`` in ``meterline_event_keys`` (those committed)."""
-        self._key_fields: dict[int, tuple[Any, ...]] = {}
-        """The inverse of ``_key_ids``."""
+        self._names = Dictionaries()
+        """The ids of keys and dimension values, cached (used under the lock)."""
         self._conn: sqlite3.Connection | None = sqlite_connect(
             self.path, seconds, LedgerError, "ledger", self._prepare
         )
@@ -147,14 +131,29 @@ class SQLiteLedger:
     # -- plumbing -----------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _transaction(self, what: str, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
-        """Hold the lock and one transaction; a driver error rolls it back and becomes a `LedgerError`."""
+    def _transaction(
+        self, what: str, begin: str = "BEGIN IMMEDIATE", *, names: bool = False
+    ) -> Iterator[sqlite3.Connection]:
+        """Hold the lock and one transaction; a driver error rolls it back and becomes a `LedgerError`.
+
+        ``names``: the transaction may store new keys and dimension values, which the
+        ledger's `Dictionaries` keep once it commits and forget if it rolls back.
+        """
         with self._lock:
             conn = self._conn
             if conn is None:
                 raise LedgerError(f"{what}: the ledger {self.url} is closed")
-            with sqlite_transaction(conn, LedgerError, what, self.url, begin):
-                yield conn
+            if names:
+                self._names.begin(conn)
+            try:
+                with sqlite_transaction(conn, LedgerError, what, self.url, begin):
+                    yield conn
+            except BaseException:
+                if names:
+                    self._names.rollback()
+                raise
+            if names:
+                self._names.commit()
 
     # -- writing ------------------------------------------------------------------------
 
@@ -170,44 +169,10 @@ class SQLiteLedger:
         count = len(events)
         if not count:
             return 0
-        if len(self._key_ids) >= _MAX_CACHED_KEYS:  # start again (before a batch, never inside one)
-            self._key_ids.clear()
-            self._key_fields.clear()
-        added: list[tuple[Any, ...]] = []
-        try:
-            with self._transaction("write") as conn:
-                values = bind_rows(events, self._key_ids, self._key_resolver(conn, added))
-                inserted = self._insert(conn, values, count)
-        except BaseException:
-            self._forget_keys(added)  # they were rolled back with the rest
-            raise
-        return inserted
-
-    def _key_resolver(
-        self, conn: sqlite3.Connection, added: list[tuple[Any, ...]]
-    ) -> Callable[[tuple[Any, ...]], int]:
-        """A function giving the ``key_id`` of key fields, storing new keys (in the open transaction)."""
-        known = self._key_ids
-
-        def key_id(fields: tuple[Any, ...]) -> int:
-            found = known.get(fields)
-            if found is not None:
-                return found
-            text = key_text(fields)
-            conn.execute(ADD_KEY, (text, *fields))
-            ((new,),) = conn.execute(KEY_ID, (text,))
-            known[fields] = new
-            self._key_fields[new] = fields
-            added.append(fields)
-            return int(new)
-
-        return key_id
-
-    def _forget_keys(self, added: Sequence[tuple[Any, ...]]) -> None:
-        for fields in added:
-            key_id = self._key_ids.pop(fields, None)
-            if key_id is not None:
-                self._key_fields.pop(key_id, None)
+        names = self._names
+        with self._transaction("write", names=True) as conn:
+            values = bind_rows(events, names.key_ids, names.key_id, names.dims, names.dims_ids)
+            return self._insert(conn, values, count)
 
     def _insert(self, conn: sqlite3.Connection, values: list[Any], count: int) -> int:
         """Insert the rows of ``values`` (``count`` events) and add the new ones to the roll-ups."""
@@ -221,35 +186,28 @@ class SQLiteLedger:
             chunk = values[at * WIDTH : (at + size) * WIDTH]
             inserted += conn.execute(insert_events(size), chunk).rowcount
             at += size
-        if inserted != count:
-            # Some ids were stored already, or repeated in the batch: the rows inserted are
-            # those past the largest rowid before the insert (the write lock is held, and
-            # SQLite gives a new row the largest rowid plus one; rowids are only drawn at
-            # random once 2**63 - 1 is taken, which the count check turns into a failure).
-            new_ids = {stored for (stored,) in conn.execute(NEW_IDS, (last,))}
-            if len(new_ids) != inserted:
+        if inserted:
+            # The rows inserted are those past the largest rowid before the insert (the write
+            # lock is held, and SQLite gives a new row the largest rowid plus one; rowids are
+            # only drawn at random once 2**63 - 1 is taken, which the count check turns into
+            # a failure). Ids already stored, or repeated in the batch, were skipped.
+            ((found,),) = conn.execute(COUNT_NEW, (last,))
+            if found != inserted:
                 raise LedgerError(
                     f"write failed on {self.url}: {inserted} events inserted but"
-                    f" {len(new_ids)} found past rowid {last}; nothing of the batch was written"
+                    f" {found} found past rowid {last}; nothing of the batch was written"
                 )
-            kept: list[Any] = []
-            for start in range(0, len(values), WIDTH):
-                if values[start + ID] in new_ids:
-                    new_ids.discard(values[start + ID])  # the first of repeated ids is stored
-                    kept += values[start : start + WIDTH]
-            values = kept
-        if values:
-            sums = rollup(values, self._key_fields)
-            conn.executemany(UPSERT_ROLLUP, [(*key, *total) for key, total in sums.items()])
-            conn.executemany(UPSERT_NODIMS, [(*key, *total) for key, total in drop_dims(sums).items()])
+            conn.execute(ROLL_UP_NODIMS, (last,))
+            conn.execute(ROLL_UP_DIMS, (last,))
         return inserted
 
     def prune(self, before: datetime) -> int:
-        """Delete the events older than ``before``, and the roll-up rows of the whole hours before it.
+        """Delete the events older than ``before``, and the roll-up rows of the whole hours and days before.
 
-        Roll-ups are pruned by whole hours only: the hour that contains ``before`` keeps its
-        roll-up rows (which still count the events of that hour that were deleted) until a
-        later prune passes its end. Prune on the hour to keep both in step.
+        Roll-ups are pruned by whole hours (by whole days for those by dimension value): the
+        hour and the day that contain ``before`` keep their roll-up rows (which still count
+        the events deleted) until a later prune passes their end. Prune at midnight UTC to
+        keep them all in step.
 
         Returns:
             How many events were deleted.
@@ -257,8 +215,9 @@ class SQLiteLedger:
         before_ns = _ns(before)
         with self._transaction("prune") as conn:
             deleted = conn.execute("DELETE FROM meterline_events WHERE time_ns < ?", (before_ns,)).rowcount
-            conn.execute("DELETE FROM meterline_rollup_hour WHERE hour < ?", (hour_of(before_ns),))
-            conn.execute("DELETE FROM meterline_rollup_hour_nodims WHERE hour < ?", (hour_of(before_ns),))
+            hour = hour_of(before_ns)
+            conn.execute(f"DELETE FROM {ROLLUPS[0]} WHERE hour < ?", (hour,))  # noqa: S608 - constants only
+            conn.execute(f"DELETE FROM {ROLLUPS[1]} WHERE day < ?", (hour - hour % DAY,))  # noqa: S608
         return deleted
 
     def reprice(self, events: Sequence[tuple[str, Decimal | None, str | None]]) -> int:
@@ -276,45 +235,45 @@ class SQLiteLedger:
             wanted[stored_id] = (cost, price_version)
         if not wanted:
             return 0
-        added: list[tuple[Any, ...]] = []
-        try:
-            updated = self._reprice(wanted, added)
-        except BaseException:
-            self._forget_keys(added)  # they were rolled back with the rest
-            raise
-        return updated
+        with self._transaction("reprice", names=True) as conn:
+            return self._reprice(conn, wanted)
 
     def _reprice(
-        self, wanted: Mapping[str, tuple[Decimal | None, str | None]], added: list[tuple[Any, ...]]
+        self, conn: sqlite3.Connection, wanted: Mapping[str, tuple[Decimal | None, str | None]]
     ) -> int:
-        with self._transaction("reprice") as conn:
-            repriced: list[tuple[str | None, int | None, tuple[Any, ...], str]] = []
-            deltas: dict[tuple[Any, ...], list[int]] = {}
-            ids = list(wanted)
-            for start in range(0, len(ids), _MAX_PARAMS):
-                chunk = ids[start : start + _MAX_PARAMS]
-                found = conn.execute(SELECT_FOR_REPRICE + _marks(len(chunk)), chunk)
-                for stored_id, old_cost, old_pico, old_version, measured, *key in found:
-                    cost, price_version = wanted[stored_id]
-                    old = None if old_cost is None else Decimal(old_cost)
-                    if old == cost and old_version == price_version:
-                        continue
-                    pico = pico_of(cost)
-                    hour, operation, status, provider, model, dims, request_model = key
-                    fields = (operation, status, provider, model, request_model, price_version, dims)
-                    repriced.append((None if cost is None else str(cost), pico, fields, stored_id))
-                    delta = deltas.setdefault(
-                        (hour, operation, status, provider or "", model or "", dims), [0, 0]
-                    )
-                    delta[0] += (pico or 0) - (old_pico or 0)
-                    if measured and operation not in NOT_MODEL_CALLS:
-                        delta[1] += (cost is None) - (old_cost is None)
-            key_id = self._key_resolver(conn, added)
-            updates = [(cost, pico, key_id(fields), stored_id) for cost, pico, fields, stored_id in repriced]
-            conn.executemany(REPRICE_EVENT, updates)
-            conn.executemany(CORRECT_ROLLUP, [(*delta, *key) for key, delta in deltas.items()])
-            conn.executemany(CORRECT_NODIMS, [(*delta, *key) for key, delta in drop_dims(deltas).items()])
-        return len(updates)
+        names = self._names
+        repriced: list[tuple[str | None, str | None, int | None, int, str]] = []
+        nodims: dict[tuple[Any, ...], list[int]] = {}
+        by_value: dict[tuple[Any, ...], list[int]] = {}
+        ids = list(wanted)
+        for start in range(0, len(ids), _MAX_PARAMS):
+            chunk = ids[start : start + _MAX_PARAMS]
+            found = conn.execute(SELECT_FOR_REPRICE + _marks(len(chunk)), chunk).fetchall()
+            names.load_keys(conn, [row[6] for row in found])
+            for stored_id, old_cost, old_pico, old_version, measured, time_ns, key_id, dims in found:
+                cost, price_version = wanted[stored_id]
+                old = None if old_cost is None else Decimal(old_cost)
+                if old == cost and old_version == price_version:
+                    continue
+                pico = pico_of(cost)
+                operation, status, provider, model, request_model, _ = names.key_fields[key_id]
+                new_key = names.key_id((operation, status, provider, model, request_model, price_version))
+                repriced.append((old_cost, None if cost is None else str(cost), pico, new_key, stored_id))
+                model_call = operation not in NOT_MODEL_CALLS
+                delta = (
+                    (pico or 0) - (old_pico or 0),
+                    (cost is None) - (old_cost is None) if measured and model_call else 0,
+                )
+                hour = hour_of(time_ns)
+                _add_delta(nodims, (hour, operation, status, provider or "", model or ""), delta)
+                if dims and model_call:  # a tool's cost is not kept by value
+                    day, rollup_id = hour - hour % DAY, names.rollup_ids[key_id]
+                    for value_id in dims.split(","):
+                        _add_delta(by_value, (int(value_id), day, rollup_id), delta)
+        conn.executemany(REPRICE_EVENT, repriced)
+        conn.executemany(CORRECT_NODIMS, [(*delta, *key) for key, delta in nodims.items()])
+        conn.executemany(CORRECT_DIM, [(*delta, *key) for key, delta in sorted(by_value.items())])
+        return len(repriced)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -354,132 +313,15 @@ class SQLiteLedger:
         allowed = where_filters(where)
         if granularity is not None and granularity not in GRANULARITIES:
             raise ConfigurationError(f"granularity={granularity!r}: expected one of {GRANULARITIES} or None")
-        clauses: list[str] = []
-        params: list[object] = []
-        if since is not None:
-            clauses.append("hour >= ?")
-            params.append(hour_of(_ns(since)))
-        if until is not None:
-            clauses.append("hour < ?")
-            params.append(hour_of(_ns(until)))
-        for name in EVENT_FIELDS:
-            if name in allowed:
-                # Columns hold str only ('' for a missing provider or model): other values never match.
-                values = [value for value in allowed[name] if type(value) is str and value]
-                if None in allowed[name]:
-                    values.append("")
-                if not values:
-                    return []
-                clauses.append(name + " IN " + _marks(len(values)))
-                params.extend(values)
-        dim_names = [name for name in (*group, *allowed) if name not in EVENT_FIELDS]
-        try:
-            return self._read_totals(group, allowed, clauses, params, granularity, bool(dim_names), True)
-        except LedgerError as exc:
-            if "overflow" not in str(exc.__cause__):
-                raise
-            # A group's cost passed 2**63 pico-dollars (9.2 million USD): add up in Python instead.
-            return self._read_totals(group, allowed, clauses, params, granularity, bool(dim_names), False)
-
-    def _read_totals(
-        self,
-        group: tuple[str, ...],
-        allowed: Mapping[str, frozenset[object]],
-        clauses: list[str],
-        params: list[object],
-        granularity: Granularity | None,
-        with_dims: bool,
-        in_sql: bool,
-    ) -> list[LedgerRow]:
-        period = {None: "NULL", "hour": "hour"}.get(granularity, f"hour - hour % {_DAY}")
-        # Only the columns the report needs: fewer, larger groups for SQL to add up.
-        keys = [period, "operation"]
-        keys += [name for name in EVENT_FIELDS[1:] if name in group or name in allowed]
-        if with_dims:
-            keys.append("dimensions")
-        table = ROLLUPS[0] if with_dims else ROLLUPS[1]
-        sums = [f"SUM({name})" if in_sql else name for name in ROLLUP_SUMS]
-        sql = f"SELECT {', '.join(keys + sums)} FROM {table}"  # noqa: S608 - constants only
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        if in_sql:
-            sql += f" GROUP BY {', '.join(str(i) for i in range(1, len(keys) + 1))}"
-        fields: dict[str, int] = {name: keys.index(name) for name in EVENT_FIELDS if name in keys}
-        field_at = [(fields[name], i) for i, name in enumerate(group) if name in fields]
-        dim_names = [name for name in group if name not in fields]
-        dim_filters = [(name, values) for name, values in allowed.items() if name not in EVENT_FIELDS]
-        dims_at = len(keys) - 1
-        # Per distinct dimensions text: None when filtered out, else the values grouped by.
-        by_dims: dict[str, tuple[str | None, ...] | None] = {}
-        groups: dict[tuple[tuple[str | None, ...], int | None], list[Any]] = {}
-        width = len(ROLLUP_SUMS)
-        first_sum = len(keys)
-        with self._transaction("totals", "BEGIN") as conn:
-            for row in conn.execute(sql, params):
-                if with_dims:
-                    text = row[dims_at]
-                    if text in by_dims:
-                        part = by_dims[text]
-                    else:
-                        dims = dimensions_of(text)
-                        keep = all(dims.get(name) in values for name, values in dim_filters)
-                        part = by_dims[text] = tuple(dims.get(name) for name in dim_names) if keep else None
-                    if part is None:
-                        continue
-                    if field_at:
-                        values = list(part)
-                        for at, i in field_at:
-                            values.insert(i, row[at] or None)  # '' stands for a missing provider or model
-                        key = tuple(values)
-                    else:
-                        key = part
-                else:
-                    key = tuple(row[fields[name]] or None for name in group)
-                acc = groups.get((key, row[0]))
-                if acc is None:
-                    acc = groups[key, row[0]] = [0] * width
-                if row[1] in NOT_MODEL_CALLS:  # tool usage is informational, never in usage or cost
-                    acc[EVENTS] += row[first_sum + EVENTS]
-                    acc[SUM_LATENCY] += row[first_sum + SUM_LATENCY]
-                    acc[SUM_SAVED] += row[first_sum + SUM_SAVED]
-                else:
-                    for i in range(width):
-                        acc[i] += row[first_sum + i]
-        periods: dict[int, datetime] = {}
-        out: dict[tuple[tuple[str | None, ...], datetime | None], list[Any]] = {}
-        for (key, start), acc in groups.items():
-            when = None if start is None else periods.get(start)
-            if start is not None and when is None:
-                when = periods[start] = _period(start, granularity)
-            merged = out.get((key, when))
-            if merged is None:
-                out[key, when] = acc
-            else:  # days of one month
-                for i in range(width):
-                    merged[i] += acc[i]
-        result = [
-            LedgerRow(
-                key=key,
-                period=when,
-                events=acc[EVENTS],
-                unmeasured=acc[UNMEASURED],
-                unpriced=acc[UNPRICED],
-                usage=Usage(**{name: acc[i] for name, i in zip(USAGE_FIELDS, SUM_USAGE, strict=True)}),
-                cost=tidy(Decimal(acc[SUM_PICO]).scaleb(-12)),
-                latency_ms=float(acc[SUM_LATENCY]),
-                tokens_saved=acc[SUM_SAVED],
-            )
-            for (key, when), acc in out.items()
-        ]
-        result.sort(
-            key=lambda row: (
-                -row.cost,
-                -row.events,
-                tuple((value is not None, value or "") for value in row.key),
-                row.period or _EPOCH,
-            )
+        query = Query(
+            by=group,
+            where=allowed,
+            since=None if since is None else hour_of(_ns(since)),
+            until=None if until is None else hour_of(_ns(until)),
+            granularity=granularity,
         )
-        return result
+        with self._transaction("totals", "BEGIN") as conn:
+            return read_totals(conn, self._names, query)
 
     def event_rows(
         self, *, since: datetime | None = None, until: datetime | None = None, page: int = 10_000
@@ -546,7 +388,10 @@ class SQLiteLedger:
             count, first, last = conn.execute(
                 "SELECT COUNT(*), MIN(time_ns), MAX(time_ns) FROM meterline_events"
             ).fetchone()
-            (rollup_rows,) = conn.execute("SELECT COUNT(*) FROM meterline_rollup_hour").fetchone()
+            rollup_rows = sum(
+                conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608 - constants only
+                for table in ROLLUPS
+            )
         return LedgerStats(
             url=self.url,
             schema_version=version,
@@ -564,6 +409,15 @@ class SQLiteLedger:
                 conn.close()
 
 
+def _add_delta(
+    deltas: dict[tuple[Any, ...], list[int]], key: tuple[Any, ...], delta: tuple[int, int]
+) -> None:
+    """Add a (cost, unpriced) correction into the one of its roll-up row."""
+    total = deltas.setdefault(key, [0, 0])
+    total[0] += delta[0]
+    total[1] += delta[1]
+
+
 def _marks(count: int) -> str:
     """``(?, ?, …)`` with ``count`` parameters."""
     return f"({', '.join('?' * count)})"
@@ -577,12 +431,6 @@ def _ns(moment: datetime) -> int:
 def _time(time_ns: int) -> datetime:
     seconds, nanos = divmod(time_ns, 1_000_000_000)
     return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
-
-
-def _period(start: int, granularity: Granularity | None) -> datetime:
-    """The UTC start of the hour or day ``start`` (seconds), or of its month."""
-    moment = datetime.fromtimestamp(start, tz=UTC)
-    return moment.replace(day=1) if granularity == "month" else moment
 
 
 def _after_id_within(since: datetime | None, until: datetime | None) -> tuple[list[str], list[object]]:

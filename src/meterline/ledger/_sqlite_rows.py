@@ -1,17 +1,15 @@
-"""A batch of events as the SQLite ledger stores it: bound rows, and the roll-up sums they add.
+"""A batch of events as the SQLite ledger binds it: the parameters of its multi-row ``INSERT``.
 
-The writer's hot path: one pass over the batch makes the parameters of the multi-row
-``INSERT`` (the fields that repeat from event to event bound once, as a ``key_id``), and
-one more adds each new event into the sums of both roll-up tables, in Python, so SQLite is
-asked one upsert per roll-up row rather than one per event.
+The writer's hot path: one pass over the batch, the fields that repeat from event to event
+bound once (as a ``key_id``), and the dimensions as the ids of their values. SQLite then
+adds the new rows into the roll-ups itself (`ROLL_UP_NODIMS`, `ROLL_UP_DIMS`).
 """
 
 from __future__ import annotations as _annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any, Final
 
 from meterline._dimensions import Dimensions
@@ -21,19 +19,8 @@ from meterline.ledger._rows import (
     cost_columns,
     event_id,
 )
-from meterline.ledger._sqlite_schema import (
-    HOUR_AT,
-    KEY_ID_AT,
-    LATENCY_AT,
-    MEASURED,
-    NOT_MODEL_CALLS,
-    PICO_AT,
-    SAVED_AT,
-    USAGE_AT,
-    WIDTH,
-)
 
-__all__ = ["bind_rows", "drop_dims", "rollup"]
+__all__ = ["bind_rows"]
 
 _FIELDS_OF: Final = attrgetter(
     "time_ns",
@@ -63,11 +50,15 @@ def bind_rows(
     events: Sequence[UsageEvent],
     known: Mapping[tuple[Any, ...], int],
     key_id: Callable[[tuple[Any, ...]], int],
+    known_dims: Mapping[str, str],
+    dims_ids: Callable[[str, Mapping[str, str]], str],
 ) -> list[Any]:
     """The parameters of `insert_events` for ``events``: their rows, one after the other, in one list.
 
     The values of `event_to_row` (a test checks it) in the order of `STORED_COLUMNS`: the
-    key fields replaced by their id (``known[fields]``, else ``key_id(fields)``); ``None``
+    key fields replaced by their id (``known[fields]``, else ``key_id(fields)``), the
+    dimensions' JSON by the ids of their values (``known_dims[json]``, else
+    ``dims_ids(json, dimensions)``); ``None``
     bound as the integer 0 in a text column and as NaN for the latency (see
     `insert_events`); a cost exact in pico-dollars stored as the integer alone. Written out inline, into one
     flat list: it runs for every event on the writer thread, which shares the GIL with the
@@ -106,14 +97,15 @@ def bind_rows(
             if type(dimensions) is Dimensions
             else json.dumps(dict(dimensions), sort_keys=True, separators=(",", ":"))
         )
-        fields = (operation, status, provider, model, request_model, price_version, dims)
+        fields = (operation, status, provider, model, request_model, price_version)
         found = known.get(fields)
+        ids = known_dims.get(dims)
         extend(
             (
                 event_id(event),
                 time_ns,
-                time_ns // 3_600_000_000_000 * 3600,  # hour_of(time_ns)
                 key_id(fields) if found is None else found,
+                dims_ids(dims, dimensions) if ids is None else ids,
             )
         )
         extend(_NO_USAGE if usage is None else (1, *_USAGE_OF(usage)))
@@ -130,83 +122,3 @@ def bind_rows(
             )
         )
     return values
-
-
-def rollup(values: list[Any], fields: Mapping[int, tuple[Any, ...]]) -> dict[tuple[Any, ...], list[Any]]:
-    """Add rows of `bind_rows` up per roll-up key (hour, operation, status, provider, model, dimensions).
-
-    Rows are grouped by (hour, key_id) first, then each group lands on its roll-up key, taken
-    from ``fields`` (key_id -> the key's fields, in the order of ``meterline_event_keys``).
-    A column of the rows is a slice of ``values``; the rows of a group are picked out of each
-    column, and added up by ``sum`` (in C): integers stay exact, and a sum past 64 bits fails
-    the write when bound (`OverflowError`). A batch is often of one group (one scope's events).
-    """
-    columns = [values[at::WIDTH] for at in range(WIDTH)]
-    keys = list(zip(columns[HOUR_AT], columns[KEY_ID_AT], strict=True))
-    first = keys[0]
-    groups: dict[tuple[Any, ...], list[int] | None]
-    if keys.count(first) == len(keys):
-        groups = {first: None}  # every row
-    else:
-        groups = {}
-        for index, key in enumerate(keys):
-            rows = groups.get(key)
-            if rows is None:
-                groups[key] = [index]
-            else:
-                rows.append(index)
-    sums: dict[tuple[Any, ...], list[Any]] = {}
-    for (hour, key_id), rows in groups.items():
-        operation, status, provider, model, _, _, dims = fields[key_id]
-        picked: Sequence[Sequence[Any]]
-        if rows is None:
-            picked = columns
-        elif len(rows) == 1:
-            (row,) = rows
-            picked = [(column[row],) for column in columns]
-        else:
-            pick = itemgetter(*rows)
-            picked = [pick(column) for column in columns]
-        measured = picked[MEASURED]
-        picos = picked[PICO_AT]
-        count = len(measured)
-        unmeasured = unpriced = 0
-        if operation not in NOT_MODEL_CALLS:
-            unmeasured = count - sum(measured)
-            if None in picos:
-                unpriced = sum(1 for flag, pico in zip(measured, picos, strict=True) if flag and pico is None)
-        latency = sum(picked[LATENCY_AT])
-        if math.isnan(latency):  # some latencies are missing (NaN in the rows)
-            latency = sum(value for value in picked[LATENCY_AT] if not math.isnan(value))
-        total = [
-            count,
-            unmeasured,
-            unpriced,
-            *(sum(picked[at]) for at in USAGE_AT),  # zeros when unmeasured
-            sum(filter(None, picos)),  # None when unpriced
-            float(latency),
-            sum(picked[SAVED_AT]),
-        ]
-        # The key as stored: '' for a missing provider or model. Several keys (request model,
-        # price version; a missing provider and '') land on one roll-up row.
-        rollup_key = (hour, operation, status, provider or "", model or "", dims)
-        merged = sums.get(rollup_key)
-        if merged is None:
-            sums[rollup_key] = total
-        else:
-            for i, value in enumerate(total):
-                merged[i] += value
-    return sums
-
-
-def drop_dims(sums: Mapping[tuple[Any, ...], list[Any]]) -> dict[tuple[Any, ...], list[Any]]:
-    """Sums per roll-up key added up over the dimensions (the key's last part)."""
-    merged: dict[tuple[Any, ...], list[Any]] = {}
-    for key, values in sums.items():
-        total = merged.get(key[:-1])
-        if total is None:
-            merged[key[:-1]] = list(values)
-        else:
-            for i, value in enumerate(values):
-                total[i] += value
-    return merged

@@ -1,0 +1,228 @@
+"""The ledger at a real product's shape: ingest, size and reports, each beside the engine's floor.
+
+Run from the project root (extra ``analytics`` for the DuckDB floor):
+
+    .venv/bin/python bench/bench_ledger_scale.py               # BENCH_N events (default 1,000,000)
+    BENCH_N=10000000 .venv/bin/python bench/bench_ledger_scale.py
+    BENCH_POSTGRES=1 .venv/bin/python bench/bench_ledger_scale.py   # also PostgreSQL
+
+The events are `workload.events` (50 priced models, 200 orgs, 10,000 users, 100,000
+sessions, 5 agents, 12 tools, 90 days). For each store:
+
+1. Ingest: ``write`` in batches of 1,000 (the writer's batch), from the first batch to the
+   last commit, beside a plain ``executemany`` of the same events as flat rows (every field
+   and dimension a column, the id its primary key) into a table of the same engine, committed
+   per batch of the same size: events/s and ours over the plain as a ratio. PostgreSQL's
+   floor is ``COPY`` of the flat rows.
+2. Size: bytes per event of our file and of the plain table's (SQLite, after a checkpoint).
+3. Reports: ``totals`` by each dimension and by model over the whole ledger, by user x model
+   and by user x agent over the last 7 days, by day; each in a process of its own (its time,
+   and its RSS growth over the process's own after opening), beside the same GROUP BY in
+   DuckDB over the same flat rows (its file built once per run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+if os.path.isdir("src"):
+    sys.path.insert(0, os.path.abspath("src"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import sqlite3
+
+import workload
+
+N = int(os.environ.get("BENCH_N", "1000000"))
+BATCH = 1000
+POSTGRES_URL = os.environ.get("METERLINE_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test"
+END = datetime.fromtimestamp(workload.START_NS // 10**9, tz=UTC) + timedelta(days=workload.DAYS)
+LAST_WEEK = END - timedelta(days=7)
+REPORTS: dict[str, tuple[tuple[str, ...], datetime | None, str | None]] = {
+    "by org": (("org",), None, None),
+    "by user": (("user",), None, None),
+    "by session": (("session",), None, None),
+    "by agent": (("agent",), None, None),
+    "by tool": (("tool",), None, None),
+    "by model": (("model",), None, None),
+    "by day": ((), None, "day"),
+    "by user x model, 7 days": (("user", "model"), LAST_WEEK, None),
+    "by user x agent, 7 days": (("user", "agent"), LAST_WEEK, None),
+}
+_SUMS = "count(*), sum(input_tokens), sum(output_tokens), sum(cost_pico)"
+
+
+def _floor_sql(
+    by: tuple[str, ...], since: datetime | None, granularity: str | None, divide: str
+) -> tuple[str, list[int]]:
+    """The report as one plain GROUP BY over the flat rows (``divide``: the engine's integer division)."""
+    keys = list(by)
+    if granularity == "day":
+        keys.append(f"time_ns {divide} 86400000000000")
+    where = ""
+    params: list[int] = []
+    if since is not None:
+        where = " WHERE time_ns >= ?"
+        params.append(int(since.timestamp()) * 10**9)
+    group = ", ".join(keys) or "1"
+    return f"SELECT {group}, {_SUMS} FROM plain{where} GROUP BY {group}", params
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def report_child(kind: str, url: str, label: str) -> None:
+    """Run one report in this process; print its seconds, rows and RSS growth as JSON."""
+    by, since, granularity = REPORTS[label]
+    if kind == "duckdb":
+        import duckdb
+
+        conn = duckdb.connect(url, read_only=True)
+        sql, params = _floor_sql(by, since, granularity, "//")
+        base = _peak_mb()
+        began = time.perf_counter()
+        rows = len(conn.execute(sql.replace("?", "$1") if params else sql, params).fetchall())
+    elif kind == "sqlite-plain":
+        conn2 = sqlite3.connect(url)
+        sql, params = _floor_sql(by, since, granularity, "/")
+        base = _peak_mb()
+        began = time.perf_counter()
+        rows = len(conn2.execute(sql, params).fetchall())
+    else:
+        from meterline.ledger import open_ledger
+
+        ledger = open_ledger(url)
+        base = _peak_mb()
+        began = time.perf_counter()
+        rows = len(ledger.totals(by=by, since=since, granularity=granularity))  # type: ignore[arg-type]
+    seconds = time.perf_counter() - began
+    print(json.dumps({"seconds": seconds, "rows": rows, "rss_mb": _peak_mb() - base}))
+
+
+def _child(kind: str, url: str, label: str) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--report", kind, url, label], check=True, capture_output=True, text=True
+    )
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _best(kind: str, url: str, label: str, rounds: int = 3) -> dict[str, float]:
+    runs = [_child(kind, url, label) for _ in range(rounds)]
+    return min(runs, key=lambda run: run["seconds"])
+
+
+def _plain_sqlite(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    types = {"id": "TEXT PRIMARY KEY", "latency_ms": "REAL"}
+    texts = {"operation", "status", "provider", "model", "price_version", *workload.DIMENSIONS}
+    columns = ", ".join(
+        f"{name} {types.get(name, 'TEXT' if name in texts else 'INTEGER')}" for name in workload.FLAT_COLUMNS
+    )
+    conn.execute(f"CREATE TABLE plain ({columns})")
+    return conn
+
+
+def _duckdb_file(path: Path, batches: list[list[tuple[object, ...]]]) -> None:
+    import duckdb
+    import pyarrow as pa  # type: ignore[import-untyped]
+
+    texts = {"id", "operation", "status", "provider", "model", "price_version", *workload.DIMENSIONS}
+    schema = pa.schema(
+        [
+            (name, pa.string() if name in texts else pa.float64() if name == "latency_ms" else pa.int64())
+            for name in workload.FLAT_COLUMNS
+        ]
+    )
+    conn = duckdb.connect(str(path))
+    for rows in batches:
+        arrow_rows = pa.Table.from_pylist(  # noqa: F841 - read by name in the SQL
+            [dict(zip(workload.FLAT_COLUMNS, row, strict=True)) for row in rows], schema=schema
+        )
+        conn.execute("CREATE TABLE IF NOT EXISTS plain AS SELECT * FROM arrow_rows LIMIT 0")
+        conn.execute("INSERT INTO plain SELECT * FROM arrow_rows")
+    conn.close()
+
+
+def main() -> None:
+    """Fill the stores, then print ingest, size and report figures with ratios."""
+    from meterline.ledger import SQLiteLedger
+
+    warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
+        root = Path(directory)
+        ledger = SQLiteLedger(root / "ledger.db")
+        plain = _plain_sqlite(root / "plain.db")
+        insert = f"INSERT INTO plain VALUES ({', '.join('?' * len(workload.FLAT_COLUMNS))})"
+        ours_s = plain_s = 0.0
+        chunk: list[list[tuple[object, ...]]] = []
+        for events in workload.events(N, batch=100_000):
+            rows = [workload.flat_row(event) for event in events]
+            for at in range(0, len(events), BATCH):
+                began = time.perf_counter()
+                ledger.write(events[at : at + BATCH])
+                ours_s += time.perf_counter() - began
+                began = time.perf_counter()
+                plain.execute("BEGIN")
+                plain.executemany(insert, rows[at : at + BATCH])
+                plain.execute("COMMIT")
+                plain_s += time.perf_counter() - began
+            chunk.append(rows)
+            if len(chunk) == 10:
+                _duckdb_file(root / "plain.duckdb", chunk)
+                chunk = []
+        if chunk:
+            _duckdb_file(root / "plain.duckdb", chunk)
+        ledger.close()
+        plain.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        plain.close()
+        conn = sqlite3.connect(root / "ledger.db")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        ours_bytes = (root / "ledger.db").stat().st_size / N
+        plain_bytes = (root / "plain.db").stat().st_size / N
+        print(f"{N:,} events, batches of {BATCH:,}; peak RSS of the filler {_peak_mb():,.0f} MB")
+        print(
+            f"SQLite ingest: ledger {N / ours_s:,.0f}/s, plain executemany {N / plain_s:,.0f}/s,"
+            f" ratio {plain_s / ours_s:.2f} (goal >= 0.5)"
+        )
+        print(
+            f"SQLite bytes/event: ledger {ours_bytes:,.0f}, plain {plain_bytes:,.0f},"
+            f" ratio {ours_bytes / plain_bytes:.2f} (goal <= 1.2)"
+        )
+        url = f"sqlite:///{root / 'ledger.db'}"
+        header = f"{'report':<26}{'ledger s':>10}{'+MB':>7}{'plain SQL s':>12}{'DuckDB s':>10}"
+        print(f"{header}{'ledger/DuckDB':>15}")
+        for label in REPORTS:
+            ours = _best("ledger", url, label)
+            floor = _best("sqlite-plain", str(root / "plain.db"), label)
+            duck = _best("duckdb", str(root / "plain.duckdb"), label)
+            print(
+                f"{label:<26}{ours['seconds']:>10.3f}{ours['rss_mb']:>7.0f}{floor['seconds']:>12.3f}"
+                f"{duck['seconds']:>10.3f}{ours['seconds'] / duck['seconds']:>15.1f}"
+            )
+            assert ours["rows"] == duck["rows"] or label == "by day", (label, ours, duck)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--report"]:
+        report_child(*sys.argv[2:5])
+    else:
+        main()

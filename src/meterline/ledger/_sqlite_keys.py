@@ -1,0 +1,173 @@
+"""The SQLite ledger's two dictionaries, cached: event keys and dimension values, by id.
+
+An event row refers to its (operation, status, provider, model, request model, price
+version) by ``key_id`` and to its dimensions by the ids of their (name, value) pairs (see
+`meterline.ledger._sqlite_schema`). A `Dictionaries` remembers the ids its ledger has
+committed, so the writer binds most events without asking SQLite anything; a new key or
+value is stored inside the write's transaction, and forgotten again if that rolls back.
+"""
+
+from __future__ import annotations as _annotations
+
+import sqlite3
+from collections.abc import Mapping
+from typing import Any, Final
+
+from meterline.exceptions import LedgerError
+from meterline.ledger._sqlite_schema import add_key, add_value, rollup_fields
+
+__all__ = ["Dictionaries"]
+
+_MAX_CACHED: Final = 200_000
+"""Entries a cache holds at most (past it, it starts again: ids are looked up on the next use)."""
+_IN_CHUNK: Final = 500
+"""Ids per ``IN (...)`` lookup (under SQLite's smallest limit of 999 parameters)."""
+
+
+class Dictionaries:
+    """Ids of keys and dimension values, both ways, for one ledger connection (used under its lock)."""
+
+    __slots__ = (
+        "_added",
+        "_conn",
+        "dims",
+        "key_fields",
+        "key_ids",
+        "rollup_ids",
+        "value_ids",
+        "values",
+    )
+
+    def __init__(self) -> None:
+        self.key_ids: dict[tuple[Any, ...], int] = {}
+        """Key fields -> their ``key_id``."""
+        self.key_fields: dict[int, tuple[Any, ...]] = {}
+        """``key_id`` -> its fields (the inverse of ``key_ids``)."""
+        self.rollup_ids: dict[int, int] = {}
+        """``key_id`` -> the key_id the roll-ups keep it under."""
+        self.dims: dict[str, str] = {}
+        """Dimensions' JSON -> the comma-separated ids of their values (``''`` for none)."""
+        self.value_ids: dict[tuple[str, str], int] = {}
+        """(name, value) -> ``value_id``."""
+        self.values: dict[int, tuple[str, str]] = {}
+        """``value_id`` -> (name, value)."""
+        self._conn: sqlite3.Connection | None = None
+        self._added: list[tuple[str, Any]] = []
+
+    def begin(self, conn: sqlite3.Connection) -> None:
+        """Start a write on ``conn``'s open transaction (new ids are stored in it)."""
+        if max(len(self.key_ids), len(self.dims), len(self.value_ids)) >= _MAX_CACHED:
+            for cache in (
+                self.key_ids,
+                self.key_fields,
+                self.rollup_ids,
+                self.dims,
+                self.value_ids,
+                self.values,
+            ):
+                cache.clear()
+        self._conn = conn
+        self._added.clear()
+
+    def commit(self) -> None:
+        """The write committed: keep what it added."""
+        self._conn = None
+        self._added.clear()
+
+    def rollback(self) -> None:
+        """The write rolled back: forget the ids it stored (they are gone with it)."""
+        self._conn = None
+        for kind, entry in self._added:
+            if kind == "key":
+                key_id = self.key_ids.pop(entry, None)
+                if key_id is not None:
+                    self.key_fields.pop(key_id, None)
+                    self.rollup_ids.pop(key_id, None)
+            elif kind == "dims":
+                self.dims.pop(entry, None)
+            else:
+                value_id = self.value_ids.pop(entry, None)
+                if value_id is not None:
+                    self.values.pop(value_id, None)
+        self._added.clear()
+
+    def _writing(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise LedgerError("internal: a dictionary id was asked for outside a write")
+        return self._conn
+
+    def key_id(self, fields: tuple[Any, ...]) -> int:
+        """The ``key_id`` of key fields, stored if new."""
+        found = self.key_ids.get(fields)
+        if found is not None:
+            return found
+        rollup = rollup_fields(fields)
+        rollup_id = None if rollup == fields else self.key_id(rollup)
+        key_id = add_key(self._writing(), fields, rollup_id)
+        self.key_ids[fields] = key_id
+        self.key_fields[key_id] = fields
+        self.rollup_ids[key_id] = key_id if rollup_id is None else rollup_id
+        self._added.append(("key", fields))
+        return key_id
+
+    def dims_ids(self, text: str, dimensions: Mapping[str, str]) -> str:
+        """The ids of ``dimensions``' values (``text``: their JSON), in the order of their names."""
+        found = self.dims.get(text)
+        if found is not None:
+            return found
+        ids = []
+        for name in sorted(dimensions):
+            pair = (name, dimensions[name])
+            value_id = self.value_ids.get(pair)
+            if value_id is None:
+                value_id = self.value_ids[pair] = add_value(self._writing(), *pair)
+                self.values[value_id] = pair
+                self._added.append(("value", pair))
+            ids.append(str(value_id))
+        joined = self.dims[text] = ",".join(ids)
+        self._added.append(("dims", text))
+        return joined
+
+    def load_keys(self, conn: sqlite3.Connection, key_ids: Any) -> None:
+        """Read the fields of ``key_ids`` not cached yet (after a restart, or another writer's keys)."""
+        missing = [key_id for key_id in set(key_ids) if key_id not in self.key_fields]
+        for start in range(0, len(missing), _IN_CHUNK):
+            chunk = missing[start : start + _IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            rows = conn.execute(
+                "SELECT key_id, operation, status, provider, model, request_model, price_version,"  # noqa: S608
+                f" coalesce(rollup_id, key_id) FROM meterline_keys WHERE key_id IN ({marks})",
+                chunk,
+            )
+            for key_id, *fields, rollup_id in rows:
+                self.key_fields[key_id] = tuple(fields)
+                self.rollup_ids[key_id] = rollup_id
+
+    def dimensions(self, conn: sqlite3.Connection, ids: str) -> dict[str, str]:
+        """The dimensions of a row's ``dims`` ids, read from the value table when not cached.
+
+        Raises:
+            LedgerError: an id is in no row of the value table (a damaged file).
+        """
+        if not ids:
+            return {}
+        numbers = [int(value_id) for value_id in ids.split(",")]
+        missing = [value_id for value_id in numbers if value_id not in self.values]
+        if missing:
+            if len(self.values) >= _MAX_CACHED:
+                self.values.clear()
+                self.value_ids.clear()
+                missing = numbers
+            for start in range(0, len(missing), _IN_CHUNK):
+                chunk = missing[start : start + _IN_CHUNK]
+                rows = conn.execute(
+                    "SELECT value_id, name, value FROM meterline_dim_values"  # noqa: S608 - constants only
+                    f" WHERE value_id IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                )
+                for value_id, name, value in rows:
+                    self.values[value_id] = (name, value)
+        try:
+            return dict(self.values[value_id] for value_id in numbers)
+        except KeyError as exc:
+            raise LedgerError(f"stored dimensions {ids!r:.80} are unreadable: no value {exc}") from exc
