@@ -2,10 +2,12 @@
 
 The shape of the ledger issue: 50 priced models, 200 orgs, 10,000 users, 100,000 sessions,
 5 agents, 12 tools, 1-3 model calls and 0-2 tool calls per turn, over 90 days. Each session
-belongs to one user and each user to one org; a turn picks its session and agent at random
-and its models by a Zipf law (s = 1.1: a product's traffic goes mostly to a few models, and
-some to all 50). Costs are exact: each (model, usage) is priced by a `Meter` once, from a pool
-of usages, and reused. Events come in time order, in batches, never all in memory.
+belongs to one user and each user to one org; sessions are short-lived (numbered in time
+order, about 64 open at any moment, so each lasts about 1/1,500th of the 90 days); a turn
+picks one of the open sessions and an agent at random, and its models by a Zipf law
+(s = 1.1: a product's traffic goes mostly to a few models, and some to all 50). Costs are
+exact: each (model, usage) is priced by a `Meter` once, from a pool of usages, and reused.
+Events come in time order, in batches, never all in memory.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ DAY_NS = 86_400 * 10**9
 START_NS = 1_767_225_600 * 10**9
 """2026-01-01T00:00:00Z: the first event's day."""
 _USAGES_PER_MODEL = 64
+_OPEN_SESSIONS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +106,8 @@ def events(count: int, *, batch: int = 10_000, seed: int = 7) -> Iterator[list[U
     out: list[UsageEvent] = []
     index = 0
     while index < count:
-        session = rng.randrange(SESSIONS)
+        opened = index * SESSIONS // count  # the newest session open at this point of the 90 days
+        session = max(0, opened - rng.randrange(_OPEN_SESSIONS))
         user = session_user[session]
         scope = Dimensions(  # as a meter's scope: one object shared by the turn's model calls
             {

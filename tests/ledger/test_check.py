@@ -59,7 +59,7 @@ def test_a_damaged_schema_is_reported(
 ) -> None:
     """Invalid UTF-8 in the schema: opening raises LedgerError, the check names it, the command exits 1."""
     data = sound.read_bytes()
-    at = data.index(b"CREATE TABLE") + 13
+    at = data.index(b"CREATE TABLE meterline_rollup_dim_month") + 13  # a live table (older ones were dropped)
     path = _damaged(sound, tmp_path, [(at + i, 0xFF) for i in range(4)])
     with pytest.raises(LedgerError):
         open_ledger(path)
@@ -74,7 +74,7 @@ def test_a_damaged_schema_is_reported(
 def test_a_meter_on_a_damaged_ledger_records_and_spools(sound: Path, tmp_path: Path) -> None:
     """Meter(ledger=damaged) does not raise: record() works, the events are spooled, none lost."""
     data = sound.read_bytes()
-    at = data.index(b"CREATE TABLE") + 13
+    at = data.index(b"CREATE TABLE meterline_rollup_dim_month") + 13  # a live table (older ones were dropped)
     path = _damaged(sound, tmp_path, [(at + i, 0xFF) for i in range(4)])
     meter = Meter(ledger=f"sqlite:///{path}")
     for _ in range(5):

@@ -201,7 +201,8 @@ def test_refuses_a_newer_schema(path: Path) -> None:
     assert str(SCHEMA_VERSION) in str(info.value)
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("SELECT value FROM meterline_meta").fetchone() == (str(SCHEMA_VERSION + 1),)
+        version = conn.execute("SELECT value FROM meterline_meta WHERE key = 'schema_version'").fetchone()
+        assert version == (str(SCHEMA_VERSION + 1),)
     finally:
         conn.close()
 
@@ -391,16 +392,21 @@ def test_reprice_keeps_the_previous_cost(path: Path) -> None:
         ledger.close()
 
 
-def test_prune_keeps_the_rollups_of_the_hour_in_progress(path: Path) -> None:
-    """Pruning in the middle of an hour deletes its earlier events but keeps that hour's roll-up."""
+def test_prune_in_the_middle_of_an_hour_takes_its_events_out_of_the_rollups(path: Path) -> None:
+    """Pruning in the middle of an hour, day and month leaves every roll-up with exactly the events kept."""
     ledger = SQLiteLedger(path)
     try:
-        ledger.write([make_event(1, T0 + timedelta(minutes=10)), make_event(2, T0 + timedelta(minutes=50))])
+        user = {"user": "u1"}
+        times = [T0 + timedelta(minutes=10), T0 + timedelta(minutes=50), T0 + timedelta(days=3)]
+        ledger.write([make_event(i, at, dims=user) for i, at in enumerate(times)])  # the third folds the rest
         assert ledger.prune(T0 + timedelta(minutes=30)) == 1
-        assert ledger.stats().events == 1
-        assert ledger.totals()[0].events == 2  # documented: roll-ups are pruned by whole hours
+        assert ledger.stats().events == 2
+        for by in ((), ("user",)):
+            assert [row.events for row in ledger.totals(by=by)] == [2]
+            assert [row.events for row in ledger.totals(by=by, granularity="month")] == [1, 1]
         assert ledger.prune(T0 + timedelta(hours=1)) == 1
-        assert ledger.totals() == []
+        assert [row.events for row in ledger.totals(by=("user",))] == [1]
+        assert ledger.totals(by=("user",), until=T0 + timedelta(days=1)) == []
     finally:
         ledger.close()
 
@@ -416,8 +422,9 @@ def test_the_rollups_agree_with_the_events(path: Path) -> None:
         ledger.write(
             [make_event(i, T0 + timedelta(minutes=25 * i), dims={"user": f"u{i % 3}"}) for i in range(9)]
         )
+        ledger.write([make_event(100, T0 + timedelta(days=40), dims={"user": "u1"})])  # folds January
         ledger.reprice([(events[0].id, Decimal("1.5"), "v2"), (events[6].id, Decimal("0.25"), "v2")])
-        ledger.prune(T0 + timedelta(hours=2))  # midnight UTC: every roll-up pruned in step
+        ledger.prune(T0 + timedelta(hours=1, minutes=20))
         calls = "k.operation NOT IN ('execute_tool', 'cache')"
         conn = sqlite3.connect(path)
         try:
@@ -433,21 +440,35 @@ def test_the_rollups_agree_with_the_events(path: Path) -> None:
                 " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
             ).fetchall()
             by_value = conn.execute(
-                "SELECT value_id, day, key_id, events, unpriced, cost_pico, input_tokens"
+                "SELECT value_id, day, key_id, events, unpriced, cost_pico, cost_high, input_tokens"
                 " FROM meterline_rollup_dim_day ORDER BY 1, 2, 3"
             ).fetchall()
             by_value_from_events = conn.execute(
                 "SELECT j.value, e.time_ns / 86400000000000 * 86400, coalesce(k.rollup_id, k.key_id),"
                 f" COUNT(*), SUM({calls} AND e.measured AND e.cost_pico IS NULL),"
-                f" coalesce(SUM(CASE WHEN {calls} THEN e.cost_pico END), 0),"
+                f" coalesce(SUM(CASE WHEN {calls} THEN e.cost_pico & 4294967295 END), 0),"
+                f" coalesce(SUM(CASE WHEN {calls} THEN e.cost_pico >> 32 END), 0),"
                 f" SUM(CASE WHEN {calls} THEN e.input_tokens ELSE 0 END)"
                 " FROM meterline_events AS e JOIN meterline_keys AS k ON k.key_id = e.key_id,"
-                " json_each('[' || e.dims || ']') AS j GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+                " json_each('[0' || iif(e.dims = '', '', ',' || e.dims) || ']') AS j"
+                " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+            ).fetchall()
+            months = conn.execute(
+                "SELECT value_id, month, events, cost_pico, cost_high"
+                " FROM meterline_rollup_dim_month ORDER BY 1, 2"
+            ).fetchall()
+            months_from_days = conn.execute(
+                "SELECT value_id, CAST(strftime('%s', day, 'unixepoch', 'start of month') AS INTEGER),"
+                " SUM(events), SUM(cost_pico), SUM(cost_high) FROM meterline_rollup_dim_day"
+                " WHERE day < (SELECT CAST(value AS INTEGER) FROM meterline_meta"
+                " WHERE key = 'dim_months_until') GROUP BY 1, 2 ORDER BY 1, 2"
             ).fetchall()
         finally:
             conn.close()
         assert nodims == from_events
         assert by_value == by_value_from_events
+        assert months == months_from_days
+        assert months
         assert len(nodims) > 3
         assert len(by_value) > 3
         by_model = {row.key: row for row in ledger.totals(by=("model",))}

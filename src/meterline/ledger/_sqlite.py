@@ -41,22 +41,34 @@ from meterline.ledger._sqlite_keys import Dictionaries
 from meterline.ledger._sqlite_reports import Query, read_totals
 from meterline.ledger._sqlite_rows import bind_rows
 from meterline.ledger._sqlite_schema import (
+    ALL_EVENTS,
     COLUMNS,
     CORRECT_DIM,
+    CORRECT_MONTH,
     CORRECT_NODIMS,
     COUNT_NEW,
     DAY,
     ID,
     LAST_ROWID,
+    LOW_BITS,
     MIGRATIONS,
     NOT_MODEL_CALLS,
     REPRICE_EVENT,
     ROLL_UP_DIMS,
+    ROLL_UP_MONTHS,
     ROLL_UP_NODIMS,
     ROLLUPS,
     SELECT_FOR_REPRICE,
+    TAKE_OUT_DAYS,
+    TAKE_OUT_MONTHS,
+    TAKE_OUT_NODIMS,
+    TIME_AT,
+    UNFOLD_MONTHS,
     WIDTH,
+    fold_months,
+    folded_until,
     insert_events,
+    month_of,
 )
 
 __all__ = ["SQLiteLedger"]
@@ -67,6 +79,7 @@ _PAGE: Final = 1000
 """Events per page of `SQLiteLedger.events`."""
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY: Final = 86_400
+_NS: Final = 1_000_000_000
 _WAL_CHECKPOINT_PAGES: Final = 4000
 """Pages of WAL after which a commit checkpoints (SQLite's default: 1000)."""
 _MAX_ROWS_PER_INSERT: Final = 1024
@@ -199,25 +212,36 @@ class SQLiteLedger:
                 )
             conn.execute(ROLL_UP_NODIMS, (last,))
             conn.execute(ROLL_UP_DIMS, (last,))
+            folded = folded_until(conn)
+            if folded:  # events of days already folded into the monthly roll-up
+                conn.execute(ROLL_UP_MONTHS, (last, folded * 1_000_000_000))
+            fold_months(conn, max(values[TIME_AT::WIDTH]))
         return inserted
 
     def prune(self, before: datetime) -> int:
-        """Delete the events older than ``before``, and the roll-up rows of the whole hours and days before.
+        """Delete the events older than ``before``, and take them out of every roll-up.
 
-        Roll-ups are pruned by whole hours (by whole days for those by dimension value): the
-        hour and the day that contain ``before`` keep their roll-up rows (which still count
-        the events deleted) until a later prune passes their end. Prune at midnight UTC to
-        keep them all in step.
+        The roll-ups then hold exactly the events kept, whatever the time of ``before``: the
+        deleted events of the hour, day and month that contain it are subtracted from their
+        rows, and the rows of earlier periods are deleted.
 
         Returns:
             How many events were deleted.
         """
         before_ns = _ns(before)
+        hour = hour_of(before_ns)
+        day = hour - hour % DAY
         with self._transaction("prune") as conn:
+            folded = folded_until(conn)
+            conn.execute(UNFOLD_MONTHS, (min(day, folded),))  # the whole days before ``day``
+            conn.execute(TAKE_OUT_NODIMS, (hour * _NS, before_ns))
+            conn.execute(TAKE_OUT_DAYS, (day * _NS, before_ns))
+            if day < folded:
+                conn.execute(TAKE_OUT_MONTHS, (day * _NS, before_ns))
             deleted = conn.execute("DELETE FROM meterline_events WHERE time_ns < ?", (before_ns,)).rowcount
-            hour = hour_of(before_ns)
-            conn.execute(f"DELETE FROM {ROLLUPS[0]} WHERE hour < ?", (hour,))  # noqa: S608 - constants only
-            conn.execute(f"DELETE FROM {ROLLUPS[1]} WHERE day < ?", (hour - hour % DAY,))  # noqa: S608
+            conn.execute(f"DELETE FROM {ROLLUPS[0]} WHERE hour < ? OR events = 0", (hour,))  # noqa: S608
+            conn.execute(f"DELETE FROM {ROLLUPS[1]} WHERE day < ? OR events = 0", (day,))  # noqa: S608
+            conn.execute(f"DELETE FROM {ROLLUPS[2]} WHERE events = 0")  # noqa: S608 - constants only
         return deleted
 
     def reprice(self, events: Sequence[tuple[str, Decimal | None, str | None]]) -> int:
@@ -245,6 +269,8 @@ class SQLiteLedger:
         repriced: list[tuple[str | None, str | None, int | None, int, str]] = []
         nodims: dict[tuple[Any, ...], list[int]] = {}
         by_value: dict[tuple[Any, ...], list[int]] = {}
+        by_month: dict[tuple[Any, ...], list[int]] = {}
+        folded = folded_until(conn)
         ids = list(wanted)
         for start in range(0, len(ids), _MAX_PARAMS):
             chunk = ids[start : start + _MAX_PARAMS]
@@ -260,19 +286,30 @@ class SQLiteLedger:
                 new_key = names.key_id((operation, status, provider, model, request_model, price_version))
                 repriced.append((old_cost, None if cost is None else str(cost), pico, new_key, stored_id))
                 model_call = operation not in NOT_MODEL_CALLS
-                delta = (
-                    (pico or 0) - (old_pico or 0),
-                    (cost is None) - (old_cost is None) if measured and model_call else 0,
-                )
+                unpriced = (cost is None) - (old_cost is None) if measured and model_call else 0
+                new, old_value = pico or 0, old_pico or 0
                 hour = hour_of(time_ns)
-                _add_delta(nodims, (hour, operation, status, provider or "", model or ""), delta)
-                if dims and model_call:  # a tool's cost is not kept by value
+                _add_delta(
+                    nodims,
+                    (hour, operation, status, provider or "", model or ""),
+                    (new - old_value, unpriced),
+                )
+                if model_call:  # a tool's cost is not kept by value
+                    # The roll-ups by value keep a cost's low 32 bits and the rest apart (BY_VALUE_SUMS).
+                    split = (
+                        (new & LOW_BITS) - (old_value & LOW_BITS),
+                        (new >> 32) - (old_value >> 32),
+                        unpriced,
+                    )
                     day, rollup_id = hour - hour % DAY, names.rollup_ids[key_id]
-                    for value_id in dims.split(","):
-                        _add_delta(by_value, (int(value_id), day, rollup_id), delta)
+                    for value_id in (ALL_EVENTS, *(dims.split(",") if dims else ())):
+                        _add_delta(by_value, (int(value_id), day, rollup_id), split)
+                        if day < folded:
+                            _add_delta(by_month, (int(value_id), month_of(day)), split)
         conn.executemany(REPRICE_EVENT, repriced)
         conn.executemany(CORRECT_NODIMS, [(*delta, *key) for key, delta in nodims.items()])
         conn.executemany(CORRECT_DIM, [(*delta, *key) for key, delta in sorted(by_value.items())])
+        conn.executemany(CORRECT_MONTH, [(*delta, *key) for key, delta in sorted(by_month.items())])
         return len(repriced)
 
     # -- reading ------------------------------------------------------------------------
@@ -388,10 +425,7 @@ class SQLiteLedger:
             count, first, last = conn.execute(
                 "SELECT COUNT(*), MIN(time_ns), MAX(time_ns) FROM meterline_events"
             ).fetchone()
-            rollup_rows = sum(
-                conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608 - constants only
-                for table in ROLLUPS
-            )
+            (rollup_rows,) = conn.execute(f"SELECT COUNT(*) FROM {ROLLUPS[0]}").fetchone()  # noqa: S608
         return LedgerStats(
             url=self.url,
             schema_version=version,
@@ -410,12 +444,15 @@ class SQLiteLedger:
 
 
 def _add_delta(
-    deltas: dict[tuple[Any, ...], list[int]], key: tuple[Any, ...], delta: tuple[int, int]
+    deltas: dict[tuple[Any, ...], list[int]], key: tuple[Any, ...], delta: tuple[int, ...]
 ) -> None:
-    """Add a (cost, unpriced) correction into the one of its roll-up row."""
-    total = deltas.setdefault(key, [0, 0])
-    total[0] += delta[0]
-    total[1] += delta[1]
+    """Add a correction (the cost's parts, then the unpriced count) into the one of its roll-up row."""
+    total = deltas.get(key)
+    if total is None:
+        deltas[key] = list(delta)
+    else:
+        for i, part in enumerate(delta):
+            total[i] += part
 
 
 def _marks(count: int) -> str:

@@ -28,12 +28,14 @@ from decimal import Decimal
 from typing import Any, Final
 
 from meterline._money import tidy
-from meterline._usage import USAGE_FIELDS, Usage
+from meterline._usage import new_usage
 from meterline.exceptions import LedgerError
 from meterline.ledger._backend import Granularity, LedgerRow
 from meterline.ledger._rows import ROLLUP_SUMS
 from meterline.ledger._sqlite_keys import Dictionaries
 from meterline.ledger._sqlite_schema import (
+    ALL_EVENTS,
+    BY_VALUE_SUMS,
     DAY,
     EVENT_FIELDS,
     EVENT_SUMS,
@@ -47,6 +49,8 @@ from meterline.ledger._sqlite_schema import (
     SUM_USAGE,
     UNMEASURED,
     UNPRICED,
+    folded_until,
+    month_of,
 )
 
 __all__ = ["Query", "read_totals"]
@@ -99,7 +103,8 @@ def _groups(conn: sqlite3.Connection, names: Dictionaries, query: Query, *, in_s
             first = _next_day(query.since)
             last = None if query.until is None else query.until - query.until % DAY
             if first is None or last is None or first < last:
-                _add_by_value(conn, query, dims[0], first, last, groups, in_sql)
+                for table, start, end in _segments(conn, query, first, last):
+                    _add_by_value(conn, query, dims[0], table, start, end, groups, in_sql)
                 if first is not None and query.since is not None and query.since < first:
                     _add_events(conn, names, query, query.since, first, groups, in_sql)
                 if last is not None and query.until is not None and last < query.until:
@@ -109,6 +114,37 @@ def _groups(conn: sqlite3.Connection, names: Dictionaries, query: Query, *, in_s
     except (sqlite3.Error, OverflowError) as exc:
         raise LedgerError(f"totals failed: {exc}") from exc
     return groups
+
+
+def _segments(
+    conn: sqlite3.Connection, query: Query, first: int | None, last: int | None
+) -> list[tuple[str, int | None, int | None]]:
+    """The roll-up table for each part of the days [first, last): months, then the other days.
+
+    The monthly roll-up (one row per value and month) holds the days before `folded_until`.
+    It serves the months that start in the range whose folded days all lie in it, up to the
+    first unfolded day; the daily roll-up serves the rest. Not for a report by day, or one
+    that groups or filters by a model field (which only the daily roll-up keeps).
+    """
+    if query.granularity == "day" or any(name in EVENT_FIELDS for name in (*query.by, *query.where)):
+        return [(ROLLUPS[1], first, last)]
+    folded = folded_until(conn)
+    start = None if first is None else month_of(first) if month_of(first) == first else _next_month(first)
+    # The months [start, end) as rows of the monthly roll-up, holding the days [start, end).
+    end = folded if last is None or folded <= last else month_of(last)
+    if not folded or (start is not None and start >= end):
+        return [(ROLLUPS[1], first, last)]
+    parts: list[tuple[str, int | None, int | None]] = [(ROLLUPS[2], start, end)]
+    if first is not None and start is not None and first < start:
+        parts.append((ROLLUPS[1], first, start))
+    if last is None or end < last:
+        parts.append((ROLLUPS[1], end, last))
+    return parts
+
+
+def _next_month(day: int) -> int:
+    """The first second of the UTC month after the one of ``day``."""
+    return month_of(month_of(day) + 32 * DAY)
 
 
 def _next_day(hour: int | None) -> int | None:
@@ -163,67 +199,89 @@ def _add_by_value(
     conn: sqlite3.Connection,
     query: Query,
     dimension: str,
+    table: str,
     first: int | None,
     last: int | None,
     groups: Groups,
     in_sql: bool,
 ) -> None:
-    """Add up the day roll-up of one dimension's values over the days [first, last).
+    """Add up a roll-up by value (``table``: daily or monthly) of one dimension over the days [first, last).
 
     The events without the dimension (the group ``None``, or a filter that allows ``None``)
-    are in no row of that table: they are the hourly roll-up's sums over the same days and
+    are in no value's row: they are the sums of the `ALL_EVENTS` rows over the same days and
     model fields less those of every value, which is exact (each event has at most one value
     per dimension, and every sum but latency is an integer).
     """
     allowed = query.where.get(dimension)
-    wanted = None if allowed is None else frozenset(value for value in allowed if type(value) is str)
+    wanted = None if allowed is None else [value for value in allowed if type(value) is str]
     missing = (allowed is None and dimension in query.by) or (allowed is not None and None in allowed)
     clauses = ["v.name = ?"]
     params: list[object] = [dimension]
-    if wanted is not None and not missing:
-        if not wanted:
-            return
-        clauses.append(f"v.value IN ({', '.join('?' * len(wanted))})")
-        params.extend(wanted)
+    column = "r.day" if table == ROLLUPS[1] else "r.month"
     if first is not None:
-        clauses.append("r.day >= ?")
+        clauses.append(f"{column} >= ?")
         params.append(first)
     if last is not None:
-        clauses.append("r.day < ?")
+        clauses.append(f"{column} < ?")
         params.append(last)
     if not _field_clauses(query, "k.", clauses, params):
         return
     fields = tuple(name for name in EVENT_FIELDS if name in query.by)
-    keys = [_period_sql(query.granularity, "r.day"), "v.value", *(f"k.{name}" for name in fields)]
-    group = keys if in_sql else ["r.value_id", "r.day", "r.key_id"]
-    sums = ", ".join(f"SUM(r.{name})" for name in ROLLUP_SUMS)
-    sql = (
-        f"SELECT {', '.join(keys)}, {sums} FROM meterline_dim_values AS v"  # noqa: S608 - constants only
-        f" JOIN {ROLLUPS[1]} AS r ON r.value_id = v.value_id JOIN meterline_keys AS k ON k.key_id = r.key_id"
-        f" WHERE {' AND '.join(clauses)} GROUP BY {', '.join(group)}"
+    period = _period_sql(query.granularity, column)
+    keys = [period, "v.value", *(f"k.{name}" for name in fields)]
+    by_key = table == ROLLUPS[1]  # the monthly roll-up has no key: it serves no model field
+    source = (
+        f" FROM meterline_dim_values AS v JOIN {table} AS r ON r.value_id = v.value_id"
+        f"{' JOIN meterline_keys AS k ON k.key_id = r.key_id' if by_key else ''}"
     )
-    width = len(keys)
-    covered: Groups = {}
-    for row in conn.execute(sql, params):
-        values: dict[str, Any] = {name: row[2 + i] for i, name in enumerate(fields)}
-        if missing:
-            _add(covered, (tuple(values.values()), row[0]), row, width, False)
-        if wanted is not None and row[1] not in wanted:
-            continue
-        values[dimension] = row[1]
-        _add(groups, (tuple(values[name] for name in query.by), row[0]), row, width, False)
+    sums = ", ".join(f"SUM(r.{name})" for name in BY_VALUE_SUMS)
+    rows = ["r.value_id", column, *(["r.key_id"] if by_key else [])]  # one roll-up row a group
+    values = ""
+    if wanted is not None:
+        values = f" AND v.value IN ({', '.join('?' * len(wanted))})"
+    if wanted != []:
+        sql = (
+            f"SELECT {', '.join(keys)}, {sums}{source}"
+            f" WHERE {' AND '.join(clauses)}{values} GROUP BY {', '.join(keys if in_sql else rows)}"
+        )
+        width = len(keys)
+        at = [1 if name == dimension else 2 + fields.index(name) for name in query.by]
+        for row in conn.execute(sql, [*params, *(wanted or ())]):
+            _add(groups, (tuple(row[i] for i in at), row[0]), _joined(row, width), 0, False)
     if not missing:
         return
+    # The sums of every value, per model fields and period, to take from those of all events.
+    monthly = query.granularity == "month"  # the days and months of the subtraction, as months
+    covered: Groups = {}
+    sql = (
+        f"SELECT {period}, {', '.join(['NULL', *keys[2:]])}, {sums}{source}"
+        f" WHERE {' AND '.join(clauses)} GROUP BY {', '.join([period, *keys[2:]] if in_sql else rows)}"
+    )
+    for row in conn.execute(sql, params):
+        start = month_of(row[0]) if monthly and row[0] is not None else row[0]
+        _add(covered, (tuple(row[2 : 2 + len(fields)]), start), _joined(row, 2 + len(fields)), 0, False)
     everything: Groups = {}
-    model_filters = {name: query.where[name] for name in EVENT_FIELDS if name in query.where}
-    _add_nodims(conn, Query(fields, model_filters, first, last, query.granularity), everything, in_sql)
-    for (key, period), acc in everything.items():
-        done = covered.get((key, period), [0] * _WIDTH)
+    sql = (
+        f"SELECT {period}, {', '.join(['NULL', *keys[2:]])}, {sums} FROM {table} AS r"  # noqa: S608
+        f"{' JOIN meterline_keys AS k ON k.key_id = r.key_id' if by_key else ''}"
+        f" WHERE {' AND '.join(['r.value_id = ?', *clauses[1:]])}"
+        f" GROUP BY {', '.join([period, *keys[2:]] if in_sql else rows)}"
+    )
+    for row in conn.execute(sql, [ALL_EVENTS, *params[1:]]):
+        start = month_of(row[0]) if monthly and row[0] is not None else row[0]
+        _add(everything, (tuple(row[2 : 2 + len(fields)]), start), _joined(row, 2 + len(fields)), 0, False)
+    for (key, when), acc in everything.items():
+        done = covered.get((key, when), [0] * _WIDTH)
         rest = [total - part for total, part in zip(acc, done, strict=True)]
+        if any(value < 0 for value in rest[:SUM_LATENCY]):
+            raise LedgerError(
+                f"the roll-ups disagree for {dict(zip(fields, key, strict=True))}: the rows by"
+                f" {dimension!r} add up to more than all events ({rest}); the file was changed by hand"
+            )
         if rest[EVENTS]:
-            values = dict[str, Any](zip(fields, key, strict=True))
-            values[dimension] = None
-            _add(groups, (tuple(values[name] for name in query.by), period), rest, 0, False)
+            named = dict[str, Any](zip(fields, key, strict=True))
+            named[dimension] = None
+            _add(groups, (tuple(named[name] for name in query.by), when), rest, 0, False)
 
 
 def _add_events(
@@ -278,6 +336,13 @@ def _add_events(
         _add(groups, (key, row[0]), row, len(keys), row[1] in NOT_MODEL_CALLS)
 
 
+def _joined(row: Sequence[Any], at: int) -> list[Any]:
+    """The `BY_VALUE_SUMS` of a row (from column ``at``) as `ROLLUP_SUMS`: the cost's two parts joined."""
+    sums = list(row[at : at + _WIDTH])
+    sums[SUM_PICO] += row[at + _WIDTH] << 32
+    return sums
+
+
 def _period_sql(granularity: Granularity | None, hour: str) -> str:
     """The period a row of ``hour`` (seconds, or a day) falls in: hour, day (months merged later), none."""
     if granularity is None:
@@ -297,6 +362,9 @@ def _add(
     """Add a row's sums (from column ``at``) into its group; a tool's usage and cost are informational."""
     acc = groups.get(key)
     if acc is None:
+        if not tool:
+            groups[key] = list(row[at : at + _WIDTH])
+            return
         acc = groups[key] = [0] * _WIDTH
     if tool:
         acc[EVENTS] += row[at + EVENTS]
@@ -321,29 +389,29 @@ def _rows(groups: Groups, granularity: Granularity | None) -> list[LedgerRow]:
         else:  # days of one month
             for i in range(_WIDTH):
                 merged[i] += acc[i]
-    result = [
+    order = sorted(
+        out.items(),
+        key=lambda item: (
+            -item[1][SUM_PICO],  # the cost, exact in pico-dollars
+            -item[1][EVENTS],
+            tuple((value is not None, value or "") for value in item[0][0]),
+            item[0][1] or _EPOCH,
+        ),
+    )
+    return [
         LedgerRow(
             key=key,
             period=when,
             events=acc[EVENTS],
             unmeasured=acc[UNMEASURED],
             unpriced=acc[UNPRICED],
-            usage=Usage(**{name: acc[i] for name, i in zip(USAGE_FIELDS, SUM_USAGE, strict=True)}),
+            usage=new_usage(*(acc[i] for i in SUM_USAGE)),  # sums of checked counts
             cost=tidy(Decimal(acc[SUM_PICO]).scaleb(-12)),
             latency_ms=float(acc[SUM_LATENCY]),
             tokens_saved=acc[SUM_SAVED],
         )
-        for (key, when), acc in out.items()
+        for (key, when), acc in order
     ]
-    result.sort(
-        key=lambda row: (
-            -row.cost,
-            -row.events,
-            tuple((value is not None, value or "") for value in row.key),
-            row.period or _EPOCH,
-        )
-    )
-    return result
 
 
 def _period(start: int, granularity: Granularity | None) -> datetime:

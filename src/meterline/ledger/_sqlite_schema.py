@@ -39,6 +39,7 @@ import functools
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION
@@ -50,19 +51,25 @@ from meterline.ledger._rows import (
 )
 
 __all__ = [
+    "ALL_EVENTS",
+    "BY_VALUE_SUMS",
     "COLUMNS",
     "CORRECT_DIM",
+    "CORRECT_MONTH",
     "CORRECT_NODIMS",
     "COUNT_NEW",
     "DAY",
     "DIMS_AT",
     "EVENTS",
     "EVENT_FIELDS",
+    "FOLDED",
+    "FOLD_MONTHS",
     "HOUR",
     "ID",
     "KEY_ID_AT",
     "LAST_ROWID",
     "LATENCY_AT",
+    "LOW_BITS",
     "MEASURED",
     "MIGRATIONS",
     "NOT_MODEL_CALLS",
@@ -70,6 +77,7 @@ __all__ = [
     "REPRICE_EVENT",
     "ROLLUPS",
     "ROLL_UP_DIMS",
+    "ROLL_UP_MONTHS",
     "ROLL_UP_NODIMS",
     "SAVED_AT",
     "SELECT_FOR_REPRICE",
@@ -79,14 +87,18 @@ __all__ = [
     "SUM_SAVED",
     "SUM_USAGE",
     "TIME_AT",
+    "UNFOLD_MONTHS",
     "UNMEASURED",
     "UNPRICED",
     "USAGE_AT",
     "WIDTH",
     "add_key",
     "add_value",
+    "fold_months",
+    "folded_until",
     "insert_events",
     "key_text",
+    "month_of",
     "rollup_fields",
 ]
 
@@ -97,8 +109,10 @@ HOUR: Final = 3600
 DAY: Final = 86_400
 """Seconds in a roll-up hour and day (UTC)."""
 
-ROLLUPS: Final = ("meterline_rollup_hour_nodims", "meterline_rollup_dim_day")
-"""The roll-up tables: by hour without dimensions, and by dimension value and day."""
+ROLLUPS: Final = ("meterline_rollup_hour_nodims", "meterline_rollup_dim_day", "meterline_rollup_dim_month")
+"""The roll-up tables: by hour without dimensions; by dimension value and day, and month."""
+FOLDED: Final = "dim_months_until"
+"""The key in ``meterline_meta`` of the first day not yet added into the monthly roll-up."""
 COLUMNS: Final = ", ".join(EVENT_COLUMNS)
 KEY_FIELDS: Final = ("operation", "status", "provider", "model", "request_model", "price_version")
 """The event fields stored once per distinct combination, in ``meterline_keys``."""
@@ -123,6 +137,7 @@ _NULLABLE_TEXT: Final = frozenset({"cost", "operation_id", "response_id"})
 """Text columns that may be NULL: `bind_rows` passes the integer 0 for NULL (see `insert_events`)."""
 _NODIMS_KEY: Final = ("hour", "operation", "status", "provider", "model")
 _DIM_KEY: Final = ("value_id", "day", "key_id")
+_MONTH_KEY: Final = ("value_id", "month")
 
 
 @functools.cache
@@ -145,16 +160,24 @@ def insert_events(count: int) -> str:
     )
 
 
-def _correct(table: str, key: Sequence[str]) -> str:
+def _correct(table: str, key: Sequence[str], cost: str = "cost_pico = cost_pico + ?") -> str:
     """The statement that corrects the cost and unpriced count of one row of ``table``."""
     return (
-        f"UPDATE {table} SET cost_pico = cost_pico + ?, unpriced = unpriced + ?"  # noqa: S608 - constants only
+        f"UPDATE {table} SET {cost}, unpriced = unpriced + ?"  # noqa: S608 - constants only
         f" WHERE {' AND '.join(f'{name} = ?' for name in key)}"
     )
 
 
+BY_VALUE_SUMS: Final = (*ROLLUP_SUMS, "cost_high")
+"""The sums of the roll-ups by value: ``cost_pico`` there adds up the low 32 bits of each cost,
+``cost_high`` the rest (``cost >> 32``), so that no sum passes 64 bits below 2**31 events
+(a month of all events, or of one big customer, may pass 2**63 pico-dollars: 9.2 million
+USD). The cost of a row is ``cost_pico + (cost_high << 32)``, added up in Python."""
+LOW_BITS: Final = (1 << 32) - 1
+_SPLIT: Final = "cost_pico = cost_pico + ?, cost_high = cost_high + ?"
 CORRECT_NODIMS: Final = _correct(ROLLUPS[0], _NODIMS_KEY)
-CORRECT_DIM: Final = _correct(ROLLUPS[1], _DIM_KEY)
+CORRECT_DIM: Final = _correct(ROLLUPS[1], _DIM_KEY, _SPLIT)
+CORRECT_MONTH: Final = _correct(ROLLUPS[2], _MONTH_KEY, _SPLIT)
 LAST_ROWID: Final = "SELECT coalesce(max(rowid), 0) FROM meterline_events"
 COUNT_NEW: Final = "SELECT COUNT(*) FROM meterline_events WHERE rowid > ?"
 SELECT_FOR_REPRICE: Final = (
@@ -191,6 +214,32 @@ SUM_USAGE: Final = tuple(ROLLUP_SUMS.index(name) for name in USAGE_FIELDS)
 SUM_PICO: Final = ROLLUP_SUMS.index("cost_pico")
 SUM_LATENCY: Final = ROLLUP_SUMS.index("latency_ms")
 SUM_SAVED: Final = ROLLUP_SUMS.index("tokens_saved")
+
+
+def month_of(day: int) -> int:
+    """The first second of the UTC month of ``day`` (seconds since the epoch)."""
+    moment = datetime.fromtimestamp(day, tz=UTC)
+    return int(moment.replace(day=1, hour=0, minute=0, second=0).timestamp())
+
+
+def folded_until(conn: sqlite3.Connection) -> int:
+    """The first day (seconds) whose daily roll-up rows are not yet added into the monthly one."""
+    row = conn.execute("SELECT value FROM meterline_meta WHERE key = ?", (FOLDED,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def fold_months(conn: sqlite3.Connection, newest_ns: int) -> None:
+    """Add the days before the one of ``newest_ns`` not yet folded into the monthly roll-up.
+
+    The day of the newest event stays in the daily roll-up only, until an event of a later
+    day is written; events that arrive later for folded days are added into both
+    (`ROLL_UP_MONTHS`). Runs in the write's transaction: each day is folded exactly once.
+    """
+    first = folded_until(conn)
+    last = newest_ns // (DAY * 10**9) * DAY
+    if last > first:
+        conn.execute(FOLD_MONTHS, (first, last))
+        conn.execute("UPDATE meterline_meta SET value = ? WHERE key = ?", (str(last), FOLDED))
 
 
 def key_text(key: Sequence[object]) -> str:
@@ -241,51 +290,98 @@ EVENT_SUMS: Final = (
 _DIM_SUMS: Final = (
     *EVENT_SUMS[:3],
     *(f"SUM({_model_call(f'e.{name}')})" for name in USAGE_FIELDS),
-    f"coalesce(SUM({_model_call('e.cost_pico')}), 0)",
+    f"coalesce(SUM({_model_call('e.cost_pico & 4294967295')}), 0)",
     *EVENT_SUMS[-2:],
+    f"coalesce(SUM({_model_call('e.cost_pico >> 32')}), 0)",
 )
-"""`ROLLUP_SUMS` of ``meterline_rollup_dim_day``: a tool call's usage and cost left out."""
+"""`BY_VALUE_SUMS` over event rows: a tool call's usage and cost left out."""
 
 
-def _roll_up(table: str, key: Sequence[str], keys: Sequence[str], sums: Sequence[str], source: str) -> str:
-    """The statement that adds the events stored past a rowid (its one parameter) into ``table``.
-
-    SQLite groups the new rows and adds each group into its roll-up row in one statement, in
-    key order: no Python loop over the events, and one B-tree walk per roll-up table.
-    """
+def _add_into(table: str, key: Sequence[str], select: str) -> str:
+    """The statement that adds the rows of sums ``select`` gives (key first) into ``table``, in key order."""
+    positions = ", ".join(str(i + 1) for i in range(len(key)))
+    sums = ROLLUP_SUMS if table == ROLLUPS[0] else BY_VALUE_SUMS
     return (
-        f"INSERT INTO {table} ({', '.join((*key, *ROLLUP_SUMS))})"  # noqa: S608 - constants only
-        f" SELECT {', '.join(keys)}, {', '.join(sums)}"
-        f" FROM meterline_events AS e JOIN meterline_keys AS k ON k.key_id = e.key_id{source}"
-        f" WHERE e.rowid > ? GROUP BY {', '.join(str(i + 1) for i in range(len(key)))}"
-        f" ORDER BY {', '.join(str(i + 1) for i in range(len(key)))}"
+        f"INSERT INTO {table} ({', '.join((*key, *sums))})"
+        f" {select} GROUP BY {positions} ORDER BY {positions}"
         f" ON CONFLICT({', '.join(key)}) DO UPDATE SET "
-        + ", ".join(f"{name} = {name} + excluded.{name}" for name in ROLLUP_SUMS)
+        + ", ".join(f"{name} = {name} + excluded.{name}" for name in sums)
     )
 
 
-ROLL_UP_NODIMS: Final = _roll_up(
+def _roll_up(
+    table: str, key: Sequence[str], keys: Sequence[str], sums: Sequence[str], source: str, where: str
+) -> str:
+    """The statement that adds the events ``where`` selects into ``table``.
+
+    SQLite groups the rows and adds each group into its roll-up row in one statement, in key
+    order: no Python loop over the events, and one B-tree walk per roll-up table.
+    """
+    return _add_into(
+        table,
+        key,
+        f"SELECT {', '.join(keys)}, {', '.join(sums)}"  # noqa: S608 - constants only
+        f" FROM meterline_events AS e JOIN meterline_keys AS k ON k.key_id = e.key_id{source}"
+        f" WHERE {where}",
+    )
+
+
+ALL_EVENTS: Final = 0
+"""The ``value_id`` of the roll-ups' rows by value that add up every event (in no value's row only, too)."""
+_VALUES: Final = ", json_each('[0' || iif(e.dims = '', '', ',' || e.dims) || ']') AS j"
+"""An event's value ids, and `ALL_EVENTS`, as rows ``j``."""
+_MONTH_OF_DAY: Final = "CAST(strftime('%s', {}, 'unixepoch', 'start of month') AS INTEGER)"
+_DAY_KEYS: Final = ("j.value", f"e.time_ns / {DAY * 10**9} * {DAY}", "coalesce(k.rollup_id, k.key_id)")
+_MONTH_KEYS: Final = ("j.value", _MONTH_OF_DAY.format(_DAY_KEYS[1]))
+_TAKEN_OUT: Final = tuple(f"-({total})" for total in _DIM_SUMS)
+_NODIMS_KEYS: Final = (
+    f"e.time_ns / {HOUR * 10**9} * {HOUR}",
+    "k.operation",
+    "k.status",
+    "coalesce(k.provider, '')",
+    "coalesce(k.model, '')",
+)
+ROLL_UP_NODIMS: Final = _roll_up(ROLLUPS[0], _NODIMS_KEY, _NODIMS_KEYS, EVENT_SUMS, "", "e.rowid > ?")
+"""Adds the events stored past a rowid into the hourly roll-up ('' for a missing provider or model)."""
+ROLL_UP_DIMS: Final = _roll_up(ROLLUPS[1], _DIM_KEY, _DAY_KEYS, _DIM_SUMS, _VALUES, "e.rowid > ?")
+"""Adds the events stored past a rowid into the roll-up by dimension value and day."""
+ROLL_UP_MONTHS: Final = _roll_up(
+    ROLLUPS[2], _MONTH_KEY, _MONTH_KEYS, _DIM_SUMS, _VALUES, "e.rowid > ? AND e.time_ns < ?"
+)
+"""Adds the events stored past a rowid (first parameter) and before a time (in ns, second) into the
+monthly roll-up: late events of days already folded."""
+TAKE_OUT_NODIMS: Final = _roll_up(
     ROLLUPS[0],
     _NODIMS_KEY,
-    (
-        f"e.time_ns / {HOUR * 10**9} * {HOUR}",
-        "k.operation",
-        "k.status",
-        "coalesce(k.provider, '')",
-        "coalesce(k.model, '')",
-    ),
-    EVENT_SUMS,
+    _NODIMS_KEYS,
+    tuple(f"-({total})" for total in EVENT_SUMS),
     "",
+    "e.time_ns >= ? AND e.time_ns < ?",
 )
-"""Adds the events stored past a rowid into the hourly roll-up ('' for a missing provider or model)."""
-ROLL_UP_DIMS: Final = _roll_up(
-    ROLLUPS[1],
-    _DIM_KEY,
-    ("j.value", f"e.time_ns / {DAY * 10**9} * {DAY}", "coalesce(k.rollup_id, k.key_id)"),
-    _DIM_SUMS,
-    ", json_each('[' || e.dims || ']') AS j",
+"""Takes the events of [first, last) (parameters, ns) out of the hourly roll-up (a prune)."""
+TAKE_OUT_DAYS: Final = _roll_up(
+    ROLLUPS[1], _DIM_KEY, _DAY_KEYS, _TAKEN_OUT, _VALUES, "e.time_ns >= ? AND e.time_ns < ?"
 )
-"""Adds the events stored past a rowid into the roll-up by dimension value and day."""
+"""Takes the events of [first, last) (parameters, ns) out of the daily roll-up by value (a prune)."""
+TAKE_OUT_MONTHS: Final = _roll_up(
+    ROLLUPS[2], _MONTH_KEY, _MONTH_KEYS, _TAKEN_OUT, _VALUES, "e.time_ns >= ? AND e.time_ns < ?"
+)
+"""Takes the events of [first, last) (parameters, ns) out of the monthly roll-up (a prune)."""
+_DAY_SUMS: Final = ", ".join(f"SUM({name})" for name in BY_VALUE_SUMS)
+FOLD_MONTHS: Final = _add_into(
+    ROLLUPS[2],
+    _MONTH_KEY,
+    f"SELECT value_id, {_MONTH_OF_DAY.format('day')}, {_DAY_SUMS}"  # noqa: S608 - constants only
+    f" FROM {ROLLUPS[1]} WHERE day >= ? AND day < ?",
+)
+"""Adds the daily roll-up's rows of the days [first, last) (parameters, seconds) into the monthly one."""
+UNFOLD_MONTHS: Final = _add_into(
+    ROLLUPS[2],
+    _MONTH_KEY,
+    f"SELECT value_id, {_MONTH_OF_DAY.format('day')}, {_DAY_SUMS.replace('SUM(', '-SUM(')}"  # noqa: S608
+    f" FROM {ROLLUPS[1]} WHERE day < ?",
+)
+"""Takes the daily roll-up's rows of the days before a day (parameter) out of the monthly one (a prune)."""
 
 
 # Version 3's layout, for its migration (and the next one's).
@@ -453,11 +549,17 @@ def _schema_v4(conn: sqlite3.Connection) -> None:
     sums = ", ".join(
         f"{name} {'REAL' if name == 'latency_ms' else 'INTEGER'} NOT NULL" for name in ROLLUP_SUMS
     )
+    sums += ", cost_high INTEGER NOT NULL"
     conn.execute(
         "CREATE TABLE meterline_rollup_dim_day (value_id INTEGER NOT NULL, day INTEGER NOT NULL,"
         f" key_id INTEGER NOT NULL, {sums}, PRIMARY KEY ({', '.join(_DIM_KEY)})) WITHOUT ROWID"
     )
     conn.execute(ROLL_UP_DIMS, (0,))
+    conn.execute(
+        "CREATE TABLE meterline_rollup_dim_month (value_id INTEGER NOT NULL, month INTEGER NOT NULL,"
+        f" {sums}, PRIMARY KEY ({', '.join(_MONTH_KEY)})) WITHOUT ROWID"
+    )
+    conn.execute(f"INSERT INTO meterline_meta VALUES ('{FOLDED}', '0')")  # noqa: S608 - constants only
 
 
 MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
