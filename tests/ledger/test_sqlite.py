@@ -15,6 +15,7 @@ import pytest
 
 from meterline.exceptions import ConfigurationError, LedgerError
 from meterline.ledger._backend import SCHEMA_VERSION
+from meterline.ledger._rows import EVENT_COLUMNS
 from meterline.ledger._sqlite import SQLiteLedger
 from tests.ledger.conformance import T0, LedgerConformance, make_event
 
@@ -629,3 +630,25 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
         assert indexes.fetchall() == [("meterline_events_time",)]  # version 1's hour index is gone
     finally:
         conn.close()
+
+
+def test_the_view_and_the_raw_rows_show_the_same_dimensions(path: Path) -> None:
+    """The view's dimensions (built in SQL) equal `event_rows`' (built in Python), hostile values included."""
+    import json
+
+    from tests.ledger.conformance import HOSTILE
+
+    events = [make_event(i, T0, dims={"note": value, "user": f"u{i}"}) for i, value in enumerate(HOSTILE)]
+    ledger = SQLiteLedger(path)
+    try:
+        ledger.write(events)
+        raw = [row[EVENT_COLUMNS.index("dimensions")] for page in ledger.event_rows() for row in page]
+    finally:
+        ledger.close()
+    conn = sqlite3.connect(path)
+    try:
+        shown = [text for (text,) in conn.execute("SELECT dimensions FROM meterline_event_rows ORDER BY id")]
+    finally:
+        conn.close()
+    assert raw == [event.dimensions.json() for event in events]  # type: ignore[attr-defined]
+    assert [json.loads(text) for text in shown] == [json.loads(text) for text in raw]

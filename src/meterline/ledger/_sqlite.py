@@ -11,6 +11,7 @@ into rows and roll-up sums is `meterline.ledger._sqlite_rows`'s.
 from __future__ import annotations as _annotations
 
 import contextlib
+import functools
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,12 +43,12 @@ from meterline.ledger._sqlite_reports import Query, read_totals
 from meterline.ledger._sqlite_rows import bind_rows
 from meterline.ledger._sqlite_schema import (
     ALL_EVENTS,
-    COLUMNS,
     CORRECT_DIM,
     CORRECT_MONTH,
     CORRECT_NODIMS,
     COUNT_NEW,
     DAY,
+    EVENT_ROWS,
     ID,
     LAST_ROWID,
     LOW_BITS,
@@ -77,6 +78,7 @@ _MAX_PARAMS: Final = 500
 """Ids per ``IN (...)`` query (well under SQLite's smallest limit of 999 parameters)."""
 _PAGE: Final = 1000
 """Events per page of `SQLiteLedger.events`."""
+_DIMENSIONS: Final = EVENT_COLUMNS.index("dimensions")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY: Final = 86_400
 _NS: Final = 1_000_000_000
@@ -368,18 +370,25 @@ class SQLiteLedger:
         For bulk readers (the Parquet export): no `UsageEvent` per row; ``dimensions`` and
         ``links`` are JSON text, ``cost`` decimal text or ``None``. Raises `LedgerError`.
         """
+        return self._pages(since, until, "", page)
+
+    def _pages(
+        self, since: datetime | None, until: datetime | None, after_id: str, size: int
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Pages of `event_rows`: each read in a transaction of its own, the dimensions made JSON."""
         clauses, bounds = _after_id_within(since, until)
-        sql = (
-            f"SELECT {COLUMNS} FROM meterline_event_rows WHERE {' AND '.join(clauses)}"  # noqa: S608 - constants only
-            " ORDER BY id LIMIT ?"
-        )
-        cursor = ""
+        sql = f"{EVENT_ROWS} WHERE {' AND '.join(clauses)} ORDER BY e.id LIMIT ?"
+        cursor = after_id
         while True:
             with self._transaction("events", "BEGIN") as conn:
-                rows = conn.execute(sql, (cursor, *bounds, page)).fetchall()
+                json_of = functools.partial(self._names.dimensions_json, conn)
+                rows = [
+                    (*row[:_DIMENSIONS], json_of(row[_DIMENSIONS]), *row[_DIMENSIONS + 1 :])
+                    for row in conn.execute(sql, (cursor, *bounds, size))
+                ]
             if rows:
                 yield rows
-            if len(rows) < page:
+            if len(rows) < size:
                 return
             cursor = rows[-1][ID]
 
@@ -399,20 +408,9 @@ class SQLiteLedger:
         Raises:
             LedgerError: the store failed (or the ledger was closed while streaming).
         """
-        clauses, bounds = _after_id_within(since, until)
-        sql = (
-            f"SELECT {COLUMNS} FROM meterline_event_rows WHERE {' AND '.join(clauses)}"  # noqa: S608 - constants only
-            f" ORDER BY id LIMIT {_PAGE}"
-        )
-        cursor = "" if after_id is None else after_id
-        while True:
-            with self._transaction("events", "BEGIN") as conn:
-                page = conn.execute(sql, (cursor, *bounds)).fetchall()
+        for page in self._pages(since, until, "" if after_id is None else after_id, _PAGE):
             for row in page:
                 yield event_from_row(dict(zip(EVENT_COLUMNS, row, strict=True)))
-            if len(page) < _PAGE:
-                return
-            cursor = page[-1][ID]
 
     def stats(self) -> LedgerStats:
         """Counts and time range of what is stored.
@@ -472,12 +470,12 @@ def _time(time_ns: int) -> datetime:
 
 def _after_id_within(since: datetime | None, until: datetime | None) -> tuple[list[str], list[object]]:
     """WHERE clauses (constants) and their bounds: after a cursor id, within ``since``/``until``."""
-    clauses = ["id > ?"]
+    clauses = ["e.id > ?"]
     bounds: list[object] = []
     if since is not None:
-        clauses.append("time_ns >= ?")
+        clauses.append("e.time_ns >= ?")
         bounds.append(_ns(since))
     if until is not None:
-        clauses.append("time_ns < ?")
+        clauses.append("e.time_ns < ?")
         bounds.append(_ns(until))
     return clauses, bounds

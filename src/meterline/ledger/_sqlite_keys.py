@@ -9,6 +9,7 @@ value is stored inside the write's transaction, and forgotten again if that roll
 
 from __future__ import annotations as _annotations
 
+import json
 import sqlite3
 from collections.abc import Mapping
 from typing import Any, Final
@@ -31,6 +32,7 @@ class Dictionaries:
         "_added",
         "_conn",
         "dims",
+        "json",
         "key_fields",
         "key_ids",
         "rollup_ids",
@@ -51,6 +53,8 @@ class Dictionaries:
         """(name, value) -> ``value_id``."""
         self.values: dict[int, tuple[str, str]] = {}
         """``value_id`` -> (name, value)."""
+        self.json: dict[str, str] = {}
+        """A row's ``dims`` ids -> its dimensions' JSON (for readers)."""
         self._conn: sqlite3.Connection | None = None
         self._added: list[tuple[str, Any]] = []
 
@@ -142,6 +146,17 @@ class Dictionaries:
             for key_id, *fields, rollup_id in rows:
                 self.key_fields[key_id] = tuple(fields)
                 self.rollup_ids[key_id] = rollup_id
+
+    def dimensions_json(self, conn: sqlite3.Connection, ids: str) -> str:
+        """The dimensions of a row's ``dims`` ids as JSON, exactly as `Dimensions.json` writes them."""
+        text = self.json.get(ids)
+        if text is None:
+            if len(self.json) >= _MAX_CACHED:
+                self.json.clear()
+            text = self.json[ids] = json.dumps(
+                self.dimensions(conn, ids), sort_keys=True, separators=(",", ":")
+            )
+        return text
 
     def dimensions(self, conn: sqlite3.Connection, ids: str) -> dict[str, str]:
         """The dimensions of a row's ``dims`` ids, read from the value table when not cached.

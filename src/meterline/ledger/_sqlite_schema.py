@@ -62,6 +62,7 @@ __all__ = [
     "DIMS_AT",
     "EVENTS",
     "EVENT_FIELDS",
+    "EVENT_ROWS",
     "FOLDED",
     "FOLD_MONTHS",
     "HOUR",
@@ -488,6 +489,25 @@ _DIMS_JSON: Final = (
 """An event's dimensions as a JSON object, from its ``dims`` ids (for the view)."""
 
 
+def _event_rows(dimensions: str, extra: str = "") -> str:
+    """A SELECT of the rows of `EVENT_COLUMNS` (``dimensions``: its SQL) and ``extra`` columns."""
+    shown = {
+        "hour": f"e.time_ns / {HOUR * 10**9} * {HOUR} AS hour",
+        "cost": _COST_TEXT,
+        "dimensions": dimensions,
+        **{name: f"k.{name}" for name in KEY_FIELDS},
+    }
+    return (
+        f" SELECT {', '.join(shown.get(name, f'e.{name}') for name in EVENT_COLUMNS)}{extra}"  # noqa: S608
+        " FROM meterline_events AS e JOIN meterline_keys AS k ON k.key_id = e.key_id"
+    )
+
+
+EVENT_ROWS: Final = _event_rows("e.dims")
+"""The rows of the view ``meterline_event_rows``, with the dimensions as their ids (``dims``): a
+reader turns them into JSON itself (`Dictionaries.dimensions_json`), once per distinct ids."""
+
+
 def _schema_v4(conn: sqlite3.Connection) -> None:
     """Version 4: dimension values and keys stored once; roll-ups by dimension value and day.
 
@@ -534,17 +554,9 @@ def _schema_v4(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE meterline_rollup_hour")
     conn.execute("ALTER TABLE meterline_events_v4 RENAME TO meterline_events")
     conn.execute("CREATE INDEX meterline_events_time ON meterline_events (time_ns)")
-    shown = {
-        "hour": f"e.time_ns / {HOUR * 10**9} * {HOUR} AS hour",
-        "cost": _COST_TEXT,
-        "dimensions": f"{_DIMS_JSON} AS dimensions",
-        **{name: f"k.{name}" for name in KEY_FIELDS},
-    }
     conn.execute(
-        "CREATE VIEW meterline_event_rows AS SELECT"  # noqa: S608 - constants only
-        f" {', '.join(shown.get(name, f'e.{name}') for name in EVENT_COLUMNS)},"
-        " e.previous_cost, e.previous_price_version"
-        " FROM meterline_events AS e JOIN meterline_keys AS k ON k.key_id = e.key_id"
+        "CREATE VIEW meterline_event_rows AS"
+        + _event_rows(f"{_DIMS_JSON} AS dimensions", ", e.previous_cost, e.previous_price_version")
     )
     sums = ", ".join(
         f"{name} {'REAL' if name == 'latency_ms' else 'INTEGER'} NOT NULL" for name in ROLLUP_SUMS
