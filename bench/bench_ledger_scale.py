@@ -29,6 +29,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from datetime import UTC, datetime, timedelta
@@ -86,6 +87,25 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class _RssWatch:
+    """The largest resident set size seen while it runs, sampled every millisecond, in MB."""
+
+    def __init__(self) -> None:
+        self.before = self.peak = _rss_mb()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.001):
+            self.peak = max(self.peak, _rss_mb())
+
+    def growth(self) -> float:
+        self._done.set()
+        self._thread.join()
+        return max(self.peak, _rss_mb()) - self.before
+
+
 def report_child(kind: str, url: str, label: str) -> None:
     """Run one report in this process; print its seconds, rows and RSS growth as JSON."""
     by, since, granularity = REPORTS[label]
@@ -94,24 +114,24 @@ def report_child(kind: str, url: str, label: str) -> None:
 
         conn = duckdb.connect(url, read_only=True)
         sql, params = _floor_sql(by, since, granularity, "//")
-        base = _peak_mb()
+        watch = _RssWatch()
         began = time.perf_counter()
         rows = len(conn.execute(sql.replace("?", "$1") if params else sql, params).fetchall())
     elif kind == "sqlite-plain":
         conn2 = sqlite3.connect(url)
         sql, params = _floor_sql(by, since, granularity, "/")
-        base = _peak_mb()
+        watch = _RssWatch()
         began = time.perf_counter()
         rows = len(conn2.execute(sql, params).fetchall())
     else:
         from meterline.ledger import open_ledger
 
         ledger = open_ledger(url)
-        base = _peak_mb()
+        watch = _RssWatch()
         began = time.perf_counter()
         rows = len(ledger.totals(by=by, since=since, granularity=granularity))  # type: ignore[arg-type]
     seconds = time.perf_counter() - began
-    print(json.dumps({"seconds": seconds, "rows": rows, "rss_mb": _peak_mb() - base}))
+    print(json.dumps({"seconds": seconds, "rows": rows, "rss_mb": watch.growth()}))
 
 
 def _child(kind: str, url: str, label: str) -> dict[str, float]:
