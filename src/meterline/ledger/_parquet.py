@@ -240,18 +240,29 @@ def _batch_from_rows(rows: Sequence[tuple[Any, ...]], schema: Any) -> Any:
             [None if value is None or math.isnan(value) else float(value) for value in columns["latency_ms"]],
             pa.float64(),
         ),
-        "dimensions": pa.array(
-            [list(json.loads(text).items()) for text in columns["dimensions"]],
-            pa.map_(pa.string(), pa.string()),
-        ),
+        "dimensions": pa.array(_decoded(columns["dimensions"]), pa.map_(pa.string(), pa.string())),
         "operation_id": pa.array(columns["operation_id"], pa.string()),
         "attempt": pa.array(columns["attempt"], pa.int32()),
         "response_id": pa.array(columns["response_id"], pa.string()),
-        "links": pa.array([json.loads(text) for text in columns["links"]], pa.list_(pa.string())),
+        "links": pa.array(
+            [[] if text == "[]" else json.loads(text) for text in columns["links"]], pa.list_(pa.string())
+        ),
         "tokens_saved": pa.array(columns["tokens_saved"], pa.int64()),
         "day": pc.strftime(time, format="%Y-%m-%d"),
     }
     return pa.RecordBatch.from_arrays([arrays[field.name] for field in schema], schema=schema)
+
+
+def _decoded(texts: Sequence[str]) -> list[list[tuple[str, str]]]:
+    """Dimensions' JSON texts as (name, value) lists, each distinct text decoded once (shared by a scope's events)."""
+    seen: dict[str, list[tuple[str, str]]] = {}
+    out = []
+    for text in texts:
+        items = seen.get(text)
+        if items is None:
+            items = seen[text] = list(json.loads(text).items())
+        out.append(items)
+    return out
 
 
 def _columns(batch: Sequence[UsageEvent]) -> dict[str, list[Any]]:

@@ -11,7 +11,6 @@ into rows and roll-up sums is `meterline.ledger._sqlite_rows`'s.
 from __future__ import annotations as _annotations
 
 import contextlib
-import functools
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -381,11 +380,14 @@ class SQLiteLedger:
         cursor = after_id
         while True:
             with self._transaction("events", "BEGIN") as conn:
-                json_of = functools.partial(self._names.dimensions_json, conn)
-                rows = [
-                    (*row[:_DIMENSIONS], json_of(row[_DIMENSIONS]), *row[_DIMENSIONS + 1 :])
-                    for row in conn.execute(sql, (cursor, *bounds, size))
-                ]
+                rows = conn.execute(sql, (cursor, *bounds, size)).fetchall()
+                known = self._names.json  # the JSON of each distinct set of value ids
+                for index, row in enumerate(rows):
+                    ids = row[_DIMENSIONS]
+                    text = known.get(ids)
+                    if text is None:
+                        text = self._names.dimensions_json(conn, ids)
+                    rows[index] = (*row[:_DIMENSIONS], text, *row[_DIMENSIONS + 1 :])
             if rows:
                 yield rows
             if len(rows) < size:
