@@ -254,7 +254,7 @@ def _batch_from_rows(rows: Sequence[tuple[Any, ...]], schema: Any) -> Any:
 
 
 def _decoded(texts: Sequence[str]) -> list[list[tuple[str, str]]]:
-    """Dimensions' JSON texts as (name, value) lists, each distinct text decoded once (shared by a scope's events)."""
+    """Dimensions' JSON texts as (name, value) lists, each distinct text decoded once."""
     seen: dict[str, list[tuple[str, str]]] = {}
     out = []
     for text in texts:
