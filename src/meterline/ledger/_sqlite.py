@@ -213,10 +213,11 @@ class SQLiteLedger:
                 )
             conn.execute(ROLL_UP_NODIMS, (last,))
             conn.execute(ROLL_UP_DIMS, (last,))
+            times = values[TIME_AT::WIDTH]
             folded = folded_until(conn)
-            if folded:  # events of days already folded into the monthly roll-up
-                conn.execute(ROLL_UP_MONTHS, (last, folded * 1_000_000_000))
-            fold_months(conn, max(values[TIME_AT::WIDTH]))
+            if min(times) < folded * _NS:  # events of days already folded into the monthly roll-up
+                conn.execute(ROLL_UP_MONTHS, (last, folded * _NS))
+            fold_months(conn, max(times))
         return inserted
 
     def prune(self, before: datetime) -> int:
