@@ -379,6 +379,12 @@ def test_reprice_keeps_the_previous_cost(path: Path) -> None:
         event = make_event(1, T0, cost="0.001")
         ledger.write([event])
         assert ledger.reprice([(event.id, Decimal("0.002"), "v2")]) == 1
+        conn = sqlite3.connect(path)
+        try:
+            first = conn.execute("SELECT previous_cost, previous_price_version FROM meterline_event_rows")
+            assert first.fetchone() == ("0.001", "test-prices")  # a cost exact in pico-dollars, kept
+        finally:
+            conn.close()
         assert ledger.reprice([(event.id, Decimal("0.003"), "v3")]) == 1
         conn = sqlite3.connect(path)
         try:
