@@ -4,8 +4,8 @@ Run from the project root (extra ``analytics``):
 
     .venv/bin/python bench/bench_parquet.py            # BENCH_N events (default 200,000)
 
-A SQLite ledger is filled with product-shaped events (200 orgs, 10,000 users, 100,000
-sessions, 5 agents, 10 priced models, over 90 days). Then:
+A SQLite ledger is filled with product-shaped events (`workload.events`: 200 orgs, 10,000
+users, 100,000 sessions, 5 agents, 12 tools, 50 priced models, over 90 days). Then:
 
 1. ``export_ledger_parquet`` of the whole ledger: events/s and the process's peak RSS growth
    (the export holds one file's rows at a time).
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import os
-import random
 import resource
 import sys
 import tempfile
@@ -32,57 +31,20 @@ from typing import TypeVar
 
 if os.path.isdir("src"):
     sys.path.insert(0, os.path.abspath("src"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import duckdb
 
-from meterline import Meter, Usage, UsageEvent
+import workload
 from meterline.ledger import SQLiteLedger, export_ledger_parquet, parquet_totals
 
 N = int(os.environ.get("BENCH_N", "200000"))
-MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "o4-mini", "claude-sonnet-4-5", "claude-haiku-4-5")
-DAY_NS = 86_400 * 10**9
 
 
 def _fill(path: Path) -> SQLiteLedger:
-    """The ledger, filled in time order (ids are time-ordered, as the meter makes them)."""
-    rng = random.Random(7)
-    now = time.time_ns()
-    step = 90 * DAY_NS // N
-    meter = Meter()
+    """The ledger, filled with `workload.events` in time order."""
     ledger = SQLiteLedger(str(path))
-    batch: list[UsageEvent] = []
-    for index in range(N):
-        user = rng.randrange(10_000)
-        model = MODELS[rng.randrange(len(MODELS))]
-        provider = "anthropic" if model.startswith("claude") else "openai"
-        usage = Usage(input_tokens=rng.randrange(100, 5000), output_tokens=rng.randrange(10, 800))
-        priced = meter.record(usage, model=model, provider=provider)  # for its cost and price version
-        time_ns = now - (N - index) * step
-        batch.append(
-            UsageEvent(
-                id=f"{time_ns:020x}{index:012x}",
-                time_ns=time_ns,
-                operation="chat",
-                provider=provider,
-                model=model,
-                request_model=None,
-                usage=usage,
-                cost=priced.cost,
-                price_version=priced.price_version,
-                latency_ms=float(rng.randrange(200, 4000)),
-                status="ok",
-                dimensions={
-                    "org": f"org{user % 200}",
-                    "user": f"user{user}",
-                    "session": f"s{rng.randrange(100_000)}",
-                    "agent": f"agent{rng.randrange(5)}",
-                },
-            )
-        )
-        if len(batch) == 10_000:
-            ledger.write(batch)
-            batch = []
-    if batch:
+    for batch in workload.events(N):
         ledger.write(batch)
     return ledger
 
@@ -120,7 +82,7 @@ def main() -> None:
             f"{written.files} files over {written.days} days, peak RSS +{grew:.0f} MB"
         )
         files = str(root / "export" / "day=*" / "*.parquet")
-        since = datetime.now(UTC) - timedelta(days=7)
+        since = datetime.fromtimestamp(workload.START_NS // 10**9, tz=UTC) + timedelta(days=workload.DAYS - 7)
         floor_sql = {
             "by user": "SELECT dimensions['user'], count(*), sum(input_tokens), sum(output_tokens), sum(cost)"
             " FROM read_parquet($1, hive_partitioning = true) GROUP BY 1",

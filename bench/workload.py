@@ -13,6 +13,7 @@ Events come in time order, in batches, never all in memory.
 from __future__ import annotations
 
 import itertools
+import operator
 import random
 import warnings
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from decimal import Decimal
 
 from meterline import Meter, Usage, UsageEvent
 from meterline._dimensions import Dimensions
+from meterline._usage import USAGE_FIELDS
 
 MODELS: tuple[tuple[str, str], ...] = (
     *(
@@ -164,6 +166,7 @@ def events(count: int, *, batch: int = 10_000, seed: int = 7) -> Iterator[list[U
         yield out
 
 
+_COUNTS = operator.attrgetter(*USAGE_FIELDS)
 DIMENSIONS = ("org", "user", "session", "agent", "tool")
 """The dimension names of the events, as columns of `flat_row`."""
 
@@ -180,20 +183,7 @@ def flat_row(event: UsageEvent) -> tuple[object, ...]:
         event.provider,
         event.model,
         *(dims.get(name) for name in DIMENSIONS),
-        *(
-            (None,) * 8
-            if usage is None
-            else (
-                usage.input_tokens,
-                usage.cache_read_tokens,
-                usage.cache_write_tokens,
-                usage.cache_write_1h_tokens,
-                usage.output_tokens,
-                usage.reasoning_tokens,
-                usage.audio_input_tokens,
-                usage.audio_output_tokens,
-            )
-        ),
+        *((None,) * len(USAGE_FIELDS) if usage is None else _COUNTS(usage)),
         event.cost_pico,
         event.price_version,
         event.latency_ms,
@@ -208,14 +198,7 @@ FLAT_COLUMNS = (
     "provider",
     "model",
     *DIMENSIONS,
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "audio_input_tokens",
-    "audio_output_tokens",
+    *USAGE_FIELDS,
     "cost_pico",
     "price_version",
     "latency_ms",
