@@ -305,6 +305,7 @@ class LedgerConformance:
             },
             {"by": ("agent", "model"), "granularity": "month"},
             {"by": ("user", "agent"), "since": midnight},
+            {"by": ("model", "user", "agent"), "since": midnight, "granularity": "day"},
             {
                 "by": ("agent",),
                 "since": T0 + timedelta(hours=5, minutes=30),

@@ -317,30 +317,40 @@ def _add_events(
         "e.dims",
         *(f"k.{name}" for name in EVENT_FIELDS[1:]),
     ]
-    group = ["e.dims", "e.key_id", "1"] if in_sql else ["e.rowid"]
+    # Grouped by key only when the report names a model field; else by model call or not
+    # (a tool's usage is informational), which makes fewer, larger groups.
+    named = any(name in EVENT_FIELDS for name in (*query.by, *query.where))
+    calls = ", ".join(f"'{operation}'" for operation in NOT_MODEL_CALLS)
+    group = ["e.dims", "e.key_id" if named else f"k.operation IN ({calls})", "1"] if in_sql else ["e.rowid"]
     sql = (
         f"SELECT {', '.join(keys)}, {', '.join(EVENT_SUMS)}"  # noqa: S608 - constants only
         " FROM meterline_events AS e JOIN meterline_keys AS k ON k.key_id = e.key_id"
         f"{' WHERE ' + ' AND '.join(clauses) if clauses else ''} GROUP BY {', '.join(group)}"
     )
     filters = [(name, values) for name, values in query.where.items() if name not in EVENT_FIELDS]
-    dims_at = {name: i for i, name in enumerate(query.dimensions)}
     fields_at: dict[str, int] = {name: keys.index(f"k.{name}") for name in EVENT_FIELDS}
-    # Per distinct dims text: None when filtered out, else the values of the query's dimensions.
+    only_dims = not any(name in EVENT_FIELDS for name in query.by)
+    # Per distinct dims text: None when filtered out, else the values of the query's
+    # dimensions (the whole key when it names no model field).
     decoded: dict[str, tuple[str | None, ...] | None] = {}
+    width = len(keys)
     for row in conn.execute(sql, params):
         text = row[2]
         part = decoded.get(text, ())
         if part == ():
             dims = names.dimensions(conn, text)
             keep = all(dims.get(name) in values for name, values in filters)
-            part = decoded[text] = tuple(dims.get(name) for name in dims_at) if keep else None
+            part = decoded[text] = tuple(dims.get(name) for name in query.dimensions) if keep else None
         if part is None:
             continue
-        key = tuple(
-            part[dims_at[name]] if name in dims_at else row[fields_at[name]] or None for name in query.by
-        )
-        _add(groups, (key, row[0]), row, len(keys), row[1] in NOT_MODEL_CALLS)
+        if only_dims:
+            key = part[: len(query.by)]  # `Query.dimensions` starts with those of ``by``, in order
+        else:
+            at = iter(part)
+            key = tuple(
+                row[fields_at[name]] or None if name in EVENT_FIELDS else next(at) for name in query.by
+            )
+        _add(groups, (key, row[0]), row, width, row[1] in NOT_MODEL_CALLS)
 
 
 def _joined(row: Sequence[Any], at: int) -> list[Any]:
