@@ -10,9 +10,11 @@ Run from the project root:
    sleeps, as an application waiting on its model calls would (so the writer thread gets
    the GIL). Target: median with a ledger within 1.5x of the ledger-less median, p99 under
    100 us.
-2. Sustained throughput in batch mode from the first call to the last committed row
-   (``flush()`` returned): ``record()`` with a SQLite ledger, and ``submit`` of ready events.
-   Target: at least 100,000 events/s.
+2. Sustained throughput in batch mode from the first call to the last committed row:
+   ``record()`` with a SQLite ledger, and ``submit`` of ready events. Both outrun the writer,
+   so the events past its queue go through the spool and are replayed (``flush()`` returns
+   once they are stored or spooled; the run ends when the ledger holds them all). Target: at
+   least 100,000 events/s.
 """
 
 from __future__ import annotations
@@ -104,17 +106,20 @@ def latency(directory: Path) -> None:
 
 
 def throughput(directory: Path) -> None:
-    print(f"throughput, batch mode, {THROUGHPUT_N:,} events, first call to flush() returned")
+    print(f"throughput, batch mode, {THROUGHPUT_N:,} events, first call to the last row stored")
     meter = Meter(ledger=f"sqlite:///{directory / 'record.db'}")
     record = meter.record
     begin = time.perf_counter()
     for _ in range(THROUGHPUT_N):
         record(USAGE, model="gpt-4o", provider="openai")
     submitted = time.perf_counter()
-    assert meter.flush(600)
-    done = time.perf_counter()
+    assert meter.flush(600)  # every event stored or spooled (past the queue) ...
     ledger = meter.ledger
     assert ledger is not None
+    deadline = time.monotonic() + 600
+    while ledger.stats().events < THROUGHPUT_N and time.monotonic() < deadline:
+        time.sleep(0.05)  # ... and the spooled ones replayed into the ledger
+    done = time.perf_counter()
     assert ledger.stats().events == THROUGHPUT_N
     meter.close()
     print(
@@ -131,10 +136,13 @@ def throughput(directory: Path) -> None:
     for event in events:
         submit(event)
     submitted = time.perf_counter()
-    assert writer.flush(600)
+    assert writer.flush(600)  # stored or spooled (past the queue) ...
+    deadline = time.monotonic() + 600
+    while ledger2.stats().events < THROUGHPUT_N and time.monotonic() < deadline:
+        time.sleep(0.05)  # ... and the spooled ones replayed
     done = time.perf_counter()
     stats = writer.stats()
-    assert stats.committed == THROUGHPUT_N, stats
+    assert ledger2.stats().events == THROUGHPUT_N, stats
     writer.close()
     ledger2.close()
     print(
