@@ -132,6 +132,10 @@ class SQLiteLedger:
         # Checkpoint (copy the WAL into the file, and sync it) every ~16 MB of WAL at the
         # default 4 KiB pages rather than SQLite's ~4 MB: fewer syncs for a steady writer.
         conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
+        # The roll-ups' GROUP BY of each batch (a few thousand rows) sorts in memory rather
+        # than in a temporary file: the write of product-shaped events is 10 % faster
+        # (bench/bench_ledger_scale.py's workload, 100,000 events into 100,000; two runs each).
+        conn.execute("PRAGMA temp_store=MEMORY")
         if self.durable:
             conn.execute("PRAGMA synchronous=FULL")  # in WAL mode: the WAL is fsynced at each commit
         sqlite_migrate(conn, meta="meterline_meta", migrations=MIGRATIONS, error=LedgerError, url=self.url)
