@@ -4,8 +4,10 @@ One connection per `SQLiteLedger`, shared by the writer thread and readers under
 Several ledgers (threads or processes) may open the same file: every write is one
 ``BEGIN IMMEDIATE`` transaction, so the check for already-stored ids and the inserts that
 follow are atomic across connections, and a busy file is waited on up to ``timeout``.
-The tables and their SQL are `meterline.ledger._sqlite_schema`'s; turning a batch of events
-into rows and roll-up sums is `meterline.ledger._sqlite_rows`'s.
+The tables, their SQL and the roll-ups' upkeep are `meterline.ledger._sqlite_schema`'s;
+binding a batch of events as rows is `meterline.ledger._sqlite_rows`'s, with the ids of
+`meterline.ledger._sqlite_keys`; choosing what answers a report is
+`meterline.ledger._sqlite_reports`'s.
 """
 
 from __future__ import annotations as _annotations
@@ -329,8 +331,11 @@ class SQLiteLedger:
         until: datetime | None = None,
         granularity: Granularity | None = None,
     ) -> list[LedgerRow]:
-        """Add up the stored events from the hourly roll-ups (never by scanning events).
+        """Add up the stored events inside SQLite, from the roll-ups wherever they can answer.
 
+        Without a dimension, the hourly roll-up; by one dimension, the roll-ups by value
+        (months, days, and the events of partial days); otherwise the events of the range,
+        through their time index. Memory grows with the rows returned, not with the events.
         A row's ``usage`` and ``cost`` are those of its model calls, as in `meterline.Totals`
         (a tool's reported usage is informational); ``events``, ``latency_ms`` and
         ``tokens_saved`` count every event of the group.
