@@ -99,6 +99,7 @@ def test_many_processes_and_threads_open_at_once_and_migrate_once(url: str, sche
     )
     assert sorted(str(name) for (name,) in tables) == [
         "meterline_events",
+        "meterline_events_202501",  # the month of T0: one partition a month
         "meterline_meta",
         "meterline_rollup_hour",
     ]
@@ -130,27 +131,84 @@ def test_newer_schema_is_refused(ledger: PostgresLedger, url: str, schema: str) 
     assert _execute(url, f'SELECT count(*) FROM "{schema}".meterline_events') == [(1,)]
 
 
-def test_migrates_a_version_1_store_keeping_its_events(ledger: PostgresLedger, url: str, schema: str) -> None:
-    """A version 1 store (with the events' hour index) opens as the current version with every event."""
-    events = [make_event(i, T0 + timedelta(minutes=i)) for i in range(3)]
-    ledger.write(events[:1])
-    ledger.close()
-    _execute(url, f'CREATE INDEX meterline_events_hour ON "{schema}".meterline_events (hour)')
-    _execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '1'")
+def test_migrates_a_version_1_store_keeping_its_events(url: str, schema: str) -> None:
+    """A version 1 store (one table of events, an hour index) opens as the current version, events kept."""
+    from meterline.ledger._postgres_schema import MIGRATIONS
+    from meterline.ledger._rows import EVENT_COLUMNS, event_to_row
+
+    names = {
+        name: psycopg.sql.Identifier(schema, table)
+        for name, table in (
+            ("events", "meterline_events"),
+            ("rollup", "meterline_rollup_hour"),
+            ("meta", "meterline_meta"),
+        )
+    }
+    events = [make_event(i, T0 + timedelta(days=20 * i)) for i in range(3)]  # three months
+    old = [events[0], make_event(7, T0 - timedelta(days=40), dims={"user": "u'1"})]
+    with psycopg.connect(url, autocommit=True) as conn:  # version 1, as that meterline made it
+        conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(schema)))
+        conn.execute(
+            psycopg.sql.SQL("CREATE TABLE {meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL)").format(**names)
+        )
+        for statement in MIGRATIONS[1]:
+            conn.execute(psycopg.sql.SQL(statement).format(**names))
+        conn.execute(psycopg.sql.SQL("INSERT INTO {meta} VALUES ('schema_version', '1')").format(**names))
+        insert = psycopg.sql.SQL("INSERT INTO {events} ({columns}) VALUES ({marks})").format(
+            columns=psycopg.sql.SQL(", ".join(EVENT_COLUMNS)),
+            marks=psycopg.sql.SQL(", ".join(["%s"] * len(EVENT_COLUMNS))),
+            **names,
+        )
+        for event in old:
+            conn.execute(insert, event_to_row(event))
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 3
-        assert reopened.write(events) == 2
-        assert [event.id for event in reopened.events()] == [event.id for event in events]
-        assert reopened.totals()[0].events == 3
+        assert reopened.stats().schema_version == VERSION == 4
+        assert sorted(reopened.events(), key=lambda event: event.id) == sorted(
+            old, key=lambda event: event.id
+        )
+        assert reopened.write(events) == 2  # the first is stored already
+        assert {event.id for event in reopened.events()} == {event.id for event in (*old, *events)}
     finally:
         reopened.close()
     indexes = _execute(url, "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,))
-    assert sorted(str(name) for (name,) in indexes) == [
-        "meterline_events_pkey",
-        "meterline_meta_pkey",
-        "meterline_rollup_hour_pkey",
+    assert "meterline_events_hour" not in {name for (name,) in indexes}
+    partitions = _execute(
+        url,
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = %s::regclass ORDER BY 1",
+        (f'"{schema}".meterline_events',),
+    )
+    assert [name for (name,) in partitions] == [
+        "meterline_events_202412",
+        "meterline_events_202501",
+        "meterline_events_202502",
+        "meterline_events_202503",
     ]
+
+
+def test_prune_drops_the_months_that_end_before_it(ledger: PostgresLedger, url: str, schema: str) -> None:
+    """Retention drops whole monthly partitions, deletes the rest row by row, and keeps totals exact."""
+    events = [make_event(i, T0 + timedelta(days=15 * i)) for i in range(6)]  # January to April
+    ledger.write(events)
+
+    def partitions() -> list[str]:
+        found = _execute(
+            url,
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = %s::regclass ORDER BY 1",
+            (f'"{schema}".meterline_events',),
+        )
+        return [str(name) for (name,) in found]
+
+    assert partitions() == [f"meterline_events_2025{month:02d}" for month in (1, 2, 3, 4)]
+    cut = T0 + timedelta(days=40)  # 2025-03-11 22:00: January and February end before it
+    assert ledger.prune(cut) == sum(1 for event in events if event.time < cut)
+    assert partitions() == ["meterline_events_202503", "meterline_events_202504"]
+    assert [event.id for event in ledger.events()] == [event.id for event in events if event.time >= cut]
+    assert ledger.totals()[0].events == sum(1 for event in events if event.time >= cut)
+    assert ledger.write(events[:1]) == 1  # a late event for a dropped month: its partition again
+    assert "meterline_events_202501" in partitions()
 
 
 def test_schema_must_be_an_identifier(url: str) -> None:

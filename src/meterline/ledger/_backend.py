@@ -25,8 +25,8 @@ SCHEMA_VERSION: Final = 4
 Version 2 dropped the index of the events by hour (no query used it); version 3 stored the
 fields that repeat from event to event once; version 4 stores dimension values once and
 keeps the roll-ups by dimension value and day, with an index of the events by time
-(`meterline.ledger._sqlite_schema`). PostgreSQL ledgers are at version 3
-(``meterline.ledger._postgres_schema.VERSION``).
+(`meterline.ledger._sqlite_schema`). PostgreSQL's version 4 partitions its events by month
+(``meterline.ledger._postgres_schema.VERSION``; its roll-ups are still version 3's).
 """
 
 Granularity = Literal["hour", "day", "month"]

@@ -125,7 +125,7 @@ class PostgresLedger:
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._closed = False
         self._queries: dict[str, bytes] = {}
-        self._names: dict[str, sql.Identifier] = {}
+        self._names: dict[str, sql.Composable] = {}
         with self._lock:
             try:
                 self._run_locked(self._migrate)
@@ -170,7 +170,12 @@ class PostgresLedger:
             "rollup": table("meterline_rollup_hour"),
             "meta": table("meterline_meta"),
             "hour_index": table("meterline_events_hour"),
+            "events_pkey": table("meterline_events_pkey"),
+            "events_v3": table("meterline_events_v3"),
+            "ensure_partition": table("meterline_ensure_partition"),
+            "drop_partitions": table("meterline_drop_partitions"),
             "schema": pgsql.Identifier(schema or "public"),
+            "schema_name": pgsql.Literal(schema or "public"),
         }
 
         def render(text: str) -> bytes:
@@ -185,6 +190,8 @@ class PostgresLedger:
                 "copy_reprice": "COPY pg_temp.meterline_repricing"
                 " (id, cost, cost_pico, price_version) FROM STDIN",
                 "prune_events": "DELETE FROM {events} WHERE time_ns < %s",
+                "ensure_partition": "SELECT {ensure_partition}(%s)",
+                "drop_partitions": "SELECT {drop_partitions}(%s)",
                 "prune_rollup": "DELETE FROM {rollup} WHERE hour < %s",
                 "stats": "SELECT count(*), min(time_ns), max(time_ns), (SELECT count(*) FROM {rollup})"
                 " FROM {events}",
@@ -294,7 +301,11 @@ class PostgresLedger:
             return 0
         unique = list({event.id: event for event in reversed(events)}.values())  # first of each id
 
+        months = sorted({_month_of(event.time_ns) for event in unique})
+
         def work(cur: psycopg.Cursor[tuple[Any, ...]]) -> int:
+            for month in months:  # the monthly partitions the batch needs (one query each, usually one)
+                cur.execute(self._queries["ensure_partition"], (month,))
             dims_json: dict[int, tuple[Mapping[str, str], str]] = {}  # a scope's events share dimensions
             texts: dict[str, str] = {}  # and their model, provider, price version…
             with cur.copy(self._queries["copy"]) as copy:
@@ -396,12 +407,18 @@ class PostgresLedger:
             cursor = rows[-1][0]
 
     def prune(self, before: datetime) -> int:
-        """Delete events older than ``before``, and the roll-up hours that end by then."""
+        """Delete events older than ``before``, and the roll-up hours that end by then.
+
+        The months that end by then go whole: their partitions are dropped (no row by row
+        delete, no table bloat); the rest of the events before ``before`` are deleted.
+        """
         before_ns = _ns(before)
 
         def work(cur: psycopg.Cursor[tuple[Any, ...]]) -> int:
+            row = cur.execute(self._queries["drop_partitions"], (before_ns,)).fetchone()
+            dropped = 0 if row is None else int(row[0])  # whole months: their partitions dropped
             cur.execute(self._queries["prune_events"], (before_ns,))
-            removed = cur.rowcount
+            removed = dropped + cur.rowcount
             cur.execute(self._queries["prune_rollup"], (hour_of(before_ns),))
             return removed
 
@@ -471,7 +488,13 @@ class PostgresLedger:
         return f"PostgresLedger({self.url!r}, schema={self._schema!r})"
 
 
-def _compose(text: str, names: Mapping[str, sql.Identifier]) -> sql.Composed:
+def _month_of(time_ns: int) -> int:
+    """The first second of the UTC month of ``time_ns`` (the partition the event goes in)."""
+    moment = datetime.fromtimestamp(time_ns // 1_000_000_000, tz=UTC)
+    return int(moment.replace(day=1, hour=0, minute=0, second=0).timestamp())
+
+
+def _compose(text: str, names: Mapping[str, sql.Composable]) -> sql.Composed:
     """``text`` (fixed SQL, never caller input) with the quoted table names filled in."""
     from psycopg import sql as pgsql  # noqa: PLC0415 - the postgres extra, loaded when used
 

@@ -29,8 +29,8 @@ __all__ = [
     "WRITE",
 ]
 
-VERSION: Final = 3
-"""The schema a PostgreSQL ledger is migrated to (the SQLite ledger's is `SCHEMA_VERSION`, 4)."""
+VERSION: Final = 4
+"""The schema a PostgreSQL ledger is migrated to (its own layout; the number is SQLite's too)."""
 FIELDS: Final = ("operation", "status", "provider", "model")
 """Event fields the roll-ups are keyed by (besides hour and dimensions)."""
 OPTIONAL_FIELDS: Final = frozenset({"provider", "model"})
@@ -73,14 +73,57 @@ _ROLLUP_KEY: Final = ("hour", *FIELDS, "dimensions")
 BYTE_ORDER: Final = ' COLLATE "C"'
 
 
-def _event_ddl() -> str:
+def _event_ddl(primary_key: str = "PRIMARY KEY") -> str:
     def column(name: str, kind: str) -> str:
         if name == "id":  # byte order, as Python sorts ids (and a faster index)
-            return f"id {kind}{BYTE_ORDER} PRIMARY KEY"
+            return f"id {kind}{BYTE_ORDER}{' ' + primary_key if primary_key else ''}"
         return f"{name} {kind}{' NOT NULL' if name in _NOT_NULL else ''}"
 
     columns = [column(name, kind) for name, kind in EVENT_TYPES.items()]
     return ", ".join([*columns, "previous_cost NUMERIC", "previous_price_version TEXT"])
+
+
+_NS: Final = 1_000_000_000
+_ALL_COLUMNS: Final = ", ".join((*EVENT_COLUMNS, "previous_cost", "previous_price_version"))
+_MONTH_OF: Final = "extract(epoch FROM date_trunc('month', to_timestamp({} / {}) AT TIME ZONE 'UTC'))::bigint"
+_ENSURE_PARTITION: Final = (
+    # The partition of the events of the UTC month starting at ``month_start`` (seconds),
+    # created when missing; concurrent callers are serialised by an advisory lock.
+    "CREATE OR REPLACE FUNCTION {ensure_partition}(month_start bigint) RETURNS void"  # noqa: S608 - fixed
+    " LANGUAGE plpgsql AS $body$"
+    " DECLARE"
+    "  first timestamp := to_timestamp(month_start) AT TIME ZONE 'UTC';"
+    "  name text := 'meterline_events_' || to_char(first, 'YYYYMM');"
+    "  next_start bigint := extract(epoch FROM first + interval '1 month')::bigint;"
+    " BEGIN"
+    "  IF to_regclass(format('%I.%I', {schema_name}, name)) IS NULL THEN"
+    "   PERFORM pg_advisory_xact_lock(4242424243);"
+    "   EXECUTE format('CREATE TABLE IF NOT EXISTS %I.%I PARTITION OF %I.meterline_events"
+    " FOR VALUES FROM (%s) TO (%s)', {schema_name}, name, {schema_name},"
+    f"    month_start * {_NS}, next_start * {_NS});"
+    "  END IF;"
+    " END $body$"
+)
+_DROP_PARTITIONS: Final = (
+    # Drops the monthly partitions whose month ends by ``before_ns``; returns the rows they held.
+    "CREATE OR REPLACE FUNCTION {drop_partitions}(before_ns bigint) RETURNS bigint"  # noqa: S608 - fixed
+    " LANGUAGE plpgsql AS $body$"
+    " DECLARE child record; ends bigint; held bigint; dropped bigint := 0;"
+    " BEGIN"
+    "  FOR child IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+    "   WHERE i.inhparent = format('%I.meterline_events', {schema_name})::regclass"
+    "   AND c.relname ~ '^meterline_events_[0-9]{{6}}$' LOOP"
+    "   ends := extract(epoch FROM to_date(right(child.relname, 6), 'YYYYMM')"
+    "    + interval '1 month')::bigint;"
+    f"   IF ends * {_NS} <= before_ns THEN"
+    "    EXECUTE format('SELECT count(*) FROM %I.%I', {schema_name}, child.relname) INTO held;"
+    "    EXECUTE format('DROP TABLE %I.%I', {schema_name}, child.relname);"
+    "    dropped := dropped + held;"
+    "   END IF;"
+    "  END LOOP;"
+    "  RETURN dropped;"
+    " END $body$"
+)
 
 
 def _rollup_ddl() -> str:
@@ -111,6 +154,22 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     # Version 3 changes the SQLite layout only (key fields stored once per combination);
     # PostgreSQL keeps its rows as they are.
     3: (),
+    # Version 4: the events partitioned by UTC month of ``time_ns`` (retention drops whole
+    # months; a report over a time range reads only its months), indexed by time. The primary
+    # key must hold the partition key: (id, time_ns), which stores an event once just as well
+    # (an event's id and time never change).
+    4: (
+        "ALTER TABLE {events} RENAME TO meterline_events_v3",
+        "ALTER INDEX {events_pkey} RENAME TO meterline_events_v3_pkey",
+        f"CREATE TABLE {{events}} ({_event_ddl('')}, PRIMARY KEY (id, time_ns)) PARTITION BY RANGE (time_ns)",
+        "CREATE INDEX meterline_events_time ON {events} (time_ns)",
+        _ENSURE_PARTITION,
+        _DROP_PARTITIONS,
+        f"SELECT {{ensure_partition}}(month) FROM (SELECT DISTINCT {_MONTH_OF.format('time_ns', _NS)}"  # noqa: S608
+        " AS month FROM {events_v3}) AS months",
+        f"INSERT INTO {{events}} ({_ALL_COLUMNS}) SELECT {_ALL_COLUMNS} FROM {{events_v3}}",  # noqa: S608
+        "DROP TABLE {events_v3}",
+    ),
 }
 """Forward migrations: the statements that bring a store from version ``n - 1`` to ``n``."""
 
@@ -133,7 +192,7 @@ WRITE: Final = (
     "WITH ins AS ("  # noqa: S608 - fixed text: column names from constants, values are parameters
     f" INSERT INTO {{events}} ({', '.join(EVENT_COLUMNS)})"
     f" SELECT {', '.join(EVENT_COLUMNS)} FROM pg_temp.meterline_incoming ORDER BY id"
-    " ON CONFLICT (id) DO NOTHING"
+    " ON CONFLICT (id, time_ns) DO NOTHING"
     " RETURNING hour, operation, status, provider, model, dimensions, measured, cost,"
     f" {', '.join(USAGE_FIELDS)},"
     " cost_pico, latency_ms, tokens_saved"
