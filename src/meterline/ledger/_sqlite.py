@@ -39,7 +39,7 @@ from meterline.ledger._rows import (
     pico_of,
     utc,
 )
-from meterline.ledger._sqlite_keys import Dictionaries
+from meterline.ledger._sqlite_keys import Dictionaries, value_ids
 from meterline.ledger._sqlite_reports import Query, read_totals
 from meterline.ledger._sqlite_rows import bind_rows
 from meterline.ledger._sqlite_schema import (
@@ -310,10 +310,10 @@ class SQLiteLedger:
                         unpriced,
                     )
                     day, rollup_id = hour - hour % DAY, names.rollup_ids[key_id]
-                    for value_id in (ALL_EVENTS, *(dims.split(",") if dims else ())):
-                        _add_delta(by_value, (int(value_id), day, rollup_id), split)
+                    for value_id in (ALL_EVENTS, *value_ids(dims)):
+                        _add_delta(by_value, (value_id, day, rollup_id), split)
                         if day < folded:
-                            _add_delta(by_month, (int(value_id), month_of(day)), split)
+                            _add_delta(by_month, (value_id, month_of(day)), split)
         conn.executemany(REPRICE_EVENT, repriced)
         conn.executemany(CORRECT_NODIMS, [(*delta, *key) for key, delta in nodims.items()])
         conn.executemany(CORRECT_DIM, [(*delta, *key) for key, delta in sorted(by_value.items())])

@@ -17,12 +17,28 @@ from typing import Any, Final
 from meterline.exceptions import LedgerError
 from meterline.ledger._sqlite_schema import add_key, add_value, rollup_fields
 
-__all__ = ["Dictionaries"]
+__all__ = ["Dictionaries", "value_ids"]
 
 _MAX_CACHED: Final = 200_000
 """Entries a cache holds at most (past it, it starts again: ids are looked up on the next use)."""
 _IN_CHUNK: Final = 500
 """Ids per ``IN (...)`` lookup (under SQLite's smallest limit of 999 parameters)."""
+
+
+def value_ids(ids: object) -> list[int]:
+    """The value ids of a row's ``dims`` (comma-separated ids; ``''`` for none).
+
+    Raises:
+        LedgerError: ``ids`` is not such a text (a damaged file).
+    """
+    if type(ids) is not str:
+        raise LedgerError(f"stored dimensions {ids!r:.80} are unreadable: expected ids in text")
+    if not ids:
+        return []
+    try:
+        return [int(value_id) for value_id in ids.split(",")]
+    except ValueError as exc:
+        raise LedgerError(f"stored dimensions {ids!r:.80} are unreadable: {exc}") from exc
 
 
 class Dictionaries:
@@ -162,11 +178,12 @@ class Dictionaries:
         """The dimensions of a row's ``dims`` ids, read from the value table when not cached.
 
         Raises:
-            LedgerError: an id is in no row of the value table (a damaged file).
+            LedgerError: the ids are not a list of ids, or one is in no row of the value
+                table (a damaged file).
         """
         if not ids:
             return {}
-        numbers = [int(value_id) for value_id in ids.split(",")]
+        numbers = value_ids(ids)
         missing = [value_id for value_id in numbers if value_id not in self.values]
         if missing:
             if len(self.values) >= _MAX_CACHED:
