@@ -1,8 +1,13 @@
 """The PostgreSQL ledger's tables, their forward migrations, and the fixed SQL that writes and reads them.
 
-SQL text is fixed here: table names are filled in at open as quoted identifiers, values are
-parameters, and dimension names never reach SQL (dimensions are grouped and filtered in
-Python over roll-up rows).
+The events are partitioned by UTC month of ``time_ns`` (version 4): ``meterline_events_YYYYMM``,
+made by ``meterline_ensure_partition`` when a month's first event is written, dropped whole by
+``meterline_drop_partitions`` when a prune passes the month's end. The hourly roll-up is keyed
+by the whole set of dimensions (the SQLite ledger's roll-ups by value are not here yet).
+
+SQL text is fixed here: table names are filled in at open as quoted identifiers (the schema's
+name as a literal inside the two PL/pgSQL functions), values are parameters, and dimension
+names never reach SQL (dimensions are grouped and filtered in Python over roll-up rows).
 """
 
 from __future__ import annotations as _annotations
@@ -84,6 +89,8 @@ def _event_ddl(primary_key: str = "PRIMARY KEY") -> str:
 
 
 _NS: Final = 1_000_000_000
+_PARTITION_LOCK: Final = 0x6D6C7074
+"""The advisory lock that serialises the creation of a month's partition ("mlpt")."""
 _ALL_COLUMNS: Final = ", ".join((*EVENT_COLUMNS, "previous_cost", "previous_price_version"))
 _MONTH_OF: Final = "extract(epoch FROM date_trunc('month', to_timestamp({} / {}) AT TIME ZONE 'UTC'))::bigint"
 _ENSURE_PARTITION: Final = (
@@ -97,7 +104,7 @@ _ENSURE_PARTITION: Final = (
     "  next_start bigint := extract(epoch FROM first + interval '1 month')::bigint;"
     " BEGIN"
     "  IF to_regclass(format('%I.%I', {schema_name}, name)) IS NULL THEN"
-    "   PERFORM pg_advisory_xact_lock(4242424243);"
+    f"   PERFORM pg_advisory_xact_lock({_PARTITION_LOCK});"
     "   EXECUTE format('CREATE TABLE IF NOT EXISTS %I.%I PARTITION OF %I.meterline_events"
     " FOR VALUES FROM (%s) TO (%s)', {schema_name}, name, {schema_name},"
     f"    month_start * {_NS}, next_start * {_NS});"
