@@ -4,7 +4,7 @@ Run from the project root (extra ``analytics`` for the DuckDB floor):
 
     .venv/bin/python bench/bench_ledger_scale.py               # BENCH_N events (default 1,000,000)
     BENCH_N=10000000 .venv/bin/python bench/bench_ledger_scale.py
-    BENCH_POSTGRES=1 .venv/bin/python bench/bench_ledger_scale.py   # also PostgreSQL
+    BENCH_POSTGRES=1 .venv/bin/python bench/bench_ledger_scale.py   # then PostgreSQL too
 
 The events are `workload.events` (50 priced models, 200 orgs, 10,000 users, 100,000
 sessions, 5 agents, 12 tools, 90 days). For each store:
@@ -19,6 +19,8 @@ sessions, 5 agents, 12 tools, 90 days). For each store:
    and by user x agent over the last 7 days, by day; each in a process of its own (its time,
    and its RSS growth over the process's own after opening), beside the same GROUP BY in
    DuckDB over the same flat rows (its file built once per run).
+4. With ``BENCH_POSTGRES=1``: a PostgreSQL ledger (batches of 5,000) beside ``COPY`` of the
+   flat rows into a plain table, and its reports beside the same GROUP BY over that table.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def _floor_sql(
     by: tuple[str, ...], since: datetime | None, granularity: str | None, divide: str
 ) -> tuple[str, list[int]]:
     """The report as one plain GROUP BY over the flat rows (``divide``: the engine's integer division)."""
-    keys = list(by)
+    keys = [f'"{name}"' for name in by]  # quoted: "user" is a keyword of PostgreSQL
     if granularity == "day":
         keys.append(f"time_ns {divide} 86400000000000")
     where = ""
@@ -181,6 +183,63 @@ def _duckdb_file(path: Path, batches: list[list[tuple[object, ...]]]) -> None:
     conn.close()
 
 
+def _postgres() -> None:
+    """The same events into a PostgreSQL ledger (batches of 5,000) beside ``COPY`` of the flat rows;
+    its reports beside the same GROUP BY over the plain table. In a schema of its own, dropped after."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    from meterline.ledger import PostgresLedger
+
+    schema = f"meterline_bench_{uuid.uuid4().hex[:8]}"
+    ledger = PostgresLedger(POSTGRES_URL, schema=schema)
+    conn = psycopg.connect(POSTGRES_URL, autocommit=True)
+    try:
+        texts = {"id", "operation", "status", "provider", "model", "price_version", *workload.DIMENSIONS}
+        columns = ", ".join(
+            f'"{name}" {"TEXT" if name in texts else "FLOAT8" if name == "latency_ms" else "BIGINT"}'
+            + (" PRIMARY KEY" if name == "id" else "")
+            for name in workload.FLAT_COLUMNS
+        )
+        plain = sql.Identifier(schema, "plain")
+        conn.execute(sql.SQL(f"CREATE TABLE {{}} ({columns})").format(plain))
+        copy = sql.SQL("COPY {} FROM STDIN").format(plain)
+        ours_s = plain_s = 0.0
+        for events in workload.events(N, batch=100_000):
+            rows = [workload.flat_row(event) for event in events]
+            for at in range(0, len(events), 5_000):
+                began = time.perf_counter()
+                ledger.write(events[at : at + 5_000])
+                ours_s += time.perf_counter() - began
+                began = time.perf_counter()
+                with conn.transaction(), conn.cursor().copy(copy) as writing:
+                    for row in rows[at : at + 5_000]:
+                        writing.write_row(row)
+                plain_s += time.perf_counter() - began
+        print(
+            f"PostgreSQL ingest: ledger {N / ours_s:,.0f}/s, plain COPY {N / plain_s:,.0f}/s,"
+            f" ratio {plain_s / ours_s:.2f}"
+        )
+        print(f"{'report':<26}{'ledger s':>10}{'+MB':>7}{'plain SQL s':>12}")
+        for label, (by, since, granularity) in REPORTS.items():
+            watch = _RssWatch()
+            began = time.perf_counter()
+            ledger.totals(by=by, since=since, granularity=granularity)  # type: ignore[arg-type]
+            seconds = time.perf_counter() - began
+            grew = watch.growth()
+            text, params = _floor_sql(by, since, granularity, "/")
+            floor_sql = sql.SQL(text.replace("FROM plain", "FROM {}").replace("?", "%s")).format(plain)
+            began = time.perf_counter()
+            conn.execute(floor_sql, params).fetchall()
+            print(f"{label:<26}{seconds:>10.3f}{grew:>7.0f}{time.perf_counter() - began:>12.3f}")
+    finally:
+        ledger.close()
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        conn.close()
+
+
 def main() -> None:
     """Fill the stores, then print ingest, size and report figures with ratios."""
     from meterline.ledger import SQLiteLedger
@@ -239,6 +298,8 @@ def main() -> None:
                 f"{duck['seconds']:>10.3f}{ours['seconds'] / duck['seconds']:>15.1f}"
             )
             assert ours["rows"] == duck["rows"] or label == "by day", (label, ours, duck)
+    if os.environ.get("BENCH_POSTGRES"):
+        _postgres()
 
 
 if __name__ == "__main__":
