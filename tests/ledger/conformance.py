@@ -282,7 +282,7 @@ class LedgerConformance:
     """Tests every ledger backend passes; subclasses provide the ``ledger`` fixture."""
 
     schema_version = SCHEMA_VERSION
-    """The schema version the backend reports (PostgreSQL's differs)."""
+    """The schema version the backend reports (PostgreSQL numbers its own layouts)."""
 
     # -- writing and reading back -----------------------------------------------------
 
