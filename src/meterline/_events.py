@@ -275,6 +275,7 @@ class UsageEvent:
         try:
             usage = data["usage"]
             cost = data["cost"]
+            dimensions = data.get("dimensions")
             return cls(
                 id=str(data["id"]),
                 time_ns=int(data["time_ns"]),
@@ -287,7 +288,8 @@ class UsageEvent:
                 price_version=data.get("price_version"),
                 latency_ms=data.get("latency_ms"),
                 status=str(data["status"]),
-                dimensions=Dimensions(data.get("dimensions") or {}),
+                # A `Dimensions` given (shared by events read together) is kept as it is.
+                dimensions=dimensions if type(dimensions) is Dimensions else Dimensions(dimensions or {}),
                 operation_id=data.get("operation_id"),
                 attempt=int(data.get("attempt", 1)),
                 response_id=data.get("response_id"),

@@ -81,6 +81,25 @@ def test_append_then_replay_round_trips(tmp_path: Path) -> None:
     assert spool.pending() == 1
 
 
+def test_replayed_events_of_one_scope_share_their_dimensions(tmp_path: Path) -> None:
+    """Events read back with equal dimensions share one `Dimensions`, as a meter's scope's do."""
+    meter = Meter()
+    events = []
+    for session in ("s1", "s2"):
+        with meter.scope(user="u1", session=session):
+            events += [
+                meter.record(Usage(input_tokens=9), model="gpt-4o", provider="openai") for _ in range(3)
+            ]
+    spool = Spool(tmp_path / "spool")
+    spool.append(events)
+    ledger = MemoryLedger()
+    assert spool.replay(ledger) == 6
+    replayed = [ledger.rows[event.id] for event in events]
+    assert replayed == events
+    assert len({id(event.dimensions) for event in replayed}) == 2
+    assert {type(event.dimensions).__name__ for event in replayed} == {"Dimensions"}
+
+
 def test_a_missing_directory_is_an_empty_spool(tmp_path: Path) -> None:
     """A spool never appended to creates nothing, has nothing pending and replays nothing."""
     spool = Spool(tmp_path / "never")

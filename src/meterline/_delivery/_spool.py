@@ -37,6 +37,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final, Protocol
 
+from meterline._dimensions import Dimensions
 from meterline._events import UsageEvent, check_recorded
 
 __all__ = ["SPOOL_DIR_ENV", "Spool", "SpoolWriteError", "default_spool_dir", "spool_dir_usable"]
@@ -357,11 +358,20 @@ class Spool:
                 len(tail),
                 path,
             )
+        shared: dict[tuple[tuple[str, str], ...], Dimensions] = {}
         for number, line in enumerate(lines, 1):
             if not line:
                 continue
             try:
-                event = UsageEvent.from_dict(json.loads(line))
+                fields = json.loads(line)
+                dims = fields.get("dimensions")
+                if dims:  # one object per distinct set, as a meter's scopes share theirs
+                    key = tuple(dims.items())
+                    known = shared.get(key)
+                    if known is None:
+                        known = shared[key] = Dimensions(dims)
+                    fields["dimensions"] = known
+                event = UsageEvent.from_dict(fields)
                 check_recorded(event)  # as strictly as record(): a line changed on disk is refused
             except Exception:  # noqa: BLE001 - a corrupt line must not block the rest of the spool
                 self._torn += 1
