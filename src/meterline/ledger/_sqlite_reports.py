@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from meterline._frozen import twin
 from meterline._money import to_usd
 from meterline._usage import new_usage
 from meterline.exceptions import LedgerError
@@ -410,27 +409,20 @@ def _rows(groups: Groups, granularity: Granularity | None) -> list[LedgerRow]:
     order = sorted(out.items(), key=lambda item: (-item[1][SUM_PICO], -item[1][EVENTS]))
     for start, end in _ties(order):
         order[start:end] = sorted(order[start:end], key=_key_order)
-    rows = []
-    for (key, when), acc in order:
-        # Built as `_LedgerRowSlots` then made a LedgerRow (see `meterline._frozen`): a frozen
-        # dataclass's __init__ costs 4 µs a row, and a report by session has 100,000 rows.
-        row: Any = _LedgerRowSlots(
-            key,
-            when,
-            acc[EVENTS],
-            acc[UNMEASURED],
-            acc[UNPRICED],
-            new_usage(*[acc[i] for i in SUM_USAGE]),  # sums of checked counts
-            to_usd(acc[SUM_PICO]),
-            float(acc[SUM_LATENCY]),
-            acc[SUM_SAVED],
+    return [
+        LedgerRow(
+            key=key,
+            period=when,
+            events=acc[EVENTS],
+            unmeasured=acc[UNMEASURED],
+            unpriced=acc[UNPRICED],
+            usage=new_usage(*[acc[i] for i in SUM_USAGE]),  # sums of checked counts
+            cost=to_usd(acc[SUM_PICO]),
+            latency_ms=float(acc[SUM_LATENCY]),
+            tokens_saved=acc[SUM_SAVED],
         )
-        row.__class__ = LedgerRow
-        rows.append(row)
-    return rows
-
-
-_LedgerRowSlots: Final = twin(LedgerRow)
+        for (key, when), acc in order
+    ]
 
 
 def _ties(order: Sequence[tuple[Any, list[Any]]]) -> Iterator[tuple[int, int]]:
