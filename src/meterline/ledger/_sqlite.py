@@ -81,7 +81,6 @@ _PAGE: Final = 1000
 """Events per page of `SQLiteLedger.events`."""
 _DIMENSIONS: Final = EVENT_COLUMNS.index("dimensions")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_DAY: Final = 86_400
 _NS: Final = 1_000_000_000
 _WAL_CHECKPOINT_PAGES: Final = 4000
 """Pages of WAL after which a commit checkpoints (SQLite's default: 1000)."""

@@ -229,10 +229,8 @@ def _add_by_value(
     period = _period_sql(query.granularity, column)
     keys = [period, "v.value", *(f"k.{name}" for name in fields)]
     by_key = table == ROLLUPS[1]  # the monthly roll-up has no key: it serves no model field
-    source = (
-        f" FROM meterline_dim_values AS v JOIN {table} AS r ON r.value_id = v.value_id"
-        f"{' JOIN meterline_keys AS k ON k.key_id = r.key_id' if by_key else ''}"
-    )
+    keyed = " JOIN meterline_keys AS k ON k.key_id = r.key_id" if by_key else ""
+    source = f" FROM meterline_dim_values AS v JOIN {table} AS r ON r.value_id = v.value_id{keyed}"
     sums = ", ".join(f"SUM(r.{name})" for name in BY_VALUE_SUMS)
     rows = ["r.value_id", column, *(["r.key_id"] if by_key else [])]  # one roll-up row a group
     values = ""
@@ -246,36 +244,28 @@ def _add_by_value(
         width = len(keys)
         at = [1 if name == dimension else 2 + fields.index(name) for name in query.by]
         for row in conn.execute(sql, [*params, *(wanted or ())]):
-            group = ((row[1],) if at == [1] else tuple(row[i] for i in at), row[0])
-            added = _joined(row, width)
-            acc = groups.get(group)
-            if acc is None:
-                groups[group] = added
-            else:
-                for i in range(_WIDTH):
-                    acc[i] += added[i]
+            key = (row[1],) if at == [1] else tuple(row[i] for i in at)
+            _add(groups, (key, row[0]), _joined(row, width), 0, False)
     if not missing:
         return
     # The sums of every value, per model fields and period, to take from those of all events.
-    monthly = query.granularity == "month"  # the days and months of the subtraction, as months
-    covered: Groups = {}
-    sql = (
-        f"SELECT {period}, {', '.join(['NULL', *keys[2:]])}, {sums}{source}"
-        f" WHERE {' AND '.join(clauses)} GROUP BY {', '.join([period, *keys[2:]] if in_sql else rows)}"
+
+    def by_fields(source: str, where: list[str], args: list[object]) -> Groups:
+        """The sums of ``source``'s rows per model fields and period (months, for a monthly report)."""
+        sql = (
+            f"SELECT {period}, {', '.join(['NULL', *keys[2:]])}, {sums}{source}"
+            f" WHERE {' AND '.join(where)} GROUP BY {', '.join([period, *keys[2:]] if in_sql else rows)}"
+        )
+        found: Groups = {}
+        for row in conn.execute(sql, args):
+            start = month_of(row[0]) if query.granularity == "month" and row[0] is not None else row[0]
+            _add(found, (tuple(row[2 : 2 + len(fields)]), start), _joined(row, 2 + len(fields)), 0, False)
+        return found
+
+    covered = by_fields(source, clauses, params)  # every value of the dimension
+    everything = by_fields(
+        f" FROM {table} AS r{keyed}", ["r.value_id = ?", *clauses[1:]], [ALL_EVENTS, *params[1:]]
     )
-    for row in conn.execute(sql, params):
-        start = month_of(row[0]) if monthly and row[0] is not None else row[0]
-        _add(covered, (tuple(row[2 : 2 + len(fields)]), start), _joined(row, 2 + len(fields)), 0, False)
-    everything: Groups = {}
-    sql = (
-        f"SELECT {period}, {', '.join(['NULL', *keys[2:]])}, {sums} FROM {table} AS r"  # noqa: S608
-        f"{' JOIN meterline_keys AS k ON k.key_id = r.key_id' if by_key else ''}"
-        f" WHERE {' AND '.join(['r.value_id = ?', *clauses[1:]])}"
-        f" GROUP BY {', '.join([period, *keys[2:]] if in_sql else rows)}"
-    )
-    for row in conn.execute(sql, [ALL_EVENTS, *params[1:]]):
-        start = month_of(row[0]) if monthly and row[0] is not None else row[0]
-        _add(everything, (tuple(row[2 : 2 + len(fields)]), start), _joined(row, 2 + len(fields)), 0, False)
     for (key, when), acc in everything.items():
         done = covered.get((key, when), [0] * _WIDTH)
         rest = [total - part for total, part in zip(acc, done, strict=True)]

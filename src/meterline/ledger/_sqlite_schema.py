@@ -56,34 +56,25 @@ from meterline.ledger._rows import (
 __all__ = [
     "ALL_EVENTS",
     "BY_VALUE_SUMS",
-    "COLUMNS",
     "CORRECT_DIM",
     "CORRECT_MONTH",
     "CORRECT_NODIMS",
     "COUNT_NEW",
     "DAY",
-    "DIMS_AT",
     "EVENTS",
     "EVENT_FIELDS",
     "EVENT_ROWS",
-    "FOLDED",
-    "FOLD_MONTHS",
     "HOUR",
     "ID",
-    "KEY_ID_AT",
     "LAST_ROWID",
-    "LATENCY_AT",
     "LOW_BITS",
-    "MEASURED",
     "MIGRATIONS",
     "NOT_MODEL_CALLS",
-    "PICO_AT",
     "REPRICE_EVENT",
     "ROLLUPS",
     "ROLL_UP_DIMS",
     "ROLL_UP_MONTHS",
     "ROLL_UP_NODIMS",
-    "SAVED_AT",
     "SELECT_FOR_REPRICE",
     "STORED_COLUMNS",
     "SUM_LATENCY",
@@ -94,14 +85,12 @@ __all__ = [
     "UNFOLD_MONTHS",
     "UNMEASURED",
     "UNPRICED",
-    "USAGE_AT",
     "WIDTH",
     "add_key",
     "add_value",
     "fold_months",
     "folded_until",
     "insert_events",
-    "key_text",
     "month_of",
     "rollup_fields",
 ]
@@ -117,7 +106,6 @@ ROLLUPS: Final = ("meterline_rollup_hour_nodims", "meterline_rollup_dim_day", "m
 """The roll-up tables: by hour without dimensions; by dimension value and day, and month."""
 FOLDED: Final = "dim_months_until"
 """The key in ``meterline_meta`` of the first day not yet added into the monthly roll-up."""
-COLUMNS: Final = ", ".join(EVENT_COLUMNS)
 KEY_FIELDS: Final = ("operation", "status", "provider", "model", "request_model", "price_version")
 """The event fields stored once per distinct combination, in ``meterline_keys``."""
 STORED_COLUMNS: Final = (
@@ -201,17 +189,10 @@ _KEY_ID: Final = "SELECT key_id FROM meterline_keys WHERE key = ?"
 _ADD_VALUE: Final = "INSERT INTO meterline_dim_values (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING"
 _VALUE_ID: Final = "SELECT value_id FROM meterline_dim_values WHERE name = ? AND value = ?"
 
-# Positions in a row of `bind_rows`, for adding rows into roll-ups without re-deriving them.
+# Positions in a row of `bind_rows`: its width, its id and its time.
 WIDTH: Final = len(STORED_COLUMNS)
 ID: Final = STORED_COLUMNS.index("id")
 TIME_AT: Final = STORED_COLUMNS.index("time_ns")
-KEY_ID_AT: Final = STORED_COLUMNS.index("key_id")
-DIMS_AT: Final = STORED_COLUMNS.index("dims")
-MEASURED: Final = STORED_COLUMNS.index("measured")
-USAGE_AT: Final = tuple(STORED_COLUMNS.index(name) for name in USAGE_FIELDS)
-PICO_AT: Final = STORED_COLUMNS.index("cost_pico")
-LATENCY_AT: Final = STORED_COLUMNS.index("latency_ms")
-SAVED_AT: Final = STORED_COLUMNS.index("tokens_saved")
 # Positions in a list of `ROLLUP_SUMS`.
 EVENTS, UNMEASURED, UNPRICED = 0, 1, 2
 SUM_USAGE: Final = tuple(ROLLUP_SUMS.index(name) for name in USAGE_FIELDS)
