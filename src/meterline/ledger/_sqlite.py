@@ -32,6 +32,7 @@ from meterline._storage import (
 )
 from meterline.exceptions import ConfigurationError, LedgerError
 from meterline.ledger._backend import GRANULARITIES, Granularity, LedgerRow, LedgerStats
+from meterline.ledger._groups import DAY, Query
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
     event_from_row,
@@ -40,7 +41,7 @@ from meterline.ledger._rows import (
     utc,
 )
 from meterline.ledger._sqlite_keys import Dictionaries, value_ids
-from meterline.ledger._sqlite_reports import Query, read_totals
+from meterline.ledger._sqlite_reports import read_totals
 from meterline.ledger._sqlite_rows import bind_rows
 from meterline.ledger._sqlite_schema import (
     ALL_EVENTS,
@@ -48,7 +49,6 @@ from meterline.ledger._sqlite_schema import (
     CORRECT_MONTH,
     CORRECT_NODIMS,
     COUNT_NEW,
-    DAY,
     EVENT_ROWS,
     ID,
     LAST_ROWID,

@@ -21,63 +21,40 @@ grouped by each source row's own key, so that no SQL sum overflows.
 from __future__ import annotations as _annotations
 
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any, Final
 
-from meterline._money import to_usd
-from meterline._usage import new_usage
+from meterline._dimensions import EVENT_FIELDS
 from meterline.exceptions import LedgerError
 from meterline.ledger._backend import Granularity, LedgerRow
+from meterline.ledger._groups import (
+    DAY,
+    EVENTS,
+    HOUR,
+    SUM_LATENCY,
+    SUM_PICO,
+    WIDTH,
+    Groups,
+    Query,
+    add,
+    next_day,
+    to_rows,
+)
 from meterline.ledger._rows import ROLLUP_SUMS
 from meterline.ledger._sqlite_keys import Dictionaries
 from meterline.ledger._sqlite_schema import (
     ALL_EVENTS,
     BY_VALUE_SUMS,
-    DAY,
-    EVENT_FIELDS,
     EVENT_SUMS,
-    EVENTS,
-    HOUR,
     NOT_MODEL_CALLS,
     ROLLUPS,
-    SUM_LATENCY,
-    SUM_PICO,
-    SUM_SAVED,
-    SUM_USAGE,
-    UNMEASURED,
-    UNPRICED,
     folded_until,
     month_of,
 )
 
-__all__ = ["Query", "read_totals"]
+__all__ = ["read_totals"]
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_WIDTH: Final = len(ROLLUP_SUMS)
 _NS: Final = 10**9
-
-Groups = dict[tuple[tuple[str | None, ...], int | None], list[Any]]
-"""(key values in the order of ``by``, period start in seconds or None) -> `ROLLUP_SUMS`."""
-
-
-@dataclass(frozen=True, slots=True)
-class Query:
-    """A checked report query: names to group by, filters, an hour range and a granularity."""
-
-    by: tuple[str, ...]
-    where: Mapping[str, frozenset[object]]
-    since: int | None
-    """First hour (seconds since the epoch), inclusive."""
-    until: int | None
-    """Hour (seconds) the range ends before."""
-    granularity: Granularity | None
-
-    @property
-    def dimensions(self) -> tuple[str, ...]:
-        """The dimension names the query groups or filters by, once each."""
-        return tuple(dict.fromkeys(name for name in (*self.by, *self.where) if name not in EVENT_FIELDS))
 
 
 def read_totals(conn: sqlite3.Connection, names: Dictionaries, query: Query) -> list[LedgerRow]:
@@ -88,7 +65,7 @@ def read_totals(conn: sqlite3.Connection, names: Dictionaries, query: Query) -> 
         if "overflow" not in str(exc.__cause__):
             raise
         groups = _groups(conn, names, query, in_sql=False)
-    return _rows(groups, query.granularity)
+    return to_rows(groups, query.granularity)
 
 
 def _groups(conn: sqlite3.Connection, names: Dictionaries, query: Query, *, in_sql: bool) -> Groups:
@@ -99,7 +76,7 @@ def _groups(conn: sqlite3.Connection, names: Dictionaries, query: Query, *, in_s
             _add_nodims(conn, query, groups, in_sql)
             return groups
         if len(dims) == 1 and query.granularity != "hour":
-            first = _next_day(query.since)
+            first = next_day(query.since)
             last = None if query.until is None else query.until - query.until % DAY
             if first is None or last is None or first < last:
                 for table, start, end in _segments(conn, query, first, last):
@@ -125,7 +102,7 @@ def _segments(
     first unfolded day; the daily roll-up serves the rest. Not for a report by day, or one
     that groups or filters by a model field (which only the daily roll-up keeps).
     """
-    if query.granularity == "day" or any(name in EVENT_FIELDS for name in (*query.by, *query.where)):
+    if query.granularity == "day" or query.names_fields:
         return [(ROLLUPS[1], first, last)]
     folded = folded_until(conn)
     start = None if first is None else month_of(first) if month_of(first) == first else _next_month(first)
@@ -144,11 +121,6 @@ def _segments(
 def _next_month(day: int) -> int:
     """The first second of the UTC month after the one of ``day``."""
     return month_of(month_of(day) + 32 * DAY)
-
-
-def _next_day(hour: int | None) -> int | None:
-    """The first UTC day starting at or after ``hour`` (seconds)."""
-    return None if hour is None else -(-hour // DAY) * DAY
 
 
 def _field_clauses(query: Query, prefix: str, clauses: list[str], params: list[object]) -> bool:
@@ -191,7 +163,7 @@ def _add_nodims(conn: sqlite3.Connection, query: Query, groups: Groups, in_sql: 
     at: dict[str, int] = {name: keys.index(name) for name in EVENT_FIELDS if name in keys}
     for row in conn.execute(sql, params):
         key = tuple(row[at[name]] or None for name in query.by)  # '' stands for a missing provider or model
-        _add(groups, (key, row[0]), row, len(keys), row[1] in NOT_MODEL_CALLS)
+        add(groups, (key, row[0]), row, len(keys), row[1] in NOT_MODEL_CALLS)
 
 
 def _add_by_value(
@@ -245,7 +217,7 @@ def _add_by_value(
         at = [1 if name == dimension else 2 + fields.index(name) for name in query.by]
         for row in conn.execute(sql, [*params, *(wanted or ())]):
             key = (row[1],) if at == [1] else tuple(row[i] for i in at)
-            _add(groups, (key, row[0]), _joined(row, width), 0, False)
+            add(groups, (key, row[0]), _joined(row, width), 0, False)
     if not missing:
         return
     # The sums of every value, per model fields and period, to take from those of all events.
@@ -259,7 +231,7 @@ def _add_by_value(
         found: Groups = {}
         for row in conn.execute(sql, args):
             start = month_of(row[0]) if query.granularity == "month" and row[0] is not None else row[0]
-            _add(found, (tuple(row[2 : 2 + len(fields)]), start), _joined(row, 2 + len(fields)), 0, False)
+            add(found, (tuple(row[2 : 2 + len(fields)]), start), _joined(row, 2 + len(fields)), 0, False)
         return found
 
     covered = by_fields(source, clauses, params)  # every value of the dimension
@@ -267,7 +239,7 @@ def _add_by_value(
         f" FROM {table} AS r{keyed}", ["r.value_id = ?", *clauses[1:]], [ALL_EVENTS, *params[1:]]
     )
     for (key, when), acc in everything.items():
-        done = covered.get((key, when), [0] * _WIDTH)
+        done = covered.get((key, when), [0] * WIDTH)
         rest = [total - part for total, part in zip(acc, done, strict=True)]
         if any(value < 0 for value in rest[:SUM_LATENCY]):
             raise LedgerError(
@@ -277,7 +249,7 @@ def _add_by_value(
         if rest[EVENTS]:
             named = dict[str, Any](zip(fields, key, strict=True))
             named[dimension] = None
-            _add(groups, (tuple(named[name] for name in query.by), when), rest, 0, False)
+            add(groups, (tuple(named[name] for name in query.by), when), rest, 0, False)
 
 
 def _add_events(
@@ -308,7 +280,7 @@ def _add_events(
     ]
     # Grouped by key only when the report names a model field; else by model call or not
     # (a tool's usage is informational), which makes fewer, larger groups.
-    named = any(name in EVENT_FIELDS for name in (*query.by, *query.where))
+    named = query.names_fields
     calls = ", ".join(f"'{operation}'" for operation in NOT_MODEL_CALLS)
     group = ["e.dims", "e.key_id" if named else f"k.operation IN ({calls})", "1"] if in_sql else ["e.rowid"]
     sql = (
@@ -339,13 +311,13 @@ def _add_events(
             key = tuple(
                 row[fields_at[name]] or None if name in EVENT_FIELDS else next(at) for name in query.by
             )
-        _add(groups, (key, row[0]), row, width, row[1] in NOT_MODEL_CALLS)
+        add(groups, (key, row[0]), row, width, row[1] in NOT_MODEL_CALLS)
 
 
 def _joined(row: Sequence[Any], at: int) -> list[Any]:
     """The `BY_VALUE_SUMS` of a row (from column ``at``) as `ROLLUP_SUMS`: the cost's two parts joined."""
-    sums = list(row[at : at + _WIDTH])
-    sums[SUM_PICO] += row[at + _WIDTH] << 32
+    sums = list(row[at : at + WIDTH])
+    sums[SUM_PICO] += row[at + WIDTH] << 32
     return sums
 
 
@@ -360,81 +332,3 @@ def _period_sql(granularity: Granularity | None, hour: str) -> str:
 
 def _sums(in_sql: bool) -> str:
     return ", ".join(f"SUM({name})" if in_sql else name for name in ROLLUP_SUMS)
-
-
-def _add(
-    groups: Groups, key: tuple[tuple[str | None, ...], int | None], row: Sequence[Any], at: int, tool: bool
-) -> None:
-    """Add a row's sums (from column ``at``) into its group; a tool's usage and cost are informational."""
-    acc = groups.get(key)
-    if acc is None:
-        if not tool:
-            groups[key] = list(row[at : at + _WIDTH])
-            return
-        acc = groups[key] = [0] * _WIDTH
-    if tool:
-        acc[EVENTS] += row[at + EVENTS]
-        acc[SUM_LATENCY] += row[at + SUM_LATENCY]
-        acc[SUM_SAVED] += row[at + SUM_SAVED]
-    else:
-        for i in range(_WIDTH):
-            acc[i] += row[at + i]
-
-
-def _rows(groups: Groups, granularity: Granularity | None) -> list[LedgerRow]:
-    """The groups as sorted `LedgerRow` (the days of one month merged for a monthly report)."""
-    periods: dict[int, datetime] = {}
-    out: dict[tuple[tuple[str | None, ...], datetime | None], list[Any]] = {}
-    for (key, start), acc in groups.items():
-        when = None if start is None else periods.get(start)
-        if start is not None and when is None:
-            when = periods[start] = _period(start, granularity)
-        merged = out.get((key, when))
-        if merged is None:
-            out[key, when] = acc
-        else:  # days of one month
-            for i in range(_WIDTH):
-                merged[i] += acc[i]
-    # By cost (exact in pico-dollars) and events, highest first; ties by key (None first), then period.
-    order = sorted(out.items(), key=lambda item: (-item[1][SUM_PICO], -item[1][EVENTS]))
-    for start, end in _ties(order):
-        order[start:end] = sorted(order[start:end], key=_key_order)
-    return [
-        LedgerRow(
-            key=key,
-            period=when,
-            events=acc[EVENTS],
-            unmeasured=acc[UNMEASURED],
-            unpriced=acc[UNPRICED],
-            usage=new_usage(*[acc[i] for i in SUM_USAGE]),  # sums of checked counts
-            cost=to_usd(acc[SUM_PICO]),
-            latency_ms=float(acc[SUM_LATENCY]),
-            tokens_saved=acc[SUM_SAVED],
-        )
-        for (key, when), acc in order
-    ]
-
-
-def _ties(order: Sequence[tuple[Any, list[Any]]]) -> Iterator[tuple[int, int]]:
-    """The [start, end) of each run of two or more rows with the same cost and events."""
-    start = 0
-    for index in range(1, len(order) + 1):
-        if index == len(order) or (
-            order[index][1][SUM_PICO] != order[start][1][SUM_PICO]
-            or order[index][1][EVENTS] != order[start][1][EVENTS]
-        ):
-            if index - start > 1:
-                yield start, index
-            start = index
-
-
-def _key_order(item: tuple[tuple[tuple[str | None, ...], datetime | None], list[Any]]) -> tuple[Any, ...]:
-    (key, when), _ = item
-    # None first, then the values in order: "" stands for None, and "\x01" prefixes a value.
-    return tuple("" if value is None else "\x01" + value for value in key), when or _EPOCH
-
-
-def _period(start: int, granularity: Granularity | None) -> datetime:
-    """The UTC start of the hour or day ``start`` (seconds), or of its month."""
-    moment = datetime.fromtimestamp(start, tz=UTC)
-    return moment.replace(day=1) if granularity == "month" else moment

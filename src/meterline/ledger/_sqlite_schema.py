@@ -48,6 +48,7 @@ from typing import Any, Final
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION
 from meterline._usage import USAGE_FIELDS
 from meterline.ledger._backend import SCHEMA_VERSION
+from meterline.ledger._groups import DAY, HOUR
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
     ROLLUP_SUMS,
@@ -60,11 +61,7 @@ __all__ = [
     "CORRECT_MONTH",
     "CORRECT_NODIMS",
     "COUNT_NEW",
-    "DAY",
-    "EVENTS",
-    "EVENT_FIELDS",
     "EVENT_ROWS",
-    "HOUR",
     "ID",
     "LAST_ROWID",
     "LOW_BITS",
@@ -77,14 +74,8 @@ __all__ = [
     "ROLL_UP_NODIMS",
     "SELECT_FOR_REPRICE",
     "STORED_COLUMNS",
-    "SUM_LATENCY",
-    "SUM_PICO",
-    "SUM_SAVED",
-    "SUM_USAGE",
     "TIME_AT",
     "UNFOLD_MONTHS",
-    "UNMEASURED",
-    "UNPRICED",
     "WIDTH",
     "add_key",
     "add_value",
@@ -95,12 +86,7 @@ __all__ = [
     "rollup_fields",
 ]
 
-EVENT_FIELDS: Final = ("operation", "status", "provider", "model")
-"""Fields of the roll-up key that are columns (filtered in SQL); other names are dimensions."""
 NOT_MODEL_CALLS: Final = (TOOL_OPERATION, CACHE_OPERATION)
-HOUR: Final = 3600
-DAY: Final = 86_400
-"""Seconds in a roll-up hour and day (UTC)."""
 
 ROLLUPS: Final = ("meterline_rollup_hour_nodims", "meterline_rollup_dim_day", "meterline_rollup_dim_month")
 """The roll-up tables: by hour without dimensions; by dimension value and day, and month."""
@@ -193,12 +179,6 @@ _VALUE_ID: Final = "SELECT value_id FROM meterline_dim_values WHERE name = ? AND
 WIDTH: Final = len(STORED_COLUMNS)
 ID: Final = STORED_COLUMNS.index("id")
 TIME_AT: Final = STORED_COLUMNS.index("time_ns")
-# Positions in a list of `ROLLUP_SUMS`.
-EVENTS, UNMEASURED, UNPRICED = 0, 1, 2
-SUM_USAGE: Final = tuple(ROLLUP_SUMS.index(name) for name in USAGE_FIELDS)
-SUM_PICO: Final = ROLLUP_SUMS.index("cost_pico")
-SUM_LATENCY: Final = ROLLUP_SUMS.index("latency_ms")
-SUM_SAVED: Final = ROLLUP_SUMS.index("tokens_saved")
 
 
 def month_of(day: int) -> int:

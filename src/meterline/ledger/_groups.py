@@ -1,0 +1,162 @@
+"""A report's groups: sums added up per (key, period), then sorted `LedgerRow`s.
+
+Counts and token sums are ``int`` (PostgreSQL's are cast to ``bigint`` in SQL); the cost in
+pico-dollars is an ``int`` or an exact ``Decimal`` (PostgreSQL's ``NUMERIC``).
+
+Both SQL ledgers read their roll-ups and events as rows of `ROLLUP_SUMS` (already added up
+by the database, one per group or per roll-up row) and add them here into ``Groups``, which
+`to_rows` turns into the report: by cost, highest first, then events, then key (``None``
+first) and period. Memory grows with the number of groups, never with the events.
+"""
+
+from __future__ import annotations as _annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from meterline._dimensions import EVENT_FIELDS
+from meterline._money import to_usd
+from meterline._usage import USAGE_FIELDS, new_usage
+from meterline.ledger._backend import Granularity, LedgerRow
+from meterline.ledger._rows import ROLLUP_SUMS
+
+__all__ = [
+    "DAY",
+    "EVENTS",
+    "HOUR",
+    "SUM_LATENCY",
+    "SUM_PICO",
+    "SUM_SAVED",
+    "SUM_USAGE",
+    "UNMEASURED",
+    "UNPRICED",
+    "WIDTH",
+    "Groups",
+    "Query",
+    "add",
+    "next_day",
+    "to_rows",
+]
+
+HOUR: Final = 3600
+DAY: Final = 86_400
+"""Seconds in a roll-up hour and day (UTC)."""
+# Positions in a list of `ROLLUP_SUMS`.
+WIDTH: Final = len(ROLLUP_SUMS)
+EVENTS, UNMEASURED, UNPRICED = 0, 1, 2
+SUM_USAGE: Final = tuple(ROLLUP_SUMS.index(name) for name in USAGE_FIELDS)
+SUM_PICO: Final = ROLLUP_SUMS.index("cost_pico")
+SUM_LATENCY: Final = ROLLUP_SUMS.index("latency_ms")
+SUM_SAVED: Final = ROLLUP_SUMS.index("tokens_saved")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+Groups = dict[tuple[tuple[str | None, ...], int | None], list[Any]]
+"""(key values in the order of ``by``, period start in seconds or None) -> `ROLLUP_SUMS`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A checked report query: names to group by, filters, an hour range and a granularity."""
+
+    by: tuple[str, ...]
+    where: Mapping[str, frozenset[object]]
+    since: int | None
+    """First hour (seconds since the epoch), inclusive."""
+    until: int | None
+    """Hour (seconds) the range ends before."""
+    granularity: Granularity | None
+
+    @property
+    def dimensions(self) -> tuple[str, ...]:
+        """The dimension names the query groups or filters by, once each (those of ``by`` first)."""
+        return tuple(dict.fromkeys(name for name in (*self.by, *self.where) if name not in EVENT_FIELDS))
+
+    @property
+    def names_fields(self) -> bool:
+        """Whether the query groups or filters by a model field (operation, status, provider, model)."""
+        return any(name in EVENT_FIELDS for name in (*self.by, *self.where))
+
+
+def next_day(hour: int | None) -> int | None:
+    """The first UTC day starting at or after ``hour`` (seconds)."""
+    return None if hour is None else -(-hour // DAY) * DAY
+
+
+def add(
+    groups: Groups, key: tuple[tuple[str | None, ...], int | None], row: Sequence[Any], at: int, tool: bool
+) -> None:
+    """Add a row's sums (from column ``at``) into its group; a tool's usage and cost are informational."""
+    acc = groups.get(key)
+    if acc is None:
+        if not tool:
+            groups[key] = list(row[at : at + WIDTH])
+            return
+        acc = groups[key] = [0] * WIDTH
+    if tool:
+        acc[EVENTS] += row[at + EVENTS]
+        acc[SUM_LATENCY] += row[at + SUM_LATENCY]
+        acc[SUM_SAVED] += row[at + SUM_SAVED]
+    else:
+        for i in range(WIDTH):
+            acc[i] += row[at + i]
+
+
+def to_rows(groups: Groups, granularity: Granularity | None) -> list[LedgerRow]:
+    """The groups as sorted `LedgerRow` (the days of one month merged for a monthly report)."""
+    periods: dict[int, datetime] = {}
+    out: dict[tuple[tuple[str | None, ...], datetime | None], list[Any]] = {}
+    for (key, start), acc in groups.items():
+        when = None if start is None else periods.get(start)
+        if start is not None and when is None:
+            when = periods[start] = _period(start, granularity)
+        merged = out.get((key, when))
+        if merged is None:
+            out[key, when] = acc
+        else:  # days of one month
+            for i in range(WIDTH):
+                merged[i] += acc[i]
+    # By cost (exact in pico-dollars) and events, highest first; ties by key (None first), then period.
+    order = sorted(out.items(), key=lambda item: (-item[1][SUM_PICO], -item[1][EVENTS]))
+    for start, end in _ties(order):
+        order[start:end] = sorted(order[start:end], key=_key_order)
+    return [
+        LedgerRow(
+            key=key,
+            period=when,
+            events=acc[EVENTS],
+            unmeasured=acc[UNMEASURED],
+            unpriced=acc[UNPRICED],
+            usage=new_usage(*[acc[i] for i in SUM_USAGE]),  # sums of checked counts
+            cost=to_usd(int(acc[SUM_PICO])),  # an int, or PostgreSQL's exact NUMERIC
+            latency_ms=float(acc[SUM_LATENCY] or 0.0),
+            tokens_saved=acc[SUM_SAVED],
+        )
+        for (key, when), acc in order
+    ]
+
+
+def _ties(order: Sequence[tuple[Any, list[Any]]]) -> Iterator[tuple[int, int]]:
+    """The [start, end) of each run of two or more rows with the same cost and events."""
+    start = 0
+    for index in range(1, len(order) + 1):
+        if index == len(order) or (
+            order[index][1][SUM_PICO] != order[start][1][SUM_PICO]
+            or order[index][1][EVENTS] != order[start][1][EVENTS]
+        ):
+            if index - start > 1:
+                yield start, index
+            start = index
+
+
+def _key_order(item: tuple[tuple[tuple[str | None, ...], datetime | None], list[Any]]) -> tuple[Any, ...]:
+    (key, when), _ = item
+    # None first, then the values in order: "" stands for None, and "\x01" prefixes a value.
+    return tuple("" if value is None else "\x01" + value for value in key), when or _EPOCH
+
+
+def _period(start: int, granularity: Granularity | None) -> datetime:
+    """The UTC start of the hour or day ``start`` (seconds), or of its month."""
+    moment = datetime.fromtimestamp(start, tz=UTC)
+    return moment.replace(day=1) if granularity == "month" else moment
