@@ -247,13 +247,13 @@ class InMemoryLedger:
             return len(gone)
 
     def reprice(self, events: Sequence[tuple[str, Decimal | None, str | None]]) -> int:
-        """Set new (id, cost, price_version) on stored events; return how many changed."""
+        """Set new (id, cost, price_version) on stored events; return how many changed (cost or version)."""
         changed = 0
         with self._lock:
             stored = self._open()
             for event_id, cost, version in events:
                 event = stored.get(event_id)
-                if event is None or cost == event.cost:
+                if event is None or (cost == event.cost and version == event.price_version):
                     continue
                 fields = event.to_dict()
                 fields["cost"] = None if cost is None else str(cost)
