@@ -5,6 +5,7 @@ Run from the project root (extra ``analytics`` for the DuckDB floor):
     .venv/bin/python bench/bench_ledger_scale.py               # BENCH_N events (default 1,000,000)
     BENCH_N=10000000 .venv/bin/python bench/bench_ledger_scale.py
     BENCH_POSTGRES=1 .venv/bin/python bench/bench_ledger_scale.py   # then PostgreSQL too
+    BENCH_POSTGRES=only .venv/bin/python bench/bench_ledger_scale.py   # PostgreSQL alone
 
 The events are `workload.events` (50 priced models, 200 orgs, 10,000 users, 100,000
 sessions, 5 agents, 12 tools, 90 days). For each store:
@@ -20,7 +21,8 @@ sessions, 5 agents, 12 tools, 90 days). For each store:
    and its RSS growth over the process's own after opening), beside the same GROUP BY in
    DuckDB over the same flat rows (its file built once per run).
 4. With ``BENCH_POSTGRES=1``: a PostgreSQL ledger (batches of 5,000) beside ``COPY`` of the
-   flat rows into a plain table, and its reports beside the same GROUP BY over that table.
+   flat rows into a plain table, and its reports (each in a process of its own, best of 3)
+   beside the same GROUP BY over that table.
 """
 
 from __future__ import annotations
@@ -125,10 +127,22 @@ def report_child(kind: str, url: str, label: str) -> None:
         watch = _RssWatch()
         began = time.perf_counter()
         rows = len(conn2.execute(sql, params).fetchall())
-    else:
-        from meterline.ledger import open_ledger
+    elif kind == "postgres-plain":
+        import psycopg
 
-        ledger = open_ledger(url)
+        address, _, table = url.rpartition("|")
+        conn3 = psycopg.connect(address)
+        sql, params = _floor_sql(by, since, granularity, "/")
+        watch = _RssWatch()
+        began = time.perf_counter()
+        rows = len(
+            conn3.execute(sql.replace("FROM plain", f"FROM {table}").replace("?", "%s"), params).fetchall()
+        )
+    else:
+        from meterline.ledger import PostgresLedger, open_ledger
+
+        address, _, schema = url.rpartition("|")  # a PostgreSQL ledger as "URL|schema"
+        ledger = PostgresLedger(address, schema=schema) if address else open_ledger(url)
         watch = _RssWatch()
         began = time.perf_counter()
         rows = len(ledger.totals(by=by, since=since, granularity=granularity))  # type: ignore[arg-type]
@@ -222,18 +236,16 @@ def _postgres() -> None:
             f"PostgreSQL ingest: ledger {N / ours_s:,.0f}/s, plain COPY {N / plain_s:,.0f}/s,"
             f" ratio {plain_s / ours_s:.2f}"
         )
-        print(f"{'report':<26}{'ledger s':>10}{'+MB':>7}{'plain SQL s':>12}")
-        for label, (by, since, granularity) in REPORTS.items():
-            watch = _RssWatch()
-            began = time.perf_counter()
-            ledger.totals(by=by, since=since, granularity=granularity)  # type: ignore[arg-type]
-            seconds = time.perf_counter() - began
-            grew = watch.growth()
-            text, params = _floor_sql(by, since, granularity, "/")
-            floor_sql = sql.SQL(text.replace("FROM plain", "FROM {}").replace("?", "%s")).format(plain)
-            began = time.perf_counter()
-            conn.execute(floor_sql, params).fetchall()
-            print(f"{label:<26}{seconds:>10.3f}{grew:>7.0f}{time.perf_counter() - began:>12.3f}")
+        conn.execute(sql.SQL("ANALYZE {}").format(plain))
+        print(f"{'report':<26}{'ledger s':>10}{'+MB':>7}{'plain SQL s':>12}{'ledger/plain':>14}")
+        for label in REPORTS:
+            ours = _best("ledger", f"{POSTGRES_URL}|{schema}", label)
+            floor = _best("postgres-plain", f'{POSTGRES_URL}|"{schema}".plain', label)
+            print(
+                f"{label:<26}{ours['seconds']:>10.3f}{ours['rss_mb']:>7.0f}{floor['seconds']:>12.3f}"
+                f"{ours['seconds'] / floor['seconds']:>14.1f}"
+            )
+            assert ours["rows"] == floor["rows"] or label == "by day", (label, ours, floor)
     finally:
         ledger.close()
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
@@ -245,6 +257,9 @@ def main() -> None:
     from meterline.ledger import SQLiteLedger
 
     warnings.simplefilter("ignore")
+    if os.environ.get("BENCH_POSTGRES") == "only":
+        _postgres()
+        return
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
         root = Path(directory)
         ledger = SQLiteLedger(root / "ledger.db")
