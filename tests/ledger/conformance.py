@@ -15,10 +15,11 @@ The class name does not start with ``Test``, so pytest collects it only through 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
@@ -278,6 +279,49 @@ def expected_rows(
     }
 
 
+_MIDNIGHT: Final = datetime(2025, 2, 1, tzinfo=UTC)
+PRODUCT_REPORTS: Final[list[dict[str, Any]]] = [
+    {"by": ("user",)},
+    {"by": ("session",)},
+    {"by": ("agent",), "granularity": "day"},
+    {"by": ("agent",), "granularity": "month"},
+    {"by": ("tool",)},
+    {"by": ("tool",), "where": {"tool": [None, "t1"]}},
+    {"by": ("model",), "granularity": "hour"},
+    {"by": ("user", "model"), "since": _MIDNIGHT - timedelta(days=1), "until": _MIDNIGHT + timedelta(days=1)},
+    {"by": ("agent", "model"), "granularity": "month"},
+    {"by": ("user", "agent"), "since": _MIDNIGHT},
+    {"by": ("model", "user", "agent"), "since": _MIDNIGHT, "granularity": "day"},
+    {"by": ("agent",), "since": T0 + timedelta(hours=5, minutes=30), "until": _MIDNIGHT + timedelta(hours=7)},
+    {"by": ("agent",), "since": T0 + timedelta(hours=5, minutes=30)},
+    {"by": ("session",), "where": {"user": "u7"}},
+    {"by": ("agent",), "where": {"agent": "a1", "model": ["gpt-4o", None]}, "granularity": "day"},
+    {"by": ("status", "provider"), "where": {"user": ["u1", "u2", "u3"]}},
+    {"by": (), "where": {"session": None}},
+    {"by": ("session",), "where": {"session": [None, "s1", "s2"]}, "granularity": "month"},
+]
+"""Reports of every kind the ledgers plan differently (roll-ups by value, by day and month, events)."""
+
+
+def assert_reports(ledger: LedgerBackend, events: Sequence[UsageEvent]) -> None:
+    """Each of `PRODUCT_REPORTS` equals ``events`` added up in Python, to the last digit."""
+    for report in PRODUCT_REPORTS:
+        rows = ledger.totals(**report)
+        got = {
+            (row.key, row.period): (
+                row.events,
+                row.unmeasured,
+                row.unpriced,
+                row.usage,
+                row.cost,
+                pytest.approx(row.latency_ms),
+            )
+            for row in rows
+        }
+        assert len(got) == len(rows), report
+        assert got == expected_rows(events, **report), report
+
+
 class LedgerConformance:
     """Tests every ledger backend passes; subclasses provide the ``ledger`` fixture."""
 
@@ -290,47 +334,30 @@ class LedgerConformance:
         """Thousands of users and sessions: each report equals its events added up, to the last digit."""
         events = product_events()
         ledger.write(events)
-        midnight = datetime(2025, 2, 1, tzinfo=UTC)
-        reports: list[dict[str, Any]] = [
-            {"by": ("user",)},
-            {"by": ("session",)},
-            {"by": ("agent",), "granularity": "day"},
-            {"by": ("tool",)},
-            {"by": ("tool",), "where": {"tool": [None, "t1"]}},
-            {"by": ("model",), "granularity": "hour"},
-            {
-                "by": ("user", "model"),
-                "since": midnight - timedelta(days=1),
-                "until": midnight + timedelta(days=1),
-            },
-            {"by": ("agent", "model"), "granularity": "month"},
-            {"by": ("user", "agent"), "since": midnight},
-            {"by": ("model", "user", "agent"), "since": midnight, "granularity": "day"},
-            {
-                "by": ("agent",),
-                "since": T0 + timedelta(hours=5, minutes=30),
-                "until": midnight + timedelta(hours=7),
-            },
-            {"by": ("session",), "where": {"user": "u7"}},
-            {"by": ("agent",), "where": {"agent": "a1", "model": ["gpt-4o", None]}, "granularity": "day"},
-            {"by": ("status", "provider"), "where": {"user": ["u1", "u2", "u3"]}},
-            {"by": (), "where": {"session": None}},
+        assert_reports(ledger, events)
+
+    def test_reports_after_a_prune_and_repricing_are_the_sums_of_the_events_kept(
+        self, ledger: LedgerBackend
+    ) -> None:
+        """A prune in the middle of an hour, day and month, then re-pricing: reports equal the events kept."""
+        events = product_events()
+        ledger.write(events)
+        cut = T0 + timedelta(days=1, hours=7, minutes=30, seconds=15)
+        kept = [event for event in events if event.time_ns >= int(cut.timestamp()) * 10**9]
+        assert ledger.prune(cut) == len(events) - len(kept)
+        new = {}
+        for number, event in enumerate(kept):
+            if event.operation == "execute_tool" or event.usage is None or number % 3:
+                continue
+            new[event.id] = None if number % 2 else (event.cost or Decimal("0.25")) * 3
+        changes = [(event_id, cost, "v9") for event_id, cost in new.items()]
+        assert ledger.reprice(changes) == len(new)
+        repriced = [
+            dataclasses.replace(event, cost=new[event.id], price_version="v9") if event.id in new else event
+            for event in kept
         ]
-        for report in reports:
-            rows = ledger.totals(**report)
-            got = {
-                (row.key, row.period): (
-                    row.events,
-                    row.unmeasured,
-                    row.unpriced,
-                    row.usage,
-                    row.cost,
-                    pytest.approx(row.latency_ms),
-                )
-                for row in rows
-            }
-            assert len(got) == len(rows), report
-            assert got == expected_rows(events, **report), report
+        assert sorted(ledger.events(), key=lambda event: event.id) == sorted(repriced, key=lambda e: e.id)
+        assert_reports(ledger, repriced)
 
     def test_is_a_ledger_backend(self, ledger: LedgerBackend) -> None:
         """The backend satisfies the `LedgerBackend` protocol and names where it is."""

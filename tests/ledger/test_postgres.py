@@ -22,7 +22,15 @@ from meterline import ConfigurationError, Usage
 from meterline.exceptions import LedgerError
 from meterline.ledger._postgres import PostgresLedger
 from meterline.ledger._postgres_schema import VERSION
-from tests.ledger.conformance import T0, LedgerConformance, make_event
+from tests.ledger.conformance import (
+    HOSTILE,
+    T0,
+    LedgerConformance,
+    assert_reports,
+    by_key,
+    make_event,
+    product_events,
+)
 from tests.ledger.services import require_postgres
 from tests.storage.freezer import frozen_relay
 
@@ -101,7 +109,9 @@ def test_many_processes_and_threads_open_at_once_and_migrate_once(url: str, sche
         "meterline_events",
         "meterline_events_202501",  # the month of T0: one partition a month
         "meterline_meta",
-        "meterline_rollup_hour",
+        "meterline_rollup_dim_day",
+        "meterline_rollup_dim_month",
+        "meterline_rollup_hour_nodims",
     ]
     ledger = PostgresLedger(url, schema=schema)
     try:
@@ -163,7 +173,7 @@ def test_migrates_a_version_1_store_keeping_its_events(url: str, schema: str) ->
             conn.execute(insert, event_to_row(event))
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 4
+        assert reopened.stats().schema_version == VERSION == 5
         assert sorted(reopened.events(), key=lambda event: event.id) == sorted(
             old, key=lambda event: event.id
         )
@@ -430,3 +440,82 @@ def test_record_in_sync_mode_never_waits_past_the_bound_on_a_frozen_server(
         finally:
             meter.close()
             ledger.close()
+
+
+def test_migrates_a_version_4_store_keeping_every_report(url: str, schema: str) -> None:
+    """A version 4 store (a roll-up by dimension set) opens as version 5: every report still exact."""
+    from meterline._usage import USAGE_FIELDS
+    from meterline.ledger._postgres_schema import MIGRATIONS
+    from meterline.ledger._rows import EVENT_COLUMNS, event_to_row
+
+    names = {
+        name: psycopg.sql.Identifier(schema, table)
+        for name, table in (
+            ("events", "meterline_events"),
+            ("rollup", "meterline_rollup_hour"),
+            ("meta", "meterline_meta"),
+            ("hour_index", "meterline_events_hour"),
+            ("events_pkey", "meterline_events_pkey"),
+            ("events_v3", "meterline_events_v3"),
+            ("ensure_partition", "meterline_ensure_partition"),
+            ("drop_partitions", "meterline_drop_partitions"),
+        )
+    }
+    names["schema"] = psycopg.sql.Identifier(schema)
+    names["schema_name"] = psycopg.sql.Literal(schema)
+    events = product_events(1500)
+    events += [
+        make_event(5000 + i, T0 + timedelta(hours=i), dims={"user": value, "session": value})
+        for i, value in enumerate(HOSTILE)  # NUL, quotes, JSON and SQL text: the JSON PostgreSQL refuses
+    ]
+    tool = "operation IN ('execute_tool', 'cache')"
+    v4_rollup = (  # version 4's writer, as SQL over the events
+        "INSERT INTO {rollup} SELECT hour, operation, status, coalesce(provider, ''), coalesce(model, ''),"
+        f" dimensions, count(*), count(*) FILTER (WHERE measured = 0 AND NOT {tool}),"
+        f" count(*) FILTER (WHERE measured = 1 AND cost IS NULL AND NOT {tool}),"
+        f" {', '.join(f'sum({name})' for name in USAGE_FIELDS)}, coalesce(sum(cost_pico), 0),"
+        " coalesce(sum(latency_ms), 0), sum(tokens_saved) FROM {events} GROUP BY 1, 2, 3, 4, 5, 6"
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(schema)))
+        conn.execute(
+            psycopg.sql.SQL("CREATE TABLE {meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL)").format(**names)
+        )
+        for version in range(1, 5):
+            for statement in MIGRATIONS[version]:
+                conn.execute(psycopg.sql.SQL(statement).format(**names))
+        conn.execute(psycopg.sql.SQL("INSERT INTO {meta} VALUES ('schema_version', '4')").format(**names))
+        for month in ("2025-01-01", "2025-02-01"):
+            conn.execute(
+                psycopg.sql.SQL(
+                    "SELECT {ensure_partition}(extract(epoch FROM %s::timestamptz)::bigint)"
+                ).format(**names),
+                (month,),
+            )
+        insert = psycopg.sql.SQL("INSERT INTO {events} ({columns}) VALUES ({marks})").format(
+            columns=psycopg.sql.SQL(", ".join(EVENT_COLUMNS)),
+            marks=psycopg.sql.SQL(", ".join(["%s"] * len(EVENT_COLUMNS))),
+            **names,
+        )
+        with conn.cursor() as cur:
+            rows = [event_to_row(event) for event in events]
+            cur.executemany(insert, [tuple(_stored(value) for value in row) for row in rows])
+        conn.execute(psycopg.sql.SQL(v4_rollup).format(**names))
+    reopened = PostgresLedger(url, schema=schema)
+    try:
+        assert reopened.stats().schema_version == 5
+        assert_reports(reopened, events)
+        assert by_key(reopened.totals(by=("session",), where={"session": list(HOSTILE)}))
+    finally:
+        reopened.close()
+    tables = _execute(
+        url, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+    )
+    assert "meterline_rollup_hour" not in {name for (name,) in tables}
+
+
+def _stored(value: object) -> object:
+    """A row value as version 4 stored it (text columns escape NUL; see `_postgres_copy.escape`)."""
+    from meterline.ledger._postgres_copy import escape
+
+    return escape(value) if isinstance(value, str) else value

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meterline.ledger._postgres_copy import copy_line
+from meterline.ledger._postgres_copy import DimensionSets, copy_line
 from meterline.ledger._rows import event_to_row
 from tests.ledger.conformance import HOSTILE, T0, make_event, metered_events
 
@@ -17,12 +17,21 @@ def _copy_text_of(value: object) -> str:
 
 
 def test_copy_lines_are_the_rows_of_the_contract() -> None:
-    """The fast COPY line of every kind of event is exactly `event_to_row`'s row in COPY text."""
+    """Each fast COPY line is `event_to_row`'s row in COPY text, then its dimension set's number."""
     _, events = metered_events()
     events += [make_event(i, T0, model=value, dims={"note": value}) for i, value in enumerate(HOSTILE)]
     events.append(make_event(99, T0, model="tab\there\nnew\\line", latency_ms=None, cost=None))
-    cache: dict[int, tuple[object, str]] = {}
+    sets = DimensionSets()
     texts: dict[str, str] = {}
+    numbers: dict[int, object] = {}
     for event in events:
-        expected = "\t".join(_copy_text_of(value) for value in event_to_row(event)) + "\n"
-        assert copy_line(event, cache, texts) == expected  # type: ignore[arg-type]
+        line = copy_line(event, sets, texts)
+        row, _, number = line.rstrip("\n").rpartition("\t")
+        assert row == "\t".join(_copy_text_of(value) for value in event_to_row(event))
+        assert numbers.setdefault(int(number), event.dimensions) is event.dimensions  # a set per object
+    expected = sorted(
+        f"{number}\t{_copy_text_of(name)}\t{_copy_text_of(value)}\n"
+        for number, dims in numbers.items()
+        for name, value in dims.items()  # type: ignore[attr-defined]
+    )
+    assert sorted(sets.lines) == expected

@@ -8,7 +8,7 @@ rendered by the store, with its quoted table names, from the fixed texts here.
 
 from __future__ import annotations as _annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from meterline._dimensions import DIMENSION_NAME
@@ -104,6 +104,7 @@ def postgres_migrate(
     create_schema: bool,
     error: type[MeterlineError],
     what: str,
+    steps: Mapping[int, Callable[[psycopg.Cursor[tuple[Any, ...]]], None]] | None = None,
 ) -> None:
     """Bring the tables to version ``max(migrations)``, once, however many processes try at once.
 
@@ -116,6 +117,8 @@ def postgres_migrate(
         create_schema: Whether to create the schema the tables live in.
         error: The store's error class.
         what: The store and where it is, for messages (``the ledger at postgresql://db/x``).
+        steps: Work done in Python after the statements of a version (moving data SQL
+            cannot), in the same transaction.
 
     Raises:
         error: when the tables were written by a newer meterline, or their version is not a
@@ -149,4 +152,6 @@ def postgres_migrate(
     for target in range(current + 1, latest + 1):
         for index in range(len(migrations[target])):
             cur.execute(queries[f"migrate_{target}_{index}"])
+        if steps and target in steps:
+            steps[target](cur)
     cur.execute(queries["set_version"], (str(latest),))

@@ -36,7 +36,9 @@ __all__ = [
     "Groups",
     "Query",
     "add",
+    "month_of",
     "next_day",
+    "next_month",
     "to_rows",
 ]
 
@@ -77,6 +79,17 @@ class Query:
     def names_fields(self) -> bool:
         """Whether the query groups or filters by a model field (operation, status, provider, model)."""
         return any(name in EVENT_FIELDS for name in (*self.by, *self.where))
+
+
+def month_of(seconds: int) -> int:
+    """The first second of the UTC month of ``seconds`` (since the epoch)."""
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
+    return int(moment.replace(day=1, hour=0, minute=0, second=0).timestamp())
+
+
+def next_month(seconds: int) -> int:
+    """The first second of the UTC month after the one of ``seconds``."""
+    return month_of(month_of(seconds) + 32 * DAY)
 
 
 def next_day(hour: int | None) -> int | None:

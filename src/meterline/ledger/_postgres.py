@@ -1,11 +1,12 @@
 """The PostgreSQL ledger (extra ``postgres``): many processes and hosts share one store.
 
 One connection per ledger, guarded by a lock; every method is one transaction, and a broken
-connection is reopened once. A batch is copied into a temporary table, then a single
-statement inserts the events that are new (``ON CONFLICT (id) DO NOTHING``) and adds *only
-those* to the hourly roll-ups, so concurrent writers of overlapping batches store and count
-every event once. The tables and their fixed SQL are `meterline.ledger._postgres_schema`'s;
-the COPY text of a batch is `meterline.ledger._postgres_copy`'s.
+connection is reopened once. A batch is copied into a temporary table (its dimension sets
+into another), then a single statement inserts the events that are new (``ON CONFLICT DO
+NOTHING``) and adds *only those* to the roll-ups, so concurrent writers of overlapping
+batches store and count every event once. The tables and their fixed SQL are
+`meterline.ledger._postgres_schema`'s, the COPY text of a batch
+`meterline.ledger._postgres_copy`'s, the reports `meterline.ledger._postgres_reports`'.
 """
 
 from __future__ import annotations as _annotations
@@ -17,7 +18,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from meterline._dimensions import check_names, where_filters
-from meterline._money import tidy, to_usd
+from meterline._money import tidy
 from meterline._storage import (
     META_QUERIES,
     Deadline,
@@ -30,26 +31,32 @@ from meterline._storage import (
     postgres_schema_version,
     scrub,
 )
-from meterline._usage import USAGE_FIELDS, Usage
 from meterline.exceptions import ConfigurationError, LedgerError
-from meterline.ledger._backend import Granularity, LedgerRow, LedgerStats
-from meterline.ledger._postgres_copy import TEXT_COLUMNS, copy_line, escape, field_value, unescape
+from meterline.ledger._backend import GRANULARITIES, Granularity, LedgerRow, LedgerStats
+from meterline.ledger._groups import DAY, WIDTH, Query, month_of
+from meterline.ledger._postgres_copy import TEXT_COLUMNS, DimensionSets, copy_line, escape, unescape
+from meterline.ledger._postgres_reports import read_totals
+from meterline.ledger._postgres_rollups import Spread, migrate_v5
 from meterline.ledger._postgres_schema import (
+    ADD_DAYS,
+    ADD_MONTHS,
     BYTE_ORDER,
+    DAY_DELTA,
+    DAY_KEY,
     EVENT_TYPES,
-    FIELDS,
     MIGRATIONS,
-    OPTIONAL_FIELDS,
-    PERIODS,
+    MONTH_DELTA,
+    MONTH_KEY,
+    OLD_ROLLUP_DAYS,
+    PRUNE_HOUR,
+    PRUNE_SPREAD,
     REPRICE,
-    TOTAL_SUMS,
     VERSION,
     WRITE,
 )
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
     ROLLUP_SUMS,
-    dimensions_of,
     event_from_row,
     hour_of,
     pico_of,
@@ -75,6 +82,10 @@ _COPY_CHUNK: Final = 500
 _RETRIES: Final = 3
 """Attempts of a transaction that lost a deadlock or serialisation race."""
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_NS: Final = 1_000_000_000
+_SUMS: Final = ", ".join(ROLLUP_SUMS)
+_UNPRICED: Final = ROLLUP_SUMS.index("unpriced")
+_PICO: Final = ROLLUP_SUMS.index("cost_pico")
 _MICROSECOND: Final = timedelta(microseconds=1)
 
 
@@ -167,7 +178,10 @@ class PostgresLedger:
 
         names = {
             "events": table("meterline_events"),
-            "rollup": table("meterline_rollup_hour"),
+            "rollup": table("meterline_rollup_hour"),  # version 4's, keyed by the dimension set
+            "nodims": table("meterline_rollup_hour_nodims"),
+            "dim_day": table("meterline_rollup_dim_day"),
+            "dim_month": table("meterline_rollup_dim_month"),
             "meta": table("meterline_meta"),
             "hour_index": table("meterline_events_hour"),
             "events_pkey": table("meterline_events_pkey"),
@@ -186,14 +200,25 @@ class PostgresLedger:
                 **META_QUERIES,
                 "write": WRITE,
                 "reprice": REPRICE,
-                "copy": f"COPY pg_temp.meterline_incoming ({', '.join(EVENT_COLUMNS)}) FROM STDIN",
+                "copy": f"COPY pg_temp.meterline_incoming ({', '.join(EVENT_COLUMNS)}, set_no) FROM STDIN",
+                "copy_dims": "COPY pg_temp.meterline_incoming_dims (set_no, name, value) FROM STDIN",
+                "copy_day_delta": f"COPY pg_temp.meterline_day_delta ({DAY_KEY}, {_SUMS}) FROM STDIN",
+                "copy_month_delta": f"COPY pg_temp.meterline_month_delta ({MONTH_KEY}, {_SUMS}) FROM STDIN",
+                "add_days": ADD_DAYS,
+                "add_months": ADD_MONTHS,
+                "prune_hour": PRUNE_HOUR,
+                "prune_spread": PRUNE_SPREAD,
+                "prune_hours": "DELETE FROM {nodims} WHERE hour < %s OR events = 0",
+                "prune_days": "DELETE FROM {dim_day} WHERE day < %s OR (day = %s AND events = 0)",
+                "prune_months": "DELETE FROM {dim_month} WHERE month < %s OR (month = %s AND events = 0)",
+                "old_rollup_days": OLD_ROLLUP_DAYS,
+                "drop_old_rollup": "DROP TABLE {rollup}",
                 "copy_reprice": "COPY pg_temp.meterline_repricing"
                 " (id, cost, cost_pico, price_version) FROM STDIN",
                 "prune_events": "DELETE FROM {events} WHERE time_ns < %s",
                 "ensure_partition": "SELECT {ensure_partition}(%s)",
                 "drop_partitions": "SELECT {drop_partitions}(%s)",
-                "prune_rollup": "DELETE FROM {rollup} WHERE hour < %s",
-                "stats": "SELECT count(*), min(time_ns), max(time_ns), (SELECT count(*) FROM {rollup})"
+                "stats": "SELECT count(*), min(time_ns), max(time_ns), (SELECT count(*) FROM {nodims})"
                 " FROM {events}",
             }
             for version, statements in MIGRATIONS.items():
@@ -205,11 +230,13 @@ class PostgresLedger:
             f"{name} {kind}{BYTE_ORDER if name == 'id' else ''}" for name, kind in EVENT_TYPES.items()
         )
         with conn.cursor() as cur:
-            cur.execute(
-                pgsql.SQL(  # fixed text: the column list comes from EVENT_COLUMNS
-                    f"CREATE TEMP TABLE IF NOT EXISTS meterline_incoming ({incoming}) ON COMMIT DELETE ROWS"
-                )
-            )
+            for temporary in (
+                f"meterline_incoming ({incoming}, set_no INTEGER)",
+                "meterline_incoming_dims (set_no INTEGER, name TEXT, value TEXT)",
+                DAY_DELTA,
+                MONTH_DELTA,
+            ):  # fixed text: column lists from constants
+                cur.execute(pgsql.SQL(f"CREATE TEMP TABLE IF NOT EXISTS {temporary} ON COMMIT DELETE ROWS"))
             cur.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS meterline_repricing"
                 " (id TEXT, cost NUMERIC, cost_pico NUMERIC, price_version TEXT) ON COMMIT DELETE ROWS"
@@ -290,6 +317,7 @@ class PostgresLedger:
             create_schema=self._schema is not None,
             error=LedgerError,
             what=f"the ledger at {self.url}",
+            steps={5: lambda cur: migrate_v5(cur, self._queries)},
         )
 
     # ----------------------------------------------------------------------------------------
@@ -301,18 +329,21 @@ class PostgresLedger:
             return 0
         unique = list({event.id: event for event in reversed(events)}.values())  # first of each id
 
-        months = sorted({_month_of(event.time_ns) for event in unique})
+        months = sorted({month_of(event.time_ns // _NS) for event in unique})
 
         def work(cur: psycopg.Cursor[tuple[Any, ...]]) -> int:
             for month in months:  # the monthly partitions the batch needs (one query each, usually one)
                 cur.execute(self._queries["ensure_partition"], (month,))
-            dims_json: dict[int, tuple[Mapping[str, str], str]] = {}  # a scope's events share dimensions
+            sets = DimensionSets()  # a scope's events share dimensions
             texts: dict[str, str] = {}  # and their model, provider, price version…
             with cur.copy(self._queries["copy"]) as copy:
                 # In chunks: the server parses one while Python formats the next.
                 for start in range(0, len(unique), _COPY_CHUNK):
                     chunk = unique[start : start + _COPY_CHUNK]
-                    copy.write("".join([copy_line(event, dims_json, texts) for event in chunk]))
+                    copy.write("".join([copy_line(event, sets, texts) for event in chunk]))
+            if sets.lines:
+                with cur.copy(self._queries["copy_dims"]) as copy:
+                    copy.write("".join(sets.lines))
             result = cur.execute(self._queries["write"]).fetchone()
             return 0 if result is None else int(result[0])
 
@@ -327,49 +358,24 @@ class PostgresLedger:
         until: datetime | None = None,
         granularity: Granularity | None = None,
     ) -> list[LedgerRow]:
-        """Add up the stored events from the hourly roll-ups, sorted by cost, highest first."""
-        by = check_names(by, "by")
-        filters = where_filters(where)
-        if granularity is not None and granularity not in PERIODS:
-            raise ConfigurationError(f"granularity={granularity!r}: expected 'hour', 'day', 'month' or None")
-        fields = [name for name in by if name in FIELDS]
-        dims_needed = any(name not in FIELDS for name in (*by, *filters))
-        select = [
-            PERIODS[granularity] if granularity else "NULL::bigint",
-            *fields,
-            "dimensions" if dims_needed else "NULL::text",
-            *TOTAL_SUMS,
-        ]
-        conditions: list[str] = []
-        params: list[Any] = []
-        if since is not None:
-            conditions.append("hour >= %s")
-            params.append(hour_of(_ns(since)))
-        if until is not None:
-            conditions.append("hour < %s")
-            params.append(hour_of(_ns(until)))
-        for name, allowed in filters.items():
-            if name in FIELDS:
-                # Columns hold strings only ('' for a missing provider or model).
-                values = [escape(value) for value in allowed if type(value) is str and value]
-                if None in allowed and name in OPTIONAL_FIELDS:
-                    values.append("")
-                if not values:
-                    return []
-                conditions.append(f"{name} = ANY(%s)")
-                params.append(values)
-        groups = ", ".join(str(index) for index in range(1, len(fields) + 3))
-        text = (
-            f"SELECT {', '.join(select)} FROM {{rollup}}"  # noqa: S608 - column names from constants
-            f"{' WHERE ' + ' AND '.join(conditions) if conditions else ''} GROUP BY {groups}"
+        """Add up the stored events (from the roll-ups where they answer), sorted by cost, highest first."""
+        group = check_names(by, "by")
+        allowed = where_filters(where)
+        if granularity is not None and granularity not in GRANULARITIES:
+            raise ConfigurationError(f"granularity={granularity!r}: expected one of {GRANULARITIES} or None")
+        query = Query(
+            by=group,
+            where=allowed,
+            since=None if since is None else hour_of(_ns(since)),
+            until=None if until is None else hour_of(_ns(until)),
+            granularity=granularity,
         )
-        # Fixed text: column names come from FIELDS and ROLLUP_SUMS, never from the caller.
-        query = _compose(text, self._names)
+        names = self._names
 
-        def work(cur: psycopg.Cursor[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-            return cur.execute(query, params).fetchall()
+        def compose(text: str) -> sql.Composed:
+            return _compose(text, names)
 
-        return _rows(self._run(work), by, filters, fields)
+        return self._run(lambda cur: read_totals(cur, compose, query))
 
     def events(
         self, *, since: datetime | None = None, until: datetime | None = None, after_id: str | None = None
@@ -407,20 +413,32 @@ class PostgresLedger:
             cursor = rows[-1][0]
 
     def prune(self, before: datetime) -> int:
-        """Delete events older than ``before``, and the roll-up hours that end by then.
+        """Delete events older than ``before``, and take them out of every roll-up.
 
         The months that end by then go whole: their partitions are dropped (no row by row
-        delete, no table bloat); the rest of the events before ``before`` are deleted.
+        delete, no table bloat); the rest of the events before ``before`` are deleted. Roll-up
+        rows of hours, days and months that end by then are deleted; those of the hour, day
+        and month ``before`` falls in lose the events before it (read from the events of that
+        month up to ``before``), so reports equal the events kept.
         """
         before_ns = _ns(before)
+        seconds = before_ns // 1_000_000_000
+        hour, day, month = hour_of(before_ns), seconds - seconds % DAY, month_of(seconds)
 
         def work(cur: psycopg.Cursor[tuple[Any, ...]]) -> int:
+            spread = Spread(days_from=day)
+            if month * _NS < before_ns:
+                for record in cur.execute(self._queries["prune_spread"], (month * _NS, before_ns)):
+                    spread.add(record)
+                cur.execute(self._queries["prune_hour"], (hour * _NS, before_ns))
+            cur.execute(self._queries["prune_hours"], (hour,))
+            spread.apply(cur, self._queries)
+            cur.execute(self._queries["prune_days"], (day, day))
+            cur.execute(self._queries["prune_months"], (month, month))
             row = cur.execute(self._queries["drop_partitions"], (before_ns,)).fetchone()
             dropped = 0 if row is None else int(row[0])  # whole months: their partitions dropped
             cur.execute(self._queries["prune_events"], (before_ns,))
-            removed = dropped + cur.rowcount
-            cur.execute(self._queries["prune_rollup"], (hour_of(before_ns),))
-            return removed
+            return dropped + cur.rowcount
 
         return self._run(work)
 
@@ -441,8 +459,17 @@ class PostgresLedger:
                             None if version is None else escape(version),
                         )
                     )
-            result = cur.execute(self._queries["reprice"]).fetchone()
-            return 0 if result is None else int(result[0])
+            changed = 0
+            spread = Spread()
+            for day, operation, status, provider, model, dims, count, unpriced, pico in cur.execute(
+                self._queries["reprice"]
+            ):
+                changed += count
+                sums: list[Any] = [0] * WIDTH
+                sums[_UNPRICED], sums[_PICO] = unpriced, pico
+                spread.add((day, operation, status, provider, model, dims, *sums))
+            spread.apply(cur, self._queries)
+            return changed
 
         return self._run(work)
 
@@ -488,12 +515,6 @@ class PostgresLedger:
         return f"PostgresLedger({self.url!r}, schema={self._schema!r})"
 
 
-def _month_of(time_ns: int) -> int:
-    """The first second of the UTC month of ``time_ns`` (the partition the event goes in)."""
-    moment = datetime.fromtimestamp(time_ns // 1_000_000_000, tz=UTC)
-    return int(moment.replace(day=1, hour=0, minute=0, second=0).timestamp())
-
-
 def _compose(text: str, names: Mapping[str, sql.Composable]) -> sql.Composed:
     """``text`` (fixed SQL, never caller input) with the quoted table names filled in."""
     from psycopg import sql as pgsql  # noqa: PLC0415 - the postgres extra, loaded when used
@@ -509,65 +530,3 @@ def _ns(moment: datetime) -> int:
 def _time(time_ns: int) -> datetime:
     seconds, nanos = divmod(time_ns, 1_000_000_000)
     return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
-
-
-def _rows(
-    records: list[tuple[Any, ...]],
-    by: tuple[str, ...],
-    filters: Mapping[str, frozenset[object]],
-    fields: list[str],
-) -> list[LedgerRow]:
-    """Group roll-up records by period and ``by``, keeping those the dimension filters allow."""
-    field_index = {name: 1 + index for index, name in enumerate(fields)}
-    dims_index = 1 + len(fields)
-    sums_index = dims_index + 1
-    dim_filters = {name: allowed for name, allowed in filters.items() if name not in FIELDS}
-    parsed: dict[str, dict[str, Any]] = {}
-    groups: dict[tuple[Any, ...], list[Any]] = {}
-    for record in records:
-        dims: dict[str, Any] = {}
-        if record[dims_index] is not None:
-            text = record[dims_index]
-            dims = parsed[text] if text in parsed else parsed.setdefault(text, dimensions_of(text))
-            if any(dims.get(name) not in allowed for name, allowed in dim_filters.items()):
-                continue
-        key = tuple(
-            field_value(name, record[field_index[name]]) if name in field_index else dims.get(name)
-            for name in by
-        )
-        sums = record[sums_index:]
-        group = groups.get((record[0], key))
-        if group is None:
-            groups[(record[0], key)] = list(sums)
-        else:
-            for index, value in enumerate(sums):
-                group[index] += value
-    rows = [_row(period, key, sums) for (period, key), sums in groups.items()]
-    rows.sort(key=_order)
-    return rows
-
-
-def _row(period: int | None, key: tuple[str | None, ...], sums: list[Any]) -> LedgerRow:
-    values = dict(zip(ROLLUP_SUMS, sums, strict=True))
-    pico = values["cost_pico"]
-    return LedgerRow(
-        key=key,
-        period=None if period is None else datetime.fromtimestamp(int(period), tz=UTC),
-        events=int(values["events"]),
-        unmeasured=int(values["unmeasured"]),
-        unpriced=int(values["unpriced"]),
-        usage=Usage(**{name: int(values[name]) for name in USAGE_FIELDS}),
-        cost=to_usd(int(pico)),
-        latency_ms=float(values["latency_ms"] or 0.0),
-        tokens_saved=int(values["tokens_saved"]),
-    )
-
-
-def _order(row: LedgerRow) -> tuple[Any, ...]:
-    """Highest cost first, then most events, then key (``None`` first) and period: a stable order."""
-    return (
-        -row.cost,
-        -row.events,
-        tuple((value is not None, value or "") for value in row.key),
-        row.period or _EPOCH,
-    )

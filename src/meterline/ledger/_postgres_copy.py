@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from meterline._events import UsageEvent
 
 
-__all__ = ["TEXT_COLUMNS", "copy_line", "escape", "field_value", "unescape"]
+__all__ = ["TEXT_COLUMNS", "DimensionSets", "copy_line", "copy_text", "escape", "field_value", "unescape"]
 
 # PostgreSQL text cannot hold NUL: the text columns store "\x00" as ESC "0" and ESC itself as
 # ESC ESC (ESC is U+FFFF, a noncharacter), which is reversible; JSON columns escape NUL already.
@@ -77,25 +77,47 @@ _USAGE_OF: Final = attrgetter(*USAGE_FIELDS)
 _NO_USAGE: Final = "\t".join("0" * (1 + len(USAGE_FIELDS)))  # measured, then the counts
 
 
-def copy_line(
-    event: UsageEvent, dims_json: dict[int, tuple[Mapping[str, str], str]], texts: dict[str, str]
-) -> str:
-    """The line of COPY text that stores ``event``: `event_to_row`'s row, written out fast.
+class DimensionSets:
+    """The distinct dimension sets of a batch, numbered, with their (set, name, value) COPY lines.
+
+    A batch's events share few dimension objects (a scope's events share one): each object
+    gets its JSON (as COPY text) and a number once, and its values become ``lines`` of
+    ``meterline_incoming_dims``, which the write joins to the events to fill the roll-ups by
+    value without parsing JSON in PostgreSQL.
+    """
+
+    __slots__ = ("_by_id", "lines")
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[Mapping[str, str], str, int]] = {}
+        self.lines: list[str] = []
+        """COPY text lines: set number, dimension name, value."""
+
+    def of(self, dims: Mapping[str, str]) -> tuple[str, int]:
+        """The COPY text of ``dims``' JSON, and its set's number."""
+        cached = self._by_id.get(id(dims))
+        if cached is not None and cached[0] is dims:
+            return cached[1], cached[2]
+        number = len(self._by_id)  # the objects held keep their ids distinct: a new id is a new set
+        text = copy_text(json.dumps(dict(dims), sort_keys=True, separators=(",", ":")))
+        self._by_id[id(dims)] = (dims, text, number)  # holding dims keeps its id unique
+        self.lines.extend(
+            f"{number}\t{copy_text(name)}\t{copy_text(value)}\n" for name, value in dims.items()
+        )
+        return text, number
+
+
+def copy_line(event: UsageEvent, sets: DimensionSets, texts: dict[str, str]) -> str:
+    """The line of COPY text that stores ``event``: `event_to_row`'s row, then its dimension set's number.
 
     Equal to formatting ``event_to_row(event)`` (a test checks it), but the dimensions' JSON
-    is made once per dimensions object of the batch (``dims_json``), the fields that repeat
-    from event to event (operation, status, provider, model, price version) are escaped once
-    per batch (``texts``), and the cost columns come from integers (`cost_columns`).
+    is made once per dimensions object of the batch (``sets``), the fields that repeat from
+    event to event (operation, status, provider, model, price version) are escaped once per
+    batch (``texts``), and the cost columns come from integers (`cost_columns`).
     """
     usage = event.usage
     cost, pico = cost_columns(event)
-    dims = event.dimensions
-    cached = dims_json.get(id(dims))
-    if cached is not None and cached[0] is dims:
-        dimensions = cached[1]
-    else:
-        dimensions = _copy_text(json.dumps(dict(dims), sort_keys=True, separators=(",", ":")))
-        dims_json[id(dims)] = (dims, dimensions)  # holding dims keeps its id unique
+    dimensions, set_no = sets.of(event.dimensions)
     repeated = []
     for value in (event.operation, event.status, event.provider, event.model, event.price_version):
         if value is None:
@@ -103,22 +125,22 @@ def copy_line(
             continue
         text = texts.get(value)
         if text is None:
-            text = texts[value] = _copy_text(value)
+            text = texts[value] = copy_text(value)
         repeated.append(text)
     operation, status, provider, model, price_version = repeated
     links = event.links
     latency = event.latency_ms
     time_ns = event.time_ns
     return (
-        f"{_copy_text(event_id(event))}\t{time_ns}\t{hour_of(time_ns)}\t{operation}\t{status}"
-        f"\t{provider}\t{model}\t{_copy_text(event.request_model)}"
+        f"{copy_text(event_id(event))}\t{time_ns}\t{hour_of(time_ns)}\t{operation}\t{status}"
+        f"\t{provider}\t{model}\t{copy_text(event.request_model)}"
         f"\t{_NO_USAGE if usage is None else _USAGE_LINE % _USAGE_OF(usage)}"
         f"\t{_NULL if cost is None else cost}\t{_NULL if pico is None else pico}"
         f"\t{price_version}\t{_NULL if latency is None else repr(float(latency))}"
-        f"\t{dimensions}\t{_copy_text(event.operation_id)}\t{event.attempt}"
-        f"\t{_copy_text(event.response_id)}"
-        f"\t{_copy_text(json.dumps(list(links), separators=(',', ':'))) if links else '[]'}"
-        f"\t{event.tokens_saved}\n"
+        f"\t{dimensions}\t{copy_text(event.operation_id)}\t{event.attempt}"
+        f"\t{copy_text(event.response_id)}"
+        f"\t{copy_text(json.dumps(list(links), separators=(',', ':'))) if links else '[]'}"
+        f"\t{event.tokens_saved}\t{set_no}\n"
     )
 
 
@@ -126,7 +148,8 @@ _NULL: Final = "\\N"
 _USAGE_LINE: Final = "1\t" + "\t".join(["%d"] * len(USAGE_FIELDS))
 
 
-def _copy_text(value: str | None) -> str:
+def copy_text(value: str | None) -> str:
+    """``value`` as COPY's text format reads it into a text column (`escape`'d; ``None`` as NULL)."""
     if value is None:
         return _NULL
     return value.translate(_COPY_TEXT) if _COPY_SPECIAL.search(value) else value

@@ -1,13 +1,29 @@
-"""The PostgreSQL ledger's tables, their forward migrations, and the fixed SQL that writes and reads them.
+r"""The PostgreSQL ledger's tables, their forward migrations, and the fixed SQL that writes and reads them.
 
-The events are partitioned by UTC month of ``time_ns`` (version 4): ``meterline_events_YYYYMM``,
-made by ``meterline_ensure_partition`` when a month's first event is written, dropped whole by
-``meterline_drop_partitions`` when a prune passes the month's end. The hourly roll-up is keyed
-by the whole set of dimensions (the SQLite ledger's roll-ups by value are not here yet).
+Schema version 5, the SQLite ledger's design in PostgreSQL's terms:
+
+- ``meterline_events``: partitioned by UTC month of ``time_ns`` (``meterline_events_YYYYMM``,
+  made by ``meterline_ensure_partition`` when a month's first event is written, dropped whole
+  by ``meterline_drop_partitions`` when a prune passes the month's end), indexed by time.
+- ``meterline_rollup_hour_nodims``: sums per (hour, operation, status, provider, model), for
+  the reports that neither group nor filter by a dimension.
+- ``meterline_rollup_dim_day``: sums per (dimension name, value, UTC day, operation, status,
+  provider, model), primary key in that order: a report by one dimension (and model fields)
+  reads that dimension's rows in key order. One row per value, day and model used, whatever
+  the event's other dimensions are.
+- ``meterline_rollup_dim_month``: sums per (name, value, UTC month), a tool call's usage and
+  cost left out (informational): reports by one dimension over whole months.
+
+Each batch's new events are added into the three roll-ups by one statement (`WRITE`): the
+batch's distinct dimension sets are copied beside it as (set, name, value) rows, so that
+PostgreSQL never parses the dimensions' JSON (``jsonb`` refuses ``\u0000``, which a value may
+hold). Where stored events must be taken out of or corrected in the roll-ups by value
+(re-pricing, a prune, the migration), their sums are read grouped by dimension set and
+spread over the values in Python (`meterline.ledger._postgres_rollups`).
 
 SQL text is fixed here: table names are filled in at open as quoted identifiers (the schema's
 name as a literal inside the two PL/pgSQL functions), values are parameters, and dimension
-names never reach SQL (dimensions are grouped and filtered in Python over roll-up rows).
+names reach SQL only as parameters.
 """
 
 from __future__ import annotations as _annotations
@@ -22,19 +38,30 @@ from meterline.ledger._rows import (
 )
 
 __all__ = [
+    "ADD_DAYS",
+    "ADD_MONTHS",
     "BYTE_ORDER",
+    "DAY_DELTA",
+    "DAY_KEY",
+    "EVENT_TOTALS",
     "EVENT_TYPES",
     "FIELDS",
     "MIGRATIONS",
+    "MONTH_DELTA",
+    "MONTH_KEY",
+    "MONTH_SUMS",
+    "OLD_ROLLUP_DAYS",
     "OPTIONAL_FIELDS",
     "PERIODS",
+    "PRUNE_HOUR",
+    "PRUNE_SPREAD",
     "REPRICE",
     "TOTAL_SUMS",
     "VERSION",
     "WRITE",
 ]
 
-VERSION: Final = 4
+VERSION: Final = 5
 """The schema a PostgreSQL ledger is migrated to (its own layout; the number is SQLite's too)."""
 FIELDS: Final = ("operation", "status", "provider", "model")
 """Event fields the roll-ups are keyed by (besides hour and dimensions)."""
@@ -148,6 +175,65 @@ def _rollup_ddl() -> str:
     )
 
 
+_KEY_DDL: Final = (
+    "operation TEXT NOT NULL, status TEXT NOT NULL, provider TEXT NOT NULL DEFAULT '',"
+    " model TEXT NOT NULL DEFAULT ''"
+)
+_KEY: Final = "operation, status, provider, model"
+_SUMS_DDL: Final = ", ".join(f"{name} {kind} NOT NULL DEFAULT 0" for name, kind in _ROLLUP_TYPES.items())
+_SUM_NAMES: Final = ", ".join(ROLLUP_SUMS)
+_VALUE_DDL: Final = f"name TEXT{BYTE_ORDER} NOT NULL, value TEXT{BYTE_ORDER} NOT NULL"
+DAY_KEY: Final = f"name, value, day, {_KEY}"
+MONTH_KEY: Final = "name, value, month"
+_NODIMS_KEY: Final = f"hour, {_KEY}"
+
+
+def _unpriced(table: str = "") -> str:
+    """SQL: the event (of ``table``, if named) is a measured model call without a cost."""
+    prefix = f"{table}." if table else ""
+    return (
+        f"{prefix}measured = 1 AND {prefix}cost IS NULL"
+        f" AND {prefix}operation NOT IN ('{TOOL_OPERATION}', '{CACHE_OPERATION}')"
+    )
+
+
+_MODEL_CALL: Final = f"operation NOT IN ('{TOOL_OPERATION}', '{CACHE_OPERATION}')"
+_UNMEASURED: Final = f"measured = 0 AND {_MODEL_CALL}"
+_UNPRICED: Final = _unpriced()
+_MODEL_SUMS: Final = frozenset({"unmeasured", "unpriced", *USAGE_FIELDS, "cost_pico"})
+
+
+def _event_sums(*, model_calls_only: bool, sign: str = "") -> str:
+    """SQL: `ROLLUP_SUMS` over event rows (a tool's usage and cost left out if ``model_calls_only``)."""
+    only = f" FILTER (WHERE {_MODEL_CALL})" if model_calls_only else ""
+    sums = [
+        "count(*)",
+        f"count(*) FILTER (WHERE {_UNMEASURED})",
+        f"count(*) FILTER (WHERE {_UNPRICED})",
+        *(f"coalesce(sum({name}){only}, 0)::bigint" for name in USAGE_FIELDS),
+        f"coalesce(sum(cost_pico){only}, 0)",
+        "coalesce(sum(latency_ms), 0)",
+        "coalesce(sum(tokens_saved), 0)::bigint",
+    ]
+    return ", ".join(f"{sign}{term}" for term in sums)
+
+
+def _rollup_sums(name: str) -> str:
+    """SQL: the sum of roll-up column ``name`` in a report (integers as ``bigint``, money exact)."""
+    if name == "cost_pico":
+        return "coalesce(sum(cost_pico), 0)"
+    if name == "latency_ms":
+        return "coalesce(sum(latency_ms), 0)"
+    return f"coalesce(sum({name}), 0)::bigint"
+
+
+def _add_up(table: str, key: str) -> str:
+    """The end of an upsert into roll-up ``table`` keyed by ``key``: sums added to the row's."""
+    return f" ON CONFLICT ({key}) DO UPDATE SET " + ", ".join(
+        f"{name} = {table}.{name} + excluded.{name}" for name in ROLLUP_SUMS
+    )
+
+
 # Fixed SQL text; {events}, {rollup}, {meta} and {schema} are quoted identifiers filled in at open.
 MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: (
@@ -177,45 +263,103 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         f"INSERT INTO {{events}} ({_ALL_COLUMNS}) SELECT {_ALL_COLUMNS} FROM {{events_v3}}",  # noqa: S608
         "DROP TABLE {events_v3}",
     ),
+    # Version 5: roll-ups by dimension value (day, month) and one without dimensions, in place
+    # of the hourly roll-up keyed by the whole set of dimensions (nearly a row per event once
+    # sessions are a dimension). The rows by value are filled from the old roll-up by
+    # `meterline.ledger._postgres_rollups.migrate_v5`, which then drops it.
+    5: (
+        f"CREATE TABLE {{nodims}} (hour BIGINT NOT NULL, {_KEY_DDL}, {_SUMS_DDL},"
+        f" PRIMARY KEY ({_NODIMS_KEY}))",
+        f"INSERT INTO {{nodims}} ({_NODIMS_KEY}, {_SUM_NAMES})"  # noqa: S608 - constants only
+        f" SELECT {_NODIMS_KEY}, {', '.join(f'sum({name})' for name in ROLLUP_SUMS)} FROM {{rollup}}"
+        " GROUP BY 1, 2, 3, 4, 5",
+        f"CREATE TABLE {{dim_day}} ({_VALUE_DDL}, day BIGINT NOT NULL, {_KEY_DDL}, {_SUMS_DDL},"
+        f" PRIMARY KEY ({DAY_KEY}))",
+        f"CREATE TABLE {{dim_month}} ({_VALUE_DDL}, month BIGINT NOT NULL, {_SUMS_DDL},"
+        f" PRIMARY KEY ({MONTH_KEY}))",
+    ),
 }
 """Forward migrations: the statements that bring a store from version ``n - 1`` to ``n``."""
 
 
 assert max(MIGRATIONS) == VERSION
 
-
-def _unpriced(table: str = "") -> str:
-    """SQL: the event (of ``table``, if named) is a measured model call without a cost."""
-    prefix = f"{table}." if table else ""
-    return (
-        f"{prefix}measured = 1 AND {prefix}cost IS NULL"
-        f" AND {prefix}operation NOT IN ('{TOOL_OPERATION}', '{CACHE_OPERATION}')"
-    )
-
-
-_UNMEASURED: Final = f"measured = 0 AND operation NOT IN ('{TOOL_OPERATION}', '{CACHE_OPERATION}')"
-_UNPRICED: Final = _unpriced()
+_MONTH_OF_HOUR: Final = _MONTH_OF.format("hour", 1)
+_DAY_OF: Final = "(floor({0} / 86400.0)::bigint * 86400)"
+"""SQL: the start of the UTC day of the seconds in column ``{0}`` (no ``%``: queries take parameters)."""
+_DAY_OF_HOUR: Final = _DAY_OF.format("hour")
 WRITE: Final = (
+    # The new events (ON CONFLICT: each stored once, whatever other writers do), added into
+    # the hourly roll-up, then, joined to their dimension sets' (name, value) rows, into the
+    # daily and monthly roll-ups by value. Rows are upserted in key order (no deadlock).
     "WITH ins AS ("  # noqa: S608 - fixed text: column names from constants, values are parameters
     f" INSERT INTO {{events}} ({', '.join(EVENT_COLUMNS)})"
     f" SELECT {', '.join(EVENT_COLUMNS)} FROM pg_temp.meterline_incoming ORDER BY id"
     " ON CONFLICT (id, time_ns) DO NOTHING"
-    " RETURNING hour, operation, status, provider, model, dimensions, measured, cost,"
-    f" {', '.join(USAGE_FIELDS)},"
-    " cost_pico, latency_ms, tokens_saved"
-    "), roll AS ("
-    f" INSERT INTO {{rollup}} AS r ({', '.join(_ROLLUP_KEY)}, {', '.join(ROLLUP_SUMS)})"
-    " SELECT hour, operation, status, coalesce(provider, ''), coalesce(model, ''), dimensions, count(*),"
-    f" count(*) FILTER (WHERE {_UNMEASURED}), count(*) FILTER (WHERE {_UNPRICED}),"
-    f" {', '.join(f'sum({name})' for name in USAGE_FIELDS)},"
-    " coalesce(sum(cost_pico), 0), coalesce(sum(latency_ms), 0), sum(tokens_saved)"
-    " FROM ins GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6"
-    f" ON CONFLICT ({', '.join(_ROLLUP_KEY)}) DO UPDATE SET "
-    + ", ".join(f"{name} = r.{name} + excluded.{name}" for name in ROLLUP_SUMS)
-    + ") SELECT count(*) FROM ins"
+    f" RETURNING id, hour, operation, status, coalesce(provider, '') AS provider,"
+    " coalesce(model, '') AS model, measured, cost,"
+    f" {', '.join(USAGE_FIELDS)}, cost_pico, latency_ms, tokens_saved"
+    "), hours AS ("
+    f" INSERT INTO {{nodims}} AS r ({_NODIMS_KEY}, {_SUM_NAMES})"
+    f" SELECT {_NODIMS_KEY}, {_event_sums(model_calls_only=False)}"
+    " FROM ins GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
+    f"{_add_up('r', _NODIMS_KEY)}"
+    "), valued AS ("
+    " SELECT s.name, s.value, ins.* FROM ins JOIN pg_temp.meterline_incoming AS i ON i.id = ins.id"
+    " JOIN pg_temp.meterline_incoming_dims AS s ON s.set_no = i.set_no"
+    "), days AS ("
+    f" INSERT INTO {{dim_day}} AS r ({DAY_KEY}, {_SUM_NAMES})"
+    f" SELECT name, value, {_DAY_OF_HOUR}, {_KEY}, {_event_sums(model_calls_only=False)}"
+    " FROM valued GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7"
+    f"{_add_up('r', DAY_KEY)}"
+    "), months AS ("
+    f" INSERT INTO {{dim_month}} AS r ({MONTH_KEY}, {_SUM_NAMES})"
+    f" SELECT name, value, {_MONTH_OF_HOUR}, {_event_sums(model_calls_only=True)}"
+    " FROM valued GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    f"{_add_up('r', MONTH_KEY)}"
+    ") SELECT count(*) FROM ins"
+)
+ADD_DAYS: Final = (
+    f"INSERT INTO {{dim_day}} AS r ({DAY_KEY}, {_SUM_NAMES})"  # noqa: S608 - constants only
+    f" SELECT {DAY_KEY}, {_SUM_NAMES} FROM pg_temp.meterline_day_delta ORDER BY {DAY_KEY}"
+    f"{_add_up('r', DAY_KEY)}"
+)
+"""Add the rows of ``meterline_day_delta`` (sums, maybe negative) into the daily roll-up by value."""
+ADD_MONTHS: Final = (
+    f"INSERT INTO {{dim_month}} AS r ({MONTH_KEY}, {_SUM_NAMES})"  # noqa: S608 - constants only
+    f" SELECT {MONTH_KEY}, {_SUM_NAMES} FROM pg_temp.meterline_month_delta ORDER BY {MONTH_KEY}"
+    f"{_add_up('r', MONTH_KEY)}"
+)
+"""Add the rows of ``meterline_month_delta`` into the monthly roll-up by value."""
+DAY_DELTA: Final = f"meterline_day_delta ({_VALUE_DDL}, day BIGINT, {_KEY_DDL}, {_SUMS_DDL})"
+MONTH_DELTA: Final = f"meterline_month_delta ({_VALUE_DDL}, month BIGINT, {_SUMS_DDL})"
+"""The temporary tables that hold changes to the roll-ups by value, as ``CREATE TEMP TABLE`` text."""
+EVENT_TOTALS: Final = _event_sums(model_calls_only=True)
+"""SQL: a report's sums over event rows (a tool's usage and cost left out)."""
+PRUNE_HOUR: Final = (
+    # Takes the events of [hour, before_ns) out of the hourly roll-up (the hour a prune cuts).
+    f"INSERT INTO {{nodims}} AS r ({_NODIMS_KEY}, {_SUM_NAMES})"  # noqa: S608 - constants only
+    f" SELECT hour, operation, status, coalesce(provider, ''), coalesce(model, ''),"
+    f" {_event_sums(model_calls_only=False, sign='-')} FROM {{events}}"
+    " WHERE time_ns >= %s AND time_ns < %s GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
+    f"{_add_up('r', _NODIMS_KEY)}"
+)
+PRUNE_SPREAD: Final = (
+    # The sums of the events of [start_ns, before_ns) per (day, key, dimension set): what a
+    # prune takes out of the roll-ups by value for the month (and day) it cuts.
+    f"SELECT {_DAY_OF_HOUR}, operation, status, coalesce(provider, ''), coalesce(model, ''),"  # noqa: S608
+    f" dimensions, {_event_sums(model_calls_only=False, sign='-')} FROM {{events}}"
+    " WHERE time_ns >= %s AND time_ns < %s GROUP BY 1, 2, 3, 4, 5, 6"
+)
+OLD_ROLLUP_DAYS: Final = (
+    # Version 4's hourly roll-up (keyed by dimension set) per day: what migrating to 5 spreads.
+    f"SELECT {_DAY_OF_HOUR}, {_KEY}, dimensions,"  # noqa: S608 - constants only
+    f" {', '.join(f'sum({name})' for name in ROLLUP_SUMS)} FROM {{rollup}} GROUP BY 1, 2, 3, 4, 5, 6"
 )
 # Re-pricing locks the events first (so the old values it reads are the latest), then moves
-# each changed event's old cost to previous_cost and corrects its roll-up row by the difference.
+# each changed event's old cost to previous_cost, corrects the hourly roll-up by the
+# difference, and returns the differences per (day, key, dimension set) for the roll-ups by
+# value (`meterline.ledger._postgres_rollups`).
 REPRICE: Final = (
     "WITH old AS ("  # noqa: S608 - fixed text: column names from constants, values are parameters
     " SELECT e.id, e.cost AS old_cost, e.cost_pico AS old_pico, e.price_version AS old_version,"
@@ -233,25 +377,28 @@ REPRICE: Final = (
     f" (CASE WHEN {_unpriced('e')} THEN 1 ELSE 0 END)"
     " - old.old_unpriced AS unpriced, coalesce(e.cost_pico, 0) - coalesce(old.old_pico, 0) AS cost_pico"
     "), delta AS ("
-    " SELECT hour, operation, status, provider, model, dimensions, sum(unpriced) AS unpriced,"
-    " sum(cost_pico) AS cost_pico FROM upd GROUP BY 1, 2, 3, 4, 5, 6"
+    f" SELECT {_NODIMS_KEY}, sum(unpriced) AS unpriced, sum(cost_pico) AS cost_pico"
+    " FROM upd GROUP BY 1, 2, 3, 4, 5"
     "), fix AS ("
-    " UPDATE {rollup} r SET unpriced = r.unpriced + delta.unpriced, cost_pico = r.cost_pico + delta.cost_pico"
-    " FROM delta WHERE (r.hour, r.operation, r.status, r.provider, r.model, r.dimensions)"
-    " = (delta.hour, delta.operation, delta.status, delta.provider, delta.model, delta.dimensions)"
-    ") SELECT count(*) FROM upd"
+    " UPDATE {nodims} r SET unpriced = r.unpriced + delta.unpriced, cost_pico = r.cost_pico + delta.cost_pico"
+    f" FROM delta WHERE (r.hour, r.operation, r.status, r.provider, r.model) = (delta.hour, delta.operation,"
+    " delta.status, delta.provider, delta.model)"
+    f") SELECT {_DAY_OF_HOUR}, {_KEY}, dimensions, count(*), sum(unpriced)::bigint, sum(cost_pico)"
+    " FROM upd GROUP BY 1, 2, 3, 4, 5, 6"
 )
-_MODEL_SUMS: Final = frozenset({"unmeasured", "unpriced", *USAGE_FIELDS, "cost_pico"})
 TOTAL_SUMS: Final = tuple(
     # A tool's reported usage is informational (as in meterline.Totals): never in usage or cost.
-    f"coalesce(sum({name}) FILTER (WHERE operation NOT IN ('{TOOL_OPERATION}', '{CACHE_OPERATION}')), 0)"
+    f"coalesce(sum({name}) FILTER (WHERE {_MODEL_CALL}), 0){'' if name == 'cost_pico' else '::bigint'}"
     if name in _MODEL_SUMS
-    else f"sum({name})"
+    else _rollup_sums(name)
     for name in ROLLUP_SUMS
 )
+"""SQL: a report's sums over rows of the hourly or daily roll-up (which keep a tool's usage)."""
+MONTH_SUMS: Final = tuple(_rollup_sums(name) for name in ROLLUP_SUMS)
+"""SQL: a report's sums over rows of the monthly roll-up by value (which leaves a tool's usage out)."""
 PERIODS: Final = {
-    "hour": "hour",
-    "day": "floor(hour / 86400.0)::bigint * 86400",
-    "month": "extract(epoch FROM date_trunc('month', to_timestamp(hour) AT TIME ZONE 'UTC'))::bigint",
+    "hour": "{0}",
+    "day": _DAY_OF,
+    "month": _MONTH_OF.format("{0}", 1),
 }
-"""Start of a roll-up row's period, in seconds since the epoch (fixed SQL, chosen by name)."""
+"""SQL: the start of the hour, day or month of the seconds in column ``{0}``."""

@@ -32,7 +32,7 @@ from meterline._storage import (
 )
 from meterline.exceptions import ConfigurationError, LedgerError
 from meterline.ledger._backend import GRANULARITIES, Granularity, LedgerRow, LedgerStats
-from meterline.ledger._groups import DAY, Query
+from meterline.ledger._groups import DAY, Query, month_of
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
     event_from_row,
@@ -70,7 +70,6 @@ from meterline.ledger._sqlite_schema import (
     fold_months,
     folded_until,
     insert_events,
-    month_of,
 )
 
 __all__ = ["SQLiteLedger"]

@@ -37,7 +37,9 @@ from meterline.ledger._groups import (
     Groups,
     Query,
     add,
+    month_of,
     next_day,
+    next_month,
     to_rows,
 )
 from meterline.ledger._rows import ROLLUP_SUMS
@@ -49,7 +51,6 @@ from meterline.ledger._sqlite_schema import (
     NOT_MODEL_CALLS,
     ROLLUPS,
     folded_until,
-    month_of,
 )
 
 __all__ = ["read_totals"]
@@ -105,7 +106,7 @@ def _segments(
     if query.granularity == "day" or query.names_fields:
         return [(ROLLUPS[1], first, last)]
     folded = folded_until(conn)
-    start = None if first is None else month_of(first) if month_of(first) == first else _next_month(first)
+    start = None if first is None else month_of(first) if month_of(first) == first else next_month(first)
     # The months [start, end) as rows of the monthly roll-up, holding the days [start, end).
     end = folded if last is None or folded <= last else month_of(last)
     if not folded or (start is not None and start >= end):
@@ -116,11 +117,6 @@ def _segments(
     if last is None or end < last:
         parts.append((ROLLUPS[1], end, last))
     return parts
-
-
-def _next_month(day: int) -> int:
-    """The first second of the UTC month after the one of ``day``."""
-    return month_of(month_of(day) + 32 * DAY)
 
 
 def _field_clauses(query: Query, prefix: str, clauses: list[str], params: list[object]) -> bool:

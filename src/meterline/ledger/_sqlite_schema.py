@@ -42,7 +42,6 @@ import functools
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION
@@ -82,7 +81,6 @@ __all__ = [
     "fold_months",
     "folded_until",
     "insert_events",
-    "month_of",
     "rollup_fields",
 ]
 
@@ -179,12 +177,6 @@ _VALUE_ID: Final = "SELECT value_id FROM meterline_dim_values WHERE name = ? AND
 WIDTH: Final = len(STORED_COLUMNS)
 ID: Final = STORED_COLUMNS.index("id")
 TIME_AT: Final = STORED_COLUMNS.index("time_ns")
-
-
-def month_of(day: int) -> int:
-    """The first second of the UTC month of ``day`` (seconds since the epoch)."""
-    moment = datetime.fromtimestamp(day, tz=UTC)
-    return int(moment.replace(day=1, hour=0, minute=0, second=0).timestamp())
 
 
 def folded_until(conn: sqlite3.Connection) -> int:

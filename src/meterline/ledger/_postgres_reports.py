@@ -1,0 +1,250 @@
+"""The PostgreSQL ledger's reports: which table answers a query, added up inside PostgreSQL.
+
+The same plan as the SQLite ledger's (`meterline.ledger._sqlite_reports`), over schema
+version 5 (`meterline.ledger._postgres_schema`), each source aggregated by PostgreSQL with
+``GROUP BY`` so that Python receives one row per group, never one per event:
+
+- no dimension grouped or filtered: the hourly roll-up of (operation, status, provider,
+  model), any hours.
+- one dimension (grouped, filtered or both), by day or month or not at all: the monthly
+  roll-up by value for the whole months of the range when no model field is named, the daily
+  one for the other whole days; the hours of a range that does not start or end on a UTC day
+  from the events of those hours (through the time index, in their month's partition).
+- anything else (two dimensions, a filter on another one, hours): the events of the range,
+  added up per (period, model fields, dimension set), then grouped by dimension values in
+  Python (each distinct set decoded once).
+
+The events without the dimension (the group ``None``) are all events less every value's:
+exact, as each event has at most one value per dimension. Sums come back as ``bigint`` and
+money as exact ``NUMERIC``; memory grows with the report's rows, never with the events.
+"""
+
+from __future__ import annotations as _annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from meterline._dimensions import EVENT_FIELDS
+from meterline.exceptions import LedgerError
+from meterline.ledger._backend import LedgerRow
+from meterline.ledger._groups import (
+    DAY,
+    EVENTS,
+    SUM_LATENCY,
+    WIDTH,
+    Groups,
+    Query,
+    add,
+    month_of,
+    next_day,
+    next_month,
+    to_rows,
+)
+from meterline.ledger._postgres_copy import escape, field_value, unescape
+from meterline.ledger._postgres_schema import EVENT_TOTALS, MONTH_SUMS, OPTIONAL_FIELDS, PERIODS, TOTAL_SUMS
+from meterline.ledger._rows import dimensions_of
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg import sql
+
+__all__ = ["read_totals"]
+
+_NS: Final = 10**9
+Compose = Callable[[str], "sql.Composed"]
+"""Fixed SQL text (never caller input) with the ledger's quoted table names filled in."""
+
+
+def read_totals(cur: psycopg.Cursor[tuple[Any, ...]], compose: Compose, query: Query) -> list[LedgerRow]:
+    """The query's rows, by cost (highest first), then events, then key (and period)."""
+    reader = _Reader(cur, compose, query)
+    reader.run()
+    return to_rows(reader.groups, query.granularity)
+
+
+class _Reader:
+    """One report: the plan, its SQL, and the groups its rows are added into."""
+
+    def __init__(self, cur: psycopg.Cursor[tuple[Any, ...]], compose: Compose, query: Query) -> None:
+        self.cur = cur
+        self.compose = compose
+        self.query = query
+        self.groups: Groups = {}
+
+    def run(self) -> None:
+        query = self.query
+        dims = query.dimensions
+        if not dims:
+            self.nodims()
+            return
+        if len(dims) == 1 and query.granularity != "hour":
+            first = next_day(query.since)
+            last = None if query.until is None else query.until - query.until % DAY
+            if first is None or last is None or first < last:
+                for monthly, start, end in self.segments(first, last):
+                    self.by_value(dims[0], monthly, start, end)
+                if first is not None and query.since is not None and query.since < first:
+                    self.events(query.since, first)
+                if last is not None and query.until is not None and last < query.until:
+                    self.events(last, query.until)
+                return
+        self.events(query.since, query.until)
+
+    def segments(self, first: int | None, last: int | None) -> list[tuple[bool, int | None, int | None]]:
+        """Each part of the days [first, last), monthly (whole months) or daily, as (monthly, start, end)."""
+        query = self.query
+        if query.granularity == "day" or query.names_fields:
+            return [(False, first, last)]  # only the daily roll-up keeps the model fields
+        start = None if first is None else first if month_of(first) == first else next_month(first)
+        end = None if last is None else month_of(last)
+        if start is not None and end is not None and start >= end:
+            return [(False, first, last)]
+        parts: list[tuple[bool, int | None, int | None]] = [(True, start, end)]
+        if first is not None and start is not None and first < start:
+            parts.append((False, first, start))
+        if last is not None and end is not None and end < last:
+            parts.append((False, end, last))
+        return parts
+
+    def fields(self, clauses: list[str], params: list[Any]) -> bool:
+        """Filters on the model fields, as SQL; False when nothing can match."""
+        for name in EVENT_FIELDS:
+            if name not in self.query.where:
+                continue
+            allowed = self.query.where[name]
+            # Columns hold strings only ('' for a missing provider or model).
+            values = [escape(value) for value in allowed if type(value) is str and value]
+            if None in allowed and name in OPTIONAL_FIELDS:
+                values.append("")
+            if not values:
+                return False
+            if name in OPTIONAL_FIELDS:
+                clauses.append(f"coalesce({name}, '') = ANY(%s)")
+            else:
+                clauses.append(f"{name} = ANY(%s)")
+            params.append(values)
+        return True
+
+    def select(self, keys: list[str], sums: tuple[str, ...], table: str, clauses: list[str]) -> str:
+        groups = ", ".join(str(index) for index in range(1, len(keys) + 1))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        # Fixed text: keys and sums from constants, the table a name filled in by `Compose`.
+        return f"SELECT {', '.join(keys)}, {', '.join(sums)} FROM {{{table}}}{where} GROUP BY {groups}"  # noqa: S608
+
+    def fetch(self, text: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        return self.cur.execute(self.compose(text), params).fetchall()
+
+    def nodims(self) -> None:
+        """Add up the hourly roll-up of the model fields (no dimension in the query)."""
+        query = self.query
+        clauses, params = self.hours("hour", query.since, query.until, 1)
+        if not self.fields(clauses, params):
+            return
+        named: list[str] = [name for name in EVENT_FIELDS if name in query.by]
+        keys = [self.period("hour"), *named]
+        for row in self.fetch(self.select(keys, TOTAL_SUMS, "nodims", clauses), params):
+            key = tuple(field_value(name, row[1 + named.index(name)]) for name in query.by)
+            add(self.groups, (key, row[0]), row, len(keys), False)
+
+    def by_value(self, dimension: str, monthly: bool, first: int | None, last: int | None) -> None:
+        """Add up a roll-up by value (monthly or daily) of one dimension over the days [first, last)."""
+        query = self.query
+        allowed = query.where.get(dimension)
+        wanted = None if allowed is None else [escape(value) for value in allowed if type(value) is str]
+        missing = (allowed is None and dimension in query.by) or (allowed is not None and None in allowed)
+        column = "month" if monthly else "day"
+        clauses, params = self.hours(column, first, last, 1)
+        if not self.fields(clauses, params):
+            return
+        named: list[str] = [name for name in EVENT_FIELDS if name in query.by]
+        period = self.period(column)
+        table, sums = ("dim_month", MONTH_SUMS) if monthly else ("dim_day", TOTAL_SUMS)
+        valued = ["name = %s", *clauses]
+        if wanted != []:
+            extra = [] if wanted is None else ["value = ANY(%s)"]
+            rows = self.fetch(
+                self.select([period, "value", *named], sums, table, valued + extra),
+                [escape(dimension), *params, *([] if wanted is None else [wanted])],
+            )
+            for row in rows:
+                values = {dimension: unescape(row[1])}
+                values.update((name, field_value(name, row[2 + i])) for i, name in enumerate(named))
+                add(
+                    self.groups,
+                    (tuple(values[name] for name in query.by), row[0]),
+                    row,
+                    2 + len(named),
+                    False,
+                )
+        if not missing:
+            return
+        # The events without the dimension: all events (the hourly roll-up) less every value's.
+        covered: Groups = {}
+        for row in self.fetch(
+            self.select([period, *named], sums, table, valued), [escape(dimension), *params]
+        ):
+            add(covered, (tuple(row[1 : 1 + len(named)]), row[0]), row, 1 + len(named), False)
+        hour_clauses, hour_params = self.hours("hour", first, last, 1)
+        self.fields(hour_clauses, hour_params)
+        everything = self.fetch(
+            self.select([self.period("hour"), *named], TOTAL_SUMS, "nodims", hour_clauses), hour_params
+        )
+        for row in everything:
+            fields = tuple(row[1 : 1 + len(named)])
+            done = covered.get((fields, row[0]), [0] * WIDTH)
+            rest = [total - part for total, part in zip(row[1 + len(named) :], done, strict=True)]
+            if any(value < 0 for value in rest[:SUM_LATENCY]):
+                raise LedgerError(
+                    f"the roll-ups disagree: the rows by {dimension!r} add up to more than all events"
+                    f" ({rest}); the tables were changed by hand"
+                )
+            if rest[EVENTS]:
+                values = {dimension: None}
+                values.update((name, field_value(name, fields[i])) for i, name in enumerate(named))
+                add(self.groups, (tuple(values[name] for name in query.by), row[0]), rest, 0, False)
+
+    def events(self, since: int | None, until: int | None) -> None:
+        """Add up the events of the hours [since, until), through the time index."""
+        query = self.query
+        clauses, params = self.hours("time_ns", since, until, _NS)
+        if not self.fields(clauses, params):
+            return
+        named: list[str] = [name for name in EVENT_FIELDS if name in query.by]
+        keys = [self.period("hour"), "dimensions", *(f"coalesce({name}, '')" for name in named)]
+        filters = [(name, values) for name, values in query.where.items() if name not in EVENT_FIELDS]
+        wanted = query.dimensions
+        # Per distinct dimension set: None when filtered out, else the values of the query's dimensions.
+        decoded: dict[str, dict[str, Any] | None] = {}
+        for row in self.fetch(self.select(keys, (EVENT_TOTALS,), "events", clauses), params):
+            text = row[1]
+            values = decoded.get(text, {})
+            if values == {}:
+                dims = dimensions_of(text)
+                keep = all(dims.get(name) in allowed for name, allowed in filters)
+                values = decoded[text] = {name: dims.get(name) for name in wanted} if keep else None
+            if values is None:
+                continue
+            key = tuple(
+                field_value(name, row[2 + named.index(name)]) if name in EVENT_FIELDS else values[name]
+                for name in query.by
+            )
+            add(self.groups, (key, row[0]), row, len(keys), False)
+
+    def hours(
+        self, column: str, since: int | None, until: int | None, scale: int
+    ) -> tuple[list[str], list[Any]]:
+        """Clauses bounding ``column`` (seconds times ``scale``) to [since, until)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if since is not None:
+            clauses.append(f"{column} >= %s")
+            params.append(since * scale)
+        if until is not None:
+            clauses.append(f"{column} < %s")
+            params.append(until * scale)
+        return clauses, params
+
+    def period(self, column: str) -> str:
+        """SQL: the start of the period of ``column`` (seconds), or NULL without a granularity."""
+        granularity = self.query.granularity
+        return "NULL::bigint" if granularity is None else PERIODS[granularity].format(column)

@@ -1,0 +1,104 @@
+r"""Changes to the PostgreSQL roll-ups by value made from stored events: their sums spread over their values.
+
+The write adds new events into the roll-ups by value in SQL (their dimension sets are copied
+beside them). Stored events carry their dimensions as JSON text, which PostgreSQL cannot
+always parse (``jsonb`` refuses ``\u0000``, which a value may hold), so where stored events
+must be taken out or corrected (a prune, re-pricing, the migration from version 4) the
+database adds them up per (day, key, dimension set) and this module spreads each sum over the
+set's values in Python, then adds the result into the daily and monthly roll-ups through two
+temporary tables, in one statement each.
+"""
+
+from __future__ import annotations as _annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from meterline._events import CACHE_OPERATION, TOOL_OPERATION
+from meterline.ledger._groups import SUM_PICO, SUM_USAGE, WIDTH, month_of
+from meterline.ledger._postgres_copy import escape
+from meterline.ledger._rows import dimensions_of
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["Spread", "migrate_v5"]
+
+_INFORMATIONAL: Final = (*SUM_USAGE, SUM_PICO)
+"""Sums a tool call's or cache lookup's row leaves out of the monthly roll-up."""
+_NOT_MODEL_CALLS: Final = frozenset({escape(TOOL_OPERATION), escape(CACHE_OPERATION)})
+_MIGRATION_PAGE: Final = 20_000
+"""Rows of the old roll-up read at a time while migrating (bounded memory)."""
+
+
+class Spread:
+    """Sums per (day, key, dimension set) spread over the values, for the daily and monthly roll-ups.
+
+    Args:
+        days_from: The first day (seconds) whose daily rows are changed; earlier days go to
+            the monthly roll-up only (a prune deletes their daily rows whole). ``None``: all.
+    """
+
+    def __init__(self, days_from: int | None = None) -> None:
+        self._days_from = days_from
+        self._days: dict[tuple[Any, ...], list[Any]] = {}
+        self._months: dict[tuple[Any, ...], list[Any]] = {}
+        self._parsed: dict[str, dict[str, Any]] = {}
+
+    def add(self, record: Sequence[Any]) -> None:
+        """Add ``(day, operation, status, provider, model, dimensions JSON, *ROLLUP_SUMS)``.
+
+        The key fields are as stored (escaped, '' for a missing provider or model).
+        """
+        day, operation, status, provider, model, text = record[:6]
+        sums = record[6 : 6 + WIDTH]
+        dims = self._parsed.get(text)
+        if dims is None:
+            dims = self._parsed[text] = {
+                escape(name): escape(value) for name, value in dimensions_of(text).items()
+            }
+        month = month_of(day)
+        month_sums = list(sums)
+        if operation in _NOT_MODEL_CALLS:  # informational: out of the monthly sums
+            for at in _INFORMATIONAL:
+                month_sums[at] = 0
+        daily = self._days_from is None or day >= self._days_from
+        for name, value in dims.items():
+            if daily:
+                _add(self._days, (name, value, day, operation, status, provider, model), sums)
+            _add(self._months, (name, value, month), month_sums)
+
+    def apply(self, cur: psycopg.Cursor[tuple[Any, ...]], queries: Mapping[str, bytes]) -> None:
+        """Add what was spread into the roll-ups by value (in the cursor's transaction), and start again."""
+        for rows, copy, add in (
+            (self._days, "copy_day_delta", "add_days"),
+            (self._months, "copy_month_delta", "add_months"),
+        ):
+            if not rows:
+                continue
+            with cur.copy(queries[copy]) as out:
+                for key, sums in rows.items():
+                    out.write_row((*key, *sums))
+            cur.execute(queries[add])
+            rows.clear()
+
+
+def _add(rows: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...], sums: Iterable[Any]) -> None:
+    acc = rows.get(key)
+    if acc is None:
+        rows[key] = list(sums)
+    else:
+        for index, value in enumerate(sums):
+            acc[index] += value
+
+
+def migrate_v5(cur: psycopg.Cursor[tuple[Any, ...]], queries: Mapping[str, bytes]) -> None:
+    """Fill the roll-ups by value from version 4's hourly roll-up (keyed by dimension set), then drop it."""
+    spread = Spread()
+    with cur.connection.cursor(name="meterline_migrate_v5") as rows:
+        rows.execute(queries["old_rollup_days"])
+        while page := rows.fetchmany(_MIGRATION_PAGE):
+            for record in page:
+                spread.add(record)
+            spread.apply(cur, queries)
+    cur.execute(queries["drop_old_rollup"])
