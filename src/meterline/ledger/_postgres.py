@@ -232,7 +232,7 @@ class PostgresLedger:
         with conn.cursor() as cur:
             for temporary in (
                 f"meterline_incoming ({incoming}, set_no INTEGER)",
-                "meterline_incoming_dims (set_no INTEGER, name TEXT, value TEXT)",
+                f"meterline_incoming_dims (set_no INTEGER, name TEXT{BYTE_ORDER}, value TEXT{BYTE_ORDER})",
                 DAY_DELTA,
                 MONTH_DELTA,
             ):  # fixed text: column lists from constants
@@ -241,6 +241,9 @@ class PostgresLedger:
                 "CREATE TEMP TABLE IF NOT EXISTS meterline_repricing"
                 " (id TEXT, cost NUMERIC, cost_pico NUMERIC, price_version TEXT) ON COMMIT DELETE ROWS"
             )
+            # No JIT: the write's one statement over temporary tables (no statistics) is
+            # estimated dear enough to compile, which took 0.75 s of its 1.05 s per 5,000 events.
+            cur.execute("SET jit = off")
             if self.durable:
                 cur.execute("SET synchronous_commit = on")
         conn.commit()

@@ -285,8 +285,9 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
 assert max(MIGRATIONS) == VERSION
 
 _MONTH_OF_HOUR: Final = _MONTH_OF.format("hour", 1)
-_DAY_OF: Final = "(floor({0} / 86400.0)::bigint * 86400)"
-"""SQL: the start of the UTC day of the seconds in column ``{0}`` (no ``%``: queries take parameters)."""
+_DAY_OF: Final = "({0} - mod(mod({0}, 86400) + 86400, 86400))"
+"""SQL: the start of the UTC day of the seconds in column ``{0}``, an integer (also before 1970:
+``mod`` keeps the dividend's sign; the function, as ``%`` would need escaping in queries with parameters)."""
 _DAY_OF_HOUR: Final = _DAY_OF.format("hour")
 WRITE: Final = (
     # The new events (ON CONFLICT: each stored once, whatever other writers do), added into
