@@ -394,6 +394,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 0
+        json_pages = getattr(ledger, "json_lines", None)
+        if args.format == "jsonl" and json_pages is not None:
+            # The ledger's rows straight to lines (no UsageEvent each): the same bytes, faster.
+            for text in json_pages(since=args.since, until=args.until, after_id=args.after):
+                sys.stdout.write(text)
+            return 0
         events = ledger.events(since=args.since, until=args.until, after_id=args.after)
         for line in export_lines(events, args.format, source=args.source, subject=args.subject):
             sys.stdout.write(line)

@@ -9,7 +9,7 @@ Times are integer nanoseconds since the Unix epoch; roll-ups are keyed by the ho
 from __future__ import annotations as _annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import Any, Final
@@ -29,6 +29,7 @@ __all__ = [
     "dimensions_of",
     "event_from_row",
     "event_id",
+    "event_json_line",
     "event_to_row",
     "hour_of",
     "pico_of",
@@ -205,6 +206,57 @@ def _event_from_row(row: Mapping[str, Any]) -> UsageEvent:
             "tokens_saved": int(row["tokens_saved"]),
         }
     )
+
+
+_AT: Final = {name: index for index, name in enumerate(EVENT_COLUMNS)}
+_USAGE_JSON: Final = "{" + ",".join(f'"{name}":%d' for name in sorted(USAGE_FIELDS)) + "}"
+_USAGE_AT: Final = tuple(_AT[name] for name in sorted(USAGE_FIELDS))
+_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+def event_json_line(row: Sequence[Any]) -> str:
+    """The JSON line of the event a raw row (`EVENT_COLUMNS` order, dimensions as JSON) stores.
+
+    Exactly ``json.dumps(event_from_row(row).to_dict(), separators=(",", ":"), sort_keys=True)``
+    and a newline (a test checks it on every kind of event), written from the row's columns
+    without a `UsageEvent`: keys in sorted order, strings through the json module's own
+    escaping, the dimensions' JSON as the ledger made it (`Dimensions.json`'s format). For
+    bulk export of rows the ledger checked when it stored them.
+    """
+    time_ns = row[_TIME_NS]
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
+    cost = row[_COST]
+    latency = row[_LATENCY]
+    links = row[_LINKS]
+    return (
+        f'{{"attempt":{row[_ATTEMPT]},"cost":{"null" if cost is None else _string(str(Decimal(cost)))}'
+        f',"dimensions":{row[_DIMENSIONS]},"id":{_string(row[_ID])}'
+        f',"latency_ms":{"null" if latency is None else float.__repr__(float(latency))}'
+        f',"links":{links if links == "[]" else json.dumps(json.loads(links), separators=(",", ":"))}'
+        f',"model":{_text(row[_MODEL])},"operation":{_string(row[_OPERATION])}'
+        f',"operation_id":{_text(row[_OPERATION_ID])},"partial_usage":null'
+        f',"price_version":{_text(row[_PRICE_VERSION])},"provider":{_text(row[_PROVIDER])}'
+        f',"request_model":{_text(row[_REQUEST_MODEL])},"response_id":{_text(row[_RESPONSE_ID])}'
+        f',"status":{_string(row[_STATUS])},"time":"{moment.isoformat()[:-6]}Z"'
+        f',"time_ns":{time_ns},"tokens_saved":{row[_TOKENS_SAVED]}'
+        f',"usage":{_USAGE_JSON % tuple(row[at] for at in _USAGE_AT) if row[_MEASURED] else "null"}}}\n'
+    )
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else _string(value)
+
+
+_ID, _TIME_NS, _OPERATION, _STATUS, _PROVIDER, _MODEL, _REQUEST_MODEL = (
+    _AT[name] for name in ("id", "time_ns", "operation", "status", "provider", "model", "request_model")
+)
+_MEASURED, _COST, _PRICE_VERSION, _LATENCY, _DIMENSIONS = (
+    _AT[name] for name in ("measured", "cost", "price_version", "latency_ms", "dimensions")
+)
+_OPERATION_ID, _ATTEMPT, _RESPONSE_ID, _LINKS, _TOKENS_SAVED = (
+    _AT[name] for name in ("operation_id", "attempt", "response_id", "links", "tokens_saved")
+)
 
 
 def dimensions_of(text: str) -> dict[str, Any]:

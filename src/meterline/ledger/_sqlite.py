@@ -36,6 +36,7 @@ from meterline.ledger._groups import DAY, Query, month_of
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
     event_from_row,
+    event_json_line,
     hour_of,
     pico_of,
     utc,
@@ -370,14 +371,32 @@ class SQLiteLedger:
             return read_totals(conn, self._names, query)
 
     def event_rows(
-        self, *, since: datetime | None = None, until: datetime | None = None, page: int = 10_000
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_id: str | None = None,
+        page: int = 10_000,
     ) -> Iterator[list[tuple[Any, ...]]]:
         """The stored events as raw rows (`EVENT_COLUMNS` order), a page at a time, in id order.
 
-        For bulk readers (the Parquet export): no `UsageEvent` per row; ``dimensions`` and
-        ``links`` are JSON text, ``cost`` decimal text or ``None``. Raises `LedgerError`.
+        For bulk readers (the Parquet and JSON lines exports): no `UsageEvent` per row;
+        ``dimensions`` and ``links`` are JSON text, ``cost`` decimal text or ``None``; the
+        bounds as `events`'. Raises `LedgerError`.
         """
-        return self._pages(since, until, "", page)
+        return self._pages(since, until, "" if after_id is None else after_id, page)
+
+    def json_lines(
+        self, *, since: datetime | None = None, until: datetime | None = None, after_id: str | None = None
+    ) -> Iterator[str]:
+        """The stored events as JSON lines, many lines per string, in id order (constant memory).
+
+        Each line is ``json.dumps(event.to_dict(), separators=(",", ":"), sort_keys=True)`` of
+        the event `events` would give, written from its row (`event_json_line`). The bounds
+        are `events`'. Raises `LedgerError`.
+        """
+        for page in self.event_rows(since=since, until=until, after_id=after_id, page=_PAGE):
+            yield "".join([event_json_line(row) for row in page])
 
     def _pages(
         self, since: datetime | None, until: datetime | None, after_id: str, size: int
