@@ -8,7 +8,9 @@ A SQLite ledger is filled with product-shaped events (`workload.events`: 200 org
 users, 100,000 sessions, 5 agents, 12 tools, 50 priced models, over 90 days). Then:
 
 1. ``export_ledger_parquet`` of the whole ledger: events/s and the process's peak RSS growth
-   (the export holds one file's rows at a time).
+   (the export holds one file's rows at a time). Then the JSON lines export
+   (``SQLiteLedger.json_lines``, what ``meterline export --format jsonl`` writes) into a file,
+   beside DuckDB writing the same events from the Parquet files as JSON lines (``COPY … TO``).
 2. A report by user and one by user x model over 7 days, three ways: the SQLite ledger's
    ``totals`` (its roll-ups), ``parquet_totals`` (DuckDB over the export), and the same
    aggregation written by hand in DuckDB SQL over the same files (the engine's floor), with
@@ -82,6 +84,25 @@ def main() -> None:
             f"{written.files} files over {written.days} days, peak RSS +{grew:.0f} MB"
         )
         files = str(root / "export" / "day=*" / "*.parquet")
+        before = _peak_mb()
+
+        def json_lines() -> None:
+            with open(root / "export.jsonl", "w") as out:
+                for text in ledger.json_lines():
+                    out.write(text)
+
+        seconds, _ = _timed(json_lines)
+        grew = _peak_mb() - before
+        floor_s, _ = _timed(
+            lambda: duckdb.connect().execute(
+                f"COPY (SELECT * FROM read_parquet('{files}', hive_partitioning = true))"
+                f" TO '{root / 'duck.jsonl'}' (FORMAT JSON)"
+            )
+        )
+        print(
+            f"JSON lines export: {N / seconds:,.0f} events/s ({seconds:.1f} s), peak RSS +{grew:.0f} MB;"
+            f" DuckDB from Parquet {N / floor_s:,.0f} events/s; ours / DuckDB time {seconds / floor_s:.1f}"
+        )
         since = datetime.fromtimestamp(workload.START_NS // 10**9, tz=UTC) + timedelta(days=workload.DAYS - 7)
         floor_sql = {
             "by user": "SELECT dimensions['user'], count(*), sum(input_tokens), sum(output_tokens), sum(cost)"
