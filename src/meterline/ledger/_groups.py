@@ -14,6 +14,7 @@ from __future__ import annotations as _annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, Final
 
 from meterline._dimensions import EVENT_FIELDS
@@ -117,59 +118,75 @@ def add(
 
 
 def to_rows(groups: Groups, granularity: Granularity | None) -> list[LedgerRow]:
-    """The groups as sorted `LedgerRow` (the days of one month merged for a monthly report)."""
+    """The groups as sorted `LedgerRow` (the days of one month merged for a monthly report).
+
+    ``groups`` is emptied as the rows are made, so that the sums and the rows are not held
+    twice (a report by session has a hundred thousand of each).
+    """
+    if granularity == "month":
+        groups = _months(groups)
     periods: dict[int, datetime] = {}
-    out: dict[tuple[tuple[str | None, ...], datetime | None], list[Any]] = {}
-    for (key, start), acc in groups.items():
+    rows: list[LedgerRow] = []
+    while groups:
+        (key, start), acc = groups.popitem()
         when = None if start is None else periods.get(start)
         if start is not None and when is None:
-            when = periods[start] = _period(start, granularity)
-        merged = out.get((key, when))
+            when = periods[start] = _period(start)
+        rows.append(
+            LedgerRow(
+                key=key,
+                period=when,
+                events=acc[EVENTS],
+                unmeasured=acc[UNMEASURED],
+                unpriced=acc[UNPRICED],
+                usage=new_usage(*[acc[i] for i in SUM_USAGE]),  # sums of checked counts
+                cost=to_usd(int(acc[SUM_PICO])),  # an int, or PostgreSQL's exact NUMERIC
+                latency_ms=float(acc[SUM_LATENCY] or 0.0),
+                tokens_saved=acc[SUM_SAVED],
+            )
+        )
+    # By cost and events, highest first (a stable sort); ties by key (None first), then period.
+    rows.sort(key=_COST_EVENTS, reverse=True)
+    for begin, end in _ties(rows):
+        rows[begin:end] = sorted(rows[begin:end], key=_key_order)
+    return rows
+
+
+_COST_EVENTS: Final = attrgetter("cost", "events")
+
+
+def _months(groups: Groups) -> Groups:
+    """``groups`` by month: the days of one month (and key) added into one group."""
+    months: Groups = {}
+    while groups:
+        (key, start), acc = groups.popitem()
+        month = None if start is None else month_of(start)
+        merged = months.get((key, month))
         if merged is None:
-            out[key, when] = acc
-        else:  # days of one month
+            months[key, month] = acc
+        else:
             for i in range(WIDTH):
                 merged[i] += acc[i]
-    # By cost (exact in pico-dollars) and events, highest first; ties by key (None first), then period.
-    order = sorted(out.items(), key=lambda item: (-item[1][SUM_PICO], -item[1][EVENTS]))
-    for start, end in _ties(order):
-        order[start:end] = sorted(order[start:end], key=_key_order)
-    return [
-        LedgerRow(
-            key=key,
-            period=when,
-            events=acc[EVENTS],
-            unmeasured=acc[UNMEASURED],
-            unpriced=acc[UNPRICED],
-            usage=new_usage(*[acc[i] for i in SUM_USAGE]),  # sums of checked counts
-            cost=to_usd(int(acc[SUM_PICO])),  # an int, or PostgreSQL's exact NUMERIC
-            latency_ms=float(acc[SUM_LATENCY] or 0.0),
-            tokens_saved=acc[SUM_SAVED],
-        )
-        for (key, when), acc in order
-    ]
+    return months
 
 
-def _ties(order: Sequence[tuple[Any, list[Any]]]) -> Iterator[tuple[int, int]]:
+def _ties(rows: Sequence[LedgerRow]) -> Iterator[tuple[int, int]]:
     """The [start, end) of each run of two or more rows with the same cost and events."""
     start = 0
-    for index in range(1, len(order) + 1):
-        if index == len(order) or (
-            order[index][1][SUM_PICO] != order[start][1][SUM_PICO]
-            or order[index][1][EVENTS] != order[start][1][EVENTS]
+    for index in range(1, len(rows) + 1):
+        if index == len(rows) or (
+            rows[index].cost != rows[start].cost or rows[index].events != rows[start].events
         ):
             if index - start > 1:
                 yield start, index
             start = index
 
 
-def _key_order(item: tuple[tuple[tuple[str | None, ...], datetime | None], list[Any]]) -> tuple[Any, ...]:
-    (key, when), _ = item
+def _key_order(row: LedgerRow) -> tuple[Any, ...]:
     # None first, then the values in order: "" stands for None, and "\x01" prefixes a value.
-    return tuple("" if value is None else "\x01" + value for value in key), when or _EPOCH
+    return tuple("" if value is None else "\x01" + value for value in row.key), row.period or _EPOCH
 
 
-def _period(start: int, granularity: Granularity | None) -> datetime:
-    """The UTC start of the hour or day ``start`` (seconds), or of its month."""
-    moment = datetime.fromtimestamp(start, tz=UTC)
-    return moment.replace(day=1) if granularity == "month" else moment
+def _period(start: int) -> datetime:
+    """The UTC start of the hour, day or month ``start`` (seconds; months merged by `_months`)."""
+    return datetime.fromtimestamp(start, tz=UTC)
