@@ -19,6 +19,7 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Final
 
 import pytest
@@ -358,6 +359,39 @@ class LedgerConformance:
         ]
         assert sorted(ledger.events(), key=lambda event: event.id) == sorted(repriced, key=lambda e: e.id)
         assert_reports(ledger, repriced)
+
+    def test_json_lines_and_raw_rows_are_the_events(self, ledger: LedgerBackend, tmp_path: Path) -> None:
+        """A ledger's fast paths from rows (JSON lines, Parquet) give exactly what its events give."""
+        import json
+
+        json_lines = getattr(ledger, "json_lines", None)
+        if json_lines is None:
+            pytest.skip("this ledger streams events only (no rows to export from)")
+        _, events = metered_events()
+        events += product_events(300)
+        costs = ("0.0000001", "1234567.000000000001", None, "0")
+        events += [
+            make_event(1000 + i, T0 + timedelta(microseconds=i), model=value, dims={"note": value}, cost=cost)
+            for i, (value, cost) in enumerate(zip(HOSTILE, costs, strict=True))
+        ]
+        events.append(make_event(2000, T0, latency_ms=None, cost=None, usage=None, dims={}))
+        ledger.write(events)
+        expected = [
+            json.dumps(event.to_dict(), separators=(",", ":"), sort_keys=True) + "\n"
+            for event in ledger.events()
+        ]
+        assert len(expected) == len(events)
+        assert "".join(json_lines()).splitlines(keepends=True) == expected
+        tenth = json.loads(expected[9])["id"]
+        assert "".join(json_lines(after_id=tenth)).splitlines(keepends=True) == expected[10:]
+        pq = pytest.importorskip("pyarrow.parquet")
+        from meterline.ledger import export_ledger_parquet, export_parquet
+
+        fast = export_ledger_parquet(ledger, tmp_path / "fast", rows_per_file=100)
+        slow = export_parquet(ledger.events(), tmp_path / "slow", rows_per_file=100)
+        assert (fast.events, fast.days) == (slow.events, slow.days)
+        tables = [pq.read_table(tmp_path / name).sort_by("id") for name in ("fast", "slow")]
+        assert tables[0].equals(tables[1])
 
     def test_is_a_ledger_backend(self, ledger: LedgerBackend) -> None:
         """The backend satisfies the `LedgerBackend` protocol and names where it is."""

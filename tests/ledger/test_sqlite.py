@@ -658,34 +658,3 @@ def test_the_view_and_the_raw_rows_show_the_same_dimensions(path: Path) -> None:
         conn.close()
     assert raw == [event.dimensions.json() for event in events]  # type: ignore[attr-defined]
     assert [json.loads(text) for text in shown] == [json.loads(text) for text in raw]
-
-
-def test_json_lines_are_the_events_to_dict_as_json(tmp_path: Path) -> None:
-    """Each JSON line written from a row is exactly the JSON of the event `events` rebuilds."""
-    import json
-
-    from tests.ledger.conformance import HOSTILE, metered_events, product_events
-
-    _, events = metered_events()
-    events += product_events(300)
-    events += [
-        make_event(1000 + i, T0 + timedelta(microseconds=i), model=value, dims={"note": value}, cost=cost)
-        for i, (value, cost) in enumerate(
-            zip(HOSTILE, ("0.0000001", "1234567.000000000001", None, "0"), strict=True)
-        )
-    ]
-    events.append(make_event(2000, T0, latency_ms=None, cost=None, usage=None, dims={}))
-    ledger = SQLiteLedger(tmp_path / "ledger.db")
-    try:
-        ledger.write(events)
-        lines = "".join(ledger.json_lines()).splitlines(keepends=True)
-        expected = [
-            json.dumps(event.to_dict(), separators=(",", ":"), sort_keys=True) + "\n"
-            for event in ledger.events()
-        ]
-        assert len(expected) == len(events)
-        assert lines == expected
-        tenth = json.loads(expected[9])["id"]
-        assert "".join(ledger.json_lines(after_id=tenth)).splitlines(keepends=True) == expected[10:]
-    finally:
-        ledger.close()

@@ -58,6 +58,7 @@ from meterline.ledger._rows import (
     EVENT_COLUMNS,
     ROLLUP_SUMS,
     event_from_row,
+    event_json_line,
     hour_of,
     pico_of,
     utc,
@@ -85,6 +86,8 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _NS: Final = 1_000_000_000
 _SUMS: Final = ", ".join(ROLLUP_SUMS)
 _UNPRICED: Final = ROLLUP_SUMS.index("unpriced")
+_TEXT_AT: Final = tuple(EVENT_COLUMNS.index(name) for name in TEXT_COLUMNS)
+_COST_AT: Final = EVENT_COLUMNS.index("cost")
 _PICO: Final = ROLLUP_SUMS.index("cost_pico")
 _MICROSECOND: Final = timedelta(microseconds=1)
 
@@ -384,6 +387,26 @@ class PostgresLedger:
         self, *, since: datetime | None = None, until: datetime | None = None, after_id: str | None = None
     ) -> Iterator[UsageEvent]:
         """Stream the stored events in id (time) order, a page at a time (constant memory)."""
+        for page in self.event_rows(since=since, until=until, after_id=after_id, page=_PAGE):
+            for row in page:
+                yield event_from_row(dict(zip(EVENT_COLUMNS, row, strict=True)))
+
+    def event_rows(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        after_id: str | None = None,
+        page: int = 10_000,
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The stored events as raw rows (`EVENT_COLUMNS` order), a page at a time, in id order.
+
+        For bulk readers (the Parquet and JSON lines exports): no `UsageEvent` per row;
+        ``dimensions`` and ``links`` are JSON text, ``cost`` decimal text or ``None``, text
+        columns as written (their NUL escape undone); the bounds as `events`'. Each page is
+        read in a transaction of its own (keyset pagination: constant memory).
+        Raises `LedgerError`.
+        """
         conditions = ["id > %s"]
         bounds: list[Any] = []
         if since is not None:
@@ -394,26 +417,42 @@ class PostgresLedger:
             bounds.append(_ns(until))
         text = (  # column names from constants, values are parameters
             f"SELECT {', '.join(EVENT_COLUMNS)} FROM {{events}} WHERE {' AND '.join(conditions)}"  # noqa: S608
-            f" ORDER BY id LIMIT {_PAGE}"
+            " ORDER BY id LIMIT %s"
         )
         query = _compose(text, self._names)
         cursor = "" if after_id is None else escape(after_id)
         while True:
 
-            def page(cur: psycopg.Cursor[tuple[Any, ...]], after: str = cursor) -> list[tuple[Any, ...]]:
-                return cur.execute(query, [after, *bounds]).fetchall()
+            def read(cur: psycopg.Cursor[tuple[Any, ...]], after: str = cursor) -> list[tuple[Any, ...]]:
+                return cur.execute(query, [after, *bounds, page]).fetchall()
 
-            rows = self._run(page)
-            for row in rows:
-                data = dict(zip(EVENT_COLUMNS, row, strict=True))
-                for name in TEXT_COLUMNS:
-                    data[name] = unescape(data[name])
-                if data["cost"] is not None:
-                    data["cost"] = tidy(data["cost"])
-                yield event_from_row(data)
-            if len(rows) < _PAGE:
+            rows = self._run(read)
+            if not rows:
                 return
-            cursor = rows[-1][0]
+            last = rows[-1][0]
+            for index, row in enumerate(rows):
+                values = list(row)
+                for at in _TEXT_AT:
+                    values[at] = unescape(values[at])
+                if values[_COST_AT] is not None:
+                    values[_COST_AT] = str(tidy(values[_COST_AT]))
+                rows[index] = tuple(values)
+            yield rows
+            if len(rows) < page:
+                return
+            cursor = last
+
+    def json_lines(
+        self, *, since: datetime | None = None, until: datetime | None = None, after_id: str | None = None
+    ) -> Iterator[str]:
+        """The stored events as JSON lines, many lines per string, in id order (constant memory).
+
+        Each line is ``json.dumps(event.to_dict(), separators=(",", ":"), sort_keys=True)`` of
+        the event `events` would give, written from its row (`event_json_line`). The bounds
+        are `events`'. Raises `LedgerError`.
+        """
+        for page in self.event_rows(since=since, until=until, after_id=after_id, page=_PAGE):
+            yield "".join([event_json_line(row) for row in page])
 
     def prune(self, before: datetime) -> int:
         """Delete events older than ``before``, and take them out of every roll-up.
