@@ -21,7 +21,7 @@ money as exact ``NUMERIC``; memory grows with the report's rows, never with the 
 
 from __future__ import annotations as _annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from meterline._dimensions import EVENT_FIELDS
@@ -131,8 +131,9 @@ class _Reader:
         # Fixed text: keys and sums from constants, the table a name filled in by `Compose`.
         return f"SELECT {', '.join(keys)}, {', '.join(sums)} FROM {{{table}}}{where} GROUP BY {groups}"  # noqa: S608
 
-    def fetch(self, text: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        return self.cur.execute(self.compose(text), params).fetchall()
+    def fetch(self, text: str, params: list[Any]) -> Iterator[tuple[Any, ...]]:
+        """The rows of a query, made into Python values one at a time (the result stays in libpq's memory)."""
+        return iter(self.cur.execute(self.compose(text), params))
 
     def nodims(self) -> None:
         """Add up the hourly roll-up of the model fields (no dimension in the query)."""
