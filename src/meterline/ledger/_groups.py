@@ -17,11 +17,12 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, Final
 
-from meterline._dimensions import EVENT_FIELDS
+from meterline._dimensions import EVENT_FIELDS, check_names, where_filters
 from meterline._money import to_usd
 from meterline._usage import USAGE_FIELDS, new_usage
-from meterline.ledger._backend import Granularity, LedgerRow
-from meterline.ledger._rows import ROLLUP_SUMS
+from meterline.exceptions import ConfigurationError
+from meterline.ledger._backend import GRANULARITIES, Granularity, LedgerRow
+from meterline.ledger._rows import ROLLUP_SUMS, hour_of, nanoseconds
 
 __all__ = [
     "DAY",
@@ -70,6 +71,30 @@ class Query:
     until: int | None
     """Hour (seconds) the range ends before."""
     granularity: Granularity | None
+
+    @classmethod
+    def checked(
+        cls,
+        by: Sequence[str],
+        where: Mapping[str, object] | None,
+        since: datetime | None,
+        until: datetime | None,
+        granularity: Granularity | None,
+    ) -> Query:
+        """The query of `LedgerBackend.totals`' arguments, checked; the times rounded down to the hour.
+
+        Raises:
+            ConfigurationError: a name that is not a lower-case identifier, or a bad granularity.
+        """
+        if granularity is not None and granularity not in GRANULARITIES:
+            raise ConfigurationError(f"granularity={granularity!r}: expected one of {GRANULARITIES} or None")
+        return cls(
+            by=check_names(by, "by"),
+            where=where_filters(where),
+            since=None if since is None else hour_of(nanoseconds(since)),
+            until=None if until is None else hour_of(nanoseconds(until)),
+            granularity=granularity,
+        )
 
     @property
     def dimensions(self) -> tuple[str, ...]:

@@ -13,11 +13,10 @@ from __future__ import annotations as _annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from meterline._dimensions import check_names, where_filters
 from meterline._money import tidy
 from meterline._storage import (
     META_QUERIES,
@@ -32,7 +31,7 @@ from meterline._storage import (
     scrub,
 )
 from meterline.exceptions import ConfigurationError, LedgerError
-from meterline.ledger._backend import GRANULARITIES, Granularity, LedgerRow, LedgerStats
+from meterline.ledger._backend import Granularity, LedgerRow, LedgerStats
 from meterline.ledger._groups import DAY, WIDTH, Query, month_of
 from meterline.ledger._postgres_copy import TEXT_COLUMNS, DimensionSets, copy_line, escape, unescape
 from meterline.ledger._postgres_reports import read_totals
@@ -60,8 +59,8 @@ from meterline.ledger._rows import (
     event_from_row,
     event_json_line,
     hour_of,
+    nanoseconds,
     pico_of,
-    utc,
 )
 
 if TYPE_CHECKING:
@@ -82,14 +81,12 @@ _COPY_CHUNK: Final = 500
 """Events formatted and sent at a time while copying a batch."""
 _RETRIES: Final = 3
 """Attempts of a transaction that lost a deadlock or serialisation race."""
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _NS: Final = 1_000_000_000
 _SUMS: Final = ", ".join(ROLLUP_SUMS)
 _UNPRICED: Final = ROLLUP_SUMS.index("unpriced")
 _TEXT_AT: Final = tuple(EVENT_COLUMNS.index(name) for name in TEXT_COLUMNS)
 _COST_AT: Final = EVENT_COLUMNS.index("cost")
 _PICO: Final = ROLLUP_SUMS.index("cost_pico")
-_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 class PostgresLedger:
@@ -365,17 +362,7 @@ class PostgresLedger:
         granularity: Granularity | None = None,
     ) -> list[LedgerRow]:
         """Add up the stored events (from the roll-ups where they answer), sorted by cost, highest first."""
-        group = check_names(by, "by")
-        allowed = where_filters(where)
-        if granularity is not None and granularity not in GRANULARITIES:
-            raise ConfigurationError(f"granularity={granularity!r}: expected one of {GRANULARITIES} or None")
-        query = Query(
-            by=group,
-            where=allowed,
-            since=None if since is None else hour_of(_ns(since)),
-            until=None if until is None else hour_of(_ns(until)),
-            granularity=granularity,
-        )
+        query = Query.checked(by, where, since, until, granularity)
         names = self._names
 
         def compose(text: str) -> sql.Composed:
@@ -411,10 +398,10 @@ class PostgresLedger:
         bounds: list[Any] = []
         if since is not None:
             conditions.append("time_ns >= %s")
-            bounds.append(_ns(since))
+            bounds.append(nanoseconds(since))
         if until is not None:
             conditions.append("time_ns < %s")
-            bounds.append(_ns(until))
+            bounds.append(nanoseconds(until))
         text = (  # column names from constants, values are parameters
             f"SELECT {', '.join(EVENT_COLUMNS)} FROM {{events}} WHERE {' AND '.join(conditions)}"  # noqa: S608
             " ORDER BY id LIMIT %s"
@@ -463,7 +450,7 @@ class PostgresLedger:
         and month ``before`` falls in lose the events before it (read from the events of that
         month up to ``before``), so reports equal the events kept.
         """
-        before_ns = _ns(before)
+        before_ns = nanoseconds(before)
         seconds = before_ns // 1_000_000_000
         hour, day, month = hour_of(before_ns), seconds - seconds % DAY, month_of(seconds)
 
@@ -562,11 +549,6 @@ def _compose(text: str, names: Mapping[str, sql.Composable]) -> sql.Composed:
     from psycopg import sql as pgsql  # noqa: PLC0415 - the postgres extra, loaded when used
 
     return pgsql.SQL(text).format(**names)
-
-
-def _ns(moment: datetime) -> int:
-    """``moment`` in nanoseconds since the epoch (a naive datetime is UTC)."""
-    return (utc(moment) - _EPOCH) // _MICROSECOND * 1000
 
 
 def _time(time_ns: int) -> datetime:

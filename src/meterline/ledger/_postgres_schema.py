@@ -45,7 +45,6 @@ __all__ = [
     "DAY_KEY",
     "EVENT_TOTALS",
     "EVENT_TYPES",
-    "FIELDS",
     "MIGRATIONS",
     "MONTH_DELTA",
     "MONTH_KEY",
@@ -62,9 +61,9 @@ __all__ = [
 ]
 
 VERSION: Final = 5
-"""The schema a PostgreSQL ledger is migrated to (its own layout; the number is SQLite's too)."""
-FIELDS: Final = ("operation", "status", "provider", "model")
-"""Event fields the roll-ups are keyed by (besides hour and dimensions)."""
+"""The schema a PostgreSQL ledger is migrated to (its own numbering: SQLite's is `SCHEMA_VERSION`)."""
+_FIELDS: Final = ("operation", "status", "provider", "model")
+"""Event fields version 1's roll-up was keyed by (besides hour and dimensions)."""
 OPTIONAL_FIELDS: Final = frozenset({"provider", "model"})
 """Roll-up key fields stored as '' for ``None`` (a primary key has no NULLs)."""
 EVENT_TYPES: Final = {
@@ -101,7 +100,7 @@ _ROLLUP_TYPES: Final = {
     name: "NUMERIC" if name == "cost_pico" else "DOUBLE PRECISION" if name == "latency_ms" else "BIGINT"
     for name in ROLLUP_SUMS
 }
-_ROLLUP_KEY: Final = ("hour", *FIELDS, "dimensions")
+_ROLLUP_KEY: Final = ("hour", *_FIELDS, "dimensions")
 BYTE_ORDER: Final = ' COLLATE "C"'
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations as _annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import Any, Final
 
@@ -32,6 +32,7 @@ __all__ = [
     "event_json_line",
     "event_to_row",
     "hour_of",
+    "nanoseconds",
     "pico_of",
     "usd_text",
     "utc",
@@ -277,3 +278,12 @@ def dimensions_of(text: str) -> dict[str, Any]:
 def utc(moment: datetime) -> datetime:
     """An aware UTC datetime (a naive one is taken as UTC)."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def nanoseconds(moment: datetime) -> int:
+    """``moment`` in nanoseconds since the Unix epoch (a naive datetime is UTC)."""
+    return (utc(moment) - _EPOCH) // _MICROSECOND * 1000
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)

@@ -16,12 +16,11 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
-from meterline._dimensions import check_names, where_filters
 from meterline._events import UsageEvent
 from meterline._storage import (
     check_timeout,
@@ -31,15 +30,15 @@ from meterline._storage import (
     sqlite_transaction,
 )
 from meterline.exceptions import ConfigurationError, LedgerError
-from meterline.ledger._backend import GRANULARITIES, Granularity, LedgerRow, LedgerStats
+from meterline.ledger._backend import Granularity, LedgerRow, LedgerStats
 from meterline.ledger._groups import DAY, Query, month_of
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
     event_from_row,
     event_json_line,
     hour_of,
+    nanoseconds,
     pico_of,
-    utc,
 )
 from meterline.ledger._sqlite_keys import Dictionaries, value_ids
 from meterline.ledger._sqlite_reports import read_totals
@@ -80,7 +79,6 @@ _MAX_PARAMS: Final = 500
 _PAGE: Final = 1000
 """Events per page of `SQLiteLedger.events`."""
 _DIMENSIONS: Final = EVENT_COLUMNS.index("dimensions")
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _NS: Final = 1_000_000_000
 _WAL_CHECKPOINT_PAGES: Final = 4000
 """Pages of WAL after which a commit checkpoints (SQLite's default: 1000)."""
@@ -235,7 +233,7 @@ class SQLiteLedger:
         Returns:
             How many events were deleted.
         """
-        before_ns = _ns(before)
+        before_ns = nanoseconds(before)
         hour = hour_of(before_ns)
         day = hour - hour % DAY
         with self._transaction("prune") as conn:
@@ -356,17 +354,7 @@ class SQLiteLedger:
                 granularity.
             LedgerError: the store failed.
         """
-        group = check_names(by, "by")
-        allowed = where_filters(where)
-        if granularity is not None and granularity not in GRANULARITIES:
-            raise ConfigurationError(f"granularity={granularity!r}: expected one of {GRANULARITIES} or None")
-        query = Query(
-            by=group,
-            where=allowed,
-            since=None if since is None else hour_of(_ns(since)),
-            until=None if until is None else hour_of(_ns(until)),
-            granularity=granularity,
-        )
+        query = Query.checked(by, where, since, until, granularity)
         with self._transaction("totals", "BEGIN") as conn:
             return read_totals(conn, self._names, query)
 
@@ -487,11 +475,6 @@ def _marks(count: int) -> str:
     return f"({', '.join('?' * count)})"
 
 
-def _ns(moment: datetime) -> int:
-    """``moment`` (naive taken as UTC) in nanoseconds since the Unix epoch."""
-    return (utc(moment) - _EPOCH) // timedelta(microseconds=1) * 1000
-
-
 def _time(time_ns: int) -> datetime:
     seconds, nanos = divmod(time_ns, 1_000_000_000)
     return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
@@ -503,8 +486,8 @@ def _after_id_within(since: datetime | None, until: datetime | None) -> tuple[li
     bounds: list[object] = []
     if since is not None:
         clauses.append("e.time_ns >= ?")
-        bounds.append(_ns(since))
+        bounds.append(nanoseconds(since))
     if until is not None:
         clauses.append("e.time_ns < ?")
-        bounds.append(_ns(until))
+        bounds.append(nanoseconds(until))
     return clauses, bounds
