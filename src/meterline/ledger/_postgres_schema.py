@@ -175,9 +175,12 @@ def _rollup_ddl() -> str:
 
 
 _KEY_DDL: Final = (
-    "operation TEXT NOT NULL, status TEXT NOT NULL, provider TEXT NOT NULL DEFAULT '',"
-    " model TEXT NOT NULL DEFAULT ''"
+    f"operation TEXT{BYTE_ORDER} NOT NULL, status TEXT{BYTE_ORDER} NOT NULL,"
+    f" provider TEXT{BYTE_ORDER} NOT NULL DEFAULT '', model TEXT{BYTE_ORDER} NOT NULL DEFAULT ''"
 )
+"""The roll-ups' key fields, in byte order (as their values): sorting and comparing them is a
+memcmp, where a database's own collation (even ``C.UTF-8``) calls the C library's, which took
+a fifth of each write's time."""
 _KEY: Final = "operation, status, provider, model"
 _SUMS_DDL: Final = ", ".join(f"{name} {kind} NOT NULL DEFAULT 0" for name, kind in _ROLLUP_TYPES.items())
 _SUM_NAMES: Final = ", ".join(ROLLUP_SUMS)
@@ -296,8 +299,9 @@ WRITE: Final = (
     f" INSERT INTO {{events}} ({', '.join(EVENT_COLUMNS)})"
     f" SELECT {', '.join(EVENT_COLUMNS)} FROM pg_temp.meterline_incoming ORDER BY id"
     " ON CONFLICT (id, time_ns) DO NOTHING"
-    f" RETURNING id, hour, operation, status, coalesce(provider, '') AS provider,"
-    " coalesce(model, '') AS model, measured, cost,"
+    f" RETURNING id, hour, operation{BYTE_ORDER} AS operation, status{BYTE_ORDER} AS status,"
+    f" coalesce(provider, ''){BYTE_ORDER} AS provider, coalesce(model, ''){BYTE_ORDER} AS model,"
+    " measured, cost,"
     f" {', '.join(USAGE_FIELDS)}, cost_pico, latency_ms, tokens_saved"
     "), hours AS ("
     f" INSERT INTO {{nodims}} AS r ({_NODIMS_KEY}, {_SUM_NAMES})"
