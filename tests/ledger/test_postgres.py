@@ -15,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from meterline import ConfigurationError, Usage
+from meterline import ConfigurationError, Usage, UsageEvent
 from meterline.exceptions import LedgerError
 from meterline.ledger._postgres import PostgresLedger
 from meterline.ledger._postgres_schema import VERSION
@@ -143,34 +144,9 @@ def test_newer_schema_is_refused(ledger: PostgresLedger, url: str, schema: str) 
 
 def test_migrates_a_version_1_store_keeping_its_events(url: str, schema: str) -> None:
     """A version 1 store (one table of events, an hour index) opens as the current version, events kept."""
-    from meterline.ledger._postgres_schema import MIGRATIONS
-    from meterline.ledger._rows import EVENT_COLUMNS, event_to_row
-
-    names = {
-        name: psycopg.sql.Identifier(schema, table)
-        for name, table in (
-            ("events", "meterline_events"),
-            ("rollup", "meterline_rollup_hour"),
-            ("meta", "meterline_meta"),
-        )
-    }
     events = [make_event(i, T0 + timedelta(days=20 * i)) for i in range(3)]  # three months
     old = [events[0], make_event(7, T0 - timedelta(days=40), dims={"user": "u'1"})]
-    with psycopg.connect(url, autocommit=True) as conn:  # version 1, as that meterline made it
-        conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(schema)))
-        conn.execute(
-            psycopg.sql.SQL("CREATE TABLE {meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL)").format(**names)
-        )
-        for statement in MIGRATIONS[1]:
-            conn.execute(psycopg.sql.SQL(statement).format(**names))
-        conn.execute(psycopg.sql.SQL("INSERT INTO {meta} VALUES ('schema_version', '1')").format(**names))
-        insert = psycopg.sql.SQL("INSERT INTO {events} ({columns}) VALUES ({marks})").format(
-            columns=psycopg.sql.SQL(", ".join(EVENT_COLUMNS)),
-            marks=psycopg.sql.SQL(", ".join(["%s"] * len(EVENT_COLUMNS))),
-            **names,
-        )
-        for event in old:
-            conn.execute(insert, event_to_row(event))
+    _store_at(url, schema, 1, old)
     reopened = PostgresLedger(url, schema=schema)
     try:
         assert reopened.stats().schema_version == VERSION == 5
@@ -444,63 +420,12 @@ def test_record_in_sync_mode_never_waits_past_the_bound_on_a_frozen_server(
 
 def test_migrates_a_version_4_store_keeping_every_report(url: str, schema: str) -> None:
     """A version 4 store (a roll-up by dimension set) opens as version 5: every report still exact."""
-    from meterline._usage import USAGE_FIELDS
-    from meterline.ledger._postgres_schema import MIGRATIONS
-    from meterline.ledger._rows import EVENT_COLUMNS, event_to_row
-
-    names = {
-        name: psycopg.sql.Identifier(schema, table)
-        for name, table in (
-            ("events", "meterline_events"),
-            ("rollup", "meterline_rollup_hour"),
-            ("meta", "meterline_meta"),
-            ("hour_index", "meterline_events_hour"),
-            ("events_pkey", "meterline_events_pkey"),
-            ("events_v3", "meterline_events_v3"),
-            ("ensure_partition", "meterline_ensure_partition"),
-            ("drop_partitions", "meterline_drop_partitions"),
-        )
-    }
-    names["schema"] = psycopg.sql.Identifier(schema)
-    names["schema_name"] = psycopg.sql.Literal(schema)
     events = product_events(1500)
     events += [
         make_event(5000 + i, T0 + timedelta(hours=i), dims={"user": value, "session": value})
         for i, value in enumerate(HOSTILE)  # NUL, quotes, JSON and SQL text: the JSON PostgreSQL refuses
     ]
-    tool = "operation IN ('execute_tool', 'cache')"
-    v4_rollup = (  # version 4's writer, as SQL over the events
-        "INSERT INTO {rollup} SELECT hour, operation, status, coalesce(provider, ''), coalesce(model, ''),"
-        f" dimensions, count(*), count(*) FILTER (WHERE measured = 0 AND NOT {tool}),"
-        f" count(*) FILTER (WHERE measured = 1 AND cost IS NULL AND NOT {tool}),"
-        f" {', '.join(f'sum({name})' for name in USAGE_FIELDS)}, coalesce(sum(cost_pico), 0),"
-        " coalesce(sum(latency_ms), 0), sum(tokens_saved) FROM {events} GROUP BY 1, 2, 3, 4, 5, 6"
-    )
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(schema)))
-        conn.execute(
-            psycopg.sql.SQL("CREATE TABLE {meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL)").format(**names)
-        )
-        for version in range(1, 5):
-            for statement in MIGRATIONS[version]:
-                conn.execute(psycopg.sql.SQL(statement).format(**names))
-        conn.execute(psycopg.sql.SQL("INSERT INTO {meta} VALUES ('schema_version', '4')").format(**names))
-        for month in ("2025-01-01", "2025-02-01"):
-            conn.execute(
-                psycopg.sql.SQL(
-                    "SELECT {ensure_partition}(extract(epoch FROM %s::timestamptz)::bigint)"
-                ).format(**names),
-                (month,),
-            )
-        insert = psycopg.sql.SQL("INSERT INTO {events} ({columns}) VALUES ({marks})").format(
-            columns=psycopg.sql.SQL(", ".join(EVENT_COLUMNS)),
-            marks=psycopg.sql.SQL(", ".join(["%s"] * len(EVENT_COLUMNS))),
-            **names,
-        )
-        with conn.cursor() as cur:
-            rows = [event_to_row(event) for event in events]
-            cur.executemany(insert, [tuple(_stored(value) for value in row) for row in rows])
-        conn.execute(psycopg.sql.SQL(v4_rollup).format(**names))
+    _store_at(url, schema, 4, events)
     reopened = PostgresLedger(url, schema=schema)
     try:
         assert reopened.stats().schema_version == 5
@@ -514,8 +439,64 @@ def test_migrates_a_version_4_store_keeping_every_report(url: str, schema: str) 
     assert "meterline_rollup_hour" not in {name for (name,) in tables}
 
 
-def _stored(value: object) -> object:
-    """A row value as version 4 stored it (text columns escape NUL; see `_postgres_copy.escape`)."""
+def _store_at(url: str, schema: str, version: int, events: list[UsageEvent]) -> None:
+    """A store at schema ``version`` holding ``events``, as that meterline wrote them (roll-up included)."""
+    from meterline._usage import USAGE_FIELDS
     from meterline.ledger._postgres_copy import escape
+    from meterline.ledger._postgres_schema import MIGRATIONS
+    from meterline.ledger._rows import EVENT_COLUMNS, event_to_row
 
-    return escape(value) if isinstance(value, str) else value
+    names: dict[str, Any] = {
+        name: psycopg.sql.Identifier(schema, f"meterline_{table}")
+        for name, table in (
+            ("events", "events"),
+            ("rollup", "rollup_hour"),
+            ("meta", "meta"),
+            ("hour_index", "events_hour"),
+            ("events_pkey", "events_pkey"),
+            ("events_v3", "events_v3"),
+            ("ensure_partition", "ensure_partition"),
+            ("drop_partitions", "drop_partitions"),
+        )
+    }
+    names["schema"] = psycopg.sql.Identifier(schema)
+    names["schema_name"] = psycopg.sql.Literal(schema)
+    tool = "operation IN ('execute_tool', 'cache')"
+    rollup = (  # the writer of versions 1 to 4, as SQL over the events
+        "INSERT INTO {rollup} SELECT hour, operation, status, coalesce(provider, ''), coalesce(model, ''),"
+        f" dimensions, count(*), count(*) FILTER (WHERE measured = 0 AND NOT {tool}),"
+        f" count(*) FILTER (WHERE measured = 1 AND cost IS NULL AND NOT {tool}),"
+        f" {', '.join(f'sum({name})' for name in USAGE_FIELDS)}, coalesce(sum(cost_pico), 0),"
+        " coalesce(sum(latency_ms), 0), sum(tokens_saved) FROM {events} GROUP BY 1, 2, 3, 4, 5, 6"
+    )
+    insert = psycopg.sql.SQL("INSERT INTO {events} ({columns}) VALUES ({marks})").format(
+        columns=psycopg.sql.SQL(", ".join(EVENT_COLUMNS)),
+        marks=psycopg.sql.SQL(", ".join(["%s"] * len(EVENT_COLUMNS))),
+        **names,
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(schema)))
+        conn.execute(
+            psycopg.sql.SQL("CREATE TABLE {meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL)").format(**names)
+        )
+        for step in range(1, version + 1):
+            for statement in MIGRATIONS[step]:
+                conn.execute(psycopg.sql.SQL(statement).format(**names))
+        conn.execute(
+            psycopg.sql.SQL("INSERT INTO {meta} VALUES ('schema_version', %s)").format(**names),
+            (str(version),),
+        )
+        if version >= 4:  # partitioned by month: one partition a month
+            ensure = psycopg.sql.SQL("SELECT {ensure_partition}(%s)").format(**names)
+            months = {
+                event.time.replace(day=1, hour=0, minute=0, second=0, microsecond=0) for event in events
+            }
+            for month in months:
+                conn.execute(ensure, (int(month.timestamp()),))
+        with conn.cursor() as cur:  # text columns as stored: NUL escaped (see `_postgres_copy.escape`)
+            rows = [
+                tuple(escape(value) if isinstance(value, str) else value for value in event_to_row(event))
+                for event in events
+            ]
+            cur.executemany(insert, rows)
+        conn.execute(psycopg.sql.SQL(rollup).format(**names))

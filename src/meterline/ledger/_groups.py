@@ -11,7 +11,7 @@ first) and period. Memory grows with the number of groups, never with the events
 
 from __future__ import annotations as _annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -37,6 +37,7 @@ __all__ = [
     "WIDTH",
     "Groups",
     "Query",
+    "accumulate",
     "add",
     "month_of",
     "next_day",
@@ -140,6 +141,16 @@ def add(
     else:
         for i in range(WIDTH):
             acc[i] += row[at + i]
+
+
+def accumulate(table: dict[Any, list[Any]], key: Any, sums: Iterable[Any]) -> None:
+    """Add ``sums`` into ``table[key]`` element by element (a new key starts with a copy)."""
+    acc = table.get(key)
+    if acc is None:
+        table[key] = list(sums)
+    else:
+        for index, value in enumerate(sums):
+            acc[index] += value
 
 
 def to_rows(groups: Groups, granularity: Granularity | None) -> list[LedgerRow]:

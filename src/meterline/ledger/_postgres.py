@@ -57,8 +57,8 @@ from meterline.ledger._rows import (
     EVENT_COLUMNS,
     ROLLUP_SUMS,
     event_from_row,
-    event_json_line,
     hour_of,
+    json_pages,
     nanoseconds,
     pico_of,
 )
@@ -438,8 +438,7 @@ class PostgresLedger:
         the event `events` would give, written from its row (`event_json_line`). The bounds
         are `events`'. Raises `LedgerError`.
         """
-        for page in self.event_rows(since=since, until=until, after_id=after_id, page=_PAGE):
-            yield "".join([event_json_line(row) for row in page])
+        return json_pages(self.event_rows(since=since, until=until, after_id=after_id, page=_PAGE))
 
     def prune(self, before: datetime) -> int:
         """Delete events older than ``before``, and take them out of every roll-up.

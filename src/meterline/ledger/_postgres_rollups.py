@@ -11,11 +11,11 @@ temporary tables, in one statement each.
 
 from __future__ import annotations as _annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION
-from meterline.ledger._groups import SUM_PICO, SUM_USAGE, WIDTH, month_of
+from meterline.ledger._groups import SUM_PICO, SUM_USAGE, WIDTH, accumulate, month_of
 from meterline.ledger._postgres_copy import escape
 from meterline.ledger._rows import dimensions_of
 
@@ -65,8 +65,8 @@ class Spread:
         daily = self._days_from is None or day >= self._days_from
         for name, value in dims.items():
             if daily:
-                _add(self._days, (name, value, day, operation, status, provider, model), sums)
-            _add(self._months, (name, value, month), month_sums)
+                accumulate(self._days, (name, value, day, operation, status, provider, model), sums)
+            accumulate(self._months, (name, value, month), month_sums)
 
     def apply(self, cur: psycopg.Cursor[tuple[Any, ...]], queries: Mapping[str, bytes]) -> None:
         """Add what was spread into the roll-ups by value (in the cursor's transaction), and start again."""
@@ -81,15 +81,6 @@ class Spread:
                     out.write_row((*key, *sums))
             cur.execute(queries[add])
             rows.clear()
-
-
-def _add(rows: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...], sums: Iterable[Any]) -> None:
-    acc = rows.get(key)
-    if acc is None:
-        rows[key] = list(sums)
-    else:
-        for index, value in enumerate(sums):
-            acc[index] += value
 
 
 def migrate_v5(cur: psycopg.Cursor[tuple[Any, ...]], queries: Mapping[str, bytes]) -> None:

@@ -9,7 +9,7 @@ Times are integer nanoseconds since the Unix epoch; roll-ups are keyed by the ho
 from __future__ import annotations as _annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import Any, Final
@@ -32,6 +32,7 @@ __all__ = [
     "event_json_line",
     "event_to_row",
     "hour_of",
+    "json_pages",
     "nanoseconds",
     "pico_of",
     "usd_text",
@@ -243,6 +244,12 @@ def event_json_line(row: Sequence[Any]) -> str:
         f',"time_ns":{time_ns},"tokens_saved":{row[_TOKENS_SAVED]}'
         f',"usage":{_USAGE_JSON % tuple(row[at] for at in _USAGE_AT) if row[_MEASURED] else "null"}}}\n'
     )
+
+
+def json_pages(pages: Iterable[Sequence[Sequence[Any]]]) -> Iterator[str]:
+    """`event_json_line` of each row of ``pages`` (raw rows), one string per page."""
+    for page in pages:
+        yield "".join([event_json_line(row) for row in page])
 
 
 def _text(value: str | None) -> str:

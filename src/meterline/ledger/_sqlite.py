@@ -31,12 +31,12 @@ from meterline._storage import (
 )
 from meterline.exceptions import ConfigurationError, LedgerError
 from meterline.ledger._backend import Granularity, LedgerRow, LedgerStats
-from meterline.ledger._groups import DAY, Query, month_of
+from meterline.ledger._groups import DAY, Query, accumulate, month_of
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
     event_from_row,
-    event_json_line,
     hour_of,
+    json_pages,
     nanoseconds,
     pico_of,
 )
@@ -294,7 +294,7 @@ class SQLiteLedger:
                 unpriced = (cost is None) - (old_cost is None) if measured and model_call else 0
                 new, old_value = pico or 0, old_pico or 0
                 hour = hour_of(time_ns)
-                _add_delta(
+                accumulate(
                     nodims,
                     (hour, operation, status, provider or "", model or ""),
                     (new - old_value, unpriced),
@@ -308,9 +308,9 @@ class SQLiteLedger:
                     )
                     day, rollup_id = hour - hour % DAY, names.rollup_ids[key_id]
                     for value_id in (ALL_EVENTS, *value_ids(dims)):
-                        _add_delta(by_value, (value_id, day, rollup_id), split)
+                        accumulate(by_value, (value_id, day, rollup_id), split)
                         if day < folded:
-                            _add_delta(by_month, (value_id, month_of(day)), split)
+                            accumulate(by_month, (value_id, month_of(day)), split)
         conn.executemany(REPRICE_EVENT, repriced)
         conn.executemany(CORRECT_NODIMS, [(*delta, *key) for key, delta in nodims.items()])
         conn.executemany(CORRECT_DIM, [(*delta, *key) for key, delta in sorted(by_value.items())])
@@ -383,8 +383,7 @@ class SQLiteLedger:
         the event `events` would give, written from its row (`event_json_line`). The bounds
         are `events`'. Raises `LedgerError`.
         """
-        for page in self.event_rows(since=since, until=until, after_id=after_id, page=_PAGE):
-            yield "".join([event_json_line(row) for row in page])
+        return json_pages(self.event_rows(since=since, until=until, after_id=after_id, page=_PAGE))
 
     def _pages(
         self, since: datetime | None, until: datetime | None, after_id: str, size: int
@@ -456,18 +455,6 @@ class SQLiteLedger:
             conn, self._conn = self._conn, None
             if conn is not None:
                 conn.close()
-
-
-def _add_delta(
-    deltas: dict[tuple[Any, ...], list[int]], key: tuple[Any, ...], delta: tuple[int, ...]
-) -> None:
-    """Add a correction (the cost's parts, then the unpriced count) into the one of its roll-up row."""
-    total = deltas.get(key)
-    if total is None:
-        deltas[key] = list(delta)
-    else:
-        for i, part in enumerate(delta):
-            total[i] += part
 
 
 def _marks(count: int) -> str:
