@@ -237,6 +237,19 @@ def _postgres() -> None:
             f" ratio {plain_s / ours_s:.2f}"
         )
         conn.execute(sql.SQL("ANALYZE {}").format(plain))
+        conn.execute("CHECKPOINT")
+        sizes = dict(
+            conn.execute(  # every table of the schema with its indexes and TOAST: ours, and the plain one
+                "SELECT c.relname = 'plain', sum(pg_total_relation_size(c.oid)) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'"
+                " GROUP BY 1",
+                (schema,),
+            ).fetchall()
+        )
+        print(
+            f"PostgreSQL bytes/event: ledger {sizes[False] / N:,.0f}, plain {sizes[True] / N:,.0f},"
+            f" ratio {sizes[False] / sizes[True]:.2f} (goal <= 1.2)"
+        )
         print(f"{'report':<26}{'ledger s':>10}{'+MB':>7}{'plain SQL s':>12}{'ledger/plain':>14}")
         for label in REPORTS:
             ours = _best("ledger", f"{POSTGRES_URL}|{schema}", label)
