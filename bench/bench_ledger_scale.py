@@ -238,7 +238,7 @@ def _postgres() -> None:
         )
         conn.execute(sql.SQL("ANALYZE {}").format(plain))
         conn.execute("CHECKPOINT")
-        sizes = dict(
+        sizes: dict[bool, int] = dict(
             conn.execute(  # every table of the schema with its indexes and TOAST: ours, and the plain one
                 "SELECT c.relname = 'plain', sum(pg_total_relation_size(c.oid)) FROM pg_class c"
                 " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'"
