@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 __all__ = ["read_totals"]
 
 _NS: Final = 10**9
+_FETCH: Final = 5_000
+"""Result rows fetched from the server at a time."""
 Compose = Callable[[str], "sql.Composed"]
 """Fixed SQL text (never caller input) with the ledger's quoted table names filled in."""
 
@@ -132,8 +134,11 @@ class _Reader:
         return f"SELECT {', '.join(keys)}, {', '.join(sums)} FROM {{{table}}}{where} GROUP BY {groups}"  # noqa: S608
 
     def fetch(self, text: str, params: list[Any]) -> Iterator[tuple[Any, ...]]:
-        """The rows of a query, made into Python values one at a time (the result stays in libpq's memory)."""
-        return iter(self.cur.execute(self.compose(text), params))
+        """The rows of a query, fetched from a server-side cursor a page at a time (bounded memory)."""
+        with self.cur.connection.cursor(name="meterline_report") as rows:
+            rows.itersize = _FETCH
+            rows.execute(self.compose(text), params)
+            yield from rows
 
     def nodims(self) -> None:
         """Add up the hourly roll-up of the model fields (no dimension in the query)."""
