@@ -337,6 +337,13 @@ class LedgerConformance:
         ledger.write(events)
         assert_reports(ledger, events)
 
+    def test_reports_of_late_events_are_the_sums_of_the_events(self, ledger: LedgerBackend) -> None:
+        """Batches written newest first (each day's events arriving after later days'): every report exact."""
+        events = product_events()
+        for end in range(len(events), 0, -500):
+            ledger.write(events[max(0, end - 500) : end])
+        assert_reports(ledger, events)
+
     def test_reports_after_a_prune_and_repricing_are_the_sums_of_the_events_kept(
         self, ledger: LedgerBackend
     ) -> None:

@@ -43,6 +43,8 @@ from meterline.ledger._postgres_schema import (
     DAY_DELTA,
     DAY_KEY,
     EVENT_TYPES,
+    FOLD,
+    FOLDED,
     MIGRATIONS,
     MONTH_DELTA,
     MONTH_KEY,
@@ -212,6 +214,11 @@ class PostgresLedger:
                 "prune_days": "DELETE FROM {dim_day} WHERE day < %s OR (day = %s AND events = 0)",
                 "prune_months": "DELETE FROM {dim_month} WHERE month < %s OR (month = %s AND events = 0)",
                 "old_rollup_days": OLD_ROLLUP_DAYS,
+                "fold": FOLD,
+                "folded": f"SELECT value FROM {{meta}} WHERE key = '{FOLDED}'",  # noqa: S608 - constants
+                "folded_share": f"SELECT value FROM {{meta}} WHERE key = '{FOLDED}' FOR SHARE",  # noqa: S608
+                "folded_update": f"SELECT value FROM {{meta}} WHERE key = '{FOLDED}' FOR UPDATE",  # noqa: S608
+                "set_folded": f"UPDATE {{meta}} SET value = %s WHERE key = '{FOLDED}'",  # noqa: S608
                 "drop_old_rollup": "DROP TABLE {rollup}",
                 "copy_reprice": "COPY pg_temp.meterline_repricing"
                 " (id, cost, cost_pico, price_version) FROM STDIN",
@@ -337,7 +344,7 @@ class PostgresLedger:
 
         months = sorted({month_of(event.time_ns // _NS) for event in unique})
 
-        def work(cur: psycopg.Cursor[tuple[Any, ...]]) -> int:
+        def work(cur: psycopg.Cursor[tuple[Any, ...]]) -> tuple[int, int]:
             for month in months:  # the monthly partitions the batch needs (one query each, usually one)
                 cur.execute(self._queries["ensure_partition"], (month,))
             sets = DimensionSets()  # a scope's events share dimensions
@@ -350,10 +357,32 @@ class PostgresLedger:
             if sets.lines:
                 with cur.copy(self._queries["copy_dims"]) as copy:
                     copy.write("".join(sets.lines))
-            result = cur.execute(self._queries["write"]).fetchone()
-            return 0 if result is None else int(result[0])
+            # Shared with other writers, exclusive to a fold: no day is folded while a batch
+            # that adds to it is still uncommitted (a fold would not see its rows).
+            folded = self._folded(cur, "folded_share")
+            result = cur.execute(self._queries["write"], (folded,)).fetchone()
+            return (0 if result is None else int(result[0])), folded
 
-        return self._run(work, timeout=self.timeout)
+        stored, folded = self._run(work, timeout=self.timeout)
+        newest = max(event.time_ns for event in unique) // _NS
+        today = newest - newest % DAY
+        if today > folded:  # a day has passed since the last fold: add the days before it into months
+
+            def fold(cur: psycopg.Cursor[tuple[Any, ...]]) -> None:
+                start = self._folded(cur, "folded_update")  # waits for the writers holding it shared
+                if today > start:
+                    cur.execute(self._queries["fold"], (start, today))
+                    cur.execute(self._queries["set_folded"], (str(today),))
+
+            self._run(fold, timeout=self.timeout)
+        return stored
+
+    def _folded(self, cur: psycopg.Cursor[tuple[Any, ...]], query: str) -> int:
+        """The first day (seconds) not yet in the monthly roll-up, its row locked by ``query``."""
+        row = cur.execute(self._queries[query]).fetchone()
+        if row is None:
+            raise LedgerError(f"the ledger at {self.url} has no {FOLDED!r} in its meta table")
+        return int(row[0])
 
     def totals(
         self,
@@ -371,7 +400,7 @@ class PostgresLedger:
         def compose(text: str) -> sql.Composed:
             return _compose(text, names)
 
-        return self._run(lambda cur: read_totals(cur, compose, query))
+        return self._run(lambda cur: read_totals(cur, compose, query, self._folded(cur, "folded")))
 
     def events(
         self, *, since: datetime | None = None, until: datetime | None = None, after_id: str | None = None
@@ -457,7 +486,7 @@ class PostgresLedger:
         hour, day, month = hour_of(before_ns), seconds - seconds % DAY, month_of(seconds)
 
         def work(cur: psycopg.Cursor[tuple[Any, ...]]) -> int:
-            spread = Spread(days_from=day)
+            spread = Spread(days_from=day, months_until=self._folded(cur, "folded_update"))
             if month * _NS < before_ns:
                 for record in cur.execute(self._queries["prune_spread"], (month * _NS, before_ns)):
                     spread.add(record)
@@ -491,7 +520,7 @@ class PostgresLedger:
                         )
                     )
             changed = 0
-            spread = Spread()
+            spread = Spread(months_until=self._folded(cur, "folded_update"))
             for day, operation, status, provider, model, dims, count, unpriced, pico in cur.execute(
                 self._queries["reprice"]
             ):

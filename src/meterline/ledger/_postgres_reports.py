@@ -57,9 +57,15 @@ Compose = Callable[[str], "sql.Composed"]
 """Fixed SQL text (never caller input) with the ledger's quoted table names filled in."""
 
 
-def read_totals(cur: psycopg.Cursor[tuple[Any, ...]], compose: Compose, query: Query) -> list[LedgerRow]:
-    """The query's rows, by cost (highest first), then events, then key (and period)."""
-    reader = _Reader(cur, compose, query)
+def read_totals(
+    cur: psycopg.Cursor[tuple[Any, ...]], compose: Compose, query: Query, folded: int
+) -> list[LedgerRow]:
+    """The query's rows, by cost (highest first), then events, then key (and period).
+
+    ``folded`` is the first day (seconds) whose daily rows by value are not yet in the monthly
+    roll-up (the meta table's ``dim_months_until``).
+    """
+    reader = _Reader(cur, compose, query, folded)
     reader.run()
     return to_rows(reader.groups, query.granularity)
 
@@ -67,10 +73,13 @@ def read_totals(cur: psycopg.Cursor[tuple[Any, ...]], compose: Compose, query: Q
 class _Reader:
     """One report: the plan, its SQL, and the groups its rows are added into."""
 
-    def __init__(self, cur: psycopg.Cursor[tuple[Any, ...]], compose: Compose, query: Query) -> None:
+    def __init__(
+        self, cur: psycopg.Cursor[tuple[Any, ...]], compose: Compose, query: Query, folded: int
+    ) -> None:
         self.cur = cur
         self.compose = compose
         self.query = query
+        self.folded = folded
         self.groups: Groups = {}
 
     def run(self) -> None:
@@ -93,18 +102,25 @@ class _Reader:
         self.events(query.since, query.until)
 
     def segments(self, first: int | None, last: int | None) -> list[tuple[bool, int | None, int | None]]:
-        """Each part of the days [first, last), monthly (whole months) or daily, as (monthly, start, end)."""
+        """Each part of the days [first, last), monthly or daily, as (monthly, start, end).
+
+        The monthly roll-up holds the days before `folded`: it serves the months that start
+        in the range whose folded days all lie in it, up to the first day not folded; the
+        daily roll-up serves the rest (and any report by day or naming a model field, which
+        only it keeps).
+        """
         query = self.query
-        if query.granularity == "day" or query.names_fields:
-            return [(False, first, last)]  # only the daily roll-up keeps the model fields
+        folded = self.folded
+        if query.granularity == "day" or query.names_fields or not folded:
+            return [(False, first, last)]
         start = None if first is None else first if month_of(first) == first else next_month(first)
-        end = None if last is None else month_of(last)
-        if start is not None and end is not None and start >= end:
+        end = folded if last is None or folded <= last else month_of(last)
+        if start is not None and start >= end:
             return [(False, first, last)]
         parts: list[tuple[bool, int | None, int | None]] = [(True, start, end)]
         if first is not None and start is not None and first < start:
             parts.append((False, first, start))
-        if last is not None and end is not None and end < last:
+        if last is None or end < last:
             parts.append((False, end, last))
         return parts
 

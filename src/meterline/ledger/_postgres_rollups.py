@@ -37,10 +37,14 @@ class Spread:
     Args:
         days_from: The first day (seconds) whose daily rows are changed; earlier days go to
             the monthly roll-up only (a prune deletes their daily rows whole). ``None``: all.
+        months_until: The first day not folded into the monthly roll-up (its `FOLDED`
+            value): the days before it change their monthly rows too, the later ones do not
+            (their daily rows are folded, changed, when the day has passed).
     """
 
-    def __init__(self, days_from: int | None = None) -> None:
+    def __init__(self, days_from: int | None = None, *, months_until: int = 0) -> None:
         self._days_from = days_from
+        self._months_until = months_until
         self._days: dict[tuple[Any, ...], list[Any]] = {}
         self._months: dict[tuple[Any, ...], list[Any]] = {}
         self._parsed: dict[str, dict[str, Any]] = {}
@@ -63,10 +67,12 @@ class Spread:
             for at in _INFORMATIONAL:
                 month_sums[at] = 0
         daily = self._days_from is None or day >= self._days_from
+        monthly = day < self._months_until
         for name, value in dims.items():
             if daily:
                 accumulate(self._days, (name, value, day, operation, status, provider, model), sums)
-            accumulate(self._months, (name, value, month), month_sums)
+            if monthly:
+                accumulate(self._months, (name, value, month), month_sums)
 
     def apply(self, cur: psycopg.Cursor[tuple[Any, ...]], queries: Mapping[str, bytes]) -> None:
         """Add what was spread into the roll-ups by value (in the cursor's transaction), and start again."""
@@ -84,7 +90,11 @@ class Spread:
 
 
 def migrate_v5(cur: psycopg.Cursor[tuple[Any, ...]], queries: Mapping[str, bytes]) -> None:
-    """Fill the roll-ups by value from version 4's hourly roll-up (keyed by dimension set), then drop it."""
+    """Fill the daily roll-up by value from version 4's hourly one (keyed by dimension set), then drop it.
+
+    Nothing is folded yet (`FOLDED` is 0): the next write folds the days before its own into
+    the monthly roll-up.
+    """
     spread = Spread()
     with cur.connection.cursor(name="meterline_migrate_v5") as rows:
         rows.execute(queries["old_rollup_days"])

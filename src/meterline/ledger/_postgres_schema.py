@@ -12,12 +12,17 @@ Schema version 5, the SQLite ledger's design in PostgreSQL's terms:
   reads that dimension's rows in key order. One row per value, day and model used, whatever
   the event's other dimensions are.
 - ``meterline_rollup_dim_month``: sums per (name, value, UTC month), a tool call's usage and
-  cost left out (informational): reports by one dimension over whole months.
+  cost left out (informational): reports by one dimension over whole months. It holds the
+  days before `FOLDED` (in ``meterline_meta``): once a day has passed, the next write adds
+  its daily rows into it (`FOLD`, in a transaction of its own), as SQLite does, so that
+  writers do not all update the same hot (org, month) rows.
 
-Each batch's new events are added into the three roll-ups by one statement (`WRITE`): the
+Each batch's new events are added into the roll-ups by one statement (`WRITE`): the
 batch's distinct dimension sets are copied beside it as (set, name, value) rows, so that
 PostgreSQL never parses the dimensions' JSON (``jsonb`` refuses ``\u0000``, which a value may
-hold). Where stored events must be taken out of or corrected in the roll-ups by value
+hold). A writer holds the `FOLDED` row shared while it writes and a fold takes it
+exclusively, so no day is folded while a batch that adds to it is uncommitted; a late event
+(of a day already folded) is added to the monthly roll-up by the write itself. Where stored events must be taken out of or corrected in the roll-ups by value
 (re-pricing, a prune, the migration), their sums are read grouped by dimension set and
 spread over the values in Python (`meterline.ledger._postgres_rollups`).
 
@@ -45,6 +50,8 @@ __all__ = [
     "DAY_KEY",
     "EVENT_TOTALS",
     "EVENT_TYPES",
+    "FOLD",
+    "FOLDED",
     "MIGRATIONS",
     "MONTH_DELTA",
     "MONTH_KEY",
@@ -174,6 +181,9 @@ def _rollup_ddl() -> str:
     )
 
 
+FOLDED: Final = "dim_months_until"
+"""The key in ``meterline_meta`` of the first UTC day (seconds) whose daily rows by value are
+not yet added into the monthly roll-up (`FOLD`)."""
 _KEY_DDL: Final = (
     f"operation TEXT{BYTE_ORDER} NOT NULL, status TEXT{BYTE_ORDER} NOT NULL,"
     f" provider TEXT{BYTE_ORDER} NOT NULL DEFAULT '', model TEXT{BYTE_ORDER} NOT NULL DEFAULT ''"
@@ -279,6 +289,7 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         f" PRIMARY KEY ({DAY_KEY}))",
         f"CREATE TABLE {{dim_month}} ({_VALUE_DDL}, month BIGINT NOT NULL, {_SUMS_DDL},"
         f" PRIMARY KEY ({MONTH_KEY}))",
+        f"INSERT INTO {{meta}} (key, value) VALUES ('{FOLDED}', '0') ON CONFLICT (key) DO NOTHING",  # noqa: S608
     ),
 }
 """Forward migrations: the statements that bring a store from version ``n - 1`` to ``n``."""
@@ -294,7 +305,9 @@ _DAY_OF_HOUR: Final = _DAY_OF.format("hour")
 WRITE: Final = (
     # The new events (ON CONFLICT: each stored once, whatever other writers do), added into
     # the hourly roll-up, then, joined to their dimension sets' (name, value) rows, into the
-    # daily and monthly roll-ups by value. Rows are upserted in key order (no deadlock).
+    # daily roll-up by value, and into the monthly one if their day is already folded (the
+    # parameter: `FOLDED`'s value; later days are added by `FOLD` once they have passed).
+    # Rows are upserted in key order (no deadlock).
     "WITH ins AS ("  # noqa: S608 - fixed text: column names from constants, values are parameters
     f" INSERT INTO {{events}} ({', '.join(EVENT_COLUMNS)})"
     f" SELECT {', '.join(EVENT_COLUMNS)} FROM pg_temp.meterline_incoming ORDER BY id"
@@ -319,9 +332,23 @@ WRITE: Final = (
     "), months AS ("
     f" INSERT INTO {{dim_month}} AS r ({MONTH_KEY}, {_SUM_NAMES})"
     f" SELECT name, value, {_MONTH_OF_HOUR}, {_event_sums(model_calls_only=True)}"
-    " FROM valued GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    " FROM valued WHERE hour < %s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
     f"{_add_up('r', MONTH_KEY)}"
     ") SELECT count(*) FROM ins"
+)
+_DAY_MONTH_SUMS: Final = ", ".join(
+    f"coalesce(sum({name}) FILTER (WHERE {_MODEL_CALL}), 0)"
+    if name in (*USAGE_FIELDS, "cost_pico")
+    else f"sum({name})"
+    for name in ROLLUP_SUMS
+)
+FOLD: Final = (
+    # The daily rows by value of the days [%s, %s) added into the monthly roll-up (a tool's
+    # usage and cost left out, as there), in key order.
+    f"INSERT INTO {{dim_month}} AS r ({MONTH_KEY}, {_SUM_NAMES})"  # noqa: S608 - constants only
+    f" SELECT name, value, {_MONTH_OF.format('day', 1)}, {_DAY_MONTH_SUMS} FROM {{dim_day}}"
+    " WHERE day >= %s AND day < %s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    f"{_add_up('r', MONTH_KEY)}"
 )
 ADD_DAYS: Final = (
     f"INSERT INTO {{dim_day}} AS r ({DAY_KEY}, {_SUM_NAMES})"  # noqa: S608 - constants only
