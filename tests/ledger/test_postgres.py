@@ -102,8 +102,9 @@ def test_many_processes_and_threads_open_at_once_and_migrate_once(url: str, sche
         in_processes = pending.get(timeout=120)
     assert in_processes + in_threads == [1] * 12
     meta = _execute(url, f'SELECT key, value FROM "{schema}".meterline_meta')  # schema: a safe test name
-    assert dict(meta)["schema_version"] == str(VERSION)
-    assert sorted(dict(meta)) == ["dim_months_until", "schema_version"]
+    stored = {str(key): value for key, value in meta}
+    assert stored["schema_version"] == str(VERSION)
+    assert sorted(stored) == ["dim_months_until", "schema_version"]
     tables = _execute(
         url, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
     )

@@ -22,9 +22,11 @@ batch's distinct dimension sets are copied beside it as (set, name, value) rows,
 PostgreSQL never parses the dimensions' JSON (``jsonb`` refuses ``\u0000``, which a value may
 hold). A writer holds the `FOLDED` row shared while it writes and a fold takes it
 exclusively, so no day is folded while a batch that adds to it is uncommitted; a late event
-(of a day already folded) is added to the monthly roll-up by the write itself. Where stored events must be taken out of or corrected in the roll-ups by value
-(re-pricing, a prune, the migration), their sums are read grouped by dimension set and
-spread over the values in Python (`meterline.ledger._postgres_rollups`).
+(of a day already folded) is added to the monthly roll-up by the write itself.
+
+Where stored events must be taken out of or corrected in the roll-ups by value (re-pricing,
+a prune, the migration), their sums are read grouped by dimension set and spread over the
+values in Python (`meterline.ledger._postgres_rollups`).
 
 SQL text is fixed here: table names are filled in at open as quoted identifiers (the schema's
 name as a literal inside the two PL/pgSQL functions), values are parameters, and dimension
