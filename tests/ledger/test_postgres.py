@@ -6,6 +6,7 @@ skip (or fail with ``METERLINE_REQUIRE_SERVICES=1``); see `tests.ledger.services
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import threading
 import time
@@ -498,3 +499,29 @@ def _store_at(url: str, schema: str, version: int, events: list[UsageEvent]) -> 
             ]
             cur.executemany(insert, rows)
         conn.execute(psycopg.sql.SQL(rollup).format(**names))
+
+
+def test_a_fold_that_cannot_take_its_lock_leaves_the_batch_stored(
+    url: str, schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fold held up past the timeout is logged, the batch stays stored; a later write folds those days."""
+    events = product_events(600)  # five days
+    ledger = PostgresLedger(url, schema=schema, timeout=1.0)
+    try:
+        assert ledger.write(events[:50]) == 50
+        with psycopg.connect(url) as writer:  # another writer's transaction, holding the row shared
+            writer.execute(
+                f'SELECT value FROM "{schema}".meterline_meta WHERE key = %s FOR SHARE',  # a test schema
+                ("dim_months_until",),
+            )
+            with caplog.at_level(logging.WARNING, logger="meterline"):
+                assert ledger.write(events[50:550]) == 500
+            assert "folding days into the PostgreSQL monthly roll-up failed" in caplog.text
+        assert ledger.write(events[550:]) == 50  # the next write folds the days the failed fold left
+        folded = _execute(
+            url, f"SELECT value FROM \"{schema}\".meterline_meta WHERE key = 'dim_months_until'"
+        )
+        assert int(str(folded[0][0])) == events[-1].time_ns // 10**9 // 86_400 * 86_400
+        assert_reports(ledger, events)
+    finally:
+        ledger.close()

@@ -11,6 +11,7 @@ batches store and count every event once. The tables and their fixed SQL are
 
 from __future__ import annotations as _annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -84,6 +85,7 @@ _COPY_CHUNK: Final = 500
 _RETRIES: Final = 3
 """Attempts of a transaction that lost a deadlock or serialisation race."""
 _NS: Final = 1_000_000_000
+_log: Final = logging.getLogger("meterline")
 _SUMS: Final = ", ".join(ROLLUP_SUMS)
 _UNPRICED: Final = ROLLUP_SUMS.index("unpriced")
 _TEXT_AT: Final = tuple(EVENT_COLUMNS.index(name) for name in TEXT_COLUMNS)
@@ -374,7 +376,10 @@ class PostgresLedger:
                     cur.execute(self._queries["fold"], (start, today))
                     cur.execute(self._queries["set_folded"], (str(today),))
 
-            self._run(fold, timeout=self.timeout)
+            try:
+                self._run(fold, timeout=self.timeout)
+            except LedgerError as exc:  # the batch is stored: the next write folds these days
+                _log.warning("meterline: folding days into the PostgreSQL monthly roll-up failed: %s", exc)
         return stored
 
     def _folded(self, cur: psycopg.Cursor[tuple[Any, ...]], query: str) -> int:
