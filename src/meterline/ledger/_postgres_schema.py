@@ -291,6 +291,9 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         f" PRIMARY KEY ({DAY_KEY}))",
         f"CREATE TABLE {{dim_month}} ({_VALUE_DDL}, month BIGINT NOT NULL, {_SUMS_DDL},"
         f" PRIMARY KEY ({MONTH_KEY}))",
+        # The days of one dimension (a week's report; the days not folded yet) without
+        # reading every value's: the primary key starts (name, value, day).
+        "CREATE INDEX meterline_rollup_dim_day_by_day ON {dim_day} (name, day)",
         f"INSERT INTO {{meta}} (key, value) VALUES ('{FOLDED}', '0') ON CONFLICT (key) DO NOTHING",  # noqa: S608
     ),
 }
