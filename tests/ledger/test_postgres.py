@@ -139,7 +139,9 @@ def test_reopening_keeps_the_data(ledger: PostgresLedger, url: str, schema: str)
 def test_newer_schema_is_refused(ledger: PostgresLedger, url: str, schema: str) -> None:
     """A store written by a newer meterline raises LedgerError naming the version, and is left alone."""
     ledger.write([make_event(1, T0)])
-    _execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '{VERSION + 1}'")
+    _execute(
+        url, f"UPDATE \"{schema}\".meterline_meta SET value = '{VERSION + 1}' WHERE key = 'schema_version'"
+    )
     with pytest.raises(LedgerError, match="newer meterline"):
         PostgresLedger(url, schema=schema)
     assert _execute(url, f'SELECT count(*) FROM "{schema}".meterline_events') == [(1,)]
