@@ -42,6 +42,7 @@ __all__ = [
     "month_of",
     "next_day",
     "next_month",
+    "segments",
     "to_rows",
 ]
 
@@ -117,6 +118,30 @@ def month_of(seconds: int) -> int:
 def next_month(seconds: int) -> int:
     """The first second of the UTC month after the one of ``seconds``."""
     return month_of(month_of(seconds) + 32 * DAY)
+
+
+def segments(
+    query: Query, first: int | None, last: int | None, folded: int
+) -> list[tuple[bool, int | None, int | None]]:
+    """Each part of the days [first, last) as (monthly, start, end): months first, then the other days.
+
+    A monthly roll-up by value holds the days before ``folded`` (the first day not folded
+    into it; 0 for none): it serves the months that start in the range whose folded days all
+    lie in it, up to the first day not folded; the daily roll-up serves the rest, and any
+    report by day or naming a model field (which only it keeps).
+    """
+    if query.granularity == "day" or query.names_fields or not folded:
+        return [(False, first, last)]
+    start = None if first is None else first if month_of(first) == first else next_month(first)
+    end = folded if last is None or folded <= last else month_of(last)
+    if start is not None and start >= end:
+        return [(False, first, last)]
+    parts: list[tuple[bool, int | None, int | None]] = [(True, start, end)]
+    if first is not None and start is not None and first < start:
+        parts.append((False, first, start))
+    if last is None or end < last:
+        parts.append((False, end, last))
+    return parts
 
 
 def next_day(hour: int | None) -> int | None:

@@ -35,9 +35,8 @@ from meterline.ledger._groups import (
     Groups,
     Query,
     add,
-    month_of,
     next_day,
-    next_month,
+    segments,
     to_rows,
 )
 from meterline.ledger._postgres_copy import escape, field_value, unescape
@@ -92,7 +91,7 @@ class _Reader:
             first = next_day(query.since)
             last = None if query.until is None else query.until - query.until % DAY
             if first is None or last is None or first < last:
-                for monthly, start, end in self.segments(first, last):
+                for monthly, start, end in segments(query, first, last, self.folded):
                     self.by_value(dims[0], monthly, start, end)
                 if first is not None and query.since is not None and query.since < first:
                     self.events(query.since, first)
@@ -100,29 +99,6 @@ class _Reader:
                     self.events(last, query.until)
                 return
         self.events(query.since, query.until)
-
-    def segments(self, first: int | None, last: int | None) -> list[tuple[bool, int | None, int | None]]:
-        """Each part of the days [first, last), monthly or daily, as (monthly, start, end).
-
-        The monthly roll-up holds the days before `folded`: it serves the months that start
-        in the range whose folded days all lie in it, up to the first day not folded; the
-        daily roll-up serves the rest (and any report by day or naming a model field, which
-        only it keeps).
-        """
-        query = self.query
-        folded = self.folded
-        if query.granularity == "day" or query.names_fields or not folded:
-            return [(False, first, last)]
-        start = None if first is None else first if month_of(first) == first else next_month(first)
-        end = folded if last is None or folded <= last else month_of(last)
-        if start is not None and start >= end:
-            return [(False, first, last)]
-        parts: list[tuple[bool, int | None, int | None]] = [(True, start, end)]
-        if first is not None and start is not None and first < start:
-            parts.append((False, first, start))
-        if last is None or end < last:
-            parts.append((False, end, last))
-        return parts
 
     def fields(self, clauses: list[str], params: list[Any]) -> bool:
         """Filters on the model fields, as SQL; False when nothing can match."""

@@ -39,7 +39,7 @@ from meterline.ledger._groups import (
     add,
     month_of,
     next_day,
-    next_month,
+    segments,
     to_rows,
 )
 from meterline.ledger._rows import ROLLUP_SUMS
@@ -80,7 +80,8 @@ def _groups(conn: sqlite3.Connection, names: Dictionaries, query: Query, *, in_s
             first = next_day(query.since)
             last = None if query.until is None else query.until - query.until % DAY
             if first is None or last is None or first < last:
-                for table, start, end in _segments(conn, query, first, last):
+                for monthly, start, end in segments(query, first, last, folded_until(conn)):
+                    table = ROLLUPS[2] if monthly else ROLLUPS[1]
                     _add_by_value(conn, query, dims[0], table, start, end, groups, in_sql)
                 if first is not None and query.since is not None and query.since < first:
                     _add_events(conn, names, query, query.since, first, groups, in_sql)
@@ -91,32 +92,6 @@ def _groups(conn: sqlite3.Connection, names: Dictionaries, query: Query, *, in_s
     except (sqlite3.Error, OverflowError) as exc:
         raise LedgerError(f"totals failed: {exc}") from exc
     return groups
-
-
-def _segments(
-    conn: sqlite3.Connection, query: Query, first: int | None, last: int | None
-) -> list[tuple[str, int | None, int | None]]:
-    """The roll-up table for each part of the days [first, last): months, then the other days.
-
-    The monthly roll-up (one row per value and month) holds the days before `folded_until`.
-    It serves the months that start in the range whose folded days all lie in it, up to the
-    first unfolded day; the daily roll-up serves the rest. Not for a report by day, or one
-    that groups or filters by a model field (which only the daily roll-up keeps).
-    """
-    if query.granularity == "day" or query.names_fields:
-        return [(ROLLUPS[1], first, last)]
-    folded = folded_until(conn)
-    start = None if first is None else month_of(first) if month_of(first) == first else next_month(first)
-    # The months [start, end) as rows of the monthly roll-up, holding the days [start, end).
-    end = folded if last is None or folded <= last else month_of(last)
-    if not folded or (start is not None and start >= end):
-        return [(ROLLUPS[1], first, last)]
-    parts: list[tuple[str, int | None, int | None]] = [(ROLLUPS[2], start, end)]
-    if first is not None and start is not None and first < start:
-        parts.append((ROLLUPS[1], first, start))
-    if last is None or end < last:
-        parts.append((ROLLUPS[1], end, last))
-    return parts
 
 
 def _field_clauses(query: Query, prefix: str, clauses: list[str], params: list[object]) -> bool:
