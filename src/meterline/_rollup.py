@@ -108,6 +108,10 @@ class Row(Sums):
                 or usage.reasoning_tokens
                 or usage.audio_input_tokens
                 or usage.audio_output_tokens
+                or usage.web_search_requests
+                or usage.web_fetch_requests
+                or usage.file_search_requests
+                or usage.code_execution_requests
             ):
                 target.add_rare_usage(usage)
             if pico is None:

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION, TOOL_SUCCESS, UsageEvent
 from meterline._money import to_usd
-from meterline._usage import USAGE_FIELDS, Usage, new_usage
+from meterline._usage import UNIT_FIELDS, USAGE_FIELDS, Usage, new_usage
 
 __all__ = ["MAX_LINKS", "OperationTotals", "Sums", "ToolStats", "Totals", "totals_of"]
 
@@ -204,6 +204,10 @@ class Sums:
         self.reasoning_tokens = 0
         self.audio_input_tokens = 0
         self.audio_output_tokens = 0
+        self.web_search_requests = 0
+        self.web_fetch_requests = 0
+        self.file_search_requests = 0
+        self.code_execution_requests = 0
         self.cost_pico = 0
         self.tokens_saved = 0
         self.link_count = 0
@@ -219,6 +223,11 @@ class Sums:
 
     def add_rare_usage(self, usage: Usage) -> None:
         """Add the usage fields most calls leave at zero (all but input, output and cache reads)."""
+        if usage.has_units:
+            self.web_search_requests += usage.web_search_requests
+            self.web_fetch_requests += usage.web_fetch_requests
+            self.file_search_requests += usage.file_search_requests
+            self.code_execution_requests += usage.code_execution_requests
         if usage.cache_write_tokens:
             self.cache_write_tokens += usage.cache_write_tokens
             self.cache_write_1h_tokens += usage.cache_write_1h_tokens
@@ -278,6 +287,10 @@ class Sums:
             self.reasoning_tokens,
             self.audio_input_tokens,
             self.audio_output_tokens,
+            self.web_search_requests,
+            self.web_fetch_requests,
+            self.file_search_requests,
+            self.code_execution_requests,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -289,10 +302,13 @@ class Sums:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Sums:
-        """Inverse of `to_json` (validation is the caller's job)."""
+        """Inverse of `to_json` (validation is the caller's job).
+
+        A snapshot written before billable units existed has none: they are read as zero.
+        """
         sums = cls()
         for name in COUNTERS:
-            setattr(sums, name, int(data[name]))
+            setattr(sums, name, int(data[name] if name not in UNIT_FIELDS else data.get(name, 0)))
         links = data.get("links") or []
         sums.links = {str(link) for link in links} or None
         return sums

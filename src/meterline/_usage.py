@@ -12,6 +12,8 @@ from meterline.exceptions import MalformedUsageError
 __all__ = [
     "MAX_COUNT",
     "MAX_EVENT_TOKENS",
+    "TOKEN_FIELDS",
+    "UNIT_FIELDS",
     "USAGE_FIELDS",
     "Usage",
     "check_count",
@@ -19,6 +21,7 @@ __all__ = [
     "check_event_tokens",
     "checked_usage",
     "new_usage",
+    "with_units",
 ]
 
 USAGE_FIELDS: Final = (
@@ -30,8 +33,17 @@ USAGE_FIELDS: Final = (
     "reasoning_tokens",
     "audio_input_tokens",
     "audio_output_tokens",
+    "web_search_requests",
+    "web_fetch_requests",
+    "file_search_requests",
+    "code_execution_requests",
 )
 """The canonical fields of `Usage`, in a fixed order (used by snapshots and the ledger)."""
+TOKEN_FIELDS: Final = USAGE_FIELDS[:8]
+"""The token counts of `Usage`: ``input_tokens`` and ``output_tokens`` and their subsets."""
+UNIT_FIELDS: Final = USAGE_FIELDS[8:]
+"""The billable units of `Usage` that are not tokens: calls of the provider's own (server-side)
+tools, each billed per call where the provider charges for it."""
 
 MAX_COUNT: Final = 2**63 - 1
 """The largest token count accepted: what a signed 64-bit ledger column holds."""
@@ -68,9 +80,10 @@ def check_count(field: str, value: object) -> int:
 def check_event_tokens(usage: Usage) -> None:
     """Raises `MalformedUsageError` unless ``usage`` counts at most `MAX_EVENT_TOKENS` each way.
 
-    Its other counts are parts of ``input_tokens`` or ``output_tokens``, so are bounded too.
+    Its other token counts are parts of ``input_tokens`` or ``output_tokens``, so are bounded
+    too; each billable unit (a server-side tool's calls) is bounded the same way.
     """
-    for name in ("input_tokens", "output_tokens"):
+    for name in ("input_tokens", "output_tokens", *UNIT_FIELDS):
         value = getattr(usage, name)
         if value > MAX_EVENT_TOKENS:
             raise MalformedUsageError(
@@ -88,6 +101,10 @@ class Usage:
     ``output_tokens`` counts every generated token, reasoning included; the other fields are
     subsets of one of them. Counts are non-negative ints. Unknown usage is represented by
     ``None`` wherever a ``Usage`` is expected, never by a zero ``Usage``.
+
+    Besides tokens, a usage counts the calls of the provider's own server-side tools that the
+    provider reports (web searches, web fetches, file searches, code executions): each is
+    billed per call where the provider charges for it, apart from the tokens it adds.
 
     ``Usage`` values add with ``+`` and ``sum()``.
 
@@ -112,6 +129,18 @@ class Usage:
     """Audio tokens of the prompt. Included in ``input_tokens``."""
     audio_output_tokens: int = 0
     """Audio tokens generated. Included in ``output_tokens``."""
+    web_search_requests: int = 0
+    """Searches the provider's web search tool ran (Anthropic ``server_tool_use.web_search_requests``,
+    OpenAI ``web_search_call`` items, Gemini's grounding with Google Search): priced per search."""
+    web_fetch_requests: int = 0
+    """Pages the provider's web fetch tool read (Anthropic ``server_tool_use.web_fetch_requests``):
+    counted; Anthropic bills no fee for them beyond their tokens."""
+    file_search_requests: int = 0
+    """Calls of the provider's file (vector store) search tool (OpenAI ``file_search_call`` items):
+    priced per call."""
+    code_execution_requests: int = 0
+    """Code execution sessions the provider ran (OpenAI code interpreter containers, Anthropic
+    ``server_tool_use.code_execution_requests``): priced per session where a price is known."""
 
     def __post_init__(self) -> None:
         for name in USAGE_FIELDS:
@@ -133,6 +162,16 @@ class Usage:
         return self.input_tokens + self.output_tokens
 
     @property
+    def has_units(self) -> bool:
+        """Whether any billable unit that is not a token (a server-side tool call) is counted."""
+        return bool(
+            self.web_search_requests
+            or self.web_fetch_requests
+            or self.file_search_requests
+            or self.code_execution_requests
+        )
+
+    @property
     def uncached_input_tokens(self) -> int:
         """Input tokens neither read from nor written to a cache (the exclusive view)."""
         return self.input_tokens - self.cache_read_tokens - self.cache_write_tokens
@@ -149,6 +188,10 @@ class Usage:
             self.reasoning_tokens + other.reasoning_tokens,
             self.audio_input_tokens + other.audio_input_tokens,
             self.audio_output_tokens + other.audio_output_tokens,
+            self.web_search_requests + other.web_search_requests,
+            self.web_fetch_requests + other.web_fetch_requests,
+            self.file_search_requests + other.file_search_requests,
+            self.code_execution_requests + other.code_execution_requests,
         )
 
     def __radd__(self, other: object) -> Usage:
@@ -218,6 +261,10 @@ def new_usage(
     reasoning: int,
     audio_in: int,
     audio_out: int,
+    web_search: int = 0,
+    web_fetch: int = 0,
+    file_search: int = 0,
+    code_execution: int = 0,
 ) -> Usage:
     """Build a `Usage` from counts the caller has already validated, without validating again.
 
@@ -225,7 +272,18 @@ def new_usage(
     mutable twin, see `meterline._frozen`.
     """
     usage: Any = _UsageSlots(
-        input_tokens, cache_read, cache_write, cache_write_1h, output_tokens, reasoning, audio_in, audio_out
+        input_tokens,
+        cache_read,
+        cache_write,
+        cache_write_1h,
+        output_tokens,
+        reasoning,
+        audio_in,
+        audio_out,
+        web_search,
+        web_fetch,
+        file_search,
+        code_execution,
     )
     usage.__class__ = Usage
     return usage  # type: ignore[no-any-return]
@@ -282,3 +340,31 @@ def checked_usage(
     i, cr, cw, cw1, o, r, ai, ao = counts
     _check_subsets(i, cr, cw, cw1, o, r, ai, ao)
     return new_usage(i, cr, cw, cw1, o, r, ai, ao)
+
+
+def with_units(usage: Usage, names: tuple[str, str, str, str], counts: tuple[object, ...]) -> Usage:
+    """``usage`` with its billable units (see `UNIT_FIELDS`) set to ``counts``, checked.
+
+    Args:
+        usage: The token counts, already checked.
+        names: What to call each unit in an error (the provider's own field).
+        counts: The web searches, web fetches, file searches and code executions, in that order.
+
+    Raises:
+        MalformedUsageError: naming the field, unless every count is a non-negative int.
+    """
+    web_search, web_fetch, file_search, code_execution = check_counts(names, counts)
+    return new_usage(
+        usage.input_tokens,
+        usage.cache_read_tokens,
+        usage.cache_write_tokens,
+        usage.cache_write_1h_tokens,
+        usage.output_tokens,
+        usage.reasoning_tokens,
+        usage.audio_input_tokens,
+        usage.audio_output_tokens,
+        web_search,
+        web_fetch,
+        file_search,
+        code_execution,
+    )

@@ -19,9 +19,9 @@ from decimal import Decimal
 from typing import Any, Final
 
 from meterline._money import PICO_PER_USD, pico_of, to_usd
-from meterline._usage import Usage, new_usage
+from meterline._usage import USAGE_FIELDS, Usage, new_usage
 
-__all__ = ["ANCESTORS", "Plan", "compile_price", "genai_cost", "genai_cost_pico"]
+__all__ = ["ANCESTORS", "UNITS", "Plan", "compile_price", "genai_cost", "genai_cost_pico"]
 
 logger = logging.getLogger("meterline")
 
@@ -35,9 +35,15 @@ _GENAI_KEYS: Final = (
     "output_reasoning_tokens",
     "input_audio_tokens",
     "output_audio_tokens",
+    "web_searches",
+    None,  # web fetches: genai-prices has no such unit (Anthropic charges only their tokens)
+    "storage_searches",
+    "code_executions",
 )
-ANCESTORS: Final = ((), (0,), (0,), (0, 2), (), (4,), (0,), (4,))
+ANCESTORS: Final = ((), (0,), (0,), (0, 2), (), (4,), (0,), (4,), (), (), (), ())
 """Each canonical field's ancestor chain (the totals it is a subset of), by index."""
+UNITS: Final = 8
+"""The index of the first billable unit that is not a token (see `meterline._usage.UNIT_FIELDS`)."""
 # genai-prices price keys that a plan maps exactly; others may need counts meterline lacks.
 _MAPPED_PRICE_KEYS: Final = frozenset(
     {
@@ -50,6 +56,9 @@ _MAPPED_PRICE_KEYS: Final = frozenset(
         "input_audio_mtok",
         "output_audio_mtok",
         "requests_kcount",
+        "web_searches_kcount",
+        "storage_searches_kcount",
+        "code_executions_kcount",
     }
 )
 _ZERO: Final = Decimal(0)
@@ -61,7 +70,8 @@ class Plan:
 
     ``thresholds[i]`` is the input-token count above which ``rates[i + 1]`` applies;
     ``rates[i]`` holds one rate per canonical field (the increment that field adds on top of
-    its ancestors, as genai-prices decomposes usage). A ``slow`` plan is priced by
+    its ancestors, as genai-prices decomposes usage): pico-dollars per token, and for the
+    billable units (from `UNITS` on) pico-dollars per call. A ``slow`` plan is priced by
     genai-prices on every call; its rates are for display only.
     """
 
@@ -75,6 +85,9 @@ class Plan:
     """The rates are not exact: every call is priced by genai-prices."""
     audio_joins: bool
     """The price has keys meterline cannot map: usages with audio tokens go to genai-prices."""
+    unpriced_units: frozenset[int] = frozenset()
+    """Indexes of the billable units (from `UNITS` on) the price has no price key for: a call of
+    such a tool is priced for its tokens only (and the pricer warns once)."""
     base: tuple[int, ...] = field(init=False)
     """``rates[0]``: the rates below the first threshold (all of them without tiers)."""
     flat: bool = field(init=False)
@@ -85,10 +98,24 @@ class Plan:
         self.flat = not self.thresholds and not self.slow
 
     def fast_for(self, usage: Usage) -> bool:
-        """Whether the compiled rates price ``usage`` exactly (else genai-prices must)."""
+        """Whether the compiled rates price ``usage`` exactly (else genai-prices must).
+
+        A usage counting a tool call the price has no price for is not: the pricer warns of it.
+        """
+        if self.unpriced_units and usage.has_units and self.missing_units(usage):
+            return False
+        return self.exact_for(usage)
+
+    def exact_for(self, usage: Usage) -> bool:
+        """Whether `cost_pico` of ``usage`` equals genai-prices' cost of it."""
         if self.slow:
             return False
         return not (self.audio_joins and (usage.audio_input_tokens or usage.audio_output_tokens))
+
+    def missing_units(self, usage: Usage) -> tuple[str, ...]:
+        """The billable units ``usage`` counts that the price does not price (their tokens are)."""
+        names = [USAGE_FIELDS[index] for index in sorted(self.unpriced_units)]
+        return tuple(name for name in names if getattr(usage, name))
 
     def cost_pico(self, usage: Usage) -> int:
         """The cost of ``usage`` in pico-dollars (exact integer arithmetic; see `fast_for`)."""
@@ -105,13 +132,22 @@ class Plan:
             total += usage.reasoning_tokens * rates[5]
         if usage.audio_input_tokens or usage.audio_output_tokens:
             total += usage.audio_input_tokens * rates[6] + usage.audio_output_tokens * rates[7]
+        if usage.has_units:
+            total += (
+                usage.web_search_requests * rates[8]
+                + usage.web_fetch_requests * rates[9]
+                + usage.file_search_requests * rates[10]
+                + usage.code_execution_requests * rates[11]
+            )
         return total
 
 
 def _genai_usage(counts: tuple[int, ...]) -> Any:
     from genai_prices import Usage as GenaiUsage  # noqa: PLC0415 - price engine loads lazily
 
-    return GenaiUsage(**{key: value for key, value in zip(_GENAI_KEYS, counts, strict=True) if value})
+    return GenaiUsage(
+        **{key: value for key, value in zip(_GENAI_KEYS, counts, strict=True) if value and key is not None}
+    )
 
 
 def genai_cost(model_price: Any, usage: Usage) -> Decimal:
@@ -125,6 +161,10 @@ def genai_cost(model_price: Any, usage: Usage) -> Decimal:
         usage.reasoning_tokens,
         usage.audio_input_tokens,
         usage.audio_output_tokens,
+        usage.web_search_requests,
+        usage.web_fetch_requests,
+        usage.file_search_requests,
+        usage.code_execution_requests,
     )
     total: Decimal = model_price.calc_price(_genai_usage(counts))["total_price"]
     return total
@@ -161,18 +201,23 @@ def compile_price(model_price: Any) -> Plan:
 
     priced_keys = {k for k, v in model_price.__dict__.items() if v is not None and not k.startswith("_")}
     audio_joins = bool(priced_keys - _MAPPED_PRICE_KEYS)
+    unpriced = frozenset(
+        UNITS + index
+        for index, key in enumerate(_GENAI_KEYS[UNITS:])
+        if key is not None and f"{key}_kcount" not in priced_keys
+    )
     thresholds = sorted(
         {tier.start for v in model_price.__dict__.values() if isinstance(v, TieredPrices) for tier in v.tiers}
     )
     try:
-        base = model_price.calc_price(_genai_usage((0,) * 8))["total_price"]
+        base = model_price.calc_price(_genai_usage((0,) * len(ANCESTORS)))["total_price"]
         const, exact = _to_pico(base)
         all_rates: list[tuple[int, ...]] = []
         for region in range(len(thresholds) + 1):
             flat = _flat_at(model_price, 0 if region == 0 else thresholds[region - 1] + 1)
             increments: list[Decimal] = []
             for index, ancestors in enumerate(ANCESTORS):
-                vector = [0] * 8
+                vector = [0] * len(ANCESTORS)
                 for position in (*ancestors, index):
                     vector[position] = 1
                 value = flat.calc_price(_genai_usage(tuple(vector)))["total_price"] - base
@@ -182,8 +227,8 @@ def compile_price(model_price: Any) -> Plan:
             all_rates.append(tuple(rate for rate, _ in converted))
     except (ValueError, ArithmeticError, TypeError):
         logger.debug("meterline: price %r does not compile; genai-prices prices it per call", model_price)
-        return Plan(model_price, 0, (), ((0,) * 8,), True, audio_joins)
-    plan = Plan(model_price, const, tuple(thresholds), tuple(all_rates), not exact, audio_joins)
+        return Plan(model_price, 0, (), ((0,) * len(ANCESTORS),), True, audio_joins, unpriced)
+    plan = Plan(model_price, const, tuple(thresholds), tuple(all_rates), not exact, audio_joins, unpriced)
     if exact and not _agrees(plan):
         plan.slow = True
         plan.flat = False
@@ -191,9 +236,9 @@ def compile_price(model_price: Any) -> Plan:
 
 
 _CHECK_VECTORS: Final = (
-    (1000, 300, 200, 50, 500, 100, 0, 0),
-    (1000, 0, 0, 0, 500, 0, 200, 100),
-    (3, 1, 1, 1, 7, 7, 1, 7),
+    (1000, 300, 200, 50, 500, 100, 0, 0, 0, 0, 0, 0),
+    (1000, 0, 0, 0, 500, 0, 200, 100, 0, 0, 0, 0),
+    (3, 1, 1, 1, 7, 7, 1, 7, 2, 1, 3, 1),
 )
 
 

@@ -49,9 +49,12 @@ def _decimal_price(owner: str, name: str, value: object) -> Decimal | None:
         ) from None
     if not number.is_finite() or number < 0:
         raise PriceTableError(f"{owner}: {name}={value!r}: expected a finite, non-negative price")
-    smallest, unit = (
-        (MIN_REQUEST_PRICE, "USD per request") if name == "per_request" else (MIN_PRICE, "USD per 1M")
-    )
+    if name == "per_request":
+        smallest, unit = MIN_REQUEST_PRICE, "USD per request"
+    elif name.endswith("_kcount"):
+        smallest, unit = MIN_REQUEST_PRICE * 1000, "USD per 1,000 calls"
+    else:
+        smallest, unit = MIN_PRICE, "USD per 1M"
     if number > MAX_PRICE or 0 < number < smallest:
         raise PriceTableError(
             f"{owner}: {name}={value!r}: expected 0 or a price from {smallest} to {MAX_PRICE:,} {unit}"
@@ -88,6 +91,12 @@ class Price:
     """Audio output tokens."""
     per_request: Decimal | None = None
     """A fixed charge per request, in USD."""
+    web_search_kcount: Decimal | None = None
+    """Web searches a provider-side tool ran, in USD per 1,000 searches."""
+    file_search_kcount: Decimal | None = None
+    """File (vector store) searches a provider-side tool ran, in USD per 1,000 calls."""
+    code_execution_kcount: Decimal | None = None
+    """Code execution sessions (containers) a provider-side tool ran, in USD per 1,000 sessions."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -109,6 +118,9 @@ class Price:
             input_audio_mtok=self.audio_input_mtok,
             output_audio_mtok=self.audio_output_mtok,
             requests_kcount=kcount,
+            web_searches_kcount=self.web_search_kcount,
+            storage_searches_kcount=self.file_search_kcount,
+            code_executions_kcount=self.code_execution_kcount,
         )
 
 

@@ -3,7 +3,8 @@
 ``input_tokens`` EXCLUDES cache reads and writes, which are added back; cache writes split
 into 5 minute and 1 hour TTLs in ``cache_creation``. A stream seeds the usage in
 ``message_start`` and overwrites it field by field in ``message_delta`` (the counts are
-cumulative: never add).
+cumulative: never add). The calls of Anthropic's server tools are counted in
+``usage.server_tool_use`` (web searches, billed per search, and web fetches).
 """
 
 from __future__ import annotations as _annotations
@@ -11,7 +12,7 @@ from __future__ import annotations as _annotations
 from typing import Any, Final
 
 from meterline._providers._rules import OBJECT, StreamState, opt, plain_dict
-from meterline._usage import MAX_COUNT, Usage, check_count, new_usage
+from meterline._usage import MAX_COUNT, UNIT_FIELDS, Usage, check_count, new_usage, with_units
 from meterline.exceptions import MalformedUsageError
 
 __all__ = ["messages_event", "messages_usage", "reduce_messages_event"]
@@ -71,7 +72,15 @@ def messages_usage(u: dict[Any, Any]) -> Usage:
     if total_input > MAX_COUNT:
         check_count(_ANTHROPIC_NAMES[0], total_input)
     # Every count is a valid int and every subset rule was checked under Anthropic's names.
-    return new_usage(total_input, read, cache_write, hour, o, think, 0, 0)
+    usage = new_usage(total_input, read, cache_write, hour, o, think, 0, 0)
+    stu = u.get("server_tool_use")
+    if stu is None:
+        return usage
+    if type(stu) is not dict:
+        raise MalformedUsageError("server_tool_use", stu, OBJECT)
+    searches = opt(stu, "web_search_requests", "server_tool_use.web_search_requests")
+    fetches = opt(stu, "web_fetch_requests", "server_tool_use.web_fetch_requests")
+    return with_units(usage, UNIT_FIELDS, (searches, fetches, 0, 0))
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 The prompt includes cached tokens and excludes the tool-use prompt; candidates exclude
 thoughts. Every field is optional, camelCase on the wire and snake_case from google-genai.
-A stream repeats a cumulative ``usageMetadata`` snapshot: the last one wins.
+A stream repeats a cumulative ``usageMetadata`` snapshot: the last one wins. Google Search
+groundings are counted from the candidates (`_server_tools`).
 """
 
 from __future__ import annotations as _annotations
@@ -10,6 +11,7 @@ from __future__ import annotations as _annotations
 from typing import Any, Final
 
 from meterline._providers._rules import OBJECT, StreamState, opt, plain_dict
+from meterline._providers._server_tools import gemini_searches, with_searches
 from meterline._usage import MAX_COUNT, Usage, check_count, new_usage
 from meterline.exceptions import MalformedUsageError
 
@@ -147,9 +149,12 @@ def gemini_chunk(acc: StreamState, d: dict[Any, Any]) -> None:
     if type(um) is not dict:
         raise MalformedUsageError("usageMetadata", um, OBJECT)
     usage = gemini_usage(um)  # a cumulative snapshot: the last one wins
+    acc.searches = max(acc.searches, gemini_searches(d.get("candidates"), acc.model))
     if usage is not None:
         acc.usage = usage
         acc.provisional = not _finished(d)
+    if acc.usage is not None and acc.searches:
+        acc.usage = with_searches(acc.usage, acc.searches)
 
 
 def _finished(d: dict[Any, Any]) -> bool:
@@ -170,14 +175,20 @@ def reduce_gemini_chunk(acc: StreamState, obj: Any) -> dict[Any, Any] | None:
         if acc.model is None:
             acc.capture(getattr(obj, "model_version", None), getattr(obj, "response_id", None))
         return None
-    finished = any(
-        getattr(candidate, "finish_reason", None) for candidate in getattr(obj, "candidates", None) or ()
-    )
+    candidates = getattr(obj, "candidates", None) or ()
+    finished = any(getattr(candidate, "finish_reason", None) for candidate in candidates)
+    queries = [
+        query
+        for candidate in candidates
+        for query in getattr(getattr(candidate, "grounding_metadata", None), "web_search_queries", None) or ()
+    ]
     feedback = getattr(obj, "prompt_feedback", None)
     return {
         "usageMetadata": plain_dict(um),
         "modelVersion": getattr(obj, "model_version", None),
         "responseId": getattr(obj, "response_id", None),
-        "candidates": [{"finishReason": "STOP"}] if finished else [],
+        "candidates": [
+            {"finishReason": "STOP" if finished else None, "groundingMetadata": {"webSearchQueries": queries}}
+        ],
         "promptFeedback": {"blockReason": getattr(feedback, "block_reason", None)},
     }

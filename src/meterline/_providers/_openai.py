@@ -14,6 +14,7 @@ from __future__ import annotations as _annotations
 from typing import Any, Final
 
 from meterline._providers._rules import OBJECT, StreamState, details, opt, plain_dict
+from meterline._providers._server_tools import with_responses_tools
 from meterline._usage import MAX_COUNT, Usage, check_count, checked_usage, new_usage
 from meterline.exceptions import MalformedUsageError
 
@@ -337,7 +338,7 @@ def responses_event(acc: StreamState, d: dict[Any, Any]) -> None:
         return  # response.created / response.in_progress carry usage: null
     if type(u) is not dict:
         raise MalformedUsageError("response.usage", u, OBJECT)
-    acc.usage = responses_usage(u)
+    acc.usage = with_responses_tools(responses_usage(u), r.get("output"))
 
 
 def reduce_responses_event(acc: StreamState, obj: Any) -> dict[Any, Any] | None:
@@ -355,5 +356,16 @@ def reduce_responses_event(acc: StreamState, obj: Any) -> dict[Any, Any] | None:
             "usage": None if u is None else plain_dict(u),
             "model": getattr(r, "model", None),
             "id": getattr(r, "id", None),
+            "output": None if u is None else [_tool_item(item) for item in getattr(r, "output", None) or ()],
         },
+    }
+
+
+def _tool_item(item: Any) -> dict[str, Any]:
+    """What `with_responses_tools` reads of an output item object: its type, action and container."""
+    action = getattr(item, "action", None)
+    return {
+        "type": getattr(item, "type", None),
+        "action": None if action is None else {"type": getattr(action, "type", None)},
+        "container_id": getattr(item, "container_id", None),
     }

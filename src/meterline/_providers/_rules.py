@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Final
 
-from meterline._usage import USAGE_FIELDS, Usage, check_count, checked_usage
+from meterline._usage import TOKEN_FIELDS, Usage, check_count, checked_usage
 from meterline.exceptions import MalformedUsageError, UnrecognizedPayloadError
 
 __all__ = [
@@ -124,7 +124,7 @@ def parse_json(text: str | bytes | bytearray) -> dict[Any, Any]:
 
 def plain_usage(u: dict[Any, Any]) -> Usage:
     """A bare ``{input_tokens, output_tokens}`` block: with no cache fields every reading agrees."""
-    return checked_usage(USAGE_FIELDS, u.get("input_tokens", 0), 0, 0, 0, u.get("output_tokens", 0), 0, 0, 0)
+    return checked_usage(TOKEN_FIELDS, u.get("input_tokens", 0), 0, 0, 0, u.get("output_tokens", 0), 0, 0, 0)
 
 
 def plain_dict(value: Any) -> Any:
@@ -151,6 +151,7 @@ class StreamState:
         "provisional",
         "response_id",
         "rules",
+        "searches",
         "unknown",
         "usage",
     )
@@ -169,6 +170,8 @@ class StreamState:
         self.unknown: tuple[str, ...] = ()
         self.partial: dict[Any, Any] | None = None
         """A stream whose usage arrives field by field (Anthropic's): the fields so far."""
+        self.searches = 0
+        """Google Search groundings a Gemini stream's chunks listed (billed per search)."""
         self.provisional = False
         """Whether ``usage`` is a count the stream reports before its end (Anthropic's
         ``message_start``, a Gemini snapshot before the finish reason), not its final one."""
