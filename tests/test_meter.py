@@ -340,3 +340,87 @@ def test_complete_must_be_a_bool() -> None:
     with pytest.raises(ConfigurationError, match="complete='no'"):
         meter.record(Usage(input_tokens=1), model="gpt-4o", provider="openai", complete="no")  # type: ignore[arg-type]
     assert meter.stats().events == 0
+
+
+# -- billing beyond tokens: tiers, batch mode, stated costs -------------------------------------
+
+
+def test_a_tier_or_batch_call_is_priced_at_its_rate_and_kept_on_the_event() -> None:
+    """``service_tier`` and ``batch`` select the price; the event carries both; totals add them up."""
+    meter = Meter()
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    standard = meter.record(usage, model="o3", provider="openai")
+    flex = meter.record(usage, model="o3", provider="openai", service_tier="flex")
+    batch = meter.record(usage, model="gpt-4o", provider="openai", batch=True)
+    assert (standard.cost, flex.cost, batch.cost) == (Decimal(10), Decimal(5), Decimal("6.25"))
+    assert (flex.service_tier, flex.batch, batch.batch, standard.service_tier) == ("flex", False, True, None)
+    assert meter.totals().cost == Decimal("21.25")
+    body = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "o3-2025-04-16",
+        "choices": [],
+        "service_tier": "flex",
+        "usage": {"prompt_tokens": 1_000_000, "completion_tokens": 1_000_000, "total_tokens": 2_000_000},
+    }
+    served = meter.record(body, service_tier="priority")  # the response's tier wins over the asked one
+    assert (served.service_tier, served.cost) == ("flex", Decimal(5))
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [("service_tier", 3), ("service_tier", ""), ("service_tier", "x" * 65), ("service_tier", "\udcff"),
+     ("batch", 1), ("batch", "yes"), ("batch", None)],
+)  # fmt: skip
+def test_bad_tiers_and_batch_flags_record_nothing(argument: str, value: object) -> None:
+    """A tier that is no short name, or a batch flag that is no bool, raises and changes no total."""
+    meter = Meter()
+    meter.record(Usage(input_tokens=5), model="gpt-4o", provider="openai")
+    before = meter.totals()
+    with pytest.raises(ConfigurationError, match=argument):
+        meter.record(Usage(input_tokens=5), model="gpt-4o", provider="openai", **{argument: value})  # type: ignore[arg-type]
+    assert meter.totals() == before
+    assert meter.stats().events == 1
+
+
+def test_a_stated_cost_far_from_meterlines_is_counted_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """OpenRouter's ``usage.cost`` is kept; beyond 1 % it counts as a disagreement, logged once per model."""
+    from tests.ledger.conformance import OPENROUTER_BODY
+
+    meter = Meter()
+    agreed = meter.record(OPENROUTER_BODY, provider="openrouter")
+    assert agreed.reported_cost == Decimal("0.00036")
+    assert agreed.cost == Decimal("0.00036")  # 1,200 in and 300 out at $0.15/$0.60
+    assert meter.stats().cost_disagreements == 0
+    wrong = {**OPENROUTER_BODY, "usage": {**OPENROUTER_BODY["usage"], "cost": 0.00072}}  # type: ignore[dict-item]
+    with caplog.at_level(logging.WARNING, logger="meterline"):
+        for _ in range(3):
+            event = meter.record(wrong, provider="openrouter")
+    assert event.reported_cost == Decimal("0.00072")
+    assert meter.stats().cost_disagreements == 3
+    assert len([r for r in caplog.records if "stated a cost" in r.getMessage()]) == 1
+    assert meter.totals().cost == Decimal("0.00036") * 4  # meterline's own price is what counts
+
+
+def test_snapshots_without_tool_call_counters_still_merge() -> None:
+    """A snapshot written before tool calls were counted reads them as zero."""
+    meter = Meter()
+    meter.record(Usage(input_tokens=10, output_tokens=2, web_search_requests=3), model="m", provider="openai")
+    document = json.loads(meter.snapshot().to_json())
+    for row in document["rows"]:
+        for name in (
+            "web_search_requests",
+            "web_fetch_requests",
+            "file_search_requests",
+            "code_execution_requests",
+        ):
+            del row["counters"][name]
+    other = Meter()
+    other.merge(meterline.Snapshot.from_json(json.dumps(document)))
+    assert other.totals().usage == Usage(input_tokens=10, output_tokens=2)
+    again = Meter()
+    again.merge(meter.snapshot())
+    assert again.totals().usage.web_search_requests == 3

@@ -109,6 +109,8 @@ def record(
     reservation: Reservation | None = None,
     api: str | None = None,
     complete: bool = True,
+    service_tier: str | None = None,
+    batch: bool = False,
 ) -> UsageEvent:
     """`Meter.record` on the default meter."""
     return get_meter().record(
@@ -126,6 +128,8 @@ def record(
         reservation=reservation,
         api=api,
         complete=complete,
+        service_tier=service_tier,
+        batch=batch,
     )
 
 

@@ -23,18 +23,22 @@ from meterline.exceptions import ConfigurationError, MalformedUsageError
 
 __all__ = [
     "CACHE_OPERATION",
+    "COST_TOLERANCE",
     "MAX_ATTEMPT",
     "MAX_DURATION_MS",
+    "MAX_REPORTED_PICO",
     "NOT_MODEL_CALLS",
     "TOOL_OPERATION",
     "TOOL_SUCCESS",
     "UsageEvent",
+    "check_billing",
     "check_call",
     "check_grouping",
     "check_latency",
     "check_operation_id",
     "check_recorded",
     "check_status",
+    "cost_disagrees",
     "finer_cost",
     "recorded_event",
 ]
@@ -82,6 +86,7 @@ class UsageEvent:
 
     __slots__ = (
         "_attempt",
+        "_batch",
         "_cost",
         "_cost_pico",
         "_dimensions",
@@ -96,8 +101,10 @@ class UsageEvent:
         "_partial_usage",
         "_price_version",
         "_provider",
+        "_reported_cost_pico",
         "_request_model",
         "_response_id",
+        "_service_tier",
         "_status",
         "_time_ns",
         "_tokens_saved",
@@ -142,6 +149,16 @@ class UsageEvent:
     """For a call cut before its final usage arrived (a stream that ended early): the usage
     reported until then, a lower bound. ``usage`` is then ``None``: the call is unmeasured,
     never taken as exact. Not kept by the ledger."""
+    service_tier: str | None
+    """The service tier that served the call, as the provider reported it (OpenAI ``flex``,
+    ``priority``, ``default``; Anthropic ``standard``, ``priority``) or the caller gave it;
+    ``None`` when neither said. A tier with prices of its own is priced at them."""
+    batch: bool
+    """The call went through a provider's Batch API, priced at the batch rate (half the
+    standard one at OpenAI, Anthropic and Google)."""
+    reported_cost: Decimal | None
+    """The cost the provider's response stated itself (OpenRouter's ``usage.cost``), in USD,
+    kept beside ``cost`` so that a wrong price table shows up; ``None`` when it stated none."""
 
     def __init__(
         self,
@@ -164,6 +181,9 @@ class UsageEvent:
         links: tuple[str, ...] = (),
         tokens_saved: int = 0,
         partial_usage: Usage | None = None,
+        service_tier: str | None = None,
+        batch: bool = False,
+        reported_cost: Decimal | None = None,
     ) -> None:
         self._id = id
         self._id_high = ""
@@ -186,6 +206,9 @@ class UsageEvent:
         self._links = links
         self._tokens_saved = tokens_saved
         self._partial_usage = partial_usage
+        self._service_tier = service_tier
+        self._batch = batch
+        self._reported_cost_pico = None if reported_cost is None else pico_of(reported_cost)
 
     @property  # type: ignore[no-redef]
     def id(self) -> str:
@@ -203,6 +226,18 @@ class UsageEvent:
             pico = self._cost_pico
             value = self._cost = None if pico is None else to_usd(pico)
         return value
+
+    @property  # type: ignore[no-redef]
+    def reported_cost(self) -> Decimal | None:
+        """The cost the provider's response stated, in USD (to the pico-dollar), or ``None``."""
+        pico = self._reported_cost_pico
+        return None if pico is None else to_usd(pico)
+
+    @property
+    def reported_cost_pico(self) -> int | None:
+        """`reported_cost` in pico-dollars (rounded half to even), or ``None``."""
+        pico: int | None = self._reported_cost_pico
+        return pico
 
     @property
     def cost_pico(self) -> int | None:
@@ -243,6 +278,7 @@ class UsageEvent:
         """A JSON-ready dict: money as decimal strings, usage as a dict, time as RFC 3339."""
         usage = self._usage
         cost = self.cost
+        reported = self.reported_cost
         return {
             "id": self.id,
             "time": self.time.isoformat().replace("+00:00", "Z"),
@@ -263,6 +299,9 @@ class UsageEvent:
             "links": list(self._links),
             "tokens_saved": self._tokens_saved,
             "partial_usage": None if self._partial_usage is None else self._partial_usage.to_dict(),
+            "service_tier": self._service_tier,
+            "batch": self._batch,
+            "reported_cost": None if reported is None else str(reported),
         }
 
     @classmethod
@@ -276,6 +315,7 @@ class UsageEvent:
             usage = data["usage"]
             cost = data["cost"]
             dimensions = data.get("dimensions")
+            reported = data.get("reported_cost")
             return cls(
                 id=str(data["id"]),
                 time_ns=int(data["time_ns"]),
@@ -296,6 +336,9 @@ class UsageEvent:
                 links=tuple(data.get("links") or ()),
                 tokens_saved=int(data.get("tokens_saved", 0)),
                 partial_usage=_usage_or_none(data.get("partial_usage")),
+                service_tier=data.get("service_tier"),
+                batch=data.get("batch", False) is True,
+                reported_cost=None if reported is None else Decimal(str(reported)),
             )
         except (KeyError, TypeError, ArithmeticError) as exc:
             raise MalformedUsageError(
@@ -335,6 +378,9 @@ def recorded_event(
     id_high: str,
     id_count: int,
     partial_usage: Usage | None = None,
+    service_tier: str | None = None,
+    batch: bool = False,
+    reported_cost_pico: int | None = None,
 ) -> UsageEvent:
     """The event the meter records: every field as given (checked by the caller), no copying.
 
@@ -363,7 +409,32 @@ def recorded_event(
     event._links = links
     event._tokens_saved = tokens_saved
     event._partial_usage = partial_usage
+    event._service_tier = service_tier
+    event._batch = batch
+    event._reported_cost_pico = reported_cost_pico
     return event  # type: ignore[no-any-return]
+
+
+COST_TOLERANCE: Final = (1, 100, 1_000_000)
+"""How far a provider's stated cost may be from meterline's before they disagree: 1 part in
+100 of the stated cost, or 1 micro-dollar (1,000,000 pico-dollars), whichever is larger (a
+provider rounds what it states)."""
+
+
+def cost_disagrees(event: UsageEvent) -> bool:
+    """Whether the provider's stated cost and meterline's differ by more than `COST_TOLERANCE`.
+
+    An event with no stated cost never disagrees; a stated cost for a call meterline could not
+    price (or measure) always does: that is a price missing from the table.
+    """
+    reported = event._reported_cost_pico
+    if reported is None:
+        return False
+    cost = event._cost_pico
+    if cost is None:
+        return True
+    parts, whole, floor = COST_TOLERANCE
+    return abs(cost - reported) * whole > max(reported * parts, floor * whole)
 
 
 def finer_cost(event: UsageEvent) -> Decimal | None:
@@ -421,6 +492,27 @@ def check_grouping(attempt: object, operation_id: object, response_id: object, r
             check_text(value, argument)
 
 
+MAX_TIER_LENGTH: Final = 64
+"""The longest service tier name accepted, in characters."""
+
+
+def check_billing(service_tier: object, batch: object) -> None:
+    """Check how a call was billed: the service tier (a short name or ``None``) and batch mode.
+
+    Raises:
+        ConfigurationError: naming the argument and what was expected.
+    """
+    if service_tier is not None:
+        if type(service_tier) is not str or not 0 < len(service_tier) <= MAX_TIER_LENGTH:
+            raise ConfigurationError(
+                f"service_tier={service_tier!r}: expected None or a tier name of 1 to {MAX_TIER_LENGTH}"
+                " characters ('default', 'flex', 'priority'…)"
+            )
+        check_text(service_tier, "service_tier")
+    if type(batch) is not bool:
+        raise ConfigurationError(f"batch={batch!r}: expected True or False")
+
+
 def check_operation_id(operation_id: object) -> None:
     """Raises `ConfigurationError` unless ``operation_id`` is a str or ``None``."""
     if operation_id is not None:
@@ -448,6 +540,9 @@ def check_latency(latency_ms: object, argument: str = "latency_ms") -> float:
 MAX_DURATION_MS: Final = 365 * 86_400_000.0
 """The longest latency or tool duration accepted, in milliseconds (a year): sums of many stay
 far from float overflow, which a value like ``1e303`` would reach at once."""
+MAX_REPORTED_PICO: Final = 2**62
+"""The highest cost a response may state, in pico-dollars (4.6 million USD): what every
+store's 64-bit integer column holds with room."""
 MAX_ATTEMPT: Final = 2**31 - 1
 """The highest attempt number accepted (what every store's integer column holds with room)."""
 
@@ -461,6 +556,7 @@ _TEXT_FIELDS: Final = (
     "price_version",
     "operation_id",
     "response_id",
+    "service_tier",
 )
 
 
@@ -474,6 +570,14 @@ def check_recorded(event: UsageEvent) -> None:
     cost = event.cost
     if cost is not None and cost < 0:
         raise ConfigurationError(f"cost={cost}: expected a cost of at least 0 USD")
+    reported = event.reported_cost_pico
+    if reported is not None and not 0 <= reported <= MAX_REPORTED_PICO:
+        raise ConfigurationError(
+            f"reported_cost={event.reported_cost}: expected a cost from 0 to"
+            f" {MAX_REPORTED_PICO // 10**12:,} USD"
+        )
+    if type(event.batch) is not bool:
+        raise ConfigurationError(f"batch={event.batch!r}: expected True or False")
     if event.latency_ms is not None:
         check_latency(event.latency_ms)
     if not 1 <= event.attempt <= MAX_ATTEMPT:

@@ -28,16 +28,19 @@ from meterline._events import (
     MAX_DURATION_MS,
     TOOL_OPERATION,
     UsageEvent,
+    check_billing,
     check_call,
     check_grouping,
     check_latency,
     check_operation_id,
     check_status,
+    cost_disagrees,
     recorded_event,
 )
-from meterline._guard import Guard
+from meterline._guard import Guard, logger
 from meterline._ids import IdFactory
-from meterline._pricing import Plan, Pricer, PriceTable
+from meterline._money import pico_of
+from meterline._pricing import Plan, PriceContext, Pricer, PriceTable, price_context
 from meterline._providers import extract
 from meterline._rollup import TALLY_AT, ActiveScope, RollUps, RowKey
 from meterline._scope import Scope, ScopeStack
@@ -103,6 +106,10 @@ class MeterStats:
     unmetered_calls: tuple[tuple[str, int], ...] = ()
     """Requests instrumented clients sent that meterline cannot meter (image or audio
     generation, batches…), as (kind, count): each kind is logged the first time."""
+    cost_disagreements: int = 0
+    """Events whose cost, as the provider's response stated it (OpenRouter's ``usage.cost``),
+    differs from meterline's by more than 1 % (or a micro-dollar), or that meterline could not
+    price: each (provider, model) is logged the first time. A wrong price table shows up here."""
     ledger: DeliveryStats | None = None
     """The ledger writer's counters (``None`` without a ledger): what was committed, spooled,
     and ``lost`` (neither committed nor spooled: each logged), and whether the spool has a
@@ -179,6 +186,9 @@ class Meter:
         self._subscribers: tuple[Callable[[UsageEvent], object], ...] = ()
         self._unpriced_models: OrderedDict[tuple[str | None, str], None] = OrderedDict()
         """The (provider, model) pairs met without a price, the latest `MAX_UNPRICED` of them."""
+        self._disagreements = 0
+        self._disagreeing: OrderedDict[tuple[str | None, str], None] = OrderedDict()
+        """The (provider, model) pairs whose stated cost meterline disagreed with (latest first out)."""
         self._version: str | None = None
         self._ids = IdFactory()
         self._ledger: LedgerBackend | None = None
@@ -288,6 +298,8 @@ class Meter:
         reservation: Reservation | None = None,
         api: str | None = None,
         complete: bool = True,
+        service_tier: str | None = None,
+        batch: bool = False,
     ) -> UsageEvent:
         """Record one model call and return its event.
 
@@ -319,6 +331,10 @@ class Meter:
                 (a stream that ended before its final usage): it is kept as the event's
                 ``partial_usage``, a lower bound, and the call is recorded *unmeasured* (budgets
                 charge it by their ``on_unmeasured`` policy), never as exact.
+            service_tier: The service tier asked for (``flex``, ``priority``…), used when the
+                response does not report the tier that served it; a tier with prices of its
+                own is priced at them.
+            batch: The call went through the provider's Batch API: priced at the batch rate.
 
         Returns:
             The recorded `UsageEvent`.
@@ -327,6 +343,7 @@ class Meter:
             UsageError: the payload is malformed or unrecognised (nothing is recorded).
             ConfigurationError: an argument has the wrong type or value (nothing is recorded).
         """
+        reported: int | None = None  # the cost the response states, in pico-dollars
         if type(response_or_usage) is Usage:
             usage: Usage | None = response_or_usage
         elif response_or_usage is None:
@@ -342,6 +359,10 @@ class Meter:
                 model = found.model
             if response_id is None:
                 response_id = found.response_id
+            if found.service_tier is not None:
+                service_tier = found.service_tier
+            if found.reported_cost is not None:
+                reported = pico_of(found.reported_cost)
         partial = None
         if complete is not True:
             if complete is not False:
@@ -354,9 +375,14 @@ class Meter:
         # so do model, provider, operation and status when their row exists (they were
         # checked, and the provider made canonical, when the row was made).
         if usage is not None and (
-            usage.input_tokens > MAX_EVENT_TOKENS or usage.output_tokens > MAX_EVENT_TOKENS
-        ):  # every other count is a part of these two
+            usage.input_tokens > MAX_EVENT_TOKENS or usage.output_tokens > MAX_EVENT_TOKENS or usage.has_units
+        ):  # every other token count is a part of these two
             check_event_tokens(usage)
+        context: PriceContext = ()
+        if service_tier is not None or batch is not False:
+            check_billing(service_tier, batch)
+            context = price_context(service_tier, batch)
+            batch = batch or service_tier == "batch"
         if latency_ms is not None and (
             type(latency_ms) is not float or not 0.0 <= latency_ms <= MAX_DURATION_MS
         ):
@@ -392,7 +418,9 @@ class Meter:
         pico: int | None = None
         if usage is not None and row.model_call:
             plan = row.plan
-            if (
+            if context:  # a tier or batch mode: its price is not the row's
+                pico = self._price(usage, provider, model, now, context)
+            elif (
                 plan is not None
                 and plan.flat
                 and not (
@@ -400,6 +428,9 @@ class Meter:
                     or usage.reasoning_tokens
                     or usage.audio_input_tokens
                     or usage.audio_output_tokens
+                    or usage.web_search_requests
+                    or usage.file_search_requests
+                    or usage.code_execution_requests
                 )
             ):
                 # `Plan.cost_pico` of the common case, inline: two calls fewer cost 1,200
@@ -436,7 +467,12 @@ class Meter:
             ids.high if now < ids.next_ns else ids.prefix(now),
             next(ids.counter),
             partial,
+            service_tier,
+            batch,
+            reported,
         )
+        if reported is not None and cost_disagrees(event):
+            self._disagreed(event)
 
         budgets = self._budgets
         if budgets is not None:
@@ -465,19 +501,46 @@ class Meter:
                 self.guard.callback_failed(subscriber)
         return event
 
-    def _price(self, usage: Usage, provider: str | None, model: str | None, now: int) -> int | None:
-        """Price a usage its row's plan cannot: a price that depends on time, or needs genai-prices."""
+    def _price(
+        self, usage: Usage, provider: str | None, model: str | None, now: int, context: PriceContext = ()
+    ) -> int | None:
+        """Price a usage its row's plan cannot price.
+
+        That is a price that depends on time, or on the call's tier or batch mode (``context``),
+        or that needs genai-prices.
+        """
         if model is None:
             self._note_unpriced(provider, "<no model>")
             return None
         try:
-            pico = self.pricer.cost_pico(usage, provider, model, now)
+            pico = self.pricer.cost_pico(usage, provider, model, now, context)
         except Exception:  # noqa: BLE001 - a pricing bug never breaks record(): the event is unpriced
             self.guard.failed("pricing", f"{provider}/{model}")
             pico = None
         if pico is None:
             self._note_unpriced(provider, model)
         return pico
+
+    def _disagreed(self, event: UsageEvent) -> None:
+        """Count (and log, the first time per provider and model) a stated cost meterline disagrees with."""
+        key = (event.provider, event.model or "")
+        with self._rollups.lock:
+            self._disagreements += 1
+            first = key not in self._disagreeing
+            self._disagreeing[key] = None
+            self._disagreeing.move_to_end(key)
+            if len(self._disagreeing) > MAX_UNPRICED:
+                self._disagreeing.popitem(last=False)
+        if first:
+            logger.warning(
+                "meterline: %s/%s stated a cost of %s USD for event %s, meterline priced it at %s USD:"
+                " check the price table (counted in Meter.stats().cost_disagreements)",
+                event.provider,
+                event.model,
+                event.reported_cost,
+                event.id,
+                event.cost,
+            )
 
     def _note_unpriced(self, provider: str | None, model: str) -> None:
         unpriced = self._unpriced_models
@@ -849,6 +912,7 @@ class Meter:
             overflowed_events=rollups.overflowed,
             unpriced_models=tuple(sorted(unpriced, key=lambda pm: (pm[0] or "", pm[1]))),
             unmetered_calls=self.guard.unmetered_counts(),
+            cost_disagreements=self._disagreements,
             ledger=None if self._writer is None else self._writer.stats(),
         )
 

@@ -55,6 +55,22 @@ class TestChat:
         assert event.latency_ms is not None
         assert event.latency_ms > 0
 
+    def test_the_tier_asked_for_or_served_prices_the_call(
+        self, api: FakeAPI, rec: Recorded, client: openai.OpenAI
+    ) -> None:
+        """``service_tier="flex"`` prices the call at flex; the tier the response reports wins."""
+        silent = {key: value for key, value in CHAT["payload"].items() if key != "service_tier"}
+        api.script(Reply(body=silent), Reply(body={**silent, "service_tier": "default"}), Reply(body=silent))
+        for _ in range(2):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, service_tier="flex")
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        asked, served, plain = rec.events
+        assert (asked.service_tier, served.service_tier, plain.service_tier) == ("flex", "default", None)
+        assert served.cost == plain.cost
+        assert asked.cost is not None
+        assert plain.cost is not None
+        assert asked.cost < plain.cost  # gpt-4o-mini's flex price (or half, before the data had one)
+
     def test_async_create(
         self, api: FakeAPI, rec: Recorded, aclient: Callable[[], openai.AsyncOpenAI]
     ) -> None:

@@ -81,6 +81,9 @@ class Call:
             options["reservation"] = self.reservation
         if not complete:
             options["complete"] = False
+        tier = self.request.service_tier
+        if tier is not None and tier not in ("auto", "default"):
+            options["service_tier"] = tier
         try:
             meter.record(
                 payload,
@@ -100,6 +103,7 @@ class Call:
                 "instrumentation (recording a response)", f"{self.target.provider}/{requested}"
             )
         options.pop("complete", None)
+        options.pop("service_tier", None)
         try:
             meter.record(
                 None,

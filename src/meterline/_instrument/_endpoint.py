@@ -43,6 +43,9 @@ class Request:
     """The request's bound on generated tokens (``max_tokens``, ``max_output_tokens``…)."""
     content: Any
     """The request's input (messages, ``input``, contents), for the input estimate."""
+    service_tier: str | None = None
+    """The service tier asked for (OpenAI's ``service_tier``): the event's tier when the
+    response does not report the one that served it (a stream's chunks may not)."""
 
 
 Observer = Callable[["StreamState", Any], bool]

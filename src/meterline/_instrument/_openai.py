@@ -52,7 +52,7 @@ def _chat(kw: dict[str, Any]) -> Request:
     limit = given_int(kw.get("max_completion_tokens"))
     if limit is None:
         limit = given_int(kw.get("max_tokens"))
-    return Request(given_str(kw.get("model")), limit, kw.get("messages"))
+    return Request(given_str(kw.get("model")), limit, kw.get("messages"), given_str(kw.get("service_tier")))
 
 
 def _responses(kw: dict[str, Any]) -> Request:
@@ -60,7 +60,12 @@ def _responses(kw: dict[str, Any]) -> Request:
     content = kw.get("input")
     if type(instructions) is str:
         content = [{"role": "system", "content": instructions}, content]
-    return Request(given_str(kw.get("model")), given_int(kw.get("max_output_tokens")), content)
+    return Request(
+        given_str(kw.get("model")),
+        given_int(kw.get("max_output_tokens")),
+        content,
+        given_str(kw.get("service_tier")),
+    )
 
 
 def _embeddings(kw: dict[str, Any]) -> Request:

@@ -5,12 +5,14 @@ for every event would cost tens of microseconds, so a model's prices are resolve
 compiled into a `Plan` of integer pico-dollar rates (`_plan`), checked against genai-prices
 itself; the meter prices each event once with it, and everything downstream adds up that
 integer. Overrides and meterline's corrections of the price data are `PriceTable` rows
-(`_table`, `_corrections`), consulted first by the `Pricer` (`_pricer`).
+(`_table`, `_corrections`), consulted first by the `Pricer` (`_pricer`). A call's service tier
+and batch mode select a variant of its price (`_modes`).
 """
 
 from __future__ import annotations as _annotations
 
 from meterline._pricing._corrections import BUILTIN_CORRECTIONS
+from meterline._pricing._modes import PriceContext, price_context
 from meterline._pricing._plan import Plan, genai_cost
 from meterline._pricing._pricer import ModelRates, Pricer, Resolution
 from meterline._pricing._table import Price, PriceOverride, PriceTable, ns_of
@@ -20,10 +22,12 @@ __all__ = [
     "ModelRates",
     "Plan",
     "Price",
+    "PriceContext",
     "PriceOverride",
     "PriceTable",
     "Pricer",
     "Resolution",
     "genai_cost",
     "ns_of",
+    "price_context",
 ]

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from meterline._guard import logger
 from meterline._money import to_usd
-from meterline._pricing._corrections import BUILTIN_CORRECTIONS
-from meterline._pricing._plan import ANCESTORS, Plan, compile_price, genai_cost_pico
+from meterline._pricing._corrections import BUILTIN_CORRECTIONS, BUILTIN_FEES, with_fees
+from meterline._pricing._modes import PriceContext, half_price, halved, price_context
+from meterline._pricing._plan import ANCESTORS, UNITS, Plan, compile_price, genai_cost_pico
 from meterline._pricing._table import Price, PriceOverride, PriceTable, ns_of
 from meterline._providers import PRICE_DATA_IDS, SELF_HOSTED, canonical_provider, provider_of_price_data
 from meterline._usage import Usage
@@ -44,6 +45,7 @@ _RATE_NAMES: Final = (
     "audio_input",
     "audio_output",
 )
+_UNIT_NAMES: Final = ("web_search", "web_fetch", "file_search", "code_execution")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,10 @@ class ModelRates:
     """``(above_input_tokens, rates)`` pairs; the first pair's threshold is 0 (the base tier)."""
     per_request: Decimal
     """A fixed charge per request, in USD."""
+    per_call: Mapping[str, Decimal]
+    """The price of one call of each provider-side tool (``web_search``, ``web_fetch``,
+    ``file_search``, ``code_execution``), in USD; a tool the price data does not price is
+    left out."""
     price_version: str
     """genai-prices version and override-table digest."""
     note: str = ""
@@ -77,17 +83,29 @@ class ModelRates:
 class Resolution:
     """How one (provider, model) is priced over time: overrides first, then genai-prices."""
 
-    __slots__ = ("_info", "_overrides", "_plans", "constant", "genai_model", "genai_provider")
+    __slots__ = (
+        "_fees",
+        "_info",
+        "_overrides",
+        "_plans",
+        "_variants",
+        "constant",
+        "genai_model",
+        "genai_provider",
+    )
 
     def __init__(
         self,
         overrides: tuple[PriceOverride, ...],
         info: ModelInfo | None,
         genai_provider: str | None,
+        fees: Mapping[str, Decimal] | None = None,
     ) -> None:
         self._overrides = overrides
         self._info = info
+        self._fees = fees or {}
         self._plans: dict[int, Plan] = {}
+        self._variants: dict[str, Plan] = {}
         self.genai_provider = genai_provider
         """genai-prices' id of the provider whose price applies, if genai-prices has one."""
         self.genai_model = info.id if info is not None else None
@@ -107,7 +125,7 @@ class Resolution:
         plan = self._plans.get(key)
         if plan is None:
             model_price = price.to_genai() if isinstance(price, Price) else price
-            plan = self._plans[key] = compile_price(model_price)
+            plan = self._plans[key] = compile_price(with_fees(model_price, self._fees))
         return plan
 
     def override_at(self, time_ns: int) -> PriceOverride | None:
@@ -130,6 +148,31 @@ class Resolution:
         moment = datetime.fromtimestamp(time_ns / 1e9, tz=UTC)
         return self._plan_for(self._info.get_prices(moment))
 
+    def plan_in(self, time_ns: int, context: PriceContext, provider: str | None) -> Plan | None:
+        """The plan in force at ``time_ns`` for a call in the price ``context`` (a tier, batch mode).
+
+        The variant genai-prices has for the context, if any; for a batch (or OpenAI flex) call
+        that no variant prices, half the standard token prices where the provider documents
+        that (`meterline._pricing._modes.half_price`); else the standard price. An override's
+        price has no variants: it is the standard price, halved for such a call.
+        """
+        row = self.override_at(time_ns)
+        if row is not None:
+            standard = price = row.price.to_genai()
+        elif self._info is None:
+            return None
+        else:
+            moment = datetime.fromtimestamp(time_ns / 1e9, tz=UTC)
+            standard = self._info.get_prices(moment)
+            price = self._info.get_prices(moment, dict(context))
+        if price == standard and half_price(context, provider):
+            price = halved(standard)
+        key = repr(price)
+        plan = self._variants.get(key)
+        if plan is None:
+            plan = self._variants[key] = compile_price(with_fees(price, self._fees))
+        return plan
+
 
 MAX_NAMES: Final = 4096
 """(provider, model) pairs a `Pricer` remembers, how to price each and whether it warned of it:
@@ -145,7 +188,8 @@ class Pricer:
     Args:
         overrides: A table consulted before genai-prices (added after the built-in
             corrections, so its rows win).
-        builtin_corrections: Apply `BUILTIN_CORRECTIONS` (default ``True``).
+        builtin_corrections: Apply `BUILTIN_CORRECTIONS` and the per-call prices the price data
+            lacks (`BUILTIN_FEES`) (default ``True``).
     """
 
     def __init__(self, overrides: PriceTable | None = None, *, builtin_corrections: bool = True) -> None:
@@ -157,9 +201,10 @@ class Pricer:
         self.table = table
         """The override rows, built-in corrections first."""
         self._resolve = functools.lru_cache(maxsize=MAX_NAMES)(self._build)
-        self._warned: OrderedDict[tuple[str | None, str], None] = OrderedDict()
+        self._warned: OrderedDict[tuple[str | None, str, tuple[str, ...]], None] = OrderedDict()
         self._lock = threading.Lock()
         self._version: str | None = None
+        self._fees = builtin_corrections
 
     @property
     def version(self) -> str:
@@ -200,22 +245,42 @@ class Pricer:
                 for row in self.table.rows
                 if row.matches(row.provider, lowered) and (matched is None or row.provider in ("*", matched))
             )
-        return Resolution(overrides, info, genai_provider)
+        fees = (
+            BUILTIN_FEES.get(provider or provider_of_price_data(genai_provider) or "") if self._fees else None
+        )
+        return Resolution(overrides, info, genai_provider, fees)
 
-    def cost_pico(self, usage: Usage, provider: str | None, model: str | None, time_ns: int) -> int | None:
+    def cost_pico(
+        self,
+        usage: Usage,
+        provider: str | None,
+        model: str | None,
+        time_ns: int,
+        context: PriceContext = (),
+    ) -> int | None:
         """The cost of ``usage`` in pico-dollars, or ``None`` (and a warning, once) when unpriced.
 
         A plan's rates price the usage when they can; otherwise genai-prices does, exactly, and
-        the cost is rounded to the pico-dollar (half to even).
+        the cost is rounded to the pico-dollar (half to even). ``context`` (`price_context`)
+        selects the price of a service tier or of batch mode.
         """
         if model is None:
             return None
-        plan = self.resolve(provider, model).plan_at(time_ns)
+        resolution = self.resolve(provider, model)
+        plan = resolution.plan_in(time_ns, context, provider) if context else resolution.plan_at(time_ns)
         if plan is None:
             self._warn_unpriced(provider, model)
             return None
-        if plan.fast_for(usage):
+        if usage.has_units and plan.unpriced_units:
+            missing = plan.missing_units(usage)
+            if missing:
+                self._warn_unpriced(provider, model, missing)
+        if plan.exact_for(usage):
             return plan.cost_pico(usage)
+        return self._genai_pico(plan, usage, provider, model)
+
+    @staticmethod
+    def _genai_pico(plan: Plan, usage: Usage, provider: str | None, model: str) -> int | None:
         try:
             return genai_cost_pico(plan.model_price, usage)
         except (ValueError, ArithmeticError) as exc:
@@ -223,15 +288,26 @@ class Pricer:
             return None
 
     def cost(
-        self, usage: Usage, provider: str | None, model: str, at: datetime | None = None
+        self,
+        usage: Usage,
+        provider: str | None,
+        model: str,
+        at: datetime | None = None,
+        *,
+        service_tier: str | None = None,
+        batch: bool = False,
     ) -> Decimal | None:
-        """The cost of ``usage`` in USD at ``at`` (default now), or ``None`` when unpriced."""
+        """The cost of ``usage`` in USD at ``at`` (default now), or ``None`` when unpriced.
+
+        ``service_tier`` and ``batch`` select the price of that tier or of batch mode.
+        """
         moment = at or datetime.now(tz=UTC)
-        pico = self.cost_pico(usage, canonical_provider(provider), model, ns_of(moment))
+        context = price_context(service_tier, batch)
+        pico = self.cost_pico(usage, canonical_provider(provider), model, ns_of(moment), context)
         return None if pico is None else to_usd(pico)
 
-    def _warn_unpriced(self, provider: str | None, model: str) -> None:
-        key = (provider, model)
+    def _warn_unpriced(self, provider: str | None, model: str, units: tuple[str, ...] = ()) -> None:
+        key = (provider, model, units)
         with self._lock:
             if key in self._warned:
                 self._warned.move_to_end(key)
@@ -239,12 +315,18 @@ class Pricer:
             self._warned[key] = None
             if len(self._warned) > MAX_NAMES:
                 self._warned.popitem(last=False)
-        warnings.warn(
-            f"meterline: no price for model {model!r} (provider {provider!r}): its usage is recorded with "
-            "cost=None and counted as unpriced; add it to a PriceTable to price it",
-            UnpricedModelWarning,
-            stacklevel=4,
-        )
+        if units:
+            message = (
+                f"meterline: no per-call price for {', '.join(units)} of model {model!r} (provider"
+                f" {provider!r}): those calls' tokens are priced, their fees are not; add"
+                " web_search_kcount, file_search_kcount or code_execution_kcount to a PriceTable row"
+            )
+        else:
+            message = (
+                f"meterline: no price for model {model!r} (provider {provider!r}): its usage is recorded"
+                " with cost=None and counted as unpriced; add it to a PriceTable to price it"
+            )
+        warnings.warn(message, UnpricedModelWarning, stacklevel=4)
 
     def rates(self, model: str, provider: str | None = None, at: datetime | None = None) -> ModelRates:
         """Resolve the price of ``model`` per token class, for display and audits.
@@ -266,10 +348,15 @@ class Pricer:
         tiers = []
         for threshold, rates in zip((0, *plan.thresholds), plan.rates, strict=True):
             effective = []
-            for index, ancestors in enumerate(ANCESTORS):
+            for index, ancestors in enumerate(ANCESTORS[:UNITS]):
                 pico = rates[index] + sum(rates[a] for a in ancestors)
                 effective.append(to_usd(pico * _MTOK))
             tiers.append((threshold, dict(zip(_RATE_NAMES, effective, strict=True))))
+        per_call = {
+            name: to_usd(plan.base[UNITS + index])
+            for index, name in enumerate(_UNIT_NAMES)
+            if UNITS + index not in plan.unpriced_units
+        }
         return ModelRates(
             provider=canonical,
             model=model,
@@ -278,6 +365,7 @@ class Pricer:
             resolved_provider=row.provider if row is not None else resolution.genai_provider,
             tiers=tuple(tiers),
             per_request=to_usd(plan.const),
+            per_call=per_call,
             price_version=self.version,
             note=row.note if row is not None else "",
         )

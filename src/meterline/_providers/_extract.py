@@ -9,10 +9,12 @@ from __future__ import annotations as _annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, is_dataclass
+from decimal import Decimal
 from typing import Any, Final
 
 from meterline._frozen import twin
 from meterline._providers._anthropic import messages_usage
+from meterline._providers._billing import BILLED_FORMATS, reported_cost_of, service_tier_of
 from meterline._providers._cohere import sdk_floats
 from meterline._providers._frameworks import langchain_model, langchain_provider
 from meterline._providers._gemini import gemini_usage
@@ -49,6 +51,7 @@ from meterline._providers._rules import (
     parse_json,
     plain_dict,
 )
+from meterline._providers._server_tools import with_gemini_searches, with_responses_tools
 from meterline._providers._shape import locate
 from meterline._usage import Usage
 from meterline.exceptions import ConfigurationError, UnrecognizedPayloadError
@@ -76,6 +79,12 @@ class Extracted:
     unknown_fields: tuple[str, ...] = ()
     """Canonical fields reported as 0 because the provider omitted them, e.g. ``("input_tokens",)``
     when Ollama served the prompt from its KV cache and sent no ``prompt_eval_count``."""
+    service_tier: str | None = None
+    """The service tier that served the call, as the body reports it (OpenAI's ``service_tier``,
+    Anthropic's ``usage.service_tier``), or ``None``."""
+    reported_cost: Decimal | None = None
+    """The cost the body states itself, in USD (OpenRouter's ``usage.cost``; for a call on the
+    user's own provider key, ``usage.cost_details.upstream_inference_cost``), or ``None``."""
 
 
 _ExtractedSlots: Final = twin(Extracted)
@@ -88,9 +97,13 @@ def _new_extracted(
     response_id: str | None,
     api: str,
     unknown_fields: tuple[str, ...],
+    service_tier: str | None = None,
+    reported_cost: Decimal | None = None,
 ) -> Extracted:
     """Build an `Extracted` from checked values through its mutable twin (see `meterline._frozen`)."""
-    extracted: Any = _ExtractedSlots(provider, model, usage, response_id, api, unknown_fields)
+    extracted: Any = _ExtractedSlots(
+        provider, model, usage, response_id, api, unknown_fields, service_tier, reported_cost
+    )
     extracted.__class__ = Extracted
     return extracted  # type: ignore[no-any-return]
 
@@ -132,7 +145,7 @@ def usage_from(obj: Any, provider: str | None = None) -> Usage | None:
             elif u is None:
                 um = obj.get("usageMetadata")
                 if type(um) is dict:
-                    return gemini_usage(um)
+                    return _with_body_units(GEMINI, obj, gemini_usage(um))
         body = obj
     elif type(obj) is Usage:
         return obj
@@ -146,7 +159,7 @@ def usage_from(obj: Any, provider: str | None = None) -> Usage | None:
         _check_accepts(canonical, family, body)
     if block is None:
         return None
-    return rules_for(family, canonical)(block)
+    return _with_body_units(family, body, rules_for(family, canonical)(block))
 
 
 def extract(obj: Any, provider: str | None = None, api: str | None = None) -> Extracted:
@@ -203,11 +216,17 @@ def extract(obj: Any, provider: str | None = None, api: str | None = None) -> Ex
             label = FORMAT_PROVIDER[family]
         rules = rules_for(family, label)
         api_name = _api_name(family, body, label)
-    usage = None if block is None else rules(block)
+    usage = None if block is None else _with_body_units(family, body, rules(block))
     unknown: tuple[str, ...] = ()
     if family == OLLAMA and usage is not None:
         unknown = unknown_fields(body, api_name)
-    return _new_extracted(label, _model(family, body), usage, _response_id(family, body), api_name, unknown)
+    tier = cost = None
+    if family in BILLED_FORMATS:
+        tier = service_tier_of(family, body, block)
+        cost = reported_cost_of(block)
+    return _new_extracted(
+        label, _model(family, body), usage, _response_id(family, body), api_name, unknown, tier, cost
+    )
 
 
 def model_from(obj: Any) -> str | None:
@@ -311,6 +330,17 @@ def _model(family: str, body: dict[Any, Any]) -> str | None:
     else:
         model = body.get("model")
     return model if type(model) is str and model else None
+
+
+def _with_body_units(family: str, body: dict[Any, Any], usage: Usage | None) -> Usage | None:
+    """``usage`` with the server-side tool calls a body of ``family`` lists outside its usage block."""
+    if usage is None:
+        return None
+    if family == RESPONSES:
+        return with_responses_tools(usage, body.get("output"))
+    if family == GEMINI:
+        return with_gemini_searches(usage, body.get("candidates"), _model(GEMINI, body))
+    return usage
 
 
 def _response_id(family: str, body: dict[Any, Any]) -> str | None:
