@@ -16,6 +16,7 @@ The class name does not start with ``Test``, so pytest collects it only through 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -30,6 +31,7 @@ from meterline._dimensions import Dimensions
 from meterline.exceptions import LedgerError, UnpricedModelWarning
 from meterline.ledger._backend import SCHEMA_VERSION, LedgerBackend, LedgerRow
 
+FIXTURES: Final = Path(__file__).parent.parent / "fixtures"
 T0 = datetime(2025, 1, 30, 22, 0, tzinfo=UTC)
 """A fixed time two days before a month boundary (events built by hand start here)."""
 HOSTILE = (
@@ -58,6 +60,9 @@ def make_event(
     latency_ms: float | None = 10.0,
     dims: dict[str, str] | None = None,
     tokens_saved: int = 0,
+    service_tier: str | None = None,
+    batch: bool = False,
+    reported_cost: str | None = None,
 ) -> UsageEvent:
     """An event built by hand at a time the test controls (ids sort like ``number``)."""
     if usage is None and operation == "chat" and cost is not None:
@@ -76,6 +81,9 @@ def make_event(
         status=status,
         dimensions=Dimensions(dims or {}),
         tokens_saved=tokens_saved,
+        service_tier=service_tier,
+        batch=batch,
+        reported_cost=None if reported_cost is None else Decimal(reported_cost),
     )
 
 
@@ -140,7 +148,60 @@ def metered_events() -> tuple[meterline.Meter, list[UsageEvent]]:
     events.append(
         meter.record(Usage(input_tokens=1, output_tokens=1), model="gpt-4o-mini", provider="openai")
     )
+    with meter.scope(user="carol"):  # billed beyond tokens: server tools, a tier, batch, a stated cost
+        events.append(meter.record(load_fixture("anthropic/message_server_tool_web_search.json")))
+        events.append(meter.record(load_fixture("openai/responses_server_tools.json")))
+        events.append(
+            meter.record(
+                Usage(input_tokens=4000, output_tokens=900),
+                model="o3",
+                provider="openai",
+                service_tier="flex",
+            )
+        )
+        events.append(
+            meter.record(
+                Usage(input_tokens=4000, output_tokens=900), model="gpt-4o", provider="openai", batch=True
+            )
+        )
+        events.append(meter.record(OPENROUTER_BODY, provider="openrouter"))
     return meter, events
+
+
+OPENROUTER_BODY: Final = {
+    "id": "gen-1764851200-Hq3kR8mVx2LpZcTn9WfY",
+    "provider": "OpenAI",
+    "model": "openai/gpt-4o-mini",
+    "object": "chat.completion",
+    "created": 1764851200,
+    "choices": [
+        {
+            "logprobs": None,
+            "finish_reason": "stop",
+            "native_finish_reason": "stop",
+            "index": 0,
+            "message": {"role": "assistant", "content": "Hello!", "refusal": None, "reasoning": None},
+        }
+    ],
+    "system_fingerprint": "fp_51db84afab",
+    "usage": {
+        "prompt_tokens": 1200,
+        "completion_tokens": 300,
+        "total_tokens": 1500,
+        "cost": 0.00036,
+        "is_byok": False,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "cost_details": {"upstream_inference_cost": None},
+        "completion_tokens_details": {"reasoning_tokens": 0, "image_tokens": 0},
+    },
+}
+"""An OpenRouter chat completion stating its own cost (``usage.cost``)."""
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    """The payload of a usage fixture (``tests/fixtures/<name>``)."""
+    payload: dict[str, Any] = json.loads((FIXTURES / name).read_text())["payload"]
+    return payload
 
 
 def by_key(rows: Sequence[LedgerRow]) -> dict[tuple[str | None, ...], LedgerRow]:
@@ -217,13 +278,35 @@ def product_events(count: int = 4000, seed: int = 5) -> list[UsageEvent]:
                 cost=None if number % 11 == 0 else f"0.{rng.randrange(10**12):012d}",
                 usage=None
                 if number % 13 == 0
-                else Usage(input_tokens=rng.randrange(10**6), output_tokens=number),
+                else Usage(
+                    input_tokens=rng.randrange(10**6),
+                    output_tokens=number,
+                    web_search_requests=number % 3 if number % 23 == 0 else 0,
+                    file_search_requests=1 if number % 29 == 0 else 0,
+                ),
+                service_tier="flex" if number % 31 == 0 else None,
+                batch=number % 37 == 0,
+                reported_cost=f"0.{rng.randrange(10**9):09d}" if number % 41 == 0 else None,
                 status="error" if number % 17 == 0 else "ok",
                 latency_ms=None if number % 5 == 0 else float(number % 97),
                 dims=dims if number % 19 else {"user": dims["user"]},
             )
         events.append(event)
     return events
+
+
+def as_stored_before_billing(event: UsageEvent) -> UsageEvent:
+    """``event`` as a store of the schema before server-tool calls, tiers and stated costs held it."""
+    usage = event.usage
+    if usage is not None:
+        usage = dataclasses.replace(
+            usage,
+            web_search_requests=0,
+            web_fetch_requests=0,
+            file_search_requests=0,
+            code_execution_requests=0,
+        )
+    return dataclasses.replace(event, usage=usage, service_tier=None, batch=False, reported_cost=None)
 
 
 def expected_rows(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import timedelta
 from decimal import Decimal
@@ -28,7 +29,11 @@ DAY = 86_400 * 10**9
 
 
 def _ledger(tmp_path: Path) -> SQLiteLedger:
-    """A SQLite ledger of 600 events over three days: three users, two models, a tool, an unmeasured call."""
+    """A SQLite ledger of 605 events over three days (three users, two models, a tool, billing details).
+
+    Besides model calls: an unmeasured call, server-side tool calls, a tier, a batch call and a
+    cost the provider stated.
+    """
     meter = Meter(ledger=f"sqlite:///{tmp_path / 'ledger.db'}")
     events: list[meterline.UsageEvent] = []
     meter.subscribe(events.append)
@@ -49,6 +54,10 @@ def _ledger(tmp_path: Path) -> SQLiteLedger:
     with meter.scope(user="u1"):
         meter.record(None, model="gpt-4o", provider="openai")
         meter.record_tool("search", status="success", duration_ms=3.0)
+    with meter.scope(user="u2"):
+        searched = Usage(input_tokens=9000, output_tokens=300, web_search_requests=2, web_fetch_requests=1)
+        meter.record(searched, model="claude-sonnet-4-5", provider="anthropic", service_tier="priority")
+        meter.record(Usage(input_tokens=500, output_tokens=20), model="gpt-4o", provider="openai", batch=True)
     meter.flush()
     ledger = meter.ledger
     assert isinstance(ledger, SQLiteLedger)
@@ -59,6 +68,7 @@ def _ledger(tmp_path: Path) -> SQLiteLedger:
             meterline.UsageEvent.from_dict({**event.to_dict(), "time_ns": event.time_ns - (i % 3) * DAY})
             for i, event in enumerate(events)
         ]
+        + [dataclasses.replace(events[0], id="f" * 32, reported_cost=Decimal("0.0042"))]
     )
     meter.close()
     return spread
@@ -84,7 +94,7 @@ def test_duckdb_report_equals_the_ledgers(
     """Grouped by any dimensions and period, DuckDB over the export gives the ledger's rows exactly."""
     ledger = _ledger(tmp_path)
     written = export_parquet(ledger.events(), tmp_path / "export", rows_per_file=128)
-    assert (written.events, written.days) == (602, 3)
+    assert (written.events, written.days) == (605, 3)
     ours = sorted(parquet_totals(tmp_path / "export", by=by, granularity=granularity), key=_key)
     assert ours == sorted(ledger.totals(by=by, granularity=granularity), key=_key)
     ledger.close()
@@ -101,12 +111,20 @@ def test_the_dataset_is_partitioned_by_day_with_the_documented_schema(tmp_path: 
     assert len(files) == written.files
     tables = [pq.read_table(path) for path in files]
     assert all(table.num_rows <= 128 for table in tables)
-    assert sum(table.num_rows for table in tables) == 602
+    assert sum(table.num_rows for table in tables) == 605
     schema = tables[0].schema
     assert str(schema.field("cost").type) == "decimal128(38, 12)"
     dimensions = schema.field("dimensions").type
     assert (str(dimensions.key_type), str(dimensions.item_type)) == ("string", "string")
     assert str(schema.field("time").type) == "timestamp[ns, tz=UTC]"
+    assert str(schema.field("web_search_requests").type) == "int64"
+    assert (str(schema.field("service_tier").type), str(schema.field("batch").type)) == ("string", "bool")
+    assert str(schema.field("reported_cost").type) == "decimal128(38, 12)"
+    rows = [row for table in tables for row in table.drop_columns(["time"]).to_pylist()]
+    assert sum(row["web_search_requests"] for row in rows) == 2
+    assert [row["service_tier"] for row in rows if row["service_tier"]] == ["priority"]
+    assert sum(row["batch"] for row in rows) == 1
+    assert [row["reported_cost"] for row in rows if row["reported_cost"] is not None] == [Decimal("0.0042")]
     ids = {row["id"] for table in tables for row in table.select(["id"]).to_pylist()}
     assert ids == {event.id for event in ledger.events()}
     ledger.close()
@@ -138,7 +156,7 @@ def test_the_command_line_exports_and_reports(tmp_path: Path, capsys: pytest.Cap
         capsys, "export", "--ledger", url, "--format", "parquet", "--out", str(tmp_path / "pq")
     )
     assert status == 0
-    assert "602 events" in err
+    assert "605 events" in err
     status, out, _ = run(
         capsys,
         "report",
@@ -171,7 +189,7 @@ def test_the_ledgers_raw_rows_export_the_same_dataset(tmp_path: Path) -> None:
     ledger = _ledger(tmp_path)
     fast = export_ledger_parquet(ledger, tmp_path / "fast", rows_per_file=100)
     slow = export_parquet(ledger.events(), tmp_path / "slow", rows_per_file=100)
-    assert (fast.events, fast.days) == (slow.events, slow.days) == (602, 3)
+    assert (fast.events, fast.days) == (slow.events, slow.days) == (605, 3)
     tables = [pq.read_table(tmp_path / name).sort_by("id") for name in ("fast", "slow")]
     assert tables[0].equals(tables[1])
     since = max(event.time for event in ledger.events()) - timedelta(hours=1)

@@ -28,6 +28,7 @@ from tests.ledger.conformance import (
     HOSTILE,
     T0,
     LedgerConformance,
+    as_stored_before_billing,
     assert_reports,
     by_key,
     make_event,
@@ -154,7 +155,7 @@ def test_migrates_a_version_1_store_keeping_its_events(url: str, schema: str) ->
     _store_at(url, schema, 1, old)
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 5
+        assert reopened.stats().schema_version == VERSION == 6
         assert sorted(reopened.events(), key=lambda event: event.id) == sorted(
             old, key=lambda event: event.id
         )
@@ -419,9 +420,40 @@ def test_record_in_sync_mode_never_waits_past_the_bound_on_a_frozen_server(
             ledger.close()
 
 
+def test_migrates_a_version_5_store_adding_the_billing_columns(url: str, schema: str) -> None:
+    """A version 5 store (no tool calls, tiers or stated costs) opens as 6: reports exact before and after."""
+    from meterline._usage import UNIT_FIELDS
+
+    events = product_events(1200)
+    before = [as_stored_before_billing(event) for event in events[:600]]
+    ledger = PostgresLedger(url, schema=schema)
+    try:
+        ledger.write(before)
+    finally:
+        ledger.close()
+    for table in ("events", "rollup_hour_nodims", "rollup_dim_day", "rollup_dim_month"):
+        added = (
+            UNIT_FIELDS
+            if table != "events"
+            else (*UNIT_FIELDS, "service_tier", "batch", "reported_cost_pico")
+        )
+        drops = ", ".join(f"DROP COLUMN {name}" for name in added)
+        _execute(url, f'ALTER TABLE "{schema}".meterline_{table} {drops}')
+    _execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '5' WHERE key = 'schema_version'")
+    reopened = PostgresLedger(url, schema=schema)
+    try:
+        assert reopened.stats().schema_version == VERSION == 6
+        assert_reports(reopened, before)
+        assert reopened.write(events[600:]) == 600
+        assert_reports(reopened, [*before, *events[600:]])
+        assert sorted(reopened.events(), key=lambda event: event.id) == [*before, *events[600:]]
+    finally:
+        reopened.close()
+
+
 def test_migrates_a_version_4_store_keeping_every_report(url: str, schema: str) -> None:
-    """A version 4 store (a roll-up by dimension set) opens as version 5: every report still exact."""
-    events = product_events(1500)
+    """A version 4 store (a roll-up by dimension set) opens as the current version: every report exact."""
+    events = [as_stored_before_billing(event) for event in product_events(1500)]
     events += [
         make_event(5000 + i, T0 + timedelta(hours=i), dims={"user": value, "session": value})
         for i, value in enumerate(HOSTILE)  # NUL, quotes, JSON and SQL text: the JSON PostgreSQL refuses
@@ -429,7 +461,7 @@ def test_migrates_a_version_4_store_keeping_every_report(url: str, schema: str) 
     _store_at(url, schema, 4, events)
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == 5
+        assert reopened.stats().schema_version == VERSION
         assert_reports(reopened, events)
         assert by_key(reopened.totals(by=("session",), where={"session": list(HOSTILE)}))
     finally:
@@ -442,8 +474,9 @@ def test_migrates_a_version_4_store_keeping_every_report(url: str, schema: str) 
 
 def _store_at(url: str, schema: str, version: int, events: list[UsageEvent]) -> None:
     """A store at schema ``version`` holding ``events``, as that meterline wrote them (roll-up included)."""
-    from meterline._usage import USAGE_FIELDS
+    from meterline._usage import TOKEN_FIELDS
     from meterline.ledger._postgres_copy import escape
+    from meterline.ledger._postgres_schema import _V5_EVENT_COLUMNS as OLD_COLUMNS
     from meterline.ledger._postgres_schema import MIGRATIONS
     from meterline.ledger._rows import EVENT_COLUMNS, event_to_row
 
@@ -467,12 +500,12 @@ def _store_at(url: str, schema: str, version: int, events: list[UsageEvent]) -> 
         "INSERT INTO {rollup} SELECT hour, operation, status, coalesce(provider, ''), coalesce(model, ''),"
         f" dimensions, count(*), count(*) FILTER (WHERE measured = 0 AND NOT {tool}),"
         f" count(*) FILTER (WHERE measured = 1 AND cost IS NULL AND NOT {tool}),"
-        f" {', '.join(f'sum({name})' for name in USAGE_FIELDS)}, coalesce(sum(cost_pico), 0),"
+        f" {', '.join(f'sum({name})' for name in TOKEN_FIELDS)}, coalesce(sum(cost_pico), 0),"
         " coalesce(sum(latency_ms), 0), sum(tokens_saved) FROM {events} GROUP BY 1, 2, 3, 4, 5, 6"
     )
     insert = psycopg.sql.SQL("INSERT INTO {events} ({columns}) VALUES ({marks})").format(
-        columns=psycopg.sql.SQL(", ".join(EVENT_COLUMNS)),
-        marks=psycopg.sql.SQL(", ".join(["%s"] * len(EVENT_COLUMNS))),
+        columns=psycopg.sql.SQL(", ".join(OLD_COLUMNS)),
+        marks=psycopg.sql.SQL(", ".join(["%s"] * len(OLD_COLUMNS))),
         **names,
     )
     with psycopg.connect(url, autocommit=True) as conn:
@@ -495,9 +528,12 @@ def _store_at(url: str, schema: str, version: int, events: list[UsageEvent]) -> 
             for month in months:
                 conn.execute(ensure, (int(month.timestamp()),))
         with conn.cursor() as cur:  # text columns as stored: NUL escaped (see `_postgres_copy.escape`)
+            stored = [dict(zip(EVENT_COLUMNS, event_to_row(event), strict=True)) for event in events]
             rows = [
-                tuple(escape(value) if isinstance(value, str) else value for value in event_to_row(event))
-                for event in events
+                tuple(
+                    escape(value) if isinstance(value, str) else value for value in map(row.get, OLD_COLUMNS)
+                )
+                for row in stored
             ]
             cur.executemany(insert, rows)
         conn.execute(psycopg.sql.SQL(rollup).format(**names))

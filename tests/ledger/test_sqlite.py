@@ -587,6 +587,44 @@ def test_a_missing_and_an_empty_provider_share_one_rollup_row(path: Path) -> Non
         ledger.close()
 
 
+def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> None:
+    """A version 4 store (no tool calls, tiers or stated costs) opens as 5: reports exact before and after."""
+    from meterline._usage import UNIT_FIELDS
+    from meterline.ledger._sqlite_schema import _DIMS_JSON, _V4_EVENT_COLUMNS, _VIEW_EXTRA, _event_rows
+    from tests.ledger.conformance import as_stored_before_billing, assert_reports, product_events
+
+    events = product_events(1200)
+    before = [as_stored_before_billing(event) for event in events[:600]]
+    ledger = SQLiteLedger(path)
+    try:
+        ledger.write(before)
+    finally:
+        ledger.close()
+    conn = sqlite3.connect(path, isolation_level=None)  # as version 4 left it
+    conn.execute("DROP VIEW meterline_event_rows")
+    for table in ("events", "rollup_hour_nodims", "rollup_dim_day", "rollup_dim_month"):
+        added = (
+            UNIT_FIELDS
+            if table != "events"
+            else (*UNIT_FIELDS, "service_tier", "batch", "reported_cost_pico")
+        )
+        for name in added:
+            conn.execute(f"ALTER TABLE meterline_{table} DROP COLUMN {name}")
+    view = _event_rows(f"{_DIMS_JSON} AS dimensions", _VIEW_EXTRA, _V4_EVENT_COLUMNS)
+    conn.execute("CREATE VIEW meterline_event_rows AS" + view)
+    conn.execute("UPDATE meterline_meta SET value = '4' WHERE key = 'schema_version'")
+    conn.close()
+    reopened = SQLiteLedger(path)
+    try:
+        assert reopened.stats().schema_version == SCHEMA_VERSION == 5
+        assert_reports(reopened, before)
+        assert reopened.write(events[600:]) == 600
+        assert_reports(reopened, [*before, *events[600:]])
+        assert list(reopened.events()) == [*before, *events[600:]]
+    finally:
+        reopened.close()
+
+
 def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
     """A version 1 store (with the events' hour index) opens as the current version with every event."""
     from meterline.ledger._sqlite_schema import MIGRATIONS
@@ -597,6 +635,7 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
     conn.execute("INSERT INTO meterline_meta VALUES ('schema_version', '1')")
     conn.close()
     from meterline.ledger._rows import EVENT_COLUMNS, event_to_row
+    from meterline.ledger._sqlite_schema import _V4_EVENT_COLUMNS as OLD_COLUMNS
     from tests.ledger.conformance import HOSTILE
 
     events = [make_event(i, T0 + timedelta(minutes=i)) for i in range(3)]
@@ -606,16 +645,17 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
         *(make_event(10 + i, T0, model=value, dims={"note": value}) for i, value in enumerate(HOSTILE)),
     ]
     conn = sqlite3.connect(path, isolation_level=None)  # events stored by version 1 (its own columns)
-    marks = ", ".join("?" * (len(EVENT_COLUMNS) + 2))
+    marks = ", ".join("?" * (len(OLD_COLUMNS) + 2))
+    rows = [dict(zip(EVENT_COLUMNS, event_to_row(event), strict=True)) for event in old]
     conn.executemany(
-        f"INSERT INTO meterline_events ({', '.join(EVENT_COLUMNS)}, previous_cost, previous_price_version)"
+        f"INSERT INTO meterline_events ({', '.join(OLD_COLUMNS)}, previous_cost, previous_price_version)"
         f" VALUES ({marks})",
-        [(*event_to_row(event), "0.5", "v0") for event in old],
+        [(*(row[name] for name in OLD_COLUMNS), "0.5", "v0") for row in rows],
     )
     conn.close()
     ledger = SQLiteLedger(path)
     try:
-        assert ledger.stats().schema_version == SCHEMA_VERSION == 4
+        assert ledger.stats().schema_version == SCHEMA_VERSION == 5
         assert sorted(ledger.events(), key=lambda event: event.id) == sorted(old, key=lambda event: event.id)
         assert ledger.write(events) == 2  # the first is stored already
         stored = {event.id for event in ledger.events()}

@@ -57,10 +57,17 @@ _EVENTS = st.lists(
 def test_migrating_from_version_3_keeps_every_event_and_cost(
     tmp_path_factory: pytest.TempPathFactory, specs: list[tuple[Any, ...]]
 ) -> None:
-    """A version 3 store of hostile values opens as version 4 with every event, cost and total exact."""
-    from meterline.ledger import SQLiteLedger
-    from meterline.ledger._rows import EVENT_COLUMNS, ROLLUP_SUMS, event_to_row
-    from meterline.ledger._sqlite_schema import _V3_ADD_KEY, _V3_COLUMNS, _V3_KEY_FIELDS, MIGRATIONS, key_text
+    """A version 3 store of hostile values opens as the current version, every event, cost and total exact."""
+    from meterline.ledger import SCHEMA_VERSION, SQLiteLedger
+    from meterline.ledger._rows import EVENT_COLUMNS, event_to_row
+    from meterline.ledger._sqlite_schema import (
+        _V3_ADD_KEY,
+        _V3_COLUMNS,
+        _V3_KEY_FIELDS,
+        _V4_SUMS,
+        MIGRATIONS,
+        key_text,
+    )
     from tests.ledger.conformance import T0, expected_rows, make_event
 
     events = [
@@ -97,13 +104,13 @@ def test_migrating_from_version_3_keeps_every_event_and_cost(
         f"INSERT INTO meterline_rollup_hour_nodims SELECT hour, operation, status, coalesce(provider, ''),"
         f" coalesce(model, ''), COUNT(*), SUM(1 - measured) * (operation = 'chat'),"
         f" SUM(measured AND cost_pico IS NULL) * (operation = 'chat'),"
-        f" {', '.join(f'SUM({name})' for name in ROLLUP_SUMS[3:-3])}, coalesce(SUM(cost_pico), 0),"
+        f" {', '.join(f'SUM({name})' for name in _V4_SUMS[3:-3])}, coalesce(SUM(cost_pico), 0),"
         " coalesce(SUM(latency_ms), 0.0), SUM(tokens_saved) FROM meterline_event_rows GROUP BY 1, 2, 3, 4, 5"
     )
     conn.close()
     ledger = SQLiteLedger(path)
     try:
-        assert ledger.stats().schema_version == 4
+        assert ledger.stats().schema_version == SCHEMA_VERSION
         assert list(ledger.events()) == sorted(events, key=lambda event: event.id)
         for by in (("user",), ("model", "tool"), ("session",), ()):
             rows = {(row.key, row.period): (row.events, row.usage, row.cost) for row in ledger.totals(by=by)}

@@ -19,7 +19,7 @@ from meterline._usage import Usage
 
 __all__ = ["GRANULARITIES", "SCHEMA_VERSION", "Granularity", "LedgerBackend", "LedgerRow", "LedgerStats"]
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 """The newest ledger schema (SQLite's); a ledger with a newer one is refused (see `LedgerBackend`).
 
 Version 2 dropped the index of the events by hour (no query used it); version 3 stored the

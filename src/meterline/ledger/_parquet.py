@@ -16,7 +16,8 @@ column                    Parquet type                   meaning
 ``provider``, ``model``   string (null)                  who served the call; the model that served it
 ``request_model``         string (null)                  the model asked for, when it differs
 ``measured``              bool                           false: the usage is unknown (counts are 0)
-8 token columns           int64                          `meterline.Usage`'s fields, in tokens
+8 token columns           int64                          `meterline.Usage`'s token fields, in tokens
+4 tool-call columns       int64                          its server-side tool calls (``web_search_requests``…)
 ``cost``                  decimal(38, 12) (null)         USD; null when unpriced or unmeasured
 ``price_version``         string (null)                  the price data behind ``cost``
 ``latency_ms``            double (null)                  milliseconds
@@ -26,6 +27,9 @@ column                    Parquet type                   meaning
 ``response_id``           string (null)                  the provider's response id
 ``links``                 list<string>                   related event ids
 ``tokens_saved``          int64                          a cache hit's saved tokens
+``service_tier``          string (null)                  the tier that served the call (``flex``…)
+``batch``                 bool                           made through a provider's Batch API
+``reported_cost``         decimal(38, 12) (null)         USD the provider's response stated it cost
 ``day``                   partition (``YYYY-MM-DD``)     the UTC day of ``time``
 ========================  =============================  ==============================================
 
@@ -48,6 +52,7 @@ from typing import Any, Final
 from meterline._dimensions import check_names
 from meterline._events import NOT_MODEL_CALLS, UsageEvent
 from meterline._extras import require
+from meterline._money import to_usd
 from meterline._usage import USAGE_FIELDS, Usage
 from meterline.exceptions import ConfigurationError
 from meterline.ledger._backend import GRANULARITIES, LedgerRow
@@ -56,10 +61,13 @@ from meterline.ledger._rows import EVENT_COLUMNS
 __all__ = ["PARQUET_COLUMNS", "ParquetExport", "export_ledger_parquet", "export_parquet", "parquet_totals"]
 
 PARQUET_COLUMNS: Final = tuple(
-    "time" if name == "time_ns" else name for name in EVENT_COLUMNS if name not in ("hour", "cost_pico")
+    {"time_ns": "time", "reported_cost_pico": "reported_cost"}.get(name, name)
+    for name in EVENT_COLUMNS
+    if name not in ("hour", "cost_pico")
 )
 """The data columns of every file, in order (``day`` is the partition): the ledger's event
-columns (`EVENT_COLUMNS`), with ``time`` a timestamp, and neither ``hour`` nor ``cost_pico``."""
+columns (`EVENT_COLUMNS`), with ``time`` a timestamp, the stated cost in USD
+(``reported_cost``), and neither ``hour`` nor ``cost_pico``."""
 
 _ROWS_PER_FILE: Final = 1_000_000
 _OPEN_DAYS: Final = 8
@@ -103,6 +111,9 @@ def _schema() -> Any:
             ("response_id", pa.string()),
             ("links", pa.list_(pa.string())),
             ("tokens_saved", pa.int64()),
+            ("service_tier", pa.string()),
+            ("batch", pa.bool_()),
+            ("reported_cost", pa.decimal128(38, 12)),
         ]
     )
 
@@ -248,6 +259,12 @@ def _batch_from_rows(rows: Sequence[tuple[Any, ...]], schema: Any) -> Any:
             [[] if text == "[]" else json.loads(text) for text in columns["links"]], pa.list_(pa.string())
         ),
         "tokens_saved": pa.array(columns["tokens_saved"], pa.int64()),
+        "service_tier": pa.array(columns["service_tier"], pa.string()),
+        "batch": pa.array(columns["batch"], pa.int64()).cast(pa.bool_()),
+        "reported_cost": pa.array(
+            [None if pico is None else to_usd(int(pico)) for pico in columns["reported_cost_pico"]],
+            pa.decimal128(38, 12),
+        ),
         "day": pc.strftime(time, format="%Y-%m-%d"),
     }
     return pa.RecordBatch.from_arrays([arrays[field.name] for field in schema], schema=schema)
@@ -288,6 +305,9 @@ def _columns(batch: Sequence[UsageEvent]) -> dict[str, list[Any]]:
         columns["response_id"].append(event.response_id)
         columns["links"].append(list(event.links))
         columns["tokens_saved"].append(event.tokens_saved)
+        columns["service_tier"].append(event.service_tier)
+        columns["batch"].append(event.batch)
+        columns["reported_cost"].append(event.reported_cost)
         columns["day"].append(
             datetime.fromtimestamp(event.time_ns // 1_000_000_000, tz=UTC).strftime("%Y-%m-%d")
         )

@@ -41,6 +41,7 @@ TEXT_COLUMNS: Final = (
     "price_version",
     "operation_id",
     "response_id",
+    "service_tier",
 )
 _TEXT_INDEXES: Final = frozenset(EVENT_COLUMNS.index(name) for name in TEXT_COLUMNS)
 
@@ -131,6 +132,7 @@ def copy_line(event: UsageEvent, sets: DimensionSets, texts: dict[str, str]) -> 
     links = event.links
     latency = event.latency_ms
     time_ns = event.time_ns
+    reported = event.reported_cost_pico
     return (
         f"{copy_text(event_id(event))}\t{time_ns}\t{hour_of(time_ns)}\t{operation}\t{status}"
         f"\t{provider}\t{model}\t{copy_text(event.request_model)}"
@@ -140,7 +142,8 @@ def copy_line(event: UsageEvent, sets: DimensionSets, texts: dict[str, str]) -> 
         f"\t{dimensions}\t{copy_text(event.operation_id)}\t{event.attempt}"
         f"\t{copy_text(event.response_id)}"
         f"\t{copy_text(json.dumps(list(links), separators=(',', ':'))) if links else '[]'}"
-        f"\t{event.tokens_saved}\t{set_no}\n"
+        f"\t{event.tokens_saved}\t{copy_text(event.service_tier)}\t{1 if event.batch else 0}"
+        f"\t{_NULL if reported is None else reported}\t{set_no}\n"
     )
 
 

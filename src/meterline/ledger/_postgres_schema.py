@@ -38,7 +38,7 @@ from __future__ import annotations as _annotations
 from typing import Final
 
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION
-from meterline._usage import USAGE_FIELDS
+from meterline._usage import UNIT_FIELDS, USAGE_FIELDS
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
     ROLLUP_SUMS,
@@ -69,7 +69,7 @@ __all__ = [
     "WRITE",
 ]
 
-VERSION: Final = 5
+VERSION: Final = 6
 """The schema a PostgreSQL ledger is migrated to (its own numbering: SQLite's is `SCHEMA_VERSION`)."""
 _FIELDS: Final = ("operation", "status", "provider", "model")
 """Event fields version 1's roll-up was keyed by (besides hour and dimensions)."""
@@ -97,6 +97,9 @@ EVENT_TYPES: Final = {
     "response_id": "TEXT",
     "links": "TEXT",
     "tokens_saved": "BIGINT",
+    "service_tier": "TEXT",
+    "batch": "SMALLINT",
+    "reported_cost_pico": "NUMERIC",
 }
 
 
@@ -113,20 +116,30 @@ _ROLLUP_KEY: Final = ("hour", *_FIELDS, "dimensions")
 BYTE_ORDER: Final = ' COLLATE "C"'
 
 
+# The columns version 6 added: the server-side tool calls (events and roll-ups), the service
+# tier, batch mode and the cost the provider stated. The migrations to versions 1 to 5 make the
+# events of their day, without them (version 6 adds them to stores old and new alike).
+_ADDED_V6: Final = (*UNIT_FIELDS, "service_tier", "batch", "reported_cost_pico")
+_V5_EVENT_COLUMNS: Final = tuple(name for name in EVENT_COLUMNS if name not in _ADDED_V6)
+_V5_SUMS: Final = tuple(name for name in ROLLUP_SUMS if name not in UNIT_FIELDS)
+
+
 def _event_ddl(primary_key: str = "PRIMARY KEY") -> str:
+    """The columns of the events table of versions 1 to 5."""
+
     def column(name: str, kind: str) -> str:
         if name == "id":  # byte order, as Python sorts ids (and a faster index)
             return f"id {kind}{BYTE_ORDER}{' ' + primary_key if primary_key else ''}"
         return f"{name} {kind}{' NOT NULL' if name in _NOT_NULL else ''}"
 
-    columns = [column(name, kind) for name, kind in EVENT_TYPES.items()]
+    columns = [column(name, EVENT_TYPES[name]) for name in _V5_EVENT_COLUMNS]
     return ", ".join([*columns, "previous_cost NUMERIC", "previous_price_version TEXT"])
 
 
 _NS: Final = 1_000_000_000
 _PARTITION_LOCK: Final = 0x6D6C7074
 """The advisory lock that serialises the creation of a month's partition ("mlpt")."""
-_ALL_COLUMNS: Final = ", ".join((*EVENT_COLUMNS, "previous_cost", "previous_price_version"))
+_ALL_COLUMNS: Final = ", ".join((*_V5_EVENT_COLUMNS, "previous_cost", "previous_price_version"))
 _MONTH_OF: Final = "extract(epoch FROM date_trunc('month', to_timestamp({} / {}) AT TIME ZONE 'UTC'))::bigint"
 _ENSURE_PARTITION: Final = (
     # The partition of the events of the UTC month starting at ``month_start`` (seconds),
@@ -177,7 +190,7 @@ def _rollup_ddl() -> str:
             "provider TEXT NOT NULL DEFAULT ''",
             "model TEXT NOT NULL DEFAULT ''",
             "dimensions TEXT NOT NULL",
-            *(f"{name} {kind} NOT NULL DEFAULT 0" for name, kind in _ROLLUP_TYPES.items()),
+            *(f"{name} {_ROLLUP_TYPES[name]} NOT NULL DEFAULT 0" for name in _V5_SUMS),
             f"PRIMARY KEY ({', '.join(_ROLLUP_KEY)})",
         ]
     )
@@ -284,8 +297,8 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     5: (
         f"CREATE TABLE {{nodims}} (hour BIGINT NOT NULL, {_KEY_DDL}, {_SUMS_DDL},"
         f" PRIMARY KEY ({_NODIMS_KEY}))",
-        f"INSERT INTO {{nodims}} ({_NODIMS_KEY}, {_SUM_NAMES})"  # noqa: S608 - constants only
-        f" SELECT {_NODIMS_KEY}, {', '.join(f'sum({name})' for name in ROLLUP_SUMS)} FROM {{rollup}}"
+        f"INSERT INTO {{nodims}} ({_NODIMS_KEY}, {', '.join(_V5_SUMS)})"  # noqa: S608 - constants only
+        f" SELECT {_NODIMS_KEY}, {', '.join(f'sum({name})' for name in _V5_SUMS)} FROM {{rollup}}"
         " GROUP BY 1, 2, 3, 4, 5",
         f"CREATE TABLE {{dim_day}} ({_VALUE_DDL}, day BIGINT NOT NULL, {_KEY_DDL}, {_SUMS_DDL},"
         f" PRIMARY KEY ({DAY_KEY}))",
@@ -295,6 +308,19 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         # reading every value's: the primary key starts (name, value, day).
         "CREATE INDEX meterline_rollup_dim_day_by_day ON {dim_day} (name, day)",
         f"INSERT INTO {{meta}} (key, value) VALUES ('{FOLDED}', '0') ON CONFLICT (key) DO NOTHING",  # noqa: S608
+    ),
+    # Version 6: each event's server-side tool calls (web searches…, also added up in every
+    # roll-up), service tier, batch mode and the cost its provider stated. Columns added in
+    # place: stored events keep their rows (no tool calls, no tier, not batch, no stated cost).
+    6: (
+        *(
+            f"ALTER TABLE {{{table}}} ADD COLUMN IF NOT EXISTS {name} BIGINT NOT NULL DEFAULT 0"
+            for table in ("events", "nodims", "dim_day", "dim_month")
+            for name in UNIT_FIELDS
+        ),
+        "ALTER TABLE {events} ADD COLUMN IF NOT EXISTS service_tier TEXT",
+        "ALTER TABLE {events} ADD COLUMN IF NOT EXISTS batch SMALLINT NOT NULL DEFAULT 0",
+        "ALTER TABLE {events} ADD COLUMN IF NOT EXISTS reported_cost_pico NUMERIC",
     ),
 }
 """Forward migrations: the statements that bring a store from version ``n - 1`` to ``n``."""
@@ -389,8 +415,10 @@ PRUNE_SPREAD: Final = (
 )
 OLD_ROLLUP_DAYS: Final = (
     # Version 4's hourly roll-up (keyed by dimension set) per day: what migrating to 5 spreads.
+    # It has no sums of tool calls (version 6 added them): those are 0.
     f"SELECT {_DAY_OF_HOUR}, {_KEY}, dimensions,"  # noqa: S608 - constants only
-    f" {', '.join(f'sum({name})' for name in ROLLUP_SUMS)} FROM {{rollup}} GROUP BY 1, 2, 3, 4, 5, 6"
+    f" {', '.join(f'sum({name})' if name in _V5_SUMS else '0' for name in ROLLUP_SUMS)}"
+    " FROM {rollup} GROUP BY 1, 2, 3, 4, 5, 6"
 )
 # Re-pricing locks the events first (so the old values it reads are the latest), then moves
 # each changed event's old cost to previous_cost, corrects the hourly roll-up by the

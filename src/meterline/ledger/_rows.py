@@ -17,7 +17,7 @@ from typing import Any, Final
 from meterline._dimensions import Dimensions
 from meterline._events import UsageEvent, finer_cost
 from meterline._money import pico_of as money_pico_of
-from meterline._money import usd_text
+from meterline._money import to_usd, usd_text
 from meterline._usage import USAGE_FIELDS, Usage
 from meterline.exceptions import LedgerError, MeterlineError
 
@@ -64,6 +64,9 @@ EVENT_COLUMNS: Final = (
     "response_id",
     "links",
     "tokens_saved",
+    "service_tier",
+    "batch",
+    "reported_cost_pico",
 )
 """Columns of the events table, in order (`event_to_row` produces them in this order).
 
@@ -72,7 +75,8 @@ EVENT_COLUMNS: Final = (
 ``cost`` is the exact decimal string or NULL; ``cost_pico`` the same in 1e-12 USD (NULL when
 unpriced). ``dimensions`` and ``links`` are JSON (sorted keys). A re-priced event keeps its
 previous cost and price version in ``previous_cost`` and ``previous_price_version``, which
-are not written from events.
+are not written from events. ``batch`` is 0 or 1; ``reported_cost_pico`` the cost the
+provider's response stated, in 1e-12 USD (NULL when it stated none).
 """
 
 ROLLUP_SUMS: Final = (
@@ -152,6 +156,10 @@ def event_to_row(event: UsageEvent) -> tuple[Any, ...]:
                 usage.reasoning_tokens,
                 usage.audio_input_tokens,
                 usage.audio_output_tokens,
+                usage.web_search_requests,
+                usage.web_fetch_requests,
+                usage.file_search_requests,
+                usage.code_execution_requests,
             )
         ),
         cost,
@@ -166,6 +174,9 @@ def event_to_row(event: UsageEvent) -> tuple[Any, ...]:
         event.response_id,
         "[]" if not links else json.dumps(list(links), separators=(",", ":")),
         event.tokens_saved,
+        event.service_tier,
+        1 if event.batch else 0,
+        event.reported_cost_pico,
     )
 
 
@@ -187,6 +198,7 @@ def event_from_row(row: Mapping[str, Any]) -> UsageEvent:
 
 def _event_from_row(row: Mapping[str, Any]) -> UsageEvent:
     usage = Usage(**{name: int(row[name]) for name in USAGE_FIELDS}) if row["measured"] else None
+    reported = row["reported_cost_pico"]
     return UsageEvent.from_dict(
         {
             "id": row["id"],
@@ -206,6 +218,9 @@ def _event_from_row(row: Mapping[str, Any]) -> UsageEvent:
             "response_id": row["response_id"],
             "links": json.loads(row["links"]),
             "tokens_saved": int(row["tokens_saved"]),
+            "service_tier": row["service_tier"],
+            "batch": bool(row["batch"]),
+            "reported_cost": None if reported is None else str(to_usd(int(reported))),
         }
     )
 
@@ -231,15 +246,19 @@ def event_json_line(row: Sequence[Any]) -> str:
     cost = row[_COST]
     latency = row[_LATENCY]
     links = row[_LINKS]
+    reported = row[_REPORTED]
     return (
-        f'{{"attempt":{row[_ATTEMPT]},"cost":{"null" if cost is None else _string(str(Decimal(cost)))}'
+        f'{{"attempt":{row[_ATTEMPT]},"batch":{"true" if row[_BATCH] else "false"}'
+        f',"cost":{"null" if cost is None else _string(str(Decimal(cost)))}'
         f',"dimensions":{row[_DIMENSIONS]},"id":{_string(row[_ID])}'
         f',"latency_ms":{"null" if latency is None else float.__repr__(float(latency))}'
         f',"links":{links if links == "[]" else json.dumps(json.loads(links), separators=(",", ":"))}'
         f',"model":{_text(row[_MODEL])},"operation":{_string(row[_OPERATION])}'
         f',"operation_id":{_text(row[_OPERATION_ID])},"partial_usage":null'
         f',"price_version":{_text(row[_PRICE_VERSION])},"provider":{_text(row[_PROVIDER])}'
+        f',"reported_cost":{"null" if reported is None else _string(str(to_usd(int(reported))))}'
         f',"request_model":{_text(row[_REQUEST_MODEL])},"response_id":{_text(row[_RESPONSE_ID])}'
+        f',"service_tier":{_text(row[_TIER])}'
         f',"status":{_string(row[_STATUS])},"time":"{moment.isoformat()[:-6]}Z"'
         f',"time_ns":{time_ns},"tokens_saved":{row[_TOKENS_SAVED]}'
         f',"usage":{_USAGE_JSON % tuple(row[at] for at in _USAGE_AT) if row[_MEASURED] else "null"}}}\n'
@@ -265,6 +284,7 @@ _MEASURED, _COST, _PRICE_VERSION, _LATENCY, _DIMENSIONS = (
 _OPERATION_ID, _ATTEMPT, _RESPONSE_ID, _LINKS, _TOKENS_SAVED = (
     _AT[name] for name in ("operation_id", "attempt", "response_id", "links", "tokens_saved")
 )
+_TIER, _BATCH, _REPORTED = (_AT[name] for name in ("service_tier", "batch", "reported_cost_pico"))
 
 
 def dimensions_of(text: str) -> dict[str, Any]:

@@ -38,6 +38,9 @@ _FIELDS_OF: Final = attrgetter(
     "response_id",
     "links",
     "tokens_saved",
+    "service_tier",
+    "batch",
+    "reported_cost_pico",
 )
 _USAGE_OF: Final = attrgetter(*USAGE_FIELDS)
 _NO_USAGE: Final = (0,) * (1 + len(USAGE_FIELDS))  # measured, then the counts
@@ -58,11 +61,10 @@ def bind_rows(
     The values of `event_to_row` (a test checks it) in the order of `STORED_COLUMNS`: the
     key fields replaced by their id (``known[fields]``, else ``key_id(fields)``), the
     dimensions' JSON by the ids of their values (``known_dims[json]``, else
-    ``dims_ids(json, dimensions)``); ``None``
-    bound as the integer 0 in a text column and as NaN for the latency (see
-    `insert_events`); a cost exact in pico-dollars stored as the integer alone. Written out inline, into one
-    flat list: it runs for every event on the writer thread, which shares the GIL with the
-    threads recording them.
+    ``dims_ids(json, dimensions)``); ``None`` bound as the integer 0 in a text column, as -1
+    for the stated cost and as NaN for the latency (see `insert_events`); a cost exact in
+    pico-dollars stored as the integer alone. Written out inline, into one flat list: it runs
+    for every event on the writer thread, which shares the GIL with the threads recording them.
     """
     values: list[Any] = []
     extend = values.extend
@@ -83,6 +85,9 @@ def bind_rows(
             response_id,
             links,
             tokens_saved,
+            tier,
+            batch,
+            reported,
         ) = _FIELDS_OF(event)
         pico = event.cost_pico
         cost: str | None
@@ -119,6 +124,9 @@ def bind_rows(
                 0 if response_id is None else response_id,
                 "[]" if not links else json.dumps(list(links), separators=(",", ":")),
                 tokens_saved,
+                0 if tier is None else tier,
+                1 if batch else 0,
+                -1 if reported is None else reported,
             )
         )
     return values

@@ -1,8 +1,10 @@
 """The SQLite ledger's tables, their forward migrations and the fixed SQL that reads and writes them.
 
-Schema version 4, designed for a product's cardinality (thousands of users, a hundred
-thousand sessions, dozens of models), where a roll-up keyed by the whole set of dimensions
-has nearly a row per event (0.83 measured with sessions among them):
+Schema version 5 (version 4's layout, with each event's server-side tool calls, service tier,
+batch mode and the cost its provider stated added), designed for a product's cardinality
+(thousands of users, a hundred thousand sessions, dozens of models), where a roll-up keyed
+by the whole set of dimensions has nearly a row per event (0.83 measured with sessions among
+them):
 
 - ``meterline_keys``: each distinct (operation, status, provider, model, request model,
   price version) once; an event refers to it by ``key_id``. ``rollup_id`` is the key_id of
@@ -45,7 +47,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION
-from meterline._usage import USAGE_FIELDS
+from meterline._usage import TOKEN_FIELDS, UNIT_FIELDS, USAGE_FIELDS
 from meterline.ledger._backend import SCHEMA_VERSION
 from meterline.ledger._groups import DAY, HOUR
 from meterline.ledger._rows import (
@@ -107,10 +109,15 @@ STORED_COLUMNS: Final = (
     "response_id",
     "links",
     "tokens_saved",
+    "service_tier",
+    "batch",
+    "reported_cost_pico",
 )
 """The columns of an event row as stored: the key fields as ``key_id``, the dimensions as ``dims``."""
-_NULLABLE_TEXT: Final = frozenset({"cost", "operation_id", "response_id"})
+_NULLABLE_TEXT: Final = frozenset({"cost", "operation_id", "response_id", "service_tier"})
 """Text columns that may be NULL: `bind_rows` passes the integer 0 for NULL (see `insert_events`)."""
+_NULLABLE_COST: Final = "reported_cost_pico"
+"""The amount that may be NULL: `bind_rows` passes -1 for NULL (no cost is below zero)."""
 _NODIMS_KEY: Final = ("hour", "operation", "status", "provider", "model")
 _DIM_KEY: Final = ("value_id", "day", "key_id")
 _MONTH_KEY: Final = ("value_id", "month")
@@ -124,11 +131,14 @@ def insert_events(count: int) -> str:
     it runs, which costs the threads recording events far more than SQLite's own work.
     Binding ``None`` costs the driver ten times what an int does (it looks for an adapter),
     so a NULL text column is bound as the integer 0 and turned into NULL by ``nullif`` (a
-    text ``'0'`` never equals the integer 0), and a missing latency as NaN (which SQLite
-    stores as NULL).
+    text ``'0'`` never equals the integer 0), a missing stated cost as -1, and a missing
+    latency as NaN (which SQLite stores as NULL).
     """
     row = "({})".format(
-        ", ".join("nullif(?, 0)" if name in _NULLABLE_TEXT else "?" for name in STORED_COLUMNS)
+        ", ".join(
+            "nullif(?, 0)" if name in _NULLABLE_TEXT else "nullif(?, -1)" if name == _NULLABLE_COST else "?"
+            for name in STORED_COLUMNS
+        )
     )
     return (
         f"INSERT INTO meterline_events ({', '.join(STORED_COLUMNS)})"  # noqa: S608 - constants only
@@ -244,20 +254,30 @@ EVENT_SUMS: Final = (
     "SUM(e.tokens_saved)",
 )
 """`ROLLUP_SUMS` over event rows ``e`` joined to their key ``k``, as the writer adds them up."""
-_DIM_SUMS: Final = (
-    *EVENT_SUMS[:3],
-    *(f"SUM({_model_call(f'e.{name}')})" for name in USAGE_FIELDS),
-    f"coalesce(SUM({_model_call('e.cost_pico & 4294967295')}), 0)",
-    *EVENT_SUMS[-2:],
-    f"coalesce(SUM({_model_call('e.cost_pico >> 32')}), 0)",
-)
+
+
+def _dim_sums(usage_fields: Sequence[str]) -> tuple[str, ...]:
+    """`BY_VALUE_SUMS` (with ``usage_fields``) over event rows: a tool call's usage and cost left out."""
+    return (
+        *EVENT_SUMS[:3],
+        *(f"SUM({_model_call(f'e.{name}')})" for name in usage_fields),
+        f"coalesce(SUM({_model_call('e.cost_pico & 4294967295')}), 0)",
+        *EVENT_SUMS[-2:],
+        f"coalesce(SUM({_model_call('e.cost_pico >> 32')}), 0)",
+    )
+
+
+_DIM_SUMS: Final = _dim_sums(USAGE_FIELDS)
 """`BY_VALUE_SUMS` over event rows: a tool call's usage and cost left out."""
 
 
-def _add_into(table: str, key: Sequence[str], select: str) -> str:
-    """The statement that adds the rows of sums ``select`` gives (key first) into ``table``, in key order."""
+def _add_into(table: str, key: Sequence[str], select: str, sums: Sequence[str] = ()) -> str:
+    """The statement that adds the rows of sums ``select`` gives (key first) into ``table``, in key order.
+
+    ``sums`` names the columns (default: the current `ROLLUP_SUMS` or `BY_VALUE_SUMS`).
+    """
     positions = ", ".join(str(i + 1) for i in range(len(key)))
-    sums = ROLLUP_SUMS if table == ROLLUPS[0] else BY_VALUE_SUMS
+    sums = sums or (ROLLUP_SUMS if table == ROLLUPS[0] else BY_VALUE_SUMS)
     return (
         f"INSERT INTO {table} ({', '.join((*key, *sums))})"
         f" {select} GROUP BY {positions} ORDER BY {positions}"
@@ -267,9 +287,15 @@ def _add_into(table: str, key: Sequence[str], select: str) -> str:
 
 
 def _roll_up(
-    table: str, key: Sequence[str], keys: Sequence[str], sums: Sequence[str], source: str, where: str
+    table: str,
+    key: Sequence[str],
+    keys: Sequence[str],
+    sums: Sequence[str],
+    source: str,
+    where: str,
+    columns: Sequence[str] = (),
 ) -> str:
-    """The statement that adds the events ``where`` selects into ``table``.
+    """The statement that adds the events ``where`` selects into ``table`` (its sums ``columns``).
 
     SQLite groups the rows and adds each group into its roll-up row in one statement, in key
     order: no Python loop over the events, and one B-tree walk per roll-up table.
@@ -280,6 +306,7 @@ def _roll_up(
         f"SELECT {', '.join(keys)}, {', '.join(sums)}"  # noqa: S608 - constants only
         f" FROM meterline_events AS e JOIN meterline_keys AS k ON k.key_id = e.key_id{source}"
         f" WHERE {where}",
+        columns,
     )
 
 
@@ -341,6 +368,17 @@ UNFOLD_MONTHS: Final = _add_into(
 """Takes the daily roll-up's rows of the days before a day (parameter) out of the monthly one (a prune)."""
 
 
+# The columns version 5 added: the server-side tool calls (events and roll-ups), the service
+# tier, batch mode and the cost the provider stated. The migrations to versions 1 to 4 make
+# the layout of their day, without them.
+_ADDED_V5: Final = (*UNIT_FIELDS, "service_tier", "batch", "reported_cost_pico")
+_V4_EVENT_COLUMNS: Final = tuple(name for name in EVENT_COLUMNS if name not in _ADDED_V5)
+_V4_STORED: Final = tuple(name for name in STORED_COLUMNS if name not in _ADDED_V5)
+_V4_SUMS: Final = tuple(name for name in ROLLUP_SUMS if name not in UNIT_FIELDS)
+_V4_ROLL_UP_DIMS: Final = _roll_up(
+    ROLLUPS[1], _DIM_KEY, _DAY_KEYS, _dim_sums(TOKEN_FIELDS), _VALUES, "e.rowid > ?", (*_V4_SUMS, "cost_high")
+)
+
 # Version 3's layout, for its migration (and the next one's).
 _V3_KEY_FIELDS: Final = (*KEY_FIELDS, "dimensions")
 _V3_COLUMNS: Final = (
@@ -348,7 +386,11 @@ _V3_COLUMNS: Final = (
     "time_ns",
     "hour",
     "key_id",
-    *(name for name in EVENT_COLUMNS if name not in _V3_KEY_FIELDS and name not in ("id", "time_ns", "hour")),
+    *(
+        name
+        for name in _V4_EVENT_COLUMNS
+        if name not in _V3_KEY_FIELDS and name not in ("id", "time_ns", "hour")
+    ),
 )
 _V3_ADD_KEY: Final = (
     f"INSERT INTO meterline_event_keys (key, {', '.join(_V3_KEY_FIELDS)})"  # noqa: S608 - constants only
@@ -363,11 +405,9 @@ def _schema_v1(conn: sqlite3.Connection) -> None:
     texts = {"operation", "status", "provider", "model", "request_model", "price_version"}
     texts |= {"dimensions", "operation_id", "response_id", "links"}
     columns = ", ".join(
-        f"{name} {types.get(name, 'TEXT' if name in texts else 'INTEGER')}" for name in EVENT_COLUMNS
+        f"{name} {types.get(name, 'TEXT' if name in texts else 'INTEGER')}" for name in _V4_EVENT_COLUMNS
     )
-    sums = ", ".join(
-        f"{name} {'REAL' if name == 'latency_ms' else 'INTEGER'} NOT NULL" for name in ROLLUP_SUMS
-    )
+    sums = ", ".join(f"{name} {'REAL' if name == 'latency_ms' else 'INTEGER'} NOT NULL" for name in _V4_SUMS)
     conn.execute("CREATE TABLE IF NOT EXISTS meterline_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     conn.execute(
         f"CREATE TABLE meterline_events ({columns}, previous_cost TEXT, previous_price_version TEXT)"
@@ -429,7 +469,7 @@ def _schema_v3(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE meterline_events_v3 RENAME TO meterline_events")
     shown = ", ".join(
         f"k.{name}" if name in _V3_KEY_FIELDS else _COST_TEXT if name == "cost" else f"e.{name}"
-        for name in EVENT_COLUMNS
+        for name in _V4_EVENT_COLUMNS
     )
     conn.execute(
         f"CREATE VIEW meterline_event_rows AS SELECT {shown}, e.previous_cost, e.previous_price_version"  # noqa: S608
@@ -445,8 +485,8 @@ _DIMS_JSON: Final = (
 """An event's dimensions as a JSON object, from its ``dims`` ids (for the view)."""
 
 
-def _event_rows(dimensions: str, extra: str = "") -> str:
-    """A SELECT of the rows of `EVENT_COLUMNS` (``dimensions``: its SQL) and ``extra`` columns."""
+def _event_rows(dimensions: str, extra: str = "", columns: Sequence[str] = EVENT_COLUMNS) -> str:
+    """A SELECT of the rows of ``columns`` (``dimensions``: its SQL) and ``extra`` columns."""
     shown = {
         "hour": f"e.time_ns / {HOUR * 10**9} * {HOUR} AS hour",
         "cost": _COST_TEXT,
@@ -454,7 +494,7 @@ def _event_rows(dimensions: str, extra: str = "") -> str:
         **{name: f"k.{name}" for name in KEY_FIELDS},
     }
     return (
-        f" SELECT {', '.join(shown.get(name, f'e.{name}') for name in EVENT_COLUMNS)}{extra}"  # noqa: S608
+        f" SELECT {', '.join(shown.get(name, f'e.{name}') for name in columns)}{extra}"  # noqa: S608
         " FROM meterline_events AS e JOIN meterline_keys AS k ON k.key_id = e.key_id"
     )
 
@@ -491,13 +531,13 @@ def _schema_v4(conn: sqlite3.Connection) -> None:
     texts = {"id", "cost", "operation_id", "response_id", "links", "dims"}
     types = {"id": "TEXT PRIMARY KEY", "latency_ms": "REAL", "key_id": "INTEGER NOT NULL"}
     columns = ", ".join(
-        f"{name} {types.get(name, 'TEXT' if name in texts else 'INTEGER')}" for name in STORED_COLUMNS
+        f"{name} {types.get(name, 'TEXT' if name in texts else 'INTEGER')}" for name in _V4_STORED
     )
     conn.execute(
         f"CREATE TABLE meterline_events_v4 ({columns}, previous_cost TEXT, previous_price_version TEXT)"
     )
-    picked = ", ".join(f"m.{name}" if name in ("key_id", "dims") else f"e.{name}" for name in STORED_COLUMNS)
-    stored = ", ".join(STORED_COLUMNS)
+    picked = ", ".join(f"m.{name}" if name in ("key_id", "dims") else f"e.{name}" for name in _V4_STORED)
+    stored = ", ".join(_V4_STORED)
     conn.execute(
         f"INSERT INTO meterline_events_v4 ({stored}, previous_cost, previous_price_version)"  # noqa: S608
         f" SELECT {picked}, e.previous_cost, e.previous_price_version"
@@ -512,17 +552,15 @@ def _schema_v4(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX meterline_events_time ON meterline_events (time_ns)")
     conn.execute(
         "CREATE VIEW meterline_event_rows AS"
-        + _event_rows(f"{_DIMS_JSON} AS dimensions", ", e.previous_cost, e.previous_price_version")
+        + _event_rows(f"{_DIMS_JSON} AS dimensions", _VIEW_EXTRA, _V4_EVENT_COLUMNS)
     )
-    sums = ", ".join(
-        f"{name} {'REAL' if name == 'latency_ms' else 'INTEGER'} NOT NULL" for name in ROLLUP_SUMS
-    )
+    sums = ", ".join(f"{name} {'REAL' if name == 'latency_ms' else 'INTEGER'} NOT NULL" for name in _V4_SUMS)
     sums += ", cost_high INTEGER NOT NULL"
     conn.execute(
         "CREATE TABLE meterline_rollup_dim_day (value_id INTEGER NOT NULL, day INTEGER NOT NULL,"
         f" key_id INTEGER NOT NULL, {sums}, PRIMARY KEY ({', '.join(_DIM_KEY)})) WITHOUT ROWID"
     )
-    conn.execute(ROLL_UP_DIMS, (0,))
+    conn.execute(_V4_ROLL_UP_DIMS, (0,))
     conn.execute(
         "CREATE TABLE meterline_rollup_dim_month (value_id INTEGER NOT NULL, month INTEGER NOT NULL,"
         f" {sums}, PRIMARY KEY ({', '.join(_MONTH_KEY)})) WITHOUT ROWID"
@@ -530,11 +568,33 @@ def _schema_v4(conn: sqlite3.Connection) -> None:
     conn.execute(f"INSERT INTO meterline_meta VALUES ('{FOLDED}', '0')")  # noqa: S608 - constants only
 
 
+_VIEW_EXTRA: Final = ", e.previous_cost, e.previous_price_version"
+
+
+def _schema_v5(conn: sqlite3.Connection) -> None:
+    """Version 5: server-side tool calls, service tier, batch mode and the cost the provider stated.
+
+    Columns added in place (every event keeps its row: the new counts are 0, the tier and the
+    stated cost NULL, batch 0); the roll-ups get the tool calls' sums, 0 for what they hold.
+    """
+    for name in UNIT_FIELDS:
+        for table in ("meterline_events", *ROLLUPS):
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE meterline_events ADD COLUMN service_tier TEXT")
+    conn.execute("ALTER TABLE meterline_events ADD COLUMN batch INTEGER NOT NULL DEFAULT 0")
+    conn.execute("ALTER TABLE meterline_events ADD COLUMN reported_cost_pico INTEGER")
+    conn.execute("DROP VIEW meterline_event_rows")
+    conn.execute(
+        "CREATE VIEW meterline_event_rows AS" + _event_rows(f"{_DIMS_JSON} AS dimensions", _VIEW_EXTRA)
+    )
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
     _schema_v1,
     _schema_v2,
     _schema_v3,
     _schema_v4,
+    _schema_v5,
 )
 """Forward migrations: ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``."""
 assert len(MIGRATIONS) == SCHEMA_VERSION
