@@ -122,3 +122,24 @@ def test_exports_stream_jsonl_csv_and_cloudevents() -> None:
     assert rows[1]["input_tokens"] == ""
     lines = list(export_lines(iter(events), "cloudevents", source="s", subject="customer"))
     assert {json.loads(line)["subject"] for line in lines} == {"cust_123"}
+
+
+def test_a_report_shows_tool_calls_only_when_some_were_made() -> None:
+    """The ``tool calls`` column appears when a row counts server-side tool calls, with its total."""
+    from meterline import Usage
+    from meterline._cli._ledger import render_report
+    from meterline.ledger import LedgerRow
+
+    plain = LedgerRow(key=("u1",), period=None, events=1, usage=Usage(input_tokens=5), cost=Decimal("0.01"))
+    assert "tool calls" not in render_report([plain], ("user",), None)
+    searched = LedgerRow(
+        key=("u2",),
+        period=None,
+        events=2,
+        usage=Usage(input_tokens=5, web_search_requests=3, file_search_requests=1),
+        cost=Decimal("0.05"),
+    )
+    table = render_report([searched, plain], ("user",), None)
+    header, *lines = table.splitlines()
+    assert "tool calls" in header
+    assert lines[-1].split()[-2:] == ["4", "$0.060000"]  # the total line: 4 tool calls, then the cost

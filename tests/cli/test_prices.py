@@ -28,7 +28,7 @@ def test_prices_names_source_and_price_data_version(capsys: pytest.CaptureFixtur
     _, out, _ = run(capsys, "prices", "gpt-4o-2024-08-06", "--provider", "openai")
     assert "genai-prices, model 'gpt-4o'" in out
     assert "genai-prices==" in out
-    assert "per request   none" in out
+    assert "per request    none" in out
 
 
 @pytest.mark.parametrize("model", ["claude-sonnet-4-5-20250929", "gemini-2.5-pro"])
@@ -166,3 +166,16 @@ def test_prices_invalid_table_row_exits_2(capsys: pytest.CaptureFixture[str], tm
     status, _, err = run(capsys, "prices", "x", "--prices", str(tmp_path / "missing.toml"))
     assert status == 2
     assert "cannot be read" in err
+
+
+def test_prices_show_the_price_of_each_server_tool_call(capsys: pytest.CaptureFixture[str]) -> None:
+    """Web search, file search and code interpreter prices per call, in the table and the JSON."""
+    _, out, _ = run(capsys, "prices", "gpt-5", "--provider", "openai")
+    assert "web search $0.010000" in row(out, "per tool call")
+    assert "code execution $0.030000" in row(out, "per tool call")
+    _, out, _ = run(capsys, "prices", "gpt-5", "--provider", "openai", "--format", "json")
+    assert json.loads(out)["per_call"] == {
+        "web_search": "0.01",
+        "file_search": "0.0025",
+        "code_execution": "0.03",
+    }

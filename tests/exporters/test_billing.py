@@ -37,6 +37,48 @@ def test_a_cloudevent_carries_the_event_id_subject_and_decimal_cost() -> None:
     assert document["data"]["dimensions"] == {"customer": "cus_123", "session": "s1"}
 
 
+def test_a_cloudevent_carries_tool_calls_tier_batch_and_the_stated_cost() -> None:
+    """Server-side tool calls, the tier, batch mode and the provider's own cost are in ``data``."""
+    from tests.ledger.conformance import OPENROUTER_BODY
+
+    meter = Meter()
+    searched = meter.record(
+        Usage(input_tokens=900, output_tokens=80, web_search_requests=2),
+        model="claude-sonnet-4-5",
+        provider="anthropic",
+        service_tier="priority",
+        batch=True,
+    )
+    data = cloudevent(searched, source="//meterline/test")["data"]
+    assert data["server_tool_calls"] == {
+        "web_search": 2,
+        "web_fetch": 0,
+        "file_search": 0,
+        "code_execution": 0,
+    }
+    assert (data["service_tier"], data["batch"], data["reported_cost"]) == ("priority", True, None)
+    stated = cloudevent(meter.record(OPENROUTER_BODY, provider="openrouter"), source="//meterline/test")[
+        "data"
+    ]
+    assert stated["reported_cost"] == {"amount": "0.00036", "currency": "USD", "source": "provider"}
+    unknown = cloudevent(meter.record(None, model="gpt-4o", provider="openai"), source="//m")["data"]
+    assert unknown["server_tool_calls"] is None
+
+
+def test_stripe_bills_web_searches() -> None:
+    """A Stripe meter of ``web_search_requests`` sends the searches of each call."""
+    meter = Meter()
+    with meter.scope(customer="cus_9"):
+        event = meter.record(
+            Usage(input_tokens=10, output_tokens=1, web_search_requests=3),
+            model="claude-sonnet-4-5",
+            provider="anthropic",
+        )
+    searches = (StripeMeter(event_name="searches", quantity="web_search_requests"),)
+    (document,) = Stripe(meters=searches, customer_dimension="customer").render(event)
+    assert document["payload"] == {"stripe_customer_id": "cus_9", "value": "3"}
+
+
 def test_a_cloudevents_batch_is_a_json_array() -> None:
     """A batch body is the JSON array OpenMeter's batch ingest takes."""
     fmt = CloudEvents(source="//meterline/test")

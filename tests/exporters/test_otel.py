@@ -189,6 +189,27 @@ def test_usage_and_cost_go_on_the_current_span(spans: tuple[Any, InMemorySpanExp
     assert "gen_ai.usage.input_tokens" not in second.attributes
 
 
+def test_tool_calls_tier_and_stated_cost_go_on_the_span(spans: tuple[Any, InMemorySpanExporter]) -> None:
+    """A call's server-side tool calls, tier, batch mode and stated cost are span attributes."""
+    tracer, exporter = spans
+    meter = Meter()
+    OTelExporter(meter_provider=MeterProvider()).attach(meter)
+    with tracer.start_as_current_span("search"):
+        meter.record(
+            Usage(input_tokens=100, output_tokens=10, web_search_requests=2),
+            model="gpt-4o",
+            provider="openai",
+            service_tier="flex",
+            batch=True,
+        )
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes["meterline.usage.web_search_requests"] == 2
+    assert "meterline.usage.file_search_requests" not in span.attributes
+    assert span.attributes["meterline.request.service_tier"] == "flex"
+    assert span.attributes["meterline.request.batch"] is True
+
+
 def test_without_an_sdk_the_global_proxies_record_nothing() -> None:
     """With the API only (no provider set), exporting is a silent no-op."""
     meter = Meter()

@@ -72,6 +72,20 @@ def test_counters_by_token_type_status_cost_and_completeness() -> None:
     assert get("meterline_cost_usd_total", ollama) == 0.0
 
 
+def test_server_tool_calls_are_counted_by_tool() -> None:
+    """Web searches and file searches of model calls go to ``meterline_server_tool_calls_total``."""
+    registry = CollectorRegistry()
+    meter = Meter()
+    PrometheusExporter(registry=registry).attach(meter)
+    tools = Usage(input_tokens=10, output_tokens=1, web_search_requests=2, file_search_requests=1)
+    meter.record(tools, model="gpt-4o", provider="openai")
+    meter.record(tools, model="gpt-4o", provider="openai")
+    get = registry.get_sample_value
+    assert get("meterline_server_tool_calls_total", {**LABELS, "tool": "web_search"}) == 4.0
+    assert get("meterline_server_tool_calls_total", {**LABELS, "tool": "file_search"}) == 2.0
+    assert get("meterline_server_tool_calls_total", {**LABELS, "tool": "code_execution"}) is None
+
+
 def test_labels_never_carry_user_or_session_ids() -> None:
     """Every series is labelled by provider, model, operation and token type or status only."""
     registry = CollectorRegistry()

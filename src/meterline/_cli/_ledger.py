@@ -22,7 +22,7 @@ from typing import Any, Final
 from meterline import Pricer, PriceTable, UsageEvent
 from meterline._cli._format import cost_places, format_cost, format_not_in_cost, format_table, format_tokens
 from meterline._money import to_usd
-from meterline._usage import USAGE_FIELDS
+from meterline._usage import USAGE_FIELDS, Usage
 from meterline.exceptions import ConfigurationError, UnpricedModelWarning
 from meterline.exporters import (
     STRIPE_QUANTITIES,
@@ -99,7 +99,19 @@ def open_from(args: argparse.Namespace) -> LedgerBackend:
 # report
 
 
-def _report_rows(rows: Sequence[LedgerRow], granularity: str | None, places: int) -> list[list[str]]:
+def _tool_calls(usage: Usage) -> int:
+    """A usage's server-side tool calls of every kind (web searches, fetches…)."""
+    return (
+        usage.web_search_requests
+        + usage.web_fetch_requests
+        + usage.file_search_requests
+        + usage.code_execution_requests
+    )
+
+
+def _report_rows(
+    rows: Sequence[LedgerRow], granularity: str | None, places: int, tools: bool
+) -> list[list[str]]:
     table = []
     for row in rows:
         period = [] if granularity is None or row.period is None else [_period_label(row.period, granularity)]
@@ -111,6 +123,7 @@ def _report_rows(rows: Sequence[LedgerRow], granularity: str | None, places: int
                 format_tokens(row.usage.input_tokens),
                 format_tokens(row.usage.cache_read_tokens),
                 format_tokens(row.usage.output_tokens),
+                *([format_tokens(_tool_calls(row.usage))] if tools else []),
                 format_cost(row.cost, places),
                 format_not_in_cost(row.unmeasured, row.unpriced),
             ]
@@ -160,7 +173,13 @@ def _row_dict(row: LedgerRow, by: Sequence[str]) -> dict[str, Any]:
 def render_report(
     rows: Sequence[LedgerRow], by: Sequence[str], granularity: str | None, *, title: str = ""
 ) -> str:
-    """A readable table of ledger rows, sorted by cost, with a total line."""
+    """A readable table of ledger rows, sorted by cost, with a total line.
+
+    A ``tool calls`` column (the provider's server-side tools: web searches…) is shown when
+    any row has some.
+    """
+    total = _sum_rows(rows)
+    tools = total.usage.has_units
     headers = [
         *(["period"] if granularity else []),
         *by,
@@ -168,12 +187,12 @@ def render_report(
         "input",
         "cache read",
         "output",
+        *(["tool calls"] if tools else []),
         "cost",
         "not in cost",
     ]
-    total = _sum_rows(rows)
     places = cost_places([row.cost for row in rows] + [total.cost])  # exact, with aligned points
-    body = _report_rows(rows, granularity, places)
+    body = _report_rows(rows, granularity, places, tools)
     body.append(
         [
             *([""] if granularity else []),
@@ -183,6 +202,7 @@ def render_report(
             format_tokens(total.usage.input_tokens),
             format_tokens(total.usage.cache_read_tokens),
             format_tokens(total.usage.output_tokens),
+            *([format_tokens(_tool_calls(total.usage))] if tools else []),
             format_cost(total.cost, places),
             format_not_in_cost(total.unmeasured, total.unpriced),
         ]

@@ -75,6 +75,7 @@ def _rates_to_dict(rates: ModelRates, at: datetime) -> dict[str, Any]:
             for threshold, prices in rates.tiers
         ],
         "per_request": str(rates.per_request),
+        "per_call": {name: str(price) for name, price in rates.per_call.items() if price},
         "source": rates.source,
         "resolved_model": rates.resolved_model,
         "note": rates.note,
@@ -101,10 +102,14 @@ def _render_rates(rates: ModelRates, at: datetime, *, at_given: bool) -> str:
         source = f"genai-prices, model {rates.resolved_model!r}"
     when = at.isoformat(timespec="minutes").replace("+00:00", "Z") + ("" if at_given else " (now)")
     per_request = format_cost(rates.per_request) if rates.per_request else "none"
+    tools = ", ".join(
+        f"{name.replace('_', ' ')} {format_cost(price)}" for name, price in rates.per_call.items() if price
+    )
     facts = [
         ("provider", provider),
         ("prices at", when),
         ("per request", per_request),
+        ("per tool call", tools or "none"),
         ("price source", source),
         ("price data", rates.price_version),
     ]

@@ -40,9 +40,14 @@ STRIPE_QUANTITIES: Final = (
     "cache_read_tokens",
     "cache_write_tokens",
     "reasoning_tokens",
+    "web_search_requests",
+    "web_fetch_requests",
+    "file_search_requests",
+    "code_execution_requests",
     "cost",
 )
-"""What a `StripeMeter` can bill: a token count of `meterline.Usage`, or ``cost`` (USD)."""
+"""What a `StripeMeter` can bill: a count of `meterline.Usage` (tokens or server-side tool
+calls), or ``cost`` (USD)."""
 
 STRIPE_MAX_DIGITS: Final = 15
 """Stripe rejects meter event values with more significant digits than this."""
@@ -75,6 +80,8 @@ def cloudevent(
     a decimal string (``data.cost.amount``, USD); ``subject`` is the value of
     ``subject_dimension`` (the billing customer), omitted when the event lacks it. Token
     counts are inclusive, as OpenTelemetry counts them; ``None`` when the usage is unknown.
+    ``server_tool_calls`` counts the provider's own tools the call ran (web searches…);
+    ``reported_cost`` is what the provider's response said the call cost, if it did.
     """
     usage = event.usage
     data: dict[str, Any] = {
@@ -89,9 +96,22 @@ def cloudevent(
         "cache_read_input_tokens": None if usage is None else usage.cache_read_tokens,
         "cache_write_input_tokens": None if usage is None else usage.cache_write_tokens,
         "reasoning_output_tokens": None if usage is None else usage.reasoning_tokens,
+        "server_tool_calls": None
+        if usage is None
+        else {
+            "web_search": usage.web_search_requests,
+            "web_fetch": usage.web_fetch_requests,
+            "file_search": usage.file_search_requests,
+            "code_execution": usage.code_execution_requests,
+        },
+        "service_tier": event.service_tier,
+        "batch": event.batch,
         "cost": None
         if event.cost is None
         else {"amount": str(event.cost), "currency": "USD", "source": "local"},
+        "reported_cost": None
+        if event.reported_cost is None
+        else {"amount": str(event.reported_cost), "currency": "USD", "source": "provider"},
         "pricing": None if event.price_version is None else {"catalog_version": event.price_version},
         "latency_ms": event.latency_ms,
         "operation_id": event.operation_id,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from meterline._events import NOT_MODEL_CALLS, UsageEvent
 from meterline._extras import require
+from meterline._usage import UNIT_FIELDS
 from meterline._version import __version__
 from meterline.exceptions import ConfigurationError
 
@@ -99,6 +100,12 @@ COST_AMOUNT: Final = "meterline.cost.amount"
 COST_CURRENCY: Final = "meterline.cost.currency"
 EVENT_ID: Final = "meterline.event.id"
 UNMEASURED: Final = "meterline.usage.unmeasured"
+SERVER_TOOL_CALLS: Final = {name: f"meterline.usage.{name}" for name in UNIT_FIELDS}
+"""The server-side tool calls of a call (no semantic convention names them yet)."""
+SERVICE_TIER: Final = "meterline.request.service_tier"
+"""The tier that served the call (OpenAI's own is ``openai.response.service_tier``)."""
+BATCH: Final = "meterline.request.batch"
+REPORTED_COST: Final = "meterline.cost.reported"
 
 _Key = tuple[str, str, str | None, str | None, str | None]
 
@@ -321,7 +328,18 @@ def _span_attributes(event: UsageEvent) -> Mapping[str, str | int | float | bool
         attributes[USAGE_CACHE_WRITE] = usage.cache_write_tokens
     if usage.reasoning_tokens:
         attributes[USAGE_REASONING] = usage.reasoning_tokens
+    if usage.has_units:
+        for name, key in SERVER_TOOL_CALLS.items():
+            count = getattr(usage, name)
+            if count:
+                attributes[key] = count
     if event.cost is not None:
         attributes[COST_AMOUNT] = float(event.cost)
         attributes[COST_CURRENCY] = "USD"
+    if event.service_tier is not None:
+        attributes[SERVICE_TIER] = event.service_tier
+    if event.batch:
+        attributes[BATCH] = True
+    if event.reported_cost is not None:
+        attributes[REPORTED_COST] = float(event.reported_cost)
     return attributes

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from meterline._events import NOT_MODEL_CALLS, UsageEvent
 from meterline._extras import require
+from meterline._usage import UNIT_FIELDS
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -53,6 +54,8 @@ _log: Final = logging.getLogger("meterline")
 
 TOKEN_TYPES: Final = ("input", "cache_read", "cache_write", "output", "reasoning")
 """Values of the ``token_type`` label: exclusive buckets whose sum is the total tokens."""
+SERVER_TOOLS: Final = ("web_search", "web_fetch", "file_search", "code_execution")
+"""Values of the ``tool`` label of ``meterline_server_tool_calls_total``."""
 LABELS: Final = ("provider", "model", "operation")
 """Labels of every usage metric (``meterline_tokens_total`` adds ``token_type``, requests ``status``)."""
 _MAX_CACHED: Final = 10_000
@@ -110,6 +113,12 @@ class PrometheusExporter:
         )
         self.unpriced = counter(
             "unpriced_requests", "Measured model calls without a price (not in cost).", LABELS, **registered
+        )
+        self.tool_calls = counter(
+            "server_tool_calls",
+            "Calls of the provider's own tools that model calls ran (web searches…), by tool.",
+            (*LABELS, "tool"),
+            **registered,
         )
         self._children: dict[tuple[str, str, str | None, str | None], tuple[Any, ...]] = {}
 
@@ -176,6 +185,12 @@ class PrometheusExporter:
             children[8].inc()
         elif cost:
             children[5].inc(float(cost))  # Decimal -> float only at this boundary
+        if usage.has_units:
+            labels = (event.provider or "", event.model or "", event.operation)
+            for name, tool in zip(UNIT_FIELDS, SERVER_TOOLS, strict=True):
+                count = getattr(usage, name)
+                if count:
+                    self.tool_calls.labels(*labels, tool).inc(count)
 
 
 def _min_remaining(statuses: Iterable[Any]) -> dict[tuple[str, str], tuple[float, float]]:
