@@ -16,6 +16,7 @@ The hierarchy::
     ├── ExportError (ValueError)        an event a billing format cannot express (a Stripe value
     │                                   over 15 significant digits, no customer, too old)
     ├── DeliveryError                   a billing endpoint refused or kept failing (the CLI export)
+    ├── ReconcileError                  a provider's usage or cost report could not be read
     ├── MissingExtraError (ImportError) an optional feature whose extra is not installed
     └── UnsupportedSDKError             instrument() got a client it cannot meter, or too old an SDK
 
@@ -49,6 +50,7 @@ __all__ = [
     "MeterlineWarning",
     "MissingExtraError",
     "PriceTableError",
+    "ReconcileError",
     "UnknownModelError",
     "UnpricedModelWarning",
     "UnrecognizedPayloadError",
@@ -129,6 +131,14 @@ class DeliveryError(MeterlineError):
 
     Nothing past the last acknowledged batch is marked delivered, so running the export
     again resumes where it stopped.
+    """
+
+
+class ReconcileError(MeterlineError):
+    """A provider's organisation usage or cost report could not be read (``meterline reconcile``).
+
+    The message names the endpoint and what went wrong (an HTTP status, a page that is not the
+    documented shape), never the admin key.
     """
 
 

@@ -26,6 +26,7 @@ from meterline._cli._exit import EXIT_USAGE, report_error
 from meterline._cli._ledger import add_ledger_commands
 from meterline._cli._maintenance import add_maintenance_commands
 from meterline._cli._prices import add_prices_command
+from meterline._cli._reconcile import add_reconcile_command
 from meterline._cli._serve import add_serve_command
 from meterline.exceptions import MeterlineError
 
@@ -43,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     add_demo_command(commands)
     add_ledger_commands(commands)
     add_maintenance_commands(commands)
+    add_reconcile_command(commands)
     add_budget_commands(commands)
     add_serve_command(commands)
     return parser

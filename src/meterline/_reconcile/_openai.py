@@ -1,0 +1,111 @@
+"""OpenAI's organisation Usage API (completions) and Costs API, read as day lines.
+
+``GET /v1/organization/usage/completions`` gives daily buckets of results grouped by
+``model`` (and ``project_id``): ``input_tokens`` (cached tokens included, as meterline
+counts), ``input_cached_tokens``, ``output_tokens`` and ``num_model_requests``.
+``GET /v1/organization/costs`` gives daily buckets of ``amount.value`` (USD) by line item
+(and project). Both take Unix seconds and paginate with ``page``/``next_page``. The admin
+key is read from ``OPENAI_ADMIN_KEY`` by the command.
+"""
+
+from __future__ import annotations as _annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, Final
+
+from meterline._reconcile._lines import CostLine, Report, UsageLine
+from meterline._reconcile._pages import pages
+from meterline.exceptions import ReconcileError
+
+__all__ = ["ADMIN_KEY_VARIABLE", "BASE_URL", "openai_report"]
+
+BASE_URL: Final = "https://api.openai.com"
+ADMIN_KEY_VARIABLE: Final = "OPENAI_ADMIN_KEY"
+USAGE_PATH: Final = "/v1/organization/usage/completions"
+COSTS_PATH: Final = "/v1/organization/costs"
+
+
+def openai_report(base: str, key: str, start: datetime, end: datetime, *, by_project: bool) -> Report:
+    """OpenAI's usage and costs of the days from ``start`` to ``end`` (UTC midnights).
+
+    Args:
+        base: The API's base URL (``https://api.openai.com``).
+        key: An admin key.
+        start: The first day (inclusive).
+        end: The day after the last (exclusive).
+        by_project: Split each day by ``project_id``.
+
+    Raises:
+        ReconcileError: the API failed or answered something else than its documented pages.
+    """
+    headers = {"Authorization": f"Bearer {key}"}
+    window = [("start_time", str(int(start.timestamp()))), ("end_time", str(int(end.timestamp())))]
+    projects = [("group_by", "project_id")] if by_project else []
+    report = Report()
+    usage_params = [*window, ("bucket_width", "1d"), ("group_by", "model"), *projects, ("limit", "31")]
+    for page in pages(base, USAGE_PATH, usage_params, headers):
+        for bucket in page:
+            day = _day(bucket)
+            for result in _results(bucket):
+                model = result.get("model")
+                report.add_usage(
+                    UsageLine(
+                        day,
+                        model if type(model) is str else "(no model)",
+                        _scope(result, by_project),
+                        _count(result, "input_tokens"),
+                        _count(result, "output_tokens"),
+                        _count(result, "input_cached_tokens"),
+                        _count(result, "num_model_requests"),
+                    )
+                )
+    cost_params = [*window, ("bucket_width", "1d"), *projects, ("limit", "180")]
+    for page in pages(base, COSTS_PATH, cost_params, headers):
+        for bucket in page:
+            day = _day(bucket)
+            for result in _results(bucket):
+                report.add_cost(CostLine(day, _scope(result, by_project), _amount(result)))
+    return report
+
+
+def _day(bucket: dict[str, Any]) -> date:
+    start = bucket.get("start_time")
+    if type(start) is not int:
+        raise ReconcileError(f"bucket start_time={start!r}: expected Unix seconds")
+    return datetime.fromtimestamp(start, tz=UTC).date()
+
+
+def _results(bucket: dict[str, Any]) -> list[dict[str, Any]]:
+    results = bucket.get("results")
+    if type(results) is not list:
+        raise ReconcileError(f"bucket results={results!r:.80}: expected a list")
+    return [result for result in results if type(result) is dict]
+
+
+def _scope(result: dict[str, Any], by_project: bool) -> str | None:
+    if not by_project:
+        return None
+    project = result.get("project_id")
+    return project if type(project) is str else None
+
+
+def _count(result: dict[str, Any], name: str) -> int:
+    value = result.get(name)
+    if value is None:
+        return 0
+    if type(value) is not int or value < 0:
+        raise ReconcileError(f"{name}={value!r}: expected a non-negative int")
+    return value
+
+
+def _amount(result: dict[str, Any]) -> Decimal:
+    amount = result.get("amount")
+    value = amount.get("value") if type(amount) is dict else None
+    currency = amount.get("currency") if type(amount) is dict else None
+    if type(value) not in (int, float) or currency not in ("usd", "USD"):
+        raise ReconcileError(f"amount={amount!r:.80}: expected {{value: a number, currency: 'usd'}}")
+    number = Decimal(repr(value))
+    if not number.is_finite():
+        raise ReconcileError(f"amount.value={value!r}: expected a finite number of USD")
+    return number
