@@ -35,6 +35,16 @@ FIXTURE_APIS = {
     ("cohere", "chat_v2"): "cohere.chat",
     ("ollama", "chat"): "ollama.chat",
     ("ollama", "generate"): "ollama.generate",
+    ("openrouter", "chat"): "openai.chat",
+    ("azure.ai.openai", "chat"): "openai.chat",
+    ("gcp.vertex_ai", "generate_content"): "gemini.generate_content",
+    ("gcp.vertex_ai", "messages"): "anthropic.messages",
+    ("aws.bedrock", "messages"): "anthropic.messages",
+    ("vllm", "chat"): "openai.chat",
+    ("llama.cpp", "chat"): "openai.chat",
+    ("lmstudio", "chat"): "openai.chat",
+    ("together", "chat"): "openai.chat",
+    ("fireworks", "chat"): "openai.chat",
 }
 """Fixture (provider, api) -> the `Extracted.api` / `StreamAccumulator.api` it must report."""
 

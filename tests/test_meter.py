@@ -424,3 +424,56 @@ def test_snapshots_without_tool_call_counters_still_merge() -> None:
     again = Meter()
     again.merge(meter.snapshot())
     assert again.totals().usage.web_search_requests == 3
+
+
+def test_azure_deployment_names_map_to_the_models_they_serve() -> None:
+    """``deployments`` prices a call recorded by deployment name as its model, keeping the name."""
+    meter = Meter(deployments={"prod-4o": "gpt-4o-2024-11-20"})
+    event = meter.record(Usage(input_tokens=1000, output_tokens=100), model="prod-4o", provider="azure")
+    assert (event.model, event.request_model, event.provider) == (
+        "gpt-4o-2024-11-20",
+        "prod-4o",
+        "azure.ai.openai",
+    )
+    assert event.cost == Decimal("0.0035")  # gpt-4o's price: $2.50 in, $10 out per 1M
+    unknown = Meter().record(Usage(input_tokens=1000), model="prod-4o", provider="azure")
+    assert unknown.cost is None
+    for bad in ({"prod-4o": 4}, {"": "gpt-4o"}, ["prod-4o"]):
+        with pytest.raises(ConfigurationError, match="deployments"):
+            Meter(deployments=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "provider"),
+    [
+        ("gcp.vertex_ai/messages_claude.json", "gcp.vertex_ai"),
+        ("gcp.vertex_ai/generate_traffic_type.json", "gcp.vertex_ai"),
+        ("aws.bedrock/invoke_claude.json", "aws.bedrock"),
+        ("azure.ai.openai/chat_content_filter.json", "azure.ai.openai"),
+        ("openrouter/chat_cost.json", "openrouter"),
+        ("fireworks/chat_cached.json", "fireworks"),
+        ("together/chat_plain.json", "together"),
+    ],
+)
+def test_the_shapes_users_meet_are_priced(fixture: str, provider: str) -> None:
+    """Vertex, Bedrock InvokeModel, Azure, OpenRouter and hosted OpenAI-compatible bodies get a cost."""
+    from tests.ledger.conformance import load_fixture
+
+    event = Meter().record(load_fixture(fixture), provider=provider)
+    assert event.provider == provider
+    assert event.cost is not None
+    assert event.cost > 0
+
+
+def test_self_hosted_servers_are_priced_only_by_an_override() -> None:
+    """vLLM, llama.cpp and LM Studio calls are unpriced (never $0) until a price table names them."""
+    from tests.ledger.conformance import load_fixture
+
+    body = load_fixture("vllm/chat_plain.json")
+    with pytest.warns(meterline.UnpricedModelWarning):
+        assert Meter().record(body, provider="vllm").cost is None
+    own = meterline.Price(input_mtok=Decimal("0.10"), output_mtok=Decimal("0.10"))
+    table = meterline.PriceTable(
+        [meterline.PriceOverride(provider="vllm", model="meta-llama/Llama-3.1-8B-Instruct", price=own)]
+    )
+    assert Meter(prices=table).record(body, provider="vllm").cost == Decimal("0.0000045")

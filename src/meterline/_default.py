@@ -9,6 +9,7 @@ from __future__ import annotations as _annotations
 
 import threading
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,7 @@ def configure(
     budgets: Iterable[Budget] | str | Path | None = None,
     budget_lease: float = DEFAULT_LEASE,
     default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
+    deployments: Mapping[str, str] | None = None,
 ) -> Meter:
     """Replace the process-wide default meter and return it.
 
@@ -72,6 +74,7 @@ def configure(
             budgets=budgets,
             budget_lease=budget_lease,
             default_max_output_tokens=default_max_output_tokens,
+            deployments=deployments,
         )
     with _lock:
         previous, _default = _default, meter
@@ -111,6 +114,7 @@ def record(
     complete: bool = True,
     service_tier: str | None = None,
     batch: bool = False,
+    reported_cost: Decimal | None = None,
 ) -> UsageEvent:
     """`Meter.record` on the default meter."""
     return get_meter().record(
@@ -130,6 +134,7 @@ def record(
         complete=complete,
         service_tier=service_tier,
         batch=batch,
+        reported_cost=reported_cost,
     )
 
 

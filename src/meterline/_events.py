@@ -18,15 +18,14 @@ from meterline._dimensions import Dimensions, check_size, check_text
 from meterline._ids import COUNTER_MASK
 from meterline._money import pico_of, pico_of_exact, to_usd
 from meterline._providers import canonical_provider
+from meterline._reported import MAX_REPORTED_PICO
 from meterline._usage import Usage, check_event_tokens
 from meterline.exceptions import ConfigurationError, MalformedUsageError
 
 __all__ = [
     "CACHE_OPERATION",
-    "COST_TOLERANCE",
     "MAX_ATTEMPT",
     "MAX_DURATION_MS",
-    "MAX_REPORTED_PICO",
     "NOT_MODEL_CALLS",
     "TOOL_OPERATION",
     "TOOL_SUCCESS",
@@ -38,7 +37,6 @@ __all__ = [
     "check_operation_id",
     "check_recorded",
     "check_status",
-    "cost_disagrees",
     "finer_cost",
     "recorded_event",
 ]
@@ -415,28 +413,6 @@ def recorded_event(
     return event  # type: ignore[no-any-return]
 
 
-COST_TOLERANCE: Final = (1, 100, 1_000_000)
-"""How far a provider's stated cost may be from meterline's before they disagree: 1 part in
-100 of the stated cost, or 1 micro-dollar (1,000,000 pico-dollars), whichever is larger (a
-provider rounds what it states)."""
-
-
-def cost_disagrees(event: UsageEvent) -> bool:
-    """Whether the provider's stated cost and meterline's differ by more than `COST_TOLERANCE`.
-
-    An event with no stated cost never disagrees; a stated cost for a call meterline could not
-    price (or measure) always does: that is a price missing from the table.
-    """
-    reported = event._reported_cost_pico
-    if reported is None:
-        return False
-    cost = event._cost_pico
-    if cost is None:
-        return True
-    parts, whole, floor = COST_TOLERANCE
-    return abs(cost - reported) * whole > max(reported * parts, floor * whole)
-
-
 def finer_cost(event: UsageEvent) -> Decimal | None:
     """The event's exact cost when `UsageEvent.cost_pico` rounds it, else ``None``.
 
@@ -540,9 +516,6 @@ def check_latency(latency_ms: object, argument: str = "latency_ms") -> float:
 MAX_DURATION_MS: Final = 365 * 86_400_000.0
 """The longest latency or tool duration accepted, in milliseconds (a year): sums of many stay
 far from float overflow, which a value like ``1e303`` would reach at once."""
-MAX_REPORTED_PICO: Final = 2**62
-"""The highest cost a response may state, in pico-dollars (4.6 million USD): what every
-store's 64-bit integer column holds with room."""
 MAX_ATTEMPT: Final = 2**31 - 1
 """The highest attempt number accepted (what every store's integer column holds with room)."""
 

@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, Literal, overload
 
@@ -34,7 +35,6 @@ from meterline._events import (
     check_latency,
     check_operation_id,
     check_status,
-    cost_disagrees,
     recorded_event,
 )
 from meterline._guard import Guard, logger
@@ -42,6 +42,7 @@ from meterline._ids import IdFactory
 from meterline._money import pico_of
 from meterline._pricing import Plan, PriceContext, Pricer, PriceTable, price_context
 from meterline._providers import extract
+from meterline._reported import check_reported_cost, cost_disagrees
 from meterline._rollup import TALLY_AT, ActiveScope, RollUps, RowKey
 from meterline._scope import Scope, ScopeStack
 from meterline._snapshot import Snapshot
@@ -150,6 +151,10 @@ class Meter:
             it (crashed): then the store lets them go (default 600).
         default_max_output_tokens: The output a reservation assumes when the call sets no
             ``max_output_tokens`` (default 4096).
+        deployments: Model names the calls use that are not model ids (Azure OpenAI
+            deployment names) mapped to the model each serves (``{"prod-4o": "gpt-4o"}``): an
+            event recorded with such a name gets the model id, priced, and keeps the name as
+            its ``request_model``. A response naming its model needs no entry.
     """
 
     def __init__(
@@ -164,6 +169,7 @@ class Meter:
         budgets: Iterable[Budget] | str | Path | None = None,
         budget_lease: float = DEFAULT_LEASE,
         default_max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS,
+        deployments: Mapping[str, str] | None = None,
     ) -> None:
         if isinstance(prices, (str, Path)):
             prices = PriceTable.from_toml(prices)
@@ -203,6 +209,7 @@ class Meter:
             self._sink = self._writer.submit
         self._budget_lease = float(budget_lease)
         self._default_max_output = check_count("default_max_output_tokens", default_max_output_tokens)
+        self._deployments = _checked_deployments(deployments)
         self._budgets: BudgetEngine | None = None
         if budget_store is None:
             budget_store = os.environ.get(BUDGET_STORE_ENV_VAR) or None
@@ -300,6 +307,7 @@ class Meter:
         complete: bool = True,
         service_tier: str | None = None,
         batch: bool = False,
+        reported_cost: Decimal | None = None,
     ) -> UsageEvent:
         """Record one model call and return its event.
 
@@ -335,6 +343,9 @@ class Meter:
                 response does not report the tier that served it; a tier with prices of its
                 own is priced at them.
             batch: The call went through the provider's Batch API: priced at the batch rate.
+            reported_cost: The cost the provider stated for the call, in USD, when the response
+                is not what states it (a stream's last chunk, read by the caller); a response
+                that states its own cost wins. Compared with meterline's (see `stats`).
 
         Returns:
             The recorded `UsageEvent`.
@@ -344,6 +355,8 @@ class Meter:
             ConfigurationError: an argument has the wrong type or value (nothing is recorded).
         """
         reported: int | None = None  # the cost the response states, in pico-dollars
+        if reported_cost is not None:
+            reported = check_reported_cost(reported_cost)
         if type(response_or_usage) is Usage:
             usage: Usage | None = response_or_usage
         elif response_or_usage is None:
@@ -363,6 +376,11 @@ class Meter:
                 service_tier = found.service_tier
             if found.reported_cost is not None:
                 reported = pico_of(found.reported_cost)
+        deployments = self._deployments
+        if deployments is not None and model in deployments:  # an Azure deployment's name
+            if request_model is None:
+                request_model = model
+            model = deployments[model]
         partial = None
         if complete is not True:
             if complete is not False:
@@ -471,7 +489,7 @@ class Meter:
             batch,
             reported,
         )
-        if reported is not None and cost_disagrees(event):
+        if reported is not None and cost_disagrees(pico, reported):
             self._disagreed(event)
 
         budgets = self._budgets
@@ -980,6 +998,26 @@ class Meter:
 
     def __repr__(self) -> str:
         return f"<meterline.Meter events={self._ids.issued}>"
+
+
+def _checked_deployments(deployments: object) -> dict[str, str] | None:
+    """``deployments`` as a dict of names to model ids, or ``None`` when there are none.
+
+    Raises:
+        ConfigurationError: unless it maps non-empty strs to non-empty strs.
+    """
+    if deployments is None:
+        return None
+    if not isinstance(deployments, Mapping):
+        raise ConfigurationError(
+            f"deployments={deployments!r}: expected a mapping of deployment names to model ids"
+        )
+    for name, model in deployments.items():
+        if type(name) is not str or type(model) is not str or not name or not model:
+            raise ConfigurationError(
+                f"deployments[{name!r}]={model!r}: expected a deployment name mapped to a model id (both str)"
+            )
+    return dict(deployments) or None
 
 
 def _wanted(dimensions: Mapping[str, str | int], method: str) -> list[tuple[str, str]]:

@@ -6,6 +6,7 @@ import asyncio
 import copy
 import gc
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import openai
@@ -21,6 +22,7 @@ CHAT_STREAM = fixture("openai/chat_stream_include_usage")
 RESPONSES = fixture("openai/responses_plain")
 RESPONSES_STREAM = fixture("openai/responses_stream_completed")
 EMBEDDINGS = fixture("openai/embeddings_single")
+OPENROUTER_STREAM = fixture("openrouter/chat_stream_usage_cost")
 MESSAGES: Any = [{"role": "user", "content": "Hi"}]
 
 
@@ -99,6 +101,18 @@ class TestChat:
         assert event.usage == usage_of(CHAT_STREAM)
         assert event.model == CHAT_STREAM["model"]
         assert event.status == "ok"
+
+    def test_a_streams_stated_cost_and_tier_are_recorded(
+        self, api: FakeAPI, rec: Recorded, client: openai.OpenAI
+    ) -> None:
+        """An OpenRouter stream's last chunk states its cost; the event keeps it beside meterline's."""
+        chunks = [{**chunk, "service_tier": "default"} for chunk in OPENROUTER_STREAM["chunks"]]
+        api.script(Reply(events=openai_sse(chunks)))
+        list(client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES, stream=True))
+        event = rec.only
+        assert event.usage == usage_of(OPENROUTER_STREAM)
+        assert event.reported_cost == Decimal(OPENROUTER_STREAM["expected_reported_cost"])
+        assert event.service_tier == "default"
 
     def test_user_stream_options_are_kept(self, api: FakeAPI, rec: Recorded, client: openai.OpenAI) -> None:
         """When the user sets stream_options, it is sent as is and the usage chunk is not hidden."""

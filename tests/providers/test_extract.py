@@ -5,6 +5,7 @@ from __future__ import annotations as _annotations
 import json
 import math
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -72,6 +73,8 @@ def test_fixture_extract(case: dict[str, Any]) -> None:
     assert found.api == FIXTURE_APIS[case["provider"], case["api"]]
     assert found.api in APIS
     assert found.unknown_fields == tuple(case.get("expected_unknown_fields", ()))
+    stated = case.get("expected_reported_cost")
+    assert found.reported_cost == (None if stated is None else Decimal(stated))
 
 
 @pytest.mark.parametrize("case", RESPONSES)
@@ -103,7 +106,19 @@ def test_fixture_corpus_is_loaded() -> None:
     assert MALFORMED
 
 
-_OPENAI_COMPATIBLE = {"mistral_ai", "deepseek", "groq", "x_ai"}
+_OPENAI_COMPATIBLE = {
+    "mistral_ai",
+    "deepseek",
+    "groq",
+    "x_ai",
+    "openrouter",
+    "azure.ai.openai",
+    "vllm",
+    "llama.cpp",
+    "lmstudio",
+    "together",
+    "fireworks",
+}
 
 
 def _sdk_response(case: dict[str, Any]) -> Any:

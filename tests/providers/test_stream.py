@@ -2,9 +2,11 @@
 
 from __future__ import annotations as _annotations
 
+import base64
 import contextlib
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -37,8 +39,24 @@ _expected = fixture_cases.expected
 
 @pytest.mark.parametrize("case", STREAMS)
 def test_fixture_stream_with_provider(case: dict[str, Any]) -> None:
-    """Every recorded stream accumulates to its expected usage under its provider's rules."""
+    """Every recorded stream accumulates to its expected usage and stated cost under its provider's rules."""
     assert usage_from_stream(case["chunks"], case["provider"]) == _expected(case)
+    acc = StreamAccumulator(case["provider"])
+    for chunk in case["chunks"]:
+        acc.add(chunk)
+    stated = case.get("expected_reported_cost")
+    assert acc.reported_cost == (None if stated is None else Decimal(stated))
+
+
+def test_bedrock_invoke_streams_as_botocore_yields_them() -> None:
+    """InvokeModelWithResponseStream chunks whose bytes are raw (botocore) or base64 (the wire) read alike."""
+    case = dict(_ALL)["aws.bedrock/invoke_claude_stream.json"]
+    raw = [{"chunk": {"bytes": base64.b64decode(chunk["chunk"]["bytes"])}} for chunk in case["chunks"]]
+    assert usage_from_stream(raw, "aws.bedrock") == _expected(case)
+    with pytest.raises(UnrecognizedPayloadError, match="base64 JSON"):
+        usage_from_stream([{"chunk": {"bytes": "not base64!"}}], "aws.bedrock")
+    with pytest.raises(UnrecognizedPayloadError, match="JSON list"):
+        usage_from_stream([{"chunk": {"bytes": base64.b64encode(b"[1]").decode()}}], "aws.bedrock")
 
 
 @pytest.mark.parametrize("case", DETECTABLE)
@@ -117,12 +135,28 @@ def test_fixture_streams_are_loaded() -> None:
 # SDK event objects built from the recorded chunks
 
 
+_OPENAI_SDK = {
+    "openai",
+    "deepseek",
+    "groq",
+    "mistral_ai",
+    "x_ai",
+    "openrouter",
+    "azure.ai.openai",
+    "vllm",
+    "llama.cpp",
+    "together",
+    "fireworks",
+}
+"""Providers whose chat streams the OpenAI SDK reads (pointed at their base URL)."""
+
+
 def _sdk_events(case: dict[str, Any]) -> list[Any] | None:
     """The provider SDK's event objects for a fixture stream, or None when there is no SDK type."""
     import pydantic
 
     provider, api, chunks = case["provider"], case["api"], case["chunks"]
-    if api == "chat" and provider in {"openai", "deepseek", "groq", "mistral_ai", "x_ai"}:
+    if api == "chat" and provider in _OPENAI_SDK:
         from openai.types.chat import ChatCompletionChunk
 
         if provider == "openai":
@@ -133,7 +167,7 @@ def _sdk_events(case: dict[str, Any]) -> list[Any] | None:
 
         adapter: Any = pydantic.TypeAdapter(ResponseStreamEvent)
         return [adapter.validate_python(c) for c in chunks]
-    if provider == "anthropic":
+    if api == "messages" and provider in {"anthropic", "gcp.vertex_ai"}:  # the SDK's Vertex client too
         from anthropic.types import RawMessageStreamEvent
 
         # The SDK drops ping events before yielding (anthropic/_streaming.py), so do the same.
@@ -146,7 +180,7 @@ def _sdk_events(case: dict[str, Any]) -> list[Any] | None:
     return None
 
 
-_SDK_STREAM_PROVIDERS = {"openai", "deepseek", "groq", "mistral_ai", "x_ai", "anthropic", "gcp.gemini"}
+_SDK_STREAM_PROVIDERS = {*_OPENAI_SDK, "anthropic", "gcp.gemini", "gcp.vertex_ai"}
 SDK_STREAMS = [
     pytest.param(case, id=name)
     for name, case in _STREAM_CASES
@@ -166,6 +200,8 @@ def test_sdk_stream_events(case: dict[str, Any]) -> None:
     assert acc.usage == _expected(case)
     assert acc.model == case["model"]
     assert acc.chunks == len(events)
+    stated = case.get("expected_reported_cost")
+    assert acc.reported_cost == (None if stated is None else Decimal(stated))
     if case["detectable"]:
         assert usage_from_stream(events) == _expected(case)
 

@@ -14,6 +14,7 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from meterline._instrument._endpoint import Endpoint, Request, Target
@@ -68,10 +69,14 @@ class Call:
         served: str | None = None,
         response_id: str | None = None,
         complete: bool = True,
+        *,
+        service_tier: str | None = None,
+        reported_cost: Decimal | None = None,
     ) -> None:
         """Record the event; if the payload cannot be recorded, record the call as unmeasured.
 
         ``complete=False``: the payload is what a stream reported before it was cut (a lower bound).
+        ``service_tier`` and ``reported_cost``: what a stream's chunks said (a body says it itself).
         """
         meter = self.meter
         latency = None if end is None else (end - self.start) / 1e6
@@ -81,9 +86,12 @@ class Call:
             options["reservation"] = self.reservation
         if not complete:
             options["complete"] = False
-        tier = self.request.service_tier
-        if tier is not None and tier not in ("auto", "default"):
+        asked = self.request.service_tier  # "auto" and "default" ask for no tier in particular
+        tier = service_tier if service_tier is not None else None if asked in ("auto", "default") else asked
+        if tier is not None:
             options["service_tier"] = tier
+        if reported_cost is not None:
+            options["reported_cost"] = reported_cost
         try:
             meter.record(
                 payload,
@@ -104,6 +112,7 @@ class Call:
             )
         options.pop("complete", None)
         options.pop("service_tier", None)
+        options.pop("reported_cost", None)
         try:
             meter.record(
                 None,

@@ -110,7 +110,16 @@ class StreamState:
             # A stream that ended before its final count (cut after Anthropic's message_start):
             # what arrived is a lower bound, recorded as such, never as the call's usage.
             complete = usage is None or acc.complete
-            self.call.record(usage, status, self.last, acc.model, acc.response_id, complete)
+            self.call.record(
+                usage,
+                status,
+                self.last,
+                acc.model,
+                acc.response_id,
+                complete,
+                service_tier=acc.service_tier,
+                reported_cost=acc.reported_cost,
+            )
 
 
 def iterate(state: StreamState, inner: Iterator[Any]) -> Iterator[Any]:

@@ -13,7 +13,8 @@ from __future__ import annotations as _annotations
 
 from typing import Any, Final
 
-from meterline._providers._rules import OBJECT, StreamState, details, opt, plain_dict
+from meterline._providers._billing import reported_cost_of, service_tier_of
+from meterline._providers._rules import OAI, OBJECT, StreamState, details, opt, plain_dict
 from meterline._providers._server_tools import with_responses_tools
 from meterline._usage import MAX_COUNT, Usage, check_count, checked_usage, new_usage
 from meterline.exceptions import MalformedUsageError
@@ -288,6 +289,8 @@ def chat_chunk(acc: StreamState, d: dict[Any, Any]) -> None:
     """A chat stream chunk: the last non-null ``usage`` (or ``x_groq.usage``) wins."""
     if acc.model is None:
         acc.capture(d.get("model"), d.get("id"))
+    if acc.service_tier is None and d.get("service_tier") is not None:
+        acc.service_tier = service_tier_of(OAI, d, None)
     u = d.get("usage")
     if u is None:
         xg = d.get("x_groq")
@@ -304,6 +307,8 @@ def chat_chunk(acc: StreamState, d: dict[Any, Any]) -> None:
     if type(u) is not dict:
         raise MalformedUsageError(name, u, OBJECT)
     acc.usage = acc.rules(u)
+    if "cost" in u or "cost_details" in u:
+        acc.reported_cost = reported_cost_of(u)
     if not acc.given:
         acc.provider = provider_of_chat(u, d)
         acc.api = CHAT_APIS.get((acc.provider, "chat"), "openai.chat")
@@ -322,7 +327,12 @@ def reduce_chat_chunk(acc: StreamState, obj: Any) -> dict[Any, Any] | None:
         if acc.model is None:
             acc.capture(getattr(obj, "model", None), getattr(obj, "id", None))
         return None
-    return {"usage": plain_dict(u), "model": getattr(obj, "model", None), "id": getattr(obj, "id", None)}
+    return {
+        "usage": plain_dict(u),
+        "model": getattr(obj, "model", None),
+        "id": getattr(obj, "id", None),
+        "service_tier": getattr(obj, "service_tier", None),
+    }
 
 
 def responses_event(acc: StreamState, d: dict[Any, Any]) -> None:

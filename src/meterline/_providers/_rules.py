@@ -11,6 +11,7 @@ from __future__ import annotations as _annotations
 
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, Final
 
 from meterline._usage import TOKEN_FIELDS, Usage, check_count, checked_usage
@@ -149,9 +150,11 @@ class StreamState:
         "partial",
         "provider",
         "provisional",
+        "reported_cost",
         "response_id",
         "rules",
         "searches",
+        "service_tier",
         "unknown",
         "usage",
     )
@@ -172,6 +175,10 @@ class StreamState:
         """A stream whose usage arrives field by field (Anthropic's): the fields so far."""
         self.searches = 0
         """Google Search groundings a Gemini stream's chunks listed (billed per search)."""
+        self.service_tier: str | None = None
+        """The service tier a chat stream's chunks reported."""
+        self.reported_cost: Decimal | None = None
+        """The cost a chat stream's usage chunk stated (OpenRouter's ``usage.cost``)."""
         self.provisional = False
         """Whether ``usage`` is a count the stream reports before its end (Anthropic's
         ``message_start``, a Gemini snapshot before the finish reason), not its final one."""

@@ -10,8 +10,10 @@ detects the framing (`_shape.framing_of`) and feeds the chunks to its handler.
 
 from __future__ import annotations as _annotations
 
+import base64
 import json
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from meterline._providers._extract import to_dict
@@ -119,6 +121,16 @@ class StreamAccumulator:
         return self._state.api
 
     @property
+    def service_tier(self) -> str | None:
+        """The service tier the stream reported (OpenAI chunks' ``service_tier``), if any."""
+        return self._state.service_tier
+
+    @property
+    def reported_cost(self) -> Decimal | None:
+        """The cost the stream stated (OpenRouter's last chunk, ``usage.cost``), in USD, if any."""
+        return self._state.reported_cost
+
+    @property
     def chunks(self) -> int:
         """How many chunks were added (skipped ``[DONE]``, blank and comment lines not counted)."""
         return self._chunks
@@ -189,6 +201,9 @@ class StreamAccumulator:
     # -- framing ------------------------------------------------------------------------
 
     def _handle(self, d: dict[Any, Any]) -> None:
+        chunk = d.get("chunk")
+        if type(chunk) is dict and len(d) == 1 and "bytes" in chunk:
+            d = _invoke_event(chunk["bytes"])  # Bedrock InvokeModelWithResponseStream
         handler = self._handler
         if handler is None:
             self._detect(d)
@@ -226,6 +241,25 @@ class StreamAccumulator:
             f"StreamAccumulator(provider={self._state.provider!r}, model={self._state.model!r}, "
             f"chunks={self._chunks}, usage={self._state.usage!r})"
         )
+
+
+def _invoke_event(payload: object) -> dict[Any, Any]:
+    """The event a Bedrock InvokeModel stream chunk carries: its model vendor's own (Anthropic's).
+
+    botocore gives the payload as bytes; on the wire (and in a JSON dump) it is base64 text.
+    """
+    try:
+        raw = (
+            payload
+            if isinstance(payload, bytes | bytearray)
+            else base64.b64decode(str(payload), validate=True)
+        )
+        event = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise UnrecognizedPayloadError("a Bedrock stream chunk's bytes are not base64 JSON") from None
+    if type(event) is not dict:
+        raise UnrecognizedPayloadError(f"a Bedrock stream chunk holds a JSON {type(event).__name__}")
+    return event
 
 
 def usage_from_stream(chunks: Iterable[Any], provider: str | None = None) -> Usage | None:
