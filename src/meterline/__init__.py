@@ -9,6 +9,7 @@ from __future__ import annotations as _annotations
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
+from meterline._batch import BatchResults, record_batch
 from meterline._default import configure, get_meter, record, record_tool, reset_defaults, scope
 from meterline._events import UsageEvent
 from meterline._meter import Meter, MeterStats
@@ -55,6 +56,7 @@ __all__ = [
     "APIS",
     "PROVIDERS",
     "ActiveScope",
+    "BatchResults",
     "Budget",
     "BudgetAlert",
     "BudgetExceeded",
@@ -102,6 +104,7 @@ __all__ = [
     "load_budgets",
     "open_ledger",
     "record",
+    "record_batch",
     "record_tool",
     "reset_defaults",
     "scope",
