@@ -150,3 +150,19 @@ def test_errors_about_enormous_values_are_still_readable() -> None:
     with pytest.raises(MalformedUsageError) as info:
         Usage(input_tokens="x" * 10_000)  # type: ignore[arg-type]
     assert len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize(
+    "name", ["web_search_requests", "web_fetch_requests", "file_search_requests", "code_execution_requests"]
+)
+def test_tool_calls_are_counts_bounded_like_an_events_tokens(name: str) -> None:
+    """A usage's tool calls add up like tokens, refuse bad counts, and at most 2**40 of each."""
+    usage = Usage(input_tokens=5, **{name: 3}) + Usage(**{name: 4})
+    assert getattr(usage, name) == 7
+    assert usage.has_units
+    assert usage.total_tokens == 5
+    assert Usage.from_dict(usage.to_dict()) == usage
+    for bad in (-1, True, 1.0, "2", 2**40 + 1):
+        with pytest.raises(MalformedUsageError, match=name):
+            Usage(**{name: bad})
+    assert not Usage(input_tokens=1).has_units

@@ -393,8 +393,8 @@ class Meter:
         # so do model, provider, operation and status when their row exists (they were
         # checked, and the provider made canonical, when the row was made).
         if usage is not None and (
-            usage.input_tokens > MAX_EVENT_TOKENS or usage.output_tokens > MAX_EVENT_TOKENS or usage.has_units
-        ):  # every other token count is a part of these two
+            usage.input_tokens > MAX_EVENT_TOKENS or usage.output_tokens > MAX_EVENT_TOKENS
+        ):  # every other token count is a part of these two (and a `Usage` bounds its tool calls)
             check_event_tokens(usage)
         context: PriceContext = ()
         if service_tier is not None or batch is not False:

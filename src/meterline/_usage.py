@@ -16,6 +16,7 @@ __all__ = [
     "UNIT_FIELDS",
     "USAGE_FIELDS",
     "Usage",
+    "check_calls",
     "check_count",
     "check_counts",
     "check_event_tokens",
@@ -77,13 +78,23 @@ def check_count(field: str, value: object) -> int:
     raise MalformedUsageError(field, value, _NON_NEGATIVE_INT)
 
 
+def check_calls(field: str, count: int) -> None:
+    """Raises `MalformedUsageError` unless a count of tool calls is at most `MAX_EVENT_TOKENS`.
+
+    One usage's server-side tool calls are bounded as one event's tokens are (stores add
+    them up in 64-bit columns); `Meter.record` then needs no check of its own for them.
+    """
+    if count > MAX_EVENT_TOKENS:
+        raise MalformedUsageError(field, count, f"at most {MAX_EVENT_TOKENS:,} (2**40) calls in one usage")
+
+
 def check_event_tokens(usage: Usage) -> None:
     """Raises `MalformedUsageError` unless ``usage`` counts at most `MAX_EVENT_TOKENS` each way.
 
     Its other token counts are parts of ``input_tokens`` or ``output_tokens``, so are bounded
-    too; each billable unit (a server-side tool's calls) is bounded the same way.
+    too; its tool calls are bounded by `Usage` itself (`check_calls`).
     """
-    for name in ("input_tokens", "output_tokens", *UNIT_FIELDS):
+    for name in ("input_tokens", "output_tokens"):
         value = getattr(usage, name)
         if value > MAX_EVENT_TOKENS:
             raise MalformedUsageError(
@@ -145,6 +156,8 @@ class Usage:
     def __post_init__(self) -> None:
         for name in USAGE_FIELDS:
             check_count(name, getattr(self, name))
+        for name in UNIT_FIELDS:
+            check_calls(name, getattr(self, name))
         _check_subsets(
             self.input_tokens,
             self.cache_read_tokens,
@@ -354,6 +367,8 @@ def with_units(usage: Usage, names: tuple[str, str, str, str], counts: tuple[obj
         MalformedUsageError: naming the field, unless every count is a non-negative int.
     """
     web_search, web_fetch, file_search, code_execution = check_counts(names, counts)
+    for name, count in zip(names, (web_search, web_fetch, file_search, code_execution), strict=True):
+        check_calls(name, count)
     return new_usage(
         usage.input_tokens,
         usage.cache_read_tokens,
