@@ -164,5 +164,5 @@ def test_tool_calls_are_counts_bounded_like_an_events_tokens(name: str) -> None:
     assert Usage.from_dict(usage.to_dict()) == usage
     for bad in (-1, True, 1.0, "2", 2**40 + 1):
         with pytest.raises(MalformedUsageError, match=name):
-            Usage(**{name: bad})
+            Usage(**{name: bad})  # type: ignore[arg-type]
     assert not Usage(input_tokens=1).has_units

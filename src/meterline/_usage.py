@@ -4,6 +4,7 @@ from __future__ import annotations as _annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Final, cast
 
 from meterline._frozen import twin
@@ -366,20 +367,10 @@ def with_units(usage: Usage, names: tuple[str, str, str, str], counts: tuple[obj
     Raises:
         MalformedUsageError: naming the field, unless every count is a non-negative int.
     """
-    web_search, web_fetch, file_search, code_execution = check_counts(names, counts)
-    for name, count in zip(names, (web_search, web_fetch, file_search, code_execution), strict=True):
+    calls = check_counts(names, counts)
+    for name, count in zip(names, calls, strict=True):
         check_calls(name, count)
-    return new_usage(
-        usage.input_tokens,
-        usage.cache_read_tokens,
-        usage.cache_write_tokens,
-        usage.cache_write_1h_tokens,
-        usage.output_tokens,
-        usage.reasoning_tokens,
-        usage.audio_input_tokens,
-        usage.audio_output_tokens,
-        web_search,
-        web_fetch,
-        file_search,
-        code_execution,
-    )
+    return new_usage(*_TOKENS_OF(usage), *calls)
+
+
+_TOKENS_OF: Final = attrgetter(*TOKEN_FIELDS)

@@ -16,6 +16,7 @@ import bisect
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, Final
 
 from meterline._money import PICO_PER_USD, pico_of, to_usd
@@ -62,6 +63,7 @@ _MAPPED_PRICE_KEYS: Final = frozenset(
     }
 )
 _ZERO: Final = Decimal(0)
+_COUNTS_OF: Final = attrgetter(*USAGE_FIELDS)
 
 
 @dataclass(slots=True)
@@ -152,21 +154,7 @@ def _genai_usage(counts: tuple[int, ...]) -> Any:
 
 def genai_cost(model_price: Any, usage: Usage) -> Decimal:
     """Price ``usage`` with genai-prices' own arithmetic (the reference the plans are checked against)."""
-    counts = (
-        usage.input_tokens,
-        usage.cache_read_tokens,
-        usage.cache_write_tokens,
-        usage.cache_write_1h_tokens,
-        usage.output_tokens,
-        usage.reasoning_tokens,
-        usage.audio_input_tokens,
-        usage.audio_output_tokens,
-        usage.web_search_requests,
-        usage.web_fetch_requests,
-        usage.file_search_requests,
-        usage.code_execution_requests,
-    )
-    total: Decimal = model_price.calc_price(_genai_usage(counts))["total_price"]
+    total: Decimal = model_price.calc_price(_genai_usage(_COUNTS_OF(usage)))["total_price"]
     return total
 
 

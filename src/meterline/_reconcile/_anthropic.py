@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 from meterline._reconcile._lines import CostLine, Report, UsageLine
-from meterline._reconcile._pages import pages
+from meterline._reconcile._pages import count, pages, results, scope
 from meterline.exceptions import ReconcileError
 
 __all__ = ["ADMIN_KEY_VARIABLE", "BASE_URL", "anthropic_report"]
@@ -37,30 +37,30 @@ def anthropic_report(base: str, key: str, start: datetime, end: datetime, *, by_
     headers = {"x-api-key": key, "anthropic-version": _VERSION}
     window = [("starting_at", _rfc3339(start)), ("ending_at", _rfc3339(end)), ("bucket_width", "1d")]
     workspaces = [("group_by[]", "workspace_id")] if by_workspace else []
+    split = "workspace_id" if by_workspace else None
     report = Report()
     usage_params = [*window, ("group_by[]", "model"), *workspaces, ("limit", "31")]
     for page in pages(base, USAGE_PATH, usage_params, headers):
         for bucket in page:
             day = _day(bucket)
-            for result in _results(bucket):
+            for result in results(bucket):
                 cache = result.get("cache_creation")
                 if cache is not None and type(cache) is not dict:
                     raise ReconcileError(f"cache_creation={cache!r:.80}: expected an object")
                 writes = (
                     0
                     if cache is None
-                    else _count(cache, "ephemeral_5m_input_tokens")
-                    + _count(cache, "ephemeral_1h_input_tokens")
+                    else count(cache, "ephemeral_5m_input_tokens") + count(cache, "ephemeral_1h_input_tokens")
                 )
-                read = _count(result, "cache_read_input_tokens")
+                read = count(result, "cache_read_input_tokens")
                 model = result.get("model")
                 report.add_usage(
                     UsageLine(
                         day,
                         model if type(model) is str else "(no model)",
-                        _scope(result, by_workspace),
-                        _count(result, "uncached_input_tokens") + writes + read,
-                        _count(result, "output_tokens"),
+                        scope(result, split),
+                        count(result, "uncached_input_tokens") + writes + read,
+                        count(result, "output_tokens"),
                         read,
                         None,
                     )
@@ -69,8 +69,8 @@ def anthropic_report(base: str, key: str, start: datetime, end: datetime, *, by_
     for page in pages(base, COST_PATH, cost_params, headers):
         for bucket in page:
             day = _day(bucket)
-            for result in _results(bucket):
-                report.add_cost(CostLine(day, _scope(result, by_workspace), _cents(result)))
+            for result in results(bucket):
+                report.add_cost(CostLine(day, scope(result, split), _cents(result)))
     return report
 
 
@@ -84,29 +84,6 @@ def _day(bucket: dict[str, Any]) -> date:
         return datetime.fromisoformat(str(start).replace("Z", "+00:00")).date()
     except ValueError:
         raise ReconcileError(f"bucket starting_at={start!r:.80}: expected an RFC 3339 time") from None
-
-
-def _results(bucket: dict[str, Any]) -> list[dict[str, Any]]:
-    results = bucket.get("results")
-    if type(results) is not list:
-        raise ReconcileError(f"bucket results={results!r:.80}: expected a list")
-    return [result for result in results if type(result) is dict]
-
-
-def _scope(result: dict[str, Any], by_workspace: bool) -> str | None:
-    if not by_workspace:
-        return None
-    workspace = result.get("workspace_id")
-    return workspace if type(workspace) is str else None
-
-
-def _count(result: dict[str, Any], name: str) -> int:
-    value = result.get(name)
-    if value is None:
-        return 0
-    if type(value) is not int or value < 0:
-        raise ReconcileError(f"{name}={value!r}: expected a non-negative int")
-    return value
 
 
 def _cents(result: dict[str, Any]) -> Decimal:

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from meterline._reconcile._lines import CostLine, Report, UsageLine
-from meterline._reconcile._pages import pages
+from meterline._reconcile._pages import count, pages, results, scope
 from meterline.exceptions import ReconcileError
 
 __all__ = ["ADMIN_KEY_VARIABLE", "BASE_URL", "openai_report"]
@@ -42,30 +42,31 @@ def openai_report(base: str, key: str, start: datetime, end: datetime, *, by_pro
     headers = {"Authorization": f"Bearer {key}"}
     window = [("start_time", str(int(start.timestamp()))), ("end_time", str(int(end.timestamp())))]
     projects = [("group_by", "project_id")] if by_project else []
+    split = "project_id" if by_project else None
     report = Report()
     usage_params = [*window, ("bucket_width", "1d"), ("group_by", "model"), *projects, ("limit", "31")]
     for page in pages(base, USAGE_PATH, usage_params, headers):
         for bucket in page:
             day = _day(bucket)
-            for result in _results(bucket):
+            for result in results(bucket):
                 model = result.get("model")
                 report.add_usage(
                     UsageLine(
                         day,
                         model if type(model) is str else "(no model)",
-                        _scope(result, by_project),
-                        _count(result, "input_tokens"),
-                        _count(result, "output_tokens"),
-                        _count(result, "input_cached_tokens"),
-                        _count(result, "num_model_requests"),
+                        scope(result, split),
+                        count(result, "input_tokens"),
+                        count(result, "output_tokens"),
+                        count(result, "input_cached_tokens"),
+                        count(result, "num_model_requests"),
                     )
                 )
     cost_params = [*window, ("bucket_width", "1d"), *projects, ("limit", "180")]
     for page in pages(base, COSTS_PATH, cost_params, headers):
         for bucket in page:
             day = _day(bucket)
-            for result in _results(bucket):
-                report.add_cost(CostLine(day, _scope(result, by_project), _amount(result)))
+            for result in results(bucket):
+                report.add_cost(CostLine(day, scope(result, split), _amount(result)))
     return report
 
 
@@ -74,29 +75,6 @@ def _day(bucket: dict[str, Any]) -> date:
     if type(start) is not int:
         raise ReconcileError(f"bucket start_time={start!r}: expected Unix seconds")
     return datetime.fromtimestamp(start, tz=UTC).date()
-
-
-def _results(bucket: dict[str, Any]) -> list[dict[str, Any]]:
-    results = bucket.get("results")
-    if type(results) is not list:
-        raise ReconcileError(f"bucket results={results!r:.80}: expected a list")
-    return [result for result in results if type(result) is dict]
-
-
-def _scope(result: dict[str, Any], by_project: bool) -> str | None:
-    if not by_project:
-        return None
-    project = result.get("project_id")
-    return project if type(project) is str else None
-
-
-def _count(result: dict[str, Any], name: str) -> int:
-    value = result.get(name)
-    if value is None:
-        return 0
-    if type(value) is not int or value < 0:
-        raise ReconcileError(f"{name}={value!r}: expected a non-negative int")
-    return value
 
 
 def _amount(result: dict[str, Any]) -> Decimal:

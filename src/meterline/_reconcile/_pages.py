@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from meterline.exceptions import ReconcileError
 
-__all__ = ["MAX_PAGES", "pages"]
+__all__ = ["MAX_PAGES", "count", "pages", "results", "scope"]
 
 MAX_PAGES: Final = 1000
 """The most pages one report is read in: a cursor that never ends is an error, not a loop."""
@@ -72,3 +72,37 @@ def _get(url: str, path: str, headers: Mapping[str, str], timeout: float) -> Any
         raise ReconcileError(f"{path}: could not reach the provider ({reason})") from None
     except ValueError:
         raise ReconcileError(f"{path}: the provider's answer is not JSON") from None
+
+
+def results(bucket: dict[str, Any]) -> list[dict[str, Any]]:
+    """The results of one day's bucket (both providers' reports nest them so).
+
+    Raises:
+        ReconcileError: when ``results`` is not a list.
+    """
+    found = bucket.get("results")
+    if type(found) is not list:
+        raise ReconcileError(f"bucket results={found!r:.80}: expected a list")
+    return [result for result in found if type(result) is dict]
+
+
+def scope(result: dict[str, Any], field: str | None) -> str | None:
+    """The result's project, workspace or API key id (``field``), or ``None`` when not split by one."""
+    if field is None:
+        return None
+    value = result.get(field)
+    return value if type(value) is str else None
+
+
+def count(result: dict[str, Any], name: str) -> int:
+    """A count of a result (absent or null is 0).
+
+    Raises:
+        ReconcileError: when it is not a non-negative int.
+    """
+    value = result.get(name)
+    if value is None:
+        return 0
+    if type(value) is not int or value < 0:
+        raise ReconcileError(f"{name}={value!r}: expected a non-negative int")
+    return value
