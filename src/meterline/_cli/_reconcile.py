@@ -46,9 +46,9 @@ def render_reconciliation(result: Reconciliation) -> str:
     )
     notes = []
     if result.unmeasured:
-        notes.append(f"{result.unmeasured} calls in the ledger are unmeasured (their tokens are unknown)")
+        notes.append(f"unmeasured calls in the ledger (their tokens are unknown): {result.unmeasured}")
     if result.unpriced:
-        notes.append(f"{result.unpriced} calls in the ledger are unpriced (not in its cost)")
+        notes.append(f"unpriced calls in the ledger (not in its cost): {result.unpriced}")
     if result.agrees:
         return "\n".join([summary, *notes, "The ledger agrees with the provider."])
     rows = []
