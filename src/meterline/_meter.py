@@ -377,7 +377,7 @@ class Meter:
             if found.reported_cost is not None:
                 reported = pico_of(found.reported_cost)
         deployments = self._deployments
-        if deployments is not None and model in deployments:  # an Azure deployment's name
+        if deployments is not None and type(model) is str and model in deployments:  # an Azure deployment
             if request_model is None:
                 request_model = model
             model = deployments[model]
@@ -446,7 +446,7 @@ class Meter:
                     or usage.reasoning_tokens
                     or usage.audio_input_tokens
                     or usage.audio_output_tokens
-                    or usage.web_search_requests
+                    or usage.web_search_requests  # (web fetches are billed nothing per call)
                     or usage.file_search_requests
                     or usage.code_execution_requests
                 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -150,7 +150,7 @@ def _anthropic_cost(line: Line, grouped: bool) -> dict[str, Any]:
     }
 
 
-def serve(api: AdminAPI) -> Iterator[AdminAPI]:
+def serve(api: AdminAPI) -> Generator[AdminAPI, None, None]:
     """Run ``api`` on 127.0.0.1 until the generator is closed (a pytest fixture's body)."""
 
     class Handler(BaseHTTPRequestHandler):
