@@ -145,6 +145,7 @@ _OPENAI_SDK = {
     "azure.ai.openai",
     "vllm",
     "llama.cpp",
+    "lmstudio",
     "together",
     "fireworks",
 }
@@ -173,7 +174,7 @@ def _sdk_events(case: dict[str, Any]) -> list[Any] | None:
         # The SDK drops ping events before yielding (anthropic/_streaming.py), so do the same.
         adapter = pydantic.TypeAdapter(RawMessageStreamEvent)
         return [adapter.validate_python(c) for c in chunks if c.get("type") != "ping"]
-    if provider == "gcp.gemini":
+    if provider in {"gcp.gemini", "gcp.vertex_ai"} and api == "generate_content":
         from google.genai.types import GenerateContentResponse
 
         return [GenerateContentResponse.model_validate(c) for c in chunks]
