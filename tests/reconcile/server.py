@@ -61,7 +61,10 @@ class AdminAPI:
         first = int(query.get("page", ["0"])[0])
         chosen = days[first : first + self.buckets_per_page]
         more = first + self.buckets_per_page < len(days)
-        grouped = "project_id" in query.get("group_by", []) or "workspace_id" in query.get("group_by[]", [])
+        groups = [*query.get("group_by", []), *query.get("group_by[]", [])]
+        grouped = next(
+            (field for field in ("project_id", "workspace_id", "api_key_id") if field in groups), None
+        )
         data = [self.bucket(path, day, grouped) for day in chosen]
         for bucket in data:
             bucket["results"] = [{**result, **self.hostile} for result in bucket["results"]]
@@ -71,7 +74,7 @@ class AdminAPI:
             "next_page": str(first + self.buckets_per_page) if more else None,
         }
 
-    def bucket(self, path: str, day: date, grouped: bool) -> dict[str, Any]:
+    def bucket(self, path: str, day: date, grouped: str | None) -> dict[str, Any]:
         """One day's bucket of the endpoint at ``path``, in that API's documented shape."""
         lines = [line for line in self.lines if line.day == day]
         start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
@@ -93,7 +96,7 @@ class AdminAPI:
         }
 
 
-def _openai_usage(line: Line, grouped: bool) -> dict[str, Any]:
+def _openai_usage(line: Line, grouped: str | None) -> dict[str, Any]:
     return {
         "object": "organization.usage.completions.result",
         "input_tokens": line.input_tokens,
@@ -102,33 +105,33 @@ def _openai_usage(line: Line, grouped: bool) -> dict[str, Any]:
         "input_audio_tokens": 0,
         "output_audio_tokens": 0,
         "num_model_requests": line.requests,
-        "project_id": line.scope if grouped else None,
+        "project_id": line.scope if grouped == "project_id" else None,
         "user_id": None,
-        "api_key_id": None,
+        "api_key_id": line.scope if grouped == "api_key_id" else None,
         "model": line.model,
         "batch": None,
         "service_tier": None,
     }
 
 
-def _openai_cost(line: Line, grouped: bool) -> dict[str, Any]:
+def _openai_cost(line: Line, grouped: str | None) -> dict[str, Any]:
     return {
         "object": "organization.costs.result",
         "amount": {"value": float(line.cost), "currency": "usd"},
         "line_item": None,
-        "project_id": line.scope if grouped else None,
+        "project_id": line.scope if grouped == "project_id" else None,
     }
 
 
-def _anthropic_usage(line: Line, grouped: bool) -> dict[str, Any]:
+def _anthropic_usage(line: Line, grouped: str | None) -> dict[str, Any]:
     return {
         "uncached_input_tokens": line.input_tokens - line.cached,
         "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 0},
         "cache_read_input_tokens": line.cached,
         "output_tokens": line.output_tokens,
         "server_tool_use": {"web_search_requests": 0},
-        "api_key_id": None,
-        "workspace_id": line.scope if grouped else None,
+        "api_key_id": line.scope if grouped == "api_key_id" else None,
+        "workspace_id": line.scope if grouped == "workspace_id" else None,
         "model": line.model,
         "service_tier": "standard",
         "context_window": "0-200k",
@@ -136,11 +139,11 @@ def _anthropic_usage(line: Line, grouped: bool) -> dict[str, Any]:
     }
 
 
-def _anthropic_cost(line: Line, grouped: bool) -> dict[str, Any]:
+def _anthropic_cost(line: Line, grouped: str | None) -> dict[str, Any]:
     return {
         "currency": "USD",
         "amount": str(line.cost * 100),  # cents, as a decimal string
-        "workspace_id": line.scope if grouped else None,
+        "workspace_id": line.scope if grouped == "workspace_id" else None,
         "description": None,
         "cost_type": None,
         "context_window": None,

@@ -132,6 +132,47 @@ def test_scopes_are_compared_per_project(api: AdminAPI, tmp_path: Path) -> None:
     ledger.close()
 
 
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_api_keys_split_usage_and_cost_is_compared_per_day(
+    api: AdminAPI, tmp_path: Path, provider: str
+) -> None:
+    """Per API key: usage lines per key, and the day's whole cost (the reports split none by key)."""
+    ledger = SQLiteLedger(tmp_path / "ledger.db")
+    usage = Usage(input_tokens=10, output_tokens=1)
+    ledger.write(
+        [
+            make_event(
+                1, DAY1, model=MODEL, provider=provider, cost="0.001", usage=usage, dims={"key": "key_a"}
+            ),
+            make_event(
+                2, DAY1, model=MODEL, provider=provider, cost="0.001", usage=usage, dims={"key": "key_b"}
+            ),
+        ]
+    )
+    api.lines = [
+        Line(DAY1.date(), MODEL, 10, 1, cost=Decimal("0.001"), scope="key_a"),
+        Line(DAY1.date(), MODEL, 10, 1, cost=Decimal("0.001"), scope="key_b"),
+    ]
+    result = reconcile(
+        ledger,
+        provider,
+        since=DAY1,
+        until=DAY1,
+        key="k",
+        base=api.url,
+        scope_dimension="key",
+        scope="api_key",
+    )
+    assert result.agrees, result.differences
+    usage_query = api.requests[0][1]
+    assert "api_key_id" in [*usage_query.get("group_by", []), *usage_query.get("group_by[]", [])]
+    cost_query = api.requests[-1][1]
+    assert "api_key_id" not in [*cost_query.get("group_by", []), *cost_query.get("group_by[]", [])]
+    with pytest.raises(ConfigurationError, match="scope='team'"):
+        reconcile(ledger, provider, since=DAY1, until=DAY1, key="k", base=api.url, scope="team")
+    ledger.close()
+
+
 def test_the_admin_key_goes_in_a_header_and_never_in_an_error(api: AdminAPI, tmp_path: Path) -> None:
     """OpenAI gets a bearer token, Anthropic an x-api-key; a refusal names the status, not the key."""
     ledger = _ledger(tmp_path, "openai", MODEL)

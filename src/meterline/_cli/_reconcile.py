@@ -88,6 +88,7 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
             key=key,
             base=args.api_base or BASE_URLS[args.provider],
             scope_dimension=scope,
+            scope=args.scope,
         )
     finally:
         ledger.close()
@@ -123,7 +124,13 @@ def add_reconcile_command(commands: Any) -> None:
     parser.add_argument(
         "--scope-dimension",
         metavar="NAME",
-        help="a ledger dimension holding the OpenAI project id or Anthropic workspace id: compare per scope",
+        help="a ledger dimension holding each call's project (OpenAI), workspace (Anthropic) or API key id",
+    )
+    parser.add_argument(
+        "--scope",
+        choices=("project", "workspace", "api_key"),
+        default="project",
+        help="what --scope-dimension holds (default: project; api_key compares cost per day only)",
     )
     parser.add_argument("--api-base", metavar="URL", help="the provider's API (default: its public URL)")
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")

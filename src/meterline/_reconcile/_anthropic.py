@@ -1,7 +1,7 @@
 """Anthropic's Usage and Cost Admin API, read as day lines.
 
 ``GET /v1/organizations/usage_report/messages`` gives daily buckets of results grouped by
-``model`` (and ``workspace_id``): ``uncached_input_tokens``, ``cache_creation`` (5 minute
+``model`` (and ``workspace_id`` or ``api_key_id``): ``uncached_input_tokens``, ``cache_creation`` (5 minute
 and 1 hour writes), ``cache_read_input_tokens`` and ``output_tokens``; meterline's input is
 their sum. It does not count requests. ``GET /v1/organizations/cost_report`` gives daily
 buckets of ``amount``: a decimal string in cents (``"123.45"`` is $1.23). Both take RFC 3339
@@ -28,18 +28,20 @@ COST_PATH: Final = "/v1/organizations/cost_report"
 _VERSION: Final = "2023-06-01"
 
 
-def anthropic_report(base: str, key: str, start: datetime, end: datetime, *, by_workspace: bool) -> Report:
+def anthropic_report(base: str, key: str, start: datetime, end: datetime, *, split: str | None) -> Report:
     """Anthropic's usage and costs of the days from ``start`` to ``end`` (UTC midnights).
+
+    ``split``: split each day's usage by this field (``workspace_id`` or ``api_key_id``); the
+    costs are split by ``workspace_id`` only (the cost report groups by nothing finer).
 
     Raises:
         ReconcileError: the API failed or answered something else than its documented pages.
     """
     headers = {"x-api-key": key, "anthropic-version": _VERSION}
     window = [("starting_at", _rfc3339(start)), ("ending_at", _rfc3339(end)), ("bucket_width", "1d")]
-    workspaces = [("group_by[]", "workspace_id")] if by_workspace else []
-    split = "workspace_id" if by_workspace else None
+    cost_split = split if split == "workspace_id" else None
     report = Report()
-    usage_params = [*window, ("group_by[]", "model"), *workspaces, ("limit", "31")]
+    usage_params = [*window, ("group_by[]", "model"), *_group(split), ("limit", "31")]
     for page in pages(base, USAGE_PATH, usage_params, headers):
         for bucket in page:
             day = _day(bucket)
@@ -65,13 +67,17 @@ def anthropic_report(base: str, key: str, start: datetime, end: datetime, *, by_
                         None,
                     )
                 )
-    cost_params = [*window, *workspaces, ("limit", "31")]
+    cost_params = [*window, *_group(cost_split), ("limit", "31")]
     for page in pages(base, COST_PATH, cost_params, headers):
         for bucket in page:
             day = _day(bucket)
             for result in results(bucket):
-                report.add_cost(CostLine(day, scope(result, split), _cents(result)))
+                report.add_cost(CostLine(day, scope(result, cost_split), _cents(result)))
     return report
+
+
+def _group(field: str | None) -> list[tuple[str, str]]:
+    return [] if field is None else [("group_by[]", field)]
 
 
 def _rfc3339(moment: datetime) -> str:

@@ -28,19 +28,26 @@ COST_TOLERANCE: Final = (Decimal("0.01"), Decimal("0.01"))
 _MISSING_HERE: Final = "missing in the ledger"
 _MISSING_THERE: Final = "missing in the provider's report"
 
-Fetch = Callable[[str, str, datetime, datetime, bool], Report]
+Fetch = Callable[[str, str, datetime, datetime, str | None], Report]
 
 
-def _fetch_openai(base: str, key: str, start: datetime, end: datetime, scoped: bool) -> Report:
-    return openai_report(base, key, start, end, by_project=scoped)
+def _fetch_openai(base: str, key: str, start: datetime, end: datetime, split: str | None) -> Report:
+    return openai_report(base, key, start, end, split=split)
 
 
-def _fetch_anthropic(base: str, key: str, start: datetime, end: datetime, scoped: bool) -> Report:
-    return anthropic_report(base, key, start, end, by_workspace=scoped)
+def _fetch_anthropic(base: str, key: str, start: datetime, end: datetime, split: str | None) -> Report:
+    return anthropic_report(base, key, start, end, split=split)
 
 
 FETCH: Final[dict[str, Fetch]] = {"openai": _fetch_openai, "anthropic": _fetch_anthropic}
 """The providers whose reports meterline reads, by the ledger's provider name."""
+SCOPES: Final[dict[str, dict[str, str]]] = {
+    "openai": {"project": "project_id", "api_key": "api_key_id"},
+    "anthropic": {"project": "workspace_id", "workspace": "workspace_id", "api_key": "api_key_id"},
+}
+"""What a scope is, at each provider: the field of its reports a ledger dimension matches."""
+_COST_SPLITS: Final = frozenset({"project_id", "workspace_id"})
+"""Scopes the providers' cost reports are split by (not API keys): other scopes compare cost per day."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +120,18 @@ def utc_days(since: datetime, until: datetime) -> tuple[datetime, datetime]:
 
 
 def ledger_report(
-    ledger: LedgerBackend, provider: str, start: datetime, end: datetime, scope_dimension: str | None
+    ledger: LedgerBackend,
+    provider: str,
+    start: datetime,
+    end: datetime,
+    scope_dimension: str | None,
+    *,
+    cost_by_scope: bool = True,
 ) -> tuple[Report, int, int]:
-    """The ledger's model calls of ``provider`` as day lines, and its unmeasured and unpriced calls."""
+    """The ledger's model calls of ``provider`` as day lines, and its unmeasured and unpriced calls.
+
+    ``cost_by_scope=False``: cost lines per day only (the provider's cannot be split by the scope).
+    """
     by = ("model", scope_dimension) if scope_dimension else ("model",)
     rows = ledger.totals(by=by, where={"provider": provider}, since=start, until=end, granularity="day")
     report = Report()
@@ -131,7 +147,7 @@ def ledger_report(
             day, model, scope, usage.input_tokens, usage.output_tokens, usage.cache_read_tokens, row.events
         )
         report.add_usage(line)
-        report.add_cost(CostLine(day, scope, row.cost))
+        report.add_cost(CostLine(day, scope if cost_by_scope else None, row.cost))
         unmeasured += row.unmeasured
         unpriced += row.unpriced
     return report, unmeasured, unpriced
@@ -146,6 +162,7 @@ def reconcile(
     key: str,
     base: str,
     scope_dimension: str | None = None,
+    scope: str = "project",
 ) -> Reconciliation:
     """Line the ledger up with ``provider``'s organisation usage and cost reports.
 
@@ -156,8 +173,11 @@ def reconcile(
         until: The end (exclusive; the UTC day it falls in is checked whole).
         key: The provider's admin key (never stored or logged).
         base: The API's base URL (``https`` or, for a local test server, ``http``).
-        scope_dimension: A ledger dimension holding the provider's project (OpenAI) or
-            workspace (Anthropic) id: each day is then compared per project or workspace.
+        scope_dimension: A ledger dimension holding the provider's id of each call's ``scope``:
+            each day is then compared per scope.
+        scope: What ``scope_dimension`` holds: ``project`` (OpenAI's project, Anthropic's
+            workspace; also ``workspace``) or ``api_key`` (usage per key, cost per day: the
+            cost reports are not split by key).
 
     Raises:
         ConfigurationError: an unknown provider or a base URL that is not http(s).
@@ -169,9 +189,15 @@ def reconcile(
         raise ConfigurationError(f"provider={provider!r}: expected one of {', '.join(FETCH)}")
     if not base.startswith(("https://", "http://")):
         raise ConfigurationError(f"api base {base!r}: expected an http(s) URL")
+    field = SCOPES[provider].get(scope)
+    if field is None:
+        raise ConfigurationError(f"scope={scope!r}: expected one of {', '.join(SCOPES[provider])}")
+    split = field if scope_dimension is not None else None
     start, end = utc_days(since, until)
-    theirs = fetch(base, key, start, end, scope_dimension is not None)
-    ours, unmeasured, unpriced = ledger_report(ledger, provider, start, end, scope_dimension)
+    theirs = fetch(base, key, start, end, split)
+    ours, unmeasured, unpriced = ledger_report(
+        ledger, provider, start, end, scope_dimension, cost_by_scope=split in _COST_SPLITS
+    )
     differences: list[Difference] = []
     usage_keys = sorted(set(ours.usage) | set(theirs.usage), key=_order)
     for usage_key in usage_keys:

@@ -1,7 +1,7 @@
 """OpenAI's organisation Usage API (completions) and Costs API, read as day lines.
 
 ``GET /v1/organization/usage/completions`` gives daily buckets of results grouped by
-``model`` (and ``project_id``): ``input_tokens`` (cached tokens included, as meterline
+``model`` (and ``project_id`` or ``api_key_id``): ``input_tokens`` (cached tokens included, as meterline
 counts), ``input_cached_tokens``, ``output_tokens`` and ``num_model_requests``.
 ``GET /v1/organization/costs`` gives daily buckets of ``amount.value`` (USD) by line item
 (and project). Both take Unix seconds and paginate with ``page``/``next_page``. The admin
@@ -26,7 +26,7 @@ USAGE_PATH: Final = "/v1/organization/usage/completions"
 COSTS_PATH: Final = "/v1/organization/costs"
 
 
-def openai_report(base: str, key: str, start: datetime, end: datetime, *, by_project: bool) -> Report:
+def openai_report(base: str, key: str, start: datetime, end: datetime, *, split: str | None) -> Report:
     """OpenAI's usage and costs of the days from ``start`` to ``end`` (UTC midnights).
 
     Args:
@@ -34,17 +34,17 @@ def openai_report(base: str, key: str, start: datetime, end: datetime, *, by_pro
         key: An admin key.
         start: The first day (inclusive).
         end: The day after the last (exclusive).
-        by_project: Split each day by ``project_id``.
+        split: Split each day's usage by this field (``project_id`` or ``api_key_id``); the
+            costs are split by ``project_id`` only (the Costs API groups by nothing finer).
 
     Raises:
         ReconcileError: the API failed or answered something else than its documented pages.
     """
     headers = {"Authorization": f"Bearer {key}"}
     window = [("start_time", str(int(start.timestamp()))), ("end_time", str(int(end.timestamp())))]
-    projects = [("group_by", "project_id")] if by_project else []
-    split = "project_id" if by_project else None
+    cost_split = split if split == "project_id" else None
     report = Report()
-    usage_params = [*window, ("bucket_width", "1d"), ("group_by", "model"), *projects, ("limit", "31")]
+    usage_params = [*window, ("bucket_width", "1d"), ("group_by", "model"), *_group(split), ("limit", "31")]
     for page in pages(base, USAGE_PATH, usage_params, headers):
         for bucket in page:
             day = _day(bucket)
@@ -61,13 +61,17 @@ def openai_report(base: str, key: str, start: datetime, end: datetime, *, by_pro
                         count(result, "num_model_requests"),
                     )
                 )
-    cost_params = [*window, ("bucket_width", "1d"), *projects, ("limit", "180")]
+    cost_params = [*window, ("bucket_width", "1d"), *_group(cost_split), ("limit", "180")]
     for page in pages(base, COSTS_PATH, cost_params, headers):
         for bucket in page:
             day = _day(bucket)
             for result in results(bucket):
-                report.add_cost(CostLine(day, scope(result, split), _amount(result)))
+                report.add_cost(CostLine(day, scope(result, cost_split), _amount(result)))
     return report
+
+
+def _group(field: str | None) -> list[tuple[str, str]]:
+    return [] if field is None else [("group_by", field)]
 
 
 def _day(bucket: dict[str, Any]) -> date:
