@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from meterline import MalformedUsageError, Meter, Usage, record_batch
+from meterline import ConfigurationError, MalformedUsageError, Meter, Usage, record_batch
 from tests.ledger.conformance import load_fixture
 
 
@@ -132,3 +132,9 @@ def test_the_default_meter_and_an_azure_batch() -> None:
     assert result.events[0].cost is not None
     assert result.events[0].cost > Decimal(0)
     meterline.reset_defaults()
+
+
+def test_a_file_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    """A missing results file raises ConfigurationError naming it."""
+    with pytest.raises(ConfigurationError, match=r"no-such\.jsonl"):
+        record_batch(tmp_path / "no-such.jsonl", meter=Meter())

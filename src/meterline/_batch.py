@@ -20,7 +20,7 @@ from meterline._default import get_meter
 from meterline._events import UsageEvent
 from meterline._meter import Meter
 from meterline._providers import extract
-from meterline.exceptions import MalformedUsageError
+from meterline.exceptions import ConfigurationError, MalformedUsageError
 
 __all__ = ["BatchResults", "record_batch"]
 
@@ -60,7 +60,8 @@ def record_batch(
     Raises:
         MalformedUsageError: a line is not a result of either format, or its body's usage is
             bad (nothing is recorded).
-        ConfigurationError: a bad ``provider`` or ``tags`` (nothing is recorded).
+        ConfigurationError: a file that cannot be read, a bad ``provider`` or ``tags``
+            (nothing is recorded).
     """
     lines = _lines(results)
     billed: list[tuple[dict[str, Any], str, str | None]] = []
@@ -83,8 +84,13 @@ def record_batch(
 
 def _lines(results: object) -> list[Any]:
     if isinstance(results, str | Path):
-        with Path(results).open("rb") as file:
-            return [line for line in file if line.strip()]
+        try:
+            with Path(results).open("rb") as file:
+                return [line for line in file if line.strip()]
+        except OSError as exc:
+            raise ConfigurationError(
+                f"results={str(results)!r}: cannot read the file ({exc.strerror})"
+            ) from None
     if isinstance(results, bytes | bytearray | Mapping):
         raise MalformedUsageError("results", results, "a path or an iterable of result lines")
     return [line for line in results if not isinstance(line, str | bytes) or line.strip()]  # type: ignore[attr-defined]

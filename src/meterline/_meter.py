@@ -40,7 +40,7 @@ from meterline._events import (
 from meterline._guard import Guard, logger
 from meterline._ids import IdFactory
 from meterline._money import pico_of
-from meterline._pricing import Plan, PriceContext, Pricer, PriceTable, price_context
+from meterline._pricing import STANDARD_TIERS, Plan, PriceContext, Pricer, PriceTable, price_context
 from meterline._providers import extract
 from meterline._reported import check_reported_cost, cost_disagrees
 from meterline._rollup import TALLY_AT, ActiveScope, RollUps, RowKey
@@ -357,6 +357,8 @@ class Meter:
         reported: int | None = None  # the cost the response states, in pico-dollars
         if reported_cost is not None:
             reported = check_reported_cost(reported_cost)
+        if service_tier is not None or batch is not False:
+            check_billing(service_tier, batch)  # the caller's (a response's tier was read checked)
         if type(response_or_usage) is Usage:
             usage: Usage | None = response_or_usage
         elif response_or_usage is None:
@@ -397,8 +399,8 @@ class Meter:
         ):  # every other token count is a part of these two (and a `Usage` bounds its tool calls)
             check_event_tokens(usage)
         context: PriceContext = ()
-        if service_tier is not None or batch is not False:
-            check_billing(service_tier, batch)
+        if batch or (service_tier is not None and service_tier not in STANDARD_TIERS):
+            # Not for OpenAI's "default", which every response reports: that is the row's price.
             context = price_context(service_tier, batch)
             batch = batch or service_tier == "batch"
         if latency_ms is not None and (

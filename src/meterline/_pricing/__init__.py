@@ -12,13 +12,14 @@ and batch mode select a variant of its price (`_modes`).
 from __future__ import annotations as _annotations
 
 from meterline._pricing._corrections import BUILTIN_CORRECTIONS
-from meterline._pricing._modes import PriceContext, price_context
+from meterline._pricing._modes import STANDARD_TIERS, PriceContext, price_context
 from meterline._pricing._plan import Plan, genai_cost
 from meterline._pricing._pricer import ModelRates, Pricer, Resolution
 from meterline._pricing._table import Price, PriceOverride, PriceTable, ns_of
 
 __all__ = [
     "BUILTIN_CORRECTIONS",
+    "STANDARD_TIERS",
     "ModelRates",
     "Plan",
     "Price",

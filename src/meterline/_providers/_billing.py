@@ -28,6 +28,10 @@ MAX_REPORTED_COST: Final = Decimal(1_000_000)
 """The highest cost one response may state, in USD."""
 _MAX_TIER: Final = 64
 _COST: Final = "a finite, non-negative number of USD"
+_KNOWN_TIERS: Final = frozenset(
+    {"default", "auto", "flex", "priority", "scale", "standard", "batch", "on_demand"}
+)
+"""Tier names the providers report, accepted without a check (any other is checked)."""
 
 
 def service_tier_of(family: str, body: dict[Any, Any], block: Any) -> str | None:
@@ -42,8 +46,8 @@ def service_tier_of(family: str, body: dict[Any, Any], block: Any) -> str | None
     else:
         tier = body.get("service_tier")
         name = "service_tier"
-    if tier is None:
-        return None
+    if tier is None or tier in _KNOWN_TIERS:  # the common case: nothing to check
+        return tier
     if type(tier) is not str or not 0 < len(tier) <= _MAX_TIER:
         raise MalformedUsageError(name, tier, f"a tier name of at most {_MAX_TIER} characters")
     try:

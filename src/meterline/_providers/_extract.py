@@ -159,7 +159,8 @@ def usage_from(obj: Any, provider: str | None = None) -> Usage | None:
         _check_accepts(canonical, family, body)
     if block is None:
         return None
-    return _with_body_units(family, body, rules_for(family, canonical)(block))
+    usage = rules_for(family, canonical)(block)
+    return _with_body_units(family, body, usage) if family in _UNITS_IN_BODY else usage
 
 
 def extract(obj: Any, provider: str | None = None, api: str | None = None) -> Extracted:
@@ -216,14 +217,17 @@ def extract(obj: Any, provider: str | None = None, api: str | None = None) -> Ex
             label = FORMAT_PROVIDER[family]
         rules = rules_for(family, label)
         api_name = _api_name(family, body, label)
-    usage = None if block is None else _with_body_units(family, body, rules(block))
+    usage = None if block is None else rules(block)
+    if family in _UNITS_IN_BODY:
+        usage = _with_body_units(family, body, usage)
     unknown: tuple[str, ...] = ()
     if family == OLLAMA and usage is not None:
         unknown = unknown_fields(body, api_name)
     tier = cost = None
     if family in BILLED_FORMATS:
         tier = service_tier_of(family, body, block)
-        cost = reported_cost_of(block)
+        if type(block) is dict and ("cost" in block or "cost_details" in block):
+            cost = reported_cost_of(block)
     return _new_extracted(
         label, _model(family, body), usage, _response_id(family, body), api_name, unknown, tier, cost
     )
@@ -330,6 +334,10 @@ def _model(family: str, body: dict[Any, Any]) -> str | None:
     else:
         model = body.get("model")
     return model if type(model) is str and model else None
+
+
+_UNITS_IN_BODY: Final = frozenset({RESPONSES, GEMINI})
+"""Formats whose server-side tool calls are listed in the body, outside the usage block."""
 
 
 def _with_body_units(family: str, body: dict[Any, Any], usage: Usage | None) -> Usage | None:
