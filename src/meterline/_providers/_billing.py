@@ -46,7 +46,7 @@ def service_tier_of(family: str, body: dict[Any, Any], block: Any) -> str | None
     else:
         tier = body.get("service_tier")
         name = "service_tier"
-    if tier is None or tier in _KNOWN_TIERS:  # the common case: nothing to check
+    if tier is None or (type(tier) is str and tier in _KNOWN_TIERS):  # the common case: no check
         return tier
     if type(tier) is not str or not 0 < len(tier) <= _MAX_TIER:
         raise MalformedUsageError(name, tier, f"a tier name of at most {_MAX_TIER} characters")
