@@ -355,10 +355,10 @@ class Meter:
             ConfigurationError: an argument has the wrong type or value (nothing is recorded).
         """
         reported: int | None = None  # the cost the response states, in pico-dollars
-        if reported_cost is not None:
-            reported = check_reported_cost(reported_cost)
-        if service_tier is not None or batch is not False:
+        if service_tier is not None or batch is not False or reported_cost is not None:
             check_billing(service_tier, batch)  # the caller's (a response's tier was read checked)
+            if reported_cost is not None:
+                reported = check_reported_cost(reported_cost)
         if type(response_or_usage) is Usage:
             usage: Usage | None = response_or_usage
         elif response_or_usage is None:

@@ -145,7 +145,8 @@ def usage_from(obj: Any, provider: str | None = None) -> Usage | None:
             elif u is None:
                 um = obj.get("usageMetadata")
                 if type(um) is dict:
-                    return _with_body_units(GEMINI, obj, gemini_usage(um))
+                    usage = gemini_usage(um)
+                    return usage if usage is None else with_gemini_searches(usage, obj)
         body = obj
     elif type(obj) is Usage:
         return obj
@@ -347,7 +348,7 @@ def _with_body_units(family: str, body: dict[Any, Any], usage: Usage | None) -> 
     if family == RESPONSES:
         return with_responses_tools(usage, body.get("output"))
     if family == GEMINI:
-        return with_gemini_searches(usage, body.get("candidates"), _model(GEMINI, body))
+        return with_gemini_searches(usage, body)
     return usage
 
 

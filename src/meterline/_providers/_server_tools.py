@@ -14,7 +14,7 @@ the usage block (``server_tool_use``, read in `_anthropic`); the others list the
 
 from __future__ import annotations as _annotations
 
-from typing import Final
+from typing import Any, Final
 
 from meterline._usage import Usage, with_units
 from meterline.exceptions import MalformedUsageError
@@ -115,8 +115,23 @@ def gemini_searches(candidates: object, model: object) -> int:
     return queries
 
 
-def with_gemini_searches(usage: Usage, candidates: object, model: object) -> Usage:
-    """``usage`` with the Google Search groundings a Gemini response's ``candidates`` list."""
+def with_gemini_searches(usage: Usage, body: dict[Any, Any]) -> Usage:
+    """``usage`` with the Google Search groundings a Gemini response ``body`` lists.
+
+    On every Gemini response's path: a body none of whose candidates was grounded (the common
+    case) costs one loop over them, without a call.
+    """
+    candidates = body.get("candidates")
+    if type(candidates) is not list:
+        return usage
+    for candidate in candidates:
+        if type(candidate) is dict and (
+            "groundingMetadata" in candidate or "grounding_metadata" in candidate
+        ):
+            break
+    else:
+        return usage
+    model = body.get("modelVersion") or body.get("model_version")
     return with_searches(usage, gemini_searches(candidates, model))
 
 
