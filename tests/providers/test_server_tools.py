@@ -29,6 +29,11 @@ def test_responses_items_count_searches_file_searches_and_containers() -> None:
     assert responses_tool_calls(more) == (2, 0, 1, 2)
     assert responses_tool_calls(None) == (0, 0, 0, 0)
     assert responses_tool_calls([{"type": "message"}, "junk", 3]) == (0, 0, 0, 0)
+    odd = [
+        {"type": "web_search_call", "action": {"type": ["search"]}},
+        {"type": "code_interpreter_call", "container_id": []},
+    ]
+    assert responses_tool_calls(odd) == (1, 0, 0, 1)  # unhashable values are no action or container
 
 
 def test_gemini_bills_a_grounded_prompt_before_gemini_3_and_each_query_after() -> None:

@@ -64,7 +64,8 @@ def responses_tool_calls(output: object) -> tuple[int, int, int, int]:
         kind = item.get("type")
         if kind == "web_search_call":
             action = item.get("action")
-            if type(action) is not dict or action.get("type") not in _NOT_SEARCHES:
+            done = action.get("type") if type(action) is dict else None
+            if type(done) is not str or done not in _NOT_SEARCHES:
                 searches += 1
         elif kind == "file_search_call":
             file_searches += 1
