@@ -17,7 +17,7 @@ from typing import Any, Final, TypeVar
 from meterline._dimensions import Dimensions, check_size, check_text
 from meterline._ids import COUNTER_MASK
 from meterline._money import pico_of, pico_of_exact, to_usd
-from meterline._providers import canonical_provider
+from meterline._providers import MAX_TIER_LENGTH, canonical_provider
 from meterline._reported import MAX_REPORTED_PICO
 from meterline._usage import Usage, check_event_tokens
 from meterline.exceptions import ConfigurationError, MalformedUsageError
@@ -466,10 +466,6 @@ def check_grouping(attempt: object, operation_id: object, response_id: object, r
             if type(value) is not str:
                 raise ConfigurationError(f"{argument}={value!r}: expected a str or None")
             check_text(value, argument)
-
-
-MAX_TIER_LENGTH: Final = 64
-"""The longest service tier name accepted, in characters."""
 
 
 def check_billing(service_tier: object, batch: object) -> None:

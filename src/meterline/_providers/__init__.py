@@ -5,10 +5,13 @@
 - One module per API family, holding both its usage rules and its stream framing:
   `_openai` (Chat Completions and every OpenAI-compatible API, Responses), `_anthropic`,
   `_gemini`, `_bedrock`, `_cohere`, `_ollama`; each depends only on `_rules`.
+- `_server_tools`: server-side tool calls a body lists outside its usage block; `_billing`:
+  the tier that served a call and the cost its response states.
 - `_shape`: the shape detection, in one place. `_extract`: `extract` and `usage_from`.
   `_stream`: `StreamAccumulator` and `usage_from_stream`.
 """
 
+from meterline._providers._billing import MAX_TIER_LENGTH
 from meterline._providers._extract import (
     Extracted,
     Normalizer,
@@ -31,6 +34,7 @@ from meterline._providers._stream import StreamAccumulator, usage_from_stream
 __all__ = [
     "APIS",
     "KNOWN_PROVIDERS",
+    "MAX_TIER_LENGTH",
     "PRICE_DATA_IDS",
     "PROVIDERS",
     "SELF_HOSTED",

@@ -18,15 +18,17 @@ from typing import Any, Final
 
 from meterline._dimensions import check_text
 from meterline._providers._rules import ANTHROPIC, OAI, RESPONSES
+from meterline._reported import MAX_REPORTED_PICO
 from meterline.exceptions import ConfigurationError, MalformedUsageError
 
-__all__ = ["BILLED_FORMATS", "MAX_REPORTED_COST", "reported_cost_of", "service_tier_of"]
+__all__ = ["BILLED_FORMATS", "MAX_REPORTED_COST", "MAX_TIER_LENGTH", "reported_cost_of", "service_tier_of"]
 
 BILLED_FORMATS: Final = frozenset({OAI, RESPONSES, ANTHROPIC})
 """The formats whose bodies may state a service tier or a cost."""
-MAX_REPORTED_COST: Final = Decimal(1_000_000)
-"""The highest cost one response may state, in USD."""
-_MAX_TIER: Final = 64
+MAX_REPORTED_COST: Final = Decimal(MAX_REPORTED_PICO // 10**12)
+"""The highest cost one response may state, in USD: what an event may carry (`MAX_REPORTED_PICO`)."""
+MAX_TIER_LENGTH: Final = 64
+"""The longest service tier name accepted, in characters (a response's or a caller's)."""
 _COST: Final = "a finite, non-negative number of USD"
 _KNOWN_TIERS: Final = frozenset(
     {"default", "auto", "flex", "priority", "scale", "standard", "batch", "on_demand"}
@@ -48,8 +50,8 @@ def service_tier_of(family: str, body: dict[Any, Any], block: Any) -> str | None
         name = "service_tier"
     if tier is None or (type(tier) is str and tier in _KNOWN_TIERS):  # the common case: no check
         return tier
-    if type(tier) is not str or not 0 < len(tier) <= _MAX_TIER:
-        raise MalformedUsageError(name, tier, f"a tier name of at most {_MAX_TIER} characters")
+    if type(tier) is not str or not 0 < len(tier) <= MAX_TIER_LENGTH:
+        raise MalformedUsageError(name, tier, f"a tier name of at most {MAX_TIER_LENGTH} characters")
     try:
         check_text(tier, name)
     except ConfigurationError as exc:

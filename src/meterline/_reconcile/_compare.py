@@ -18,6 +18,7 @@ from typing import Any, Final
 from meterline._reconcile._anthropic import anthropic_report
 from meterline._reconcile._lines import CostLine, Report, UsageLine, line_dict
 from meterline._reconcile._openai import openai_report
+from meterline._storage import check_url
 from meterline.exceptions import ConfigurationError
 from meterline.ledger import LedgerBackend
 
@@ -180,15 +181,14 @@ def reconcile(
             cost reports are not split by key).
 
     Raises:
-        ConfigurationError: an unknown provider or a base URL that is not http(s).
+        ConfigurationError: an unknown provider or a base URL that is not http(s) with a host.
         ReconcileError: the provider's report could not be read.
         LedgerError: the ledger failed.
     """
     fetch = FETCH.get(provider)
     if fetch is None:
         raise ConfigurationError(f"provider={provider!r}: expected one of {', '.join(FETCH)}")
-    if not base.startswith(("https://", "http://")):
-        raise ConfigurationError(f"api base {base!r}: expected an http(s) URL")
+    check_url(base)
     field = SCOPES[provider].get(scope)
     if field is None:
         raise ConfigurationError(f"scope={scope!r}: expected one of {', '.join(SCOPES[provider])}")

@@ -27,6 +27,7 @@ from meterline._storage._sqlite import (
 )
 from meterline._storage._urls import (
     SECRET_KEYS,
+    check_url,
     is_conninfo,
     postgres_driver_url,
     postgres_public_url,
@@ -42,6 +43,7 @@ __all__ = [
     "begin_polling",
     "check_bound",
     "check_timeout",
+    "check_url",
     "deadline",
     "driver_errors",
     "is_conninfo",

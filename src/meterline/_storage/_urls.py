@@ -12,10 +12,11 @@ import re
 from typing import Final
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from meterline.exceptions import ConfigurationError
+from meterline.exceptions import ConfigurationError, safe_repr
 
 __all__ = [
     "SECRET_KEYS",
+    "check_url",
     "is_conninfo",
     "postgres_driver_url",
     "postgres_public_url",
@@ -171,3 +172,19 @@ def postgres_public_url(url: str) -> str:
         netloc = f"{userinfo.split(':', 1)[0]}@{host}"
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _secret(k)])
     return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def check_url(url: object) -> str:
+    """``url`` if it is an ``http`` or ``https`` URL with a host.
+
+    Raises:
+        ConfigurationError: naming the URL (any password in it replaced by ``***``).
+    """
+    if isinstance(url, str):
+        parts = urlsplit(url)
+        if parts.scheme in ("http", "https") and parts.hostname:
+            return url
+        shown = redact(url)
+    else:
+        shown = safe_repr(url)
+    raise ConfigurationError(f"url={shown!r}: expected an http:// or https:// URL with a host")

@@ -3,14 +3,12 @@
 from __future__ import annotations as _annotations
 
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from typing import Final
 
-from meterline._storage import redact, scrub
+from meterline._storage import check_url, redact, scrub
 from meterline._version import __version__
-from meterline.exceptions import ConfigurationError, safe_repr
 
 __all__ = ["Permanent", "Retryable", "check_url", "post"]
 
@@ -34,22 +32,6 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 
 _OPENER: Final = urllib.request.build_opener(_NoRedirects)
-
-
-def check_url(url: object) -> str:
-    """``url`` if it is an ``http`` or ``https`` URL with a host.
-
-    Raises:
-        ConfigurationError: naming the URL (any password in it replaced by ``***``).
-    """
-    if isinstance(url, str):
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme in ("http", "https") and parts.hostname:
-            return url
-        shown = redact(url)
-    else:
-        shown = safe_repr(url)
-    raise ConfigurationError(f"url={shown!r}: expected an http:// or https:// URL with a host")
 
 
 def post(url: str, body: bytes, content_type: str, headers: Mapping[str, str], timeout: float) -> None:
