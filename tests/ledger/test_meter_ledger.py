@@ -120,3 +120,21 @@ def test_reprice_keeps_costs_when_prices_did_not_change(
     table.write_text('[[model]]\nprovider = "ollama"\nmodel = "llama3"\ninput_mtok = "1"\n', encoding="utf-8")
     assert main(["reprice", "--ledger", url, "--prices", str(table)]) == 0
     assert capsys.readouterr().out.startswith("repriced 2 events")
+
+
+def test_report_where_filters_like_totals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`report --where NAME=VALUE` gives the rows of totals(where=…); NAME alone keeps events without it."""
+    url = f"sqlite:///{tmp_path / 'usage.db'}"
+    meter = Meter(url)
+    _record_a_day(meter)
+    meter.close()
+    ledger = meterline.open_ledger(url)
+    expected = [row.to_dict(("model",)) for row in ledger.totals(by=("model",), where={"user": "u1"})]
+    without_tool = [row.to_dict(("user",)) for row in ledger.totals(by=("user",), where={"tool": None})]
+    ledger.close()
+    assert main(["report", "--ledger", url, "--by", "model", "--where", "user=u1", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == expected
+    assert main(["report", "--ledger", url, "--by", "user", "--where", "tool", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows == without_tool
+    assert sum(row["events"] for row in rows) == 2 * 53  # each user's 54 events but the tool call

@@ -18,9 +18,9 @@ from meterline.budgets import ENV_VAR as BUDGET_STORE_ENV_VAR
 from meterline.budgets import (
     Budget,
     BudgetStatus,
-    BudgetStore,
     CatchUp,
     budget_status,
+    known_budgets,
     load_budgets,
     open_budget_store,
     rebuild_from_ledger,
@@ -30,19 +30,6 @@ from meterline.ledger import ENV_VAR as LEDGER_ENV_VAR
 from meterline.ledger import open_ledger
 
 __all__ = ["add_budget_commands", "budget_rows", "rebuild_rows", "render_budgets", "render_rebuild"]
-
-
-def _known(store: BudgetStore, budgets: Sequence[Budget]) -> list[Budget]:
-    """``budgets`` plus every definition ``store`` keeps; ``budgets`` wins for a name in both."""
-    by_name = {}
-    for name, spec in sorted(store.definitions().items()):
-        try:
-            by_name[name] = Budget.from_dict(json.loads(spec), source=f"stored budget {name!r}")
-        except (ValueError, TypeError) as exc:
-            raise ConfigurationError(f"stored budget {name!r} cannot be read: {exc}") from None
-    for budget in budgets:
-        by_name[budget.name] = budget
-    return list(by_name.values())
 
 
 def budget_rows(
@@ -59,7 +46,7 @@ def budget_rows(
     """
     store = open_budget_store(store_url)
     try:
-        return budget_status(store, _known(store, budgets), now)
+        return budget_status(store, known_budgets(store, budgets), now)
     finally:
         store.close()
 
@@ -78,7 +65,7 @@ def rebuild_rows(
     try:
         ledger = open_ledger(ledger_url)
         try:
-            return rebuild_from_ledger(_known(store, budgets), store, ledger, now=now)
+            return rebuild_from_ledger(known_budgets(store, budgets), store, ledger, now=now)
         finally:
             ledger.close()
     finally:

@@ -10,12 +10,11 @@ import argparse
 import csv
 import json
 import os
-import re
 import socket
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
@@ -32,7 +31,7 @@ from meterline.exporters import (
     StripeMeter,
     cloudevent,
 )
-from meterline.ledger import ENV_VAR, LedgerBackend, LedgerRow, open_ledger
+from meterline.ledger import ENV_VAR, LedgerBackend, LedgerRow, open_ledger, parse_by, parse_when, parse_where
 
 __all__ = [
     "add_ledger_commands",
@@ -45,8 +44,6 @@ __all__ = [
     "when_argument",
 ]
 
-_AGE: Final = re.compile(r"(\d+)\s*([smhdw])")
-_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 EXPORT_FORMATS: Final = ("jsonl", "csv", "cloudevents", "stripe", "parquet")
 BILLING_FORMATS: Final = ("cloudevents", "stripe")
 """Formats ``export`` can deliver (``--to``) and resume (``--cursor``)."""
@@ -54,25 +51,6 @@ DEFAULT_STRIPE_METERS: Final = (
     "meterline_input_tokens=input_tokens",
     "meterline_output_tokens=output_tokens",
 )
-
-
-def parse_when(text: str, *, now: datetime | None = None) -> datetime:
-    """Parse ``7d``/``12h``/``30m``/``45s``/``2w`` (that long ago) or an ISO 8601 date or date-time.
-
-    Raises:
-        ConfigurationError: naming the text and the accepted forms.
-    """
-    match = _AGE.fullmatch(text.strip())
-    if match:
-        delta = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-        return (now or datetime.now(tz=UTC)) - delta
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigurationError(
-            f"time {text!r}: expected an age such as 7d, 12h or 30m, or an ISO 8601 date or date-time"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def when_argument(text: str) -> datetime:
@@ -83,12 +61,10 @@ def when_argument(text: str) -> datetime:
 
 
 def _dimensions(text: str) -> tuple[str, ...]:
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    if not names:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected dimension names separated by commas, e.g. model,agent"
-        )
-    return names
+    try:
+        return parse_by(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def open_from(args: argparse.Namespace) -> LedgerBackend:
@@ -156,20 +132,6 @@ def _sum_rows(rows: Sequence[LedgerRow]) -> LedgerRow:
     return total
 
 
-def _row_dict(row: LedgerRow, by: Sequence[str]) -> dict[str, Any]:
-    return {
-        **({"period": row.period.isoformat().replace("+00:00", "Z")} if row.period is not None else {}),
-        **dict(zip(by, row.key, strict=True)),
-        "events": row.events,
-        "unmeasured": row.unmeasured,
-        "unpriced": row.unpriced,
-        **row.usage.to_dict(),
-        "cost": str(row.cost),
-        "latency_ms": row.latency_ms,
-        "tokens_saved": row.tokens_saved,
-    }
-
-
 def render_report(
     rows: Sequence[LedgerRow], by: Sequence[str], granularity: str | None, *, title: str = ""
 ) -> str:
@@ -212,7 +174,10 @@ def render_report(
 
 def _cmd_report(args: argparse.Namespace) -> int:
     source: str
+    where = parse_where(args.where)
     if args.engine == "duckdb":
+        if where:
+            raise ConfigurationError("--where filters the ledger's report; --engine duckdb does not take it")
         if args.parquet is None:
             raise ConfigurationError(
                 "--engine duckdb reads a Parquet export: --parquet DIR (meterline export --format parquet)"
@@ -226,20 +191,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
     else:
         ledger = open_from(args)
         try:
-            rows = ledger.totals(by=args.by, since=args.since, until=args.until, granularity=args.granularity)
+            rows = ledger.totals(
+                by=args.by, where=where, since=args.since, until=args.until, granularity=args.granularity
+            )
         finally:
             ledger.close()
         source = f"ledger {ledger.url}"
     if args.format == "json":
-        print(json.dumps([_row_dict(row, args.by) for row in rows], indent=2))
+        print(json.dumps([row.to_dict(args.by) for row in rows], indent=2))
     elif args.format == "csv":
         writer = csv.writer(sys.stdout)
-        fields = list(_row_dict(LedgerRow(key=(None,) * len(args.by), period=None), args.by))
+        fields = list(LedgerRow(key=(None,) * len(args.by), period=None).to_dict(args.by))
         if args.granularity:
             fields.insert(0, "period")
         writer.writerow(fields)
         for row in rows:
-            data = _row_dict(row, args.by)
+            data = row.to_dict(args.by)
             writer.writerow([data.get(name, "") for name in fields])
     else:
         print(render_report(rows, args.by, args.granularity, title=source))
@@ -493,6 +460,13 @@ def add_ledger_commands(commands: Any) -> None:
     report.add_argument("--since", type=when_argument, help="e.g. 7d or 2026-11-01")
     report.add_argument("--until", type=when_argument)
     report.add_argument("--granularity", choices=("hour", "day", "month"))
+    report.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="keep events whose NAME is VALUE (repeat NAME for any of its values); NAME alone: without it",
+    )
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
     report.add_argument(
         "--engine",

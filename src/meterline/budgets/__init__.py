@@ -14,7 +14,7 @@
 from typing import TYPE_CHECKING, Any
 
 from meterline.budgets._budget import Budget, BudgetAlert, BudgetStatus, load_budgets
-from meterline.budgets._compiled import CompiledBudget, budget_status
+from meterline.budgets._compiled import CompiledBudget, budget_status, known_budgets
 from meterline.budgets._engine import (
     DEFAULT_LEASE,
     DEFAULT_MAX_OUTPUT_TOKENS,
@@ -49,6 +49,7 @@ __all__ = [
     "SQLiteBudgetStore",
     "budget_status",
     "estimate_tokens",
+    "known_budgets",
     "load_budgets",
     "open_budget_store",
     "rebuild_from_ledger",

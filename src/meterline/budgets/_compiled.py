@@ -9,6 +9,7 @@ store, with or without a meter.
 
 from __future__ import annotations as _annotations
 
+import json
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,9 +31,17 @@ from meterline.budgets._store import (
     Vector,
 )
 from meterline.budgets._window import FOREVER, STALE, Window, calendar_window, rolling_window
-from meterline.exceptions import BudgetExceeded
+from meterline.exceptions import BudgetExceeded, ConfigurationError
 
-__all__ = ["NO_ROUTE", "CompiledBudget", "Route", "budget_status", "estimated_pico", "status_rows"]
+__all__ = [
+    "NO_ROUTE",
+    "CompiledBudget",
+    "Route",
+    "budget_status",
+    "estimated_pico",
+    "known_budgets",
+    "status_rows",
+]
 
 _MAX_CACHED_LINES: Final = 4096
 
@@ -236,6 +245,26 @@ def budget_status(
     for budget in budgets:
         rows.extend(CompiledBudget(budget).status(store, moment))
     return rows
+
+
+def known_budgets(store: BudgetStore, budgets: Iterable[Budget] = ()) -> list[Budget]:
+    """``budgets`` plus every definition ``store`` keeps; ``budgets`` wins for a name in both.
+
+    Meters store the definitions of the budgets they enforce, so a reader of the store (the
+    command line, the dashboard) knows every budget without being told.
+
+    Raises:
+        ConfigurationError: for a stored definition this meterline cannot read.
+    """
+    by_name = {}
+    for name, spec in sorted(store.definitions().items()):
+        try:
+            by_name[name] = Budget.from_dict(json.loads(spec), source=f"stored budget {name!r}")
+        except (ValueError, TypeError) as exc:
+            raise ConfigurationError(f"stored budget {name!r} cannot be read: {exc}") from None
+    for budget in budgets:
+        by_name[budget.name] = budget
+    return list(by_name.values())
 
 
 def status_rows(

@@ -22,6 +22,7 @@ from meterline.ledger._check import LedgerCheck, check_ledger
 from meterline.ledger._dead_letters import DEAD_LETTERS_NAME, DeadLetter, DeadLetters
 from meterline.ledger._open import ENV_VAR, open_ledger
 from meterline.ledger._parquet import ParquetExport, export_ledger_parquet, export_parquet, parquet_totals
+from meterline.ledger._query_text import parse_by, parse_when, parse_where
 from meterline.ledger._sqlite import SQLiteLedger
 from meterline.ledger._writer import ledger_writer
 
@@ -53,6 +54,8 @@ __all__ = [
 
 # For the meter, not public API:
 __all__ += ["ledger_writer"]
+# For the command line and the dashboard, which read a report's query as text, not public API:
+__all__ += ["parse_by", "parse_when", "parse_where"]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Final, Literal, Protocol, runtime_checkable
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from meterline._events import UsageEvent
 from meterline._usage import Usage
@@ -55,6 +55,30 @@ class LedgerRow:
     """Sum of the reported latencies, in milliseconds."""
     tokens_saved: int = 0
     """Tokens saved by the application's cache hits."""
+
+    def to_dict(self, by: Sequence[str]) -> dict[str, Any]:
+        """The row as JSON-ready values, the form of ``meterline report --format json``.
+
+        Args:
+            by: The report's ``by`` names, which label `key`'s values.
+
+        Returns:
+            ``period`` (RFC 3339, UTC; only with a granularity), each ``by`` name's value, the
+            counts, every `Usage` field, ``cost`` as a decimal string of USD, ``latency_ms`` and
+            ``tokens_saved``.
+        """
+        period = self.period
+        return {
+            **({"period": period.isoformat().replace("+00:00", "Z")} if period is not None else {}),
+            **dict(zip(by, self.key, strict=True)),
+            "events": self.events,
+            "unmeasured": self.unmeasured,
+            "unpriced": self.unpriced,
+            **self.usage.to_dict(),
+            "cost": str(self.cost),
+            "latency_ms": self.latency_ms,
+            "tokens_saved": self.tokens_saved,
+        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
