@@ -18,7 +18,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP_CORE): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e ".[dashboard]"
 	touch $@
 
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
@@ -42,6 +42,9 @@ install: $(STAMP_DEV) ## Create .venv and install meterline with every extra and
 demo: $(STAMP_CORE) ## Run the main job end to end: a simulated day, written to ./meterline.db
 	rm -f meterline.db meterline.db-wal meterline.db-shm
 	$(BIN)/meterline demo --ledger sqlite:///meterline.db
+	@echo
+	@echo "See it in the dashboard (then open http://127.0.0.1:8765/):"
+	@echo "  $(BIN)/meterline serve --ledger sqlite:///meterline.db"
 
 .PHONY: format
 format: $(STAMP_DEV) ## Format the code
@@ -56,8 +59,12 @@ lint: $(STAMP_DEV) ## Lint (ruff, format), type-check (mypy strict), the import 
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/module_sizes.py src/meterline
 
+.PHONY: browser
+browser: ## Install Debian's Chromium for the dashboard's browser tests (when it is missing)
+	sh scripts/install_browser.sh
+
 .PHONY: test
-test: lint ## Lint, type-check and run the whole test suite, then tests/instrument on the oldest SDKs
+test: lint browser ## Lint, type-check and run the whole test suite, then tests/instrument on the oldest SDKs
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory test-sdkmin
 	$(MAKE) --no-print-directory test-frameworks-min

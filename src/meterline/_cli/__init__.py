@@ -21,6 +21,7 @@ import sys
 
 from meterline import __version__
 from meterline._cli._budgets import add_budget_commands
+from meterline._cli._dashboard import add_dashboard_command
 from meterline._cli._demo import add_demo_command
 from meterline._cli._exit import EXIT_USAGE, report_error
 from meterline._cli._ledger import add_ledger_commands
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     add_reconcile_command(commands)
     add_budget_commands(commands)
     add_serve_command(commands)
+    add_dashboard_command(commands)
     return parser
 
 
