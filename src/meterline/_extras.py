@@ -26,6 +26,7 @@ EXTRAS: Final = {
     "pydantic-ai": ("pydantic_ai",),
     "openai-agents": ("agents",),
     "analytics": ("pyarrow", "duckdb"),
+    "dashboard": ("fastapi", "uvicorn", "jinja2"),
 }
 """Each extra and the top-level modules it provides."""
 
