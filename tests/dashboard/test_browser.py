@@ -171,7 +171,7 @@ def test_changing_the_grouping_redraws_the_chart_with_its_series(page: Page, sql
         "['planner', 'writer'].includes("
         "Chart.getChart(document.querySelector('#cost-chart')).data.datasets[0].label)",
     )
-    since = datetime.now(tz=UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=30)
+    since = datetime.now(tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
     by_agent: Counter[str] = Counter()
     for e in sqlite_filled.events:
         if e.time >= since and e.cost is not None:
@@ -256,7 +256,7 @@ def test_the_csv_download_equals_the_table(page: Page) -> None:
 def test_tools_page_shows_calls_and_caches(page: Page, sqlite_filled: Filled) -> None:
     """The tools page lists each tool's calls and the cache's hit rate."""
     shown = page.open("/tools")
-    since = datetime.now(tz=UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=30)
+    since = datetime.now(tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
     calls = Counter(
         e.dimensions["tool"]
         for e in sqlite_filled.events

@@ -97,18 +97,18 @@ class Window:
 
 
 def windows(now: datetime) -> tuple[Window, ...]:
-    """Today (since UTC midnight), the last 7 days and the last 30 days.
+    """Today, the last 7 days and the last 30 days, as UTC days (today included).
 
-    Today is compared with the same hours of yesterday; the others with the span of the same
-    length just before. The ledger's roll-ups are hourly, so each span ends at the end of
-    ``now``'s hour.
+    Each is compared with the span of as many days just before it, up to the same hour
+    (today with yesterday up to this hour). The ledger's roll-ups are hourly, so the spans end
+    at the end of ``now``'s hour; they start at midnight, so a report by a dimension over one
+    of them reads its daily roll-ups only.
     """
     until = _hour_floor(now) + HOUR
     midnight = _hour_floor(now).replace(hour=0)
-    return (
-        Window("today", midnight, until, midnight - DAY, until - DAY),
-        Window("7d", until - 7 * DAY, until, until - 14 * DAY, until - 7 * DAY),
-        Window("30d", until - 30 * DAY, until, until - 60 * DAY, until - 30 * DAY),
+    return tuple(
+        Window(name, midnight - (days - 1) * DAY, until, midnight - (2 * days - 1) * DAY, until - days * DAY)
+        for name, days in (("today", 1), ("7d", 7), ("30d", 30))
     )
 
 

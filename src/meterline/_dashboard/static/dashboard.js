@@ -78,6 +78,12 @@ function eventCost(e) {
   return e.usage ? "unpriced" : "unmeasured";
 }
 
+/** The start of the last ``days`` UTC days, today included (whole days: the roll-ups' grain). */
+function daysAgo(days) {
+  const now = new Date();
+  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() - (days - 1))).toISOString();
+}
+
 function whereParam(name, value) {
   return value === null || value === undefined ? name : name + "=" + value;
 }
@@ -245,13 +251,16 @@ const EVENT_COLUMNS = [
 
 async function overview() {
   const select = document.getElementById("series-by");
-  const dims = await api("/api/dimensions");
-  for (const name of dims.names) select.append(el("option", name, { value: name }));
-  select.value = "model";
+  select.append(el("option", "model", { value: "model" }));
   let newest = null;
 
+  async function fillGroupings() {
+    const dims = await api("/api/dimensions");
+    for (const name of dims.names) if (name !== "model") select.append(el("option", name, { value: name }));
+  }
+
   async function drawSeries() {
-    const params = new URLSearchParams({ by: select.value, since: "30d", granularity: "day" });
+    const params = new URLSearchParams({ by: select.value, since: daysAgo(30), granularity: "day" });
     const series = await api("/api/series", params);
     drawStacked(document.getElementById("cost-chart"), series);
     document.getElementById("series-note").textContent = seriesNote(series);
@@ -261,13 +270,13 @@ async function overview() {
     const data = await api("/api/overview");
     const cards = document.getElementById("periods");
     cards.replaceChildren();
-    const names = { today: "Today", "7d": "Last 7 days", "30d": "Last 30 days" };
+    const names = { today: "Today (UTC)", "7d": "Last 7 days (UTC, today included)", "30d": "Last 30 days (UTC, today included)" };
     for (const period of data.periods) {
       const card = el("div", null, { class: "card", "data-period": period.name, "data-since": period.since, "data-until": period.until });
       card.append(el("div", names[period.name], { class: "label" }));
       card.append(el("div", usd(period.cost), { class: "cost" }));
       const change = period.change.cost;
-      card.append(el("div", percent(change) + " against the " + (period.name === "today" ? "same hours yesterday" : "span before"),
+      card.append(el("div", percent(change) + " against " + (period.name === "today" ? "yesterday" : "the " + period.name.replace("d", " days") + " before") + " up to this hour",
         { class: change > 0 ? "up" : change < 0 ? "down" : "" }));
       card.append(el("div", int(period.model_calls) + " model calls (" + percent(period.change.model_calls) + "), " +
         int(period.events) + " events"));
@@ -306,7 +315,7 @@ async function overview() {
   }
 
   select.addEventListener("change", () => drawSeries().catch(showError));
-  await Promise.all([drawSummary(), drawSeries(), drawLatest()]);
+  await Promise.all([drawSummary(), drawSeries(), drawLatest(), fillGroupings()]);
   document.body.dataset.drawn = "1";
   window.meterlineDrawnAt = performance.now();
   setInterval(async () => {
@@ -495,7 +504,7 @@ async function budgetsPage() {
 // tools and caches
 
 async function toolsPage() {
-  const data = await api("/api/tools", new URLSearchParams({ since: "30d" }));
+  const data = await api("/api/tools", new URLSearchParams({ since: daysAgo(30) }));
   fillTable(document.getElementById("tools-table"), [
     { label: "tool", value: (t) => label(t.tool), href: (t) => eventsHref([whereParam("operation", "execute_tool"), whereParam("tool", t.tool)]) },
     { label: "calls", value: (t) => int(t.calls), num: true },
