@@ -179,6 +179,11 @@ def _add_by_value(
     values = ""
     if wanted is not None:
         values = f" AND v.value IN ({', '.join('?' * len(wanted))})"
+    monthly = query.granularity == "month"
+    # The sums of every value, per model fields and period, to take from those of all events
+    # for the group ``None``: added up while every value's rows are read, or read for it.
+    covered: Groups = {}
+    every_value = missing and wanted is None
     if wanted != []:
         sql = (
             f"SELECT {', '.join(keys)}, {sums}{source}"
@@ -188,10 +193,13 @@ def _add_by_value(
         at = [1 if name == dimension else 2 + fields.index(name) for name in query.by]
         for row in conn.execute(sql, [*params, *(wanted or ())]):
             key = (row[1],) if at == [1] else tuple(row[i] for i in at)
-            add(groups, (key, row[0]), _joined(row, width), 0, False)
+            joined = _joined(row, width)
+            add(groups, (key, row[0]), joined, 0, False)
+            if every_value:
+                start = month_of(row[0]) if monthly and row[0] is not None else row[0]
+                add(covered, (tuple(row[2:width]), start), joined, 0, False)
     if not missing:
         return
-    # The sums of every value, per model fields and period, to take from those of all events.
 
     def by_fields(source: str, where: list[str], args: list[object]) -> Groups:
         """The sums of ``source``'s rows per model fields and period (months, for a monthly report)."""
@@ -201,11 +209,12 @@ def _add_by_value(
         )
         found: Groups = {}
         for row in conn.execute(sql, args):
-            start = month_of(row[0]) if query.granularity == "month" and row[0] is not None else row[0]
+            start = month_of(row[0]) if monthly and row[0] is not None else row[0]
             add(found, (tuple(row[2 : 2 + len(fields)]), start), _joined(row, 2 + len(fields)), 0, False)
         return found
 
-    covered = by_fields(source, clauses, params)  # every value of the dimension
+    if not every_value:
+        covered = by_fields(source, clauses, params)  # every value of the dimension
     everything = by_fields(
         f" FROM {table} AS r{keyed}", ["r.value_id = ?", *clauses[1:]], [ALL_EVENTS, *params[1:]]
     )
