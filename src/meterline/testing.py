@@ -172,12 +172,17 @@ class InMemoryLedger:
         since: datetime | None = None,
         until: datetime | None = None,
         granularity: Granularity | None = None,
+        limit: int | None = None,
     ) -> list[LedgerRow]:
         """See `meterline.ledger.LedgerBackend.totals`."""
         group = check_names(by, "by")
         allowed = where_filters(where)
         if granularity is not None and granularity not in _GRANULARITIES:
             raise ConfigurationError(f"granularity={granularity!r}: expected one of {_GRANULARITIES} or None")
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise ConfigurationError(
+                f"limit={limit!r}: expected a positive int (the first rows by cost), or None"
+            )
         first = None if since is None else _hour(since)
         last = None if until is None else _hour(until)
         with self._lock:
@@ -220,7 +225,7 @@ class InMemoryLedger:
                 r.period or _EPOCH,
             )
         )
-        return rows
+        return rows if limit is None else rows[:limit]
 
     def events(
         self, *, since: datetime | None = None, until: datetime | None = None, after_id: str | None = None

@@ -58,7 +58,7 @@ def test_the_openapi_document_lists_every_endpoint(served: str) -> None:
     document = get(served, "/openapi.json").json()
     assert set(API) | {"/api/events/{event_id}"} == set(document["paths"])
     names = {p["name"] for p in document["paths"]["/api/report"]["get"]["parameters"]}
-    assert names == {"by", "where", "since", "until", "granularity"}
+    assert names == {"by", "where", "since", "until", "granularity", "limit"}
     assert get(served, "/docs").status_code == 404
 
 
@@ -81,6 +81,7 @@ def test_the_report_endpoint_gives_the_cli_s_rows(
             ["--by", "tool", "--where", "operation=execute_tool", "--since", "7d"],
             {"by": "tool", "where": "operation=execute_tool", "since": "7d"},
         ),
+        (["--by", "session", "--limit", "4"], {"by": "session", "limit": "4"}),
     ):
         assert main(["report", "--ledger", sqlite_filled.url, *args, "--format", "json"]) == 0
         cli = json.loads(capsys.readouterr().out)
@@ -121,6 +122,7 @@ def test_endpoints_answer_with_the_views_numbers(served: str, views: Views, sqli
         ("/api/report", {"by": "user", "since": "yesterday"}, "yesterday"),
         ("/api/report", {"by": "user", "granularity": "fortnight"}, "fortnight"),
         ("/api/report", {"by": "user", "grouping": "x"}, "grouping"),
+        ("/api/report", {"by": "user", "limit": "0"}, "limit"),
         ("/api/series", {"by": "user", "top": "0"}, "top"),
         ("/api/series", {"by": "user", "top": "1e309"}, "top"),
         ("/api/series", {"by": "user", "granularity": "year"}, "granularity"),
@@ -155,7 +157,7 @@ def test_any_query_string_is_answered_200_or_400(
 ) -> None:
     """Whatever the query string, the answer is a result or a 400 with a message: never a server error."""
     allowed = {
-        "/api/report": {"by", "where", "since", "until", "granularity"},
+        "/api/report": {"by", "where", "since", "until", "granularity", "limit"},
         "/api/events": {"where", "since", "until", "limit"},
     }
     response = get(served, path, params)

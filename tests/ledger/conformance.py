@@ -420,6 +420,18 @@ class LedgerConformance:
         ledger.write(events)
         assert_reports(ledger, events)
 
+    def test_a_limited_report_is_the_first_rows_of_the_whole(self, ledger: LedgerBackend) -> None:
+        """``limit=k`` gives the first k rows by cost of the same report, ties broken as without it."""
+        events = product_events()
+        ledger.write(events)
+        for report in PRODUCT_REPORTS:
+            whole = ledger.totals(**report)
+            for limit in (1, 3, len(whole) // 2 or 1, len(whole) + 5):
+                assert ledger.totals(**report, limit=limit) == whole[:limit], (report, limit)
+        for bad in (0, -1, True, 2.0, "3"):
+            with pytest.raises(ConfigurationError, match="limit"):
+                ledger.totals(by=("user",), limit=bad)  # type: ignore[arg-type]
+
     def test_reports_of_late_events_are_the_sums_of_the_events(self, ledger: LedgerBackend) -> None:
         """Batches written newest first (each day's events arriving after later days'): every report exact."""
         events = product_events()

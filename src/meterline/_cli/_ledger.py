@@ -60,6 +60,12 @@ def when_argument(text: str) -> datetime:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of rows, at least 1")
+    return int(text)
+
+
 def _dimensions(text: str) -> tuple[str, ...]:
     try:
         return parse_by(text)
@@ -186,13 +192,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
         rows = parquet_totals(
             args.parquet, by=args.by, since=args.since, until=args.until, granularity=args.granularity
-        )
+        )[: args.limit]
         source = f"Parquet export {args.parquet} (DuckDB)"
     else:
         ledger = open_from(args)
         try:
             rows = ledger.totals(
-                by=args.by, where=where, since=args.since, until=args.until, granularity=args.granularity
+                by=args.by,
+                where=where,
+                since=args.since,
+                until=args.until,
+                granularity=args.granularity,
+                limit=args.limit,
             )
         finally:
             ledger.close()
@@ -466,6 +477,12 @@ def add_ledger_commands(commands: Any) -> None:
         default=[],
         metavar="NAME[=VALUE]",
         help="keep events whose NAME is VALUE (repeat NAME for any of its values); NAME alone: without it",
+    )
+    report.add_argument(
+        "--limit",
+        type=_positive,
+        metavar="N",
+        help="only the first N rows by cost (the total line is theirs)",
     )
     report.add_argument("--format", choices=("table", "csv", "json"), default="table")
     report.add_argument(

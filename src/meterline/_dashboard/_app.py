@@ -229,15 +229,17 @@ def create_app(views: Views, *, token: str | None = None, refresh_seconds: float
         since: When = None,
         until: When = None,
         granularity: Granularity = None,
+        limit: Annotated[int | None, Query(description="only the first rows by cost")] = None,
     ) -> list[dict[str, Any]]:
         """The rows of ``meterline report --format json`` for the same query, sorted by cost."""
-        _only(request, "by", "where", "since", "until", "granularity")
+        _only(request, "by", "where", "since", "until", "granularity", "limit")
         return views.report(
             by=parse_by(by),
             where=parse_where(where),
             since=_when(since),
             until=_when(until),
             granularity=granularity or None,
+            limit=limit,
         )
 
     @app.get("/api/events", tags=["events"])

@@ -142,6 +142,7 @@ class Views:
         since: datetime | None = None,
         until: datetime | None = None,
         granularity: str | None = None,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """The rows of ``meterline report --format json`` for the same query, sorted by cost.
 
@@ -154,6 +155,7 @@ class Views:
             since=since,
             until=until,
             granularity=granularity,  # type: ignore[arg-type]  # checked by totals
+            limit=limit,
         )
         return [row.to_dict(by) for row in rows]
 
@@ -292,7 +294,10 @@ class Views:
                 "reasoning": usage.reasoning_tokens,
             },
             "top": {
-                name: [row.to_dict((name,)) for row in self.ledger.totals(by=(name,), since=last.since)[:top]]
+                name: [
+                    row.to_dict((name,))
+                    for row in self.ledger.totals(by=(name,), since=last.since, limit=top)
+                ]
                 for name in ("user", "session", "agent")
             },
         }

@@ -128,13 +128,15 @@ class LedgerBackend(Protocol):
         since: datetime | None = None,
         until: datetime | None = None,
         granularity: Granularity | None = None,
+        limit: int | None = None,
     ) -> list[LedgerRow]:
         """Add up the stored events from the roll-ups (never by scanning events).
 
         ``by`` and ``where`` take event fields (operation, status, provider, model) and
         dimension names, which must be identifiers (never put in SQL text). ``since`` is
         inclusive, ``until`` exclusive, both rounded down to the hour (the roll-ups' grain).
-        Rows come sorted by cost, highest first.
+        Rows come sorted by cost, highest first (then events, then key); with ``limit``, only
+        the first ``limit`` of them (a positive int), as they would come without it.
         """
         ...
 

@@ -11,10 +11,11 @@ first) and period. Memory grows with the number of groups, never with the events
 
 from __future__ import annotations as _annotations
 
+import heapq
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Final
 
 from meterline._dimensions import EVENT_FIELDS, check_names, where_filters
@@ -39,6 +40,7 @@ __all__ = [
     "Query",
     "accumulate",
     "add",
+    "check_limit",
     "month_of",
     "next_day",
     "next_month",
@@ -73,6 +75,8 @@ class Query:
     until: int | None
     """Hour (seconds) the range ends before."""
     granularity: Granularity | None
+    limit: int | None = None
+    """At most this many rows (the first by cost), or all."""
 
     @classmethod
     def checked(
@@ -82,20 +86,24 @@ class Query:
         since: datetime | None,
         until: datetime | None,
         granularity: Granularity | None,
+        limit: int | None = None,
     ) -> Query:
         """The query of `LedgerBackend.totals`' arguments, checked; the times rounded down to the hour.
 
         Raises:
-            ConfigurationError: a name that is not a lower-case identifier, or a bad granularity.
+            ConfigurationError: a name that is not a lower-case identifier, a bad granularity or
+                a limit that is not a positive int.
         """
         if granularity is not None and granularity not in GRANULARITIES:
             raise ConfigurationError(f"granularity={granularity!r}: expected one of {GRANULARITIES} or None")
+        check_limit(limit)
         return cls(
             by=check_names(by, "by"),
             where=where_filters(where),
             since=None if since is None else hour_of(nanoseconds(since)),
             until=None if until is None else hour_of(nanoseconds(until)),
             granularity=granularity,
+            limit=limit,
         )
 
     @property
@@ -178,14 +186,44 @@ def accumulate(table: dict[Any, list[Any]], key: Any, sums: Iterable[Any]) -> No
             acc[index] += value
 
 
-def to_rows(groups: Groups, granularity: Granularity | None) -> list[LedgerRow]:
+def check_limit(limit: object) -> None:
+    """Check a report's ``limit``: ``None`` (every row) or a positive int.
+
+    Raises:
+        ConfigurationError: naming the value.
+    """
+    if limit is not None and (type(limit) is not int or limit < 1):
+        raise ConfigurationError(
+            f"limit={limit!r}: expected a positive int (the first rows by cost), or None"
+        )
+
+
+def _first_by_cost(groups: Groups, limit: int) -> Groups:
+    """The groups that can be among the ``limit`` first rows by cost and events.
+
+    Those at least as high as the ``limit``-th (by their sums, as the rows will be sorted),
+    so that groups tied with it stay for the key order to decide: the rows made from them,
+    sorted, start with the same ``limit`` rows as all of them would.
+    """
+    if len(groups) <= limit:
+        return groups
+    ranked = heapq.nlargest(limit, groups.values(), key=_SUMS_COST_EVENTS)
+    floor = _SUMS_COST_EVENTS(ranked[-1])
+    return {key: acc for key, acc in groups.items() if _SUMS_COST_EVENTS(acc) >= floor}
+
+
+def to_rows(groups: Groups, granularity: Granularity | None, limit: int | None = None) -> list[LedgerRow]:
     """The groups as sorted `LedgerRow` (the days of one month merged for a monthly report).
 
     ``groups`` is emptied as the rows are made, so that the sums and the rows are not held
-    twice (a report by session has a hundred thousand of each).
+    twice (a report by session has a hundred thousand of each). With a ``limit``, only the
+    groups that can be among the first ``limit`` rows become rows (a top 10 of a hundred
+    thousand sessions makes about 10).
     """
     if granularity == "month":
         groups = _months(groups)
+    if limit is not None:
+        groups = _first_by_cost(groups, limit)
     periods: dict[int, datetime] = {}
     rows: list[LedgerRow] = []
     while groups:
@@ -210,10 +248,11 @@ def to_rows(groups: Groups, granularity: Granularity | None) -> list[LedgerRow]:
     rows.sort(key=_COST_EVENTS, reverse=True)
     for begin, end in _ties(rows):
         rows[begin:end] = sorted(rows[begin:end], key=_key_order)
-    return rows
+    return rows if limit is None else rows[:limit]
 
 
 _COST_EVENTS: Final = attrgetter("cost", "events")
+_SUMS_COST_EVENTS: Final = itemgetter(SUM_PICO, EVENTS)
 
 
 def _months(groups: Groups) -> Groups:

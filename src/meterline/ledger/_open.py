@@ -104,9 +104,12 @@ class LazyLedger:
         since: datetime | None = None,
         until: datetime | None = None,
         granularity: Granularity | None = None,
+        limit: int | None = None,
     ) -> list[LedgerRow]:
         """See `LedgerBackend.totals`."""
-        return self._open().totals(by=by, where=where, since=since, until=until, granularity=granularity)
+        return self._open().totals(
+            by=by, where=where, since=since, until=until, granularity=granularity, limit=limit
+        )
 
     def events(
         self, *, since: datetime | None = None, until: datetime | None = None, after_id: str | None = None

@@ -397,9 +397,10 @@ class PostgresLedger:
         since: datetime | None = None,
         until: datetime | None = None,
         granularity: Granularity | None = None,
+        limit: int | None = None,
     ) -> list[LedgerRow]:
         """Add up the stored events (from the roll-ups where they answer), sorted by cost, highest first."""
-        query = Query.checked(by, where, since, until, granularity)
+        query = Query.checked(by, where, since, until, granularity, limit)
         names = self._names
 
         def compose(text: str) -> sql.Composed:

@@ -66,7 +66,7 @@ def read_totals(
     """
     reader = _Reader(cur, compose, query, folded)
     reader.run()
-    return to_rows(reader.groups, query.granularity)
+    return to_rows(reader.groups, query.granularity, query.limit)
 
 
 class _Reader:

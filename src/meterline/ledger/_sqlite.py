@@ -327,6 +327,7 @@ class SQLiteLedger:
         since: datetime | None = None,
         until: datetime | None = None,
         granularity: Granularity | None = None,
+        limit: int | None = None,
     ) -> list[LedgerRow]:
         """Add up the stored events inside SQLite, from the roll-ups wherever they can answer.
 
@@ -345,6 +346,7 @@ class SQLiteLedger:
             since: Keep roll-up hours from this one (inclusive, rounded down to the hour).
             until: Keep roll-up hours before this one (exclusive, rounded down to the hour).
             granularity: Also group by the UTC hour, day or month (the row's ``period``).
+            limit: Return only the first rows by cost (a top ``limit``); ``None``: all.
 
         Returns:
             One `LedgerRow` per group, by cost (highest first), then events, then key.
@@ -354,7 +356,7 @@ class SQLiteLedger:
                 granularity.
             LedgerError: the store failed.
         """
-        query = Query.checked(by, where, since, until, granularity)
+        query = Query.checked(by, where, since, until, granularity, limit)
         with self._transaction("totals", "BEGIN") as conn:
             return read_totals(conn, self._names, query)
 

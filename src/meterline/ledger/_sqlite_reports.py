@@ -66,7 +66,7 @@ def read_totals(conn: sqlite3.Connection, names: Dictionaries, query: Query) -> 
         if "overflow" not in str(exc.__cause__):
             raise
         groups = _groups(conn, names, query, in_sql=False)
-    return to_rows(groups, query.granularity)
+    return to_rows(groups, query.granularity, query.limit)
 
 
 def _groups(conn: sqlite3.Connection, names: Dictionaries, query: Query, *, in_sql: bool) -> Groups:
