@@ -172,7 +172,9 @@ def _add_by_value(
     period = _period_sql(query.granularity, column)
     keys = [period, "v.value", *(f"k.{name}" for name in fields)]
     by_key = table == ROLLUPS[1]  # the monthly roll-up has no key: it serves no model field
-    keyed = " JOIN meterline_keys AS k ON k.key_id = r.key_id" if by_key else ""
+    # The keys' table only when a model field is grouped or filtered by (a join per row otherwise).
+    field_keyed = by_key and (bool(fields) or any(name in query.where for name in EVENT_FIELDS))
+    keyed = " JOIN meterline_keys AS k ON k.key_id = r.key_id" if field_keyed else ""
     source = f" FROM meterline_dim_values AS v JOIN {table} AS r ON r.value_id = v.value_id{keyed}"
     sums = ", ".join(f"SUM(r.{name})" for name in BY_VALUE_SUMS)
     rows = ["r.value_id", column, *(["r.key_id"] if by_key else [])]  # one roll-up row a group
@@ -184,6 +186,7 @@ def _add_by_value(
     # for the group ``None``: added up while every value's rows are read, or read for it.
     covered: Groups = {}
     every_value = missing and wanted is None
+    parts: dict[tuple[tuple[Any, ...], int | None], list[list[Any]]] = {}  # summed by column in C
     if wanted != []:
         sql = (
             f"SELECT {', '.join(keys)}, {sums}{source}"
@@ -197,9 +200,10 @@ def _add_by_value(
             add(groups, (key, row[0]), joined, 0, False)
             if every_value:
                 start = month_of(row[0]) if monthly and row[0] is not None else row[0]
-                add(covered, (tuple(row[2:width]), start), joined, 0, False)
+                parts.setdefault((tuple(row[2:width]), start), []).append(joined)
     if not missing:
         return
+    covered = {key: [sum(column) for column in zip(*rows, strict=True)] for key, rows in parts.items()}
 
     def by_fields(source: str, where: list[str], args: list[object]) -> Groups:
         """The sums of ``source``'s rows per model fields and period (months, for a monthly report)."""
