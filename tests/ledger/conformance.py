@@ -420,6 +420,19 @@ class LedgerConformance:
         ledger.write(events)
         assert_reports(ledger, events)
 
+    def test_events_of_a_range_come_in_id_order_whatever_its_width(self, ledger: LedgerBackend) -> None:
+        """An hour, a day (read through the time index) or two days: the range's events by id, resumable."""
+        events = product_events(12_000)  # 2,400 a day: a day's events take pages of 1,000
+        ledger.write(events)
+        ordered = sorted(events, key=lambda event: event.id)
+        start = events[len(events) // 3].time
+        for width in (timedelta(hours=1), timedelta(days=1), timedelta(days=2)):
+            expected = [event.id for event in ordered if start <= event.time < start + width]
+            assert [event.id for event in ledger.events(since=start, until=start + width)] == expected, width
+            middle = expected[len(expected) // 2]
+            resumed = ledger.events(since=start, until=start + width, after_id=middle)
+            assert [event.id for event in resumed] == [i for i in expected if i > middle], width
+
     def test_a_limited_report_is_the_first_rows_of_the_whole(self, ledger: LedgerBackend) -> None:
         """``limit=k`` gives the first k rows by cost of the same report, ties broken as without it."""
         events = product_events()

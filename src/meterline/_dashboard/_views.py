@@ -415,7 +415,7 @@ class Views:
             ]
         newest_hour = max(hours)
         newest: deque[UsageEvent] = deque(maxlen=limit)
-        newest.extend(self.ledger.events(since=newest_hour - HOUR))
+        newest.extend(self.ledger.events(since=newest_hour - HOUR, until=newest_hour + HOUR))
         return [event.to_dict() for event in reversed(newest)]
 
     def _around(self, moment: datetime, span: timedelta) -> Iterator[UsageEvent]:
