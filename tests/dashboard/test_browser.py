@@ -159,6 +159,20 @@ def test_overview_total_is_the_cli_report_s_to_the_last_digit(
         assert card.locator(".cost").inner_text() == _usd(total)
     assert "unmeasured" in shown.locator(".card[data-period='30d'] .not-in-cost").inner_text()
     page.shot("overview")
+    month = shown.locator(".card[data-period='30d']").get_attribute("data-since")
+    for span, since in (
+        ("7", shown.locator(".card[data-period='7d']").get_attribute("data-since")),
+        ("30", month),
+    ):
+        shown.select_option("#top-span", span)
+        argv = ["report", "--ledger", sqlite_filled.url, "--by", "session", "--since", since, "--limit", "3"]
+        assert main([*argv, "--format", "json"]) == 0
+        top = [row["session"] for row in json.loads(capsys.readouterr().out)]
+        _until(
+            shown,
+            f"Array.from(document.querySelectorAll('#top-session tbody tr td:first-child'))"
+            f".slice(0, 3).map(td => td.textContent).join() === {','.join(top)!r}",
+        )
 
 
 def test_changing_the_grouping_redraws_the_chart_with_its_series(page: Page, sqlite_filled: Filled) -> None:

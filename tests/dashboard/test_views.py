@@ -13,6 +13,7 @@ from meterline._dashboard import NotFound, Views
 from meterline._dashboard._views import windows
 from meterline.budgets import BudgetStore, budget_status
 from meterline.exceptions import ConfigurationError
+from meterline.ledger import open_ledger
 from tests.dashboard.conftest import BUDGETS, Filled
 from tests.dashboard.data import cost_of, in_range
 
@@ -57,18 +58,31 @@ def test_tokens_by_class_are_disjoint_and_add_up(filled: Filled) -> None:
 
 
 def test_top_lists_are_the_costliest_groups(filled: Filled) -> None:
-    """The top users, sessions and agents are the report's first rows over 30 days, by cost."""
+    """The top users, sessions and agents (a report with a limit) are the costliest over 30 days."""
     views = Views(filled.ledger)
-    data = views.overview(filled.now, top=3)
     month = windows(filled.now)[-1]
     for name in ("user", "session", "agent"):
+        shown = views.report(by=(name,), since=month.since, limit=3)
         costs: Counter[str] = Counter()
         for e in in_range(filled.events, month.since, None):
             if name in e.dimensions and e.cost is not None:
                 costs[e.dimensions[name]] += e.cost  # type: ignore[assignment]
-        shown = data["top"][name]
-        assert [row[name] for row in shown][: len(shown)] == [key for key, _ in costs.most_common(len(shown))]
+        assert [row[name] for row in shown] == [key for key, _ in costs.most_common(3)]
         assert all(Decimal(row["cost"]) == costs[row[name]] for row in shown)
+
+
+def test_views_read_through_a_pool_of_connections(sqlite_filled: Filled) -> None:
+    """With readers, views run at once on different connections, each giving the same answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    readers = [open_ledger(sqlite_filled.url) for _ in range(3)]
+    views = Views(sqlite_filled.ledger, readers=readers)
+    alone = Views(sqlite_filled.ledger).report(by=("session",), limit=5)
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: views.report(by=("session",), limit=5), range(16)))
+    assert answers == [alone] * 16
+    for reader in readers:
+        reader.close()
 
 
 @pytest.mark.parametrize("granularity", ["day", "week", "month"])

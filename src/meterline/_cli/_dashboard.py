@@ -19,6 +19,8 @@ __all__ = ["DEFAULT_PORT", "TOKEN_ENV_VAR", "add_dashboard_command", "serve_comm
 
 TOKEN_ENV_VAR: Final = "METERLINE_DASHBOARD_TOKEN"  # noqa: S105 - a variable's name, not a secret
 DEFAULT_PORT: Final = 8765
+DEFAULT_READERS: Final = 4
+"""Connections the dashboard reads the ledger through (a page asks for several reports at once)."""
 
 
 def serve_command(ledger: str) -> str:
@@ -36,11 +38,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"no ledger: pass --ledger URL or set ${LEDGER_ENV_VAR}")
     token = args.token or os.environ.get(TOKEN_ENV_VAR) or None
     ledger = open_ledger(ledger_url)
+    readers = [open_ledger(ledger_url) for _ in range(args.readers - 1)]
     store_url = args.budgets or os.environ.get(BUDGET_STORE_ENV_VAR)
     store = open_budget_store(store_url) if store_url else None
     try:
+        views = Views(ledger, store, readers=readers)
         server = DashboardServer(
-            Views(ledger, store), host=args.host, port=args.port, token=token, refresh_seconds=args.refresh
+            views, host=args.host, port=args.port, token=token, refresh_seconds=args.refresh
         )
         shown = f"[{args.host}]" if ":" in args.host else args.host
         print(
@@ -52,7 +56,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
         server.serve()
     finally:
-        ledger.close()
+        for opened in (ledger, *readers):
+            opened.close()
         if store is not None:
             store.close()
     return 0
@@ -61,6 +66,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a port number from 0 to 65535")
+    return int(text)
+
+
+def _connections(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 32:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of connections from 1 to 32")
     return int(text)
 
 
@@ -93,6 +104,13 @@ def add_dashboard_command(commands: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     serve.add_argument("--token", help=f"a secret every request must carry (default: ${TOKEN_ENV_VAR})")
+    serve.add_argument(
+        "--readers",
+        type=_connections,
+        default=DEFAULT_READERS,
+        metavar="N",
+        help=f"connections to the ledger, so that N requests read at once (default {DEFAULT_READERS})",
+    )
     serve.add_argument(
         "--refresh", type=_seconds, default=3.0, metavar="SECONDS", help="how often pages look for new events"
     )

@@ -195,7 +195,8 @@ def create_app(views: Views, *, token: str | None = None, refresh_seconds: float
     def overview(request: Request) -> dict[str, Any]:
         """Spend and calls today, over 7 and 30 days, each with the span before and the change.
 
-        Also tokens by class and the costliest users, sessions and agents over 30 days.
+        Also the tokens by class over 30 days (the top users, sessions and agents of those days
+        are `/api/report` with `limit`).
         """
         _only(request)
         return views.overview()

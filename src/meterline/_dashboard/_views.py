@@ -10,9 +10,11 @@ added to it as $0.
 
 from __future__ import annotations as _annotations
 
+import queue
 import re
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -115,10 +117,15 @@ def windows(now: datetime) -> tuple[Window, ...]:
 class Views:
     """The dashboard's read side over one ledger and, optionally, one budget store.
 
+    Each view reads through one ledger connection of a pool: ``ledger`` and ``readers``
+    (more connections to the same store), so that as many views are read at once (SQLite
+    and PostgreSQL release the GIL while they work).
+
     Args:
         ledger: The ledger every report and event comes from.
         budgets: The budget store, or ``None`` (the budgets page says there is none).
         budget_definitions: Budgets to show beside those the store keeps.
+        readers: More connections to the same ledger (opened from its URL).
     """
 
     def __init__(
@@ -126,10 +133,25 @@ class Views:
         ledger: LedgerBackend,
         budgets: BudgetStore | None = None,
         budget_definitions: Sequence[Budget] = (),
+        *,
+        readers: Sequence[LedgerBackend] = (),
     ) -> None:
         self.ledger = ledger
+        """The ledger (its URL is shown; the first reader)."""
         self.budget_store = budgets
         self._definitions = tuple(budget_definitions)
+        self._readers: queue.SimpleQueue[LedgerBackend] = queue.SimpleQueue()
+        for reader in (ledger, *readers):
+            self._readers.put(reader)
+
+    @contextmanager
+    def _reading(self) -> Iterator[LedgerBackend]:
+        """A ledger of the pool, for one view (each connection reads one view at a time)."""
+        ledger = self._readers.get()
+        try:
+            yield ledger
+        finally:
+            self._readers.put(ledger)
 
     # ----------------------------------------------------------------------------------------
     # reports
@@ -149,15 +171,16 @@ class Views:
         Raises:
             ConfigurationError: on a bad name, granularity or value.
         """
-        rows = self.ledger.totals(
-            by=by,
-            where=where,
-            since=since,
-            until=until,
-            granularity=granularity,  # type: ignore[arg-type]  # checked by totals
-            limit=limit,
-        )
-        return [row.to_dict(by) for row in rows]
+        with self._reading() as ledger:
+            rows = ledger.totals(
+                by=by,
+                where=where,
+                since=since,
+                until=until,
+                granularity=granularity,  # type: ignore[arg-type]  # checked by totals
+                limit=limit,
+            )
+            return [row.to_dict(by) for row in rows]
 
     def series(
         self,
@@ -179,128 +202,125 @@ class Views:
         Raises:
             ConfigurationError: on a bad name, granularity, value or ``top``.
         """
-        if type(top) is not int or not 1 <= top <= MAX_SERIES:
-            raise ConfigurationError(f"top={top!r}: expected a whole number from 1 to {MAX_SERIES}")
-        if granularity not in ("hour", "day", "week", "month"):
-            raise ConfigurationError(f"granularity={granularity!r}: expected hour, day, week or month")
-        week = granularity == "week"
-        rows = self.ledger.totals(
-            by=by,
-            where=where,
-            since=since,
-            until=until,
-            granularity="day" if week else granularity,  # type: ignore[arg-type]  # checked above
-        )
-        by_key: dict[tuple[str | None, ...], Decimal] = {}
-        cells: dict[tuple[tuple[str | None, ...], datetime], Decimal] = {}
-        unmeasured: dict[datetime, int] = {}
-        unpriced: dict[datetime, int] = {}
-        for row in rows:
-            assert row.period is not None  # a granularity was given
-            period = row.period - timedelta(days=row.period.weekday()) if week else row.period
-            by_key[row.key] = by_key.get(row.key, Decimal(0)) + row.cost
-            cells[row.key, period] = cells.get((row.key, period), Decimal(0)) + row.cost
-            unmeasured[period] = unmeasured.get(period, 0) + row.unmeasured
-            unpriced[period] = unpriced.get(period, 0) + row.unpriced
-        ranked = sorted(by_key, key=lambda key: (-by_key[key], tuple(value or "" for value in key)))
-        shown = ranked[:top]
-        periods = sorted(unmeasured)
-        series: list[dict[str, Any]] = [
-            {
-                "name": " · ".join("(none)" if value is None else value for value in key),
-                "key": list(key),
-                "cost": [str(cells.get((key, period), Decimal(0))) for period in periods],
-                "total": str(by_key[key]),
-            }
-            for key in shown
-        ]
-        rest = ranked[top:]
-        if rest:
-            series.append(
-                {
-                    "name": f"other ({len(rest)})",
-                    "key": None,
-                    "cost": [
-                        str(sum((cells.get((key, p), Decimal(0)) for key in rest), Decimal(0)))
-                        for p in periods
-                    ],
-                    "total": str(sum((by_key[key] for key in rest), Decimal(0))),
-                }
+        with self._reading() as ledger:
+            if type(top) is not int or not 1 <= top <= MAX_SERIES:
+                raise ConfigurationError(f"top={top!r}: expected a whole number from 1 to {MAX_SERIES}")
+            if granularity not in ("hour", "day", "week", "month"):
+                raise ConfigurationError(f"granularity={granularity!r}: expected hour, day, week or month")
+            week = granularity == "week"
+            rows = ledger.totals(
+                by=by,
+                where=where,
+                since=since,
+                until=until,
+                granularity="day" if week else granularity,  # type: ignore[arg-type]  # checked above
             )
-        return {
-            "by": list(by),
-            "granularity": granularity,
-            "periods": [rfc3339(period) for period in periods],
-            "series": series,
-            "unmeasured": [unmeasured[period] for period in periods],
-            "unpriced": [unpriced[period] for period in periods],
-        }
+            by_key: dict[tuple[str | None, ...], Decimal] = {}
+            cells: dict[tuple[tuple[str | None, ...], datetime], Decimal] = {}
+            unmeasured: dict[datetime, int] = {}
+            unpriced: dict[datetime, int] = {}
+            for row in rows:
+                assert row.period is not None  # a granularity was given
+                period = row.period - timedelta(days=row.period.weekday()) if week else row.period
+                by_key[row.key] = by_key.get(row.key, Decimal(0)) + row.cost
+                cells[row.key, period] = cells.get((row.key, period), Decimal(0)) + row.cost
+                unmeasured[period] = unmeasured.get(period, 0) + row.unmeasured
+                unpriced[period] = unpriced.get(period, 0) + row.unpriced
+            ranked = sorted(by_key, key=lambda key: (-by_key[key], tuple(value or "" for value in key)))
+            shown = ranked[:top]
+            periods = sorted(unmeasured)
+            series: list[dict[str, Any]] = [
+                {
+                    "name": " · ".join("(none)" if value is None else value for value in key),
+                    "key": list(key),
+                    "cost": [str(cells.get((key, period), Decimal(0))) for period in periods],
+                    "total": str(by_key[key]),
+                }
+                for key in shown
+            ]
+            rest = ranked[top:]
+            if rest:
+                series.append(
+                    {
+                        "name": f"other ({len(rest)})",
+                        "key": None,
+                        "cost": [
+                            str(sum((cells.get((key, p), Decimal(0)) for key in rest), Decimal(0)))
+                            for p in periods
+                        ],
+                        "total": str(sum((by_key[key] for key in rest), Decimal(0))),
+                    }
+                )
+            return {
+                "by": list(by),
+                "granularity": granularity,
+                "periods": [rfc3339(period) for period in periods],
+                "series": series,
+                "unmeasured": [unmeasured[period] for period in periods],
+                "unpriced": [unpriced[period] for period in periods],
+            }
 
-    def overview(self, now: datetime | None = None, *, top: int = 10) -> dict[str, Any]:
+    def overview(self, now: datetime | None = None) -> dict[str, Any]:
         """Spend and calls today, over 7 and 30 days, each beside the span of the same length before.
 
         Also the tokens by class over 30 days (disjoint parts: uncached input, cache reads and
-        writes, visible output, reasoning) and the costliest users, sessions and agents.
+        writes, visible output, reasoning). The page asks for the costliest users, sessions and
+        agents (of today, 7 or 30 days) as reports of their own (``report(by=…, since=…,
+        limit=10)``), which the pool of connections reads beside this one.
         """
-        moment = now or datetime.now(tz=UTC)
-        periods = []
-        month: list[LedgerRow] = []
-        for window in windows(moment):
-            current = self.ledger.totals(by=("operation",), since=window.since, until=window.until)
-            previous = self.ledger.totals(
-                by=("operation",), since=window.before_since, until=window.before_until
-            )
-            if window.name == "30d":
-                month = current
-            now_sum, before_sum = _sum(current), _sum(previous)
-            calls = sum(row.events for row in current if row.key[0] not in _NOT_MODEL_CALLS)
-            calls_before = sum(row.events for row in previous if row.key[0] not in _NOT_MODEL_CALLS)
-            periods.append(
-                {
-                    "name": window.name,
-                    "since": rfc3339(window.since),
-                    "until": rfc3339(window.until),
-                    "cost": str(now_sum.cost),
-                    "model_calls": calls,
-                    "events": now_sum.events,
-                    "unmeasured": now_sum.unmeasured,
-                    "unpriced": now_sum.unpriced,
-                    "previous": {
-                        "since": rfc3339(window.before_since),
-                        "until": rfc3339(window.before_until),
-                        "cost": str(before_sum.cost),
-                        "model_calls": calls_before,
-                        "events": before_sum.events,
-                        "unmeasured": before_sum.unmeasured,
-                        "unpriced": before_sum.unpriced,
-                    },
-                    "change": {
-                        "cost": _change(now_sum.cost, before_sum.cost),
-                        "model_calls": _change(calls, calls_before),
-                    },
-                }
-            )
-        usage = _sum(month).usage
-        last = windows(moment)[-1]
-        return {
-            "now": rfc3339(moment),
-            "periods": periods,
-            "tokens": {
-                "since": rfc3339(last.since),
-                "input_uncached": usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens,
-                "cache_read": usage.cache_read_tokens,
-                "cache_write": usage.cache_write_tokens,
-                "output_visible": usage.output_tokens - usage.reasoning_tokens,
-                "reasoning": usage.reasoning_tokens,
-            },
-            "top": {
-                name: [
-                    row.to_dict((name,))
-                    for row in self.ledger.totals(by=(name,), since=last.since, limit=top)
-                ]
-                for name in ("user", "session", "agent")
-            },
-        }
+        with self._reading() as ledger:
+            moment = now or datetime.now(tz=UTC)
+            periods = []
+            month: list[LedgerRow] = []
+            for window in windows(moment):
+                current = ledger.totals(by=("operation",), since=window.since, until=window.until)
+                previous = ledger.totals(
+                    by=("operation",), since=window.before_since, until=window.before_until
+                )
+                if window.name == "30d":
+                    month = current
+                now_sum, before_sum = _sum(current), _sum(previous)
+                calls = sum(row.events for row in current if row.key[0] not in _NOT_MODEL_CALLS)
+                calls_before = sum(row.events for row in previous if row.key[0] not in _NOT_MODEL_CALLS)
+                periods.append(
+                    {
+                        "name": window.name,
+                        "since": rfc3339(window.since),
+                        "until": rfc3339(window.until),
+                        "cost": str(now_sum.cost),
+                        "model_calls": calls,
+                        "events": now_sum.events,
+                        "unmeasured": now_sum.unmeasured,
+                        "unpriced": now_sum.unpriced,
+                        "previous": {
+                            "since": rfc3339(window.before_since),
+                            "until": rfc3339(window.before_until),
+                            "cost": str(before_sum.cost),
+                            "model_calls": calls_before,
+                            "events": before_sum.events,
+                            "unmeasured": before_sum.unmeasured,
+                            "unpriced": before_sum.unpriced,
+                        },
+                        "change": {
+                            "cost": _change(now_sum.cost, before_sum.cost),
+                            "model_calls": _change(calls, calls_before),
+                        },
+                    }
+                )
+            usage = _sum(month).usage
+            last = windows(moment)[-1]
+            return {
+                "now": rfc3339(moment),
+                "periods": periods,
+                "tokens": {
+                    "since": rfc3339(last.since),
+                    "input_uncached": usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens,
+                    "cache_read": usage.cache_read_tokens,
+                    "cache_write": usage.cache_write_tokens,
+                    "output_visible": usage.output_tokens - usage.reasoning_tokens,
+                    "reasoning": usage.reasoning_tokens,
+                },
+            }
 
     def tools(self, *, since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
         """Tool calls, the application cache and the providers' prompt caches.
@@ -310,60 +330,62 @@ class Views:
             duration), ``cache`` (hits, misses, hit rate, tokens saved) and ``prompt_cache``
             (reads and writes by model).
         """
-        tools: dict[str | None, dict[str, Any]] = {}
-        for row in self.ledger.totals(
-            by=("tool", "status"), where={"operation": TOOL_OPERATION}, since=since, until=until
-        ):
-            tool = tools.setdefault(
-                row.key[0], {"tool": row.key[0], "calls": 0, "failures": 0, "duration_ms": 0.0}
-            )
-            tool["calls"] += row.events
-            tool["failures"] += 0 if row.key[1] in TOOL_SUCCESS else row.events
-            tool["duration_ms"] += row.latency_ms
-        for tool in tools.values():
-            tool["mean_duration_ms"] = tool["duration_ms"] / tool["calls"] if tool["calls"] else None
-        cache = {
-            row.key[0]: row
-            for row in self.ledger.totals(
-                by=("status",), where={"operation": CACHE_OPERATION}, since=since, until=until
-            )
-        }
-        hits = cache["hit"].events if "hit" in cache else 0
-        misses = cache["miss"].events if "miss" in cache else 0
-        prompt = [
-            {
-                "model": row.key[0],
-                "input_tokens": row.usage.input_tokens,
-                "cache_read_tokens": row.usage.cache_read_tokens,
-                "cache_write_tokens": row.usage.cache_write_tokens,
-                "read_share": row.usage.cache_read_tokens / row.usage.input_tokens
-                if row.usage.input_tokens
-                else None,
+        with self._reading() as ledger:
+            tools: dict[str | None, dict[str, Any]] = {}
+            for row in ledger.totals(
+                by=("tool", "status"), where={"operation": TOOL_OPERATION}, since=since, until=until
+            ):
+                tool = tools.setdefault(
+                    row.key[0], {"tool": row.key[0], "calls": 0, "failures": 0, "duration_ms": 0.0}
+                )
+                tool["calls"] += row.events
+                tool["failures"] += 0 if row.key[1] in TOOL_SUCCESS else row.events
+                tool["duration_ms"] += row.latency_ms
+            for tool in tools.values():
+                tool["mean_duration_ms"] = tool["duration_ms"] / tool["calls"] if tool["calls"] else None
+            cache = {
+                row.key[0]: row
+                for row in ledger.totals(
+                    by=("status",), where={"operation": CACHE_OPERATION}, since=since, until=until
+                )
             }
-            for row in self.ledger.totals(by=("model",), since=since, until=until)
-            if row.usage.cache_read_tokens or row.usage.cache_write_tokens
-        ]
-        return {
-            "since": rfc3339(since),
-            "until": rfc3339(until),
-            "tools": sorted(tools.values(), key=lambda tool: (-tool["calls"], tool["tool"] or "")),
-            "cache": {
-                "hits": hits,
-                "misses": misses,
-                "hit_rate": hits / (hits + misses) if hits + misses else None,
-                "tokens_saved": sum(row.tokens_saved for row in cache.values()),
-            },
-            "prompt_cache": prompt,
-        }
+            hits = cache["hit"].events if "hit" in cache else 0
+            misses = cache["miss"].events if "miss" in cache else 0
+            prompt = [
+                {
+                    "model": row.key[0],
+                    "input_tokens": row.usage.input_tokens,
+                    "cache_read_tokens": row.usage.cache_read_tokens,
+                    "cache_write_tokens": row.usage.cache_write_tokens,
+                    "read_share": row.usage.cache_read_tokens / row.usage.input_tokens
+                    if row.usage.input_tokens
+                    else None,
+                }
+                for row in ledger.totals(by=("model",), since=since, until=until)
+                if row.usage.cache_read_tokens or row.usage.cache_write_tokens
+            ]
+            return {
+                "since": rfc3339(since),
+                "until": rfc3339(until),
+                "tools": sorted(tools.values(), key=lambda tool: (-tool["calls"], tool["tool"] or "")),
+                "cache": {
+                    "hits": hits,
+                    "misses": misses,
+                    "hit_rate": hits / (hits + misses) if hits + misses else None,
+                    "tokens_saved": sum(row.tokens_saved for row in cache.values()),
+                },
+                "prompt_cache": prompt,
+            }
 
     # ----------------------------------------------------------------------------------------
     # events
 
+    @staticmethod
     def _days_with(
-        self, where: Mapping[str, object], since: datetime | None, until: datetime | None
+        ledger: LedgerBackend, where: Mapping[str, object], since: datetime | None, until: datetime | None
     ) -> list[datetime]:
         """The UTC days holding events that pass ``where``, newest first (from the roll-ups)."""
-        rows = self.ledger.totals(where=where, since=since, until=until, granularity="day")
+        rows = ledger.totals(where=where, since=since, until=until, granularity="day")
         return sorted((row.period for row in rows if row.period is not None and row.events), reverse=True)
 
     def events(
@@ -382,44 +404,47 @@ class Views:
         Raises:
             ConfigurationError: on a bad name, value or ``limit``.
         """
-        if type(limit) is not int or not 1 <= limit <= MAX_EVENTS:
-            raise ConfigurationError(f"limit={limit!r}: expected a whole number from 1 to {MAX_EVENTS}")
-        wanted = dict(where or {})
-        found: list[UsageEvent] = []
-        for day in self._days_with(wanted, since, until):
-            start = max(day, since) if since is not None else day
-            end = min(day + DAY, until) if until is not None else day + DAY
-            newest: deque[UsageEvent] = deque(maxlen=limit - len(found))
-            newest.extend(
-                event for event in self.ledger.events(since=start, until=end) if _matches(event, wanted)
-            )
-            found.extend(reversed(newest))
-            if len(found) >= limit:
-                break
-        return [event.to_dict() for event in found]
+        with self._reading() as ledger:
+            if type(limit) is not int or not 1 <= limit <= MAX_EVENTS:
+                raise ConfigurationError(f"limit={limit!r}: expected a whole number from 1 to {MAX_EVENTS}")
+            wanted = dict(where or {})
+            found: list[UsageEvent] = []
+            for day in self._days_with(ledger, wanted, since, until):
+                start = max(day, since) if since is not None else day
+                end = min(day + DAY, until) if until is not None else day + DAY
+                newest: deque[UsageEvent] = deque(maxlen=limit - len(found))
+                newest.extend(
+                    event for event in ledger.events(since=start, until=end) if _matches(event, wanted)
+                )
+                found.extend(reversed(newest))
+                if len(found) >= limit:
+                    break
+            return [event.to_dict() for event in found]
 
     def latest(self, now: datetime | None = None, *, limit: int = 20) -> list[dict[str, Any]]:
         """The ``limit`` newest events of the ledger, newest first (from its newest hours)."""
-        moment = now or datetime.now(tz=UTC)
-        hours = [
-            row.period for row in self.ledger.totals(since=moment - 2 * DAY, granularity="hour") if row.period
-        ]
-        if not hours:
-            days = [row.period for row in self.ledger.totals(granularity="day") if row.period]
-            if not days:
-                return []
+        with self._reading() as ledger:
+            moment = now or datetime.now(tz=UTC)
             hours = [
-                row.period
-                for row in self.ledger.totals(since=max(days), until=max(days) + DAY, granularity="hour")
-                if row.period
+                row.period for row in ledger.totals(since=moment - 2 * DAY, granularity="hour") if row.period
             ]
-        newest_hour = max(hours)
-        newest: deque[UsageEvent] = deque(maxlen=limit)
-        newest.extend(self.ledger.events(since=newest_hour - HOUR, until=newest_hour + HOUR))
-        return [event.to_dict() for event in reversed(newest)]
+            if not hours:
+                days = [row.period for row in ledger.totals(granularity="day") if row.period]
+                if not days:
+                    return []
+                hours = [
+                    row.period
+                    for row in ledger.totals(since=max(days), until=max(days) + DAY, granularity="hour")
+                    if row.period
+                ]
+            newest_hour = max(hours)
+            newest: deque[UsageEvent] = deque(maxlen=limit)
+            newest.extend(ledger.events(since=newest_hour - HOUR, until=newest_hour + HOUR))
+            return [event.to_dict() for event in reversed(newest)]
 
-    def _around(self, moment: datetime, span: timedelta) -> Iterator[UsageEvent]:
-        return self.ledger.events(since=moment - span, until=moment + span)
+    @staticmethod
+    def _around(ledger: LedgerBackend, moment: datetime, span: timedelta) -> Iterator[UsageEvent]:
+        return ledger.events(since=moment - span, until=moment + span)
 
     def event(self, event_id: str) -> dict[str, Any]:
         """One event, with its other attempts (same operation id) and the events linked to it.
@@ -431,28 +456,34 @@ class Views:
             ConfigurationError: on an id that is not 32 lower-case hex digits.
             NotFound: when no such event is stored.
         """
-        if type(event_id) is not str or not _EVENT_ID.fullmatch(event_id):
-            raise ConfigurationError(f"event id {event_id[:40]!r}: expected 32 lower-case hex digits")
-        moment = datetime.fromtimestamp(int(event_id[:12], 16) / 1000, tz=UTC)
-        event = next(
-            (found for found in self._around(moment, timedelta(minutes=1)) if found.id == event_id), None
-        )
-        if event is None:
-            raise NotFound(f"event {event_id}: not in the ledger")
-        attempts: list[UsageEvent] = []
-        linked: list[UsageEvent] = []
-        for other in self._around(event.time, LOOKAROUND):
-            if other.id == event.id:
-                continue
-            if event.operation_id is not None and other.operation_id == event.operation_id:
-                attempts.append(other)
-            if other.id in event.links or event.id in other.links:
-                linked.append(other)
-        return {
-            "event": event.to_dict(),
-            "attempts": [other.to_dict() for other in attempts],
-            "linked": [other.to_dict() for other in linked],
-        }
+        with self._reading() as ledger:
+            if type(event_id) is not str or not _EVENT_ID.fullmatch(event_id):
+                raise ConfigurationError(f"event id {event_id[:40]!r}: expected 32 lower-case hex digits")
+            moment = datetime.fromtimestamp(int(event_id[:12], 16) / 1000, tz=UTC)
+            event = next(
+                (
+                    found
+                    for found in self._around(ledger, moment, timedelta(minutes=1))
+                    if found.id == event_id
+                ),
+                None,
+            )
+            if event is None:
+                raise NotFound(f"event {event_id}: not in the ledger")
+            attempts: list[UsageEvent] = []
+            linked: list[UsageEvent] = []
+            for other in self._around(ledger, event.time, LOOKAROUND):
+                if other.id == event.id:
+                    continue
+                if event.operation_id is not None and other.operation_id == event.operation_id:
+                    attempts.append(other)
+                if other.id in event.links or event.id in other.links:
+                    linked.append(other)
+            return {
+                "event": event.to_dict(),
+                "attempts": [other.to_dict() for other in attempts],
+                "linked": [other.to_dict() for other in linked],
+            }
 
     def dimensions(self, now: datetime | None = None) -> list[str]:
         """The names a report can group by: event fields, the scopes, and dimensions seen lately."""

@@ -296,14 +296,18 @@ async function overview() {
       options: { animation: false, indexAxis: "y", responsive: true, maintainAspectRatio: false, scales: { x: { stacked: true }, y: { stacked: true } } },
     });
     fillTable(document.getElementById("tokens-table"), classes.map(([name], i) => ({ label: name, value: () => int(classes[i][1]), num: true })), [{}]);
-    for (const name of ["user", "session", "agent"]) {
-      fillTable(document.getElementById("top-" + name), [
-        { label: name, value: (r) => label(r[name]), href: (r) => membersHref(name, r[name]) || eventsHref([whereParam(name, r[name])]) },
-        { label: "events", value: (r) => int(r.events), num: true },
-        { label: "cost", value: (r) => usd(r.cost), num: true },
-      ], data.top[name]);
-    }
   }
+
+  async function drawTop(name) {
+    const days = Number(document.getElementById("top-span").value);
+    const rows = await api("/api/report", new URLSearchParams({ by: name, since: daysAgo(days), limit: "10" }));
+    fillTable(document.getElementById("top-" + name), [
+      { label: name, value: (r) => label(r[name]), href: (r) => membersHref(name, r[name]) || eventsHref([whereParam(name, r[name])]) },
+      { label: "events", value: (r) => int(r.events), num: true },
+      { label: "cost", value: (r) => usd(r.cost), num: true },
+    ], rows);
+  }
+  const drawTops = () => Promise.all(["session", "user", "agent"].map(drawTop));
 
   async function drawLatest() {
     const events = await api("/api/latest", new URLSearchParams({ limit: "20" }));
@@ -315,12 +319,13 @@ async function overview() {
   }
 
   select.addEventListener("change", () => drawSeries().catch(showError));
-  await Promise.all([drawSummary(), drawSeries(), drawLatest(), fillGroupings()]);
+  document.getElementById("top-span").addEventListener("change", () => drawTops().catch(showError));
+  await Promise.all([drawTops(), drawSummary(), drawSeries(), drawLatest(), fillGroupings()]);
   document.body.dataset.drawn = "1";
   window.meterlineDrawnAt = performance.now();
   setInterval(async () => {
     try {
-      if (await drawLatest()) await Promise.all([drawSummary(), drawSeries()]);
+      if (await drawLatest()) await Promise.all([drawSummary(), drawSeries(), drawTops()]);
     } catch (error) {
       showError(error);
     }
