@@ -97,8 +97,10 @@ def _priced_pool(rng: random.Random) -> list[list[_Priced]]:
     return pool
 
 
-def events(count: int, *, batch: int = 10_000, seed: int = 7) -> Iterator[list[UsageEvent]]:
-    """``count`` product-shaped events over `DAYS` days in time order, ``batch`` at a time."""
+def events(
+    count: int, *, batch: int = 10_000, seed: int = 7, start_ns: int = START_NS
+) -> Iterator[list[UsageEvent]]:
+    """``count`` product-shaped events over `DAYS` days from ``start_ns``, in time order, by ``batch``."""
     rng = random.Random(seed)
     pool = _priced_pool(rng)
     weights = [1 / (rank + 1) ** 1.1 for rank in range(len(MODELS))]
@@ -123,7 +125,7 @@ def events(count: int, *, batch: int = 10_000, seed: int = 7) -> Iterator[list[U
         for kind, tool in calls:
             if index == count:
                 break
-            time_ns = START_NS + index * step
+            time_ns = start_ns + index * step
             event_id = f"{time_ns:020x}{index:012x}"
             if kind == "model":
                 (priced,) = rng.choices(pool, cum_weights=model_at)
