@@ -107,6 +107,12 @@ def test_endpoints_answer_with_the_views_numbers(served: str, views: Views, sqli
     )
     some = sqlite_filled.events[len(sqlite_filled.events) // 2]
     assert get(served, f"/api/events/{some.id}").json()["event"] == some.to_dict()
+    at = some.time.isoformat()
+    assert get(served, f"/api/events/{some.id}", {"at": at}).json()["event"] == some.to_dict()
+    for unknown in ("f" * 32, "0" * 32):  # an id whose digits are no time, or a time with nothing
+        answer = get(served, f"/api/events/{unknown}")
+        assert answer.status_code == 404
+        assert unknown in answer.json()["error"]
     assert get(served, "/api/latest", {"limit": "3"}).json() == views.latest(limit=3)
     names = get(served, "/api/dimensions").json()["names"]
     assert {"model", "user", "session", "agent", "tool"} <= set(names)
@@ -131,6 +137,7 @@ def test_endpoints_answer_with_the_views_numbers(served: str, views: Views, sqli
         ("/api/events", {"since": "9" * 5000}, "time"),
         ("/api/latest", {"limit": "true"}, "limit"),
         ("/api/events/" + "g" * 32, None, "event id"),
+        ("/api/events/" + "0" * 32, {"at": "soon"}, "soon"),
         ("/api/overview", {"x": "1"}, "'x'"),
     ],
 )

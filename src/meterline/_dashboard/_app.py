@@ -256,10 +256,16 @@ def create_app(views: Views, *, token: str | None = None, refresh_seconds: float
         return views.events(where=parse_where(where), since=_when(since), until=_when(until), limit=limit)
 
     @app.get("/api/events/{event_id}", tags=["events"])
-    def event(request: Request, event_id: str) -> dict[str, Any]:
+    def event(
+        request: Request,
+        event_id: str,
+        at: Annotated[
+            str | None, Query(description="the event's time (else the time its id starts with)")
+        ] = None,
+    ) -> dict[str, Any]:
         """One event, its other attempts (same operation id) and the events linked to it."""
-        _only(request)
-        return views.event(event_id)
+        _only(request, "at")
+        return views.event(event_id, _when(at))
 
     @app.get("/api/latest", tags=["events"])
     def latest(

@@ -44,6 +44,14 @@ _EVENT_ID: Final = re.compile(r"[0-9a-f]{32}")
 _NOT_MODEL_CALLS: Final = frozenset((TOOL_OPERATION, CACHE_OPERATION))
 
 
+def _id_time(event_id: str) -> datetime | None:
+    """The time a meter's event id starts with, or ``None`` when its first digits are no time."""
+    try:
+        return datetime.fromtimestamp(int(event_id[:12], 16) / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 class NotFound(LookupError):  # noqa: N818 - an answer (404), not an error
     """What a view was asked for is not in the ledger (an answer of 404, not an error)."""
 
@@ -446,20 +454,24 @@ class Views:
     def _around(ledger: LedgerBackend, moment: datetime, span: timedelta) -> Iterator[UsageEvent]:
         return ledger.events(since=moment - span, until=moment + span)
 
-    def event(self, event_id: str) -> dict[str, Any]:
+    def event(self, event_id: str, at: datetime | None = None) -> dict[str, Any]:
         """One event, with its other attempts (same operation id) and the events linked to it.
 
-        An id is 32 hex digits whose first 12 are its time in milliseconds: the event is
-        looked for within a minute of that time, its attempts and links within an hour.
+        The event is looked for within a minute of ``at`` (its time, which the pages' links
+        give) or, without it, of the time a meter's id starts with (its first 12 hex digits
+        are milliseconds since the epoch); its attempts and links within an hour of it.
 
         Raises:
             ConfigurationError: on an id that is not 32 lower-case hex digits.
-            NotFound: when no such event is stored.
+            NotFound: when no such event is stored there.
         """
+        if type(event_id) is not str or not _EVENT_ID.fullmatch(event_id):
+            shown = event_id[:40] if type(event_id) is str else event_id
+            raise ConfigurationError(f"event id {shown!r}: expected 32 lower-case hex digits")
+        moment = at or _id_time(event_id)
+        if moment is None:
+            raise NotFound(f"event {event_id}: its id tells no time; give its time (at=)")
         with self._reading() as ledger:
-            if type(event_id) is not str or not _EVENT_ID.fullmatch(event_id):
-                raise ConfigurationError(f"event id {event_id[:40]!r}: expected 32 lower-case hex digits")
-            moment = datetime.fromtimestamp(int(event_id[:12], 16) / 1000, tz=UTC)
             event = next(
                 (
                     found

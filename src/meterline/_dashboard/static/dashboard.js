@@ -236,7 +236,7 @@ const NOT_MODEL_CALLS = ["execute_tool", "cache"];
 const modelCall = (e) => !NOT_MODEL_CALLS.includes(e.operation);
 
 const EVENT_COLUMNS = [
-  { label: "time", value: (e) => time(e.time), href: (e) => "/events/" + e.id },
+  { label: "time", value: (e) => time(e.time), href: (e) => "/events/" + e.id + "?at=" + encodeURIComponent(e.time) },
   { label: "operation", value: (e) => e.operation },
   { label: "model", value: (e) => label(e.model) },
   { label: "status", value: (e) => e.status },
@@ -437,7 +437,8 @@ async function eventsPage() {
 
 async function eventPage() {
   const id = location.pathname.split("/").pop();
-  const data = await api("/api/events/" + encodeURIComponent(id));
+  const at = new URLSearchParams(location.search).get("at");
+  const data = await api("/api/events/" + encodeURIComponent(id), at ? new URLSearchParams({ at }) : undefined);
   const e = data.event;
   const fields = document.getElementById("event-fields");
   const cost = e.cost !== null || !modelCall(e) ? eventCost(e)
