@@ -1,6 +1,6 @@
 """Specification of `meterline._cli._ledger`: the pieces of its commands that need no store.
 
-Times, ledger URLs and the export shapes.
+Ledger URLs and the export shapes (times: `tests/ledger/test_query_text.py`).
 """
 
 from __future__ import annotations
@@ -8,40 +8,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from meterline import ConfigurationError, Meter, Usage, open_ledger
-from meterline._cli._ledger import export_lines, parse_when
+from meterline._cli._ledger import export_lines
 from meterline.exporters import CLOUDEVENT_TYPE, cloudevent
-
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("7d", NOW - timedelta(days=7)),
-        ("12h", NOW - timedelta(hours=12)),
-        ("30m", NOW - timedelta(minutes=30)),
-        ("45s", NOW - timedelta(seconds=45)),
-        ("2w", NOW - timedelta(weeks=2)),
-        ("2026-11-01", datetime(2026, 11, 1, tzinfo=UTC)),
-        ("2026-11-01T10:30Z", datetime(2026, 11, 1, 10, 30, tzinfo=UTC)),
-        ("2026-11-01T10:30+02:00", datetime(2026, 11, 1, 8, 30, tzinfo=UTC)),
-    ],
-)
-def test_times_are_ages_or_iso_dates(text: str, expected: datetime) -> None:
-    """--since and --until take ages (7d, 12h…) or ISO 8601 dates and date-times, UTC by default."""
-    assert parse_when(text, now=NOW) == expected
-
-
-def test_bad_times_name_the_text() -> None:
-    """A time that is neither an age nor an ISO date is refused, naming it."""
-    with pytest.raises(ConfigurationError, match="'yesterday'"):
-        parse_when("yesterday")
 
 
 @pytest.mark.parametrize(

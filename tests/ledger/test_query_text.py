@@ -20,6 +20,8 @@ NOW = datetime(2026, 12, 4, 12, 30, tzinfo=UTC)
     [
         ("7d", NOW - timedelta(days=7)),
         (" 12h ", NOW - timedelta(hours=12)),
+        ("30m", NOW - timedelta(minutes=30)),
+        ("45s", NOW - timedelta(seconds=45)),
         ("2w", NOW - timedelta(weeks=2)),
         ("2026-11-01", datetime(2026, 11, 1, tzinfo=UTC)),
         ("2026-11-01T05:00:00Z", datetime(2026, 11, 1, 5, tzinfo=UTC)),
@@ -31,11 +33,12 @@ def test_ages_and_dates_are_read_in_utc(text: str, expected: datetime) -> None:
     assert parse_when(text, now=NOW) == expected
 
 
-@pytest.mark.parametrize("text", ["", "yesterday", "7 days", "9999999d", "x" * 2000, "2026-13-01"])
+@pytest.mark.parametrize("text", ["", "yesterday", "7 days", "9999999d", "999999w", "x" * 2000, "2026-13-01"])
 def test_a_time_that_cannot_be_read_is_refused_by_name(text: str) -> None:
     """Unreadable, huge or overlong times raise ConfigurationError naming what was given."""
-    with pytest.raises(ConfigurationError, match="time"):
+    with pytest.raises(ConfigurationError, match="time") as refused:
         parse_when(text, now=NOW)
+    assert repr(text[:40]).rstrip("'") in str(refused.value)
 
 
 def test_dimension_lists_are_checked_identifiers() -> None:

@@ -42,7 +42,10 @@ def parse_when(text: str, *, now: datetime | None = None) -> datetime:
     match = _AGE.fullmatch(text)
     if match:
         delta = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-        return (now or datetime.now(tz=UTC)) - delta
+        try:
+            return (now or datetime.now(tz=UTC)) - delta
+        except OverflowError:
+            raise ConfigurationError(f"time {text!r}: that long ago is before the year 1") from None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
