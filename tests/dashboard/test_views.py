@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
-from meterline import Usage
+from meterline import Usage, UsageEvent
 from meterline._dashboard import NotFound, Views
 from meterline._dashboard._views import windows
 from meterline.budgets import BudgetStore, budget_status
@@ -97,7 +98,7 @@ def test_series_add_up_per_period_and_keep_the_rest_as_other(filled: Filled, gra
         if e.cost is not None and "user" in e.dimensions:
             per_user[e.dimensions["user"]] += e.cost  # type: ignore[assignment]
     assert [s["name"] for s in data["series"][:3]] == [user for user, _ in per_user.most_common(3)]
-    assert data["series"][-1]["name"] == f"other ({len(per_user) - 3})"
+    assert data["series"][-1]["name"] == "other"
     assert sum(Decimal(s["total"]) for s in data["series"]) == cost_of(events)
     for index, period in enumerate(data["periods"]):
         start = datetime.fromisoformat(period)
@@ -106,6 +107,42 @@ def test_series_add_up_per_period_and_keep_the_rest_as_other(filled: Filled, gra
         assert sum(Decimal(s["cost"][index]) for s in data["series"]) == cost_of(in_range(events, start, end))
         if granularity == "week":
             assert start.weekday() == 0
+
+
+@pytest.mark.parametrize(
+    ("by", "where"),
+    [
+        (("user", "model"), None),
+        (("session",), {"org": "acme"}),
+        (("model", "agent"), {"user": ("bob", "dave")}),
+    ],
+)
+def test_each_series_is_its_group_s_cost_per_day(filled: Filled, by: tuple[str, ...], where: Any) -> None:
+    """Whatever the grouping and filters, a series holds its own group's cost each day; 'other' the rest."""
+    views = Views(filled.ledger)
+    data = views.series(by=by, where=where, granularity="day", top=4)
+    allowed = {name: value if isinstance(value, tuple) else (value,) for name, value in (where or {}).items()}
+
+    def value(e: UsageEvent, name: str) -> str | None:
+        return (
+            getattr(e, name)
+            if name in ("model", "operation", "status", "provider")
+            else e.dimensions.get(name)
+        )
+
+    kept = [e for e in filled.events if all(value(e, n) in v for n, v in allowed.items())]
+    groups: Counter[tuple[str | None, ...]] = Counter()
+    for e in kept:
+        groups[tuple(value(e, name) for name in by)] += e.cost or 0  # type: ignore[assignment]
+    assert [tuple(s["key"]) for s in data["series"][:4]] == [key for key, _ in groups.most_common(4)]
+    for index, period in enumerate(data["periods"]):
+        day = in_range(
+            kept, datetime.fromisoformat(period), datetime.fromisoformat(period) + timedelta(days=1)
+        )
+        for one in data["series"][:4]:
+            mine = [e for e in day if tuple(value(e, name) for name in by) == tuple(one["key"])]
+            assert Decimal(one["cost"][index]) == cost_of(mine)
+        assert sum(Decimal(one["cost"][index]) for one in data["series"]) == cost_of(day)
 
 
 def test_report_is_the_ledger_report(filled: Filled) -> None:

@@ -202,6 +202,11 @@ class Views:
     ) -> dict[str, Any]:
         """Cost over time, one series per group of ``by`` (the ``top`` costliest; the rest as ``other``).
 
+        Three reports, none with a row per group and period for every group: the ``top``
+        groups by cost over the range (``limit``: a top 8 of a hundred thousand sessions makes
+        about 8 rows), their periods (filtered to their values), and all events' periods, of
+        which ``other`` is the part the top groups leave, exactly.
+
         Returns:
             ``periods`` (RFC 3339), ``series`` (``name``, ``key``, ``cost`` per period as decimal
             strings, ``total``), and per period the calls not in the cost: ``unmeasured``,
@@ -210,63 +215,70 @@ class Views:
         Raises:
             ConfigurationError: on a bad name, granularity, value or ``top``.
         """
+        if type(top) is not int or not 1 <= top <= MAX_SERIES:
+            raise ConfigurationError(f"top={top!r}: expected a whole number from 1 to {MAX_SERIES}")
+        if granularity not in ("hour", "day", "week", "month"):
+            raise ConfigurationError(f"granularity={granularity!r}: expected hour, day, week or month")
+        week = granularity == "week"
+        step: Any = "day" if week else granularity
         with self._reading() as ledger:
-            if type(top) is not int or not 1 <= top <= MAX_SERIES:
-                raise ConfigurationError(f"top={top!r}: expected a whole number from 1 to {MAX_SERIES}")
-            if granularity not in ("hour", "day", "week", "month"):
-                raise ConfigurationError(f"granularity={granularity!r}: expected hour, day, week or month")
-            week = granularity == "week"
-            rows = ledger.totals(
-                by=by,
-                where=where,
-                since=since,
-                until=until,
-                granularity="day" if week else granularity,  # type: ignore[arg-type]  # checked above
-            )
-            by_key: dict[tuple[str | None, ...], Decimal] = {}
-            cells: dict[tuple[tuple[str | None, ...], datetime], Decimal] = {}
-            unmeasured: dict[datetime, int] = {}
-            unpriced: dict[datetime, int] = {}
-            for row in rows:
-                assert row.period is not None  # a granularity was given
-                period = row.period - timedelta(days=row.period.weekday()) if week else row.period
-                by_key[row.key] = by_key.get(row.key, Decimal(0)) + row.cost
-                cells[row.key, period] = cells.get((row.key, period), Decimal(0)) + row.cost
-                unmeasured[period] = unmeasured.get(period, 0) + row.unmeasured
-                unpriced[period] = unpriced.get(period, 0) + row.unpriced
-            ranked = sorted(by_key, key=lambda key: (-by_key[key], tuple(value or "" for value in key)))
-            shown = ranked[:top]
-            periods = sorted(unmeasured)
-            series: list[dict[str, Any]] = [
-                {
-                    "name": " · ".join("(none)" if value is None else value for value in key),
-                    "key": list(key),
-                    "cost": [str(cells.get((key, period), Decimal(0))) for period in periods],
-                    "total": str(by_key[key]),
-                }
-                for key in shown
+            shown = [
+                row.key for row in ledger.totals(by=by, where=where, since=since, until=until, limit=top)
             ]
-            rest = ranked[top:]
-            if rest:
-                series.append(
-                    {
-                        "name": f"other ({len(rest)})",
-                        "key": None,
-                        "cost": [
-                            str(sum((cells.get((key, p), Decimal(0)) for key in rest), Decimal(0)))
-                            for p in periods
-                        ],
-                        "total": str(sum((by_key[key] for key in rest), Decimal(0))),
-                    }
-                )
-            return {
-                "by": list(by),
-                "granularity": granularity,
-                "periods": [rfc3339(period) for period in periods],
-                "series": series,
-                "unmeasured": [unmeasured[period] for period in periods],
-                "unpriced": [unpriced[period] for period in periods],
+            narrowed = dict(where or {})
+            for index, name in enumerate(by):
+                narrowed[name] = tuple({key[index] for key in shown})
+            rows = (
+                ledger.totals(by=by, where=narrowed, since=since, until=until, granularity=step)
+                if shown
+                else []
+            )
+            everything = ledger.totals(where=where, since=since, until=until, granularity=step)
+
+        def start(row: LedgerRow) -> datetime:
+            assert row.period is not None  # a granularity was given
+            return row.period - timedelta(days=row.period.weekday()) if week else row.period
+
+        wanted = set(shown)
+        cells: dict[tuple[tuple[str | None, ...], datetime], Decimal] = {}
+        for row in rows:
+            if row.key in wanted:  # the filter on each name's values lets other combinations in
+                cells[row.key, start(row)] = cells.get((row.key, start(row)), Decimal(0)) + row.cost
+        total: dict[datetime, LedgerRow] = {}
+        for row in everything:
+            total[start(row)] = _sum([total[start(row)], row]) if start(row) in total else row
+        periods = sorted(total)
+        series: list[dict[str, Any]] = [
+            {
+                "name": " · ".join("(none)" if value is None else value for value in key),
+                "key": list(key),
+                "cost": [str(cells.get((key, period), Decimal(0))) for period in periods],
+                "total": str(sum((cells.get((key, period), Decimal(0)) for period in periods), Decimal(0))),
             }
+            for key in shown
+        ]
+        rest = [
+            total[period].cost - sum((cells.get((key, period), Decimal(0)) for key in shown), Decimal(0))
+            for period in periods
+        ]
+        shown_events = sum(row.events for row in rows if row.key in wanted)
+        if sum(row.events for row in total.values()) > shown_events:
+            series.append(
+                {
+                    "name": "other",
+                    "key": None,
+                    "cost": [str(cost) for cost in rest],
+                    "total": str(sum(rest, Decimal(0))),
+                }
+            )
+        return {
+            "by": list(by),
+            "granularity": granularity,
+            "periods": [rfc3339(period) for period in periods],
+            "series": series,
+            "unmeasured": [total[period].unmeasured for period in periods],
+            "unpriced": [total[period].unpriced for period in periods],
+        }
 
     def overview(self, now: datetime | None = None) -> dict[str, Any]:
         """Spend and calls today, over 7 and 30 days, each beside the span of the same length before.
