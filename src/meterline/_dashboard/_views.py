@@ -220,7 +220,7 @@ class Views:
         if granularity not in ("hour", "day", "week", "month"):
             raise ConfigurationError(f"granularity={granularity!r}: expected hour, day, week or month")
         week = granularity == "week"
-        step: Any = "day" if week else granularity
+        step: Any = "day" if week else granularity  # a ledger granularity: checked above
         with self._reading() as ledger:
             shown = [
                 row.key for row in ledger.totals(by=by, where=where, since=since, until=until, limit=top)
