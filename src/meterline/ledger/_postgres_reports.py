@@ -158,10 +158,6 @@ class _Reader:
         period = self.period(column)
         table, sums = ("dim_month", MONTH_SUMS) if monthly else ("dim_day", TOTAL_SUMS)
         valued = ["name = %s", *clauses]
-        # The events without the dimension: all events (the hourly roll-up) less every value's,
-        # whose sums are added up while every value's rows are read (or read for it).
-        covered: Groups = {}
-        every_value = missing and wanted is None
         if wanted != []:
             extra = [] if wanted is None else ["value = ANY(%s)"]
             rows = self.fetch(
@@ -178,15 +174,14 @@ class _Reader:
                     2 + len(named),
                     False,
                 )
-                if every_value:
-                    add(covered, (tuple(row[2 : 2 + len(named)]), row[0]), row, 2 + len(named), False)
         if not missing:
             return
-        if not every_value:
-            for row in self.fetch(
-                self.select([period, *named], sums, table, valued), [escape(dimension), *params]
-            ):
-                add(covered, (tuple(row[1 : 1 + len(named)]), row[0]), row, 1 + len(named), False)
+        # The events without the dimension: all events (the hourly roll-up) less every value's.
+        covered: Groups = {}
+        for row in self.fetch(
+            self.select([period, *named], sums, table, valued), [escape(dimension), *params]
+        ):
+            add(covered, (tuple(row[1 : 1 + len(named)]), row[0]), row, 1 + len(named), False)
         hour_clauses, hour_params = self.hours("hour", first, last, 1)
         self.fields(hour_clauses, hour_params)
         everything = self.fetch(
