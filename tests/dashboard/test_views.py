@@ -178,6 +178,11 @@ def test_latest_are_the_ledger_s_newest_events(filled: Filled) -> None:
     """The live list is the newest events of the ledger, newest first."""
     shown = Views(filled.ledger).latest(filled.now, limit=7)
     assert [e["id"] for e in shown] == [e.id for e in sorted(filled.events, key=lambda e: e.id)[-7:][::-1]]
+    recent = filled.now.replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+    every = Views(filled.ledger).latest(filled.now, limit=200)  # more than two days hold
+    newest = sorted(in_range(filled.events, recent, None), key=lambda e: e.id, reverse=True)
+    assert [e["id"] for e in every] == [e.id for e in newest][:200]
+    assert len(every) > 7
 
 
 def test_an_event_comes_with_its_attempts_and_links(filled: Filled) -> None:

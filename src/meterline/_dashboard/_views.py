@@ -442,7 +442,11 @@ class Views:
             return [event.to_dict() for event in found]
 
     def latest(self, now: datetime | None = None, *, limit: int = 20) -> list[dict[str, Any]]:
-        """The ``limit`` newest events of the ledger, newest first (from its newest hours)."""
+        """The ``limit`` newest events of the ledger, newest first.
+
+        The hourly roll-up says which hours of the last two days (or else of the newest day)
+        hold events; they are read newest first, an hour at a time, until ``limit`` are found.
+        """
         with self._reading() as ledger:
             moment = now or datetime.now(tz=UTC)
             hours = [
@@ -457,10 +461,13 @@ class Views:
                     for row in ledger.totals(since=max(days), until=max(days) + DAY, granularity="hour")
                     if row.period
                 ]
-            newest_hour = max(hours)
-            newest: deque[UsageEvent] = deque(maxlen=limit)
-            newest.extend(ledger.events(since=newest_hour - HOUR, until=newest_hour + HOUR))
-            return [event.to_dict() for event in reversed(newest)]
+            found: list[UsageEvent] = []
+            for hour in sorted(hours, reverse=True):  # hour by hour back, until enough are found
+                newest: deque[UsageEvent] = deque(ledger.events(since=hour, until=hour + HOUR), maxlen=limit)
+                found.extend(reversed(newest))
+                if len(found) >= limit:
+                    break
+            return [event.to_dict() for event in found[:limit]]
 
     @staticmethod
     def _around(ledger: LedgerBackend, moment: datetime, span: timedelta) -> Iterator[UsageEvent]:

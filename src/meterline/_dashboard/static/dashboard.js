@@ -166,9 +166,11 @@ function download(name, text) {
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
-function drawStacked(canvas, series) {
+function drawStacked(canvas, all) {
   const old = Chart.getChart(canvas);
   if (old) old.destroy();
+  // A group that cost nothing draws nothing: left out (its calls not in the cost are noted).
+  const series = { ...all, series: all.series.filter((one) => Number(one.total) !== 0) };
   return new Chart(canvas, {
     type: "bar",
     data: {
