@@ -250,3 +250,22 @@ def test_a_failing_store_is_a_503_not_a_crash(sqlite_filled: Filled, tmp_path: A
         assert "the store failed" in response.json()["error"]
     finally:
         server.stop()
+
+
+@pytest.mark.services
+def test_a_postgres_ledger_is_served_alike(postgres_filled: Filled) -> None:
+    """Over PostgreSQL the API answers the same numbers: the overview's spans are their events' cost."""
+    server = DashboardServer(Views(postgres_filled.ledger), port=0)
+    url = server.start()
+    try:
+        data = httpx.get(url + "/api/overview", timeout=30).json()
+        for period in data["periods"]:
+            since, until = datetime.fromisoformat(period["since"]), datetime.fromisoformat(period["until"])
+            assert Decimal(period["cost"]) == cost_of(in_range(postgres_filled.events, since, until))
+        rows = httpx.get(url + "/api/report", params={"by": "user", "limit": "3"}, timeout=30).json()
+        assert rows == [
+            row.to_dict(("user",)) for row in postgres_filled.ledger.totals(by=("user",), limit=3)
+        ]
+        assert httpx.get(url + "/", timeout=30).status_code == 200
+    finally:
+        server.stop()
