@@ -105,7 +105,7 @@ def create_app(views: Views, *, token: str | None = None, refresh_seconds: float
         refresh_seconds: How often the pages ask for new events (the live view).
 
     Returns:
-        An ASGI app (served by `meterline._dashboard.serve`, or by any ASGI server).
+        An ASGI app (served by `DashboardServer`, or by any ASGI server).
     """
     app = FastAPI(
         title="meterline dashboard",
@@ -171,7 +171,7 @@ def create_app(views: Views, *, token: str | None = None, refresh_seconds: float
                 {
                     "page": name,
                     "title": PAGES[name],
-                    "pages": PAGES,
+                    "nav": [(page, label) for page, label in PAGES.items() if page != "event"],
                     "version": __version__,
                     "refresh_ms": int(refresh_seconds * 1000),
                     "budgets": views.budget_store is not None,
