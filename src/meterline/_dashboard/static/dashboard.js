@@ -7,6 +7,7 @@ const PALETTE = ["#2f5fd0", "#e07a1f", "#2e9d5b", "#c23b5a", "#7a4fd0", "#1f9bb0
 const HIERARCHY = ["org", "user", "session", "thread", "agent", "tool"];
 const page = document.body.dataset.page;
 const REFRESH_MS = Number(document.body.dataset.refreshMs) || 3000;
+const TABLE_ROWS = 500; // the explore table's rows at most: the costliest groups (a browser holds no 100,000-row table)
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -381,10 +382,14 @@ async function explore() {
     if (q.until) params.set("until", q.until);
     const chartParams = new URLSearchParams(params);
     chartParams.set("granularity", q.granularity);
-    const [series, rows] = await Promise.all([api("/api/series", chartParams), api("/api/report", params)]);
+    const tableParams = new URLSearchParams(params);
+    tableParams.set("limit", String(TABLE_ROWS));
+    const [series, rows] = await Promise.all([api("/api/series", chartParams), api("/api/report", tableParams)]);
     drawStacked(document.getElementById("explore-chart"), series);
     document.getElementById("explore-note").textContent = seriesNote(series);
-    document.getElementById("table-title").textContent = int(rows.length) + " groups by " + q.by.join(" × ");
+    document.getElementById("table-title").textContent = rows.length < TABLE_ROWS
+      ? int(rows.length) + " groups by " + q.by.join(" × ")
+      : "The " + int(TABLE_ROWS) + " costliest groups by " + q.by.join(" × ") + " (more exist: filter, or meterline report)";
     const keyColumns = q.by.map((name) => ({
       label: name,
       value: (r) => label(r[name]),
