@@ -29,7 +29,7 @@ from meterline._events import UsageEvent
 from meterline._money import to_usd
 from meterline._totals import Sums, Totals, totals_of
 from meterline.exceptions import ConfigurationError, LedgerError
-from meterline.ledger import SCHEMA_VERSION, Granularity, LedgerRow, LedgerStats
+from meterline.ledger import SCHEMA_VERSION, Granularity, LedgerRow, LedgerStats, check_limit
 
 if TYPE_CHECKING:
     from meterline._meter import Meter
@@ -179,10 +179,7 @@ class InMemoryLedger:
         allowed = where_filters(where)
         if granularity is not None and granularity not in _GRANULARITIES:
             raise ConfigurationError(f"granularity={granularity!r}: expected one of {_GRANULARITIES} or None")
-        if limit is not None and (type(limit) is not int or limit < 1):
-            raise ConfigurationError(
-                f"limit={limit!r}: expected a positive int (the first rows by cost), or None"
-            )
+        check_limit(limit)
         first = None if since is None else _hour(since)
         last = None if until is None else _hour(until)
         with self._lock:

@@ -121,23 +121,6 @@ def _period_label(period: datetime, granularity: str) -> str:
     return period.strftime("%Y-%m-%d %H:00")
 
 
-def _sum_rows(rows: Sequence[LedgerRow]) -> LedgerRow:
-    total = LedgerRow(key=(), period=None)
-    for row in rows:
-        total = LedgerRow(
-            key=(),
-            period=None,
-            events=total.events + row.events,
-            unmeasured=total.unmeasured + row.unmeasured,
-            unpriced=total.unpriced + row.unpriced,
-            usage=total.usage + row.usage,
-            cost=total.cost + row.cost,
-            latency_ms=total.latency_ms + row.latency_ms,
-            tokens_saved=total.tokens_saved + row.tokens_saved,
-        )
-    return total
-
-
 def render_report(
     rows: Sequence[LedgerRow], by: Sequence[str], granularity: str | None, *, title: str = ""
 ) -> str:
@@ -146,7 +129,7 @@ def render_report(
     A ``tool calls`` column (the provider's server-side tools: web searches…) is shown when
     any row has some.
     """
-    total = _sum_rows(rows)
+    total = LedgerRow.total(rows)
     tools = total.usage.has_units
     headers = [
         *(["period"] if granularity else []),

@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
+from meterline._dimensions import EVENT_FIELDS
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION, TOOL_SUCCESS, UsageEvent
-from meterline._usage import Usage
 from meterline.budgets import Budget, BudgetStore, budget_status, known_budgets
 from meterline.exceptions import ConfigurationError
 from meterline.ledger import LedgerBackend, LedgerRow
@@ -30,8 +30,6 @@ __all__ = ["EVENT_FIELDS", "HIERARCHY", "NotFound", "Views", "rfc3339"]
 
 HIERARCHY: Final = ("org", "user", "session", "thread", "agent", "tool")
 """The nested scopes, outermost first: a row of one drills down to the next one's members."""
-EVENT_FIELDS: Final = ("operation", "status", "provider", "model")
-"""Event fields a report can group and filter by, beside dimensions."""
 HOUR: Final = timedelta(hours=1)
 DAY: Final = timedelta(days=1)
 MAX_EVENTS: Final = 1000
@@ -63,21 +61,6 @@ def rfc3339(moment: datetime | None) -> str | None:
 
 def _hour_floor(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def _sum(rows: Sequence[LedgerRow]) -> LedgerRow:
-    """The rows added up into one (key and period dropped)."""
-    return LedgerRow(
-        key=(),
-        period=None,
-        events=sum(row.events for row in rows),
-        unmeasured=sum(row.unmeasured for row in rows),
-        unpriced=sum(row.unpriced for row in rows),
-        usage=sum((row.usage for row in rows), Usage()),
-        cost=sum((row.cost for row in rows), Decimal(0)),
-        latency_ms=sum(row.latency_ms for row in rows),
-        tokens_saved=sum(row.tokens_saved for row in rows),
-    )
 
 
 def _change(now: Decimal | int, before: Decimal | int) -> float | None:
@@ -246,7 +229,7 @@ class Views:
                 cells[row.key, start(row)] = cells.get((row.key, start(row)), Decimal(0)) + row.cost
         total: dict[datetime, LedgerRow] = {}
         for row in everything:
-            total[start(row)] = _sum([total[start(row)], row]) if start(row) in total else row
+            total[start(row)] = LedgerRow.total([total[start(row)], row]) if start(row) in total else row
         periods = sorted(total)
         series: list[dict[str, Any]] = [
             {
@@ -299,7 +282,7 @@ class Views:
                 )
                 if window.name == "30d":
                     month = current
-                now_sum, before_sum = _sum(current), _sum(previous)
+                now_sum, before_sum = LedgerRow.total(current), LedgerRow.total(previous)
                 calls = sum(row.events for row in current if row.key[0] not in _NOT_MODEL_CALLS)
                 calls_before = sum(row.events for row in previous if row.key[0] not in _NOT_MODEL_CALLS)
                 periods.append(
@@ -327,7 +310,7 @@ class Views:
                         },
                     }
                 )
-            usage = _sum(month).usage
+            usage = LedgerRow.total(month).usage
             last = windows(moment)[-1]
             return {
                 "now": rfc3339(moment),

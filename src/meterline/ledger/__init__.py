@@ -20,6 +20,7 @@ from meterline.ledger._backend import (
 )
 from meterline.ledger._check import LedgerCheck, check_ledger
 from meterline.ledger._dead_letters import DEAD_LETTERS_NAME, DeadLetter, DeadLetters
+from meterline.ledger._groups import check_limit
 from meterline.ledger._open import ENV_VAR, open_ledger
 from meterline.ledger._parquet import ParquetExport, export_ledger_parquet, export_parquet, parquet_totals
 from meterline.ledger._query_text import parse_by, parse_when, parse_where
@@ -56,6 +57,8 @@ __all__ = [
 __all__ += ["ledger_writer"]
 # For the command line and the dashboard, which read a report's query as text, not public API:
 __all__ += ["parse_by", "parse_when", "parse_where"]
+# For the in-memory ledger of meterline.testing, which checks a report's limit as the others do:
+__all__ += ["check_limit"]
 
 
 def __getattr__(name: str) -> Any:

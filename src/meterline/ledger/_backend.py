@@ -8,7 +8,7 @@ becomes a row is `meterline.ledger._rows`'s one concern.
 
 from __future__ import annotations as _annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -55,6 +55,22 @@ class LedgerRow:
     """Sum of the reported latencies, in milliseconds."""
     tokens_saved: int = 0
     """Tokens saved by the application's cache hits."""
+
+    @classmethod
+    def total(cls, rows: Iterable[LedgerRow]) -> LedgerRow:
+        """``rows`` added up into one row (no key, no period): a report's total line."""
+        rows = list(rows)
+        return cls(
+            key=(),
+            period=None,
+            events=sum(row.events for row in rows),
+            unmeasured=sum(row.unmeasured for row in rows),
+            unpriced=sum(row.unpriced for row in rows),
+            usage=sum((row.usage for row in rows), Usage()),
+            cost=sum((row.cost for row in rows), Decimal(0)),
+            latency_ms=sum(row.latency_ms for row in rows),
+            tokens_saved=sum(row.tokens_saved for row in rows),
+        )
 
     def to_dict(self, by: Sequence[str]) -> dict[str, Any]:
         """The row as JSON-ready values, the form of ``meterline report --format json``.
