@@ -75,17 +75,20 @@ class Dictionaries:
         self._added: list[tuple[str, Any]] = []
 
     def begin(self, conn: sqlite3.Connection) -> None:
-        """Start a write on ``conn``'s open transaction (new ids are stored in it)."""
-        if max(len(self.key_ids), len(self.dims), len(self.value_ids)) >= _MAX_CACHED:
-            for cache in (
-                self.key_ids,
-                self.key_fields,
-                self.rollup_ids,
-                self.dims,
-                self.value_ids,
-                self.values,
-            ):
+        """Start a write on ``conn``'s open transaction (new ids are stored in it).
+
+        A cache that has reached `_MAX_CACHED` entries starts again, alone: the sets of
+        dimensions (a product makes new ones with each session) fill up long before the
+        values they refer to, which stay known.
+        """
+        if len(self.key_ids) >= _MAX_CACHED:
+            for cache in (self.key_ids, self.key_fields, self.rollup_ids):
                 cache.clear()
+        if len(self.value_ids) >= _MAX_CACHED:
+            self.value_ids.clear()
+            self.values.clear()
+        if len(self.dims) >= _MAX_CACHED:
+            self.dims.clear()
         self._conn = conn
         self._added.clear()
 
