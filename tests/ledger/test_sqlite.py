@@ -588,9 +588,9 @@ def test_a_missing_and_an_empty_provider_share_one_rollup_row(path: Path) -> Non
 
 
 def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> None:
-    """A version 4 store (no tool calls, tiers or stated costs) opens as 5: reports exact before and after."""
+    """A version 4 store (no tool calls, tiers or stated costs) opens as 6: reports exact before and after."""
     from meterline._usage import UNIT_FIELDS
-    from meterline.ledger._sqlite_schema import _DIMS_JSON, _V4_EVENT_COLUMNS, _VIEW_EXTRA, _event_rows
+    from meterline.ledger import _sqlite_schema as schema
     from tests.ledger.conformance import as_stored_before_billing, assert_reports, product_events
 
     events = product_events(1200)
@@ -601,6 +601,7 @@ def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> No
     finally:
         ledger.close()
     conn = sqlite3.connect(path, isolation_level=None)  # as version 4 left it
+    conn.execute(f"DROP INDEX {schema.DAY_INDEX}")
     conn.execute("DROP VIEW meterline_event_rows")
     for table in ("events", "rollup_hour_nodims", "rollup_dim_day", "rollup_dim_month"):
         added = (
@@ -610,19 +611,52 @@ def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> No
         )
         for name in added:
             conn.execute(f"ALTER TABLE meterline_{table} DROP COLUMN {name}")
-    view = _event_rows(f"{_DIMS_JSON} AS dimensions", _VIEW_EXTRA, _V4_EVENT_COLUMNS)
+    view = schema._event_rows(
+        f"{schema._DIMS_JSON} AS dimensions", schema._VIEW_EXTRA, schema._V4_EVENT_COLUMNS
+    )
     conn.execute("CREATE VIEW meterline_event_rows AS" + view)
     conn.execute("UPDATE meterline_meta SET value = '4' WHERE key = 'schema_version'")
     conn.close()
     reopened = SQLiteLedger(path)
     try:
-        assert reopened.stats().schema_version == SCHEMA_VERSION == 5
+        assert reopened.stats().schema_version == SCHEMA_VERSION == 6
         assert_reports(reopened, before)
         assert reopened.write(events[600:]) == 600
         assert_reports(reopened, [*before, *events[600:]])
         assert list(reopened.events()) == [*before, *events[600:]]
     finally:
         reopened.close()
+
+
+def test_migrates_a_version_5_store_indexing_the_daily_roll_up_by_day(path: Path) -> None:
+    """A version 5 store (no index by day) opens as 6: the index is made and read, reports stay exact."""
+    from meterline.ledger._sqlite_schema import DAY_INDEX, FOLD_MONTHS
+    from tests.ledger.conformance import assert_reports, product_events
+
+    events = product_events(1200)
+    ledger = SQLiteLedger(path)
+    try:
+        ledger.write(events[:600])
+    finally:
+        ledger.close()
+    conn = sqlite3.connect(path, isolation_level=None)  # as version 5 left it
+    conn.execute(f"DROP INDEX {DAY_INDEX}")
+    conn.execute("UPDATE meterline_meta SET value = '5' WHERE key = 'schema_version'")
+    conn.close()
+    reopened = SQLiteLedger(path)
+    try:
+        assert reopened.stats().schema_version == SCHEMA_VERSION == 6
+        assert_reports(reopened, events[:600])
+        assert reopened.write(events[600:]) == 600
+        assert_reports(reopened, events)
+    finally:
+        reopened.close()
+    conn = sqlite3.connect(path)
+    try:
+        plan = " ".join(str(row) for row in conn.execute(f"EXPLAIN QUERY PLAN {FOLD_MONTHS}", (0, 86400)))
+        assert f"USING INDEX {DAY_INDEX}" in plan
+    finally:
+        conn.close()
 
 
 def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
@@ -655,7 +689,7 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
     conn.close()
     ledger = SQLiteLedger(path)
     try:
-        assert ledger.stats().schema_version == SCHEMA_VERSION == 5
+        assert ledger.stats().schema_version == SCHEMA_VERSION == 6
         assert sorted(ledger.events(), key=lambda event: event.id) == sorted(old, key=lambda event: event.id)
         assert ledger.write(events) == 2  # the first is stored already
         stored = {event.id for event in ledger.events()}
@@ -672,8 +706,11 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
         conn.close()
     conn = sqlite3.connect(path)
     try:
-        indexes = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
-        assert indexes.fetchall() == [("meterline_events_time",)]  # version 1's hour index is gone
+        indexes = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name"
+        )
+        # Version 1's hour index is gone.
+        assert indexes.fetchall() == [("meterline_events_time",), ("meterline_rollup_dim_day_by_day",)]
     finally:
         conn.close()
 

@@ -217,7 +217,8 @@ class SQLiteLedger:
                     f" {found} found past rowid {last}; nothing of the batch was written"
                 )
             conn.execute(ROLL_UP_NODIMS, (last,))
-            conn.execute(ROLL_UP_DIMS, (last,))
+            for statement in ROLL_UP_DIMS:
+                conn.execute(statement, (last,))
             times = values[TIME_AT::WIDTH]
             folded = folded_until(conn)
             if min(times) < folded * _NS:  # events of days already folded into the monthly roll-up

@@ -1,10 +1,10 @@
 """The SQLite ledger's tables, their forward migrations and the fixed SQL that reads and writes them.
 
-Schema version 5 (version 4's layout, with each event's server-side tool calls, service tier,
-batch mode and the cost its provider stated added), designed for a product's cardinality
-(thousands of users, a hundred thousand sessions, dozens of models), where a roll-up keyed
-by the whole set of dimensions has nearly a row per event (0.83 measured with sessions among
-them):
+Schema version 6 (version 4's layout, with each event's server-side tool calls, service tier,
+batch mode and the cost its provider stated added, and the daily roll-up indexed by day),
+designed for a product's cardinality (thousands of users, a hundred thousand sessions, dozens
+of models), where a roll-up keyed by the whole set of dimensions has nearly a row per event
+(0.83 measured with sessions among them):
 
 - ``meterline_keys``: each distinct (operation, status, provider, model, request model,
   price version) once; an event refers to it by ``key_id``. ``rollup_id`` is the key_id of
@@ -19,7 +19,9 @@ them):
   reports that neither group nor filter by a dimension (a few rows per model and hour).
 - ``meterline_rollup_dim_day``: sums per (dimension value, UTC day, roll-up key), its primary
   key in that order, so a report by one dimension reads that dimension's rows in key order.
-  One row per value, day and model used, whatever the event's other dimensions are.
+  One row per value, day and model used, whatever the event's other dimensions are. Also
+  indexed by day, so that folding a day into the monthly roll-up, or pruning one, reads that
+  day's rows rather than the whole table (which grows with the ledger's history).
 - ``meterline_rollup_dim_month``: sums per (value, month), no key: the days before
   `folded_until` added up (`fold_months`, once a day has passed), for reports by one
   dimension over whole months (at 10 million events of 10,000 users: 30,000 rows by user).
@@ -62,6 +64,7 @@ __all__ = [
     "CORRECT_MONTH",
     "CORRECT_NODIMS",
     "COUNT_NEW",
+    "DAY_INDEX",
     "EVENT_ROWS",
     "ID",
     "LAST_ROWID",
@@ -90,6 +93,8 @@ NOT_MODEL_CALLS: Final = (TOOL_OPERATION, CACHE_OPERATION)
 
 ROLLUPS: Final = ("meterline_rollup_hour_nodims", "meterline_rollup_dim_day", "meterline_rollup_dim_month")
 """The roll-up tables: by hour without dimensions; by dimension value and day, and month."""
+DAY_INDEX: Final = "meterline_rollup_dim_day_by_day"
+"""The index of the daily roll-up by value by day (schema version 6)."""
 FOLDED: Final = "dim_months_until"
 """The key in ``meterline_meta`` of the first day not yet added into the monthly roll-up."""
 KEY_FIELDS: Final = ("operation", "status", "provider", "model", "request_model", "price_version")
@@ -327,8 +332,37 @@ _NODIMS_KEYS: Final = (
 )
 ROLL_UP_NODIMS: Final = _roll_up(ROLLUPS[0], _NODIMS_KEY, _NODIMS_KEYS, EVENT_SUMS, "", "e.rowid > ?")
 """Adds the events stored past a rowid into the hourly roll-up ('' for a missing provider or model)."""
-ROLL_UP_DIMS: Final = _roll_up(ROLLUPS[1], _DIM_KEY, _DAY_KEYS, _DIM_SUMS, _VALUES, "e.rowid > ?")
-"""Adds the events stored past a rowid into the roll-up by dimension value and day."""
+_CALLS: Final = ", ".join(f"'{operation}'" for operation in NOT_MODEL_CALLS)
+ROLL_UP_DIMS: Final = (
+    _roll_up(
+        ROLLUPS[1],
+        _DIM_KEY,
+        _DAY_KEYS,
+        (
+            "COUNT(*)",
+            "SUM(1 - e.measured)",
+            "SUM(e.measured AND e.cost_pico IS NULL)",
+            *(f"SUM(e.{name})" for name in USAGE_FIELDS),
+            "coalesce(SUM(e.cost_pico & 4294967295), 0)",
+            *EVENT_SUMS[-2:],
+            "coalesce(SUM(e.cost_pico >> 32), 0)",
+        ),
+        _VALUES,
+        f"e.rowid > ? AND k.operation NOT IN ({_CALLS})",
+    ),
+    _roll_up(
+        ROLLUPS[1],
+        _DIM_KEY,
+        _DAY_KEYS,
+        ("COUNT(*)", *["0"] * (2 + len(USAGE_FIELDS) + 1), *EVENT_SUMS[-2:], "0"),
+        _VALUES,
+        f"e.rowid > ? AND k.operation IN ({_CALLS})",
+    ),
+)
+"""Add the events stored past a rowid into the roll-up by dimension value and day: the model
+calls', then the others' (a tool call's usage and cost left out). Their rows are apart (the key
+holds the operation), and each statement adds plain sums: the write of product-shaped events
+spends a quarter less in the daily roll-up than one statement choosing per sum (`_DIM_SUMS`)."""
 ROLL_UP_MONTHS: Final = _roll_up(
     ROLLUPS[2], _MONTH_KEY, _MONTH_KEYS, _DIM_SUMS, _VALUES, "e.rowid > ? AND e.time_ns < ?"
 )
@@ -589,12 +623,23 @@ def _schema_v5(conn: sqlite3.Connection) -> None:
     )
 
 
+def _schema_v6(conn: sqlite3.Connection) -> None:
+    """Version 6: the daily roll-up by value indexed by day.
+
+    Folding a day into the monthly roll-up (`FOLD_MONTHS`, once a day) read every row of the
+    daily one to find that day's: a scan that grew with the ledger's history (95 ms a day at
+    one million product-shaped events, 34 ms with the index, whatever the history).
+    """
+    conn.execute(f"CREATE INDEX {DAY_INDEX} ON {ROLLUPS[1]} (day)")
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
     _schema_v1,
     _schema_v2,
     _schema_v3,
     _schema_v4,
     _schema_v5,
+    _schema_v6,
 )
 """Forward migrations: ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``."""
 assert len(MIGRATIONS) == SCHEMA_VERSION
