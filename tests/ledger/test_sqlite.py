@@ -590,6 +590,7 @@ def test_a_missing_and_an_empty_provider_share_one_rollup_row(path: Path) -> Non
 def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> None:
     """A version 4 store (no tool calls, tiers or stated costs) opens as 6: reports exact before and after."""
     from meterline._usage import UNIT_FIELDS
+    from meterline.ledger import _sqlite_migrations as migrations
     from meterline.ledger import _sqlite_schema as schema
     from tests.ledger.conformance import as_stored_before_billing, assert_reports, product_events
 
@@ -611,8 +612,8 @@ def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> No
         )
         for name in added:
             conn.execute(f"ALTER TABLE meterline_{table} DROP COLUMN {name}")
-    view = schema._event_rows(
-        f"{schema._DIMS_JSON} AS dimensions", schema._VIEW_EXTRA, schema._V4_EVENT_COLUMNS
+    view = schema.event_rows_view(
+        f"{schema.DIMS_JSON} AS dimensions", schema.VIEW_EXTRA, migrations._V4_EVENT_COLUMNS
     )
     conn.execute("CREATE VIEW meterline_event_rows AS" + view)
     conn.execute("UPDATE meterline_meta SET value = '4' WHERE key = 'schema_version'")
@@ -628,8 +629,11 @@ def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> No
         reopened.close()
 
 
-def test_migrates_a_version_5_store_indexing_the_daily_roll_up_by_day(path: Path) -> None:
-    """A version 5 store (no index by day) opens as 6: the index is made and read, reports stay exact."""
+@pytest.mark.parametrize("indexed_by_hand", [False, True])
+def test_migrates_a_version_5_store_indexing_the_daily_roll_up_by_day(
+    path: Path, indexed_by_hand: bool
+) -> None:
+    """A version 5 store (indexed by day by hand, or not) opens as 6 with the index; reports stay exact."""
     from meterline.ledger._sqlite_schema import DAY_INDEX, FOLD_MONTHS
     from tests.ledger.conformance import assert_reports, product_events
 
@@ -640,7 +644,8 @@ def test_migrates_a_version_5_store_indexing_the_daily_roll_up_by_day(path: Path
     finally:
         ledger.close()
     conn = sqlite3.connect(path, isolation_level=None)  # as version 5 left it
-    conn.execute(f"DROP INDEX {DAY_INDEX}")
+    if not indexed_by_hand:
+        conn.execute(f"DROP INDEX {DAY_INDEX}")
     conn.execute("UPDATE meterline_meta SET value = '5' WHERE key = 'schema_version'")
     conn.close()
     reopened = SQLiteLedger(path)
@@ -661,7 +666,7 @@ def test_migrates_a_version_5_store_indexing_the_daily_roll_up_by_day(path: Path
 
 def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
     """A version 1 store (with the events' hour index) opens as the current version with every event."""
-    from meterline.ledger._sqlite_schema import MIGRATIONS
+    from meterline.ledger._sqlite_migrations import MIGRATIONS
 
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("CREATE TABLE meterline_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -669,7 +674,7 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
     conn.execute("INSERT INTO meterline_meta VALUES ('schema_version', '1')")
     conn.close()
     from meterline.ledger._rows import EVENT_COLUMNS, event_to_row
-    from meterline.ledger._sqlite_schema import _V4_EVENT_COLUMNS as OLD_COLUMNS
+    from meterline.ledger._sqlite_migrations import _V4_EVENT_COLUMNS as OLD_COLUMNS
     from tests.ledger.conformance import HOSTILE
 
     events = [make_event(i, T0 + timedelta(minutes=i)) for i in range(3)]

@@ -4,10 +4,10 @@ One connection per `SQLiteLedger`, shared by the writer thread and readers under
 Several ledgers (threads or processes) may open the same file: every write is one
 ``BEGIN IMMEDIATE`` transaction, so the check for already-stored ids and the inserts that
 follow are atomic across connections, and a busy file is waited on up to ``timeout``.
-The tables, their SQL and the roll-ups' upkeep are `meterline.ledger._sqlite_schema`'s;
-binding a batch of events as rows is `meterline.ledger._sqlite_rows`'s, with the ids of
-`meterline.ledger._sqlite_keys`; choosing what answers a report is
-`meterline.ledger._sqlite_reports`'s.
+The tables, their SQL and the roll-ups' upkeep are `meterline.ledger._sqlite_schema`'s, and
+their forward migrations `meterline.ledger._sqlite_migrations`'; binding a batch of events as
+rows is `meterline.ledger._sqlite_rows`'s, with the ids of `meterline.ledger._sqlite_keys`;
+choosing what answers a report is `meterline.ledger._sqlite_reports`'s.
 """
 
 from __future__ import annotations as _annotations
@@ -41,6 +41,7 @@ from meterline.ledger._rows import (
     pico_of,
 )
 from meterline.ledger._sqlite_keys import Dictionaries, value_ids
+from meterline.ledger._sqlite_migrations import MIGRATIONS
 from meterline.ledger._sqlite_reports import read_totals
 from meterline.ledger._sqlite_rows import bind_rows
 from meterline.ledger._sqlite_schema import (
@@ -53,7 +54,6 @@ from meterline.ledger._sqlite_schema import (
     ID,
     LAST_ROWID,
     LOW_BITS,
-    MIGRATIONS,
     NOT_MODEL_CALLS,
     REPRICE_EVENT,
     ROLL_UP_DIMS,

@@ -1,4 +1,4 @@
-"""The SQLite ledger's tables, their forward migrations and the fixed SQL that reads and writes them.
+"""The SQLite ledger's tables and the fixed SQL that reads and writes them (migrations: `_sqlite_migrations`).
 
 Schema version 6 (version 4's layout, with each event's server-side tool calls, service tier,
 batch mode and the cost its provider stated added, and the daily roll-up indexed by day),
@@ -45,12 +45,11 @@ from __future__ import annotations as _annotations
 import functools
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION
-from meterline._usage import TOKEN_FIELDS, UNIT_FIELDS, USAGE_FIELDS
-from meterline.ledger._backend import SCHEMA_VERSION
+from meterline._usage import USAGE_FIELDS
 from meterline.ledger._groups import DAY, HOUR
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
@@ -63,13 +62,20 @@ __all__ = [
     "CORRECT_DIM",
     "CORRECT_MONTH",
     "CORRECT_NODIMS",
+    "COST_TEXT",
     "COUNT_NEW",
     "DAY_INDEX",
+    "DAY_KEYS",
+    "DIMS_JSON",
+    "DIM_KEY",
     "EVENT_ROWS",
+    "FOLDED",
+    "FOLD_MONTHS",
     "ID",
+    "KEY_FIELDS",
     "LAST_ROWID",
     "LOW_BITS",
-    "MIGRATIONS",
+    "MONTH_KEY",
     "NOT_MODEL_CALLS",
     "REPRICE_EVENT",
     "ROLLUPS",
@@ -80,12 +86,18 @@ __all__ = [
     "STORED_COLUMNS",
     "TIME_AT",
     "UNFOLD_MONTHS",
+    "VALUE_ROWS",
+    "VIEW_EXTRA",
     "WIDTH",
     "add_key",
     "add_value",
+    "dim_sums",
+    "event_rows_view",
     "fold_months",
     "folded_until",
     "insert_events",
+    "key_text",
+    "roll_up",
     "rollup_fields",
 ]
 
@@ -124,8 +136,8 @@ _NULLABLE_TEXT: Final = frozenset({"cost", "operation_id", "response_id", "servi
 _NULLABLE_COST: Final = "reported_cost_pico"
 """The amount that may be NULL: `bind_rows` passes -1 for NULL (no cost is below zero)."""
 _NODIMS_KEY: Final = ("hour", "operation", "status", "provider", "model")
-_DIM_KEY: Final = ("value_id", "day", "key_id")
-_MONTH_KEY: Final = ("value_id", "month")
+DIM_KEY: Final = ("value_id", "day", "key_id")
+MONTH_KEY: Final = ("value_id", "month")
 
 
 @functools.cache
@@ -167,8 +179,8 @@ USD). The cost of a row is ``cost_pico + (cost_high << 32)``, added up in Python
 LOW_BITS: Final = (1 << 32) - 1
 _SPLIT: Final = "cost_pico = cost_pico + ?, cost_high = cost_high + ?"
 CORRECT_NODIMS: Final = _correct(ROLLUPS[0], _NODIMS_KEY)
-CORRECT_DIM: Final = _correct(ROLLUPS[1], _DIM_KEY, _SPLIT)
-CORRECT_MONTH: Final = _correct(ROLLUPS[2], _MONTH_KEY, _SPLIT)
+CORRECT_DIM: Final = _correct(ROLLUPS[1], DIM_KEY, _SPLIT)
+CORRECT_MONTH: Final = _correct(ROLLUPS[2], MONTH_KEY, _SPLIT)
 LAST_ROWID: Final = "SELECT coalesce(max(rowid), 0) FROM meterline_events"
 COUNT_NEW: Final = "SELECT COUNT(*) FROM meterline_events WHERE rowid > ?"
 SELECT_FOR_REPRICE: Final = (
@@ -261,7 +273,7 @@ EVENT_SUMS: Final = (
 """`ROLLUP_SUMS` over event rows ``e`` joined to their key ``k``, as the writer adds them up."""
 
 
-def _dim_sums(usage_fields: Sequence[str]) -> tuple[str, ...]:
+def dim_sums(usage_fields: Sequence[str]) -> tuple[str, ...]:
     """`BY_VALUE_SUMS` (with ``usage_fields``) over event rows: a tool call's usage and cost left out."""
     return (
         *EVENT_SUMS[:3],
@@ -272,7 +284,7 @@ def _dim_sums(usage_fields: Sequence[str]) -> tuple[str, ...]:
     )
 
 
-_DIM_SUMS: Final = _dim_sums(USAGE_FIELDS)
+_DIM_SUMS: Final = dim_sums(USAGE_FIELDS)
 """`BY_VALUE_SUMS` over event rows: a tool call's usage and cost left out."""
 
 
@@ -291,7 +303,7 @@ def _add_into(table: str, key: Sequence[str], select: str, sums: Sequence[str] =
     )
 
 
-def _roll_up(
+def roll_up(
     table: str,
     key: Sequence[str],
     keys: Sequence[str],
@@ -317,11 +329,11 @@ def _roll_up(
 
 ALL_EVENTS: Final = 0
 """The ``value_id`` of the roll-ups' rows by value that add up every event (in no value's row only, too)."""
-_VALUES: Final = ", json_each('[0' || iif(e.dims = '', '', ',' || e.dims) || ']') AS j"
+VALUE_ROWS: Final = ", json_each('[0' || iif(e.dims = '', '', ',' || e.dims) || ']') AS j"
 """An event's value ids, and `ALL_EVENTS`, as rows ``j``."""
 _MONTH_OF_DAY: Final = "CAST(strftime('%s', {}, 'unixepoch', 'start of month') AS INTEGER)"
-_DAY_KEYS: Final = ("j.value", f"e.time_ns / {DAY * 10**9} * {DAY}", "coalesce(k.rollup_id, k.key_id)")
-_MONTH_KEYS: Final = ("j.value", _MONTH_OF_DAY.format(_DAY_KEYS[1]))
+DAY_KEYS: Final = ("j.value", f"e.time_ns / {DAY * 10**9} * {DAY}", "coalesce(k.rollup_id, k.key_id)")
+_MONTH_KEYS: Final = ("j.value", _MONTH_OF_DAY.format(DAY_KEYS[1]))
 _TAKEN_OUT: Final = tuple(f"-({total})" for total in _DIM_SUMS)
 _NODIMS_KEYS: Final = (
     f"e.time_ns / {HOUR * 10**9} * {HOUR}",
@@ -330,14 +342,14 @@ _NODIMS_KEYS: Final = (
     "coalesce(k.provider, '')",
     "coalesce(k.model, '')",
 )
-ROLL_UP_NODIMS: Final = _roll_up(ROLLUPS[0], _NODIMS_KEY, _NODIMS_KEYS, EVENT_SUMS, "", "e.rowid > ?")
+ROLL_UP_NODIMS: Final = roll_up(ROLLUPS[0], _NODIMS_KEY, _NODIMS_KEYS, EVENT_SUMS, "", "e.rowid > ?")
 """Adds the events stored past a rowid into the hourly roll-up ('' for a missing provider or model)."""
 _CALLS: Final = ", ".join(f"'{operation}'" for operation in NOT_MODEL_CALLS)
 ROLL_UP_DIMS: Final = (
-    _roll_up(
+    roll_up(
         ROLLUPS[1],
-        _DIM_KEY,
-        _DAY_KEYS,
+        DIM_KEY,
+        DAY_KEYS,
         (
             "COUNT(*)",
             "SUM(1 - e.measured)",
@@ -347,15 +359,15 @@ ROLL_UP_DIMS: Final = (
             *EVENT_SUMS[-2:],
             "coalesce(SUM(e.cost_pico >> 32), 0)",
         ),
-        _VALUES,
+        VALUE_ROWS,
         f"e.rowid > ? AND k.operation NOT IN ({_CALLS})",
     ),
-    _roll_up(
+    roll_up(
         ROLLUPS[1],
-        _DIM_KEY,
-        _DAY_KEYS,
+        DIM_KEY,
+        DAY_KEYS,
         ("COUNT(*)", *["0"] * (2 + len(USAGE_FIELDS) + 1), *EVENT_SUMS[-2:], "0"),
-        _VALUES,
+        VALUE_ROWS,
         f"e.rowid > ? AND k.operation IN ({_CALLS})",
     ),
 )
@@ -363,12 +375,12 @@ ROLL_UP_DIMS: Final = (
 calls', then the others' (a tool call's usage and cost left out). Their rows are apart (the key
 holds the operation), and each statement adds plain sums: the write of product-shaped events
 spends a quarter less in the daily roll-up than one statement choosing per sum (`_DIM_SUMS`)."""
-ROLL_UP_MONTHS: Final = _roll_up(
-    ROLLUPS[2], _MONTH_KEY, _MONTH_KEYS, _DIM_SUMS, _VALUES, "e.rowid > ? AND e.time_ns < ?"
+ROLL_UP_MONTHS: Final = roll_up(
+    ROLLUPS[2], MONTH_KEY, _MONTH_KEYS, _DIM_SUMS, VALUE_ROWS, "e.rowid > ? AND e.time_ns < ?"
 )
 """Adds the events stored past a rowid (first parameter) and before a time (in ns, second) into the
 monthly roll-up: late events of days already folded."""
-TAKE_OUT_NODIMS: Final = _roll_up(
+TAKE_OUT_NODIMS: Final = roll_up(
     ROLLUPS[0],
     _NODIMS_KEY,
     _NODIMS_KEYS,
@@ -377,94 +389,32 @@ TAKE_OUT_NODIMS: Final = _roll_up(
     "e.time_ns >= ? AND e.time_ns < ?",
 )
 """Takes the events of [first, last) (parameters, ns) out of the hourly roll-up (a prune)."""
-TAKE_OUT_DAYS: Final = _roll_up(
-    ROLLUPS[1], _DIM_KEY, _DAY_KEYS, _TAKEN_OUT, _VALUES, "e.time_ns >= ? AND e.time_ns < ?"
+TAKE_OUT_DAYS: Final = roll_up(
+    ROLLUPS[1], DIM_KEY, DAY_KEYS, _TAKEN_OUT, VALUE_ROWS, "e.time_ns >= ? AND e.time_ns < ?"
 )
 """Takes the events of [first, last) (parameters, ns) out of the daily roll-up by value (a prune)."""
-TAKE_OUT_MONTHS: Final = _roll_up(
-    ROLLUPS[2], _MONTH_KEY, _MONTH_KEYS, _TAKEN_OUT, _VALUES, "e.time_ns >= ? AND e.time_ns < ?"
+TAKE_OUT_MONTHS: Final = roll_up(
+    ROLLUPS[2], MONTH_KEY, _MONTH_KEYS, _TAKEN_OUT, VALUE_ROWS, "e.time_ns >= ? AND e.time_ns < ?"
 )
 """Takes the events of [first, last) (parameters, ns) out of the monthly roll-up (a prune)."""
 _DAY_SUMS: Final = ", ".join(f"SUM({name})" for name in BY_VALUE_SUMS)
 FOLD_MONTHS: Final = _add_into(
     ROLLUPS[2],
-    _MONTH_KEY,
+    MONTH_KEY,
     f"SELECT value_id, {_MONTH_OF_DAY.format('day')}, {_DAY_SUMS}"  # noqa: S608 - constants only
     f" FROM {ROLLUPS[1]} WHERE day >= ? AND day < ?",
 )
 """Adds the daily roll-up's rows of the days [first, last) (parameters, seconds) into the monthly one."""
 UNFOLD_MONTHS: Final = _add_into(
     ROLLUPS[2],
-    _MONTH_KEY,
+    MONTH_KEY,
     f"SELECT value_id, {_MONTH_OF_DAY.format('day')}, {_DAY_SUMS.replace('SUM(', '-SUM(')}"  # noqa: S608
     f" FROM {ROLLUPS[1]} WHERE day < ?",
 )
 """Takes the daily roll-up's rows of the days before a day (parameter) out of the monthly one (a prune)."""
 
 
-# The columns version 5 added: the server-side tool calls (events and roll-ups), the service
-# tier, batch mode and the cost the provider stated. The migrations to versions 1 to 4 make
-# the layout of their day, without them.
-_ADDED_V5: Final = (*UNIT_FIELDS, "service_tier", "batch", "reported_cost_pico")
-_V4_EVENT_COLUMNS: Final = tuple(name for name in EVENT_COLUMNS if name not in _ADDED_V5)
-_V4_STORED: Final = tuple(name for name in STORED_COLUMNS if name not in _ADDED_V5)
-_V4_SUMS: Final = tuple(name for name in ROLLUP_SUMS if name not in UNIT_FIELDS)
-_V4_ROLL_UP_DIMS: Final = _roll_up(
-    ROLLUPS[1], _DIM_KEY, _DAY_KEYS, _dim_sums(TOKEN_FIELDS), _VALUES, "e.rowid > ?", (*_V4_SUMS, "cost_high")
-)
-
-# Version 3's layout, for its migration (and the next one's).
-_V3_KEY_FIELDS: Final = (*KEY_FIELDS, "dimensions")
-_V3_COLUMNS: Final = (
-    "id",
-    "time_ns",
-    "hour",
-    "key_id",
-    *(
-        name
-        for name in _V4_EVENT_COLUMNS
-        if name not in _V3_KEY_FIELDS and name not in ("id", "time_ns", "hour")
-    ),
-)
-_V3_ADD_KEY: Final = (
-    f"INSERT INTO meterline_event_keys (key, {', '.join(_V3_KEY_FIELDS)})"  # noqa: S608 - constants only
-    f" VALUES ({', '.join('?' * (len(_V3_KEY_FIELDS) + 1))}) ON CONFLICT(key) DO NOTHING"
-)
-_KEY_COLUMNS: Final = ("hour", "operation", "status", "provider", "model", "dimensions")
-
-
-def _schema_v1(conn: sqlite3.Connection) -> None:
-    """Version 1: metadata, events and the hourly roll-up."""
-    types = {"id": "TEXT PRIMARY KEY", "cost": "TEXT", "latency_ms": "REAL"}
-    texts = {"operation", "status", "provider", "model", "request_model", "price_version"}
-    texts |= {"dimensions", "operation_id", "response_id", "links"}
-    columns = ", ".join(
-        f"{name} {types.get(name, 'TEXT' if name in texts else 'INTEGER')}" for name in _V4_EVENT_COLUMNS
-    )
-    sums = ", ".join(f"{name} {'REAL' if name == 'latency_ms' else 'INTEGER'} NOT NULL" for name in _V4_SUMS)
-    conn.execute("CREATE TABLE IF NOT EXISTS meterline_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-    conn.execute(
-        f"CREATE TABLE meterline_events ({columns}, previous_cost TEXT, previous_price_version TEXT)"
-    )
-    conn.execute("CREATE INDEX meterline_events_hour ON meterline_events (hour)")
-    conn.execute(
-        "CREATE TABLE meterline_rollup_hour (hour INTEGER NOT NULL, operation TEXT NOT NULL,"
-        " status TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL, dimensions TEXT NOT NULL,"
-        f" {sums}, PRIMARY KEY ({', '.join(_KEY_COLUMNS)})) WITHOUT ROWID"
-    )
-    conn.execute(
-        "CREATE TABLE meterline_rollup_hour_nodims (hour INTEGER NOT NULL, operation TEXT NOT NULL,"
-        " status TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL,"
-        f" {sums}, PRIMARY KEY ({', '.join(_KEY_COLUMNS[:-1])})) WITHOUT ROWID"
-    )
-
-
-def _schema_v2(conn: sqlite3.Connection) -> None:
-    """Version 2: no index of the events by hour (no query used it, and every insert paid for it)."""
-    conn.execute("DROP INDEX IF EXISTS meterline_events_hour")
-
-
-_COST_TEXT: Final = (
+COST_TEXT: Final = (
     "CASE WHEN e.cost IS NOT NULL OR e.cost_pico IS NULL THEN e.cost ELSE"
     " rtrim(rtrim((e.cost_pico / 1000000000000) || '.' || printf('%012d', e.cost_pico % 1000000000000),"
     " '0'), '.') END AS cost"
@@ -473,45 +423,7 @@ _COST_TEXT: Final = (
 `bind_rows`), and this writes it out as `usd_text` would (``0.00575``, ``2``, ``0``)."""
 
 
-def _schema_v3(conn: sqlite3.Connection) -> None:
-    """Version 3: the fields that repeat from event to event stored once, in ``meterline_event_keys``."""
-    fields = ", ".join(_V3_KEY_FIELDS)
-    conn.execute(
-        "CREATE TABLE meterline_event_keys (key_id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,"
-        " operation TEXT, status TEXT, provider TEXT, model TEXT, request_model TEXT, price_version TEXT,"
-        " dimensions TEXT)"
-    )
-    distinct = conn.execute(f"SELECT DISTINCT {fields} FROM meterline_events").fetchall()  # noqa: S608
-    conn.executemany(_V3_ADD_KEY, [(key_text(key), *key) for key in distinct])
-    texts = {"id", "cost", "operation_id", "response_id", "links"}
-    types = {"id": "TEXT PRIMARY KEY", "latency_ms": "REAL", "key_id": "INTEGER NOT NULL"}
-    columns = ", ".join(
-        f"{name} {types.get(name, 'TEXT' if name in texts else 'INTEGER')}" for name in _V3_COLUMNS
-    )
-    conn.execute(
-        f"CREATE TABLE meterline_events_v3 ({columns}, previous_cost TEXT, previous_price_version TEXT)"
-    )
-    picked = ", ".join("k.key_id" if name == "key_id" else f"e.{name}" for name in _V3_COLUMNS)
-    same = " AND ".join(f"k.{name} IS e.{name}" for name in _V3_KEY_FIELDS)
-    stored = ", ".join(_V3_COLUMNS)
-    conn.execute(
-        f"INSERT INTO meterline_events_v3 ({stored}, previous_cost, previous_price_version)"  # noqa: S608
-        f" SELECT {picked}, e.previous_cost, e.previous_price_version"
-        f" FROM meterline_events AS e JOIN meterline_event_keys AS k ON {same} ORDER BY e.rowid"
-    )
-    conn.execute("DROP TABLE meterline_events")
-    conn.execute("ALTER TABLE meterline_events_v3 RENAME TO meterline_events")
-    shown = ", ".join(
-        f"k.{name}" if name in _V3_KEY_FIELDS else _COST_TEXT if name == "cost" else f"e.{name}"
-        for name in _V4_EVENT_COLUMNS
-    )
-    conn.execute(
-        f"CREATE VIEW meterline_event_rows AS SELECT {shown}, e.previous_cost, e.previous_price_version"  # noqa: S608
-        " FROM meterline_events AS e JOIN meterline_event_keys AS k ON k.key_id = e.key_id"
-    )
-
-
-_DIMS_JSON: Final = (
+DIMS_JSON: Final = (
     "(SELECT json_group_object(name, value) FROM (SELECT v.name, v.value"
     " FROM json_each('[' || e.dims || ']') AS j JOIN meterline_dim_values AS v ON v.value_id = j.value"
     " ORDER BY v.name))"
@@ -519,11 +431,11 @@ _DIMS_JSON: Final = (
 """An event's dimensions as a JSON object, from its ``dims`` ids (for the view)."""
 
 
-def _event_rows(dimensions: str, extra: str = "", columns: Sequence[str] = EVENT_COLUMNS) -> str:
+def event_rows_view(dimensions: str, extra: str = "", columns: Sequence[str] = EVENT_COLUMNS) -> str:
     """A SELECT of the rows of ``columns`` (``dimensions``: its SQL) and ``extra`` columns."""
     shown = {
         "hour": f"e.time_ns / {HOUR * 10**9} * {HOUR} AS hour",
-        "cost": _COST_TEXT,
+        "cost": COST_TEXT,
         "dimensions": dimensions,
         **{name: f"k.{name}" for name in KEY_FIELDS},
     }
@@ -533,113 +445,9 @@ def _event_rows(dimensions: str, extra: str = "", columns: Sequence[str] = EVENT
     )
 
 
-EVENT_ROWS: Final = _event_rows("e.dims")
+EVENT_ROWS: Final = event_rows_view("e.dims")
 """The rows of the view ``meterline_event_rows``, with the dimensions as their ids (``dims``): a
 reader turns them into JSON itself (`Dictionaries.dimensions_json`), once per distinct ids."""
 
 
-def _schema_v4(conn: sqlite3.Connection) -> None:
-    """Version 4: dimension values and keys stored once; roll-ups by dimension value and day.
-
-    Every event is copied with its fields and cost unchanged; the roll-up by the whole set of
-    dimensions is replaced by ``meterline_rollup_dim_day``, built from the events.
-    """
-    conn.execute(
-        "CREATE TABLE meterline_keys (key_id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,"
-        " operation TEXT, status TEXT, provider TEXT, model TEXT, request_model TEXT, price_version TEXT,"
-        " rollup_id INTEGER)"
-    )
-    conn.execute(
-        "CREATE TABLE meterline_dim_values (value_id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-        " value TEXT NOT NULL, UNIQUE (name, value))"
-    )
-    conn.execute("CREATE TEMP TABLE meterline_key_map (old INTEGER PRIMARY KEY, key_id INTEGER, dims TEXT)")
-    old_keys = conn.execute(f"SELECT key_id, {', '.join(_V3_KEY_FIELDS)} FROM meterline_event_keys")  # noqa: S608
-    for old, *fields, dimensions in old_keys.fetchall():
-        rollup = rollup_fields(tuple(fields))
-        rollup_id = None if rollup == tuple(fields) else add_key(conn, rollup, None)
-        key_id = add_key(conn, tuple(fields), rollup_id)
-        dims = json.loads(dimensions)
-        ids = ",".join(str(add_value(conn, name, str(dims[name]))) for name in sorted(dims))
-        conn.execute("INSERT INTO temp.meterline_key_map VALUES (?, ?, ?)", (old, key_id, ids))
-    texts = {"id", "cost", "operation_id", "response_id", "links", "dims"}
-    types = {"id": "TEXT PRIMARY KEY", "latency_ms": "REAL", "key_id": "INTEGER NOT NULL"}
-    columns = ", ".join(
-        f"{name} {types.get(name, 'TEXT' if name in texts else 'INTEGER')}" for name in _V4_STORED
-    )
-    conn.execute(
-        f"CREATE TABLE meterline_events_v4 ({columns}, previous_cost TEXT, previous_price_version TEXT)"
-    )
-    picked = ", ".join(f"m.{name}" if name in ("key_id", "dims") else f"e.{name}" for name in _V4_STORED)
-    stored = ", ".join(_V4_STORED)
-    conn.execute(
-        f"INSERT INTO meterline_events_v4 ({stored}, previous_cost, previous_price_version)"  # noqa: S608
-        f" SELECT {picked}, e.previous_cost, e.previous_price_version"
-        " FROM meterline_events AS e JOIN temp.meterline_key_map AS m ON m.old = e.key_id ORDER BY e.rowid"
-    )
-    conn.execute("DROP TABLE temp.meterline_key_map")
-    conn.execute("DROP VIEW meterline_event_rows")
-    conn.execute("DROP TABLE meterline_events")
-    conn.execute("DROP TABLE meterline_event_keys")
-    conn.execute("DROP TABLE meterline_rollup_hour")
-    conn.execute("ALTER TABLE meterline_events_v4 RENAME TO meterline_events")
-    conn.execute("CREATE INDEX meterline_events_time ON meterline_events (time_ns)")
-    conn.execute(
-        "CREATE VIEW meterline_event_rows AS"
-        + _event_rows(f"{_DIMS_JSON} AS dimensions", _VIEW_EXTRA, _V4_EVENT_COLUMNS)
-    )
-    sums = ", ".join(f"{name} {'REAL' if name == 'latency_ms' else 'INTEGER'} NOT NULL" for name in _V4_SUMS)
-    sums += ", cost_high INTEGER NOT NULL"
-    conn.execute(
-        "CREATE TABLE meterline_rollup_dim_day (value_id INTEGER NOT NULL, day INTEGER NOT NULL,"
-        f" key_id INTEGER NOT NULL, {sums}, PRIMARY KEY ({', '.join(_DIM_KEY)})) WITHOUT ROWID"
-    )
-    conn.execute(_V4_ROLL_UP_DIMS, (0,))
-    conn.execute(
-        "CREATE TABLE meterline_rollup_dim_month (value_id INTEGER NOT NULL, month INTEGER NOT NULL,"
-        f" {sums}, PRIMARY KEY ({', '.join(_MONTH_KEY)})) WITHOUT ROWID"
-    )
-    conn.execute(f"INSERT INTO meterline_meta VALUES ('{FOLDED}', '0')")  # noqa: S608 - constants only
-
-
-_VIEW_EXTRA: Final = ", e.previous_cost, e.previous_price_version"
-
-
-def _schema_v5(conn: sqlite3.Connection) -> None:
-    """Version 5: server-side tool calls, service tier, batch mode and the cost the provider stated.
-
-    Columns added in place (every event keeps its row: the new counts are 0, the tier and the
-    stated cost NULL, batch 0); the roll-ups get the tool calls' sums, 0 for what they hold.
-    """
-    for name in UNIT_FIELDS:
-        for table in ("meterline_events", *ROLLUPS):
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
-    conn.execute("ALTER TABLE meterline_events ADD COLUMN service_tier TEXT")
-    conn.execute("ALTER TABLE meterline_events ADD COLUMN batch INTEGER NOT NULL DEFAULT 0")
-    conn.execute("ALTER TABLE meterline_events ADD COLUMN reported_cost_pico INTEGER")
-    conn.execute("DROP VIEW meterline_event_rows")
-    conn.execute(
-        "CREATE VIEW meterline_event_rows AS" + _event_rows(f"{_DIMS_JSON} AS dimensions", _VIEW_EXTRA)
-    )
-
-
-def _schema_v6(conn: sqlite3.Connection) -> None:
-    """Version 6: the daily roll-up by value indexed by day.
-
-    Folding a day into the monthly roll-up (`FOLD_MONTHS`, once a day) read every row of the
-    daily one to find that day's: a scan that grew with the ledger's history (95 ms a day at
-    one million product-shaped events, 34 ms with the index, whatever the history).
-    """
-    conn.execute(f"CREATE INDEX {DAY_INDEX} ON {ROLLUPS[1]} (day)")
-
-
-MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
-    _schema_v1,
-    _schema_v2,
-    _schema_v3,
-    _schema_v4,
-    _schema_v5,
-    _schema_v6,
-)
-"""Forward migrations: ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``."""
-assert len(MIGRATIONS) == SCHEMA_VERSION
+VIEW_EXTRA: Final = ", e.previous_cost, e.previous_price_version"

@@ -1,0 +1,105 @@
+"""The SQLite ledger's migrations: a version 3 store of hostile values migrates losslessly."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meterline import Usage
+
+_DIM_TEXT = st.one_of(
+    st.sampled_from(
+        ["'; DROP TABLE meterline_events; --", "", "0", "null", '{"a":1}', "ü", "😀", "a,b", "1"]
+    ),
+    st.text(st.characters(exclude_categories=["Cs"]), max_size=12),
+)
+_EVENTS = st.lists(
+    st.tuples(
+        # A cost in pico-dollars, from 0 to a 25th of 2**63 (no roll-up row of 25 events passes 64 bits).
+        st.one_of(st.none(), st.integers(min_value=0, max_value=(2**63 - 1) // 25)),
+        st.integers(min_value=0, max_value=2**40),  # input tokens
+        st.sampled_from(["gpt-4o", None, "m,1", "x'y"]),
+        st.dictionaries(st.sampled_from(["user", "session", "tool", "team"]), _DIM_TEXT, max_size=4),
+        st.sampled_from(["chat", "execute_tool"]),
+        st.integers(min_value=0, max_value=3 * 86_400),  # seconds after T0
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@given(_EVENTS)
+@settings(max_examples=60, deadline=None)
+def test_migrating_from_version_3_keeps_every_event_and_cost(
+    tmp_path_factory: pytest.TempPathFactory, specs: list[tuple[Any, ...]]
+) -> None:
+    """A version 3 store of hostile values opens as the current version, every event, cost and total exact."""
+    from meterline.ledger import SCHEMA_VERSION, SQLiteLedger
+    from meterline.ledger._rows import EVENT_COLUMNS, event_to_row
+    from meterline.ledger._sqlite_migrations import (
+        _V3_ADD_KEY,
+        _V3_COLUMNS,
+        _V3_KEY_FIELDS,
+        _V4_SUMS,
+        MIGRATIONS,
+    )
+    from meterline.ledger._sqlite_schema import key_text
+    from tests.ledger.conformance import T0, expected_rows, make_event
+
+    events = [
+        make_event(
+            number,
+            T0 + timedelta(seconds=offset),
+            cost=None if pico is None else str(Decimal(pico).scaleb(-12)),
+            usage=Usage(input_tokens=tokens, output_tokens=1) if operation == "chat" else None,
+            model=model,
+            operation=operation,
+            dims=dims,
+        )
+        for number, (pico, tokens, model, dims, operation, offset) in enumerate(specs)
+    ]
+    path = tmp_path_factory.mktemp("v3") / "ledger.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE meterline_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    for migrate in MIGRATIONS[:3]:
+        migrate(conn)
+    conn.execute("INSERT INTO meterline_meta VALUES ('schema_version', '3')")
+    for event in events:  # as version 3 stored them
+        row = dict(zip(EVENT_COLUMNS, event_to_row(event), strict=True))
+        fields = tuple(row[name] for name in _V3_KEY_FIELDS)
+        conn.execute(_V3_ADD_KEY, (key_text(fields), *fields))
+        ((row["key_id"],),) = conn.execute(
+            "SELECT key_id FROM meterline_event_keys WHERE key = ?", (key_text(fields),)
+        )
+        marks = ", ".join("?" * len(_V3_COLUMNS))
+        conn.execute(
+            f"INSERT INTO meterline_events ({', '.join(_V3_COLUMNS)}) VALUES ({marks})",
+            [row[name] for name in _V3_COLUMNS],
+        )
+    conn.execute(
+        f"INSERT INTO meterline_rollup_hour_nodims SELECT hour, operation, status, coalesce(provider, ''),"
+        f" coalesce(model, ''), COUNT(*), SUM(1 - measured) * (operation = 'chat'),"
+        f" SUM(measured AND cost_pico IS NULL) * (operation = 'chat'),"
+        f" {', '.join(f'SUM({name})' for name in _V4_SUMS[3:-3])}, coalesce(SUM(cost_pico), 0),"
+        " coalesce(SUM(latency_ms), 0.0), SUM(tokens_saved) FROM meterline_event_rows GROUP BY 1, 2, 3, 4, 5"
+    )
+    conn.close()
+    ledger = SQLiteLedger(path)
+    try:
+        assert ledger.stats().schema_version == SCHEMA_VERSION
+        assert list(ledger.events()) == sorted(events, key=lambda event: event.id)
+        for by in (("user",), ("model", "tool"), ("session",), ()):
+            rows = {(row.key, row.period): (row.events, row.usage, row.cost) for row in ledger.totals(by=by)}
+            expected = {
+                key: (figures[0], figures[3], figures[4])
+                for key, figures in expected_rows(events, by).items()
+            }
+            assert rows == expected, by
+    finally:
+        ledger.close()
