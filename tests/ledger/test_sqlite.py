@@ -588,7 +588,7 @@ def test_a_missing_and_an_empty_provider_share_one_rollup_row(path: Path) -> Non
 
 
 def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> None:
-    """A version 4 store (no tool calls, tiers or stated costs) opens as 6: reports exact before and after."""
+    """A version 4 store (no tool calls, tiers or stated costs) opens as 5: reports exact before and after."""
     from meterline._usage import UNIT_FIELDS
     from meterline.ledger import _sqlite_migrations as migrations
     from meterline.ledger import _sqlite_schema as schema
@@ -602,7 +602,6 @@ def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> No
     finally:
         ledger.close()
     conn = sqlite3.connect(path, isolation_level=None)  # as version 4 left it
-    conn.execute(f"DROP INDEX {schema.DAY_INDEX}")
     conn.execute("DROP VIEW meterline_event_rows")
     for table in ("events", "rollup_hour_nodims", "rollup_dim_day", "rollup_dim_month"):
         added = (
@@ -620,7 +619,7 @@ def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> No
     conn.close()
     reopened = SQLiteLedger(path)
     try:
-        assert reopened.stats().schema_version == SCHEMA_VERSION == 6
+        assert reopened.stats().schema_version == SCHEMA_VERSION == 5
         assert_reports(reopened, before)
         assert reopened.write(events[600:]) == 600
         assert_reports(reopened, [*before, *events[600:]])
@@ -629,39 +628,29 @@ def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> No
         reopened.close()
 
 
-@pytest.mark.parametrize("indexed_by_hand", [False, True])
-def test_migrates_a_version_5_store_indexing_the_daily_roll_up_by_day(
-    path: Path, indexed_by_hand: bool
-) -> None:
-    """A version 5 store (indexed by day by hand, or not) opens as 6 with the index; reports stay exact."""
-    from meterline.ledger._sqlite_schema import DAY_INDEX, FOLD_MONTHS
+def test_a_fold_reads_the_days_rows_by_key_not_the_whole_daily_roll_up(path: Path) -> None:
+    """Folding days into months finds their rows through their events (time index) and the primary key."""
+    from meterline.ledger._sqlite_schema import FOLD_MONTHS
     from tests.ledger.conformance import assert_reports, product_events
 
-    events = product_events(1200)
+    events = product_events(1200)  # five days across a month's end: days are folded as they pass
     ledger = SQLiteLedger(path)
     try:
-        ledger.write(events[:600])
+        for start in range(0, len(events), 100):
+            ledger.write(events[start : start + 100])
+        assert_reports(ledger, events)
     finally:
         ledger.close()
-    conn = sqlite3.connect(path, isolation_level=None)  # as version 5 left it
-    if not indexed_by_hand:
-        conn.execute(f"DROP INDEX {DAY_INDEX}")
-    conn.execute("UPDATE meterline_meta SET value = '5' WHERE key = 'schema_version'")
-    conn.close()
-    reopened = SQLiteLedger(path)
-    try:
-        assert reopened.stats().schema_version == SCHEMA_VERSION == 6
-        assert_reports(reopened, events[:600])
-        assert reopened.write(events[600:]) == 600
-        assert_reports(reopened, events)
-    finally:
-        reopened.close()
     conn = sqlite3.connect(path)
     try:
-        plan = " ".join(str(row) for row in conn.execute(f"EXPLAIN QUERY PLAN {FOLD_MONTHS}", (0, 86400)))
-        assert f"USING INDEX {DAY_INDEX}" in plan
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {FOLD_MONTHS}", (0, 86400))]
     finally:
         conn.close()
+    assert any(
+        step.startswith("SEARCH meterline_rollup_dim_day USING PRIMARY KEY (value_id=?") for step in plan
+    )
+    assert any(step.startswith("SEARCH e USING INDEX meterline_events_time") for step in plan)
+    assert not any(step.startswith("SCAN") and "meterline_" in step for step in plan), plan
 
 
 def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
@@ -694,7 +683,7 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
     conn.close()
     ledger = SQLiteLedger(path)
     try:
-        assert ledger.stats().schema_version == SCHEMA_VERSION == 6
+        assert ledger.stats().schema_version == SCHEMA_VERSION == 5
         assert sorted(ledger.events(), key=lambda event: event.id) == sorted(old, key=lambda event: event.id)
         assert ledger.write(events) == 2  # the first is stored already
         stored = {event.id for event in ledger.events()}
@@ -714,8 +703,7 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
         indexes = conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name"
         )
-        # Version 1's hour index is gone.
-        assert indexes.fetchall() == [("meterline_events_time",), ("meterline_rollup_dim_day_by_day",)]
+        assert indexes.fetchall() == [("meterline_events_time",)]  # version 1's hour index is gone
     finally:
         conn.close()
 

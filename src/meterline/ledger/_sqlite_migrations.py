@@ -19,7 +19,6 @@ from meterline.ledger._backend import SCHEMA_VERSION
 from meterline.ledger._rows import EVENT_COLUMNS, ROLLUP_SUMS
 from meterline.ledger._sqlite_schema import (
     COST_TEXT,
-    DAY_INDEX,
     DAY_KEYS,
     DIM_KEY,
     DIMS_JSON,
@@ -223,23 +222,12 @@ def _schema_v5(conn: sqlite3.Connection) -> None:
     )
 
 
-def _schema_v6(conn: sqlite3.Connection) -> None:
-    """Version 6: the daily roll-up by value indexed by day.
-
-    Folding a day into the monthly roll-up (`FOLD_MONTHS`, once a day) read every row of the
-    daily one to find that day's: a scan that grew with the ledger's history (95 ms a day at
-    one million product-shaped events, 34 ms with the index, whatever the history).
-    """
-    conn.execute(f"CREATE INDEX IF NOT EXISTS {DAY_INDEX} ON {ROLLUPS[1]} (day)")  # also if made by hand
-
-
 MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
     _schema_v1,
     _schema_v2,
     _schema_v3,
     _schema_v4,
     _schema_v5,
-    _schema_v6,
 )
 """Forward migrations: ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``."""
 assert len(MIGRATIONS) == SCHEMA_VERSION
