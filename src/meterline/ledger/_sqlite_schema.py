@@ -407,8 +407,9 @@ FOLD_MONTHS: Final = _add_into(
 Those rows are found through the values of those days' events (read by the time index), then
 by primary key: the table has no index by day, and reading all of it to find one day's rows
 took time that grew with the ledger's history (95 ms a day at one million product-shaped
-events; 38 ms this way, whatever the history). Every row of a day comes from an event of
-that day: a re-priced one keeps its values and day; a pruned one leaves its rows at zero."""
+events; 38 ms this way, a time that follows the day's events instead). Every row of a day
+comes from an event of that day: a re-priced one keeps its values and day; a pruned one
+leaves its rows at zero."""
 UNFOLD_MONTHS: Final = _add_into(
     ROLLUPS[2],
     MONTH_KEY,
