@@ -49,6 +49,7 @@ from meterline.ledger._sqlite_schema import (
     BY_VALUE_SUMS,
     EVENT_SUMS,
     NOT_MODEL_CALLS,
+    NOT_MODEL_CALLS_SQL,
     ROLLUPS,
     folded_until,
 )
@@ -268,8 +269,8 @@ def _add_events(
     # Grouped by key only when the report names a model field; else by model call or not
     # (a tool's usage is informational), which makes fewer, larger groups.
     named = query.names_fields
-    calls = ", ".join(f"'{operation}'" for operation in NOT_MODEL_CALLS)
-    group = ["e.dims", "e.key_id" if named else f"k.operation IN ({calls})", "1"] if in_sql else ["e.rowid"]
+    calls = f"k.operation IN ({NOT_MODEL_CALLS_SQL})"
+    group = ["e.dims", "e.key_id" if named else calls, "1"] if in_sql else ["e.rowid"]
     sql = (
         f"SELECT {', '.join(keys)}, {', '.join(EVENT_SUMS)}"  # noqa: S608 - constants only
         " FROM meterline_events AS e JOIN meterline_keys AS k ON k.key_id = e.key_id"

@@ -43,7 +43,7 @@ from __future__ import annotations as _annotations
 import functools
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION
@@ -74,6 +74,7 @@ __all__ = [
     "LOW_BITS",
     "MONTH_KEY",
     "NOT_MODEL_CALLS",
+    "NOT_MODEL_CALLS_SQL",
     "REPRICE_EVENT",
     "ROLLUPS",
     "ROLL_UP_DIMS",
@@ -99,6 +100,8 @@ __all__ = [
 ]
 
 NOT_MODEL_CALLS: Final = (TOOL_OPERATION, CACHE_OPERATION)
+NOT_MODEL_CALLS_SQL: Final = ", ".join(f"'{operation}'" for operation in NOT_MODEL_CALLS)
+"""`NOT_MODEL_CALLS` as the list of an SQL ``IN (...)``."""
 
 ROLLUPS: Final = ("meterline_rollup_hour_nodims", "meterline_rollup_dim_day", "meterline_rollup_dim_month")
 """The roll-up tables: by hour without dimensions; by dimension value and day, and month."""
@@ -252,8 +255,7 @@ def add_value(conn: sqlite3.Connection, name: str, value: str) -> int:
 
 def _model_call(column: str) -> str:
     """``column`` for a model call, 0 for a tool call or cache lookup (``k``: the event's key)."""
-    calls = ", ".join(f"'{operation}'" for operation in NOT_MODEL_CALLS)
-    return f"CASE WHEN k.operation IN ({calls}) THEN 0 ELSE {column} END"
+    return f"CASE WHEN k.operation IN ({NOT_MODEL_CALLS_SQL}) THEN 0 ELSE {column} END"
 
 
 EVENT_SUMS: Final = (
@@ -268,14 +270,20 @@ EVENT_SUMS: Final = (
 """`ROLLUP_SUMS` over event rows ``e`` joined to their key ``k``, as the writer adds them up."""
 
 
-def dim_sums(usage_fields: Sequence[str]) -> tuple[str, ...]:
-    """`BY_VALUE_SUMS` (with ``usage_fields``) over event rows: a tool call's usage and cost left out."""
+def dim_sums(usage_fields: Sequence[str], model_call: Callable[[str], str] = _model_call) -> tuple[str, ...]:
+    """`BY_VALUE_SUMS` (with ``usage_fields``) over event rows: a tool call's usage and cost left out.
+
+    ``model_call`` makes a column's term count for model calls only; rows known to be model
+    calls pass one that leaves the column as it is.
+    """
     return (
-        *EVENT_SUMS[:3],
-        *(f"SUM({_model_call(f'e.{name}')})" for name in usage_fields),
-        f"coalesce(SUM({_model_call('e.cost_pico & 4294967295')}), 0)",
+        "COUNT(*)",
+        f"SUM({model_call('1 - e.measured')})",
+        f"SUM({model_call('e.measured AND e.cost_pico IS NULL')})",
+        *(f"SUM({model_call(f'e.{name}')})" for name in usage_fields),
+        f"coalesce(SUM({model_call('e.cost_pico & 4294967295')}), 0)",
         *EVENT_SUMS[-2:],
-        f"coalesce(SUM({_model_call('e.cost_pico >> 32')}), 0)",
+        f"coalesce(SUM({model_call('e.cost_pico >> 32')}), 0)",
     )
 
 
@@ -339,23 +347,14 @@ _NODIMS_KEYS: Final = (
 )
 ROLL_UP_NODIMS: Final = roll_up(ROLLUPS[0], _NODIMS_KEY, _NODIMS_KEYS, EVENT_SUMS, "", "e.rowid > ?")
 """Adds the events stored past a rowid into the hourly roll-up ('' for a missing provider or model)."""
-_CALLS: Final = ", ".join(f"'{operation}'" for operation in NOT_MODEL_CALLS)
 ROLL_UP_DIMS: Final = (
     roll_up(
         ROLLUPS[1],
         DIM_KEY,
         DAY_KEYS,
-        (
-            "COUNT(*)",
-            "SUM(1 - e.measured)",
-            "SUM(e.measured AND e.cost_pico IS NULL)",
-            *(f"SUM(e.{name})" for name in USAGE_FIELDS),
-            "coalesce(SUM(e.cost_pico & 4294967295), 0)",
-            *EVENT_SUMS[-2:],
-            "coalesce(SUM(e.cost_pico >> 32), 0)",
-        ),
+        dim_sums(USAGE_FIELDS, lambda column: column),
         VALUE_ROWS,
-        f"e.rowid > ? AND k.operation NOT IN ({_CALLS})",
+        f"e.rowid > ? AND k.operation NOT IN ({NOT_MODEL_CALLS_SQL})",
     ),
     roll_up(
         ROLLUPS[1],
@@ -363,7 +362,7 @@ ROLL_UP_DIMS: Final = (
         DAY_KEYS,
         ("COUNT(*)", *["0"] * (2 + len(USAGE_FIELDS) + 1), *EVENT_SUMS[-2:], "0"),
         VALUE_ROWS,
-        f"e.rowid > ? AND k.operation IN ({_CALLS})",
+        f"e.rowid > ? AND k.operation IN ({NOT_MODEL_CALLS_SQL})",
     ),
 )
 """Add the events stored past a rowid into the roll-up by dimension value and day: the model
