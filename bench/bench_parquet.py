@@ -3,12 +3,14 @@
 Run from the project root (extra ``analytics``):
 
     .venv/bin/python bench/bench_parquet.py            # BENCH_N events (default 200,000)
+    BENCH_LEDGER=/path/ledger.db .venv/bin/python bench/bench_parquet.py   # that ledger, filled once
 
 A SQLite ledger is filled with product-shaped events (`workload.events`: 200 orgs, 10,000
 users, 100,000 sessions, 5 agents, 12 tools, 50 priced models, over 90 days). Then:
 
 1. ``export_ledger_parquet`` of the whole ledger: events/s and the process's peak RSS growth
-   (the export holds one file's rows at a time). Then the JSON lines export
+   (the export holds one file's rows at a time), beside DuckDB writing the same rows from
+   the export's files into the same day partitions (``COPY … PARTITION_BY (day)``). Then the JSON lines export
    (``SQLiteLedger.json_lines``, what ``meterline export --format jsonl`` writes) into a file,
    beside DuckDB writing the same events from the Parquet files as JSON lines (``COPY … TO``).
 2. A report by user and one by user x model over 7 days, three ways: the SQLite ledger's
@@ -44,8 +46,11 @@ N = int(os.environ.get("BENCH_N", "200000"))
 
 
 def _fill(path: Path) -> SQLiteLedger:
-    """The ledger, filled with `workload.events` in time order."""
-    ledger = SQLiteLedger(str(path))
+    """The ledger, filled with `workload.events` in time order (``BENCH_LEDGER``: kept, filled once)."""
+    kept = os.environ.get("BENCH_LEDGER")
+    if kept and Path(kept).exists():
+        return SQLiteLedger(kept)
+    ledger = SQLiteLedger(kept or str(path))
     for batch in workload.events(N):
         ledger.write(batch)
     return ledger
@@ -78,12 +83,20 @@ def main() -> None:
         before = _peak_mb()
         seconds, written = _timed(lambda: export_ledger_parquet(ledger, root / "export"))
         grew = _peak_mb() - before
-        print(
-            f"{N:,} events; export_ledger_parquet: {written.events / seconds:,.0f} events/s "
-            f"({seconds:.1f} s), "
-            f"{written.files} files over {written.days} days, peak RSS +{grew:.0f} MB"
-        )
         files = str(root / "export" / "day=*" / "*.parquet")
+        floor_s, _ = _timed(
+            lambda: duckdb.connect().execute(
+                f"COPY (SELECT * FROM read_parquet('{files}', hive_partitioning = true))"
+                f" TO '{root / 'duck'}' (FORMAT PARQUET, PARTITION_BY (day), COMPRESSION zstd)"
+            )
+        )
+        print(
+            f"{written.events:,} events; export_ledger_parquet: {written.events / seconds:,.0f} events/s "
+            f"({seconds:.1f} s), "
+            f"{written.files} files over {written.days} days, peak RSS +{grew:.0f} MB;"
+            f" DuckDB Parquet to Parquet {written.events / floor_s:,.0f} events/s; ours / DuckDB time"
+            f" {seconds / floor_s:.1f}"
+        )
         before = _peak_mb()
 
         def json_lines() -> None:
@@ -99,9 +112,10 @@ def main() -> None:
                 f" TO '{root / 'duck.jsonl'}' (FORMAT JSON)"
             )
         )
+        rate, floor_rate = written.events / seconds, written.events / floor_s
         print(
-            f"JSON lines export: {N / seconds:,.0f} events/s ({seconds:.1f} s), peak RSS +{grew:.0f} MB;"
-            f" DuckDB from Parquet {N / floor_s:,.0f} events/s; ours / DuckDB time {seconds / floor_s:.1f}"
+            f"JSON lines export: {rate:,.0f} events/s ({seconds:.1f} s), peak RSS +{grew:.0f} MB;"
+            f" DuckDB from Parquet {floor_rate:,.0f} events/s; ours / DuckDB time {seconds / floor_s:.1f}"
         )
         since = datetime.fromtimestamp(workload.START_NS // 10**9, tz=UTC) + timedelta(days=workload.DAYS - 7)
         floor_sql = {

@@ -3,9 +3,10 @@
 `export_parquet` streams events into a Hive-partitioned dataset, one directory per UTC day
 (``day=2026-12-04/part-0.parquet``), at most ``rows_per_file`` rows per file, in constant
 memory (pyarrow's dataset writer). `parquet_totals` answers a ledger report over such a dataset
-with DuckDB, aggregating inside the engine.
+with DuckDB, aggregating inside the engine. `export_ledger_parquet` reads a SQLite ledger as
+Arrow columns (`SQLiteLedger.arrow_batches`, ADBC's SQLite driver), never an object per event.
 
-The schema (`PARQUET_SCHEMA`), for DuckDB, Spark, ClickHouse and BigQuery users:
+The schema (`arrow_schema`, and the ``day`` partition), for DuckDB, Spark, ClickHouse and BigQuery users:
 
 ========================  =============================  ==============================================
 column                    Parquet type                   meaning
@@ -18,10 +19,10 @@ column                    Parquet type                   meaning
 ``measured``              bool                           false: the usage is unknown (counts are 0)
 8 token columns           int64                          `meterline.Usage`'s token fields, in tokens
 4 tool-call columns       int64                          its server-side tool calls (``web_search_requests``…)
-``cost``                  decimal(38, 12) (null)         USD; null when unpriced or unmeasured
+``cost``                  decimal(38, 12) (null)         USD to the pico; null: unpriced or unmeasured
 ``price_version``         string (null)                  the price data behind ``cost``
 ``latency_ms``            double (null)                  milliseconds
-``dimensions``            map<string, string>            the scopes' dimensions and tags
+``dimensions``            map<string, string>            dimensions and tags, in the names' order
 ``operation_id``          string (null)                  groups the attempts of one logical call
 ``attempt``               int32                          1 for the first attempt
 ``response_id``           string (null)                  the provider's response id
@@ -29,7 +30,7 @@ column                    Parquet type                   meaning
 ``tokens_saved``          int64                          a cache hit's saved tokens
 ``service_tier``          string (null)                  the tier that served the call (``flex``…)
 ``batch``                 bool                           made through a provider's Batch API
-``reported_cost``         decimal(38, 12) (null)         USD the provider's response stated it cost
+``reported_cost``         decimal(38, 12) (null)         USD the provider stated (to the pico-dollar)
 ``day``                   partition (``YYYY-MM-DD``)     the UTC day of ``time``
 ========================  =============================  ==============================================
 
@@ -40,8 +41,6 @@ BigQuery loads ``dimensions`` as a repeated ``key_value`` record and ``cost`` as
 
 from __future__ import annotations as _annotations
 
-import json
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,13 +51,20 @@ from typing import Any, Final
 from meterline._dimensions import check_names
 from meterline._events import NOT_MODEL_CALLS, UsageEvent
 from meterline._extras import require
-from meterline._money import to_usd
 from meterline._usage import USAGE_FIELDS, Usage
 from meterline.exceptions import ConfigurationError
 from meterline.ledger._backend import GRANULARITIES, LedgerRow
 from meterline.ledger._rows import EVENT_COLUMNS
 
-__all__ = ["PARQUET_COLUMNS", "ParquetExport", "export_ledger_parquet", "export_parquet", "parquet_totals"]
+__all__ = [
+    "PARQUET_COLUMNS",
+    "ParquetExport",
+    "arrow_schema",
+    "export_ledger_parquet",
+    "export_parquet",
+    "parquet_totals",
+    "usd_of_pico",
+]
 
 PARQUET_COLUMNS: Final = tuple(
     {"time_ns": "time", "reported_cost_pico": "reported_cost"}.get(name, name)
@@ -93,7 +99,8 @@ class ParquetExport:
     """Day partitions written."""
 
 
-def _schema() -> Any:
+def arrow_schema() -> Any:
+    """The Arrow schema of the files' data columns (`PARQUET_COLUMNS`; ``day`` is the partition)."""
     pa = require("analytics", "pyarrow")
     return pa.schema(
         [
@@ -142,7 +149,7 @@ def export_parquet(
     """
     pa = require("analytics", "pyarrow")
     root = _empty_directory(directory, rows_per_file)
-    schema = _schema().append(pa.field("day", pa.string()))
+    schema = arrow_schema().append(pa.field("day", pa.string()))
     count = 0
 
     def batches() -> Iterator[Any]:
@@ -152,11 +159,11 @@ def export_parquet(
             batch.append(event)
             if len(batch) == _BATCH:
                 count += len(batch)
-                yield pa.RecordBatch.from_pydict(_columns(batch), schema=schema)
+                yield _record_batch(batch, schema)
                 batch = []
         if batch:
             count += len(batch)
-            yield pa.RecordBatch.from_pydict(_columns(batch), schema=schema)
+            yield _record_batch(batch, schema)
 
     files = _write(pa.RecordBatchReader.from_batches(schema, batches()), root, rows_per_file)
     return _summary(count, files)
@@ -172,31 +179,44 @@ def export_ledger_parquet(
 ) -> ParquetExport:
     """`export_parquet` of a ledger's events (``since``/``until`` as `LedgerBackend.events`).
 
-    A ledger that streams raw rows (``event_rows``: the SQLite ledger) is exported column by
-    column, without a `UsageEvent` per row (several times faster); any other through its
-    events. Both write the same dataset.
+    A ledger that reads its events as Arrow batches (``arrow_batches``: the SQLite ledger,
+    through ADBC's SQLite driver) is exported column by column, without a Python object per
+    event (several times faster); any other through its events. Both write the same dataset.
 
     Raises:
         ConfigurationError: as `export_parquet`.
-        MissingExtraError: pyarrow is not installed.
+        MissingExtraError: pyarrow (or, for a SQLite ledger, ADBC's SQLite driver) is not
+            installed.
         LedgerError: the ledger failed.
     """
-    event_rows = getattr(ledger, "event_rows", None)
-    if event_rows is None:
+    arrow_batches = getattr(ledger, "arrow_batches", None)
+    if arrow_batches is None:
         return export_parquet(ledger.events(since=since, until=until), directory, rows_per_file=rows_per_file)
     pa = require("analytics", "pyarrow")
+    pc = require("analytics", "pyarrow.compute")
     root = _empty_directory(directory, rows_per_file)
-    schema = _schema().append(pa.field("day", pa.string()))
+    with_day = arrow_schema().append(pa.field("day", pa.string()))
     count = 0
 
     def batches() -> Iterator[Any]:
         nonlocal count
-        for page in event_rows(since=since, until=until, page=_BATCH):
-            count += len(page)
-            yield _batch_from_rows(page, schema)
+        for batch in arrow_batches(since=since, until=until):
+            count += batch.num_rows
+            day = pc.strftime(batch.column("time"), format="%Y-%m-%d")
+            yield pa.RecordBatch.from_arrays([*batch.columns, day], schema=with_day)
 
-    files = _write(pa.RecordBatchReader.from_batches(schema, batches()), root, rows_per_file)
+    files = _write(pa.RecordBatchReader.from_batches(with_day, batches()), root, rows_per_file)
     return _summary(count, files)
+
+
+def usd_of_pico(pa: Any, pico: Any) -> Any:
+    """Pico-dollars (an int64 array, nulls kept) as USD decimal(38, 12): the same integers at scale 12.
+
+    Every cost is exported from the integer the ledger adds up (`UsageEvent.cost_pico`): a
+    cost built by hand finer than a pico-dollar is exported rounded half to even, as the
+    reports add it, rather than failing the export.
+    """
+    return pico.cast(pa.decimal128(38, 0)).view(pa.decimal128(38, 12))
 
 
 def _summary(events: int, files: Sequence[str]) -> ParquetExport:
@@ -238,52 +258,13 @@ def _write(reader: Any, root: Path, rows_per_file: int) -> list[str]:
     return sorted(str(path) for path in root.rglob("*.parquet"))
 
 
-def _batch_from_rows(rows: Sequence[tuple[Any, ...]], schema: Any) -> Any:
-    """Raw ledger rows (`EVENT_COLUMNS` order) as one record batch of ``schema``: columns at once."""
+def _record_batch(batch: Sequence[UsageEvent], schema: Any) -> Any:
+    """``batch`` as one record batch of ``schema`` (costs from their pico-dollars, `usd_of_pico`)."""
     pa = require("analytics", "pyarrow")
-    pc = require("analytics", "pyarrow.compute")
-    columns = dict(zip(EVENT_COLUMNS, zip(*rows, strict=True), strict=True))
-    time = pa.array(columns["time_ns"], pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
-    arrays: dict[str, Any] = {
-        "id": pa.array(columns["id"], pa.string()),
-        "time": time,
-        **{name: pa.array(columns[name], pa.string()) for name in _STRING_COLUMNS},
-        "measured": pa.array(columns["measured"], pa.int64()).cast(pa.bool_()),
-        **{name: pa.array(columns[name], pa.int64()) for name in USAGE_FIELDS},
-        "cost": pc.cast(pa.array(columns["cost"], pa.string()), pa.decimal128(38, 12)),
-        "latency_ms": pa.array(
-            [None if value is None or math.isnan(value) else float(value) for value in columns["latency_ms"]],
-            pa.float64(),
-        ),
-        "dimensions": pa.array(_decoded(columns["dimensions"]), pa.map_(pa.string(), pa.string())),
-        "operation_id": pa.array(columns["operation_id"], pa.string()),
-        "attempt": pa.array(columns["attempt"], pa.int32()),
-        "response_id": pa.array(columns["response_id"], pa.string()),
-        "links": pa.array(
-            [[] if text == "[]" else json.loads(text) for text in columns["links"]], pa.list_(pa.string())
-        ),
-        "tokens_saved": pa.array(columns["tokens_saved"], pa.int64()),
-        "service_tier": pa.array(columns["service_tier"], pa.string()),
-        "batch": pa.array(columns["batch"], pa.int64()).cast(pa.bool_()),
-        "reported_cost": pa.array(
-            [None if pico is None else to_usd(int(pico)) for pico in columns["reported_cost_pico"]],
-            pa.decimal128(38, 12),
-        ),
-        "day": pc.strftime(time, format="%Y-%m-%d"),
-    }
-    return pa.RecordBatch.from_arrays([arrays[field.name] for field in schema], schema=schema)
-
-
-def _decoded(texts: Sequence[str]) -> list[list[tuple[str, str]]]:
-    """Dimensions' JSON texts as (name, value) lists, each distinct text decoded once."""
-    seen: dict[str, list[tuple[str, str]]] = {}
-    out = []
-    for text in texts:
-        items = seen.get(text)
-        if items is None:
-            items = seen[text] = list(json.loads(text).items())
-        out.append(items)
-    return out
+    columns: dict[str, Any] = _columns(batch)
+    for name in ("cost", "reported_cost"):
+        columns[name] = usd_of_pico(pa, pa.array(columns[name], pa.int64()))
+    return pa.RecordBatch.from_pydict(columns, schema=schema)
 
 
 def _columns(batch: Sequence[UsageEvent]) -> dict[str, list[Any]]:
@@ -301,9 +282,9 @@ def _columns(batch: Sequence[UsageEvent]) -> dict[str, list[Any]]:
         columns["measured"].append(measured)
         for name in USAGE_FIELDS:
             columns[name].append(getattr(counts, name))
-        columns["cost"].append(event.cost)
+        columns["cost"].append(event.cost_pico)
         columns["latency_ms"].append(event.latency_ms)
-        columns["dimensions"].append(list(event.dimensions.items()))
+        columns["dimensions"].append(sorted(event.dimensions.items()))
         columns["operation_id"].append(event.operation_id)
         columns["attempt"].append(event.attempt)
         columns["response_id"].append(event.response_id)
@@ -311,7 +292,7 @@ def _columns(batch: Sequence[UsageEvent]) -> dict[str, list[Any]]:
         columns["tokens_saved"].append(event.tokens_saved)
         columns["service_tier"].append(event.service_tier)
         columns["batch"].append(event.batch)
-        columns["reported_cost"].append(event.reported_cost)
+        columns["reported_cost"].append(event.reported_cost_pico)
         columns["day"].append(
             datetime.fromtimestamp(event.time_ns // 1_000_000_000, tz=UTC).strftime("%Y-%m-%d")
         )

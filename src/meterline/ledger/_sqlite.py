@@ -40,6 +40,7 @@ from meterline.ledger._rows import (
     nanoseconds,
     pico_of,
 )
+from meterline.ledger._sqlite_arrow import event_batches
 from meterline.ledger._sqlite_keys import Dictionaries, value_ids
 from meterline.ledger._sqlite_migrations import MIGRATIONS
 from meterline.ledger._sqlite_reports import read_totals
@@ -378,6 +379,20 @@ class SQLiteLedger:
         bounds as `events`'. Raises `LedgerError`.
         """
         return self._pages(since, until, "" if after_id is None else after_id, page)
+
+    def arrow_batches(self, *, since: datetime | None = None, until: datetime | None = None) -> Iterator[Any]:
+        """The stored events as Arrow record batches, in id order (extra ``analytics``).
+
+        The batches have the Parquet export's columns and types (`arrow_schema`, without the
+        ``day`` partition). They are read on a read-only connection of their own by ADBC's
+        SQLite driver, in one snapshot (`meterline.ledger._sqlite_arrow`); the bounds are
+        `events`'.
+
+        Raises:
+            MissingExtraError: ADBC's SQLite driver or pyarrow is not installed.
+            LedgerError: the file cannot be read.
+        """
+        return event_batches(self.path, since=since, until=until)
 
     def json_lines(
         self, *, since: datetime | None = None, until: datetime | None = None, after_id: str | None = None

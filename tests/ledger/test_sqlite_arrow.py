@@ -1,0 +1,158 @@
+"""The SQLite ledger's events read as Arrow batches equal the events, whatever their values."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import tempfile
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meterline import Usage, UsageEvent
+from meterline.exceptions import LedgerError
+from meterline.ledger import SQLiteLedger, export_parquet
+from tests.ledger.conformance import T0, make_event, product_events
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+pytest.importorskip("adbc_driver_sqlite")
+
+
+def _read(ledger: SQLiteLedger, **bounds: object) -> Any:
+    """Every batch `arrow_batches` gives, as one table."""
+    batches = list(ledger.arrow_batches(**bounds))  # type: ignore[arg-type]
+    return pa.Table.from_batches(batches).combine_chunks()
+
+
+def _expected(events: list[UsageEvent], directory: Path) -> Any:
+    """The events as the event-by-event Parquet export writes them, in id order, without ``day``."""
+    export_parquet(events, directory)
+    return pq.read_table(directory).drop_columns(["day"]).sort_by("id").combine_chunks()
+
+
+def test_product_events_read_as_the_event_by_event_export_writes_them(tmp_path: Path) -> None:
+    """4,000 events of thousands of users and sessions: every column of every event equal."""
+    events = product_events()
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    ledger.write(events)
+    assert _read(ledger).equals(_expected(events, tmp_path / "x"))
+    since, until = T0 + timedelta(days=1), T0 + timedelta(days=2)
+    inside = [event for event in events if since <= event.time < until]
+    assert _read(ledger, since=since, until=until).equals(_expected(inside, tmp_path / "y"))
+    ledger.close()
+
+
+def test_a_column_null_for_a_whole_batch_then_set_keeps_its_type(tmp_path: Path) -> None:
+    """Text, reals and costs that are NULL in the first 10,000 rows are read as text, reals, costs after."""
+    bare = [
+        dataclasses.replace(make_event(number, T0, cost=None, latency_ms=None), provider=None, model=None)
+        for number in range(10_050)
+    ]
+    full = [
+        dataclasses.replace(
+            make_event(
+                20_000 + number,
+                T0 + timedelta(hours=1),
+                cost="-0.25",
+                dims={"user": "u,1", "zone": ""},
+                service_tier="flex",
+                reported_cost="0.5",
+            ),
+            operation_id="op-1",
+            response_id="resp-1",
+            request_model="gpt-4o-2024",
+            links=("a" * 32,),
+        )
+        for number in range(3)
+    ]
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    ledger.write(bare + full)
+    table = _read(ledger)
+    assert table.num_rows == 10_053
+    assert table.column("service_tier")[-1].as_py() == "flex"
+    assert table.column("cost")[-1].as_py() == Decimal("-0.25")
+    assert table.column("dimensions")[-1].as_py() == [("user", "u,1"), ("zone", "")]
+    assert table.equals(_expected(bare + full, tmp_path / "x"))
+    ledger.close()
+
+
+def test_one_read_is_one_snapshot(tmp_path: Path) -> None:
+    """Events written while the batches are read are not among them."""
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    ledger.write([make_event(number, T0, dims={"user": f"u{number}"}) for number in range(25_000)])
+    batches = ledger.arrow_batches()
+    first = next(batches)
+    ledger.write([make_event(10**6 + number, T0, dims={"user": f"new{number}"}) for number in range(100)])
+    assert first.num_rows + sum(batch.num_rows for batch in batches) == 25_000
+    assert sum(batch.num_rows for batch in ledger.arrow_batches()) == 25_100
+    ledger.close()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("DELETE FROM meterline_dim_values WHERE name = 'user'", "dimension value is not"),
+        ("DELETE FROM meterline_keys", "key is not"),
+        ("UPDATE meterline_events SET dims = 'x,y'", "ids in text"),
+    ],
+)
+def test_a_damaged_file_is_a_ledger_error(tmp_path: Path, damage: str, message: str) -> None:
+    """Rows referring to what the ledger does not hold fail with a LedgerError, not wrong rows."""
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    ledger.write([make_event(1, T0, dims={"user": "u1"})])
+    with sqlite3.connect(tmp_path / "l.db") as conn:
+        conn.execute(damage)
+    with pytest.raises(LedgerError, match=message):
+        _read(ledger)
+    ledger.close()
+
+
+def test_a_file_that_is_not_a_ledger_is_a_ledger_error(tmp_path: Path) -> None:
+    """A missing file is named in a LedgerError (it is opened read-only: nothing is created)."""
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    ledger.path = tmp_path / "gone.db"
+    with pytest.raises(LedgerError, match=r"gone\.db"):
+        _read(ledger)
+    assert not (tmp_path / "gone.db").exists()
+
+
+_TEXT = st.text(max_size=12)
+
+
+@st.composite
+def _hostile_events(draw: st.DrawFn) -> list[UsageEvent]:
+    """Up to 30 events: commas and unicode in names and values, sub-pico and negative costs, links."""
+    events = []
+    for number in range(draw(st.integers(min_value=1, max_value=30))):
+        cost = draw(st.none() | st.decimals(min_value=-(10**6), max_value=10**6, places=14, allow_nan=False))
+        reported = draw(st.none() | st.decimals(min_value=0, max_value=10**6, places=12, allow_nan=False))
+        event = make_event(
+            number,
+            T0 + timedelta(minutes=number),
+            cost=None if cost is None else str(cost),
+            usage=Usage(input_tokens=draw(st.integers(min_value=0, max_value=2**53)), output_tokens=1),
+            latency_ms=draw(st.none() | st.floats(min_value=0, max_value=1e12, allow_nan=False)),
+            dims=draw(st.dictionaries(st.sampled_from(["user", "org", "session", "x,y"]), _TEXT, max_size=3)),
+            service_tier=draw(st.none() | _TEXT),
+            reported_cost=None if reported is None else str(reported),
+        )
+        links = draw(st.lists(st.text(min_size=1, max_size=40), max_size=2))
+        events.append(dataclasses.replace(event, links=tuple(links)))
+    return events
+
+
+@settings(max_examples=40, deadline=None)
+@given(events=_hostile_events())
+def test_hostile_values_read_exactly(events: list[UsageEvent]) -> None:
+    """Commas, empty and unicode texts, negative and sub-pico costs, huge counts: equal to the events."""
+    with tempfile.TemporaryDirectory() as directory:
+        ledger = SQLiteLedger(Path(directory) / "l.db")
+        ledger.write(events)
+        assert _read(ledger).equals(_expected(events, Path(directory) / "x"))
+        ledger.close()
