@@ -1,8 +1,9 @@
-"""The SQLite ledger's events read as Arrow batches equal the events, whatever their values."""
+"""The SQLite ledger's events as Arrow batches and as JSON lines equal the events, whatever their values."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 import tempfile
 from datetime import timedelta
@@ -17,7 +18,8 @@ from hypothesis import strategies as st
 from meterline import Usage, UsageEvent
 from meterline.exceptions import LedgerError
 from meterline.ledger import SQLiteLedger, export_parquet
-from tests.ledger.conformance import T0, make_event, product_events
+from meterline.ledger import _sqlite as sqlite_ledger
+from tests.ledger.conformance import T0, make_event, ns, product_events
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -34,6 +36,30 @@ def _expected(events: list[UsageEvent], directory: Path) -> Any:
     """The events as the event-by-event Parquet export writes them, in id order, without ``day``."""
     export_parquet(events, directory)
     return pq.read_table(directory).drop_columns(["day"]).sort_by("id").combine_chunks()
+
+
+def _json_lines(ledger: SQLiteLedger) -> list[str]:
+    """``json.dumps`` of each event the ledger gives back, as `json_lines` promises its lines."""
+    return [
+        json.dumps(event.to_dict(), separators=(",", ":"), sort_keys=True) + "\n" for event in ledger.events()
+    ]
+
+
+def test_product_events_json_lines_are_the_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """4,000 events: the JSON lines made from Arrow columns are ``json.dumps`` of each, as from rows."""
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    ledger.write(product_events())
+    expected = _json_lines(ledger)
+    lines = "".join(ledger.json_lines()).splitlines(keepends=True)
+    assert lines == expected
+    tenth = json.loads(expected[9])["id"]
+    assert "".join(ledger.json_lines(after_id=tenth)).splitlines(keepends=True) == expected[10:]
+    since = T0 + timedelta(days=1)
+    inside = [line for line in expected if json.loads(line)["time_ns"] >= ns(since)]
+    assert "".join(ledger.json_lines(since=since)).splitlines(keepends=True) == inside
+    monkeypatch.setattr(sqlite_ledger, "fast_reader_installed", lambda: False)
+    assert "".join(ledger.json_lines()).splitlines(keepends=True) == expected
+    ledger.close()
 
 
 def test_product_events_read_as_the_event_by_event_export_writes_them(tmp_path: Path) -> None:
@@ -150,9 +176,10 @@ def _hostile_events(draw: st.DrawFn) -> list[UsageEvent]:
 @settings(max_examples=40, deadline=None)
 @given(events=_hostile_events())
 def test_hostile_values_read_exactly(events: list[UsageEvent]) -> None:
-    """Commas, empty and unicode texts, negative and sub-pico costs, huge counts: equal to the events."""
+    """Commas, empty and unicode texts, negative and sub-pico costs, huge counts: batches and lines exact."""
     with tempfile.TemporaryDirectory() as directory:
         ledger = SQLiteLedger(Path(directory) / "l.db")
         ledger.write(events)
         assert _read(ledger).equals(_expected(events, Path(directory) / "x"))
+        assert "".join(ledger.json_lines()).splitlines(keepends=True) == _json_lines(ledger)
         ledger.close()

@@ -40,7 +40,7 @@ from meterline.ledger._rows import (
     nanoseconds,
     pico_of,
 )
-from meterline.ledger._sqlite_arrow import event_batches
+from meterline.ledger._sqlite_arrow import event_batches, fast_reader_installed, json_texts
 from meterline.ledger._sqlite_keys import Dictionaries, value_ids
 from meterline.ledger._sqlite_migrations import MIGRATIONS
 from meterline.ledger._sqlite_reports import read_totals
@@ -400,9 +400,13 @@ class SQLiteLedger:
         """The stored events as JSON lines, many lines per string, in id order (constant memory).
 
         Each line is ``json.dumps(event.to_dict(), separators=(",", ":"), sort_keys=True)`` of
-        the event `events` would give, written from its row (`event_json_line`). The bounds
-        are `events`'. Raises `LedgerError`.
+        the event `events` would give, written from its row (`event_json_line`): with the
+        extra ``analytics``, by Arrow kernels over columns that ADBC's SQLite driver read, in
+        one snapshot (`meterline.ledger._sqlite_arrow`; about three times faster); else from
+        raw rows, a page per transaction. The bounds are `events`'. Raises `LedgerError`.
         """
+        if fast_reader_installed():
+            return json_texts(self.path, since=since, until=until, after_id=after_id or "")
         return json_pages(self.event_rows(since=since, until=until, after_id=after_id, page=_PAGE))
 
     def _pages(
