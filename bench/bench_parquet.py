@@ -8,10 +8,11 @@ Run from the project root (extra ``analytics``):
 A SQLite ledger is filled with product-shaped events (`workload.events`: 200 orgs, 10,000
 users, 100,000 sessions, 5 agents, 12 tools, 50 priced models, over 90 days). Then:
 
-1. ``export_ledger_parquet`` of the whole ledger: events/s and the process's peak RSS growth
-   (the export holds one file's rows at a time), beside DuckDB writing the same rows from
-   the export's files into the same day partitions (``COPY … PARTITION_BY (day)``). Then the JSON lines export
-   (``SQLiteLedger.json_lines``, what ``meterline export --format jsonl`` writes) into a file,
+1. ``export_ledger_parquet`` of the whole ledger, in a process of its own: events/s and its
+   peak RSS growth (the export holds a few batches and the open files' row groups), beside
+   DuckDB writing the same rows from the export's files into the same day partitions
+   (``COPY … PARTITION_BY (day)``). Then the JSON lines export (``SQLiteLedger.json_lines``,
+   what ``meterline export --format jsonl`` writes) into a file, in a process of its own,
    beside DuckDB writing the same events from the Parquet files as JSON lines (``COPY … TO``).
 2. A report by user and one by user x model over 7 days, three ways: the SQLite ledger's
    ``totals`` (its roll-ups), ``parquet_totals`` (DuckDB over the export), and the same
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
-import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import duckdb
 
 import workload
-from meterline.ledger import SQLiteLedger, export_ledger_parquet, parquet_totals
+from meterline.ledger import ParquetExport, SQLiteLedger, parquet_totals
 
 N = int(os.environ.get("BENCH_N", "200000"))
 
@@ -70,8 +71,43 @@ def _duckdb_rows(query: str, params: list[object]) -> list[tuple[object, ...]]:
     return rows
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+_EXPORT = """
+import sys, time
+sys.path[:0] = sys.argv[4:]
+import adbc_driver_sqlite.dbapi, pyarrow.compute, pyarrow.dataset  # loaded before the baseline
+from meterline.ledger import SQLiteLedger, export_ledger_parquet
+
+def peak_kb():  # VmHWM: a forked child starts with its parent's peak, so it is reset below
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+
+ledger = SQLiteLedger(sys.argv[2])
+with open("/proc/self/clear_refs", "w") as clear:
+    clear.write("5")  # the peak RSS becomes the current RSS
+before = peak_kb()
+began = time.perf_counter()
+if sys.argv[1] == "parquet":
+    export_ledger_parquet(ledger, sys.argv[3])
+else:
+    with open(sys.argv[3], "w") as out:
+        for text in ledger.json_lines():
+            out.write(text)
+seconds = time.perf_counter() - began
+print(seconds, (peak_kb() - before) / 1024)
+ledger.close()
+"""
+
+
+def _export_alone(kind: str, ledger: Path, out: Path) -> tuple[float, float]:
+    """``kind``'s export of the ledger in a process of its own: seconds, and peak RSS growth in MB."""
+    done = subprocess.run(
+        [sys.executable, "-c", _EXPORT, kind, str(ledger), str(out), os.path.abspath("src")],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    seconds, grew = done.stdout.split()
+    return float(seconds), float(grew)
 
 
 def main() -> None:
@@ -80,9 +116,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
         ledger = _fill(root / "ledger.db")
-        before = _peak_mb()
-        seconds, written = _timed(lambda: export_ledger_parquet(ledger, root / "export"))
-        grew = _peak_mb() - before
+        seconds, grew = _export_alone("parquet", ledger.path, root / "export")
+        written = ParquetExport(
+            events=ledger.stats().events,
+            files=len(list((root / "export").rglob("*.parquet"))),
+            days=len(list((root / "export").iterdir())),
+        )
         files = str(root / "export" / "day=*" / "*.parquet")
         floor_s, _ = _timed(
             lambda: duckdb.connect().execute(
@@ -97,15 +136,7 @@ def main() -> None:
             f" DuckDB Parquet to Parquet {written.events / floor_s:,.0f} events/s; ours / DuckDB time"
             f" {seconds / floor_s:.1f}"
         )
-        before = _peak_mb()
-
-        def json_lines() -> None:
-            with open(root / "export.jsonl", "w") as out:
-                for text in ledger.json_lines():
-                    out.write(text)
-
-        seconds, _ = _timed(json_lines)
-        grew = _peak_mb() - before
+        seconds, grew = _export_alone("jsonl", ledger.path, root / "export.jsonl")
         floor_s, _ = _timed(
             lambda: duckdb.connect().execute(
                 f"COPY (SELECT * FROM read_parquet('{files}', hive_partitioning = true))"

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import sqlite3
 import tempfile
+import threading
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -117,6 +118,18 @@ def test_one_read_is_one_snapshot(tmp_path: Path) -> None:
     ledger.write([make_event(10**6 + number, T0, dims={"user": f"new{number}"}) for number in range(100)])
     assert first.num_rows + sum(batch.num_rows for batch in batches) == 25_000
     assert sum(batch.num_rows for batch in ledger.arrow_batches()) == 25_100
+    ledger.close()
+
+
+def test_a_reader_stopped_early_stops_its_thread(tmp_path: Path) -> None:
+    """The batches are read ahead on a thread; closing them ends it, and with it the connection."""
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    ledger.write([make_event(number, T0) for number in range(45_000)])
+    for reader in (ledger.arrow_batches(), ledger.json_lines()):
+        next(reader)
+        assert any(thread.name == "meterline-ledger-read" for thread in threading.enumerate())
+        reader.close()  # type: ignore[union-attr]
+        assert not any(thread.name == "meterline-ledger-read" for thread in threading.enumerate())
     ledger.close()
 
 
