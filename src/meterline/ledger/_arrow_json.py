@@ -58,61 +58,27 @@ def json_text(column: Mapping[str, Any], keys: Mapping[str, Any], dimensions: An
     """
     pa = require("analytics", "pyarrow")
     pc = require("analytics", "pyarrow.compute")
-    usage = pc.binary_join_element_wise(
-        *(
-            piece
-            for index, name in enumerate(sorted(USAGE_FIELDS))
-            for piece in _usage_piece(index, name, column)
-        ),
-        "}",
-        "",
-    )
-    parts = [
-        '{"attempt":',
-        column["attempt"].cast(pa.string()),
-        ',"batch":',
-        pc.if_else(column["batch"].cast(pa.bool_()), "true", "false"),
-        ',"cost":',
-        pc.if_else(pc.is_null(column["cost"]), _usd(column["cost_pico"]), _quoted(column["cost"])),
-        ',"dimensions":',
-        dimensions,
-        ',"id":',
-        _strings(column["id"]),
-        ',"latency_ms":',
-        _floats(column["latency_ms"]),
-        ',"links":',
-        column["links"],
-        ',"model":',
-        keys["model"],
-        ',"operation":',
-        keys["operation"],
-        ',"operation_id":',
-        _strings(column["operation_id"]),
-        ',"partial_usage":null,"price_version":',
-        keys["price_version"],
-        ',"provider":',
-        keys["provider"],
-        ',"reported_cost":',
-        _usd(column["reported_cost_pico"]),
-        ',"request_model":',
-        keys["request_model"],
-        ',"response_id":',
-        _strings(column["response_id"]),
-        ',"service_tier":',
-        _strings(column["service_tier"]),
-        ',"status":',
-        keys["status"],
-        ',"time":',
-        _times(column["time_ns"]),
-        ',"time_ns":',
-        column["time_ns"].cast(pa.string()),
-        ',"tokens_saved":',
-        column["tokens_saved"].cast(pa.string()),
-        ',"usage":',
-        pc.if_else(column["measured"].cast(pa.bool_()), usage, "null"),
-        "}\n",
-    ]
-    lines = pc.binary_join_element_wise(*parts, "")
+    usage = _object({name: column[name].cast(pa.string()) for name in USAGE_FIELDS}, "")
+    fields = {
+        "attempt": column["attempt"].cast(pa.string()),
+        "batch": pc.if_else(column["batch"].cast(pa.bool_()), "true", "false"),
+        "cost": pc.if_else(pc.is_null(column["cost"]), _usd(column["cost_pico"]), _quoted(column["cost"])),
+        "dimensions": dimensions,
+        "id": _strings(column["id"]),
+        "latency_ms": _floats(column["latency_ms"]),
+        "links": column["links"],
+        **keys,
+        "operation_id": _strings(column["operation_id"]),
+        "partial_usage": "null",
+        "reported_cost": _usd(column["reported_cost_pico"]),
+        "response_id": _strings(column["response_id"]),
+        "service_tier": _strings(column["service_tier"]),
+        "time": _times(column["time_ns"]),
+        "time_ns": column["time_ns"].cast(pa.string()),
+        "tokens_saved": column["tokens_saved"].cast(pa.string()),
+        "usage": pc.if_else(column["measured"].cast(pa.bool_()), usage, "null"),
+    }
+    lines = _object(fields, "\n")
     # The lines lie one after the other in the array's data buffer: the batch's text as it stands.
     _, offsets_buffer, data = lines.buffers()
     offsets = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets_buffer], offset=lines.offset)
@@ -138,9 +104,17 @@ def concatenated(offsets: Any, items: Any) -> Any:
     return pa.StringArray.from_buffers(len(offsets) - 1, ends.buffers()[1], data, offset=ends.offset)
 
 
-def _usage_piece(index: int, name: str, column: Mapping[str, Any]) -> tuple[str, Any]:
-    pa = require("analytics", "pyarrow")
-    return ("{" if index == 0 else ",") + f'"{name}":', column[name].cast(pa.string())
+def _object(fields: Mapping[str, Any], end: str) -> Any:
+    """The JSON objects of ``fields`` (JSON texts, or arrays of them), in key order, followed by ``end``.
+
+    Keys in sorted order, as ``json.dumps(..., sort_keys=True)`` writes them:
+    ``{"attempt":1,"batch":false,…}``.
+    """
+    pc = require("analytics", "pyarrow.compute")
+    parts: list[Any] = []
+    for name in sorted(fields):
+        parts += [("," if parts else "{") + json_string(name) + ":", fields[name]]
+    return pc.binary_join_element_wise(*parts, "}" + end, "")
 
 
 def _quoted(texts: Any) -> Any:

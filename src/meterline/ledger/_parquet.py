@@ -182,7 +182,7 @@ def export_ledger_parquet(
     """`export_parquet` of a ledger's events (``since``/``until`` as `LedgerBackend.events`).
 
     A ledger that reads its events as Arrow batches (``arrow_batches``: the SQLite ledger,
-    through ADBC's SQLite driver) is exported without a Python object per event (five times
+    through ADBC's SQLite driver) is exported without a Python object per event (six times
     faster); one that streams raw rows (``event_rows``: PostgreSQL) column by column from
     them; any other through its events. All write the same dataset.
 

@@ -16,7 +16,7 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
@@ -68,6 +68,7 @@ from meterline.ledger._sqlite_schema import (
     TIME_AT,
     UNFOLD_MONTHS,
     WIDTH,
+    after_id_within,
     fold_months,
     folded_until,
     insert_events,
@@ -78,8 +79,6 @@ __all__ = ["SQLiteLedger"]
 _MAX_PARAMS: Final = 500
 """Ids per ``IN (...)`` query (well under SQLite's smallest limit of 999 parameters)."""
 _PAGE: Final = 1000
-NARROW: Final = timedelta(days=1)
-"""The widest range of times `SQLiteLedger.events` reads through the time index."""
 """Events per page of `SQLiteLedger.events`."""
 _DIMENSIONS: Final = EVENT_COLUMNS.index("dimensions")
 _NS: Final = 1_000_000_000
@@ -414,14 +413,10 @@ class SQLiteLedger:
     ) -> Iterator[list[tuple[Any, ...]]]:
         """Pages of `event_rows`: each read in a transaction of its own, the dimensions made JSON.
 
-        A range of at most `NARROW` is read through the time index, each page's rows sorted by
-        id (``+e.id`` keeps SQLite off the id index): the newest hour of a ledger of millions
-        of events is then read without walking the ids before it. A wider or open range is read
-        in id order, its times filtered.
+        A range of at most `NARROW` is read through the time index (`after_id_within`).
         """
-        narrow = since is not None and until is not None and until - since <= NARROW
-        clauses, bounds = _after_id_within(since, until, "+e.id" if narrow else "e.id")
-        sql = f"{EVENT_ROWS} WHERE {' AND '.join(clauses)} ORDER BY {'+e.id' if narrow else 'e.id'} LIMIT ?"
+        clauses, bounds, order = after_id_within(since, until)
+        sql = f"{EVENT_ROWS} WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ?"
         cursor = after_id
         while True:
             with self._transaction("events", "BEGIN") as conn:
@@ -496,18 +491,3 @@ def _marks(count: int) -> str:
 def _time(time_ns: int) -> datetime:
     seconds, nanos = divmod(time_ns, 1_000_000_000)
     return datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
-
-
-def _after_id_within(
-    since: datetime | None, until: datetime | None, id_column: str = "e.id"
-) -> tuple[list[str], list[object]]:
-    """WHERE clauses (constants) and their bounds: after a cursor id, within ``since``/``until``."""
-    clauses = [f"{id_column} > ?"]
-    bounds: list[object] = []
-    if since is not None:
-        clauses.append("e.time_ns >= ?")
-        bounds.append(nanoseconds(since))
-    if until is not None:
-        clauses.append("e.time_ns < ?")
-        bounds.append(nanoseconds(until))
-    return clauses, bounds

@@ -40,8 +40,7 @@ from meterline._usage import USAGE_FIELDS
 from meterline.exceptions import LedgerError
 from meterline.ledger._arrow_json import concatenated, json_string, json_text
 from meterline.ledger._parquet import arrow_schema, usd_of_pico
-from meterline.ledger._rows import nanoseconds
-from meterline.ledger._sqlite_schema import KEY_FIELDS
+from meterline.ledger._sqlite_schema import KEY_FIELDS, after_id_within
 
 __all__ = ["event_batches", "fast_reader_installed", "json_texts"]
 
@@ -104,23 +103,16 @@ def _read(
 ) -> Generator[tuple[_Tables, dict[str, Any]], None, None]:
     """The events' columns (`_COLUMNS`) a batch at a time, with the keys and values they refer to."""
     adbc = require("analytics", "adbc_driver_sqlite.dbapi")
-    clauses = ["id > ?"]
-    bounds: list[object] = [after_id]
-    if since is not None:
-        clauses.append("time_ns >= ?")
-        bounds.append(nanoseconds(since))
-    if until is not None:
-        clauses.append("time_ns < ?")
-        bounds.append(nanoseconds(until))
+    clauses, bounds, order = after_id_within(since, until)
     sql = (
         f"{_SENTINEL} UNION ALL SELECT * FROM (SELECT {', '.join(_COLUMNS)}"  # noqa: S608 - constants only
-        f" FROM meterline_events WHERE {' AND '.join(clauses)} ORDER BY id)"
+        f" FROM meterline_events AS e WHERE {' AND '.join(clauses)} ORDER BY {order})"
     )
     uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
     try:
         with adbc.connect(uri) as conn, conn.cursor() as cursor:
             cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(_BATCH_ROWS)})
-            cursor.execute(sql, bounds)
+            cursor.execute(sql, [after_id, *bounds])
             tables: _Tables | None = None
             for batch in cursor.fetch_record_batch():
                 if tables is None:  # the first batch begins the snapshot: read what it refers to

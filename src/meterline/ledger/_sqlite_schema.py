@@ -44,6 +44,7 @@ import functools
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION
@@ -52,6 +53,7 @@ from meterline.ledger._groups import DAY, HOUR
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
     ROLLUP_SUMS,
+    nanoseconds,
 )
 
 __all__ = [
@@ -73,6 +75,7 @@ __all__ = [
     "LAST_ROWID",
     "LOW_BITS",
     "MONTH_KEY",
+    "NARROW",
     "NOT_MODEL_CALLS",
     "NOT_MODEL_CALLS_SQL",
     "REPRICE_EVENT",
@@ -89,6 +92,7 @@ __all__ = [
     "WIDTH",
     "add_key",
     "add_value",
+    "after_id_within",
     "dim_sums",
     "event_rows_view",
     "fold_months",
@@ -455,3 +459,29 @@ reader turns them into JSON itself (`Dictionaries.dimensions_json`), once per di
 
 
 VIEW_EXTRA: Final = ", e.previous_cost, e.previous_price_version"
+
+
+NARROW: Final = timedelta(days=1)
+"""The widest range of times the events are read through the time index (`after_id_within`)."""
+
+
+def after_id_within(since: datetime | None, until: datetime | None) -> tuple[list[str], list[object], str]:
+    """WHERE clauses over ``meterline_events AS e``, their bounds, and the id order to read them in.
+
+    The first clause is ``e.id > ?``: ids after a cursor, whose value the caller passes before
+    the bounds. A range of at most `NARROW` is read through the time index, its rows sorted
+    by id (``+e.id`` keeps SQLite off the id index): the newest hour of a ledger of millions
+    of events is then read without walking the ids before it. A wider or open range is read
+    in id order, its times filtered.
+    """
+    narrow = since is not None and until is not None and until - since <= NARROW
+    order = "+e.id" if narrow else "e.id"
+    clauses = [f"{order} > ?"]
+    bounds: list[object] = []
+    if since is not None:
+        clauses.append("e.time_ns >= ?")
+        bounds.append(nanoseconds(since))
+    if until is not None:
+        clauses.append("e.time_ns < ?")
+        bounds.append(nanoseconds(until))
+    return clauses, bounds, order
