@@ -152,7 +152,7 @@ def test_a_damaged_file_is_a_ledger_error(tmp_path: Path, damage: str, message: 
     ledger.close()
 
 
-def test_a_file_that_is_not_a_ledger_is_a_ledger_error(tmp_path: Path) -> None:
+def test_a_missing_file_is_a_ledger_error_and_is_not_created(tmp_path: Path) -> None:
     """A missing file is named in a LedgerError (it is opened read-only: nothing is created)."""
     ledger = SQLiteLedger(tmp_path / "l.db")
     ledger.path = tmp_path / "gone.db"
