@@ -53,7 +53,7 @@ from typing import Any, Final
 from meterline._dimensions import check_names
 from meterline._events import NOT_MODEL_CALLS, UsageEvent
 from meterline._extras import require
-from meterline._usage import USAGE_FIELDS, Usage
+from meterline._usage import USAGE_FIELDS, Usage, new_usage
 from meterline.exceptions import ConfigurationError
 from meterline.ledger._backend import GRANULARITIES, LedgerRow
 from meterline.ledger._rows import EVENT_COLUMNS
@@ -439,7 +439,7 @@ def parquet_totals(
                 events=events,
                 unmeasured=unmeasured,
                 unpriced=unpriced,
-                usage=Usage(**dict(zip(USAGE_FIELDS, counts, strict=True))),
+                usage=new_usage(*counts),  # sums of counts checked when recorded, in USAGE_FIELDS order
                 cost=Decimal(0) if cost is None else Decimal(cost),
                 latency_ms=float(latency),
                 tokens_saved=int(saved or 0),
