@@ -152,6 +152,15 @@ def test_a_damaged_file_is_a_ledger_error(tmp_path: Path, damage: str, message: 
     ledger.close()
 
 
+def test_a_path_with_uri_characters_is_read(tmp_path: Path) -> None:
+    """Spaces, ?, #, % and non-ASCII in the file's path: the ledger read is that file's."""
+    ledger = SQLiteLedger(tmp_path / "a b?c#d%20é.db")
+    ledger.write([make_event(number, T0) for number in range(3)])
+    assert _read(ledger).num_rows == 3
+    assert len("".join(ledger.json_lines()).splitlines()) == 3
+    ledger.close()
+
+
 def test_a_missing_file_is_a_ledger_error_and_is_not_created(tmp_path: Path) -> None:
     """A missing file is named in a LedgerError (it is opened read-only: nothing is created)."""
     ledger = SQLiteLedger(tmp_path / "l.db")

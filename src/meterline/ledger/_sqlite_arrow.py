@@ -29,7 +29,6 @@ import importlib.util
 import json
 import queue
 import threading
-import urllib.parse
 from collections.abc import Generator, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -108,7 +107,7 @@ def _read(
         f"{_SENTINEL} UNION ALL SELECT * FROM (SELECT {', '.join(_COLUMNS)}"  # noqa: S608 - constants only
         f" FROM meterline_events AS e WHERE {' AND '.join(clauses)} ORDER BY {order})"
     )
-    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+    uri = f"{path.as_uri()}?mode=ro"  # percent-encoded: a '?' or '#' in the path stays in it
     try:
         with adbc.connect(uri) as conn, conn.cursor() as cursor:
             cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(_BATCH_ROWS)})
