@@ -1,4 +1,4 @@
-"""Frozen, slotted dataclasses built fast from values already checked: `Usage` and `Extracted`.
+"""Frozen, slotted dataclasses built fast from values already checked: `Usage`, `Extracted`, `LedgerRow`.
 
 A normaliser builds one `Usage` and one `Extracted` per response. A frozen dataclass's
 ``__init__`` stores each field through ``object.__setattr__`` (and `Usage`'s checks every
@@ -9,7 +9,9 @@ class: Python allows that only between identical layouts, and the result is an o
 frozen instance. Measured by ``bench/bench_core.py`` (the ``usage_from`` and
 ``record(OpenAI chat dict)`` rows: 5-15 % of their time), and with callgrind: ``usage_from``
 of an OpenAI chat body costs 14,403 instructions this way, 17,925 with the slots' setters
-called one by one (unrolled) and 22,991 with a loop over them (2026-12-04).
+called one by one (unrolled) and 22,991 with a loop over them (2026-12-04). A ledger report
+makes a `LedgerRow` per group the same way (`meterline.ledger._groups.to_rows`): a report by
+session of 96,464 rows at 1M events, 1.47-1.52 -> 1.32-1.33 s.
 """
 
 from __future__ import annotations as _annotations
