@@ -127,7 +127,8 @@ def _labels(page: Any, canvas: str) -> list[str]:
 
 
 def _usd(amount: Decimal) -> str:
-    whole, _, fraction = str(amount).partition(".")
+    # The sum of tidy costs may end in zeros (0.12 + 0.18 = 0.30); the page shows 0.3.
+    whole, _, fraction = f"{amount.normalize():f}".partition(".")
     return f"${int(whole):,}" + (f".{fraction}" if fraction else "")
 
 
