@@ -17,6 +17,7 @@ from meterline import Budget, ConfigurationError, Meter, Usage
 from meterline._dimensions import MAX_DIMENSIONS_BYTES, MAX_TEXT_BYTES, Dimensions, check_size, check_text
 from meterline.budgets import BudgetStore, SQLiteBudgetStore
 from meterline.ledger import LedgerBackend, SQLiteLedger
+from tests.budgets.stores import delete_prefix, drop_schema
 from tests.ledger.services import require_postgres, require_redis
 
 
@@ -118,8 +119,7 @@ def _incompressible(size: int, rng: random.Random) -> str:
     return text + "".join(rng.choice("0123456789abcdef") for _ in range(size % 4))
 
 
-def _stores(kind: str, tmp_path: Path) -> tuple[LedgerBackend, BudgetStore]:
-    schema = f"limits_{uuid.uuid4().hex[:12]}"
+def _stores(kind: str, tmp_path: Path, schema: str) -> tuple[LedgerBackend, BudgetStore]:
     if kind == "sqlite":
         return SQLiteLedger(tmp_path / "usage.db", durable=True), SQLiteBudgetStore(tmp_path / "budgets.db")
     if kind == "postgres":
@@ -146,7 +146,8 @@ def test_every_store_keeps_the_largest_values_record_accepts(kind: str, tmp_path
         dims[shortest] += rng.choice("0123456789abcdef")
     assert len(Dimensions(dims).json()) == MAX_DIMENSIONS_BYTES
     model, status, operation = (_incompressible(MAX_TEXT_BYTES, rng) for _ in range(3))
-    ledger, store = _stores(kind, tmp_path)
+    schema = f"limits_{uuid.uuid4().hex[:12]}"
+    ledger, store = _stores(kind, tmp_path, schema)
     meter = Meter(ledger, durability="sync", budget_store=store)
     try:
         meter.add_budget(Budget(per=tuple(names), max_tokens=10**9, name="every-dimension"))
@@ -174,6 +175,10 @@ def test_every_store_keeps_the_largest_values_record_accepts(kind: str, tmp_path
         meter.close()
         ledger.close()
         store.close()
+        if kind == "postgres":
+            drop_schema(require_postgres(), schema)
+        elif kind == "redis":
+            delete_prefix(require_redis(), schema)
 
 
 @given(

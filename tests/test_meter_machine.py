@@ -33,6 +33,7 @@ from meterline import Budget, BudgetExceeded, Meter, MeterlineError, Usage, Usag
 from meterline._delivery import default_spool_dir
 from meterline.budgets import BudgetStore, SQLiteBudgetStore
 from meterline.ledger import DEAD_LETTERS_NAME, DeadLetters, SQLiteLedger
+from tests.budgets.stores import delete_prefix, drop_schema
 from tests.ledger.services import require_postgres, require_redis
 from tests.storage.freezer import Freezer
 
@@ -75,6 +76,7 @@ class MeterMachine(RuleBasedStateMachine):
         self.previous_spool = os.environ.get("METERLINE_SPOOL_DIR")
         os.environ["METERLINE_SPOOL_DIR"] = str(self.directory / "spool")
         self.relay: Freezer | None = None
+        self.prefix = ""  # the PostgreSQL schema or Redis prefix of the budget store
         self.locker: sqlite3.Connection | None = None
         self.down = False
         self.store = self._open_store()
@@ -93,7 +95,7 @@ class MeterMachine(RuleBasedStateMachine):
     def _open_store(self) -> BudgetStore:
         if self.kind == "sqlite":
             return SQLiteBudgetStore(self.directory / "budgets.db", timeout=0.2)
-        prefix = f"machine_{uuid.uuid4().hex[:10]}"
+        prefix = self.prefix = f"machine_{uuid.uuid4().hex[:10]}"
         if self.kind == "postgres":
             from meterline.budgets import PostgresBudgetStore
 
@@ -237,6 +239,10 @@ class MeterMachine(RuleBasedStateMachine):
             self.store.close()
             if self.relay is not None:
                 self.relay.close()
+            if self.kind == "postgres":  # the store's schema, one per example
+                drop_schema(require_postgres(), self.prefix)
+            elif self.kind == "redis":
+                delete_prefix(require_redis(), self.prefix)
             if self.previous_spool is None:
                 os.environ.pop("METERLINE_SPOOL_DIR", None)
             else:
