@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meterline._money import to_usd
-from meterline.ledger._arrow_json import _floats, _strings, _times, _usd, concatenated, json_string
+from meterline.ledger._arrow_json import _floats, _strings, _times, _usd, concatenated
+from meterline.ledger._rows import json_string
 
 pa = pytest.importorskip("pyarrow")
 

@@ -24,19 +24,16 @@ on hostile values (hypothesis).
 
 from __future__ import annotations as _annotations
 
-import json
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from meterline._extras import require
 from meterline._money import to_usd
 from meterline._usage import USAGE_FIELDS
+from meterline.ledger._rows import iso_time, json_string
 
-__all__ = ["concatenated", "json_string", "json_text"]
+__all__ = ["concatenated", "json_text"]
 
-json_string: Final[Callable[[str], str]] = json.encoder.encode_basestring_ascii
-"""A string as JSON, as ``json.dumps`` writes it (ASCII, escaped)."""
 _PICO_PER_USD: Final = 10**12
 _PLAIN_COST: Final = 10**6
 """Pico-dollars from which ``str(Decimal)`` of the amount is plain (a millionth of a dollar)."""
@@ -152,10 +149,9 @@ def _usd(pico: Any) -> Any:
         ),
         characters="0",
     )
+    whole_text = whole.cast(pa.string())
     text = pc.if_else(
-        pc.equal(fraction, ""),
-        whole.cast(pa.string()),
-        pc.binary_join_element_wise(whole.cast(pa.string()), fraction, "."),
+        pc.equal(fraction, ""), whole_text, pc.binary_join_element_wise(whole_text, fraction, ".")
     )
     out = pc.fill_null(_quoted(text), "null")
     odd = pc.and_(pc.not_equal(pico, 0), pc.less(pico, _PLAIN_COST))
@@ -194,10 +190,4 @@ def _times(time_ns: Any) -> Any:
         seconds.cast(pa.timestamp("s")).cast(pa.string()), start=10, stop=11, replacement="T"
     )
     out = pc.binary_join_element_wise('"', moment, fraction, 'Z"', "")
-    return _python(time_ns, pc.less(time_ns, 0), out, _time_json)
-
-
-def _time_json(time_ns: int) -> str:
-    seconds, nanos = divmod(time_ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
-    return f'"{moment.isoformat()[:-6]}Z"'
+    return _python(time_ns, pc.less(time_ns, 0), out, lambda value: f'"{iso_time(value)}"')

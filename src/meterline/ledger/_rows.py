@@ -32,7 +32,10 @@ __all__ = [
     "event_json_line",
     "event_to_row",
     "hour_of",
+    "iso_time",
+    "json_or_null",
     "json_pages",
+    "json_string",
     "nanoseconds",
     "pico_of",
     "usd_text",
@@ -228,7 +231,8 @@ def _event_from_row(row: Mapping[str, Any]) -> UsageEvent:
 _AT: Final = {name: index for index, name in enumerate(EVENT_COLUMNS)}
 _USAGE_JSON: Final = "{" + ",".join(f'"{name}":%d' for name in sorted(USAGE_FIELDS)) + "}"
 _USAGE_AT: Final = tuple(_AT[name] for name in sorted(USAGE_FIELDS))
-_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+json_string: Final[Callable[[str], str]] = json.encoder.encode_basestring_ascii
+"""A string as JSON, exactly as ``json.dumps`` writes it (ASCII, escaped)."""
 
 
 def event_json_line(row: Sequence[Any]) -> str:
@@ -241,25 +245,23 @@ def event_json_line(row: Sequence[Any]) -> str:
     bulk export of rows the ledger checked when it stored them.
     """
     time_ns = row[_TIME_NS]
-    seconds, nanos = divmod(time_ns, 1_000_000_000)
-    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
     cost = row[_COST]
     latency = row[_LATENCY]
     links = row[_LINKS]
     reported = row[_REPORTED]
     return (
         f'{{"attempt":{row[_ATTEMPT]},"batch":{"true" if row[_BATCH] else "false"}'
-        f',"cost":{"null" if cost is None else _string(str(Decimal(cost)))}'
-        f',"dimensions":{row[_DIMENSIONS]},"id":{_string(row[_ID])}'
+        f',"cost":{"null" if cost is None else json_string(str(Decimal(cost)))}'
+        f',"dimensions":{row[_DIMENSIONS]},"id":{json_string(row[_ID])}'
         f',"latency_ms":{"null" if latency is None else float.__repr__(float(latency))}'
         f',"links":{links if links == "[]" else json.dumps(json.loads(links), separators=(",", ":"))}'
-        f',"model":{_text(row[_MODEL])},"operation":{_string(row[_OPERATION])}'
-        f',"operation_id":{_text(row[_OPERATION_ID])},"partial_usage":null'
-        f',"price_version":{_text(row[_PRICE_VERSION])},"provider":{_text(row[_PROVIDER])}'
-        f',"reported_cost":{"null" if reported is None else _string(str(to_usd(int(reported))))}'
-        f',"request_model":{_text(row[_REQUEST_MODEL])},"response_id":{_text(row[_RESPONSE_ID])}'
-        f',"service_tier":{_text(row[_TIER])}'
-        f',"status":{_string(row[_STATUS])},"time":"{moment.isoformat()[:-6]}Z"'
+        f',"model":{json_or_null(row[_MODEL])},"operation":{json_string(row[_OPERATION])}'
+        f',"operation_id":{json_or_null(row[_OPERATION_ID])},"partial_usage":null'
+        f',"price_version":{json_or_null(row[_PRICE_VERSION])},"provider":{json_or_null(row[_PROVIDER])}'
+        f',"reported_cost":{"null" if reported is None else json_string(str(to_usd(int(reported))))}'
+        f',"request_model":{json_or_null(row[_REQUEST_MODEL])},"response_id":{json_or_null(row[_RESPONSE_ID])}'
+        f',"service_tier":{json_or_null(row[_TIER])}'
+        f',"status":{json_string(row[_STATUS])},"time":"{iso_time(time_ns)}"'
         f',"time_ns":{time_ns},"tokens_saved":{row[_TOKENS_SAVED]}'
         f',"usage":{_USAGE_JSON % tuple(row[at] for at in _USAGE_AT) if row[_MEASURED] else "null"}}}\n'
     )
@@ -271,8 +273,16 @@ def json_pages(pages: Iterable[Sequence[Sequence[Any]]]) -> Iterator[str]:
         yield "".join([event_json_line(row) for row in page])
 
 
-def _text(value: str | None) -> str:
-    return "null" if value is None else _string(value)
+def json_or_null(value: str | None) -> str:
+    """``value`` as JSON: `json_string`, or ``null``."""
+    return "null" if value is None else json_string(value)
+
+
+def iso_time(time_ns: int) -> str:
+    """A time in nanoseconds as `UsageEvent.to_dict` writes it: ``2026-01-01T00:00:15.552000Z``."""
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=nanos // 1000)
+    return f"{moment.isoformat()[:-6]}Z"
 
 
 _ID, _TIME_NS, _OPERATION, _STATUS, _PROVIDER, _MODEL, _REQUEST_MODEL = (

@@ -37,8 +37,9 @@ from typing import Any, Final, TypeVar
 from meterline._extras import require
 from meterline._usage import USAGE_FIELDS
 from meterline.exceptions import LedgerError
-from meterline.ledger._arrow_json import concatenated, json_string, json_text
+from meterline.ledger._arrow_json import concatenated, json_text
 from meterline.ledger._parquet import arrow_schema, usd_of_pico
+from meterline.ledger._rows import json_or_null, json_string
 from meterline.ledger._sqlite_schema import KEY_FIELDS, after_id_within
 
 __all__ = ["event_batches", "fast_reader_installed", "json_texts"]
@@ -224,11 +225,7 @@ class _Tables:
         if self._key_json is None:  # each key's and value's JSON, once
             self._key_json = {
                 name: pa.array(
-                    [
-                        "null" if text is None else json_string(text)
-                        for text in self._key_fields[name].to_pylist()
-                    ],
-                    pa.string(),
+                    [json_or_null(text) for text in self._key_fields[name].to_pylist()], pa.string()
                 )
                 for name in KEY_FIELDS
             }
@@ -284,7 +281,3 @@ class _Tables:
             return pa.ListArray.from_arrays(no_links, pa.array([], pa.string()))
         texts = links.to_pylist()
         return pa.array([[] if text == "[]" else json.loads(text) for text in texts], pa.list_(pa.string()))
-
-
-def _json_or_null(text: str | None) -> str:
-    return "null" if text is None else json_string(text)
