@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sqlite3
 import stat
@@ -588,7 +590,7 @@ def test_a_missing_and_an_empty_provider_share_one_rollup_row(path: Path) -> Non
 
 
 def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> None:
-    """A version 4 store (no tool calls, tiers or stated costs) opens as 5: reports exact before and after."""
+    """A version 4 store (no tool calls, tiers or stated costs; text ids) opens as today's: reports exact."""
     from meterline._usage import UNIT_FIELDS
     from meterline.ledger import _sqlite_migrations as migrations
     from meterline.ledger import _sqlite_schema as schema
@@ -603,6 +605,7 @@ def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> No
         ledger.close()
     conn = sqlite3.connect(path, isolation_level=None)  # as version 4 left it
     conn.execute("DROP VIEW meterline_event_rows")
+    conn.execute("UPDATE meterline_events SET id = lower(hex(id)) WHERE typeof(id) = 'blob'")
     for table in ("events", "rollup_hour_nodims", "rollup_dim_day", "rollup_dim_month"):
         added = (
             UNIT_FIELDS
@@ -619,7 +622,10 @@ def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> No
     conn.close()
     reopened = SQLiteLedger(path)
     try:
-        assert reopened.stats().schema_version == SCHEMA_VERSION == 5
+        assert reopened.stats().schema_version == SCHEMA_VERSION == 6
+        with contextlib.closing(sqlite3.connect(path)) as reader:  # the ids migrated to bytes
+            kinds = reader.execute("SELECT DISTINCT typeof(id) FROM meterline_events").fetchall()
+        assert kinds == [("blob",)]
         assert_reports(reopened, before)
         assert reopened.write(events[600:]) == 600
         assert_reports(reopened, [*before, *events[600:]])
@@ -683,7 +689,7 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
     conn.close()
     ledger = SQLiteLedger(path)
     try:
-        assert ledger.stats().schema_version == SCHEMA_VERSION == 5
+        assert ledger.stats().schema_version == SCHEMA_VERSION == 6
         assert sorted(ledger.events(), key=lambda event: event.id) == sorted(old, key=lambda event: event.id)
         assert ledger.write(events) == 2  # the first is stored already
         stored = {event.id for event in ledger.events()}
@@ -728,3 +734,35 @@ def test_the_view_and_the_raw_rows_show_the_same_dimensions(path: Path) -> None:
         conn.close()
     assert raw == [event.dimensions.json() for event in events]  # type: ignore[attr-defined]
     assert [json.loads(text) for text in shown] == [json.loads(text) for text in raw]
+
+
+def test_ids_of_any_text_are_stored_read_repriced_and_paged(path: Path) -> None:
+    """Ids meterline makes are stored as bytes, any other id as text; each reads back, re-prices and pages."""
+    from meterline import UsageEvent
+
+    texts = ["evt-1", "A" * 32, "0a" * 15 + " 1", "ü" * 32, "'; DROP TABLE meterline_events; --"]
+    made = [make_event(number, T0 + timedelta(minutes=number)) for number in range(3)]
+    foreign = [
+        UsageEvent.from_dict({**make_event(10 + n, T0).to_dict(), "id": text}) for n, text in enumerate(texts)
+    ]
+    ordered = [*sorted(foreign, key=lambda event: event.id), *made]  # other ids first, then the packed
+    ledger = SQLiteLedger(path)
+    try:
+        assert ledger.write([*made, *foreign]) == 8
+        assert ledger.write([*foreign, *made]) == 0
+        assert list(ledger.events()) == ordered
+        for at, event in enumerate(ordered):
+            assert [e.id for e in ledger.events(after_id=event.id)] == [e.id for e in ordered[at + 1 :]]
+        for at in (1, 5):  # after a text id, after a packed one: the Arrow reader's lines
+            lines = "".join(ledger.json_lines(after_id=ordered[at].id)).splitlines()
+            assert [json.loads(line)["id"] for line in lines] == [event.id for event in ordered[at + 1 :]]
+        assert ledger.reprice([(event.id, Decimal("0.5"), "v2") for event in ordered]) == 8
+        assert {event.cost for event in ledger.events()} == {Decimal("0.5")}
+        assert ledger.totals()[0].cost == Decimal("4.0")
+    finally:
+        ledger.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        kinds = list(conn.execute("SELECT typeof(id), COUNT(*) FROM meterline_events GROUP BY 1 ORDER BY 1"))
+        view = {row[0] for row in conn.execute("SELECT id FROM meterline_event_rows")}
+    assert kinds == [("blob", 3), ("text", 5)]
+    assert view == {event.id for event in ordered}

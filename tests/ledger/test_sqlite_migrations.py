@@ -103,3 +103,69 @@ def test_migrating_from_version_3_keeps_every_event_and_cost(
             assert rows == expected, by
     finally:
         ledger.close()
+
+
+_ID_TEXT = st.one_of(
+    st.binary(min_size=16, max_size=16).map(bytes.hex),  # as meterline makes them: packed
+    st.binary(min_size=16, max_size=16).map(lambda raw: raw.hex().upper()),
+    st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=40),
+)
+
+
+@given(st.lists(_ID_TEXT, min_size=1, max_size=20, unique=True), _EVENTS)
+@settings(max_examples=60, deadline=None)
+def test_migrating_from_version_5_packs_the_ids_and_keeps_every_event(
+    tmp_path_factory: pytest.TempPathFactory, ids: list[str], specs: list[tuple[Any, ...]]
+) -> None:
+    """A version 5 store (text ids) of hostile ids and values opens as today's: ids, events, totals exact."""
+    from meterline import UsageEvent
+    from meterline.ledger import SCHEMA_VERSION, SQLiteLedger
+    from meterline.ledger._sqlite_schema import stored_id
+    from tests.ledger.conformance import T0, expected_rows, make_event
+
+    events = [
+        UsageEvent.from_dict(
+            {
+                **make_event(
+                    0,
+                    T0 + timedelta(seconds=offset),
+                    cost=None if pico is None else str(Decimal(pico).scaleb(-12)),
+                    usage=Usage(input_tokens=tokens, output_tokens=1) if operation == "chat" else None,
+                    model=model,
+                    operation=operation,
+                    dims=dims,
+                ).to_dict(),
+                "id": event_id,
+            }
+        )
+        for event_id, (pico, tokens, model, dims, operation, offset) in zip(ids, specs, strict=False)
+    ]
+    path = tmp_path_factory.mktemp("v5") / "ledger.db"
+    ledger = SQLiteLedger(path)
+    try:
+        ledger.write(events)
+    finally:
+        ledger.close()
+    conn = sqlite3.connect(path, isolation_level=None)  # as version 5 stored them: every id in text
+    conn.execute("UPDATE meterline_events SET id = lower(hex(id)) WHERE typeof(id) = 'blob'")
+    conn.execute("UPDATE meterline_meta SET value = '5' WHERE key = 'schema_version'")
+    conn.close()
+    ledger = SQLiteLedger(path)
+    try:
+        assert ledger.stats().schema_version == SCHEMA_VERSION
+        stored = sorted(events, key=lambda event: (isinstance(stored_id(event.id), bytes), event.id))
+        assert list(ledger.events()) == stored
+        for by in (("user",), ("model", "tool"), ()):
+            rows = {(row.key, row.period): (row.events, row.usage, row.cost) for row in ledger.totals(by=by)}
+            figures = expected_rows(events, by).items()
+            expected = {key: (sums[0], sums[3], sums[4]) for key, sums in figures}
+            assert rows == expected, by
+        assert ledger.write(events) == 0  # every id is still known: none stored twice
+    finally:
+        ledger.close()
+    reader = sqlite3.connect(path)
+    try:
+        kinds = dict(reader.execute("SELECT typeof(id), COUNT(*) FROM meterline_events GROUP BY 1"))
+    finally:
+        reader.close()
+    assert kinds.get("blob", 0) == sum(isinstance(stored_id(event.id), bytes) for event in events)

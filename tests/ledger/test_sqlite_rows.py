@@ -8,12 +8,12 @@ from tests.ledger.conformance import T0, make_event
 
 
 def test_bound_rows_are_the_rows_of_the_contract() -> None:
-    """`bind_rows` binds `event_to_row`'s values: key fields and dims as ids, 0 for NULL text, NaN latency."""
+    """`bind_rows` binds `event_to_row`'s values: id packed, keys and dims as ids, NULLs as 0, -1 or NaN."""
     import math
 
     from meterline.ledger._rows import EVENT_COLUMNS, event_to_row
     from meterline.ledger._sqlite_rows import bind_rows
-    from meterline.ledger._sqlite_schema import _NULLABLE_TEXT, KEY_FIELDS, STORED_COLUMNS, WIDTH
+    from meterline.ledger._sqlite_schema import _NULLABLE_TEXT, KEY_FIELDS, STORED_COLUMNS, WIDTH, stored_id
     from tests.ledger.conformance import HOSTILE, metered_events
 
     _, events = metered_events()
@@ -44,7 +44,9 @@ def test_bound_rows_are_the_rows_of_the_contract() -> None:
         assert dims[text] == dict(event.dimensions)
         assert stored.keys() == expected.keys()
         for name, value in stored.items():
-            if name == "cost" and value == 0 and expected[name] is not None:
+            if name == "id":
+                assert value == stored_id(expected[name]) == bytes.fromhex(expected[name])
+            elif name == "cost" and value == 0 and expected[name] is not None:
                 # Exact in pico-dollars: only the integer is stored (the view writes the text).
                 assert Decimal(expected[name]) == Decimal(stored["cost_pico"]).scaleb(-12)
             elif expected[name] is None and name in _NULLABLE_TEXT:

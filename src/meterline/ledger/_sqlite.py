@@ -72,6 +72,7 @@ from meterline.ledger._sqlite_schema import (
     fold_months,
     folded_until,
     insert_events,
+    stored_id,
 )
 
 __all__ = ["SQLiteLedger"]
@@ -263,8 +264,8 @@ class SQLiteLedger:
             How many events changed.
         """
         wanted: dict[str, tuple[Decimal | None, str | None]] = {}
-        for stored_id, cost, price_version in events:
-            wanted[stored_id] = (cost, price_version)
+        for event_id, cost, price_version in events:
+            wanted[event_id] = (cost, price_version)
         if not wanted:
             return 0
         with self._transaction("reprice", names=True) as conn:
@@ -274,25 +275,26 @@ class SQLiteLedger:
         self, conn: sqlite3.Connection, wanted: Mapping[str, tuple[Decimal | None, str | None]]
     ) -> int:
         names = self._names
-        repriced: list[tuple[str | None, str | None, int | None, int, str]] = []
+        repriced: list[tuple[str | None, str | None, int | None, int, str | bytes]] = []
         nodims: dict[tuple[Any, ...], list[int]] = {}
         by_value: dict[tuple[Any, ...], list[int]] = {}
         by_month: dict[tuple[Any, ...], list[int]] = {}
         folded = folded_until(conn)
-        ids = list(wanted)
+        ids = [stored_id(event_id) for event_id in wanted]
         for start in range(0, len(ids), _MAX_PARAMS):
             chunk = ids[start : start + _MAX_PARAMS]
             found = conn.execute(SELECT_FOR_REPRICE + _marks(len(chunk)), chunk).fetchall()
             names.load_keys(conn, [row[6] for row in found])
-            for stored_id, old_cost, old_pico, old_version, measured, time_ns, key_id, dims in found:
-                cost, price_version = wanted[stored_id]
+            for text_id, old_cost, old_pico, old_version, measured, time_ns, key_id, dims in found:
+                cost, price_version = wanted[text_id]
                 old = None if old_cost is None else Decimal(old_cost)
                 if old == cost and old_version == price_version:
                     continue
                 pico = pico_of(cost)
                 operation, status, provider, model, request_model, _ = names.key_fields[key_id]
                 new_key = names.key_id((operation, status, provider, model, request_model, price_version))
-                repriced.append((old_cost, None if cost is None else str(cost), pico, new_key, stored_id))
+                new_cost = None if cost is None else str(cost)
+                repriced.append((old_cost, new_cost, pico, new_key, stored_id(text_id)))
                 model_call = operation not in NOT_MODEL_CALLS
                 unpriced = (cost is None) - (old_cost is None) if measured and model_call else 0
                 new, old_value = pico or 0, old_pico or 0
@@ -420,7 +422,7 @@ class SQLiteLedger:
         cursor = after_id
         while True:
             with self._transaction("events", "BEGIN") as conn:
-                rows = conn.execute(sql, (cursor, *bounds, size)).fetchall()
+                rows = conn.execute(sql, (stored_id(cursor), *bounds, size)).fetchall()
                 known = self._names.json  # the JSON of each distinct set of value ids
                 for index, row in enumerate(rows):
                     ids = row[_DIMENSIONS]

@@ -40,7 +40,7 @@ from meterline.exceptions import LedgerError
 from meterline.ledger._arrow_json import concatenated, json_text
 from meterline.ledger._parquet import arrow_schema, usd_of_pico
 from meterline.ledger._rows import json_or_null, json_string
-from meterline.ledger._sqlite_schema import KEY_FIELDS, after_id_within
+from meterline.ledger._sqlite_schema import ID_TEXT, KEY_FIELDS, after_id_within, stored_id
 
 __all__ = ["event_batches", "fast_reader_installed", "json_texts"]
 
@@ -56,6 +56,8 @@ _COLUMNS: Final = ("id", *_INTEGERS, *_TEXTS, *_NULLABLE_INTEGERS, "latency_ms")
 _SENTINEL: Final = "SELECT " + ", ".join(
     ["''", *("0" for _ in _INTEGERS), *("''" for _ in _TEXTS), *("0" for _ in _NULLABLE_INTEGERS), "0.0"]
 )
+_SELECTED: Final = ", ".join(ID_TEXT if name == "id" else name for name in _COLUMNS)
+"""`_COLUMNS` as the statement selects them: the id as its text."""
 _EMPTY_KEY: Final = ", ''" * len(KEY_FIELDS)
 _KEYS: Final = (
     f"SELECT -1{_EMPTY_KEY} UNION ALL SELECT * FROM"  # noqa: S608 - constants only
@@ -105,14 +107,14 @@ def _read(
     adbc = require("analytics", "adbc_driver_sqlite.dbapi")
     clauses, bounds, order = after_id_within(since, until)
     sql = (
-        f"{_SENTINEL} UNION ALL SELECT * FROM (SELECT {', '.join(_COLUMNS)}"  # noqa: S608 - constants only
+        f"{_SENTINEL} UNION ALL SELECT * FROM (SELECT {_SELECTED}"  # noqa: S608 - constants only
         f" FROM meterline_events AS e WHERE {' AND '.join(clauses)} ORDER BY {order})"
     )
     uri = f"{path.as_uri()}?mode=ro"  # percent-encoded: a '?' or '#' in the path stays in it
     try:
         with adbc.connect(uri) as conn, conn.cursor() as cursor:
             cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(_BATCH_ROWS)})
-            cursor.execute(sql, [after_id, *bounds])
+            cursor.execute(sql, [stored_id(after_id), *bounds])
             tables: _Tables | None = None
             for batch in cursor.fetch_record_batch():
                 if tables is None:  # the first batch begins the snapshot: read what it refers to

@@ -36,6 +36,7 @@ from meterline.ledger._sqlite_schema import (
     key_text,
     roll_up,
     rollup_fields,
+    stored_id,
 )
 
 __all__ = ["MIGRATIONS"]
@@ -222,12 +223,30 @@ def _schema_v5(conn: sqlite3.Connection) -> None:
     )
 
 
+def _schema_v6(conn: sqlite3.Connection) -> None:
+    """Version 6: an id of 32 lower-case hex digits (every id meterline makes) stored as its 16 bytes.
+
+    Every event keeps its row, fields and cost; its id reads back as the same text
+    (`stored_id`, `ID_TEXT`); other ids stay text. No roll-up holds ids.
+    """
+    conn.create_function("meterline_stored_id", 1, stored_id, deterministic=True)
+    try:
+        conn.execute("UPDATE meterline_events SET id = meterline_stored_id(id) WHERE length(id) = 32")
+    finally:
+        conn.create_function("meterline_stored_id", 1, None)
+    conn.execute("DROP VIEW meterline_event_rows")
+    conn.execute(
+        "CREATE VIEW meterline_event_rows AS" + event_rows_view(f"{DIMS_JSON} AS dimensions", VIEW_EXTRA)
+    )
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
     _schema_v1,
     _schema_v2,
     _schema_v3,
     _schema_v4,
     _schema_v5,
+    _schema_v6,
 )
 """Forward migrations: ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``."""
 assert len(MIGRATIONS) == SCHEMA_VERSION

@@ -15,10 +15,8 @@ from typing import Any, Final
 from meterline._dimensions import Dimensions
 from meterline._events import UsageEvent, finer_cost
 from meterline._usage import USAGE_FIELDS
-from meterline.ledger._rows import (
-    cost_columns,
-    event_id,
-)
+from meterline.ledger._rows import cost_columns
+from meterline.ledger._sqlite_schema import stored_id
 
 __all__ = ["bind_rows"]
 
@@ -58,8 +56,8 @@ def bind_rows(
 ) -> list[Any]:
     """The parameters of `insert_events` for ``events``: their rows, one after the other, in one list.
 
-    The values of `event_to_row` (a test checks it) in the order of `STORED_COLUMNS`: the
-    key fields replaced by their id (``known[fields]``, else ``key_id(fields)``), the
+    The values of `event_to_row` (a test checks it) in the order of `STORED_COLUMNS`: the id
+    as `stored_id`, the key fields replaced by their id (``known[fields]``, else ``key_id(fields)``), the
     dimensions' JSON by the ids of their values (``known_dims[json]``, else
     ``dims_ids(json, dimensions)``); ``None`` bound as the integer 0 in a text column, as -1
     for the stated cost and as NaN for the latency (see `insert_events`); a cost exact in
@@ -107,7 +105,7 @@ def bind_rows(
         ids = known_dims.get(dims)
         extend(
             (
-                event_id(event),
+                stored_id(event.id),
                 time_ns,
                 key_id(fields) if found is None else found,
                 dims_ids(dims, dimensions) if ids is None else ids,
