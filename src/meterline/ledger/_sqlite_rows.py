@@ -57,12 +57,13 @@ def bind_rows(
     """The parameters of `insert_events` for ``events``: their rows, one after the other, in one list.
 
     The values of `event_to_row` (a test checks it) in the order of `STORED_COLUMNS`: the id
-    as `stored_id`, the key fields replaced by their id (``known[fields]``, else ``key_id(fields)``), the
-    dimensions' JSON by the ids of their values (``known_dims[json]``, else
-    ``dims_ids(json, dimensions)``); ``None`` bound as the integer 0 in a text column, as -1
-    for the stated cost and as NaN for the latency (see `insert_events`); a cost exact in
-    pico-dollars stored as the integer alone. Written out inline, into one flat list: it runs
-    for every event on the writer thread, which shares the GIL with the threads recording them.
+    as `stored_id`, the key fields replaced by their id (``known[fields]``, else
+    ``key_id(fields)``), the dimensions' JSON by the ids of their values
+    (``known_dims[json]``, else ``dims_ids(json, dimensions)``); ``None`` bound as the integer
+    0 in a text column, as -1 for the stated cost and as NaN for the latency (see
+    `insert_events`); a cost exact in pico-dollars stored as the integer alone. Written out
+    inline, into one flat list: it runs for every event on the writer thread, which shares
+    the GIL with the threads recording them.
     """
     values: list[Any] = []
     extend = values.extend
