@@ -34,6 +34,41 @@ _EVENTS = st.lists(
 )
 
 
+def _events(specs: list[tuple[Any, ...]], ids: list[str] | None = None) -> list[Any]:
+    """The events of ``specs`` (see `_EVENTS`), numbered in order, or with ``ids`` when given."""
+    from meterline import UsageEvent
+    from tests.ledger.conformance import T0, make_event
+
+    events = [
+        make_event(
+            number,
+            T0 + timedelta(seconds=offset),
+            cost=None if pico is None else str(Decimal(pico).scaleb(-12)),
+            usage=Usage(input_tokens=tokens, output_tokens=1) if operation == "chat" else None,
+            model=model,
+            operation=operation,
+            dims=dims,
+        )
+        for number, (pico, tokens, model, dims, operation, offset) in enumerate(specs)
+    ]
+    if ids is None:
+        return events
+    return [
+        UsageEvent.from_dict({**event.to_dict(), "id": event_id})
+        for event_id, event in zip(ids, events, strict=False)
+    ]
+
+
+def _assert_totals(ledger: Any, events: list[Any], groupings: tuple[tuple[str, ...], ...]) -> None:
+    """Every report of ``groupings`` over ``ledger`` equals the sums of ``events``, to the last digit."""
+    from tests.ledger.conformance import expected_rows
+
+    for by in groupings:
+        rows = {(row.key, row.period): (row.events, row.usage, row.cost) for row in ledger.totals(by=by)}
+        expected = {key: (sums[0], sums[3], sums[4]) for key, sums in expected_rows(events, by).items()}
+        assert rows == expected, by
+
+
 @given(_EVENTS)
 @settings(max_examples=60, deadline=None)
 def test_migrating_from_version_3_keeps_every_event_and_cost(
@@ -50,20 +85,8 @@ def test_migrating_from_version_3_keeps_every_event_and_cost(
         MIGRATIONS,
     )
     from meterline.ledger._sqlite_schema import key_text
-    from tests.ledger.conformance import T0, expected_rows, make_event
 
-    events = [
-        make_event(
-            number,
-            T0 + timedelta(seconds=offset),
-            cost=None if pico is None else str(Decimal(pico).scaleb(-12)),
-            usage=Usage(input_tokens=tokens, output_tokens=1) if operation == "chat" else None,
-            model=model,
-            operation=operation,
-            dims=dims,
-        )
-        for number, (pico, tokens, model, dims, operation, offset) in enumerate(specs)
-    ]
+    events = _events(specs)
     path = tmp_path_factory.mktemp("v3") / "ledger.db"
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("CREATE TABLE meterline_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -94,13 +117,7 @@ def test_migrating_from_version_3_keeps_every_event_and_cost(
     try:
         assert ledger.stats().schema_version == SCHEMA_VERSION
         assert list(ledger.events()) == sorted(events, key=lambda event: event.id)
-        for by in (("user",), ("model", "tool"), ("session",), ()):
-            rows = {(row.key, row.period): (row.events, row.usage, row.cost) for row in ledger.totals(by=by)}
-            expected = {
-                key: (figures[0], figures[3], figures[4])
-                for key, figures in expected_rows(events, by).items()
-            }
-            assert rows == expected, by
+        _assert_totals(ledger, events, (("user",), ("model", "tool"), ("session",), ()))
     finally:
         ledger.close()
 
@@ -118,28 +135,10 @@ def test_migrating_from_version_5_packs_the_ids_and_keeps_every_event(
     tmp_path_factory: pytest.TempPathFactory, ids: list[str], specs: list[tuple[Any, ...]]
 ) -> None:
     """A version 5 store (text ids) of hostile ids and values opens as today's: ids, events, totals exact."""
-    from meterline import UsageEvent
     from meterline.ledger import SCHEMA_VERSION, SQLiteLedger
     from meterline.ledger._sqlite_schema import stored_id
-    from tests.ledger.conformance import T0, expected_rows, make_event
 
-    events = [
-        UsageEvent.from_dict(
-            {
-                **make_event(
-                    0,
-                    T0 + timedelta(seconds=offset),
-                    cost=None if pico is None else str(Decimal(pico).scaleb(-12)),
-                    usage=Usage(input_tokens=tokens, output_tokens=1) if operation == "chat" else None,
-                    model=model,
-                    operation=operation,
-                    dims=dims,
-                ).to_dict(),
-                "id": event_id,
-            }
-        )
-        for event_id, (pico, tokens, model, dims, operation, offset) in zip(ids, specs, strict=False)
-    ]
+    events = _events(specs, ids)
     path = tmp_path_factory.mktemp("v5") / "ledger.db"
     ledger = SQLiteLedger(path)
     try:
@@ -155,11 +154,7 @@ def test_migrating_from_version_5_packs_the_ids_and_keeps_every_event(
         assert ledger.stats().schema_version == SCHEMA_VERSION
         stored = sorted(events, key=lambda event: (isinstance(stored_id(event.id), bytes), event.id))
         assert list(ledger.events()) == stored
-        for by in (("user",), ("model", "tool"), ()):
-            rows = {(row.key, row.period): (row.events, row.usage, row.cost) for row in ledger.totals(by=by)}
-            figures = expected_rows(events, by).items()
-            expected = {key: (sums[0], sums[3], sums[4]) for key, sums in figures}
-            assert rows == expected, by
+        _assert_totals(ledger, events, (("user",), ("model", "tool"), ()))
         assert ledger.write(events) == 0  # every id is still known: none stored twice
     finally:
         ledger.close()
