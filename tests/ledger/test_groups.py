@@ -1,4 +1,4 @@
-"""A report's groups become frozen LedgerRows, equal to rows built field by field, sorted by cost."""
+"""A report's groups add rows up and become frozen LedgerRows, equal to rows built by hand, sorted by cost."""
 
 from __future__ import annotations
 
@@ -18,18 +18,19 @@ from meterline.ledger._groups import (
     SUM_USAGE,
     WIDTH,
     Groups,
+    add,
     to_rows,
 )
 
 
-def _sums(events: int, pico: int, input_tokens: int) -> list[Any]:
+def _sums(events: int, pico: int | Decimal, input_tokens: int) -> tuple[Any, ...]:
     sums: list[Any] = [0] * WIDTH
     sums[EVENTS] = events
     sums[SUM_PICO] = pico
     sums[SUM_USAGE[0]] = input_tokens
     sums[SUM_LATENCY] = 2.5
     sums[SUM_SAVED] = 7
-    return sums
+    return tuple(sums)
 
 
 def test_groups_become_frozen_rows_equal_to_rows_built_by_hand() -> None:
@@ -58,3 +59,29 @@ def test_groups_become_frozen_rows_equal_to_rows_built_by_hand() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         rows[0].events = 1  # type: ignore[misc]
     assert groups == {}  # emptied as the rows are made
+
+
+def test_add_sums_model_calls_whole_and_tool_calls_without_usage_or_cost() -> None:
+    """Rows add into their group column by column; a tool call's usage and cost are left out."""
+    groups: Groups = {}
+    key = (("u1",), 86_400)
+    add(groups, key, ("skipped", *_sums(2, 10, 100)), 1, False)
+    add(groups, key, [*_sums(1, 5, 50)], 0, False)  # a list row (PostgreSQL's differences)
+    add(groups, key, _sums(4, 99, 1_000), 0, True)
+    assert groups[key] == tuple(
+        a + b + c for a, b, c in zip(_sums(2, 10, 100), _sums(1, 5, 50), _sums(4, 0, 0), strict=True)
+    )
+    add(groups, (("u2",), None), _sums(3, 7, 1), 0, True)  # a tool call starts a group
+    informational: list[Any] = [0] * WIDTH
+    informational[EVENTS], informational[SUM_LATENCY], informational[SUM_SAVED] = 3, 2.5, 7
+    assert groups[("u2",), None] == tuple(informational)
+
+
+def test_rows_sort_by_exact_cost_also_from_decimal_sums() -> None:
+    """PostgreSQL's NUMERIC sums sort as exactly as integers: by cost, then events, then key."""
+    groups: Groups = {
+        (("a",), None): _sums(1, Decimal(10**30 + 1), 1),
+        (("b",), None): _sums(1, Decimal(10**30), 1),
+        (("c",), None): _sums(2, Decimal(10**30), 1),
+    }
+    assert [row.key for row in to_rows(groups, None)] == [("a",), ("c",), ("b",)]

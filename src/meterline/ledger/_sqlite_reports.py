@@ -190,7 +190,7 @@ def _add_by_value(
     # month); where a group is about one row (the monthly roll-up, a report by day), reading
     # them again in SQLite costs less than adding every row in Python (by session, 1M events).
     every_value = missing and wanted is None and table == ROLLUPS[1] and query.granularity != "day"
-    parts: dict[tuple[tuple[Any, ...], int | None], list[list[Any]]] = {}  # summed by column in C
+    parts: dict[tuple[tuple[Any, ...], int | None], list[tuple[Any, ...]]] = {}  # summed by column in C
     if wanted != []:
         sql = (
             f"SELECT {', '.join(keys)}, {sums}{source}"
@@ -207,7 +207,7 @@ def _add_by_value(
                 parts.setdefault((tuple(row[2:width]), start), []).append(joined)
     if not missing:
         return
-    covered = {key: [sum(column) for column in zip(*rows, strict=True)] for key, rows in parts.items()}
+    covered = {key: tuple(sum(column) for column in zip(*rows, strict=True)) for key, rows in parts.items()}
 
     def by_fields(source: str, where: list[str], args: list[object]) -> Groups:
         """The sums of ``source``'s rows per model fields and period (months, for a monthly report)."""
@@ -302,11 +302,13 @@ def _add_events(
         add(groups, (key, row[0]), row, width, row[1] in NOT_MODEL_CALLS)
 
 
-def _joined(row: Sequence[Any], at: int) -> list[Any]:
+def _joined(row: Sequence[Any], at: int) -> tuple[Any, ...]:
     """The `BY_VALUE_SUMS` of a row (from column ``at``) as `ROLLUP_SUMS`: the cost's two parts joined."""
-    sums = list(row[at : at + WIDTH])
-    sums[SUM_PICO] += row[at + WIDTH] << 32
-    return sums
+    high = row[at + WIDTH]
+    if not high:  # a cost under 2**32 pico-dollars in every roll-up row added up
+        return tuple(row[at : at + WIDTH])
+    pico = at + SUM_PICO
+    return (*row[at:pico], row[pico] + (high << 32), *row[pico + 1 : at + WIDTH])
 
 
 def _period_sql(granularity: Granularity | None, hour: str) -> str:
