@@ -55,6 +55,7 @@ from meterline.ledger._postgres_schema import (
     REPRICE,
     VERSION,
     WRITE,
+    WRITE_LATE,
 )
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
@@ -203,6 +204,7 @@ class PostgresLedger:
             queries = {
                 **META_QUERIES,
                 "write": WRITE,
+                "write_late": WRITE_LATE,
                 "reprice": REPRICE,
                 "copy": f"COPY pg_temp.meterline_incoming ({', '.join(EVENT_COLUMNS)}, set_no) FROM STDIN",
                 "copy_dims": "COPY pg_temp.meterline_incoming_dims (set_no, name, value) FROM STDIN",
@@ -345,6 +347,7 @@ class PostgresLedger:
         unique = list({event.id: event for event in reversed(events)}.values())  # first of each id
 
         months = sorted({month_of(event.time_ns // _NS) for event in unique})
+        oldest = min(event.time_ns for event in unique) // _NS
 
         def work(cur: psycopg.Cursor[tuple[Any, ...]]) -> tuple[int, int]:
             for month in months:  # the monthly partitions the batch needs (one query each, usually one)
@@ -362,7 +365,10 @@ class PostgresLedger:
             # Shared with other writers, exclusive to a fold: no day is folded while a batch
             # that adds to it is still uncommitted (a fold would not see its rows).
             folded = self._folded(cur, "folded_share")
-            result = cur.execute(self._queries["write"], (folded,)).fetchone()
+            if oldest < folded:
+                result = cur.execute(self._queries["write_late"], (folded,)).fetchone()
+            else:
+                result = cur.execute(self._queries["write"]).fetchone()
             return (0 if result is None else int(result[0])), folded
 
         stored, folded = self._run(work, timeout=self.timeout)
