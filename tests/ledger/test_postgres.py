@@ -6,6 +6,7 @@ skip (or fail with ``METERLINE_REQUIRE_SERVICES=1``); see `tests.ledger.services
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import threading
@@ -155,7 +156,7 @@ def test_migrates_a_version_1_store_keeping_its_events(url: str, schema: str) ->
     _store_at(url, schema, 1, old)
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 6
+        assert reopened.stats().schema_version == VERSION == 7
         assert sorted(reopened.events(), key=lambda event: event.id) == sorted(
             old, key=lambda event: event.id
         )
@@ -442,11 +443,89 @@ def test_migrates_a_version_5_store_adding_the_billing_columns(url: str, schema:
     _execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '5' WHERE key = 'schema_version'")
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 6
+        assert reopened.stats().schema_version == VERSION == 7
         assert_reports(reopened, before)
         assert reopened.write(events[600:]) == 600
         assert_reports(reopened, [*before, *events[600:]])
         assert sorted(reopened.events(), key=lambda event: event.id) == [*before, *events[600:]]
+    finally:
+        reopened.close()
+
+
+_ROLLUPS: tuple[str, ...] = ("rollup_hour_nodims", "rollup_dim_day", "rollup_dim_month")
+
+
+def _zero_sums(url: str, schema: str) -> dict[str, int]:
+    """Per roll-up table: how many of its sums (but the count of events) are stored as 0 rather than NULL."""
+    from meterline.ledger._rows import ROLLUP_SUMS
+
+    return {
+        table: int(
+            _execute(
+                url,
+                f"SELECT {' + '.join(f'count(*) FILTER (WHERE {name} = 0)' for name in ROLLUP_SUMS[1:])}"
+                f' FROM "{schema}".meterline_{table}',
+            )[0][0]
+        )
+        for table in _ROLLUPS
+    }
+
+
+def test_roll_ups_store_a_sum_of_zero_as_null(url: str, schema: str) -> None:
+    """Written, late, pruned or re-priced: no roll-up stores a zero sum (NULL instead), every report exact."""
+    events = product_events(1500)
+    ledger = PostgresLedger(url, schema=schema)
+    try:
+        for end in range(len(events), 0, -500):  # newest first: late events reach the monthly roll-up
+            ledger.write(events[max(0, end - 500) : end])
+        ledger.prune(T0 + timedelta(hours=30))
+        kept = [
+            event for event in events if event.time_ns >= int((T0 + timedelta(hours=30)).timestamp()) * 10**9
+        ]
+        priced = [event for event in kept if event.cost is not None][:50]
+        assert ledger.reprice([(event.id, None, "v9") for event in priced]) == len(priced)
+        unpriced = {event.id for event in priced}
+        kept = [
+            dataclasses.replace(event, cost=None, price_version="v9") if event.id in unpriced else event
+            for event in kept
+        ]
+        assert_reports(ledger, kept)
+        assert _zero_sums(url, schema) == dict.fromkeys(_ROLLUPS, 0)
+    finally:
+        ledger.close()
+
+
+def test_migrates_a_version_6_store_whose_zero_sums_stay_until_changed(url: str, schema: str) -> None:
+    """A version 6 store (zeros stored) opens as 7 at once: reports exact before and after more writes."""
+    from meterline.ledger._rows import ROLLUP_SUMS
+
+    events = product_events(1200)
+    ledger = PostgresLedger(url, schema=schema)
+    try:
+        ledger.write(events[:600])
+    finally:
+        ledger.close()
+    for table in _ROLLUPS:  # as version 6 stored them: every sum a number, none NULL
+        _execute(
+            url,
+            f'UPDATE "{schema}".meterline_{table} SET '
+            + ", ".join(f"{name} = coalesce({name}, 0)" for name in ROLLUP_SUMS[1:]),
+        )
+        _execute(
+            url,
+            f'ALTER TABLE "{schema}".meterline_{table} '
+            + ", ".join(f"ALTER COLUMN {name} SET NOT NULL" for name in ROLLUP_SUMS[1:]),
+        )
+    _execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '6' WHERE key = 'schema_version'")
+    zeros = _zero_sums(url, schema)
+    assert all(zeros.values())
+    reopened = PostgresLedger(url, schema=schema)
+    try:
+        assert reopened.stats().schema_version == VERSION == 7
+        assert _zero_sums(url, schema) == zeros  # nothing rewritten
+        assert_reports(reopened, events[:600])
+        assert reopened.write(events[600:]) == 600
+        assert_reports(reopened, events)
     finally:
         reopened.close()
 
