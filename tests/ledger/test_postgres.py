@@ -461,11 +461,13 @@ def _zero_sums(url: str, schema: str) -> dict[str, int]:
 
     return {
         table: int(
-            _execute(
-                url,
-                f"SELECT {' + '.join(f'count(*) FILTER (WHERE {name} = 0)' for name in ROLLUP_SUMS[1:])}"
-                f' FROM "{schema}".meterline_{table}',
-            )[0][0]
+            str(
+                _execute(
+                    url,
+                    f"SELECT {' + '.join(f'count(*) FILTER (WHERE {name} = 0)' for name in ROLLUP_SUMS[1:])}"
+                    f' FROM "{schema}".meterline_{table}',
+                )[0][0]
+            )
         )
         for table in _ROLLUPS
     }
