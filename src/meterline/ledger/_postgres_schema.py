@@ -1,6 +1,8 @@
 r"""The PostgreSQL ledger's tables, their forward migrations, and the fixed SQL that writes and reads them.
 
-Schema version 5, the SQLite ledger's design in PostgreSQL's terms:
+Schema version 7 (version 5's layout; 6 added each event's server-side tool calls, tier, batch
+mode and stated cost; 7 stores a roll-up's sums of 0 as NULL, `_SPARSE`), the SQLite ledger's
+design in PostgreSQL's terms:
 
 - ``meterline_events``: partitioned by UTC month of ``time_ns`` (``meterline_events_YYYYMM``,
   made by ``meterline_ensure_partition`` when a month's first event is written, dropped whole
