@@ -112,12 +112,14 @@ def test_many_processes_and_threads_open_at_once_and_migrate_once(url: str, sche
         url, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
     )
     assert sorted(str(name) for (name,) in tables) == [
+        "meterline_dim_values",
         "meterline_events",
         "meterline_events_202501",  # the month of T0: one partition a month
         "meterline_meta",
         "meterline_rollup_dim_day",
         "meterline_rollup_dim_month",
         "meterline_rollup_hour_nodims",
+        "meterline_rollup_keys",
     ]
     ledger = PostgresLedger(url, schema=schema)
     try:
@@ -156,7 +158,7 @@ def test_migrates_a_version_1_store_keeping_its_events(url: str, schema: str) ->
     _store_at(url, schema, 1, old)
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 7
+        assert reopened.stats().schema_version == VERSION == 8
         assert sorted(reopened.events(), key=lambda event: event.id) == sorted(
             old, key=lambda event: event.id
         )
@@ -421,35 +423,40 @@ def test_record_in_sync_mode_never_waits_past_the_bound_on_a_frozen_server(
             ledger.close()
 
 
-def test_migrates_a_version_5_store_adding_the_billing_columns(url: str, schema: str) -> None:
-    """A version 5 store (no tool calls, tiers or stated costs) opens as 6: reports exact before and after."""
+def test_migrates_a_version_5_store_adding_the_billing_columns(
+    url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version 5 store (no tool calls, tiers or stated costs) opens as the current one: reports exact."""
     from meterline._usage import UNIT_FIELDS
 
     events = product_events(1200)
     before = [as_stored_before_billing(event) for event in events[:600]]
-    ledger = PostgresLedger(url, schema=schema)
-    try:
-        ledger.write(before)
-    finally:
-        ledger.close()
-    for table in ("events", "rollup_hour_nodims", "rollup_dim_day", "rollup_dim_month"):
-        added = (
-            UNIT_FIELDS
-            if table != "events"
-            else (*UNIT_FIELDS, "service_tier", "batch", "reported_cost_pico")
-        )
-        drops = ", ".join(f"DROP COLUMN {name}" for name in added)
+    _store_at(url, schema, 4, before)
+    _migrate_to(url, schema, 5, monkeypatch)
+    for table in _ROLLUPS:  # version 5 made them with the columns 6 adds: as version 5 did, without
+        drops = ", ".join(f"DROP COLUMN {name}" for name in UNIT_FIELDS)
         _execute(url, f'ALTER TABLE "{schema}".meterline_{table} {drops}')
-    _execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '5' WHERE key = 'schema_version'")
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 7
+        assert reopened.stats().schema_version == VERSION == 8
         assert_reports(reopened, before)
         assert reopened.write(events[600:]) == 600
         assert_reports(reopened, [*before, *events[600:]])
         assert sorted(reopened.events(), key=lambda event: event.id) == [*before, *events[600:]]
     finally:
         reopened.close()
+
+
+def _migrate_to(url: str, schema: str, version: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bring the store to schema ``version`` as the meterline of that version did (its migrations only)."""
+    from meterline.ledger import _postgres
+    from meterline.ledger._postgres_migrations import MIGRATIONS
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_postgres, "MIGRATIONS", {step: MIGRATIONS[step] for step in range(1, version + 1)})
+        PostgresLedger(url, schema=schema).close()
+    stored = _execute(url, f"SELECT value FROM \"{schema}\".meterline_meta WHERE key = 'schema_version'")
+    assert stored == [(str(version),)]
 
 
 _ROLLUPS: tuple[str, ...] = ("rollup_hour_nodims", "rollup_dim_day", "rollup_dim_month")
@@ -497,16 +504,15 @@ def test_roll_ups_store_a_sum_of_zero_as_null(url: str, schema: str) -> None:
         ledger.close()
 
 
-def test_migrates_a_version_6_store_whose_zero_sums_stay_until_changed(url: str, schema: str) -> None:
-    """A version 6 store (zeros stored) opens as 7 at once: reports exact before and after more writes."""
+def test_migrates_a_version_6_store_to_rows_by_value_without_zero_sums(
+    url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version 6 store (zeros stored) opens as 8: its rows by value copied without zeros, reports exact."""
     from meterline.ledger._rows import ROLLUP_SUMS
 
-    events = product_events(1200)
-    ledger = PostgresLedger(url, schema=schema)
-    try:
-        ledger.write(events[:600])
-    finally:
-        ledger.close()
+    events = [as_stored_before_billing(event) for event in product_events(1200)]
+    _store_at(url, schema, 4, events[:600])
+    _migrate_to(url, schema, 6, monkeypatch)
     for table in _ROLLUPS:  # as version 6 stored them: every sum a number, none NULL
         _execute(
             url,
@@ -518,18 +524,70 @@ def test_migrates_a_version_6_store_whose_zero_sums_stay_until_changed(url: str,
             f'ALTER TABLE "{schema}".meterline_{table} '
             + ", ".join(f"ALTER COLUMN {name} SET NOT NULL" for name in ROLLUP_SUMS[1:]),
         )
-    _execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '6' WHERE key = 'schema_version'")
     zeros = _zero_sums(url, schema)
-    assert all(zeros.values())
+    assert zeros["rollup_hour_nodims"]
+    assert zeros["rollup_dim_day"]  # (nothing is folded into months yet)
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 7
-        assert _zero_sums(url, schema) == zeros  # nothing rewritten
+        assert reopened.stats().schema_version == VERSION == 8
+        assert _zero_sums(url, schema) == {  # the hourly roll-up's stay until changed (version 7)
+            "rollup_hour_nodims": zeros["rollup_hour_nodims"],
+            "rollup_dim_day": 0,
+            "rollup_dim_month": 0,
+        }
         assert_reports(reopened, events[:600])
         assert reopened.write(events[600:]) == 600
         assert_reports(reopened, events)
     finally:
         reopened.close()
+
+
+def test_migrates_a_version_7_store_numbering_every_value_and_key(
+    url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version 7 store with folded months and hostile values opens as 8: reports exact, before and after."""
+    from meterline.ledger._postgres_schema import _DAY_MONTH_SUMS, MONTH_KEY, PERIODS
+    from meterline.ledger._rows import ROLLUP_SUMS
+
+    events = [
+        make_event(5000 + i, T0 + timedelta(hours=i), dims={"user": value, "session": value})
+        for i, value in enumerate(HOSTILE)  # NUL, quotes, JSON and SQL text
+    ]
+    events += [as_stored_before_billing(event) for event in product_events(1500)]
+    stored, later = events[:1200:2], [*events[1:1200:2], *events[1200:]]  # later: late ones among them
+    _store_at(url, schema, 4, stored)
+    _migrate_to(url, schema, 7, monkeypatch)
+    folded = int((T0 + timedelta(days=3)).timestamp()) // 86_400 * 86_400  # as version 7 folded days
+    _execute(
+        url,
+        f'INSERT INTO "{schema}".meterline_rollup_dim_month ({MONTH_KEY}, {", ".join(ROLLUP_SUMS)})'
+        f" SELECT name, value, {PERIODS['month'].format('day')}, {_DAY_MONTH_SUMS}"
+        f' FROM "{schema}".meterline_rollup_dim_day WHERE day < %s GROUP BY 1, 2, 3',
+        (folded,),
+    )
+    _execute(
+        url,
+        f"UPDATE \"{schema}\".meterline_meta SET value = %s WHERE key = 'dim_months_until'",
+        (str(folded),),
+    )
+    reopened = PostgresLedger(url, schema=schema)
+    try:
+        assert reopened.stats().schema_version == VERSION == 8
+        assert_reports(reopened, stored)
+        assert by_key(reopened.totals(by=("session",), where={"session": list(HOSTILE)}))
+        assert sum(event.time_ns < folded * 10**9 for event in later) > 100
+        assert reopened.write(later) == len(later)
+        assert_reports(reopened, events)
+    finally:
+        reopened.close()
+    ((count, distinct),) = _execute(
+        url, f'SELECT count(*), count(DISTINCT (name, value)) FROM "{schema}".meterline_dim_values'
+    )
+    assert int(str(count)) == int(str(distinct)) > len(HOSTILE)
+    tables = _execute(
+        url, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+    )
+    assert not {name for (name,) in tables} & {"meterline_rollup_dim_day_v7", "meterline_rollup_dim_month_v7"}
 
 
 def test_migrates_a_version_4_store_keeping_every_report(url: str, schema: str) -> None:
@@ -557,8 +615,8 @@ def _store_at(url: str, schema: str, version: int, events: list[UsageEvent]) -> 
     """A store at schema ``version`` holding ``events``, as that meterline wrote them (roll-up included)."""
     from meterline._usage import TOKEN_FIELDS
     from meterline.ledger._postgres_copy import escape
-    from meterline.ledger._postgres_schema import _V5_EVENT_COLUMNS as OLD_COLUMNS
-    from meterline.ledger._postgres_schema import MIGRATIONS
+    from meterline.ledger._postgres_migrations import _V5_EVENT_COLUMNS as OLD_COLUMNS
+    from meterline.ledger._postgres_migrations import MIGRATIONS
     from meterline.ledger._rows import EVENT_COLUMNS, event_to_row
 
     names: dict[str, Any] = {

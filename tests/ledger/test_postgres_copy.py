@@ -17,7 +17,7 @@ def _copy_text_of(value: object) -> str:
 
 
 def test_copy_lines_are_the_rows_of_the_contract() -> None:
-    """Each fast COPY line is `event_to_row`'s row in COPY text, then its dimension set's number."""
+    """Each COPY line is `event_to_row`'s row in COPY text, then its set's number; each set's values, once."""
     _, events = metered_events()
     events += [make_event(i, T0, model=value, dims={"note": value}) for i, value in enumerate(HOSTILE)]
     events.append(make_event(99, T0, model="tab\there\nnew\\line", latency_ms=None, cost=None))
@@ -29,9 +29,18 @@ def test_copy_lines_are_the_rows_of_the_contract() -> None:
         row, _, number = line.rstrip("\n").rpartition("\t")
         assert row == "\t".join(_copy_text_of(value) for value in event_to_row(event))
         assert numbers.setdefault(int(number), event.dimensions) is event.dimensions  # a set per object
+    values = {}  # value number: its (name, value) COPY text, each pair numbered once
+    for line in sets.values:
+        value_no, name, value = line.rstrip("\n").split("\t")
+        values[int(value_no)] = f"{name}\t{value}"
+    assert len(set(values.values())) == len(values) == len(sets.values)
     expected = sorted(
-        f"{number}\t{_copy_text_of(name)}\t{_copy_text_of(value)}\n"
+        f"{number}\t{_copy_text_of(name)}\t{_copy_text_of(value)}"
         for number, dims in numbers.items()
         for name, value in dims.items()  # type: ignore[attr-defined]
     )
-    assert sorted(sets.lines) == expected
+    got = []
+    for line in sets.lines:
+        set_no, value_no = line.rstrip("\n").split("\t")
+        got.append(f"{set_no}\t{values[int(value_no)]}")
+    assert sorted(got) == expected

@@ -79,20 +79,25 @@ _NO_USAGE: Final = "\t".join("0" * (1 + len(USAGE_FIELDS)))  # measured, then th
 
 
 class DimensionSets:
-    """The distinct dimension sets of a batch, numbered, with their (set, name, value) COPY lines.
+    """The distinct dimension sets of a batch and their distinct values, numbered, as COPY lines.
 
-    A batch's events share few dimension objects (a scope's events share one): each object
-    gets its JSON (as COPY text) and a number once, and its values become ``lines`` of
-    ``meterline_incoming_dims``, which the write joins to the events to fill the roll-ups by
-    value without parsing JSON in PostgreSQL.
+    A batch's events share few dimension objects (a scope's events share one), and their sets
+    share values (an org's, a user's): each object gets its JSON (as COPY text) and a number
+    once, each (name, value) a number once (``values``, lines of
+    ``meterline_incoming_values``), and each set its values' numbers (``lines``, of
+    ``meterline_incoming_dims``), which the write joins to the events to fill the roll-ups by
+    value without parsing JSON in PostgreSQL, looking each value up once.
     """
 
-    __slots__ = ("_by_id", "lines")
+    __slots__ = ("_by_id", "_numbers", "lines", "values")
 
     def __init__(self) -> None:
         self._by_id: dict[int, tuple[Mapping[str, str], str, int]] = {}
+        self._numbers: dict[tuple[str, str], int] = {}
         self.lines: list[str] = []
-        """COPY text lines: set number, dimension name, value."""
+        """COPY text lines: set number, value number."""
+        self.values: list[str] = []
+        """COPY text lines: value number, dimension name, value."""
 
     def of(self, dims: Mapping[str, str]) -> tuple[str, int]:
         """The COPY text of ``dims``' JSON, and its set's number."""
@@ -102,9 +107,13 @@ class DimensionSets:
         number = len(self._by_id)  # the objects held keep their ids distinct: a new id is a new set
         text = copy_text(json.dumps(dict(dims), sort_keys=True, separators=(",", ":")))
         self._by_id[id(dims)] = (dims, text, number)  # holding dims keeps its id unique
-        self.lines.extend(
-            f"{number}\t{copy_text(name)}\t{copy_text(value)}\n" for name, value in dims.items()
-        )
+        numbers = self._numbers
+        for pair in dims.items():
+            value_no = numbers.get(pair)
+            if value_no is None:
+                value_no = numbers[pair] = len(numbers)
+                self.values.append(f"{value_no}\t{copy_text(pair[0])}\t{copy_text(pair[1])}\n")
+            self.lines.append(f"{number}\t{value_no}\n")
         return text, number
 
 

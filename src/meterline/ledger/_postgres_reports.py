@@ -1,15 +1,16 @@
 """The PostgreSQL ledger's reports: which table answers a query, added up inside PostgreSQL.
 
 The same plan as the SQLite ledger's (`meterline.ledger._sqlite_reports`), over schema
-version 5 (`meterline.ledger._postgres_schema`), each source aggregated by PostgreSQL with
+version 8 (`meterline.ledger._postgres_schema`), each source aggregated by PostgreSQL with
 ``GROUP BY`` so that Python receives one row per group, never one per event:
 
 - no dimension grouped or filtered: the hourly roll-up of (operation, status, provider,
   model), any hours.
 - one dimension (grouped, filtered or both), by day or month or not at all: the monthly
-  roll-up by value for the whole months of the range when no model field is named, the daily
-  one for the other whole days; the hours of a range that does not start or end on a UTC day
-  from the events of those hours (through the time index, in their month's partition).
+  roll-up by value (joined to its values) for the whole months of the range when no model
+  field is named, the daily one (joined to its values and keys) for the other whole days; the
+  hours of a range that does not start or end on a UTC day from the events of those hours
+  (through the time index, in their month's partition).
 - anything else (two dimensions, a filter on another one, hours): the events of the range,
   added up per (period, model fields, dimension set), then grouped by dimension values in
   Python (each distinct set decoded once).
@@ -40,7 +41,15 @@ from meterline.ledger._groups import (
     to_rows,
 )
 from meterline.ledger._postgres_copy import escape, field_value, unescape
-from meterline.ledger._postgres_schema import EVENT_TOTALS, MONTH_SUMS, OPTIONAL_FIELDS, PERIODS, TOTAL_SUMS
+from meterline.ledger._postgres_schema import (
+    DAY_ROWS,
+    EVENT_TOTALS,
+    MONTH_ROWS,
+    MONTH_SUMS,
+    OPTIONAL_FIELDS,
+    PERIODS,
+    TOTAL_SUMS,
+)
 from meterline.ledger._rows import dimensions_of
 
 if TYPE_CHECKING:
@@ -119,11 +128,12 @@ class _Reader:
             params.append(values)
         return True
 
-    def select(self, keys: list[str], sums: tuple[str, ...], table: str, clauses: list[str]) -> str:
+    def select(self, keys: list[str], sums: tuple[str, ...], rows: str, clauses: list[str]) -> str:
+        """SQL: the sums of ``rows`` (fixed SQL whose table names `Compose` fills in) grouped by ``keys``."""
         groups = ", ".join(str(index) for index in range(1, len(keys) + 1))
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        # Fixed text: keys and sums from constants, the table a name filled in by `Compose`.
-        return f"SELECT {', '.join(keys)}, {', '.join(sums)} FROM {{{table}}}{where} GROUP BY {groups}"  # noqa: S608
+        # Fixed text: keys, sums and rows from constants.
+        return f"SELECT {', '.join(keys)}, {', '.join(sums)} FROM {rows}{where} GROUP BY {groups}"  # noqa: S608
 
     def fetch(self, text: str, params: list[Any]) -> Iterator[tuple[Any, ...]]:
         """The rows of a query, fetched from a server-side cursor a page at a time (bounded memory)."""
@@ -140,7 +150,7 @@ class _Reader:
             return
         named: list[str] = [name for name in EVENT_FIELDS if name in query.by]
         keys = [self.period("hour"), *named]
-        for row in self.fetch(self.select(keys, TOTAL_SUMS, "nodims", clauses), params):
+        for row in self.fetch(self.select(keys, TOTAL_SUMS, "{nodims}", clauses), params):
             key = tuple(field_value(name, row[1 + named.index(name)]) for name in query.by)
             add(self.groups, (key, row[0]), row, len(keys), False)
 
@@ -156,7 +166,7 @@ class _Reader:
             return
         named: list[str] = [name for name in EVENT_FIELDS if name in query.by]
         period = self.period(column)
-        table, sums = ("dim_month", MONTH_SUMS) if monthly else ("dim_day", TOTAL_SUMS)
+        table, sums = (MONTH_ROWS, MONTH_SUMS) if monthly else (DAY_ROWS, TOTAL_SUMS)
         valued = ["name = %s", *clauses]
         if wanted != []:
             extra = [] if wanted is None else ["value = ANY(%s)"]
@@ -185,7 +195,7 @@ class _Reader:
         hour_clauses, hour_params = self.hours("hour", first, last, 1)
         self.fields(hour_clauses, hour_params)
         everything = self.fetch(
-            self.select([self.period("hour"), *named], TOTAL_SUMS, "nodims", hour_clauses), hour_params
+            self.select([self.period("hour"), *named], TOTAL_SUMS, "{nodims}", hour_clauses), hour_params
         )
         for row in everything:
             fields = tuple(row[1 : 1 + len(named)])
@@ -213,7 +223,7 @@ class _Reader:
         wanted = query.dimensions
         # Per distinct dimension set: None when filtered out, else the values of the query's dimensions.
         decoded: dict[str, dict[str, Any] | None] = {}
-        for row in self.fetch(self.select(keys, (EVENT_TOTALS,), "events", clauses), params):
+        for row in self.fetch(self.select(keys, (EVENT_TOTALS,), "{events}", clauses), params):
             text = row[1]
             values = decoded.get(text, {})
             if values == {}:

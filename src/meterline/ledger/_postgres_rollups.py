@@ -6,7 +6,7 @@ always parse (``jsonb`` refuses ``\u0000``, which a value may hold), so where st
 must be taken out or corrected (a prune, re-pricing, the migration from version 4) the
 database adds them up per (day, key, dimension set) and this module spreads each sum over the
 set's values in Python, then adds the result into the daily and monthly roll-ups through two
-temporary tables, in one statement each.
+temporary tables (keyed by text: their values and keys are numbered as they are added).
 """
 
 from __future__ import annotations as _annotations
@@ -74,18 +74,30 @@ class Spread:
             if monthly:
                 accumulate(self._months, (name, value, month), month_sums)
 
-    def apply(self, cur: psycopg.Cursor[tuple[Any, ...]], queries: Mapping[str, bytes]) -> None:
-        """Add what was spread into the roll-ups by value (in the cursor's transaction), and start again."""
-        for rows, copy, add in (
-            (self._days, "copy_day_delta", "add_days"),
-            (self._months, "copy_month_delta", "add_months"),
+    def apply(
+        self,
+        cur: psycopg.Cursor[tuple[Any, ...]],
+        queries: Mapping[str, bytes],
+        *,
+        keyed_by_text: bool = False,
+    ) -> None:
+        """Add what was spread into the roll-ups by value (in the cursor's transaction), and start again.
+
+        ``keyed_by_text``: into the roll-ups of versions 5 to 7 (the migration from version 4).
+        """
+        days = ("add_days_v5",) if keyed_by_text else ("new_day_values", "new_day_keys", "add_days")
+        months = ("add_months_v5",) if keyed_by_text else ("new_month_values", "add_months")
+        for rows, copy, statements in (
+            (self._days, "copy_day_delta", days),
+            (self._months, "copy_month_delta", months),
         ):
             if not rows:
                 continue
             with cur.copy(queries[copy]) as out:
                 for key, sums in rows.items():
                     out.write_row((*key, *sums))
-            cur.execute(queries[add])
+            for statement in statements:
+                cur.execute(queries[statement])
             rows.clear()
 
 
@@ -101,5 +113,5 @@ def migrate_v5(cur: psycopg.Cursor[tuple[Any, ...]], queries: Mapping[str, bytes
         while page := rows.fetchmany(_MIGRATION_PAGE):
             for record in page:
                 spread.add(record)
-            spread.apply(cur, queries)
+            spread.apply(cur, queries, keyed_by_text=True)
     cur.execute(queries["drop_old_rollup"])
