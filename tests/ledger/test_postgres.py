@@ -158,7 +158,7 @@ def test_migrates_a_version_1_store_keeping_its_events(url: str, schema: str) ->
     _store_at(url, schema, 1, old)
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 8
+        assert reopened.stats().schema_version == VERSION == 9
         assert sorted(reopened.events(), key=lambda event: event.id) == sorted(
             old, key=lambda event: event.id
         )
@@ -438,7 +438,7 @@ def test_migrates_a_version_5_store_adding_the_billing_columns(
         _execute(url, f'ALTER TABLE "{schema}".meterline_{table} {drops}')
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 8
+        assert reopened.stats().schema_version == VERSION == 9
         assert_reports(reopened, before)
         assert reopened.write(events[600:]) == 600
         assert_reports(reopened, [*before, *events[600:]])
@@ -504,10 +504,28 @@ def test_roll_ups_store_a_sum_of_zero_as_null(url: str, schema: str) -> None:
         ledger.close()
 
 
+def test_an_events_counts_of_zero_are_stored_as_null(ledger: PostgresLedger, url: str, schema: str) -> None:
+    """An event's counts of 0 are stored as NULL, read back as 0: its events and reports exact."""
+    from meterline.ledger._postgres_schema import SPARSE_EVENT_FIELDS
+
+    events = product_events(600)
+    assert ledger.write(events) == len(events)
+    ((zeros, nulls),) = _execute(
+        url,
+        f"SELECT {' + '.join(f'count(*) FILTER (WHERE {name} = 0)' for name in SPARSE_EVENT_FIELDS)},"
+        f" {' + '.join(f'count(*) FILTER (WHERE {name} IS NULL)' for name in SPARSE_EVENT_FIELDS)}"
+        f' FROM "{schema}".meterline_events',
+    )
+    assert zeros == 0
+    assert int(str(nulls)) > len(events)
+    assert sorted(ledger.events(), key=lambda event: event.id) == sorted(events, key=lambda event: event.id)
+    assert_reports(ledger, events)
+
+
 def test_migrates_a_version_6_store_to_rows_by_value_without_zero_sums(
     url: str, schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A version 6 store (zeros stored) opens as 8: its rows by value copied without zeros, reports exact."""
+    """A version 6 store (zeros stored) opens as 9: its rows by value copied without zeros, reports exact."""
     from meterline.ledger._rows import ROLLUP_SUMS
 
     events = [as_stored_before_billing(event) for event in product_events(1200)]
@@ -529,7 +547,7 @@ def test_migrates_a_version_6_store_to_rows_by_value_without_zero_sums(
     assert zeros["rollup_dim_day"]  # (nothing is folded into months yet)
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 8
+        assert reopened.stats().schema_version == VERSION == 9
         assert _zero_sums(url, schema) == {  # the hourly roll-up's stay until changed (version 7)
             "rollup_hour_nodims": zeros["rollup_hour_nodims"],
             "rollup_dim_day": 0,
@@ -545,7 +563,7 @@ def test_migrates_a_version_6_store_to_rows_by_value_without_zero_sums(
 def test_migrates_a_version_7_store_numbering_every_value_and_key(
     url: str, schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A version 7 store with folded months and hostile values opens as 8: reports exact, before and after."""
+    """A version 7 store with folded months and hostile values opens as 9: reports exact, before and after."""
     from meterline.ledger._postgres_schema import _DAY_MONTH_SUMS, MONTH_KEY, PERIODS
     from meterline.ledger._rows import ROLLUP_SUMS
 
@@ -572,7 +590,7 @@ def test_migrates_a_version_7_store_numbering_every_value_and_key(
     )
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 8
+        assert reopened.stats().schema_version == VERSION == 9
         assert_reports(reopened, stored)
         assert by_key(reopened.totals(by=("session",), where={"session": list(HOSTILE)}))
         assert sum(event.time_ns < folded * 10**9 for event in later) > 100

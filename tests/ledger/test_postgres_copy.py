@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from meterline.ledger._postgres_copy import DimensionSets, copy_line
-from meterline.ledger._rows import event_to_row
+from meterline.ledger._postgres_schema import SPARSE_EVENT_FIELDS
+from meterline.ledger._rows import EVENT_COLUMNS, event_to_row
 from tests.ledger.conformance import HOSTILE, T0, make_event, metered_events
 
 
@@ -17,7 +18,7 @@ def _copy_text_of(value: object) -> str:
 
 
 def test_copy_lines_are_the_rows_of_the_contract() -> None:
-    """Each COPY line is `event_to_row`'s row in COPY text, then its set's number; each set's values, once."""
+    """Each COPY line is `event_to_row`'s row (counts of 0 NULL), then its set's number; values once."""
     _, events = metered_events()
     events += [make_event(i, T0, model=value, dims={"note": value}) for i, value in enumerate(HOSTILE)]
     events.append(make_event(99, T0, model="tab\there\nnew\\line", latency_ms=None, cost=None))
@@ -27,7 +28,10 @@ def test_copy_lines_are_the_rows_of_the_contract() -> None:
     for event in events:
         line = copy_line(event, sets, texts)
         row, _, number = line.rstrip("\n").rpartition("\t")
-        assert row == "\t".join(_copy_text_of(value) for value in event_to_row(event))
+        assert row == "\t".join(
+            "\\N" if name in SPARSE_EVENT_FIELDS and value == 0 else _copy_text_of(value)
+            for name, value in zip(EVENT_COLUMNS, event_to_row(event), strict=True)
+        )
         assert numbers.setdefault(int(number), event.dimensions) is event.dimensions  # a set per object
     values = {}  # value number: its (name, value) COPY text, each pair numbered once
     for line in sets.values:

@@ -38,7 +38,7 @@ from meterline.ledger._postgres_copy import TEXT_COLUMNS, DimensionSets, copy_li
 from meterline.ledger._postgres_migrations import ADD_DAYS_V5, ADD_MONTHS_V5, MIGRATIONS, OLD_ROLLUP_DAYS
 from meterline.ledger._postgres_reports import read_totals
 from meterline.ledger._postgres_rollups import Spread, migrate_v5
-from meterline.ledger._postgres_schema import FOLDED, QUERIES, TEMPORARY_TABLES, VERSION
+from meterline.ledger._postgres_schema import EVENT_READ, FOLDED, QUERIES, TEMPORARY_TABLES, VERSION
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
     ROLLUP_SUMS,
@@ -407,7 +407,7 @@ class PostgresLedger:
             conditions.append("time_ns < %s")
             bounds.append(nanoseconds(until))
         text = (  # column names from constants, values are parameters
-            f"SELECT {', '.join(EVENT_COLUMNS)} FROM {{events}} WHERE {' AND '.join(conditions)}"  # noqa: S608
+            f"SELECT {EVENT_READ} FROM {{events}} WHERE {' AND '.join(conditions)}"  # noqa: S608
             " ORDER BY id LIMIT %s"
         )
         query = _compose(text, self._names)

@@ -2,6 +2,7 @@ r"""A batch of events as PostgreSQL ``COPY … FROM STDIN`` text, and the text c
 
 PostgreSQL text cannot hold NUL: the text columns store ``\x00`` as ESC ``0`` and ESC itself as
 ESC ESC (ESC is U+FFFF, a noncharacter), which is reversible; JSON columns escape NUL already.
+An event's counts of 0 (`SPARSE_EVENT_FIELDS`) are written as NULL.
 """
 
 from __future__ import annotations as _annotations
@@ -13,7 +14,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Final
 
 from meterline._usage import USAGE_FIELDS
-from meterline.ledger._postgres_schema import OPTIONAL_FIELDS
+from meterline.ledger._postgres_schema import OPTIONAL_FIELDS, SPARSE_EVENT_FIELDS
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
     cost_columns,
@@ -23,6 +24,7 @@ from meterline.ledger._rows import (
 
 if TYPE_CHECKING:
     from meterline._events import UsageEvent
+    from meterline._usage import Usage
 
 
 __all__ = ["TEXT_COLUMNS", "DimensionSets", "copy_line", "copy_text", "escape", "field_value", "unescape"]
@@ -75,7 +77,8 @@ _COPY_TEXT: Final = {
 """COPY's text format escapes, plus `escape`'s (a no-op on JSON, which escapes NUL and U+FFFF)."""
 _COPY_SPECIAL: Final = re.compile("[\\\\\t\n\r\x00\uffff]")
 _USAGE_OF: Final = attrgetter(*USAGE_FIELDS)
-_NO_USAGE: Final = "\t".join("0" * (1 + len(USAGE_FIELDS)))  # measured, then the counts
+_NULL: Final = "\\N"
+_NO_USAGE: Final = "0" + f"\t{_NULL}" * len(USAGE_FIELDS)  # measured, then the counts (0: NULL)
 
 
 class DimensionSets:
@@ -145,19 +148,23 @@ def copy_line(event: UsageEvent, sets: DimensionSets, texts: dict[str, str]) -> 
     return (
         f"{copy_text(event_id(event))}\t{time_ns}\t{hour_of(time_ns)}\t{operation}\t{status}"
         f"\t{provider}\t{model}\t{copy_text(event.request_model)}"
-        f"\t{_NO_USAGE if usage is None else _USAGE_LINE % _USAGE_OF(usage)}"
+        f"\t{_NO_USAGE if usage is None else _counts(usage)}"
         f"\t{_NULL if cost is None else cost}\t{_NULL if pico is None else pico}"
         f"\t{price_version}\t{_NULL if latency is None else repr(float(latency))}"
         f"\t{dimensions}\t{copy_text(event.operation_id)}\t{event.attempt}"
         f"\t{copy_text(event.response_id)}"
         f"\t{copy_text(json.dumps(list(links), separators=(',', ':'))) if links else '[]'}"
-        f"\t{event.tokens_saved}\t{copy_text(event.service_tier)}\t{1 if event.batch else 0}"
+        f"\t{event.tokens_saved or _NULL}\t{copy_text(event.service_tier)}\t{1 if event.batch else 0}"
         f"\t{_NULL if reported is None else reported}\t{set_no}\n"
     )
 
 
-_NULL: Final = "\\N"
-_USAGE_LINE: Final = "1\t" + "\t".join(["%d"] * len(USAGE_FIELDS))
+assert set(USAGE_FIELDS) < set(SPARSE_EVENT_FIELDS)
+
+
+def _counts(usage: Usage) -> str:
+    """``measured`` (1) and the usage's counts as COPY text, each 0 as NULL."""
+    return "1" + "".join([f"\t{count}" if count else f"\t{_NULL}" for count in _USAGE_OF(usage)])
 
 
 def copy_text(value: str | None) -> str:

@@ -34,6 +34,7 @@ from meterline.ledger._postgres_schema import (
     NODIMS_KEY,
     ROLLUP_TYPES,
     SAME_KEY,
+    SPARSE_EVENT_FIELDS,
     SPARSE_SUMS,
     SUM_NAMES,
     SUMS_DDL,
@@ -235,6 +236,12 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
             )
         ),
         DAY_INDEX,
+    ),
+    # Version 9: an event's counts stored as NULL when 0 (`SPARSE_EVENT_FIELDS`). In place, at
+    # once (on the partitioned table: every partition): stored rows keep their zeros.
+    9: (
+        "ALTER TABLE {events} "
+        + ", ".join(f"ALTER COLUMN {name} DROP NOT NULL" for name in SPARSE_EVENT_FIELDS),
     ),
 }
 """Forward migrations: the statements that bring a store from version ``n - 1`` to ``n``."""
