@@ -8,54 +8,33 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import multiprocessing
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from meterline import ConfigurationError, Usage, UsageEvent
+from meterline import ConfigurationError, Usage
 from meterline.exceptions import LedgerError
 from meterline.ledger._postgres import PostgresLedger
 from meterline.ledger._postgres_schema import VERSION
 from tests.ledger.conformance import (
-    HOSTILE,
     T0,
     LedgerConformance,
-    as_stored_before_billing,
     assert_reports,
-    by_key,
     make_event,
     product_events,
 )
-from tests.ledger.services import require_postgres
+from tests.ledger.postgres_stores import ROLLUPS, execute, zero_sums
 from tests.storage.freezer import frozen_relay
 
 pytestmark = pytest.mark.services
 
 psycopg = pytest.importorskip("psycopg")
-
-
-@pytest.fixture(scope="module")
-def url() -> str:
-    """The test server's URL (the module skips without one)."""
-    return require_postgres()
-
-
-@pytest.fixture
-def schema(url: str) -> Iterator[str]:
-    """A fresh PostgreSQL schema name, dropped (with everything in it) after the test."""
-    name = f"meterline_test_{uuid.uuid4().hex[:12]}"
-    yield name
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(psycopg.sql.Identifier(name)))
 
 
 @pytest.fixture
@@ -66,12 +45,6 @@ def ledger(url: str, schema: str) -> Iterator[PostgresLedger]:
     ledger.close()
 
 
-def _execute(url: str, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(query.encode(), params)
-        return cur.fetchall() if cur.description else []
-
-
 class TestPostgres(LedgerConformance):
     """The conformance suite, on PostgreSQL."""
 
@@ -79,54 +52,6 @@ class TestPostgres(LedgerConformance):
 
 
 # -- opening and migrating ------------------------------------------------------------------
-
-
-def _open_and_write(url: str, schema: str, number: int) -> int:
-    ledger = PostgresLedger(url, schema=schema)
-    try:
-        return ledger.write([make_event(number, T0)])
-    finally:
-        ledger.close()
-
-
-def test_many_processes_and_threads_open_at_once_and_migrate_once(url: str, schema: str) -> None:
-    """Processes and threads opening a new store at once all succeed against one migrated schema."""
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(4) as pool:
-        pending = pool.starmap_async(_open_and_write, [(url, schema, n) for n in range(4)])
-        barrier = threading.Barrier(8)
-
-        def open_in_thread(number: int) -> int:
-            barrier.wait()
-            return _open_and_write(url, schema, 100 + number)
-
-        with ThreadPoolExecutor(8) as threads:
-            in_threads = list(threads.map(open_in_thread, range(8)))
-        in_processes = pending.get(timeout=120)
-    assert in_processes + in_threads == [1] * 12
-    meta = _execute(url, f'SELECT key, value FROM "{schema}".meterline_meta')  # schema: a safe test name
-    stored = {str(key): value for key, value in meta}
-    assert stored["schema_version"] == str(VERSION)
-    assert sorted(stored) == ["dim_months_until", "schema_version"]
-    tables = _execute(
-        url, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
-    )
-    assert sorted(str(name) for (name,) in tables) == [
-        "meterline_dim_values",
-        "meterline_events",
-        "meterline_events_202501",  # the month of T0: one partition a month
-        "meterline_meta",
-        "meterline_rollup_dim_day",
-        "meterline_rollup_dim_month",
-        "meterline_rollup_hour_nodims",
-        "meterline_rollup_keys",
-    ]
-    ledger = PostgresLedger(url, schema=schema)
-    try:
-        assert ledger.stats().events == 12
-        assert ledger.totals()[0].events == 12
-    finally:
-        ledger.close()
 
 
 def test_reopening_keeps_the_data(ledger: PostgresLedger, url: str, schema: str) -> None:
@@ -143,43 +68,12 @@ def test_reopening_keeps_the_data(ledger: PostgresLedger, url: str, schema: str)
 def test_newer_schema_is_refused(ledger: PostgresLedger, url: str, schema: str) -> None:
     """A store written by a newer meterline raises LedgerError naming the version, and is left alone."""
     ledger.write([make_event(1, T0)])
-    _execute(
+    execute(
         url, f"UPDATE \"{schema}\".meterline_meta SET value = '{VERSION + 1}' WHERE key = 'schema_version'"
     )
     with pytest.raises(LedgerError, match="newer meterline"):
         PostgresLedger(url, schema=schema)
-    assert _execute(url, f'SELECT count(*) FROM "{schema}".meterline_events') == [(1,)]
-
-
-def test_migrates_a_version_1_store_keeping_its_events(url: str, schema: str) -> None:
-    """A version 1 store (one table of events, an hour index) opens as the current version, events kept."""
-    events = [make_event(i, T0 + timedelta(days=20 * i)) for i in range(3)]  # three months
-    old = [events[0], make_event(7, T0 - timedelta(days=40), dims={"user": "u'1"})]
-    _store_at(url, schema, 1, old)
-    reopened = PostgresLedger(url, schema=schema)
-    try:
-        assert reopened.stats().schema_version == VERSION == 9
-        assert sorted(reopened.events(), key=lambda event: event.id) == sorted(
-            old, key=lambda event: event.id
-        )
-        assert reopened.write(events) == 2  # the first is stored already
-        assert {event.id for event in reopened.events()} == {event.id for event in (*old, *events)}
-    finally:
-        reopened.close()
-    indexes = _execute(url, "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,))
-    assert "meterline_events_hour" not in {name for (name,) in indexes}
-    partitions = _execute(
-        url,
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = %s::regclass ORDER BY 1",
-        (f'"{schema}".meterline_events',),
-    )
-    assert [name for (name,) in partitions] == [
-        "meterline_events_202412",
-        "meterline_events_202501",
-        "meterline_events_202502",
-        "meterline_events_202503",
-    ]
+    assert execute(url, f'SELECT count(*) FROM "{schema}".meterline_events') == [(1,)]
 
 
 def test_prune_drops_the_months_that_end_before_it(ledger: PostgresLedger, url: str, schema: str) -> None:
@@ -188,7 +82,7 @@ def test_prune_drops_the_months_that_end_before_it(ledger: PostgresLedger, url: 
     ledger.write(events)
 
     def partitions() -> list[str]:
-        found = _execute(
+        found = execute(
             url,
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
             " WHERE i.inhparent = %s::regclass ORDER BY 1",
@@ -230,7 +124,7 @@ def test_broken_connection_is_reopened_once(ledger: PostgresLedger, url: str) ->
     """When the server ends the session, the next call reconnects and works."""
     ledger.write([make_event(1, T0)])
     (pid,) = ledger._run(lambda cur: cur.execute("SELECT pg_backend_pid()").fetchone())  # type: ignore[misc]
-    _execute(url, "SELECT pg_terminate_backend(%s)", (pid,))
+    execute(url, "SELECT pg_terminate_backend(%s)", (pid,))
     assert ledger.write([make_event(2, T0)]) == 1
     assert ledger.stats().events == 2
 
@@ -288,7 +182,7 @@ def test_json_and_dimension_values_with_quotes_are_stored_verbatim(
     dims = {"note": 'a "quoted" \\ value \' ; --', "user": "\x00nul\uffff"}
     event = make_event(1, T0, dims=dims, model='m"\x00\uffff')
     ledger.write([event])
-    (stored,) = _execute(url, f'SELECT dimensions, model FROM "{schema}".meterline_events')
+    (stored,) = execute(url, f'SELECT dimensions, model FROM "{schema}".meterline_events')
     assert stored[0] == '{"note":"a \\"quoted\\" \\\\ value \' ; --","user":"\\u0000nul\\uffff"}'
     assert list(ledger.events()) == [event]
     (row,) = ledger.totals(by=("note", "user", "model"), where={"user": dims["user"], "model": event.model})
@@ -307,13 +201,13 @@ def test_costs_are_exact_numeric(ledger: PostgresLedger, url: str, schema: str) 
     (row,) = ledger.totals()
     assert row.cost == Decimal("1234567890123456.423456789013")
     assert "E" not in str(row.cost)
-    costs = _execute(url, f'SELECT cost::text, cost_pico::text FROM "{schema}".meterline_events ORDER BY id')
+    costs = execute(url, f'SELECT cost::text, cost_pico::text FROM "{schema}".meterline_events ORDER BY id')
     assert costs[1] == ("1234567890123456.123456789012", "1234567890123456123456789012")
     assert [event.cost for event in ledger.events()] == [event.cost for event in events]
     assert ledger.reprice([(events[1].id, Decimal("0.3"), "v2")]) == 1
     (row,) = ledger.totals()
     assert row.cost == Decimal("0.600000000001")
-    audit = _execute(
+    audit = execute(
         url,
         f'SELECT previous_cost::text, previous_price_version FROM "{schema}".meterline_events WHERE id = %s',
         (events[1].id,),
@@ -423,63 +317,6 @@ def test_record_in_sync_mode_never_waits_past_the_bound_on_a_frozen_server(
             ledger.close()
 
 
-def test_migrates_a_version_5_store_adding_the_billing_columns(
-    url: str, schema: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A version 5 store (no tool calls, tiers or stated costs) opens as the current one: reports exact."""
-    from meterline._usage import UNIT_FIELDS
-
-    events = product_events(1200)
-    before = [as_stored_before_billing(event) for event in events[:600]]
-    _store_at(url, schema, 4, before)
-    _migrate_to(url, schema, 5, monkeypatch)
-    for table in _ROLLUPS:  # version 5 made them with the columns 6 adds: as version 5 did, without
-        drops = ", ".join(f"DROP COLUMN {name}" for name in UNIT_FIELDS)
-        _execute(url, f'ALTER TABLE "{schema}".meterline_{table} {drops}')
-    reopened = PostgresLedger(url, schema=schema)
-    try:
-        assert reopened.stats().schema_version == VERSION == 9
-        assert_reports(reopened, before)
-        assert reopened.write(events[600:]) == 600
-        assert_reports(reopened, [*before, *events[600:]])
-        assert sorted(reopened.events(), key=lambda event: event.id) == [*before, *events[600:]]
-    finally:
-        reopened.close()
-
-
-def _migrate_to(url: str, schema: str, version: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Bring the store to schema ``version`` as the meterline of that version did (its migrations only)."""
-    from meterline.ledger import _postgres
-    from meterline.ledger._postgres_migrations import MIGRATIONS
-
-    with monkeypatch.context() as patch:
-        patch.setattr(_postgres, "MIGRATIONS", {step: MIGRATIONS[step] for step in range(1, version + 1)})
-        PostgresLedger(url, schema=schema).close()
-    stored = _execute(url, f"SELECT value FROM \"{schema}\".meterline_meta WHERE key = 'schema_version'")
-    assert stored == [(str(version),)]
-
-
-_ROLLUPS: tuple[str, ...] = ("rollup_hour_nodims", "rollup_dim_day", "rollup_dim_month")
-
-
-def _zero_sums(url: str, schema: str) -> dict[str, int]:
-    """Per roll-up table: how many of its sums (but the count of events) are stored as 0 rather than NULL."""
-    from meterline.ledger._rows import ROLLUP_SUMS
-
-    return {
-        table: int(
-            str(
-                _execute(
-                    url,
-                    f"SELECT {' + '.join(f'count(*) FILTER (WHERE {name} = 0)' for name in ROLLUP_SUMS[1:])}"
-                    f' FROM "{schema}".meterline_{table}',
-                )[0][0]
-            )
-        )
-        for table in _ROLLUPS
-    }
-
-
 def test_roll_ups_store_a_sum_of_zero_as_null(url: str, schema: str) -> None:
     """Written, late, pruned or re-priced: no roll-up stores a zero sum (NULL instead), every report exact."""
     events = product_events(1500)
@@ -499,7 +336,7 @@ def test_roll_ups_store_a_sum_of_zero_as_null(url: str, schema: str) -> None:
             for event in kept
         ]
         assert_reports(ledger, kept)
-        assert _zero_sums(url, schema) == dict.fromkeys(_ROLLUPS, 0)
+        assert zero_sums(url, schema) == dict.fromkeys(ROLLUPS, 0)
     finally:
         ledger.close()
 
@@ -510,7 +347,7 @@ def test_an_events_counts_of_zero_are_stored_as_null(ledger: PostgresLedger, url
 
     events = product_events(600)
     assert ledger.write(events) == len(events)
-    ((zeros, nulls),) = _execute(
+    ((zeros, nulls),) = execute(
         url,
         f"SELECT {' + '.join(f'count(*) FILTER (WHERE {name} = 0)' for name in SPARSE_EVENT_FIELDS)},"
         f" {' + '.join(f'count(*) FILTER (WHERE {name} IS NULL)' for name in SPARSE_EVENT_FIELDS)}"
@@ -520,180 +357,6 @@ def test_an_events_counts_of_zero_are_stored_as_null(ledger: PostgresLedger, url
     assert int(str(nulls)) > len(events)
     assert sorted(ledger.events(), key=lambda event: event.id) == sorted(events, key=lambda event: event.id)
     assert_reports(ledger, events)
-
-
-def test_migrates_a_version_6_store_to_rows_by_value_without_zero_sums(
-    url: str, schema: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A version 6 store (zeros stored) opens as 9: its rows by value copied without zeros, reports exact."""
-    from meterline.ledger._rows import ROLLUP_SUMS
-
-    events = [as_stored_before_billing(event) for event in product_events(1200)]
-    _store_at(url, schema, 4, events[:600])
-    _migrate_to(url, schema, 6, monkeypatch)
-    for table in _ROLLUPS:  # as version 6 stored them: every sum a number, none NULL
-        _execute(
-            url,
-            f'UPDATE "{schema}".meterline_{table} SET '
-            + ", ".join(f"{name} = coalesce({name}, 0)" for name in ROLLUP_SUMS[1:]),
-        )
-        _execute(
-            url,
-            f'ALTER TABLE "{schema}".meterline_{table} '
-            + ", ".join(f"ALTER COLUMN {name} SET NOT NULL" for name in ROLLUP_SUMS[1:]),
-        )
-    zeros = _zero_sums(url, schema)
-    assert zeros["rollup_hour_nodims"]
-    assert zeros["rollup_dim_day"]  # (nothing is folded into months yet)
-    reopened = PostgresLedger(url, schema=schema)
-    try:
-        assert reopened.stats().schema_version == VERSION == 9
-        assert _zero_sums(url, schema) == {  # the hourly roll-up's stay until changed (version 7)
-            "rollup_hour_nodims": zeros["rollup_hour_nodims"],
-            "rollup_dim_day": 0,
-            "rollup_dim_month": 0,
-        }
-        assert_reports(reopened, events[:600])
-        assert reopened.write(events[600:]) == 600
-        assert_reports(reopened, events)
-    finally:
-        reopened.close()
-
-
-def test_migrates_a_version_7_store_numbering_every_value_and_key(
-    url: str, schema: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A version 7 store with folded months and hostile values opens as 9: reports exact, before and after."""
-    from meterline.ledger._postgres_schema import _DAY_MONTH_SUMS, MONTH_KEY, PERIODS
-    from meterline.ledger._rows import ROLLUP_SUMS
-
-    events = [
-        make_event(5000 + i, T0 + timedelta(hours=i), dims={"user": value, "session": value})
-        for i, value in enumerate(HOSTILE)  # NUL, quotes, JSON and SQL text
-    ]
-    events += [as_stored_before_billing(event) for event in product_events(1500)]
-    stored, later = events[:1200:2], [*events[1:1200:2], *events[1200:]]  # later: late ones among them
-    _store_at(url, schema, 4, stored)
-    _migrate_to(url, schema, 7, monkeypatch)
-    folded = int((T0 + timedelta(days=3)).timestamp()) // 86_400 * 86_400  # as version 7 folded days
-    _execute(
-        url,
-        f'INSERT INTO "{schema}".meterline_rollup_dim_month ({MONTH_KEY}, {", ".join(ROLLUP_SUMS)})'
-        f" SELECT name, value, {PERIODS['month'].format('day')}, {_DAY_MONTH_SUMS}"
-        f' FROM "{schema}".meterline_rollup_dim_day WHERE day < %s GROUP BY 1, 2, 3',
-        (folded,),
-    )
-    _execute(
-        url,
-        f"UPDATE \"{schema}\".meterline_meta SET value = %s WHERE key = 'dim_months_until'",
-        (str(folded),),
-    )
-    reopened = PostgresLedger(url, schema=schema)
-    try:
-        assert reopened.stats().schema_version == VERSION == 9
-        assert_reports(reopened, stored)
-        assert by_key(reopened.totals(by=("session",), where={"session": list(HOSTILE)}))
-        assert sum(event.time_ns < folded * 10**9 for event in later) > 100
-        assert reopened.write(later) == len(later)
-        assert_reports(reopened, events)
-    finally:
-        reopened.close()
-    ((count, distinct),) = _execute(
-        url, f'SELECT count(*), count(DISTINCT (name, value)) FROM "{schema}".meterline_dim_values'
-    )
-    assert int(str(count)) == int(str(distinct)) > len(HOSTILE)
-    tables = _execute(
-        url, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
-    )
-    assert not {name for (name,) in tables} & {"meterline_rollup_dim_day_v7", "meterline_rollup_dim_month_v7"}
-
-
-def test_migrates_a_version_4_store_keeping_every_report(url: str, schema: str) -> None:
-    """A version 4 store (a roll-up by dimension set) opens as the current version: every report exact."""
-    events = [as_stored_before_billing(event) for event in product_events(1500)]
-    events += [
-        make_event(5000 + i, T0 + timedelta(hours=i), dims={"user": value, "session": value})
-        for i, value in enumerate(HOSTILE)  # NUL, quotes, JSON and SQL text: the JSON PostgreSQL refuses
-    ]
-    _store_at(url, schema, 4, events)
-    reopened = PostgresLedger(url, schema=schema)
-    try:
-        assert reopened.stats().schema_version == VERSION
-        assert_reports(reopened, events)
-        assert by_key(reopened.totals(by=("session",), where={"session": list(HOSTILE)}))
-    finally:
-        reopened.close()
-    tables = _execute(
-        url, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
-    )
-    assert "meterline_rollup_hour" not in {name for (name,) in tables}
-
-
-def _store_at(url: str, schema: str, version: int, events: list[UsageEvent]) -> None:
-    """A store at schema ``version`` holding ``events``, as that meterline wrote them (roll-up included)."""
-    from meterline._usage import TOKEN_FIELDS
-    from meterline.ledger._postgres_copy import escape
-    from meterline.ledger._postgres_migrations import _V5_EVENT_COLUMNS as OLD_COLUMNS
-    from meterline.ledger._postgres_migrations import MIGRATIONS
-    from meterline.ledger._rows import EVENT_COLUMNS, event_to_row
-
-    names: dict[str, Any] = {
-        name: psycopg.sql.Identifier(schema, f"meterline_{table}")
-        for name, table in (
-            ("events", "events"),
-            ("rollup", "rollup_hour"),
-            ("meta", "meta"),
-            ("hour_index", "events_hour"),
-            ("events_pkey", "events_pkey"),
-            ("events_v3", "events_v3"),
-            ("ensure_partition", "ensure_partition"),
-            ("drop_partitions", "drop_partitions"),
-        )
-    }
-    names["schema"] = psycopg.sql.Identifier(schema)
-    names["schema_name"] = psycopg.sql.Literal(schema)
-    tool = "operation IN ('execute_tool', 'cache')"
-    rollup = (  # the writer of versions 1 to 4, as SQL over the events
-        "INSERT INTO {rollup} SELECT hour, operation, status, coalesce(provider, ''), coalesce(model, ''),"
-        f" dimensions, count(*), count(*) FILTER (WHERE measured = 0 AND NOT {tool}),"
-        f" count(*) FILTER (WHERE measured = 1 AND cost IS NULL AND NOT {tool}),"
-        f" {', '.join(f'sum({name})' for name in TOKEN_FIELDS)}, coalesce(sum(cost_pico), 0),"
-        " coalesce(sum(latency_ms), 0), sum(tokens_saved) FROM {events} GROUP BY 1, 2, 3, 4, 5, 6"
-    )
-    insert = psycopg.sql.SQL("INSERT INTO {events} ({columns}) VALUES ({marks})").format(
-        columns=psycopg.sql.SQL(", ".join(OLD_COLUMNS)),
-        marks=psycopg.sql.SQL(", ".join(["%s"] * len(OLD_COLUMNS))),
-        **names,
-    )
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(schema)))
-        conn.execute(
-            psycopg.sql.SQL("CREATE TABLE {meta} (key TEXT PRIMARY KEY, value TEXT NOT NULL)").format(**names)
-        )
-        for step in range(1, version + 1):
-            for statement in MIGRATIONS[step]:
-                conn.execute(psycopg.sql.SQL(statement).format(**names))
-        conn.execute(
-            psycopg.sql.SQL("INSERT INTO {meta} VALUES ('schema_version', %s)").format(**names),
-            (str(version),),
-        )
-        if version >= 4:  # partitioned by month: one partition a month
-            ensure = psycopg.sql.SQL("SELECT {ensure_partition}(%s)").format(**names)
-            months = {
-                event.time.replace(day=1, hour=0, minute=0, second=0, microsecond=0) for event in events
-            }
-            for month in months:
-                conn.execute(ensure, (int(month.timestamp()),))
-        with conn.cursor() as cur:  # text columns as stored: NUL escaped (see `_postgres_copy.escape`)
-            stored = [dict(zip(EVENT_COLUMNS, event_to_row(event), strict=True)) for event in events]
-            rows = [
-                tuple(
-                    escape(value) if isinstance(value, str) else value for value in map(row.get, OLD_COLUMNS)
-                )
-                for row in stored
-            ]
-            cur.executemany(insert, rows)
-        conn.execute(psycopg.sql.SQL(rollup).format(**names))
 
 
 def test_a_fold_that_cannot_take_its_lock_leaves_the_batch_stored(
@@ -713,9 +376,7 @@ def test_a_fold_that_cannot_take_its_lock_leaves_the_batch_stored(
                 assert ledger.write(events[50:550]) == 500
             assert "folding days into the PostgreSQL monthly roll-up failed" in caplog.text
         assert ledger.write(events[550:]) == 50  # the next write folds the days the failed fold left
-        folded = _execute(
-            url, f"SELECT value FROM \"{schema}\".meterline_meta WHERE key = 'dim_months_until'"
-        )
+        folded = execute(url, f"SELECT value FROM \"{schema}\".meterline_meta WHERE key = 'dim_months_until'")
         assert int(str(folded[0][0])) == events[-1].time_ns // 10**9 // 86_400 * 86_400
         assert_reports(ledger, events)
     finally:
