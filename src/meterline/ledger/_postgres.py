@@ -2,10 +2,11 @@
 
 One connection per ledger, guarded by a lock; every method is one transaction, and a broken
 connection is reopened once. A batch is copied into a temporary table (its dimension sets
-into another), then a single statement inserts the events that are new (``ON CONFLICT DO
-NOTHING``) and adds *only those* to the roll-ups, so concurrent writers of overlapping
-batches store and count every event once. The tables and their fixed SQL are
-`meterline.ledger._postgres_schema`'s, the COPY text of a batch
+and their values into two others) and the values and keys not stored yet are stored, then a
+single statement inserts the events that are new (``ON CONFLICT DO NOTHING``) and adds *only
+those* to the roll-ups, so concurrent writers of overlapping batches store and count every
+event once. The tables and their fixed SQL are `meterline.ledger._postgres_schema`'s, their
+migrations `meterline.ledger._postgres_migrations`', the COPY text of a batch
 `meterline.ledger._postgres_copy`'s, the reports `meterline.ledger._postgres_reports`'.
 """
 

@@ -211,7 +211,7 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         " SELECT name, value FROM {dim_day} UNION SELECT name, value FROM {dim_month} ORDER BY 1, 2",
         f"INSERT INTO {{rollup_keys}} ({KEY_COLUMNS})"  # noqa: S608 - constants only
         f" SELECT DISTINCT {KEY_COLUMNS} FROM {{dim_day}} ORDER BY 1, 2, 3, 4",
-        "DROP INDEX {dim_day_by_day}",
+        "DROP INDEX IF EXISTS {dim_day_by_day}",
         *(
             statement
             for table, ddl, columns, ids, joins in (

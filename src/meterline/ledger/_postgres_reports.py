@@ -1,7 +1,7 @@
 """The PostgreSQL ledger's reports: which table answers a query, added up inside PostgreSQL.
 
 The same plan as the SQLite ledger's (`meterline.ledger._sqlite_reports`), over schema
-version 8 (`meterline.ledger._postgres_schema`), each source aggregated by PostgreSQL with
+version 9 (`meterline.ledger._postgres_schema`), each source aggregated by PostgreSQL with
 ``GROUP BY`` so that Python receives one row per group, never one per event:
 
 - no dimension grouped or filtered: the hourly roll-up of (operation, status, provider,
