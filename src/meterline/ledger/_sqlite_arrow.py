@@ -24,11 +24,8 @@ Two things of the driver shape the statement:
 
 from __future__ import annotations as _annotations
 
-import contextlib
 import importlib.util
 import json
-import queue
-import threading
 from collections.abc import Generator, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -39,14 +36,13 @@ from meterline._usage import USAGE_FIELDS
 from meterline.exceptions import LedgerError
 from meterline.ledger._arrow_json import concatenated, json_text
 from meterline.ledger._parquet import arrow_schema, usd_of_pico
+from meterline.ledger._prefetch import prefetched
 from meterline.ledger._rows import json_or_null, json_string
 from meterline.ledger._sqlite_schema import ID_TEXT, KEY_FIELDS, after_id_within, stored_id
 
 __all__ = ["event_batches", "fast_reader_installed", "json_texts"]
 
 T = TypeVar("T")
-_AHEAD: Final = 2
-"""Batches read ahead of the caller (`_prefetched`): what the reader holds besides the caller's."""
 _BATCH_ROWS: Final = 10_000
 """Rows per record batch (the driver's ``batch_rows``): what the reader holds at a time."""
 _INTEGERS: Final = ("time_ns", "key_id", "measured", *USAGE_FIELDS, "attempt", "tokens_saved", "batch")
@@ -83,7 +79,7 @@ def event_batches(path: Path, *, since: datetime | None, until: datetime | None)
         MissingExtraError: ADBC's SQLite driver or pyarrow is not installed.
         LedgerError: the file cannot be read, or holds what a ledger never writes.
     """
-    for tables, column in _prefetched(_read(path, since, until, "")):
+    for tables, column in prefetched(_read(path, since, until, "")):
         yield tables.record_batch(column)
 
 
@@ -96,7 +92,7 @@ def json_texts(path: Path, *, since: datetime | None, until: datetime | None, af
         MissingExtraError: ADBC's SQLite driver or pyarrow is not installed.
         LedgerError: the file cannot be read, or holds what a ledger never writes.
     """
-    for tables, column in _prefetched(_read(path, since, until, after_id)):
+    for tables, column in prefetched(_read(path, since, until, after_id)):
         yield tables.json_text(column)
 
 
@@ -126,51 +122,6 @@ def _read(
                     yield tables, dict(zip(_COLUMNS, batch.columns, strict=True))
     except adbc.Error as exc:
         raise LedgerError(f"ledger {path}: the export could not read it: {exc}") from exc
-
-
-def _prefetched(items: Generator[T, None, None]) -> Iterator[T]:
-    """``items``, read on a thread of their own at most `_AHEAD` items ahead of the caller.
-
-    ADBC's driver steps SQLite without the GIL, and Arrow's kernels run without it too: while
-    the caller converts one batch, the next is read on the other core. JSON lines of 1M
-    product-shaped events: 177,000 -> 253,000 events/s (`bench/bench_parquet.py`'s ledger).
-    An error of the reader is raised in the caller; a caller that stops early stops the
-    reader (it closes ``items``, and so the connection) before this generator returns.
-    """
-    queue_: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=_AHEAD)
-    stop = threading.Event()
-
-    def put(kind: str, value: object) -> bool:
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                queue_.put((kind, value), timeout=0.05)
-                return True
-        return False
-
-    def read() -> None:
-        with contextlib.closing(items) as source:
-            try:
-                for item in source:
-                    if not put("item", item):
-                        return
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller, raised there
-                put("error", exc)
-                return
-        put("end", None)
-
-    reader = threading.Thread(target=read, name="meterline-ledger-read", daemon=True)
-    reader.start()
-    try:
-        while True:
-            kind, value = queue_.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        reader.join()
 
 
 class _Tables:
