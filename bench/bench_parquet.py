@@ -4,6 +4,7 @@ Run from the project root (extra ``analytics``):
 
     .venv/bin/python bench/bench_parquet.py            # BENCH_N events (default 200,000)
     BENCH_LEDGER=/path/ledger.db .venv/bin/python bench/bench_parquet.py   # that ledger, filled once
+    BENCH_POSTGRES=1 .venv/bin/python bench/bench_parquet.py   # then a PostgreSQL ledger's exports
 
 A SQLite ledger is filled with product-shaped events (`workload.events`: 200 orgs, 10,000
 users, 100,000 sessions, 5 agents, 12 tools, 50 priced models, over 90 days). Then:
@@ -18,6 +19,10 @@ users, 100,000 sessions, 5 agents, 12 tools, 50 priced models, over 90 days). Th
    ``totals`` (its roll-ups), ``parquet_totals`` (DuckDB over the export), and the same
    aggregation written by hand in DuckDB SQL over the same files (the engine's floor), with
    ours over the floor as a ratio from the same run.
+3. With ``BENCH_POSTGRES=1``: the same events in a PostgreSQL ledger (a schema of its own on
+   the test server, dropped after), exported to Parquet through ADBC's PostgreSQL driver
+   (``arrow_batches``) and from pages of raw rows, and as JSON lines, each in a process of its
+   own, beside DuckDB writing the same rows from the export's files.
 """
 
 from __future__ import annotations
@@ -74,20 +79,30 @@ def _duckdb_rows(query: str, params: list[object]) -> list[tuple[object, ...]]:
 _EXPORT = """
 import sys, time
 sys.path[:0] = sys.argv[4:]
-import adbc_driver_sqlite.dbapi, pyarrow.compute, pyarrow.dataset  # loaded before the baseline
-from meterline.ledger import SQLiteLedger, export_ledger_parquet
+import adbc_driver_sqlite.dbapi, adbc_driver_postgresql.dbapi, pyarrow.compute, pyarrow.dataset, pyarrow.json
+from meterline.ledger import PostgresLedger, SQLiteLedger, export_ledger_parquet  # before the baseline
 
 def peak_kb():  # VmHWM: a forked child starts with its parent's peak, so it is reset below
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
 
-ledger = SQLiteLedger(sys.argv[2])
+if sys.argv[2].startswith("postgresql://"):  # "URL|schema"
+    url, schema = sys.argv[2].split("|")
+    ledger = PostgresLedger(url, schema=schema)
+else:
+    ledger = SQLiteLedger(sys.argv[2])
+
+class Rows:  # the ledger as a reader of raw rows only: the export's path without ADBC
+    event_rows = ledger.event_rows
+
 with open("/proc/self/clear_refs", "w") as clear:
     clear.write("5")  # the peak RSS becomes the current RSS
 before = peak_kb()
 began = time.perf_counter()
 if sys.argv[1] == "parquet":
     export_ledger_parquet(ledger, sys.argv[3])
+elif sys.argv[1] == "parquet-rows":
+    export_ledger_parquet(Rows(), sys.argv[3])
 else:
     with open(sys.argv[3], "w") as out:
         for text in ledger.json_lines():
@@ -98,7 +113,7 @@ ledger.close()
 """
 
 
-def _export_alone(kind: str, ledger: Path, out: Path) -> tuple[float, float]:
+def _export_alone(kind: str, ledger: Path | str, out: Path) -> tuple[float, float]:
     """``kind``'s export of the ledger in a process of its own: seconds, and peak RSS growth in MB."""
     done = subprocess.run(
         [sys.executable, "-c", _EXPORT, kind, str(ledger), str(out), os.path.abspath("src")],
@@ -171,6 +186,44 @@ def main() -> None:
             assert len(rows) == len(floor_rows), (len(rows), len(floor_rows))
             print(f"{label:<26}{ledger_s:>16.3f}{ours_s:>14.3f}{floor_s:>14.3f}{ours_s / floor_s:>8.2f}")
         ledger.close()
+        if os.environ.get("BENCH_POSTGRES"):
+            _postgres(root)
+
+
+def _postgres(root: Path) -> None:
+    """The same events in a PostgreSQL ledger: its Parquet exports (ADBC, raw rows) and JSON lines."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    from meterline.ledger import PostgresLedger
+
+    url = os.environ.get("METERLINE_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test"
+    schema = f"meterline_bench_{uuid.uuid4().hex[:8]}"
+    ledger = PostgresLedger(url, schema=schema)
+    try:
+        for batch in workload.events(N, batch=100_000):
+            for at in range(0, len(batch), 5_000):
+                ledger.write(batch[at : at + 5_000])
+        with psycopg.connect(url, autocommit=True) as conn:  # as autovacuum would (off on this server)
+            conn.execute("VACUUM ANALYZE")
+        for kind in ("parquet", "parquet-rows", "jsonl"):
+            out = root / (f"pg-{kind}" if kind != "jsonl" else "pg.jsonl")
+            seconds, grew = _export_alone(kind, f"{url}|{schema}", out)
+            print(f"PostgreSQL {kind}: {N / seconds:,.0f} events/s ({seconds:.1f} s), RSS +{grew:.0f} MB")
+        files = str(root / "pg-parquet" / "day=*" / "*.parquet")
+        floor_s, _ = _timed(
+            lambda: duckdb.connect().execute(
+                f"COPY (SELECT * FROM read_parquet('{files}', hive_partitioning = true))"
+                f" TO '{root / 'pg-duck'}' (FORMAT PARQUET, PARTITION_BY (day), COMPRESSION zstd)"
+            )
+        )
+        print(f"DuckDB Parquet to Parquet (the same rows): {N / floor_s:,.0f} events/s")
+    finally:
+        ledger.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
 if __name__ == "__main__":

@@ -10,33 +10,20 @@ import threading
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from meterline import Usage, UsageEvent
+from meterline import UsageEvent
 from meterline.exceptions import LedgerError
-from meterline.ledger import SQLiteLedger, export_parquet
+from meterline.ledger import SQLiteLedger
 from meterline.ledger import _sqlite as sqlite_ledger
+from tests.ledger.arrow_tables import expected_table, hostile_events, read_batches
 from tests.ledger.conformance import T0, make_event, ns, product_events
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 pytest.importorskip("adbc_driver_sqlite")
-
-
-def _read(ledger: SQLiteLedger, **bounds: object) -> Any:
-    """Every batch `arrow_batches` gives, as one table."""
-    batches = list(ledger.arrow_batches(**bounds))  # type: ignore[arg-type]
-    return pa.Table.from_batches(batches).combine_chunks()
-
-
-def _expected(events: list[UsageEvent], directory: Path) -> Any:
-    """The events as the event-by-event Parquet export writes them, in id order, without ``day``."""
-    export_parquet(events, directory)
-    return pq.read_table(directory).drop_columns(["day"]).sort_by("id").combine_chunks()
 
 
 def _json_lines(ledger: SQLiteLedger) -> list[str]:
@@ -68,10 +55,10 @@ def test_product_events_read_as_the_event_by_event_export_writes_them(tmp_path: 
     events = product_events()
     ledger = SQLiteLedger(tmp_path / "l.db")
     ledger.write(events)
-    assert _read(ledger).equals(_expected(events, tmp_path / "x"))
+    assert read_batches(ledger).equals(expected_table(events, tmp_path / "x"))
     since, until = T0 + timedelta(days=1), T0 + timedelta(days=2)
     inside = [event for event in events if since <= event.time < until]
-    assert _read(ledger, since=since, until=until).equals(_expected(inside, tmp_path / "y"))
+    assert read_batches(ledger, since=since, until=until).equals(expected_table(inside, tmp_path / "y"))
     ledger.close()
 
 
@@ -100,12 +87,12 @@ def test_a_column_null_for_a_whole_batch_then_set_keeps_its_type(tmp_path: Path)
     ]
     ledger = SQLiteLedger(tmp_path / "l.db")
     ledger.write(bare + full)
-    table = _read(ledger)
+    table = read_batches(ledger)
     assert table.num_rows == 10_053
     assert table.column("service_tier")[-1].as_py() == "flex"
     assert table.column("cost")[-1].as_py() == Decimal("-0.25")
     assert table.column("dimensions")[-1].as_py() == [("user", "u,1"), ("zone", "")]
-    assert table.equals(_expected(bare + full, tmp_path / "x"))
+    assert table.equals(expected_table(bare + full, tmp_path / "x"))
     ledger.close()
 
 
@@ -148,7 +135,7 @@ def test_a_damaged_file_is_a_ledger_error(tmp_path: Path, damage: str, message: 
     with sqlite3.connect(tmp_path / "l.db") as conn:
         conn.execute(damage)
     with pytest.raises(LedgerError, match=message):
-        _read(ledger)
+        read_batches(ledger)
     ledger.close()
 
 
@@ -156,7 +143,7 @@ def test_a_path_with_uri_characters_is_read(tmp_path: Path) -> None:
     """Spaces, ?, #, % and non-ASCII in the file's path: the ledger read is that file's."""
     ledger = SQLiteLedger(tmp_path / "a b?c#d%20é.db")
     ledger.write([make_event(number, T0) for number in range(3)])
-    assert _read(ledger).num_rows == 3
+    assert read_batches(ledger).num_rows == 3
     assert len("".join(ledger.json_lines()).splitlines()) == 3
     ledger.close()
 
@@ -166,42 +153,17 @@ def test_a_missing_file_is_a_ledger_error_and_is_not_created(tmp_path: Path) -> 
     ledger = SQLiteLedger(tmp_path / "l.db")
     ledger.path = tmp_path / "gone.db"
     with pytest.raises(LedgerError, match=r"gone\.db"):
-        _read(ledger)
+        read_batches(ledger)
     assert not (tmp_path / "gone.db").exists()
 
 
-_TEXT = st.text(max_size=12)
-
-
-@st.composite
-def _hostile_events(draw: st.DrawFn) -> list[UsageEvent]:
-    """Up to 30 events: commas and unicode in names and values, sub-pico and negative costs, links."""
-    events = []
-    for number in range(draw(st.integers(min_value=1, max_value=30))):
-        cost = draw(st.none() | st.decimals(min_value=-(10**6), max_value=10**6, places=14, allow_nan=False))
-        reported = draw(st.none() | st.decimals(min_value=0, max_value=10**6, places=12, allow_nan=False))
-        event = make_event(
-            number,
-            T0 + timedelta(minutes=number),
-            cost=None if cost is None else str(cost),
-            usage=Usage(input_tokens=draw(st.integers(min_value=0, max_value=2**53)), output_tokens=1),
-            latency_ms=draw(st.none() | st.floats(min_value=0, max_value=1e12, allow_nan=False)),
-            dims=draw(st.dictionaries(st.sampled_from(["user", "org", "session", "x,y"]), _TEXT, max_size=3)),
-            service_tier=draw(st.none() | _TEXT),
-            reported_cost=None if reported is None else str(reported),
-        )
-        links = draw(st.lists(st.text(min_size=1, max_size=40), max_size=2))
-        events.append(dataclasses.replace(event, links=tuple(links)))
-    return events
-
-
 @settings(max_examples=40, deadline=None)
-@given(events=_hostile_events())
+@given(events=hostile_events(["user", "org", "session", "x,y"], 30))
 def test_hostile_values_read_exactly(events: list[UsageEvent]) -> None:
     """Commas, empty and unicode texts, negative and sub-pico costs, huge counts: batches and lines exact."""
     with tempfile.TemporaryDirectory() as directory:
         ledger = SQLiteLedger(Path(directory) / "l.db")
         ledger.write(events)
-        assert _read(ledger).equals(_expected(events, Path(directory) / "x"))
+        assert read_batches(ledger).equals(expected_table(events, Path(directory) / "x"))
         assert "".join(ledger.json_lines()).splitlines(keepends=True) == _json_lines(ledger)
         ledger.close()

@@ -35,6 +35,7 @@ from meterline._storage import (
 from meterline.exceptions import ConfigurationError, LedgerError
 from meterline.ledger._backend import Granularity, LedgerRow, LedgerStats
 from meterline.ledger._groups import DAY, WIDTH, Query, month_of
+from meterline.ledger._postgres_arrow import event_batches
 from meterline.ledger._postgres_copy import TEXT_COLUMNS, DimensionSets, copy_line, escape, unescape
 from meterline.ledger._postgres_migrations import ADD_DAYS_V5, ADD_MONTHS_V5, MIGRATIONS, OLD_ROLLUP_DAYS
 from meterline.ledger._postgres_reports import read_totals
@@ -433,6 +434,26 @@ class PostgresLedger:
             if len(rows) < page:
                 return
             cursor = last
+
+    def arrow_batches(self, *, since: datetime | None = None, until: datetime | None = None) -> Iterator[Any]:
+        """The stored events as Arrow record batches, in id order (extra ``analytics``).
+
+        The batches have the Parquet export's columns and types (`arrow_schema`, without the
+        ``day`` partition). They are read in one snapshot, on a connection of their own, by
+        ADBC's PostgreSQL driver (`meterline.ledger._postgres_arrow`); the bounds are `events`'.
+
+        Raises:
+            MissingExtraError: ADBC's PostgreSQL driver or pyarrow is not installed.
+            LedgerError: the server failed or cannot be reached.
+        """
+        conditions: list[str] = []
+        bounds: list[int] = []
+        for bound, condition in ((since, "time_ns >= ${}"), (until, "time_ns < ${}")):
+            if bound is not None:
+                bounds.append(nanoseconds(bound))
+                conditions.append(condition.format(len(bounds)))
+        events, values = (self._names[name].as_string(None) for name in ("events", "dim_values"))  # quoted
+        return event_batches(self._conninfo, events, values, bounds=bounds, conditions=conditions)
 
     def json_lines(
         self, *, since: datetime | None = None, until: datetime | None = None, after_id: str | None = None

@@ -1,0 +1,201 @@
+"""The PostgreSQL ledger's events read as Arrow columns by ADBC's PostgreSQL driver (extra ``analytics``).
+
+The driver reads a query's rows with ``COPY … TO STDOUT (FORMAT binary)`` straight into Arrow
+arrays, a batch at a time (constant memory, one snapshot), with no Python object per row:
+374,000 rows/s against 173,000 for psycopg's pages of tuples (300,000 product events). The
+columns are then made the Parquet export's (`arrow_schema`) by Arrow kernels, the dimensions'
+JSON by Arrow's JSON reader; Python touches only each distinct list of links of a batch, the
+text values that hold an escaped NUL (`meterline.ledger._postgres_copy.escape`), and the
+dimension sets of a batch that reader cannot decode (none a ledger writes).
+"""
+
+from __future__ import annotations as _annotations
+
+import importlib.util
+import io
+import json
+from collections.abc import Generator, Iterator
+from typing import Any, Final
+
+from meterline._extras import require
+from meterline._usage import USAGE_FIELDS
+from meterline.exceptions import LedgerError
+from meterline.ledger._parquet import arrow_schema, usd_of_pico
+from meterline.ledger._postgres_copy import TEXT_COLUMNS, unescape
+from meterline.ledger._postgres_schema import EVENT_READ
+from meterline.ledger._prefetch import prefetched
+
+__all__ = ["event_batches", "fast_reader_installed"]
+
+_ESC: Final = "\uffff"
+_BATCH_ROWS: Final = 65_536
+"""Rows per record batch the driver makes (its ``batch_size_hint_bytes`` is set to about this)."""
+_SELECTED: Final = EVENT_READ.replace("cost_pico,", "cost_pico::bigint AS cost_pico,").replace(
+    "reported_cost_pico", "reported_cost_pico::bigint AS reported_cost_pico"
+)
+"""`EVENT_READ` with the pico-dollar costs as ``bigint`` (the driver gives ``NUMERIC`` as text)."""
+assert _SELECTED.count("::bigint") == 2
+
+
+def fast_reader_installed() -> bool:
+    """Whether ADBC's PostgreSQL driver and pyarrow can be imported (the extra ``analytics``)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("pyarrow", "adbc_driver_postgresql"))
+
+
+def event_batches(
+    url: str, events: str, values: str, *, bounds: list[int], conditions: list[str]
+) -> Iterator[Any]:
+    """The events of table ``events`` (a quoted name) in id order, as record batches of `arrow_schema`.
+
+    The driver reads the next batch on a thread of its own while this one is converted
+    (`prefetched`): a Parquet export of 300,000 product events, 112,000 -> 129,000-143,000 events/s.
+
+    Args:
+        url: The driver's ``postgresql://`` URL.
+        events: The events table's name, quoted (fixed SQL, never caller input).
+        values: The dimension values table's name, quoted: its names are those the events hold.
+        bounds: The parameters of ``conditions``, in order (nanoseconds).
+        conditions: SQL conditions on ``time_ns`` with ``$1``, ``$2``… for ``bounds``.
+
+    Raises:
+        MissingExtraError: ADBC's PostgreSQL driver or pyarrow is not installed.
+        LedgerError: the server failed or cannot be reached.
+    """
+    pa = require("analytics", "pyarrow")
+    schema = arrow_schema()
+    for names, column in prefetched(_read(url, events, values, bounds, conditions)):
+        yield _export_batch(pa, column, schema, names)
+
+
+def _read(
+    url: str, events: str, values: str, bounds: list[int], conditions: list[str]
+) -> Generator[tuple[list[str], dict[str, Any]], None, None]:
+    """The dimension names stored, and the stored rows' columns (`_SELECTED`) a batch at a time.
+
+    The rows are one snapshot; the names are read just before it (an event stored meanwhile
+    with a new name has its batch decoded by Python, `_dimension_maps`).
+    """
+    adbc = require("analytics", "adbc_driver_postgresql.dbapi")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    sql = f"SELECT {_SELECTED} FROM {events}{where} ORDER BY id"  # noqa: S608 - constants and a quoted name
+    try:
+        with adbc.connect(url) as conn, conn.cursor() as cursor:
+            cursor.adbc_statement.set_options(
+                **{"adbc.postgresql.batch_size_hint_bytes": str(_BATCH_ROWS * 256)}
+            )
+            cursor.execute(f"SELECT DISTINCT name FROM {values}")  # noqa: S608 - a quoted name
+            names = sorted(str(unescape(name)) for (name,) in cursor.fetchall())
+            cursor.execute(sql, bounds or None)
+            for batch in cursor.fetch_record_batch():
+                if batch.num_rows:
+                    yield names, dict(zip(batch.schema.names, batch.columns, strict=True))
+    except adbc.Error as exc:
+        raise LedgerError(f"the PostgreSQL ledger's export could not read its events: {exc}") from exc
+
+
+def _export_batch(pa: Any, column: dict[str, Any], schema: Any, names: list[str]) -> Any:
+    """A batch of stored rows (`EVENT_READ`'s columns) as one record batch of the export's ``schema``.
+
+    ``names`` are the dimension names stored (sorted): those the dimensions' JSON may hold.
+    """
+    pc = require("analytics", "pyarrow.compute")
+    text = {name: _unescaped(pa, pc, column[name]) for name in TEXT_COLUMNS}
+    latency = column["latency_ms"]
+    arrays: dict[str, Any] = {
+        "id": text["id"],
+        "time": column["time_ns"].cast(pa.timestamp("ns", tz="UTC")),
+        **{name: text[name] for name in ("operation", "status", "provider", "model", "request_model")},
+        "price_version": text["price_version"],
+        "measured": pc.not_equal(column["measured"], 0),
+        **{name: column[name] for name in USAGE_FIELDS},
+        "cost": usd_of_pico(pa, column["cost_pico"]),
+        "latency_ms": pc.if_else(pc.is_nan(latency), pa.scalar(None, pa.float64()), latency),  # as null
+        "dimensions": _dimension_maps(pa, pc, column["dimensions"], names),
+        "operation_id": text["operation_id"],
+        "attempt": column["attempt"].cast(pa.int32()),
+        "response_id": text["response_id"],
+        "links": _decoded(pa, pc, column["links"], _links, pa.list_(pa.string())),
+        "tokens_saved": column["tokens_saved"],
+        "service_tier": text["service_tier"],
+        "batch": pc.not_equal(column["batch"], 0),
+        "reported_cost": usd_of_pico(pa, column["reported_cost_pico"]),
+    }
+    return pa.RecordBatch.from_arrays([arrays[field.name] for field in schema], schema=schema)
+
+
+def _unescaped(pa: Any, pc: Any, texts: Any) -> Any:
+    """A text column with `escape` undone: only a batch holding an escaped NUL is touched in Python."""
+    if not pc.any(pc.match_substring(texts, _ESC)).as_py():
+        return texts
+    return pa.array([unescape(value) for value in texts.to_pylist()], pa.string())
+
+
+def _decoded(pa: Any, pc: Any, texts: Any, decode: Any, kind: Any) -> Any:
+    """A JSON text column decoded into ``kind``, each distinct text of the batch decoded once."""
+    encoded = pc.dictionary_encode(texts)
+    values = pa.array([decode(text) for text in encoded.dictionary.to_pylist()], kind)
+    return values.take(encoded.indices)
+
+
+def _dimension_maps(pa: Any, pc: Any, texts: Any, names: list[str]) -> Any:
+    """The dimensions' JSON texts as maps, each distinct text of the batch decoded once.
+
+    Arrow's JSON reader decodes them all at once (`_read_maps`); a batch it cannot (a name not
+    among ``names``, a value not a string: never written by a ledger) is decoded by Python.
+    """
+    encoded = pc.dictionary_encode(texts)
+    distinct = encoded.dictionary.to_pylist()
+    maps = _read_maps(pa, pc, distinct, names)
+    if maps is None:
+        maps = pa.array([_dimensions(text) for text in distinct], pa.map_(pa.string(), pa.string()))
+    return maps.take(encoded.indices)
+
+
+def _read_maps(pa: Any, pc: Any, texts: list[str], names: list[str]) -> Any:
+    """JSON objects of strings as a map array, by Arrow's JSON reader; ``None`` when it cannot.
+
+    The reader makes a column per name (null where an object lacks it); each object's pairs
+    are then its non-null columns in name order, gathered by one sort of (row, name) numbers.
+    Parsing in Python took three quarters of an export's time (a batch's dimension sets are
+    about one per two events): 135,000 -> 180,000-203,000 events/s (300,000 product events).
+    """
+    pj = require("analytics", "pyarrow.json")
+    if not names:
+        return None
+    options = pj.ParseOptions(
+        explicit_schema=pa.schema([(name, pa.string()) for name in names]), unexpected_field_behavior="error"
+    )
+    try:
+        table = pj.read_json(io.BytesIO("\n".join(texts).encode()), parse_options=options)
+    except (pa.ArrowInvalid, UnicodeEncodeError):  # a name it was not told of, a lone surrogate…
+        return None
+    if table.num_rows != len(texts):  # a text that was not one JSON object on one line
+        return None
+    width = len(names)
+    columns = [table.column(name).combine_chunks() for name in names]
+    present = [pc.is_valid(column) for column in columns]
+    order_keys = pa.concat_arrays(
+        [
+            pc.add(pc.multiply(pc.indices_nonzero(valid).cast(pa.int64()), width), rank)
+            for rank, valid in enumerate(present)
+        ]
+    )
+    values = pa.concat_arrays([column.filter(valid) for column, valid in zip(columns, present, strict=True)])
+    order = pc.sort_indices(order_keys)
+    ordered = order_keys.take(order)
+    ranks = pc.subtract(ordered, pc.multiply(pc.divide(ordered, width), width))
+    counts = present[0].cast(pa.int32())
+    for valid in present[1:]:
+        counts = pc.add(counts, valid.cast(pa.int32()))
+    offsets = pa.concat_arrays([pa.array([0], pa.int32()), pc.cumulative_sum(counts)])
+    return pa.MapArray.from_arrays(offsets, pa.array(names, pa.string()).take(ranks), values.take(order))
+
+
+def _dimensions(text: str) -> list[tuple[str, str]]:
+    """An event's dimensions' JSON as (name, value) pairs in the names' order."""
+    return sorted(json.loads(text).items())
+
+
+def _links(text: str) -> list[str]:
+    """An event's links' JSON as a list (``[]`` for most)."""
+    return [] if text == "[]" else list(json.loads(text))

@@ -1,0 +1,56 @@
+"""For the tests of the ledgers' Arrow readers: what a reader gives, what it should give, hostile events."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import strategies as st
+
+from meterline import Usage, UsageEvent
+from meterline.ledger import export_parquet
+from tests.ledger.conformance import T0, make_event
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+
+def read_batches(ledger: Any, **bounds: object) -> Any:
+    """Every batch the ledger's ``arrow_batches`` gives, as one table."""
+    batches = list(ledger.arrow_batches(**bounds))
+    return pa.Table.from_batches(batches).combine_chunks()
+
+
+def expected_table(events: list[UsageEvent], directory: Path) -> Any:
+    """The events as the event-by-event Parquet export writes them, in id order, without ``day``."""
+    export_parquet(events, directory)
+    return pq.read_table(directory).drop_columns(["day"]).sort_by("id").combine_chunks()
+
+
+TEXT = st.text(max_size=12)
+"""Short texts: any characters but lone surrogates (hypothesis's default), empty among them."""
+
+
+@st.composite
+def hostile_events(draw: st.DrawFn, names: list[str], most: int) -> list[UsageEvent]:
+    """Up to ``most`` events: any texts as values (of ``names``), sub-pico and negative costs, links."""
+    events = []
+    for number in range(draw(st.integers(min_value=1, max_value=most))):
+        cost = draw(st.none() | st.decimals(min_value=-(10**6), max_value=10**6, places=14, allow_nan=False))
+        reported = draw(st.none() | st.decimals(min_value=0, max_value=10**6, places=12, allow_nan=False))
+        event = make_event(
+            number,
+            T0 + timedelta(minutes=number),
+            cost=None if cost is None else str(cost),
+            usage=Usage(input_tokens=draw(st.integers(min_value=0, max_value=2**53)), output_tokens=1),
+            latency_ms=draw(st.none() | st.floats(min_value=0, max_value=1e12, allow_nan=False)),
+            dims=draw(st.dictionaries(st.sampled_from(names), TEXT, max_size=3)),
+            service_tier=draw(st.none() | TEXT),
+            reported_cost=None if reported is None else str(reported),
+        )
+        links = draw(st.lists(st.text(min_size=1, max_size=40), max_size=2))
+        events.append(dataclasses.replace(event, links=tuple(links)))
+    return events
