@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from meterline import Usage, UsageEvent
 from meterline.ledger import export_parquet
-from tests.ledger.conformance import T0, make_event
+from tests.ledger.conformance import T0, make_event, ns
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -28,6 +29,25 @@ def expected_table(events: list[UsageEvent], directory: Path) -> Any:
     """The events as the event-by-event Parquet export writes them, in id order, without ``day``."""
     export_parquet(events, directory)
     return pq.read_table(directory).drop_columns(["day"]).sort_by("id").combine_chunks()
+
+
+def json_lines_of(ledger: Any) -> list[str]:
+    """``json.dumps`` of each event the ledger gives back, as its ``json_lines`` promises its lines."""
+    return [
+        json.dumps(event.to_dict(), separators=(",", ":"), sort_keys=True) + "\n" for event in ledger.events()
+    ]
+
+
+def assert_json_lines(ledger: Any) -> list[str]:
+    """The ledger's JSON lines are `json_lines_of` it, whole, after an id and since a time; those lines."""
+    expected = json_lines_of(ledger)
+    assert "".join(ledger.json_lines()).splitlines(keepends=True) == expected
+    tenth = json.loads(expected[9])["id"]
+    assert "".join(ledger.json_lines(after_id=tenth)).splitlines(keepends=True) == expected[10:]
+    since = T0 + timedelta(days=1)
+    inside = [line for line in expected if json.loads(line)["time_ns"] >= ns(since)]
+    assert "".join(ledger.json_lines(since=since)).splitlines(keepends=True) == inside
+    return expected
 
 
 TEXT = st.text(max_size=12)

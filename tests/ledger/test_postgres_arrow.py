@@ -13,9 +13,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterline import UsageEvent
+from meterline.ledger import _postgres as postgres_ledger
 from meterline.ledger._postgres import PostgresLedger
 from meterline.ledger._postgres_arrow import _dimensions, _read_maps
-from tests.ledger.arrow_tables import TEXT, expected_table, hostile_events, read_batches
+from tests.ledger.arrow_tables import (
+    TEXT,
+    assert_json_lines,
+    expected_table,
+    hostile_events,
+    json_lines_of,
+    read_batches,
+)
 from tests.ledger.conformance import HOSTILE, T0, make_event, product_events
 from tests.ledger.postgres_stores import execute
 
@@ -43,6 +51,27 @@ def test_product_events_read_as_the_event_by_event_export_writes_them(
         since, until = T0 + timedelta(days=1), T0 + timedelta(days=2)
         inside = [event for event in events if since <= event.time < until]
         assert read_batches(ledger, since=since, until=until).equals(expected_table(inside, tmp_path / "y"))
+    finally:
+        ledger.close()
+
+
+def test_product_events_json_lines_are_the_events(
+    url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """4,000 events and hostile ones: the JSON lines made from Arrow columns are ``json.dumps`` of each."""
+    events = product_events()
+    events += [
+        make_event(
+            9000 + i, T0 + timedelta(hours=i), model=value, cost="0.0000000000001", dims={"n\x00": value}
+        )
+        for i, value in enumerate(HOSTILE)  # NUL, quotes, JSON and SQL text; a cost finer than a pico-dollar
+    ]
+    ledger = PostgresLedger(url, schema=schema)
+    try:
+        ledger.write(events)
+        expected = assert_json_lines(ledger)
+        monkeypatch.setattr(postgres_ledger, "fast_reader_installed", lambda: False)
+        assert "".join(ledger.json_lines()).splitlines(keepends=True) == expected
     finally:
         ledger.close()
 
@@ -89,6 +118,7 @@ def test_hostile_values_read_exactly(
     try:
         ledger.write(events)
         assert read_batches(ledger).equals(expected_table(events, tmp_path_factory.mktemp("x")))
+        assert "".join(ledger.json_lines()).splitlines(keepends=True) == json_lines_of(ledger)
     finally:
         ledger.close()
         execute(url, f'DROP SCHEMA "{schema}" CASCADE')

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import sqlite3
 import tempfile
 import threading
@@ -18,33 +17,25 @@ from meterline import UsageEvent
 from meterline.exceptions import LedgerError
 from meterline.ledger import SQLiteLedger
 from meterline.ledger import _sqlite as sqlite_ledger
-from tests.ledger.arrow_tables import expected_table, hostile_events, read_batches
-from tests.ledger.conformance import T0, make_event, ns, product_events
+from tests.ledger.arrow_tables import (
+    assert_json_lines,
+    expected_table,
+    hostile_events,
+    json_lines_of,
+    read_batches,
+)
+from tests.ledger.conformance import T0, make_event, product_events
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 pytest.importorskip("adbc_driver_sqlite")
 
 
-def _json_lines(ledger: SQLiteLedger) -> list[str]:
-    """``json.dumps`` of each event the ledger gives back, as `json_lines` promises its lines."""
-    return [
-        json.dumps(event.to_dict(), separators=(",", ":"), sort_keys=True) + "\n" for event in ledger.events()
-    ]
-
-
 def test_product_events_json_lines_are_the_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """4,000 events: the JSON lines made from Arrow columns are ``json.dumps`` of each, as from rows."""
     ledger = SQLiteLedger(tmp_path / "l.db")
     ledger.write(product_events())
-    expected = _json_lines(ledger)
-    lines = "".join(ledger.json_lines()).splitlines(keepends=True)
-    assert lines == expected
-    tenth = json.loads(expected[9])["id"]
-    assert "".join(ledger.json_lines(after_id=tenth)).splitlines(keepends=True) == expected[10:]
-    since = T0 + timedelta(days=1)
-    inside = [line for line in expected if json.loads(line)["time_ns"] >= ns(since)]
-    assert "".join(ledger.json_lines(since=since)).splitlines(keepends=True) == inside
+    expected = assert_json_lines(ledger)
     monkeypatch.setattr(sqlite_ledger, "fast_reader_installed", lambda: False)
     assert "".join(ledger.json_lines()).splitlines(keepends=True) == expected
     ledger.close()
@@ -165,5 +156,5 @@ def test_hostile_values_read_exactly(events: list[UsageEvent]) -> None:
         ledger = SQLiteLedger(Path(directory) / "l.db")
         ledger.write(events)
         assert read_batches(ledger).equals(expected_table(events, Path(directory) / "x"))
-        assert "".join(ledger.json_lines()).splitlines(keepends=True) == _json_lines(ledger)
+        assert "".join(ledger.json_lines()).splitlines(keepends=True) == json_lines_of(ledger)
         ledger.close()

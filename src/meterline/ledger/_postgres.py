@@ -35,7 +35,7 @@ from meterline._storage import (
 from meterline.exceptions import ConfigurationError, LedgerError
 from meterline.ledger._backend import Granularity, LedgerRow, LedgerStats
 from meterline.ledger._groups import DAY, WIDTH, Query, month_of
-from meterline.ledger._postgres_arrow import event_batches
+from meterline.ledger._postgres_arrow import event_batches, fast_reader_installed, json_texts
 from meterline.ledger._postgres_copy import TEXT_COLUMNS, DimensionSets, copy_line, escape, unescape
 from meterline.ledger._postgres_migrations import ADD_DAYS_V5, ADD_MONTHS_V5, MIGRATIONS, OLD_ROLLUP_DAYS
 from meterline.ledger._postgres_reports import read_totals
@@ -446,14 +446,21 @@ class PostgresLedger:
             MissingExtraError: ADBC's PostgreSQL driver or pyarrow is not installed.
             LedgerError: the server failed or cannot be reached.
         """
+        events, values, conditions, bounds = self._arrow_query(since, until)
+        return event_batches(self._conninfo, events, values, bounds=bounds, conditions=conditions)
+
+    def _arrow_query(
+        self, since: datetime | None, until: datetime | None
+    ) -> tuple[str, str, list[str], list[Any]]:
+        """The quoted events and values tables, and the conditions (``$1``…) and bounds of a range."""
         conditions: list[str] = []
-        bounds: list[int] = []
+        bounds: list[Any] = []
         for bound, condition in ((since, "time_ns >= ${}"), (until, "time_ns < ${}")):
             if bound is not None:
                 bounds.append(nanoseconds(bound))
                 conditions.append(condition.format(len(bounds)))
-        events, values = (self._names[name].as_string(None) for name in ("events", "dim_values"))  # quoted
-        return event_batches(self._conninfo, events, values, bounds=bounds, conditions=conditions)
+        events, values = (self._names[name].as_string(None) for name in ("events", "dim_values"))
+        return events, values, conditions, bounds
 
     def json_lines(
         self, *, since: datetime | None = None, until: datetime | None = None, after_id: str | None = None
@@ -461,10 +468,17 @@ class PostgresLedger:
         """The stored events as JSON lines, many lines per string, in id order (constant memory).
 
         Each line is ``json.dumps(event.to_dict(), separators=(",", ":"), sort_keys=True)`` of
-        the event `events` would give, written from its row (`event_json_line`). The bounds
-        are `events`'. Raises `LedgerError`.
+        the event `events` would give, written from its row (`event_json_line`): with the extra
+        ``analytics``, by Arrow kernels over columns ADBC's PostgreSQL driver read in one
+        snapshot (`meterline.ledger._postgres_arrow`); else from raw rows, a page per
+        transaction. The bounds are `events`'. Raises `LedgerError`.
         """
-        return json_pages(self.event_rows(since=since, until=until, after_id=after_id, page=_PAGE))
+        if not fast_reader_installed():
+            return json_pages(self.event_rows(since=since, until=until, after_id=after_id, page=_PAGE))
+        events, values, conditions, bounds = self._arrow_query(since, until)
+        conditions.append(f"id > ${len(bounds) + 1}")
+        bounds.append("" if after_id is None else escape(after_id))
+        return json_texts(self._conninfo, events, values, bounds=bounds, conditions=conditions)
 
     def prune(self, before: datetime) -> int:
         """Delete events older than ``before``, and take them out of every roll-up.

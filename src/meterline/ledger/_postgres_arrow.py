@@ -15,26 +15,37 @@ import importlib.util
 import io
 import json
 from collections.abc import Generator, Iterator
+from decimal import Decimal
 from typing import Any, Final
 
 from meterline._extras import require
+from meterline._money import tidy
 from meterline._usage import USAGE_FIELDS
 from meterline.exceptions import LedgerError
+from meterline.ledger._arrow_json import json_text
 from meterline.ledger._parquet import arrow_schema, usd_of_pico
 from meterline.ledger._postgres_copy import TEXT_COLUMNS, unescape
-from meterline.ledger._postgres_schema import EVENT_READ
+from meterline.ledger._postgres_schema import SPARSE_EVENT_FIELDS
 from meterline.ledger._prefetch import prefetched
+from meterline.ledger._rows import EVENT_COLUMNS, json_or_null
 
-__all__ = ["event_batches", "fast_reader_installed"]
+__all__ = ["event_batches", "fast_reader_installed", "json_texts"]
 
 _ESC: Final = "\uffff"
 _BATCH_ROWS: Final = 65_536
 """Rows per record batch the driver makes (its ``batch_size_hint_bytes`` is set to about this)."""
-_SELECTED: Final = EVENT_READ.replace("cost_pico,", "cost_pico::bigint AS cost_pico,").replace(
-    "reported_cost_pico", "reported_cost_pico::bigint AS reported_cost_pico"
+_READ_AS: Final = {
+    **{name: f"coalesce({name}, 0)" for name in SPARSE_EVENT_FIELDS},
+    # The stored cost only where its pico-dollars do not say it exactly (finer than a pico-dollar).
+    "cost": "CASE WHEN cost * 1000000000000 = cost_pico THEN NULL ELSE cost::text END",
+    "cost_pico": "cost_pico::bigint",  # the driver gives NUMERIC as text
+    "reported_cost_pico": "reported_cost_pico::bigint",
+}
+_SELECTED: Final = ", ".join(
+    f"{_READ_AS[name]} AS {name}" if name in _READ_AS else name for name in EVENT_COLUMNS
 )
-"""`EVENT_READ` with the pico-dollar costs as ``bigint`` (the driver gives ``NUMERIC`` as text)."""
-assert _SELECTED.count("::bigint") == 2
+"""What the reader selects of an event: `EVENT_COLUMNS`, as `_READ_AS` says."""
+_KEY_FIELDS: Final = ("operation", "status", "provider", "model", "request_model", "price_version")
 
 
 def fast_reader_installed() -> bool:
@@ -43,7 +54,7 @@ def fast_reader_installed() -> bool:
 
 
 def event_batches(
-    url: str, events: str, values: str, *, bounds: list[int], conditions: list[str]
+    url: str, events: str, values: str, *, bounds: list[Any], conditions: list[str]
 ) -> Iterator[Any]:
     """The events of table ``events`` (a quoted name) in id order, as record batches of `arrow_schema`.
 
@@ -67,8 +78,35 @@ def event_batches(
         yield _export_batch(pa, column, schema, names)
 
 
+def json_texts(
+    url: str, events: str, values: str, *, bounds: list[Any], conditions: list[str]
+) -> Iterator[str]:
+    """The events of table ``events`` in id order as JSON lines (many per string): `json_text`'s.
+
+    Args and errors as `event_batches` (``bounds`` may hold the id to start after, escaped).
+    """
+    pa = require("analytics", "pyarrow")
+    pc = require("analytics", "pyarrow.compute")
+    for _, column in prefetched(_read(url, events, values, bounds, conditions)):
+        text = {name: _unescaped(pa, pc, column[name]) for name in TEXT_COLUMNS}
+        cost = column["cost"]
+        if cost.null_count < len(cost):  # costs finer than a pico-dollar: as `event_rows` gives them
+            cost = pa.array(
+                [None if v is None else str(tidy(Decimal(v))) for v in cost.to_pylist()], pa.string()
+            )
+        keys = {name: _json_or_null(pa, pc, text[name]) for name in _KEY_FIELDS}
+        yield json_text({**column, **text, "cost": cost}, keys, column["dimensions"])
+
+
+def _json_or_null(pa: Any, pc: Any, texts: Any) -> Any:
+    """A text column's values as JSON (`json_or_null`), each distinct value of the batch written once."""
+    encoded = pc.dictionary_encode(texts)
+    written = pa.array([json_or_null(text) for text in encoded.dictionary.to_pylist()], pa.string())
+    return pc.fill_null(written.take(encoded.indices), "null")
+
+
 def _read(
-    url: str, events: str, values: str, bounds: list[int], conditions: list[str]
+    url: str, events: str, values: str, bounds: list[Any], conditions: list[str]
 ) -> Generator[tuple[list[str], dict[str, Any]], None, None]:
     """The dimension names stored, and the stored rows' columns (`_SELECTED`) a batch at a time.
 
