@@ -446,21 +446,18 @@ class PostgresLedger:
             MissingExtraError: ADBC's PostgreSQL driver or pyarrow is not installed.
             LedgerError: the server failed or cannot be reached.
         """
-        events, values, conditions, bounds = self._arrow_query(since, until)
-        return event_batches(self._conninfo, events, values, bounds=bounds, conditions=conditions)
+        events, values, conditions = self._arrow_query(since, until)
+        return event_batches(self._conninfo, events, values, conditions=conditions)
 
-    def _arrow_query(
-        self, since: datetime | None, until: datetime | None
-    ) -> tuple[str, str, list[str], list[Any]]:
-        """The quoted events and values tables, and the conditions (``$1``…) and bounds of a range."""
-        conditions: list[str] = []
-        bounds: list[Any] = []
-        for bound, condition in ((since, "time_ns >= ${}"), (until, "time_ns < ${}")):
-            if bound is not None:
-                bounds.append(nanoseconds(bound))
-                conditions.append(condition.format(len(bounds)))
+    def _arrow_query(self, since: datetime | None, until: datetime | None) -> tuple[str, str, list[str]]:
+        """The quoted events and values tables, and the conditions of a range (integers written in)."""
+        conditions = [
+            f"time_ns {operator} {int(nanoseconds(bound))}"
+            for bound, operator in ((since, ">="), (until, "<"))
+            if bound is not None
+        ]
         events, values = (self._names[name].as_string(None) for name in ("events", "dim_values"))
-        return events, values, conditions, bounds
+        return events, values, conditions
 
     def json_lines(
         self, *, since: datetime | None = None, until: datetime | None = None, after_id: str | None = None
@@ -469,16 +466,14 @@ class PostgresLedger:
 
         Each line is ``json.dumps(event.to_dict(), separators=(",", ":"), sort_keys=True)`` of
         the event `events` would give, written from its row (`event_json_line`): with the extra
-        ``analytics``, by Arrow kernels over columns ADBC's PostgreSQL driver read in one
-        snapshot (`meterline.ledger._postgres_arrow`); else from raw rows, a page per
-        transaction. The bounds are `events`'. Raises `LedgerError`.
+        ``analytics`` and no ``after_id``, by Arrow kernels over columns ADBC's PostgreSQL driver
+        read in one snapshot (`meterline.ledger._postgres_arrow`); else from raw rows, a page
+        per transaction. The bounds are `events`'. Raises `LedgerError`.
         """
-        if not fast_reader_installed():
+        if after_id is not None or not fast_reader_installed():  # an id is a parameter: pages of rows
             return json_pages(self.event_rows(since=since, until=until, after_id=after_id, page=_PAGE))
-        events, values, conditions, bounds = self._arrow_query(since, until)
-        conditions.append(f"id > ${len(bounds) + 1}")
-        bounds.append("" if after_id is None else escape(after_id))
-        return json_texts(self._conninfo, events, values, bounds=bounds, conditions=conditions)
+        events, values, conditions = self._arrow_query(since, until)
+        return json_texts(self._conninfo, events, values, conditions=conditions)
 
     def prune(self, before: datetime) -> int:
         """Delete events older than ``before``, and take them out of every roll-up.
