@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from meterline import UsageEvent
 from meterline.ledger import _postgres as postgres_ledger
+from meterline.ledger._parquet import dimension_pairs
 from meterline.ledger._postgres import PostgresLedger
-from meterline.ledger._postgres_arrow import _dimensions, _read_maps
+from meterline.ledger._postgres_arrow import _read_maps
 from tests.ledger.arrow_tables import (
     TEXT,
     assert_json_lines,
@@ -102,7 +103,7 @@ def test_arrows_json_reader_decodes_what_python_does(sets: list[dict[str, str]])
     names = sorted({name for dims in sets for name in dims})
     maps = _read_maps(pa, pc, texts, names)
     if maps is not None:
-        assert maps.to_pylist() == [_dimensions(text) for text in texts]
+        assert maps.to_pylist() == dimension_pairs(texts)
     if names:  # a name the reader is not told of: no maps, decoded by Python instead
         assert _read_maps(pa, pc, texts, names[1:]) is None
 

@@ -32,7 +32,10 @@ from meterline._money import to_usd
 from meterline._usage import USAGE_FIELDS
 from meterline.ledger._rows import iso_time, json_string
 
-__all__ = ["concatenated", "json_text"]
+__all__ = ["KEY_FIELDS", "concatenated", "json_text"]
+
+KEY_FIELDS: Final = ("operation", "status", "provider", "model", "request_model", "price_version")
+"""The event fields whose JSON `json_text` is given (``keys``), each event's value written once per batch."""
 
 _PICO_PER_USD: Final = 10**12
 _PLAIN_COST: Final = 10**6
@@ -49,8 +52,7 @@ def json_text(column: Mapping[str, Any], keys: Mapping[str, Any], dimensions: An
             fields, ``cost`` (the stored text, or null) and ``cost_pico``, ``latency_ms``,
             ``operation_id``, ``attempt``, ``response_id``, ``links`` (JSON text, as stored),
             ``tokens_saved``, ``service_tier``, ``batch``, ``reported_cost_pico``.
-        keys: For each of operation, status, provider, model, request model and price version,
-            the JSON of each event's value (``"openai"`` or ``null``).
+        keys: For each of `KEY_FIELDS`, the JSON of each event's value (``"openai"`` or ``null``).
         dimensions: Each event's dimensions as a JSON object (string array).
     """
     pa = require("analytics", "pyarrow")

@@ -62,8 +62,10 @@ __all__ = [
     "PARQUET_COLUMNS",
     "ParquetExport",
     "arrow_schema",
+    "dimension_pairs",
     "export_ledger_parquet",
     "export_parquet",
+    "link_lists",
     "parquet_totals",
     "usd_of_pico",
 ]
@@ -283,13 +285,11 @@ def _batch_from_rows(rows: Sequence[tuple[Any, ...]], schema: Any) -> Any:
             [None if value is None or math.isnan(value) else float(value) for value in columns["latency_ms"]],
             pa.float64(),
         ),
-        "dimensions": pa.array(_decoded(columns["dimensions"]), pa.map_(pa.string(), pa.string())),
+        "dimensions": pa.array(dimension_pairs(columns["dimensions"]), pa.map_(pa.string(), pa.string())),
         "operation_id": pa.array(columns["operation_id"], pa.string()),
         "attempt": pa.array(columns["attempt"], pa.int32()),
         "response_id": pa.array(columns["response_id"], pa.string()),
-        "links": pa.array(
-            [[] if text == "[]" else json.loads(text) for text in columns["links"]], pa.list_(pa.string())
-        ),
+        "links": pa.array(link_lists(columns["links"]), pa.list_(pa.string())),
         "tokens_saved": pa.array(columns["tokens_saved"], pa.int64()),
         "service_tier": pa.array(columns["service_tier"], pa.string()),
         "batch": pa.array(columns["batch"], pa.int64()).cast(pa.bool_()),
@@ -298,7 +298,12 @@ def _batch_from_rows(rows: Sequence[tuple[Any, ...]], schema: Any) -> Any:
     return pa.RecordBatch.from_arrays([arrays[field.name] for field in schema], schema=schema)
 
 
-def _decoded(texts: Sequence[str]) -> list[list[tuple[str, str]]]:
+def link_lists(texts: Sequence[str]) -> list[list[str]]:
+    """Links' JSON texts (as a ledger stores them) as lists (``[]`` for most)."""
+    return [[] if text == "[]" else json.loads(text) for text in texts]
+
+
+def dimension_pairs(texts: Sequence[str]) -> list[list[tuple[str, str]]]:
     """Dimensions' JSON texts as (name, value) lists in the names' order, each distinct text decoded once."""
     seen: dict[str, list[tuple[str, str]]] = {}
     out = []

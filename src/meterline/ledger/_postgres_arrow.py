@@ -13,7 +13,6 @@ from __future__ import annotations as _annotations
 
 import importlib.util
 import io
-import json
 from collections.abc import Generator, Iterator
 from decimal import Decimal
 from typing import Any, Final
@@ -22,8 +21,8 @@ from meterline._extras import require
 from meterline._money import tidy
 from meterline._usage import USAGE_FIELDS
 from meterline.exceptions import LedgerError
-from meterline.ledger._arrow_json import json_text
-from meterline.ledger._parquet import arrow_schema, usd_of_pico
+from meterline.ledger._arrow_json import KEY_FIELDS, json_text
+from meterline.ledger._parquet import arrow_schema, dimension_pairs, link_lists, usd_of_pico
 from meterline.ledger._postgres_copy import TEXT_COLUMNS, unescape
 from meterline.ledger._postgres_schema import SPARSE_EVENT_FIELDS
 from meterline.ledger._prefetch import prefetched
@@ -47,7 +46,6 @@ _SELECTED: Final = ", ".join(
     f"{_READ_AS[name]} AS {name}" if name in _READ_AS else name for name in EVENT_COLUMNS
 )
 """What the reader selects of an event: `EVENT_COLUMNS`, as `_READ_AS` says."""
-_KEY_FIELDS: Final = ("operation", "status", "provider", "model", "request_model", "price_version")
 
 
 def fast_reader_installed() -> bool:
@@ -93,15 +91,17 @@ def json_texts(url: str, events: str, values: str, *, conditions: list[str]) -> 
             cost = pa.array(
                 [None if v is None else str(tidy(Decimal(v))) for v in cost.to_pylist()], pa.string()
             )
-        keys = {name: _json_or_null(pa, pc, text[name]) for name in _KEY_FIELDS}
+        keys = {name: _json_or_null(pa, pc, text[name]) for name in KEY_FIELDS}
         yield json_text({**column, **text, "cost": cost}, keys, column["dimensions"])
 
 
 def _json_or_null(pa: Any, pc: Any, texts: Any) -> Any:
     """A text column's values as JSON (`json_or_null`), each distinct value of the batch written once."""
-    encoded = pc.dictionary_encode(texts)
-    written = pa.array([json_or_null(text) for text in encoded.dictionary.to_pylist()], pa.string())
-    return pc.fill_null(written.take(encoded.indices), "null")
+
+    def convert(distinct: list[str | None]) -> Any:
+        return pa.array([json_or_null(text) for text in distinct], pa.string())
+
+    return pc.fill_null(_each_distinct(pc, texts, convert), "null")
 
 
 def _read(
@@ -151,7 +151,9 @@ def _export_batch(pa: Any, column: dict[str, Any], schema: Any, names: list[str]
         "operation_id": text["operation_id"],
         "attempt": column["attempt"].cast(pa.int32()),
         "response_id": text["response_id"],
-        "links": _decoded(pa, pc, column["links"], _links, pa.list_(pa.string())),
+        "links": _each_distinct(
+            pc, column["links"], lambda distinct: pa.array(link_lists(distinct), pa.list_(pa.string()))
+        ),
         "tokens_saved": column["tokens_saved"],
         "service_tier": text["service_tier"],
         "batch": pc.not_equal(column["batch"], 0),
@@ -167,11 +169,10 @@ def _unescaped(pa: Any, pc: Any, texts: Any) -> Any:
     return pa.array([unescape(value) for value in texts.to_pylist()], pa.string())
 
 
-def _decoded(pa: Any, pc: Any, texts: Any, decode: Any, kind: Any) -> Any:
-    """A JSON text column decoded into ``kind``, each distinct text of the batch decoded once."""
+def _each_distinct(pc: Any, texts: Any, convert: Any) -> Any:
+    """``convert`` (of a batch's distinct texts, to an array) applied to each text of ``texts``."""
     encoded = pc.dictionary_encode(texts)
-    values = pa.array([decode(text) for text in encoded.dictionary.to_pylist()], kind)
-    return values.take(encoded.indices)
+    return convert(encoded.dictionary.to_pylist()).take(encoded.indices)
 
 
 def _dimension_maps(pa: Any, pc: Any, texts: Any, names: list[str]) -> Any:
@@ -180,12 +181,14 @@ def _dimension_maps(pa: Any, pc: Any, texts: Any, names: list[str]) -> Any:
     Arrow's JSON reader decodes them all at once (`_read_maps`); a batch it cannot (a name not
     among ``names``, a value not a string: never written by a ledger) is decoded by Python.
     """
-    encoded = pc.dictionary_encode(texts)
-    distinct = encoded.dictionary.to_pylist()
-    maps = _read_maps(pa, pc, distinct, names)
-    if maps is None:
-        maps = pa.array([_dimensions(text) for text in distinct], pa.map_(pa.string(), pa.string()))
-    return maps.take(encoded.indices)
+
+    def convert(distinct: list[str]) -> Any:
+        maps = _read_maps(pa, pc, distinct, names)
+        if maps is None:
+            maps = pa.array(dimension_pairs(distinct), pa.map_(pa.string(), pa.string()))
+        return maps
+
+    return _each_distinct(pc, texts, convert)
 
 
 def _read_maps(pa: Any, pc: Any, texts: list[str], names: list[str]) -> Any:
@@ -226,13 +229,3 @@ def _read_maps(pa: Any, pc: Any, texts: list[str], names: list[str]) -> Any:
         counts = pc.add(counts, valid.cast(pa.int32()))
     offsets = pa.concat_arrays([pa.array([0], pa.int32()), pc.cumulative_sum(counts)])
     return pa.MapArray.from_arrays(offsets, pa.array(names, pa.string()).take(ranks), values.take(order))
-
-
-def _dimensions(text: str) -> list[tuple[str, str]]:
-    """An event's dimensions' JSON as (name, value) pairs in the names' order."""
-    return sorted(json.loads(text).items())
-
-
-def _links(text: str) -> list[str]:
-    """An event's links' JSON as a list (``[]`` for most)."""
-    return [] if text == "[]" else list(json.loads(text))
