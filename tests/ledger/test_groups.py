@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from meterline import Usage
 from meterline.ledger import LedgerRow
@@ -19,6 +22,7 @@ from meterline.ledger._groups import (
     WIDTH,
     Groups,
     add,
+    collector_paused,
     to_rows,
 )
 
@@ -85,3 +89,33 @@ def test_rows_sort_by_exact_cost_also_from_decimal_sums() -> None:
         (("c",), None): _sums(2, Decimal(10**30), 1),
     }
     assert [row.key for row in to_rows(groups, None)] == [("a",), ("c",), ("b",)]
+
+
+@given(
+    st.lists(st.tuples(st.integers(-(10**20), 10**20), st.integers(0, 2**63 - 1)), min_size=1, max_size=40)
+)
+def test_rows_sort_by_cost_then_events_whatever_their_signs_and_sizes(sums: list[tuple[int, int]]) -> None:
+    """Rows come highest cost first, then most events, for negative costs and the largest counts too."""
+    groups: Groups = {((f"k{at}",), None): _sums(events, pico, 0) for at, (pico, events) in enumerate(sums)}
+    rows = to_rows(groups, None)
+    ranked = [(row.cost, row.events) for row in rows]
+    assert ranked == sorted(ranked, reverse=True)
+    assert sorted(ranked) == sorted((Decimal(pico).scaleb(-12), events) for pico, events in sums)
+
+
+def test_the_collector_is_paused_while_a_report_runs_and_left_as_it_was() -> None:
+    """Inside, the collector is off; after, on again (even after an error), or still off if it was off."""
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(ValueError, match="boom"), collector_paused():
+        raise ValueError("boom")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the host's choice is kept
+    finally:
+        gc.enable()

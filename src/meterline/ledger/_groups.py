@@ -11,9 +11,11 @@ first) and period. Memory grows with the number of groups, never with the events
 
 from __future__ import annotations as _annotations
 
+import gc
 import heapq
 import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -43,6 +45,7 @@ __all__ = [
     "accumulate",
     "add",
     "check_limit",
+    "collector_paused",
     "month_of",
     "next_day",
     "next_month",
@@ -193,6 +196,27 @@ def accumulate(table: dict[Any, list[Any]], key: Any, sums: Iterable[Any]) -> No
             acc[index] += value
 
 
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause CPython's cyclic garbage collector while a report reads its rows and makes its own.
+
+    The collector runs after every 700 container objects allocated, whatever they are, and
+    looks into every young one: a report by session at 1M events allocates about 600,000
+    (the rows read, the groups' keys and sums, each `LedgerRow` and its `Usage`), none of
+    them in a reference cycle, and 557 collections took 0.19 s of its 1.05 s. As Mercurial's
+    ``util.nogc`` does for the same reason: paused only if it runs, resumed after, even on
+    an error; a cycle another thread makes meanwhile is collected then.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def check_limit(limit: object) -> None:
     """Check a report's ``limit``: ``None`` (every row) or a positive int.
 
@@ -233,7 +257,10 @@ def to_rows(groups: Groups, granularity: Granularity | None, limit: int | None =
         groups = _first_by_cost(groups, limit)
     periods: dict[int, datetime] = {}
     rows: list[LedgerRow] = []
-    ranks: list[tuple[int, int]] = []  # each row's (pico-dollars, events): what it is sorted by
+    # Each row's (pico-dollars, events), what it is sorted by, as one int: pico-dollars times
+    # 2**64 plus events (a count under 2**63) orders as the pair does, negative costs too, and
+    # ints compare faster than tuples (a report by session at 1M events: 96,464 rows).
+    ranks: list[int] = []
     while groups:
         (key, start), acc = groups.popitem()
         when = None if start is None else periods.get(start)
@@ -256,7 +283,7 @@ def to_rows(groups: Groups, granularity: Granularity | None, limit: int | None =
         )
         row.__class__ = LedgerRow
         rows.append(row)
-        ranks.append((pico, acc[EVENTS]))
+        ranks.append((pico << 64) + acc[EVENTS])
     # By cost and events, highest first; ties by key (None first), then period. Sorted by
     # the integers the costs are made of: sorting a report by session at 1M events (96,464
     # rows, shuffled) took 0.25 s comparing the rows' Decimal costs, 0.07 s so.

@@ -36,6 +36,7 @@ from meterline.ledger._groups import (
     Groups,
     Query,
     add,
+    collector_paused,
     next_day,
     segments,
     to_rows,
@@ -44,6 +45,7 @@ from meterline.ledger._postgres_copy import escape, field_value, unescape
 from meterline.ledger._postgres_schema import (
     DAY_ROWS,
     EVENT_TOTALS,
+    MONTH_COLUMNS,
     MONTH_ROWS,
     MONTH_SUMS,
     OPTIONAL_FIELDS,
@@ -73,9 +75,10 @@ def read_totals(
     ``folded`` is the first day (seconds) whose daily rows by value are not yet in the monthly
     roll-up (the meta table's ``dim_months_until``).
     """
-    reader = _Reader(cur, compose, query, folded)
-    reader.run()
-    return to_rows(reader.groups, query.granularity, query.limit)
+    with collector_paused():
+        reader = _Reader(cur, compose, query, folded)
+        reader.run()
+        return to_rows(reader.groups, query.granularity, query.limit)
 
 
 class _Reader:
@@ -128,12 +131,18 @@ class _Reader:
             params.append(values)
         return True
 
-    def select(self, keys: list[str], sums: tuple[str, ...], rows: str, clauses: list[str]) -> str:
-        """SQL: the sums of ``rows`` (fixed SQL whose table names `Compose` fills in) grouped by ``keys``."""
+    def select(
+        self, keys: list[str], sums: tuple[str, ...], rows: str, clauses: list[str], *, grouped: bool = True
+    ) -> str:
+        """SQL: the sums of ``rows`` (fixed SQL whose table names `Compose` fills in) grouped by ``keys``.
+
+        Not ``grouped``: ``sums`` are columns of each row, added up by the caller.
+        """
         groups = ", ".join(str(index) for index in range(1, len(keys) + 1))
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        group_by = f" GROUP BY {groups}" if grouped else ""
         # Fixed text: keys, sums and rows from constants.
-        return f"SELECT {', '.join(keys)}, {', '.join(sums)} FROM {rows}{where} GROUP BY {groups}"  # noqa: S608
+        return f"SELECT {', '.join(keys)}, {', '.join(sums)} FROM {rows}{where}{group_by}"  # noqa: S608
 
     def fetch(self, text: str, params: list[Any]) -> Iterator[tuple[Any, ...]]:
         """The rows of a query, fetched from a server-side cursor a page at a time (bounded memory)."""
@@ -168,30 +177,43 @@ class _Reader:
         period = self.period(column)
         table, sums = (MONTH_ROWS, MONTH_SUMS) if monthly else (DAY_ROWS, TOTAL_SUMS)
         valued = ["name = %s", *clauses]
+        # The monthly roll-up is read row by row: it holds a row per value and month, about one
+        # per group of a report by value or month, and PostgreSQL sorted them all by value to
+        # add up 19 sums a group (by session at 1M events: 0.47 -> 0.21 s, the rows fetched).
+        # Its rows' sums are then added up here for the group ``None`` too.
+        every_value = monthly and wanted is None
+        covered: Groups = {}
         if wanted != []:
             extra = [] if wanted is None else ["value = ANY(%s)"]
             rows = self.fetch(
-                self.select([period, "value", *named], sums, table, valued + extra),
+                self.select(
+                    [period, "value", *named],
+                    MONTH_COLUMNS if every_value else sums,
+                    table,
+                    valued + extra,
+                    grouped=not every_value,
+                ),
                 [escape(dimension), *params, *([] if wanted is None else [wanted])],
             )
+            only_value = query.by == (dimension,)  # the key without a dict a row (0.6 µs each)
             for row in rows:
-                values = {dimension: unescape(row[1])}
-                values.update((name, field_value(name, row[2 + i])) for i, name in enumerate(named))
-                add(
-                    self.groups,
-                    (tuple(values[name] for name in query.by), row[0]),
-                    row,
-                    2 + len(named),
-                    False,
-                )
+                if only_value:
+                    key: tuple[str | None, ...] = (unescape(row[1]),)
+                else:
+                    values = {dimension: unescape(row[1])}
+                    values.update((name, field_value(name, row[2 + i])) for i, name in enumerate(named))
+                    key = tuple(values[name] for name in query.by)
+                add(self.groups, (key, row[0]), row, 2 + len(named), False)
+                if every_value and missing:
+                    add(covered, ((), row[0]), row, 2, False)  # a monthly report names no model field
         if not missing:
             return
         # The events without the dimension: all events (the hourly roll-up) less every value's.
-        covered: Groups = {}
-        for row in self.fetch(
-            self.select([period, *named], sums, table, valued), [escape(dimension), *params]
-        ):
-            add(covered, (tuple(row[1 : 1 + len(named)]), row[0]), row, 1 + len(named), False)
+        if not every_value:
+            for row in self.fetch(
+                self.select([period, *named], sums, table, valued), [escape(dimension), *params]
+            ):
+                add(covered, (tuple(row[1 : 1 + len(named)]), row[0]), row, 1 + len(named), False)
         hour_clauses, hour_params = self.hours("hour", first, last, 1)
         self.fields(hour_clauses, hour_params)
         everything = self.fetch(

@@ -77,6 +77,7 @@ __all__ = [
     "KEY_COLUMNS",
     "KEY_DDL",
     "KEY_FIELDS",
+    "MONTH_COLUMNS",
     "MONTH_DDL",
     "MONTH_IDS",
     "MONTH_KEY",
@@ -491,6 +492,8 @@ TOTAL_SUMS: Final = tuple(
 """SQL: a report's sums over rows of the hourly or daily roll-up (which keep a tool's usage)."""
 MONTH_SUMS: Final = tuple(_rollup_sums(name) for name in ROLLUP_SUMS)
 """SQL: a report's sums over rows of the monthly roll-up by value (which leaves a tool's usage out)."""
+MONTH_COLUMNS: Final = tuple(f"coalesce({name}, 0)" for name in ROLLUP_SUMS)
+"""SQL: the sums of one row of the monthly roll-up by value, read as `MONTH_SUMS` adds them up."""
 PERIODS: Final = {
     "hour": "{0}",
     "day": _DAY_OF,
