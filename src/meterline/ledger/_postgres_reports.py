@@ -2,7 +2,8 @@
 
 The same plan as the SQLite ledger's (`meterline.ledger._sqlite_reports`), over schema
 version 9 (`meterline.ledger._postgres_schema`), each source aggregated by PostgreSQL with
-``GROUP BY`` so that Python receives one row per group, never one per event:
+``GROUP BY`` so that Python receives one row per group, never one per event (the monthly
+roll-up by value, about a row per group already, is read as it is):
 
 - no dimension grouped or filtered: the hourly roll-up of (operation, status, provider,
   model), any hours.

@@ -1,7 +1,8 @@
 """The SQLite ledger's reports: which table answers a query, added up inside SQLite.
 
 Three sources, chosen per query (`plan`), each aggregated by SQLite with ``GROUP BY`` so
-that Python receives one row per group, never one per event:
+that Python receives one row per group, never one per event (the monthly roll-up by value,
+about a row per group already, is read as it is):
 
 - ``nodims``: no dimension grouped or filtered: the hourly roll-up of (operation, status,
   provider, model), any hours.
