@@ -45,12 +45,20 @@ def snapshot(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, .
     try:
         events = conn.execute("SELECT * FROM meterline_event_rows ORDER BY id").fetchall()
         rollups = conn.execute("SELECT * FROM meterline_rollup_hour_nodims ORDER BY 1, 2, 3, 4, 5").fetchall()
-        rollups += conn.execute(  # by value: ids depend on the order values were first seen
-            "SELECT v.name, v.value, r.day, k.operation, k.status, k.provider, k.model, r.events,"
-            " r.unmeasured, r.unpriced, r.input_tokens, r.output_tokens, r.cost_pico, r.latency_ms,"
-            " r.tokens_saved"
-            " FROM meterline_rollup_dim_day AS r JOIN meterline_dim_values AS v ON v.value_id = r.value_id"
-            " JOIN meterline_keys AS k ON k.key_id = r.key_id ORDER BY 1, 2, 3, 4, 5, 6, 7"
+        # By value: ids depend on the order values were first seen; the newest rows may be in
+        # the daily roll-up or still in its table of recent rows, depending on the writes.
+        sums = (
+            "events, unmeasured, unpriced, input_tokens, output_tokens, cost_pico, latency_ms, tokens_saved"
+        )
+        rollups += conn.execute(
+            "SELECT v.name, v.value, r.day, k.operation, k.status, k.provider, k.model, sum(r.events),"
+            " sum(r.unmeasured), sum(r.unpriced), sum(r.input_tokens), sum(r.output_tokens),"
+            " sum(r.cost_pico), sum(r.latency_ms), sum(r.tokens_saved)"
+            f" FROM (SELECT value_id, day, key_id, {sums} FROM meterline_rollup_dim_day UNION ALL"
+            f" SELECT value_id, day, key_id, {sums} FROM meterline_rollup_dim_recent) AS r"
+            " JOIN meterline_dim_values AS v ON v.value_id = r.value_id"
+            " JOIN meterline_keys AS k ON k.key_id = r.key_id"
+            " GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7"
         ).fetchall()
     finally:
         conn.close()
@@ -595,6 +603,7 @@ def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> No
     from meterline.ledger import _sqlite_migrations as migrations
     from meterline.ledger import _sqlite_schema as schema
     from tests.ledger.conformance import as_stored_before_billing, assert_reports, product_events
+    from tests.ledger.test_sqlite_migrations import as_version_6
 
     events = product_events(1200)
     before = [as_stored_before_billing(event) for event in events[:600]]
@@ -604,6 +613,7 @@ def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> No
     finally:
         ledger.close()
     conn = sqlite3.connect(path, isolation_level=None)  # as version 4 left it
+    as_version_6(conn)
     conn.execute("DROP VIEW meterline_event_rows")
     conn.execute("UPDATE meterline_events SET id = lower(hex(id)) WHERE typeof(id) = 'blob'")
     for table in ("events", "rollup_hour_nodims", "rollup_dim_day", "rollup_dim_month"):
@@ -622,7 +632,7 @@ def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> No
     conn.close()
     reopened = SQLiteLedger(path)
     try:
-        assert reopened.stats().schema_version == SCHEMA_VERSION == 6
+        assert reopened.stats().schema_version == SCHEMA_VERSION == 7
         with contextlib.closing(sqlite3.connect(path)) as reader:  # the ids migrated to bytes
             kinds = reader.execute("SELECT DISTINCT typeof(id) FROM meterline_events").fetchall()
         assert kinds == [("blob",)]
@@ -689,7 +699,7 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
     conn.close()
     ledger = SQLiteLedger(path)
     try:
-        assert ledger.stats().schema_version == SCHEMA_VERSION == 6
+        assert ledger.stats().schema_version == SCHEMA_VERSION == 7
         assert sorted(ledger.events(), key=lambda event: event.id) == sorted(old, key=lambda event: event.id)
         assert ledger.write(events) == 2  # the first is stored already
         stored = {event.id for event in ledger.events()}
@@ -766,3 +776,29 @@ def test_ids_of_any_text_are_stored_read_repriced_and_paged(path: Path) -> None:
         view = {row[0] for row in conn.execute("SELECT id FROM meterline_event_rows")}
     assert kinds == [("blob", 3), ("text", 5)]
     assert view == {event.id for event in ordered}
+
+
+def test_recent_rows_merged_past_their_limit_leave_every_report_exact(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes merge the newest daily rows by value past their limit; every report stays the events' sums."""
+    from meterline.ledger import _sqlite as module
+    from tests.ledger.conformance import assert_reports, product_events
+
+    monkeypatch.setattr(module, "RECENT_ROWS", 2000)
+    events = product_events(3000)
+    ledger = SQLiteLedger(path)
+    try:
+        sizes = []
+        for at in range(0, len(events), 250):
+            ledger.write(events[at : at + 250])
+            with contextlib.closing(sqlite3.connect(path)) as reader:
+                ((rows,),) = reader.execute("SELECT COUNT(*) FROM meterline_rollup_dim_recent")
+            sizes.append(rows)
+            if at % 1000 == 0:
+                assert_reports(ledger, events[: at + 250])
+        assert 0 < max(sizes) <= 2000  # a write that passes the limit merges them all
+        assert sizes.count(0) >= 2  # merged on the way (past the limit, or by a fold at a new day)
+        assert_reports(ledger, events)
+    finally:
+        ledger.close()

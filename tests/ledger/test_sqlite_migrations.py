@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,6 +59,15 @@ def _events(specs: list[tuple[Any, ...]], ids: list[str] | None = None) -> list[
         UsageEvent.from_dict({**event.to_dict(), "id": event_id})
         for event_id, event in zip(ids, events, strict=False)
     ]
+
+
+def as_version_6(conn: sqlite3.Connection) -> None:
+    """Make a version 7 store the version 6 one its writes made: every row by value in the daily roll-up."""
+    from meterline.ledger._sqlite_schema import MERGE_RECENT, RECENT
+
+    conn.execute(MERGE_RECENT)
+    conn.execute(f"DROP TABLE {RECENT}")
+    conn.execute("UPDATE meterline_meta SET value = '6' WHERE key = 'schema_version'")
 
 
 def _assert_totals(ledger: Any, events: list[Any], groupings: tuple[tuple[str, ...], ...]) -> None:
@@ -146,6 +157,7 @@ def test_migrating_from_version_5_packs_the_ids_and_keeps_every_event(
     finally:
         ledger.close()
     conn = sqlite3.connect(path, isolation_level=None)  # as version 5 stored them: every id in text
+    as_version_6(conn)
     conn.execute("UPDATE meterline_events SET id = lower(hex(id)) WHERE typeof(id) = 'blob'")
     conn.execute("UPDATE meterline_meta SET value = '5' WHERE key = 'schema_version'")
     conn.close()
@@ -164,3 +176,50 @@ def test_migrating_from_version_5_packs_the_ids_and_keeps_every_event(
     finally:
         reader.close()
     assert kinds.get("blob", 0) == sum(isinstance(stored_id(event.id), bytes) for event in events)
+
+
+def test_migrating_from_version_6_keeps_every_report_through_writes_a_prune_and_a_repricing(
+    tmp_path: Path,
+) -> None:
+    """A version 6 store (no recent rows table) opens as 7: reports exact after writes, prune, repricing."""
+    from meterline.ledger import SCHEMA_VERSION, SQLiteLedger
+    from meterline.ledger._sqlite_schema import RECENT
+    from tests.ledger.conformance import T0, assert_reports, product_events
+
+    events = product_events(900)
+    path = tmp_path / "ledger.db"
+    ledger = SQLiteLedger(path)
+    try:
+        ledger.write(events[:600])
+    finally:
+        ledger.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    as_version_6(conn)
+    conn.close()
+    ledger = SQLiteLedger(path)
+    try:
+        assert ledger.stats().schema_version == SCHEMA_VERSION == 7
+        assert_reports(ledger, events[:600])
+        ledger.write(events[600:])  # into the new table, beside the rows version 6 wrote
+        assert_reports(ledger, events)
+        cut = T0 + timedelta(days=1, hours=7, minutes=30)
+        kept = [event for event in events if event.time_ns >= int(cut.timestamp()) * 10**9]
+        assert ledger.prune(cut) == len(events) - len(kept)
+        new = {event.id: Decimal("0.5") for event in kept[::5] if event.operation == "chat" and event.usage}
+        assert ledger.reprice([(event_id, cost, "v9") for event_id, cost in new.items()]) == len(new)
+        assert_reports(
+            ledger,
+            [
+                dataclasses.replace(event, cost=new[event.id], price_version="v9")
+                if event.id in new
+                else event
+                for event in kept
+            ],
+        )
+    finally:
+        ledger.close()
+    reader = sqlite3.connect(path)
+    try:
+        assert reader.execute(f"SELECT COUNT(*) FROM {RECENT}").fetchone() == (0,)  # merged by the prune
+    finally:
+        reader.close()

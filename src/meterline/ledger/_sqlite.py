@@ -56,6 +56,8 @@ from meterline.ledger._sqlite_schema import (
     LAST_ROWID,
     LOW_BITS,
     NOT_MODEL_CALLS,
+    RECENT,
+    RECENT_ROWS,
     REPRICE_EVENT,
     ROLL_UP_DIMS,
     ROLL_UP_MONTHS,
@@ -72,6 +74,7 @@ from meterline.ledger._sqlite_schema import (
     fold_months,
     folded_until,
     insert_events,
+    merge_recent,
     stored_id,
 )
 
@@ -220,6 +223,9 @@ class SQLiteLedger:
             conn.execute(ROLL_UP_NODIMS, (last,))
             for statement in ROLL_UP_DIMS:
                 conn.execute(statement, (last,))
+            ((recent,),) = conn.execute(f"SELECT COUNT(*) FROM {RECENT}")  # noqa: S608 - constants only
+            if recent > RECENT_ROWS:
+                merge_recent(conn)
             times = values[TIME_AT::WIDTH]
             folded = folded_until(conn)
             if min(times) < folded * _NS:  # events of days already folded into the monthly roll-up
@@ -241,6 +247,7 @@ class SQLiteLedger:
         hour = hour_of(before_ns)
         day = hour - hour % DAY
         with self._transaction("prune") as conn:
+            merge_recent(conn)
             folded = folded_until(conn)
             conn.execute(UNFOLD_MONTHS, (min(day, folded),))  # the whole days before ``day``
             conn.execute(TAKE_OUT_NODIMS, (hour * _NS, before_ns))
@@ -279,6 +286,7 @@ class SQLiteLedger:
         nodims: dict[tuple[Any, ...], list[int]] = {}
         by_value: dict[tuple[Any, ...], list[int]] = {}
         by_month: dict[tuple[Any, ...], list[int]] = {}
+        merge_recent(conn)  # the daily roll-up's rows are corrected where they are
         folded = folded_until(conn)
         ids = [stored_id(event_id) for event_id in wanted]
         for start in range(0, len(ids), _MAX_PARAMS):

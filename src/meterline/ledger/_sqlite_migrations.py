@@ -25,6 +25,7 @@ from meterline.ledger._sqlite_schema import (
     FOLDED,
     KEY_FIELDS,
     MONTH_KEY,
+    RECENT_DDL,
     ROLLUPS,
     STORED_COLUMNS,
     VALUE_ROWS,
@@ -240,6 +241,15 @@ def _schema_v6(conn: sqlite3.Connection) -> None:
     )
 
 
+def _schema_v7(conn: sqlite3.Connection) -> None:
+    """Version 7: the daily roll-up by value's newest rows written to a table of their own.
+
+    `RECENT`, empty: a write adds its events there, merged into the daily roll-up in key order
+    (`merge_recent`). Nothing stored changes.
+    """
+    conn.execute(RECENT_DDL)
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
     _schema_v1,
     _schema_v2,
@@ -247,6 +257,7 @@ MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
     _schema_v4,
     _schema_v5,
     _schema_v6,
+    _schema_v7,
 )
 """Forward migrations: ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``."""
 assert len(MIGRATIONS) == SCHEMA_VERSION

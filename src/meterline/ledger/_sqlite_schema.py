@@ -1,8 +1,9 @@
 """The SQLite ledger's tables and the fixed SQL that reads and writes them (migrations: `_sqlite_migrations`).
 
-Schema version 6 (version 4's layout, with each event's server-side tool calls, service tier,
-batch mode and the cost its provider stated added in version 5, and ids stored as bytes in
-version 6: `stored_id`), designed for a product's cardinality
+Schema version 7 (version 4's layout, with each event's server-side tool calls, service tier,
+batch mode and the cost its provider stated added in version 5, ids stored as bytes in
+version 6: `stored_id`, and the daily roll-up by value written through `RECENT` in version
+7), designed for a product's cardinality
 (thousands of users, a hundred thousand sessions, dozens of models), where a roll-up keyed
 by the whole set of dimensions has nearly a row per event (0.83 measured with sessions among
 them):
@@ -23,6 +24,10 @@ them):
 - ``meterline_rollup_dim_day``: sums per (dimension value, UTC day, roll-up key), its primary
   key in that order, so a report by one dimension reads that dimension's rows in key order.
   One row per value, day and model used, whatever the event's other dimensions are.
+- ``meterline_rollup_dim_recent`` (`RECENT`): the same sums for the newest events, keyed by
+  (day, value, key), so that a write updates rows that lie together; merged into the daily
+  roll-up in its key order (`merge_recent`) past `RECENT_ROWS` rows and before a fold, a
+  prune or a re-pricing. A report adds up both.
 - ``meterline_rollup_dim_month``: sums per (value, month), no key: the days before
   `folded_until` added up (`fold_months`, once a day has passed), for reports by one
   dimension over whole months (at 10 million events of 10,000 users: 30,000 rows by user).
@@ -78,10 +83,14 @@ __all__ = [
     "KEY_FIELDS",
     "LAST_ROWID",
     "LOW_BITS",
+    "MERGE_RECENT",
     "MONTH_KEY",
     "NARROW",
     "NOT_MODEL_CALLS",
     "NOT_MODEL_CALLS_SQL",
+    "RECENT",
+    "RECENT_DDL",
+    "RECENT_ROWS",
     "REPRICE_EVENT",
     "ROLLUPS",
     "ROLL_UP_DIMS",
@@ -103,6 +112,7 @@ __all__ = [
     "folded_until",
     "insert_events",
     "key_text",
+    "merge_recent",
     "roll_up",
     "rollup_fields",
     "stored_id",
@@ -114,6 +124,10 @@ NOT_MODEL_CALLS_SQL: Final = ", ".join(f"'{operation}'" for operation in NOT_MOD
 
 ROLLUPS: Final = ("meterline_rollup_hour_nodims", "meterline_rollup_dim_day", "meterline_rollup_dim_month")
 """The roll-up tables: by hour without dimensions; by dimension value and day, and month."""
+RECENT: Final = "meterline_rollup_dim_recent"
+"""The daily roll-up by value's newest rows, keyed by (day, value, key): see `merge_recent`."""
+RECENT_ROWS: Final = 50_000
+"""The rows `RECENT` may hold before a write merges them into the daily roll-up by value."""
 FOLDED: Final = "dim_months_until"
 """The key in ``meterline_meta`` of the first day not yet added into the monthly roll-up."""
 KEY_FIELDS: Final = ("operation", "status", "provider", "model", "request_model", "price_version")
@@ -144,6 +158,7 @@ _NULLABLE_COST: Final = "reported_cost_pico"
 """The amount that may be NULL: `bind_rows` passes -1 for NULL (no cost is below zero)."""
 _NODIMS_KEY: Final = ("hour", "operation", "status", "provider", "model")
 DIM_KEY: Final = ("value_id", "day", "key_id")
+_RECENT_KEY: Final = ("day", "value_id", "key_id")
 MONTH_KEY: Final = ("value_id", "month")
 _PACKED_ID: Final = 32
 """The length of an id stored as bytes: 32 hex digits, as every id meterline makes (a UUIDv7)."""
@@ -240,6 +255,21 @@ def folded_until(conn: sqlite3.Connection) -> int:
     return 0 if row is None else int(row[0])
 
 
+def merge_recent(conn: sqlite3.Connection) -> None:
+    """Add the rows of `RECENT` into the daily roll-up by value, in its key order, and empty it.
+
+    A write adds its events into `RECENT`, keyed by (day, value, key): its rows for the days
+    being written lie together, where in the daily roll-up (keyed by value first, as its
+    readers need) a batch of a thousand events updated rows on some 1,800 pages spread over
+    the file, each written whole to the WAL at every commit (appending to a ledger of 1M
+    product-shaped events). Merged in key order, a page takes all its rows at once. Runs in
+    the open write transaction: before anything reads or changes the daily roll-up's rows
+    (a fold, a prune, a re-pricing), and when `RECENT` passes `RECENT_ROWS` rows.
+    """
+    conn.execute(MERGE_RECENT)
+    conn.execute(f"DELETE FROM {RECENT}")  # noqa: S608 - constants only
+
+
 def fold_months(conn: sqlite3.Connection, newest_ns: int) -> None:
     """Add the days before the one of ``newest_ns`` not yet folded into the monthly roll-up.
 
@@ -250,6 +280,7 @@ def fold_months(conn: sqlite3.Connection, newest_ns: int) -> None:
     first = folded_until(conn)
     last = newest_ns // (DAY * 10**9) * DAY
     if last > first:
+        merge_recent(conn)
         conn.execute(FOLD_MONTHS, (first, last))
         conn.execute("UPDATE meterline_meta SET value = ? WHERE key = ?", (str(last), FOLDED))
 
@@ -377,28 +408,42 @@ _NODIMS_KEYS: Final = (
 )
 ROLL_UP_NODIMS: Final = roll_up(ROLLUPS[0], _NODIMS_KEY, _NODIMS_KEYS, EVENT_SUMS, "", "e.rowid > ?")
 """Adds the events stored past a rowid into the hourly roll-up ('' for a missing provider or model)."""
+_RECENT_KEYS: Final = (DAY_KEYS[1], DAY_KEYS[0], DAY_KEYS[2])
 ROLL_UP_DIMS: Final = (
     roll_up(
-        ROLLUPS[1],
-        DIM_KEY,
-        DAY_KEYS,
+        RECENT,
+        _RECENT_KEY,
+        _RECENT_KEYS,
         dim_sums(USAGE_FIELDS, lambda column: column),
         VALUE_ROWS,
         f"e.rowid > ? AND k.operation NOT IN ({NOT_MODEL_CALLS_SQL})",
     ),
     roll_up(
-        ROLLUPS[1],
-        DIM_KEY,
-        DAY_KEYS,
+        RECENT,
+        _RECENT_KEY,
+        _RECENT_KEYS,
         ("COUNT(*)", *["0"] * (2 + len(USAGE_FIELDS) + 1), *EVENT_SUMS[-2:], "0"),
         VALUE_ROWS,
         f"e.rowid > ? AND k.operation IN ({NOT_MODEL_CALLS_SQL})",
     ),
 )
-"""Add the events stored past a rowid into the roll-up by dimension value and day: the model
-calls', then the others' (a tool call's usage and cost left out). Their rows are apart (the key
-holds the operation), and each statement adds plain sums: writing product-shaped events spends
-13 % less time in the daily roll-up than with one statement choosing per sum (`_DIM_SUMS`)."""
+"""Add the events stored past a rowid into the newest rows of the roll-up by dimension value and
+day (`RECENT`): the model calls', then the others' (a tool call's usage and cost left out). Their
+rows are apart (the key holds the operation), and each statement adds plain sums: writing
+product-shaped events spends 13 % less time in the daily roll-up than with one statement
+choosing per sum (`_DIM_SUMS`)."""
+MERGE_RECENT: Final = _add_into(
+    ROLLUPS[1],
+    DIM_KEY,
+    f"SELECT {', '.join(DIM_KEY)}, {', '.join(BY_VALUE_SUMS)} FROM {RECENT} WHERE true",  # noqa: S608
+)
+"""Adds every row of `RECENT` into the daily roll-up by value, in its key order (`merge_recent`)."""
+RECENT_DDL: Final = (
+    f"CREATE TABLE {RECENT} (day INTEGER NOT NULL, value_id INTEGER NOT NULL, key_id INTEGER NOT NULL, "
+    + ", ".join(f"{name} {'REAL' if name == 'latency_ms' else 'INTEGER'} NOT NULL" for name in BY_VALUE_SUMS)
+    + f", PRIMARY KEY ({', '.join(_RECENT_KEY)})) WITHOUT ROWID"
+)
+"""The table `RECENT` (schema version 7)."""
 ROLL_UP_MONTHS: Final = roll_up(
     ROLLUPS[2], MONTH_KEY, _MONTH_KEYS, _DIM_SUMS, VALUE_ROWS, "e.rowid > ? AND e.time_ns < ?"
 )
