@@ -41,6 +41,7 @@ import time
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 if os.path.isdir("src"):
     sys.path.insert(0, os.path.abspath("src"))
@@ -166,6 +167,23 @@ def _best(kind: str, url: str, label: str, rounds: int = 3) -> dict[str, float]:
     return min(runs, key=lambda run: run["seconds"])
 
 
+def _write_both(
+    ledger: Any, plain: sqlite3.Connection, insert: str, events: list[Any], rows: list[tuple[object, ...]]
+) -> tuple[float, float]:
+    """Seconds writing ``events`` into ``ledger`` and their flat ``rows`` into ``plain``, by `BATCH`."""
+    ours_s = plain_s = 0.0
+    for at in range(0, len(events), BATCH):
+        began = time.perf_counter()
+        ledger.write(events[at : at + BATCH])
+        ours_s += time.perf_counter() - began
+        began = time.perf_counter()
+        plain.execute("BEGIN")
+        plain.executemany(insert, rows[at : at + BATCH])
+        plain.execute("COMMIT")
+        plain_s += time.perf_counter() - began
+    return ours_s, plain_s
+
+
 def _continued(root: Path, insert: str) -> tuple[float, float, int]:
     """Events/s of ours and of the plain rows writing on after the ledger's last day, at its rate.
 
@@ -184,16 +202,7 @@ def _continued(root: Path, insert: str) -> tuple[float, float, int]:
     rows = [workload.flat_row(event) for event in events]
     ledger = SQLiteLedger(root / "ledger-continued.db")
     plain = _plain_sqlite(root / "plain-continued.db")
-    ours_s = plain_s = 0.0
-    for at in range(0, len(events), BATCH):
-        began = time.perf_counter()
-        ledger.write(events[at : at + BATCH])
-        ours_s += time.perf_counter() - began
-        began = time.perf_counter()
-        plain.execute("BEGIN")
-        plain.executemany(insert, rows[at : at + BATCH])
-        plain.execute("COMMIT")
-        plain_s += time.perf_counter() - began
+    ours_s, plain_s = _write_both(ledger, plain, insert, events, rows)
     ledger.close()
     plain.close()
     for name in ("ledger-continued.db", "plain-continued.db"):
@@ -328,15 +337,9 @@ def main() -> None:
         chunk: list[list[tuple[object, ...]]] = []
         for events in workload.events(N, batch=100_000):
             rows = [workload.flat_row(event) for event in events]
-            for at in range(0, len(events), BATCH):
-                began = time.perf_counter()
-                ledger.write(events[at : at + BATCH])
-                ours_s += time.perf_counter() - began
-                began = time.perf_counter()
-                plain.execute("BEGIN")
-                plain.executemany(insert, rows[at : at + BATCH])
-                plain.execute("COMMIT")
-                plain_s += time.perf_counter() - began
+            written = _write_both(ledger, plain, insert, events, rows)
+            ours_s += written[0]
+            plain_s += written[1]
             chunk.append(rows)
             if len(chunk) == 10:
                 _duckdb_file(root / "plain.duckdb", chunk)
