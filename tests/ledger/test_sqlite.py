@@ -603,7 +603,7 @@ def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> No
     from meterline.ledger import _sqlite_migrations as migrations
     from meterline.ledger import _sqlite_schema as schema
     from tests.ledger.conformance import as_stored_before_billing, assert_reports, product_events
-    from tests.ledger.test_sqlite_migrations import as_version_6
+    from tests.ledger.sqlite_stores import as_version_6
 
     events = product_events(1200)
     before = [as_stored_before_billing(event) for event in events[:600]]

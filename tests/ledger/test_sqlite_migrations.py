@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterline import Usage
+from tests.ledger.sqlite_stores import as_version_6
 
 _DIM_TEXT = st.one_of(
     st.sampled_from(
@@ -59,15 +60,6 @@ def _events(specs: list[tuple[Any, ...]], ids: list[str] | None = None) -> list[
         UsageEvent.from_dict({**event.to_dict(), "id": event_id})
         for event_id, event in zip(ids, events, strict=False)
     ]
-
-
-def as_version_6(conn: sqlite3.Connection) -> None:
-    """Make a version 7 store the version 6 one its writes made: every row by value in the daily roll-up."""
-    from meterline.ledger._sqlite_schema import MERGE_RECENT, RECENT
-
-    conn.execute(MERGE_RECENT)
-    conn.execute(f"DROP TABLE {RECENT}")
-    conn.execute("UPDATE meterline_meta SET value = '6' WHERE key = 'schema_version'")
 
 
 def _assert_totals(ledger: Any, events: list[Any], groupings: tuple[tuple[str, ...], ...]) -> None:
