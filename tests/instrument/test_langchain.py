@@ -13,6 +13,7 @@ import meterline
 from tests.instrument.conftest import Recorded
 from tests.instrument.server import FakeAPI, Reply, fixture, openai_sse, usage_of
 
+openai = pytest.importorskip("openai")
 langchain_openai = pytest.importorskip("langchain_openai")
 langchain_anthropic = pytest.importorskip("langchain_anthropic")
 
@@ -23,9 +24,19 @@ MESSAGE = fixture("anthropic/message_plain")
 
 @pytest.fixture
 def chat_openai(api: FakeAPI, rec: Recorded) -> Iterator[Any]:
-    """A ChatOpenAI of the local server whose OpenAI clients are instrumented."""
+    """A ChatOpenAI of the local server whose OpenAI clients are instrumented.
+
+    It is given HTTP clients of its own: LangChain shares its default ones between models of the
+    same base URL, and a later test's server may reuse this one's port.
+    """
     llm = langchain_openai.ChatOpenAI(
-        model="gpt-4o-mini", base_url=f"{api.url}/v1", api_key="k", max_retries=0, stream_usage=True
+        model="gpt-4o-mini",
+        base_url=f"{api.url}/v1",
+        api_key="k",
+        max_retries=0,
+        stream_usage=True,
+        http_client=openai.DefaultHttpxClient(),
+        http_async_client=openai.DefaultAsyncHttpxClient(),
     )
     meterline.instrument(llm.root_client, rec.meter)
     meterline.instrument(llm.root_async_client, rec.meter)
@@ -81,11 +92,12 @@ def test_stream_and_ainvoke(api: FakeAPI, rec: Recorded, chat_openai: Any) -> No
 
 def test_chat_anthropic_invoke(api: FakeAPI, rec: Recorded) -> None:
     """ChatAnthropic on an instrumented client records Anthropic's usage of each call."""
+    # Its HTTP client is LangChain's, shared by base URL: closing it here could close another
+    # test's, should that test's server reuse this port.
     llm = langchain_anthropic.ChatAnthropic(
         model="claude-opus-4-7", base_url=api.url, api_key="k", max_retries=0
     )
     meterline.instrument(llm._client, rec.meter)
     api.script(Reply(body=MESSAGE["payload"]))
     llm.invoke("Hi")
-    llm._client.close()
     assert (rec.only.provider, rec.only.usage) == ("anthropic", usage_of(MESSAGE))
