@@ -341,6 +341,61 @@ def test_roll_ups_store_a_sum_of_zero_as_null(url: str, schema: str) -> None:
         ledger.close()
 
 
+def test_a_fold_summarizes_the_index_it_reads_the_days_by(
+    ledger: PostgresLedger, url: str, schema: str
+) -> None:
+    """Folds leave no page range of the daily roll-up unsummarized in its index of the day."""
+    index = f'"{schema}".meterline_rollup_dim_day_days'
+    events = product_events(8000)  # five days, a fold at each new day; past the first range of pages
+    for at in range(0, len(events), 1000):
+        assert ledger.write(events[at : at + 1000]) == 1000
+    pages = execute(url, f"SELECT pg_relation_size('\"{schema}\".meterline_rollup_dim_day') / 8192")
+    assert int(str(pages[0][0])) > 128  # a BRIN range's pages: the first is summarized when made
+    assert execute(url, "SELECT brin_summarize_new_values(%s)", (index,)) == [(0,)]
+    assert_reports(ledger, events)
+
+
+def test_a_role_that_does_not_own_the_index_still_folds(
+    ledger: PostgresLedger, url: str, schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writer not owning the tables cannot summarize their index: its folds read the pages, exact."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    # The days of the first month (two), whose partition the owner makes: only an owner can.
+    events = [
+        event
+        for event in product_events(600)
+        if event.time_ns < T0.replace(month=2, day=1, hour=0).timestamp() * 1e9
+    ]
+    assert ledger.write(events[:1]) == 1
+    role = f"{schema}_writer"  # a test schema's name: fixed text
+    grants = [
+        f'CREATE ROLE "{role}" LOGIN',
+        f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"',
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"',
+        f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}"',
+        f'GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA "{schema}" TO "{role}"',
+    ]
+    for statement in grants:
+        execute(url, statement)
+    parts = urlsplit(url)
+    writer = PostgresLedger(
+        urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rpartition('@')[2]}")), schema=schema
+    )
+    try:
+        with caplog.at_level(logging.DEBUG, logger="meterline"):
+            assert writer.write(events[1:]) == len(events) - 1
+        assert "index was not summarized" in caplog.text
+        assert "folding days into the PostgreSQL monthly roll-up failed" not in caplog.text
+        folded = execute(url, f"SELECT value FROM \"{schema}\".meterline_meta WHERE key = 'dim_months_until'")
+        assert int(str(folded[0][0])) == events[-1].time_ns // 10**9 // 86_400 * 86_400
+        assert_reports(writer, events)
+    finally:
+        writer.close()
+        execute(url, f'DROP OWNED BY "{role}"')
+        execute(url, f'DROP ROLE "{role}"')
+
+
 def test_an_events_counts_of_zero_are_stored_as_null(ledger: PostgresLedger, url: str, schema: str) -> None:
     """An event's counts of 0 are stored as NULL, read back as 0: its events and reports exact."""
     from meterline.ledger._postgres_schema import SPARSE_EVENT_FIELDS

@@ -522,6 +522,10 @@ QUERIES: Final = {
     "prune_days": "DELETE FROM {dim_day} WHERE day < %s OR (day = %s AND events = 0)",
     "prune_months": "DELETE FROM {dim_month} WHERE month < %s OR (month = %s AND events = 0)",
     "fold": FOLD,
+    "fold_by_day": "SET LOCAL enable_seqscan = off",
+    "summarize_days": "SELECT brin_summarize_new_values({day_index})",
+    "lock_briefly": "SET LOCAL lock_timeout = '100ms'",
+    "lock_as_set": "SET LOCAL lock_timeout TO DEFAULT",
     "folded": f"SELECT value FROM {{meta}} WHERE key = '{FOLDED}'",  # noqa: S608 - constants
     "folded_share": f"SELECT value FROM {{meta}} WHERE key = '{FOLDED}' FOR SHARE",  # noqa: S608
     "folded_update": f"SELECT value FROM {{meta}} WHERE key = '{FOLDED}' FOR UPDATE",  # noqa: S608
