@@ -117,17 +117,22 @@ def capture_events(meter: Meter | None = None, *, alerts: bool = False) -> Itera
 
 
 def _add_model_call(sums: Sums, event: UsageEvent) -> None:
+    """Add a model call as the SQL ledgers' roll-ups do: a cost is added whenever the event has one.
+
+    A call without usage is unmeasured, and still adds a cost it was given (written with one,
+    or re-priced); a measured call without a cost is unpriced.
+    """
     sums.events += 1
     usage = event.usage
+    pico = event.cost_pico
     if usage is None:
         sums.unmeasured += 1
     else:
         sums.add_usage(usage)
-        pico = event.cost_pico
         if pico is None:
             sums.unpriced += 1
-        else:
-            sums.cost_pico += pico
+    if pico is not None:
+        sums.cost_pico += pico
     if event.latency_ms is not None:
         sums.latency_ns += int(event.latency_ms * 1e6)
 

@@ -349,14 +349,14 @@ def expected_rows(
         cost.setdefault(key, Decimal(0))
         if event.operation in ("execute_tool", "cache"):
             continue
+        if event.cost is not None:  # an unmeasured call's too (written with a cost, or re-priced)
+            cost[key] += event.cost
         if event.usage is None:
             acc[1] += 1
             continue
         usage[key] += event.usage
         if event.cost is None:
             acc[2] += 1
-        else:
-            cost[key] += event.cost
     return {
         key: (*acc, usage[key], cost[key], latency[key])  # as the test compares them
         for key, acc in counts.items()
@@ -883,6 +883,26 @@ class LedgerConformance:
         assert (rows["b",].cost, rows["b",].unpriced) == (Decimal(0), 1)
         assert ledger.reprice([]) == 0
         assert ledger.stats().events == 4
+
+    def test_an_unmeasured_call_with_a_cost_adds_it_to_every_report(self, ledger: LedgerBackend) -> None:
+        """A call without usage counts as unmeasured, and a cost it has (written, or re-priced) is added."""
+        events = product_events(600)  # five days across a month's end: daily and monthly roll-ups
+        calls = [at for at, event in enumerate(events) if event.operation == "chat"]
+        for at in calls[::7]:  # written without usage but with their cost
+            events[at] = UsageEvent.from_dict({**events[at].to_dict(), "usage": None})
+        for at in calls[3::11]:  # written without usage or cost, given a cost below
+            events[at] = UsageEvent.from_dict({**events[at].to_dict(), "usage": None, "cost": None})
+        assert ledger.write(events) == len(events)
+        assert_reports(ledger, events)
+        assert any(event.usage is None and event.cost is not None for event in events)
+        assert ledger.reprice([(events[at].id, Decimal("0.25"), "v2") for at in calls[3::11]]) == len(
+            calls[3::11]
+        )
+        stored = list(ledger.events())
+        assert sum(1 for event in stored if event.usage is None and event.cost == Decimal("0.25")) >= len(
+            calls[3::11]
+        )
+        assert_reports(ledger, stored)
 
     def test_reprice_matches_a_fresh_write(self, ledger: LedgerBackend) -> None:
         """After re-pricing, totals equal those of a ledger written with the new costs from the start."""
