@@ -5,7 +5,7 @@ from __future__ import annotations as _annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import Any, Final, TypeVar
 
 __all__ = ["prefetched"]
@@ -15,7 +15,7 @@ _AHEAD: Final = 2
 """Items read ahead of the caller: what the reader holds besides the caller's."""
 
 
-def prefetched(items: Generator[T, None, None]) -> Iterator[T]:
+def prefetched(items: Generator[T, None, None]) -> Generator[T, None, None]:
     """``items``, read on a thread of their own at most `_AHEAD` items ahead of the caller.
 
     ADBC's drivers step SQLite, and read PostgreSQL's answer, without the GIL, and Arrow's
