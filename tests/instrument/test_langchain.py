@@ -11,9 +11,9 @@ import pytest
 
 import meterline
 from tests.instrument.conftest import Recorded
+from tests.instrument.langchain_models import chat_openai_of
 from tests.instrument.server import FakeAPI, Reply, fixture, openai_sse, usage_of
 
-openai = pytest.importorskip("openai")
 langchain_openai = pytest.importorskip("langchain_openai")
 langchain_anthropic = pytest.importorskip("langchain_anthropic")
 
@@ -24,20 +24,8 @@ MESSAGE = fixture("anthropic/message_plain")
 
 @pytest.fixture
 def chat_openai(api: FakeAPI, rec: Recorded) -> Iterator[Any]:
-    """A ChatOpenAI of the local server whose OpenAI clients are instrumented.
-
-    It is given HTTP clients of its own: LangChain shares its default ones between models of the
-    same base URL, and a later test's server may reuse this one's port.
-    """
-    llm = langchain_openai.ChatOpenAI(
-        model="gpt-4o-mini",
-        base_url=f"{api.url}/v1",
-        api_key="k",
-        max_retries=0,
-        stream_usage=True,
-        http_client=openai.DefaultHttpxClient(),
-        http_async_client=openai.DefaultAsyncHttpxClient(),
-    )
+    """A ChatOpenAI of the local server whose OpenAI clients are instrumented."""
+    llm = chat_openai_of(api.url, model="gpt-4o-mini", stream_usage=True)
     meterline.instrument(llm.root_client, rec.meter)
     meterline.instrument(llm.root_async_client, rec.meter)
     yield llm

@@ -12,10 +12,10 @@ import pytest
 
 import meterline
 from tests.instrument.conftest import Recorded
+from tests.instrument.langchain_models import chat_openai_of
 from tests.instrument.server import FakeAPI, Reply, openai_sse, usage_of
 from tests.integrations.bodies import CHAT, CHAT_CACHED, CHAT_STREAM, MESSAGE, chat_tool_call
 
-openai = pytest.importorskip("openai")
 langchain_openai = pytest.importorskip("langchain_openai")
 langchain_anthropic = pytest.importorskip("langchain_anthropic")
 from langchain_core.messages import HumanMessage, ToolMessage  # noqa: E402
@@ -31,19 +31,8 @@ from meterline.integrations.langchain import (  # noqa: E402
 
 @pytest.fixture
 def llm(api: FakeAPI) -> Iterator[Any]:
-    """A plain ChatOpenAI of the local server (nothing instrumented).
-
-    It is given HTTP clients of its own: LangChain shares its default ones between models of the
-    same base URL, and a later test's server may reuse this one's port.
-    """
-    model = langchain_openai.ChatOpenAI(
-        model="gpt-4o",
-        base_url=f"{api.url}/v1",
-        api_key="k",
-        max_retries=0,
-        http_client=openai.DefaultHttpxClient(),
-        http_async_client=openai.DefaultAsyncHttpxClient(),
-    )
+    """A plain ChatOpenAI of the local server (nothing instrumented)."""
+    model = chat_openai_of(api.url, model="gpt-4o")
     yield model
     model.root_client.close()
 
