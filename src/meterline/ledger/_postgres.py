@@ -39,7 +39,7 @@ from meterline.ledger._postgres_arrow import event_batches, fast_reader_installe
 from meterline.ledger._postgres_copy import TEXT_COLUMNS, DimensionSets, copy_line, escape, unescape
 from meterline.ledger._postgres_migrations import ADD_DAYS_V5, ADD_MONTHS_V5, MIGRATIONS, OLD_ROLLUP_DAYS
 from meterline.ledger._postgres_reports import read_totals
-from meterline.ledger._postgres_rollups import Spread, migrate_v5
+from meterline.ledger._postgres_rollups import Spread, fold_days, migrate_v5
 from meterline.ledger._postgres_schema import EVENT_READ, FOLDED, QUERIES, TEMPORARY_TABLES, VERSION
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
@@ -342,39 +342,13 @@ class PostgresLedger:
             def fold(cur: psycopg.Cursor[tuple[Any, ...]]) -> None:
                 start = self._folded(cur, "folded_update")  # waits for the writers holding it shared
                 if today > start:
-                    self._summarize_days(cur)
-                    # The fold reads the days' rows by the index of the day: without statistics
-                    # of the daily roll-up (autovacuum's ANALYZE off, or not yet run), the planner
-                    # took a day for many rows and scanned the whole table (1M product events:
-                    # 86 ms a fold on average, 41 ms so; bench/bench_ledger_scale.py's ingest).
-                    cur.execute(self._queries["fold_by_day"])
-                    cur.execute(self._queries["fold"], (start, today))
-                    cur.execute(self._queries["set_folded"], (str(today),))
+                    fold_days(cur, self._queries, start, today)
 
             try:
                 self._run(fold, timeout=self.timeout)
             except LedgerError as exc:  # the batch is stored: the next write folds these days
                 _log.warning("meterline: folding days into the PostgreSQL monthly roll-up failed: %s", exc)
         return stored
-
-    def _summarize_days(self, cur: psycopg.Cursor[tuple[Any, ...]]) -> None:
-        """Summarize the new page ranges of the daily roll-up's index of the day, before a fold reads by it.
-
-        A BRIN index summarizes the pages written since the table was last vacuumed only when
-        asked, and until then a scan by it reads them all: with autovacuum off or behind, each
-        fold read every daily row written since. This reads those pages once. It needs the
-        index's owner, and waits at most 0.1 s for a vacuum of the table: otherwise the fold
-        reads the unsummarized pages, as before (a savepoint keeps the transaction usable).
-        """
-        import psycopg as pg  # noqa: PLC0415 - the postgres extra, loaded when used
-
-        try:
-            with cur.connection.transaction():
-                cur.execute(self._queries["lock_briefly"])
-                cur.execute(self._queries["summarize_days"])
-                cur.execute(self._queries["lock_as_set"])
-        except pg.Error as exc:
-            _log.debug("meterline: the PostgreSQL daily roll-up's index was not summarized: %s", exc)
 
     def _folded(self, cur: psycopg.Cursor[tuple[Any, ...]], query: str) -> int:
         """The first day (seconds) not yet in the monthly roll-up, its row locked by ``query``."""
