@@ -18,7 +18,6 @@ their attribution gets coarser, however many new model names or dimension values
 from __future__ import annotations as _annotations
 
 import os
-import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -29,6 +28,7 @@ from meterline._guard import logger
 from meterline._providers import canonical_provider
 from meterline._totals import Sums, Totals, totals_of
 from meterline._usage import Usage
+from meterline._yielding_lock import YieldingLock
 
 if TYPE_CHECKING:
     from meterline._pricing import Plan
@@ -225,7 +225,7 @@ class RollUps:
     """
 
     def __init__(self, plan_for: Callable[[str | None, str], Plan | None], max_live_keys: int) -> None:
-        self.lock = threading.Lock()
+        self.lock = YieldingLock()
         """Held to tally, read, take or fold rows (never by `Meter.record` on its fast path)."""
         self.root = Entry(None, {}, self)
         """The entry of everything recorded outside every scope."""
@@ -503,7 +503,7 @@ _ALL: Final[weakref.WeakSet[RollUps]] = weakref.WeakSet()
 def _new_locks_after_fork() -> None:
     """A forked child gets fresh locks (another thread may have held one at the fork)."""
     for rollups in list(_ALL):
-        rollups.lock = threading.Lock()
+        rollups.lock = YieldingLock()
 
 
 os.register_at_fork(after_in_child=_new_locks_after_fork)
