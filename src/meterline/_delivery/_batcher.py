@@ -287,7 +287,8 @@ class Batcher(ABC):
         if buffered:
             if self._spooler is None:
                 self._start_spooler()
-            self._spooler_wake.set()
+            if not self._spooler_wake.is_set():  # set() takes the event's lock even when set
+                self._spooler_wake.set()
             return
         self._to_spool([event], "overflowed the queue")
         self._wake.set()
