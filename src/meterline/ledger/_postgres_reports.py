@@ -148,9 +148,11 @@ class _Reader:
     def fetch(self, text: str, params: list[Any]) -> Iterator[tuple[Any, ...]]:
         """The rows of a query, fetched from a server-side cursor a page at a time (bounded memory)."""
         with self.cur.connection.cursor(name="meterline_report") as rows:
-            rows.itersize = _FETCH
             rows.execute(self.compose(text), params)
-            yield from rows
+            # A page at a time, not row by row: the cursor's own iteration is Python code per
+            # row (by session at 1M events, 96,464 rows: 0.07 s of its 1.1 s).
+            while page := rows.fetchmany(_FETCH):
+                yield from page
 
     def nodims(self) -> None:
         """Add up the hourly roll-up of the model fields (no dimension in the query)."""
@@ -184,6 +186,7 @@ class _Reader:
         # Its rows' sums are then added up here for the group ``None`` too.
         every_value = monthly and wanted is None
         covered: Groups = {}
+        parts: dict[int | None, list[tuple[Any, ...]]] = {}  # every value's sums by period, added up in C
         if wanted != []:
             extra = [] if wanted is None else ["value = ANY(%s)"]
             rows = self.fetch(
@@ -204,11 +207,14 @@ class _Reader:
                     values = {dimension: unescape(row[1])}
                     values.update((name, field_value(name, row[2 + i])) for i, name in enumerate(named))
                     key = tuple(values[name] for name in query.by)
-                add(self.groups, (key, row[0]), row, 2 + len(named), False)
+                found = row[2 + len(named) :]
+                add(self.groups, (key, row[0]), found, 0, False)
                 if every_value and missing:
-                    add(covered, ((), row[0]), row, 2, False)  # a monthly report names no model field
+                    parts.setdefault(row[0], []).append(found)  # a monthly report names no model field
         if not missing:
             return
+        # By column, in C: a tuple added per row took 0.06 s of a report by session (96,464 rows).
+        covered = {((), start): tuple(map(sum, zip(*rows, strict=True))) for start, rows in parts.items()}
         # The events without the dimension: all events (the hourly roll-up) less every value's.
         if not every_value:
             for row in self.fetch(
