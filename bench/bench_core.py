@@ -179,6 +179,14 @@ def main() -> int:
             ),
         )
         add(
+            "a step: scope entered, record(Usage), left",
+            per_call(
+                "with scoped.scope(step='plan'):\n"
+                "    scoped.record(usage, model='gpt-4o-mini', provider='openai', latency_ms=850.0)",
+                namespace,
+            ),
+        )
+        add(
             "record(Usage) with tags, 3 scopes",
             per_call(
                 "scoped.record(usage, model='gpt-4o-mini', provider='openai', tags={'feature': 'search'})",

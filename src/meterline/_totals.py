@@ -262,9 +262,31 @@ class Sums:
             self.links = set(sorted(kept)[-MAX_LINKS:])
 
     def merge(self, other: Sums) -> None:
-        """Add everything ``other`` holds."""
-        for name in COUNTERS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        """Add everything ``other`` holds.
+
+        Each of `COUNTERS` by name, not in a loop over them: a scope's exit merges each of its
+        rows two or three times, and ``setattr``/``getattr`` by name took 1.8 µs a merge, these
+        0.4 µs (a test checks that every counter is here).
+        """
+        self.events += other.events
+        self.unmeasured += other.unmeasured
+        self.unpriced += other.unpriced
+        self.input_tokens += other.input_tokens
+        self.cache_read_tokens += other.cache_read_tokens
+        self.cache_write_tokens += other.cache_write_tokens
+        self.cache_write_1h_tokens += other.cache_write_1h_tokens
+        self.output_tokens += other.output_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+        self.audio_input_tokens += other.audio_input_tokens
+        self.audio_output_tokens += other.audio_output_tokens
+        self.web_search_requests += other.web_search_requests
+        self.web_fetch_requests += other.web_fetch_requests
+        self.file_search_requests += other.file_search_requests
+        self.code_execution_requests += other.code_execution_requests
+        self.cost_pico += other.cost_pico
+        self.tokens_saved += other.tokens_saved
+        self.link_count += other.link_count
+        self.latency_ns += other.latency_ns
         if other.links:
             count = self.link_count
             self.add_links(tuple(other.links))
