@@ -23,9 +23,10 @@ sessions, 5 agents, 12 tools, 90 days). For each store:
    DuckDB over the same flat rows (its file built once per run).
 4. With ``BENCH_POSTGRES=1``: a PostgreSQL ledger (batches of 5,000) beside ``COPY`` of the
    flat rows into a plain table, and its reports (each in a process of its own, best of 3)
-   beside the same GROUP BY over that table. Every table is ``VACUUM ANALYZE``d after the
-   ingest (both ledgers' and the plain one), as autovacuum would have done: the test server
-   runs without it, and without statistics the planner scans whole roll-ups.
+   beside the same GROUP BY over that table and in DuckDB over the same rows. Every table is
+   ``VACUUM ANALYZE``d after the ingest (both ledgers' and the plain one), as autovacuum would
+   have done: the test server runs without it, and without statistics the planner scans whole
+   roll-ups.
 """
 
 from __future__ import annotations
@@ -247,7 +248,8 @@ def _duckdb_file(path: Path, batches: list[list[tuple[object, ...]]]) -> None:
 
 def _postgres() -> None:
     """The same events into a PostgreSQL ledger (batches of 5,000) beside ``COPY`` of the flat rows;
-    its reports beside the same GROUP BY over the plain table. In a schema of its own, dropped after."""
+    its reports beside the same GROUP BY over the plain table and in DuckDB. In a schema of its own,
+    dropped after."""
     import uuid
 
     import psycopg
@@ -256,6 +258,8 @@ def _postgres() -> None:
     from meterline.ledger import PostgresLedger
 
     schema = f"meterline_bench_{uuid.uuid4().hex[:8]}"
+    duck_dir = tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR"))
+    duck_path = Path(duck_dir.name) / "plain.duckdb"  # the same flat rows, for DuckDB's GROUP BY
     ledger = PostgresLedger(POSTGRES_URL, schema=schema)
     conn = psycopg.connect(POSTGRES_URL, autocommit=True)
     try:
@@ -269,8 +273,13 @@ def _postgres() -> None:
         conn.execute(sql.SQL(f"CREATE TABLE {{}} ({columns})").format(plain))
         copy = sql.SQL("COPY {} FROM STDIN").format(plain)
         ours_s = plain_s = 0.0
+        chunk: list[list[tuple[object, ...]]] = []
         for events in workload.events(N, batch=100_000):
             rows = [workload.flat_row(event) for event in events]
+            chunk.append(rows)
+            if len(chunk) == 10:
+                _duckdb_file(duck_path, chunk)
+                chunk = []
             for at in range(0, len(events), 5_000):
                 began = time.perf_counter()
                 ledger.write(events[at : at + 5_000])
@@ -280,6 +289,8 @@ def _postgres() -> None:
                     for row in rows[at : at + 5_000]:
                         writing.write_row(row)
                 plain_s += time.perf_counter() - began
+        if chunk:
+            _duckdb_file(duck_path, chunk)
         print(
             f"PostgreSQL ingest: ledger {N / ours_s:,.0f}/s, plain COPY {N / plain_s:,.0f}/s,"
             f" ratio {plain_s / ours_s:.2f}"
@@ -305,16 +316,20 @@ def _postgres() -> None:
             f"PostgreSQL bytes/event: ledger {sizes[False] / N:,.0f}, plain {sizes[True] / N:,.0f},"
             f" ratio {sizes[False] / sizes[True]:.2f} (goal <= 1.2)"
         )
-        print(f"{'report':<26}{'ledger s':>10}{'+MB':>7}{'plain SQL s':>12}{'ledger/plain':>14}")
+        header = f"{'report':<26}{'ledger s':>10}{'+MB':>7}{'plain SQL s':>12}{'ledger/plain':>14}"
+        print(f"{header}{'DuckDB s':>10}{'ledger/DuckDB':>15}")
         for label in REPORTS:
             ours = _best("ledger", f"{POSTGRES_URL}|{schema}", label)
             floor = _best("postgres-plain", f'{POSTGRES_URL}|"{schema}".plain', label)
+            duck = _best("duckdb", str(duck_path), label)
             print(
                 f"{label:<26}{ours['seconds']:>10.3f}{ours['rss_mb']:>7.0f}{floor['seconds']:>12.3f}"
-                f"{ours['seconds'] / floor['seconds']:>14.1f}"
+                f"{ours['seconds'] / floor['seconds']:>14.1f}{duck['seconds']:>10.3f}"
+                f"{ours['seconds'] / duck['seconds']:>15.1f}"
             )
-            assert ours["rows"] == floor["rows"] or label == "by day", (label, ours, floor)
+            assert ours["rows"] == floor["rows"] == duck["rows"] or label == "by day", (label, ours, floor)
     finally:
+        duck_dir.cleanup()
         ledger.close()
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
         conn.close()
