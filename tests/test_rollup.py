@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import gc
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -185,3 +186,25 @@ def test_forget_by_an_event_field_still_works(meter: Meter) -> None:
     assert meter.forget(model="gpt-4o") == 1
     assert set(meter.totals(by=("model",))) == {("gpt-4o-mini",)}
     assert meter.forget(session="s1") == 1
+
+
+def test_ended_entries_leave_nothing_for_the_collector(meter: Meter) -> None:
+    """The rows of 2,000 ended sessions add no object the cyclic garbage collector keeps walking."""
+
+    def sessions(start: int) -> None:
+        for session in range(start, start + 2000):
+            with meter.scope(org=f"o{session % 7}", user=f"u{session % 50}", session=f"s{session}"):
+                meter.record(Usage(input_tokens=3, output_tokens=2), latency_ms=12.5, **GPT)
+
+    sessions(0)  # the first org's, users' and session's index entries, the meter's caches
+    gc.collect()
+    gc.collect()
+    before = len(gc.get_objects())
+    sessions(2000)
+    gc.collect()
+    gc.collect()
+    assert len(gc.get_objects()) - before < 100  # one Sums and one set a session before: 4,000
+    assert meter.totals().requests == 4000
+    assert len(meter.totals(by=("session",))) == 4000
+    assert meter.forget(session="s2500") == 1
+    assert meter.totals().requests == 3999

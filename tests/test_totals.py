@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from meterline._totals import COUNTERS, Sums
 
 
@@ -38,3 +40,34 @@ def test_copy_is_equal_and_detached() -> None:
     assert [getattr(clone, name) for name in COUNTERS] == [getattr(original, name) for name in COUNTERS]
     clone.merge(_numbered(1))
     assert original.events == 7
+
+
+def test_frozen_and_thawed_round_trip() -> None:
+    """`Sums.thawed` of `Sums.frozen` gives back every counter and the linked ids."""
+    original = _numbered(3)
+    original.add_links(("x", "y"))
+    stored = original.frozen()
+    assert len(stored) == len(COUNTERS) + 1
+    back = Sums.thawed(stored)
+    assert [getattr(back, name) for name in COUNTERS] == [getattr(original, name) for name in COUNTERS]
+    assert back.links == {"x", "y"}
+    back.add_links(("z",))
+    assert stored[-1] == frozenset({"x", "y"})  # thawed sums are detached from the tuple
+
+
+def test_added_to_is_merge() -> None:
+    """Adding sums to a frozen tuple gives what `Sums.merge` gives, linked ids or not."""
+    for links in ((), ("b",)):
+        stored = _numbered(5)
+        added = _numbered(9)
+        added.add_links(links)
+        merged = Sums.thawed(stored.frozen())
+        merged.merge(added)
+        assert Sums.thawed(added.added_to(stored.frozen())).frozen() == merged.frozen()
+
+
+def test_frozen_sums_of_numbers_leave_the_collector() -> None:
+    """Frozen sums without linked ids are a tuple the cyclic collector stops tracking once it has seen it."""
+    stored = _numbered(1).frozen()
+    gc.collect()
+    assert not gc.is_tracked(stored)

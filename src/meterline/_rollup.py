@@ -5,7 +5,8 @@ distinct (operation, status, provider, model, tags) recorded in it. `Meter.recor
 an event's share to its row without a lock (``list.append`` is atomic); whoever next holds
 the roll-ups' lock (a read, a scope's exit, or the recording thread after 256 events)
 *tallies* the row: adds its pending shares up. When an entry is left, its rows move into the
-meter's *cube* (one `Sums` per row key, the entry's dimensions merged in) and its totals are
+meter's *cube* (one `FrozenSums` tuple per row key, the entry's dimensions merged in, which
+the garbage collector stops tracking) and its totals are
 folded into its ancestors'. `Meter.totals`, snapshots and `forget` read the cube and the rows
 of the entries still open.
 
@@ -26,7 +27,7 @@ from meterline._dimensions import Dimensions, check_names, check_size, where_fil
 from meterline._events import NOT_MODEL_CALLS
 from meterline._guard import logger
 from meterline._providers import canonical_provider
-from meterline._totals import Sums, Totals, totals_of
+from meterline._totals import FrozenSums, Sums, Totals, totals_of
 from meterline._usage import Usage
 from meterline._yielding_lock import YieldingLock
 
@@ -234,11 +235,17 @@ class RollUps:
         """Events whose dimensions were folded into the overflow row."""
         self._plan_for = plan_for
         self._live: set[Entry] = set()
-        self._cube: dict[RowKey, Sums] = {}
+        self._cube: dict[RowKey, FrozenSums] = {}
+        """The rows of the entries that have ended, as tuples (which the garbage collector skips)."""
         self._entry_rows = 0
         """Rows the open entries hold (with the cube's, what ``max_live_keys`` bounds)."""
-        self._by_dimension: dict[tuple[str, str], set[RowKey]] = {}
-        """The cube's keys by each (dimension, value) they hold: `forget` visits only those."""
+        self._by_dimension: dict[tuple[str, str], dict[RowKey, None]] = {}
+        """The cube's keys by each (dimension, value) they hold: `forget` visits only those.
+
+        Dicts of keys rather than sets: the garbage collector stops tracking a dict that holds
+        only tuples it has stopped tracking, and walks every set and its keys at every full
+        collection (this outer dict stays tracked: a full collection visits each of its values
+        once, and goes no further)."""
         self._overflow_warned = False
         _ALL.add(self)
 
@@ -266,7 +273,7 @@ class RollUps:
             for key, row in rows.items():
                 row.live = False  # before the tally: a later append sees it and tallies itself
                 row.tally()
-                self._cube_row(row.key).merge(row)
+                self._add_to_cube(row.key, row)
                 entry.fold(_totals_key(key, entry), row)
             # Every closed ancestor on the way gets the entry's totals, and the first open one
             # (which passes them on when it ends in turn).
@@ -342,7 +349,7 @@ class RollUps:
         # open) or of its ancestors up to the first open one.
         operation, status, provider, model, extra = key
         dims_key = tuple(sorted({**entry.dimensions, **dict(extra)}.items()))
-        self._cube_row((operation, status, provider, model, dims_key)).merge(sums)
+        self._add_to_cube((operation, status, provider, model, dims_key), sums)
         tkey = _totals_key(key, entry)
         ancestor: Entry | None = entry
         while ancestor is not None:
@@ -351,12 +358,11 @@ class RollUps:
                 break
             ancestor = ancestor.parent
 
-    def _cube_row(self, key: RowKey) -> Sums:
-        """The cube's row for ``key``, made (or folded into the overflow row) as needed (lock held)."""
-        sums = self._cube.get(key)
-        if sums is not None:
-            return sums
-        if not self._room_locked():
+    def _add_to_cube(self, key: RowKey, sums: Sums) -> None:
+        """Add ``sums`` into the cube's row for ``key``, made (or the overflow row) as needed (lock held)."""
+        cube = self._cube
+        stored = cube.get(key)
+        if stored is None and not self._room_locked():
             self.overflowed += 1
             if not self._overflow_warned:
                 self._overflow_warned = True
@@ -370,19 +376,19 @@ class RollUps:
             # One overflow row per operation, status and provider: a flood of new model names
             # is bounded too (the model is dropped from the overflow rows, as the dimensions are).
             key = (key[0], key[1], key[2], None, ((OVERFLOW_DIMENSION, "true"),))
-            sums = self._cube.get(key)
-            if sums is not None:
-                return sums
-        sums = self._cube[key] = Sums()
-        for pair in key[4]:
-            self._by_dimension.setdefault(pair, set()).add(key)
-        return sums
+            stored = cube.get(key)
+        if stored is None:
+            for pair in key[4]:
+                self._by_dimension.setdefault(pair, {})[key] = None
+            cube[key] = sums.frozen()
+        else:
+            cube[key] = sums.added_to(stored)
 
     # -- reading -------------------------------------------------------------------------
 
     def _rows_locked(self) -> dict[RowKey, Sums]:
         """Every row, the open entries' included, as detached copies (lock held)."""
-        rows = {key: sums.copy() for key, sums in self._cube.items()}
+        rows = {key: Sums.thawed(stored) for key, stored in self._cube.items()}
         for entry in (self.root, *self._live):
             for row in entry.rows.values():
                 row.tally()
@@ -416,7 +422,7 @@ class RollUps:
         """Add rows (a snapshot's) into the cube."""
         with self.lock:
             for key, sums in rows:
-                self._cube_row(key).merge(sums)
+                self._add_to_cube(key, sums)
 
     def live_keys(self) -> int:
         """How many distinct rows the roll-ups hold."""
@@ -471,7 +477,7 @@ class RollUps:
 
         dropped = 0
         with self.lock:
-            indexed = [self._by_dimension.get(pair, set()) for pair in wanted if pair[0] not in _KEY_FIELDS]
+            indexed = [self._by_dimension.get(pair, {}) for pair in wanted if pair[0] not in _KEY_FIELDS]
             candidates: Iterable[RowKey] = self._cube
             if indexed:
                 rarest = min(indexed, key=len)
@@ -480,7 +486,7 @@ class RollUps:
                 del self._cube[key]
                 for pair in key[4]:
                     keys = self._by_dimension[pair]
-                    keys.discard(key)
+                    keys.pop(key, None)
                     if not keys:
                         del self._by_dimension[pair]
                 dropped += 1
