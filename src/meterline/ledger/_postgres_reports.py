@@ -183,10 +183,12 @@ class _Reader:
         # The monthly roll-up is read row by row: it holds a row per value and month, about one
         # per group of a report by value or month, and PostgreSQL sorted them all by value to
         # add up 19 sums a group (by session at 1M events: 0.47 -> 0.21 s, the rows fetched).
-        # Its rows' sums are then added up here for the group ``None`` too.
         every_value = monthly and wanted is None
-        covered: Groups = {}
-        parts: dict[int | None, list[tuple[Any, ...]]] = {}  # every value's sums by period, added up in C
+        # When every value's rows are read, their sums (per model fields and period) are added
+        # up here for the group ``None``, by column in C: reading them again grouped by period
+        # took PostgreSQL 0.43 s of a report by user and day at 1M events (2.85 s).
+        summed_here = missing and wanted is None
+        parts: dict[tuple[tuple[Any, ...], int | None], list[tuple[Any, ...]]] = {}
         if wanted != []:
             extra = [] if wanted is None else ["value = ANY(%s)"]
             rows = self.fetch(
@@ -209,14 +211,14 @@ class _Reader:
                     key = tuple(values[name] for name in query.by)
                 found = row[2 + len(named) :]
                 add(self.groups, (key, row[0]), found, 0, False)
-                if every_value and missing:
-                    parts.setdefault(row[0], []).append(found)  # a monthly report names no model field
+                if summed_here:
+                    parts.setdefault((row[2 : 2 + len(named)], row[0]), []).append(found)
         if not missing:
             return
         # By column, in C: a tuple added per row took 0.06 s of a report by session (96,464 rows).
-        covered = {((), start): tuple(map(sum, zip(*rows, strict=True))) for start, rows in parts.items()}
+        covered: Groups = {key: tuple(map(sum, zip(*rows, strict=True))) for key, rows in parts.items()}
         # The events without the dimension: all events (the hourly roll-up) less every value's.
-        if not every_value:
+        if not summed_here:  # only some values were read: every value's sums, read for it
             for row in self.fetch(
                 self.select([period, *named], sums, table, valued), [escape(dimension), *params]
             ):

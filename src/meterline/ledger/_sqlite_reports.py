@@ -204,10 +204,10 @@ def _add_by_value(
     # The sums of every value, per model fields and period, to take from those of all events
     # for the group ``None``: added up while every value's rows are read, or read for it.
     covered: Groups = {}
-    # Added up here (by column, in C) unless the groups are about one row each and SQLite adds
-    # them up again (a report by day from the daily roll-up: reading its rows again in SQLite
-    # costs less than keeping every row for the sums).
-    every_value = missing and wanted is None and (not grouped or query.granularity != "day")
+    # Added up here, by column in C, whenever every value's rows are read: reading them again
+    # grouped by period took SQLite 0.8 s of a report by user and day at 1M events (2.8 s); the
+    # rows' sums are the groups' own tuples, so keeping them costs a list of references.
+    every_value = missing and wanted is None
     parts: dict[tuple[tuple[Any, ...], int | None], list[tuple[Any, ...]]] = {}  # summed by column in C
     if wanted != []:
         sql = f"SELECT {', '.join(keys)}, {read}{source} WHERE {' AND '.join(clauses)}{values}{group_by}"
