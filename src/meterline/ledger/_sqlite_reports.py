@@ -294,6 +294,7 @@ def _add_events(
     filters = [(name, values) for name, values in query.where.items() if name not in EVENT_FIELDS]
     fields_at: dict[str, int] = {name: keys.index(f"k.{name}") for name in EVENT_FIELDS}
     only_dims = not any(name in EVENT_FIELDS for name in query.by)
+    wanted = query.dimensions  # a property that makes its tuple: once, not per dimension set
     # Per distinct dims text: None when filtered out, else the values of the query's
     # dimensions (the whole key when it names no model field).
     decoded: dict[str, tuple[str | None, ...] | None] = {}
@@ -304,7 +305,7 @@ def _add_events(
         if part == ():
             dims = names.dimensions(conn, text)
             keep = all(dims.get(name) in values for name, values in filters)
-            part = decoded[text] = tuple(dims.get(name) for name in query.dimensions) if keep else None
+            part = decoded[text] = tuple(dims.get(name) for name in wanted) if keep else None
         if part is None:
             continue
         if only_dims:
