@@ -415,10 +415,10 @@ class Meter:
         entry = self._current()
         if entry is None:
             entry = self._root
+        dimensions: Mapping[str, str]
         if tags:
-            extra = check_dimensions(tags, "tag")
-            key: RowKey = (operation, status, provider, model, tuple(sorted(extra.items())))
-            dimensions: Mapping[str, str] = Dimensions({**entry.dimensions, **extra})
+            tagged, dimensions = entry.tagged(tags)
+            key: RowKey = (operation, status, provider, model, tagged)
         else:
             key = (operation, status, provider, model, ())
             dimensions = entry.dimensions

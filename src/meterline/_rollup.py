@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from meterline._dimensions import Dimensions, check_names, check_size, where_filters
+from meterline._dimensions import Dimensions, check_dimensions, check_names, check_size, where_filters
 from meterline._events import NOT_MODEL_CALLS
 from meterline._guard import logger
 from meterline._providers import canonical_provider
@@ -43,6 +43,7 @@ __all__ = [
     "RollUps",
     "Row",
     "RowKey",
+    "Tagged",
 ]
 
 RowKey = tuple[str, str, str | None, str | None, tuple[tuple[str, str], ...]]
@@ -59,6 +60,9 @@ OVERFLOW_DIMENSION: Final = "meterline_overflow"
 """The dimension of the row new keys are folded into once the cube is full."""
 TALLY_AT: Final = 256
 """Pending shares a row holds before the recording thread tallies them."""
+_STR_ONLY: Final = {str}
+Tagged = tuple[tuple[tuple[str, str], ...], Dimensions]
+"""A call's tags checked: sorted (name, value) pairs (a row key's last part), and the event's dimensions."""
 
 
 class Row(Sums):
@@ -136,6 +140,7 @@ class Entry:
     __slots__ = (
         "__weakref__",
         "_rollups",
+        "_tagged",
         "_view",
         "children",
         "closed",
@@ -159,6 +164,8 @@ class Entry:
         self.closed = False
         self._rollups = rollups
         self._view: weakref.ref[ActiveScope] | None = None
+        self._tagged: tuple[tuple[tuple[object, object], ...], Tagged, bool] | None = None
+        """The last tags checked, their `Tagged`, and whether their values are all str (`tagged`)."""
 
     @property
     def view(self) -> ActiveScope:
@@ -176,6 +183,37 @@ class Entry:
     def fold(self, key: TotalsKey, sums: Sums) -> None:
         """Add ``sums`` to this entry's own totals only."""
         _merge_into(self.folded, key, sums)
+
+    def tagged(self, tags: Mapping[str, object]) -> Tagged:
+        """A call's ``tags``, checked: its row key's last part, and its event's dimensions.
+
+        The dimensions are the tags merged over this entry's. The last tags whose values are all
+        str are kept for the next call with equal tags (an integration passes the same tags on
+        every call): their check, sort and merged `Dimensions` are made once, and the calls'
+        events share one `Dimensions`, whose JSON a ledger then makes once. Found by equality,
+        so only a str (or what equals one) finds them, and the kept, checked strings are what
+        is recorded. One set, not a table: calls whose tags differ each time (a session id)
+        would pay to fill a table they never find anything in.
+
+        Raises:
+            ConfigurationError: a bad tag name or value (`check_dimensions` names it).
+        """
+        items = tuple(tags.items())
+        kept = self._tagged
+        if kept is not None:
+            try:
+                same = kept[0] == items
+            except Exception:  # noqa: BLE001 - a value whose == raises: the check below names it
+                same = False
+            # Whether the kept tags' values are all str is asked on their first use, not when
+            # they are kept: tags that differ on every call never pay for it.
+            if same and (kept[2] or set(map(type, dict(kept[0]).values())) == _STR_ONLY):
+                if not kept[2]:
+                    self._tagged = (kept[0], kept[1], True)
+                return kept[1]
+        found = _checked(tags, self.dimensions)
+        self._tagged = (items, found, False)
+        return found
 
 
 class ActiveScope:
@@ -533,6 +571,11 @@ def value_of(key: RowKey, name: str) -> str | None:
         if dim == name:
             return value
     return None
+
+
+def _checked(tags: Mapping[str, object], dimensions: Mapping[str, str]) -> Tagged:
+    extra = check_dimensions(tags, "tag")
+    return tuple(sorted(extra.items())), Dimensions({**dimensions, **extra})
 
 
 def _merge_into(target: dict[Any, Sums], key: Any, sums: Sums) -> None:
