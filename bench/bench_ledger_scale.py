@@ -18,9 +18,9 @@ sessions, 5 agents, 12 tools, 90 days). For each store:
    Then the writes of the product's next days, continuing both files (`_continued`).
 2. Size: bytes per event of our file and of the plain table's (SQLite, after a checkpoint).
 3. Reports: ``totals`` by each dimension and by model over the whole ledger, by user x model
-   and by user x agent over the last 7 days, by day; each in a process of its own (its time,
-   and its RSS growth over the process's own after opening), beside the same GROUP BY in
-   DuckDB over the same flat rows (its file built once per run).
+   and by user x agent over the last 7 days, by day, by user and day; each in a process of its
+   own (its time, and its RSS growth over the process's own after opening), beside the same
+   GROUP BY in DuckDB over the same flat rows (its file built once per run).
 4. With ``BENCH_POSTGRES=1``: a PostgreSQL ledger (batches of 5,000) beside ``COPY`` of the
    flat rows into a plain table, and its reports (each in a process of its own, best of 3)
    beside the same GROUP BY over that table and in DuckDB over the same rows. Every table is
@@ -65,6 +65,7 @@ REPORTS: dict[str, tuple[tuple[str, ...], datetime | None, str | None]] = {
     "by tool": (("tool",), None, None),
     "by model": (("model",), None, None),
     "by day": ((), None, "day"),
+    "by user x day": (("user",), None, "day"),
     "by user x model, 7 days": (("user", "model"), LAST_WEEK, None),
     "by user x agent, 7 days": (("user", "agent"), LAST_WEEK, None),
 }
