@@ -187,13 +187,14 @@ class Entry:
     def tagged(self, tags: Mapping[str, object]) -> Tagged:
         """A call's ``tags``, checked: its row key's last part, and its event's dimensions.
 
-        The dimensions are the tags merged over this entry's. The last tags whose values are all
-        str are kept for the next call with equal tags (an integration passes the same tags on
-        every call): their check, sort and merged `Dimensions` are made once, and the calls'
-        events share one `Dimensions`, whose JSON a ledger then makes once. Found by equality,
-        so only a str (or what equals one) finds them, and the kept, checked strings are what
-        is recorded. One set, not a table: calls whose tags differ each time (a session id)
-        would pay to fill a table they never find anything in.
+        The dimensions are the tags merged over this entry's. The last tags are kept with their
+        result, which the next call with equal tags takes as it is when the kept values are all
+        str (an integration passes the same tags on every call): the check, the sort and the
+        merged `Dimensions` are made once, and the calls' events share one `Dimensions`, whose
+        JSON a ledger then makes once. Found by equality, so only a str (or what equals one)
+        finds them, and the kept, checked strings are what is recorded; int values (``True ==
+        1``) are checked on every call. One set, not a table: calls whose tags differ each time
+        (a session id) would pay to fill a table they never find anything in.
 
         Raises:
             ConfigurationError: a bad tag name or value (`check_dimensions` names it).
@@ -207,7 +208,7 @@ class Entry:
                 same = False
             # Whether the kept tags' values are all str is asked on their first use, not when
             # they are kept: tags that differ on every call never pay for it.
-            if same and (kept[2] or set(map(type, dict(kept[0]).values())) == _STR_ONLY):
+            if same and (kept[2] or {type(value) for _, value in kept[0]} == _STR_ONLY):
                 if not kept[2]:
                     self._tagged = (kept[0], kept[1], True)
                 return kept[1]
