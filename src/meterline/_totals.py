@@ -11,7 +11,6 @@ import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from operator import attrgetter
 from typing import Any, Final
 
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION, TOOL_SUCCESS, UsageEvent
@@ -36,7 +35,7 @@ COUNTERS: Final = (
     "latency_ns",
 )
 """The integer counters of `Sums`, in the order snapshots write them."""
-_COUNTS: Final = attrgetter(*COUNTERS)
+_COUNTS: Final = operator.attrgetter(*COUNTERS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
