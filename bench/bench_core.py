@@ -10,6 +10,7 @@ the import cost, which is seconds over a bare interpreter (median of fresh proce
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import subprocess
@@ -193,6 +194,17 @@ def main() -> int:
                 namespace,
             ),
         )
+    # A new row each call: a session's id among its tags, outside any scope (a gateway's way).
+    namespace["tagged"] = Meter(max_live_keys=10 * NUMBER * ROUNDS)
+    namespace["sessions"] = itertools.count()
+    add(
+        "record(Usage) with a new session tag each call",
+        per_call(
+            "tagged.record(usage, model='gpt-4o', provider='openai',"
+            " tags={'user': 'u1', 'session': f's{next(sessions)}'})",
+            namespace,
+        ),
+    )
     add(
         "record_tool(...)",
         per_call("meter.record_tool('web_search', category='retrieval', duration_ms=5.0)", namespace),

@@ -195,3 +195,31 @@ def test_check_size_measures_the_stored_json(dims: dict[str, str]) -> None:
     else:
         with pytest.raises(ConfigurationError, match=f"expected at most {MAX_DIMENSIONS_BYTES}"):
             check_size(dims)
+
+
+def test_names_seen_good_never_let_a_bad_name_through(meter: Meter) -> None:
+    """After good tag names are remembered, bad and reserved names are still refused, and nothing recorded."""
+
+    class Name(str):
+        __slots__ = ()
+
+    meter.record(Usage(input_tokens=1), model="gpt-4o", tags={"user": "u1", "session": "s1"})
+    meter.record(Usage(input_tokens=1), model="gpt-4o", tags={"user": "u2", "session": "s2"})
+    # A str subclass equal to a remembered name is refused as before: names are exactly str.
+    for bad in ({"User": "u"}, {"model": "m"}, {"": "x"}, {1: "x"}, {Name("user"): "x"}):
+        with pytest.raises(ConfigurationError, match="name"):
+            meter.record(Usage(input_tokens=1), model="gpt-4o", tags=bad)  # type: ignore[arg-type]
+    assert meter.totals().requests == 2
+
+
+def test_values_past_ascii_or_the_limit_are_still_checked_in_tags(meter: Meter) -> None:
+    """A tag value's ASCII fast path leaves long and non-ASCII values to the full check."""
+    with pytest.raises(ConfigurationError, match="bytes"):
+        meter.record(Usage(input_tokens=1), model="gpt-4o", tags={"user": "u" * (MAX_TEXT_BYTES + 1)})
+    with pytest.raises(ConfigurationError, match="surrogate"):
+        meter.record(Usage(input_tokens=1), model="gpt-4o", tags={"user": "u\ud800"})
+    with pytest.raises(ConfigurationError, match="bytes"):
+        meter.record(Usage(input_tokens=1), model="gpt-4o", tags={"user": "é" * (MAX_TEXT_BYTES // 2 + 1)})
+    event = meter.record(Usage(input_tokens=1), model="gpt-4o", tags={"user": "é" * (MAX_TEXT_BYTES // 2)})
+    assert meter.totals().requests == 1
+    assert event.dimensions == {"user": "é" * (MAX_TEXT_BYTES // 2)}

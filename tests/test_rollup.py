@@ -13,6 +13,7 @@ from typing import Any, TypedDict
 import pytest
 
 from meterline import ConfigurationError, Meter, Usage
+from meterline._rollup import RollUps
 
 
 class _Model(TypedDict):
@@ -250,3 +251,30 @@ def test_alternating_tags_stay_exact(meter: Meter) -> None:
     assert len(by_session) == 200
     assert by_session[("s7",)].usage.input_tokens == 3
     assert by_session[("s1",)].usage.input_tokens == 3 + 67 * 3
+
+
+def test_a_call_shape_is_checked_and_priced_once_and_a_bad_one_every_time() -> None:
+    """New rows of a checked (operation, status, provider, model) reuse its plan; a bad one is never kept."""
+    asked: list[tuple[str | None, str]] = []
+
+    def plan_for(provider: str | None, model: str) -> None:
+        asked.append((provider, model))
+
+    rollups = RollUps(plan_for, max_live_keys=1000)
+    root = rollups.root
+    for index in range(3):
+        row = rollups.add_row(root, ("chat", "ok", "OpenAI", "gpt-4o", (("session", f"s{index}"),)))
+        assert row.key == ("chat", "ok", "openai", "gpt-4o", (("session", f"s{index}"),))
+        assert row.model_call
+    assert asked == [("openai", "gpt-4o")]
+    for _ in range(2):
+        with pytest.raises(ConfigurationError, match="model"):
+            rollups.add_row(root, ("chat", "ok", "openai", 42, ()))  # type: ignore[arg-type]
+        with pytest.raises(ConfigurationError, match="status"):
+            rollups.add_row(root, ("chat", "", "openai", "gpt-4o", ()))
+        with pytest.raises(ConfigurationError, match="model"):
+            rollups.add_row(root, ("chat", "ok", "openai", ["gpt-4o"], ()))  # type: ignore[arg-type]
+    assert len(root.rows) == 3
+    rollups.take()  # what `Meter.reset` does: the checked shapes go too
+    rollups.add_row(root, ("chat", "ok", "OpenAI", "gpt-4o", ()))
+    assert asked == [("openai", "gpt-4o")] * 2

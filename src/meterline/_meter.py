@@ -30,7 +30,6 @@ from meterline._events import (
     TOOL_OPERATION,
     UsageEvent,
     check_billing,
-    check_call,
     check_grouping,
     check_latency,
     check_operation_id,
@@ -426,8 +425,7 @@ class Meter:
             row = entry.rows.get(key)
         except TypeError:  # an unhashable argument: the checks below name it
             row = None
-        if row is None:
-            check_call(model, provider, operation, status)
+        if row is None:  # its model, provider, operation and status are checked when it is made
             if tags:
                 check_size(dimensions, "the scopes' and tags' dimensions")
             row = self._rollups.add_row(entry, key)
