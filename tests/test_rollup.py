@@ -90,6 +90,20 @@ def test_late_records_after_a_scope_ended_still_count(meter: Meter) -> None:
     assert meter.totals(where={"session": "s1"}).usage.input_tokens == 10
 
 
+def test_rows_sent_to_the_cube_keep_the_canonical_provider(caplog: pytest.LogCaptureFixture) -> None:
+    """Events past max_live_keys, and late ones after their scope ended, keep the canonical provider."""
+    meter = Meter(max_live_keys=2)
+    with meter.scope(user="u1"):
+        ctx = contextvars.copy_context()
+    ctx.run(meter.record, Usage(input_tokens=1), model="gpt-4o", provider="OpenAI")  # its scope has ended
+    for index in range(4):  # the second one on finds no room
+        meter.record(Usage(input_tokens=1), model="gpt-4o", provider="OpenAI", tags={"session": f"s{index}"})
+    by_provider = meter.totals(by=("provider",))
+    assert list(by_provider) == [("openai",)]
+    assert by_provider[("openai",)].usage.input_tokens == 5
+    assert meter.totals(where={"user": "u1"}).requests == 1
+
+
 def test_meter_totals_include_live_scopes_and_cost(meter: Meter) -> None:
     """Roll-ups see records of scopes that are still open, with the same cost."""
     with meter.scope(user="u1") as scope:

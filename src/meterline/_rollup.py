@@ -76,8 +76,11 @@ class Row(Sums):
         super().__init__()
         self.pending: list[Pending] = []
         """Shares appended by `Meter.record` without a lock; `tally` adds them up."""
-        self.live = True
-        """``False`` once the row was taken from its entry (exit, reset, forget): record elsewhere."""
+        self.live: bool | None = True
+        """``False`` once the row was taken from its entry (exit, reset, forget): record elsewhere.
+
+        ``None`` for a row never kept in an entry (`RollUps.add_row` past ``max_live_keys``, or
+        in an entry that has ended): only the call that made it holds it."""
         self.key = key
         """The row's key in the cube: canonical provider, every dimension of the entry merged in."""
         self.provider = key[2]
@@ -375,7 +378,7 @@ class RollUps:
             if entry.closed or not self._room_locked():
                 # An entry that ended keeps no rows, and past max_live_keys no new row is made:
                 # the event goes the slow way, to the cube (its overflow row) and the totals.
-                fresh.live = False
+                fresh.live = None
                 return fresh
             entry.rows[key] = fresh
             self._entry_rows += 1
@@ -391,18 +394,28 @@ class RollUps:
             if row.live:
                 row.tally()
                 return
+            if row.live is None:  # never kept: no other thread can append to it
+                row.tally()
+                self._add_locked(entry, key, row, row.key)
+                return
             # The entry ended (work left running in an executor), or reset() or forget()
-            # took the row between the lookup and the append.
+            # took the row between the lookup and the append: its shares go to a copy, so
+            # that a later append (another thread's) sends on only what is new.
             late = Row(row.key, row.model_call, row.plan)
             row.tally(into=late)
-            self._add_locked(entry, key, late)
+            self._add_locked(entry, key, late, row.key)
 
     def add(self, entry: Entry, key: RowKey, sums: Sums) -> None:
         """Add ``sums`` (a tool call or cache lookup) to ``entry``'s row of ``key``."""
         with self.lock:
             self._add_locked(entry, key, sums)
 
-    def _add_locked(self, entry: Entry, key: RowKey, sums: Sums) -> None:
+    def _add_locked(self, entry: Entry, key: RowKey, sums: Sums, cube_key: RowKey | None = None) -> None:
+        """Add ``sums`` to ``entry``'s row of ``key``, or to the cube's of ``cube_key`` (lock held).
+
+        ``cube_key``: the row's key in the cube (`Row.key`: canonical provider, the entry's
+        dimensions merged in), when a row's shares are sent on; else made from ``key``.
+        """
         if not entry.closed:
             row = entry.rows.get(key)
             if row is None and self._room_locked():
@@ -413,9 +426,13 @@ class RollUps:
                 return
         # The entry ended, or no new row fits: to the cube, and to the totals of the entry (if
         # open) or of its ancestors up to the first open one.
-        operation, status, provider, model, extra = key
-        dims_key = tuple(sorted({**entry.dimensions, **dict(extra)}.items()))
-        self._add_to_cube((operation, status, provider, model, dims_key), sums)
+        if cube_key is None:
+            operation, status, provider, model, extra = key
+            dims_key = tuple(sorted({**entry.dimensions, **dict(extra)}.items()))
+            cube_key = (operation, status, canonical_provider(provider), model, dims_key)
+        self._add_to_cube(cube_key, sums)
+        if entry is self.root:  # the meter's totals are the cube's: the root keeps none of its own
+            return
         tkey = _totals_key(key, entry)
         ancestor: Entry | None = entry
         while ancestor is not None:
@@ -604,7 +621,7 @@ def value_of(key: RowKey, name: str) -> str | None:
 
 def _checked(tags: Mapping[str, object], dimensions: Mapping[str, str]) -> Tagged:
     extra = check_dimensions(tags, "tag")
-    return tuple(sorted(extra.items())), Dimensions({**dimensions, **extra})
+    return tuple(sorted(extra.items())), Dimensions({**dimensions, **extra} if dimensions else extra)
 
 
 def _merge_into(target: dict[Any, Sums], key: Any, sums: Sums) -> None:
