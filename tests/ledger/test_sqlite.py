@@ -108,6 +108,32 @@ def test_wal_and_normal_sync(path: Path) -> None:
         ledger.close()
 
 
+def test_writes_sort_in_memory_and_everything_else_through_files(path: Path) -> None:
+    """A write's roll-ups sort in memory; reports sort through temporary files (bounded memory)."""
+    ledger = SQLiteLedger(path)
+    conn = ledger._conn
+    assert conn is not None
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        assert conn.execute("PRAGMA temp_store").fetchone() == (1,)  # FILE
+        ledger.write([make_event(1, T0, dims={"user": "u1"})])
+        assert conn.execute("PRAGMA temp_store").fetchone() == (2,)  # MEMORY
+        ledger.write([make_event(2, T0, dims={"user": "u1"})])
+        assert ledger.totals(by=("user",))[0].events == 2
+        assert conn.execute("PRAGMA temp_store").fetchone() == (1,)
+        ledger.totals(by=("model",), granularity="day")
+        ledger.prune(T0 - timedelta(days=1))
+        assert conn.execute("PRAGMA temp_store").fetchone() == (1,)
+        # Set when it changes only, and outside the transactions (SQLite refuses it inside one).
+        pragmas = [text for text in statements if text.startswith("PRAGMA temp_store=")]
+        assert pragmas == ["PRAGMA temp_store=MEMORY", "PRAGMA temp_store=FILE"]
+        assert statements.index("PRAGMA temp_store=FILE") < statements.index("BEGIN")
+    finally:
+        conn.set_trace_callback(None)
+        ledger.close()
+
+
 def test_bad_timeout_is_refused(path: Path) -> None:
     """A timeout that is not a non-negative number is a `ConfigurationError`."""
     for timeout in (-1, "5", True, float("nan")):
