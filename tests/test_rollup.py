@@ -104,6 +104,17 @@ def test_rows_sent_to_the_cube_keep_the_canonical_provider(caplog: pytest.LogCap
     assert meter.totals(where={"user": "u1"}).requests == 1
 
 
+def test_a_provider_filter_finds_what_its_aliases_recorded(meter: Meter) -> None:
+    """totals(where=) and forget() match a provider as the caller spelled it, by its canonical name."""
+    meter.record(Usage(input_tokens=1), model="gpt-4o", provider="OpenAI")
+    meter.record(Usage(input_tokens=2), model="gemini-2.5-flash", provider="gemini")
+    assert meter.totals(where={"provider": "OpenAI"}).usage.input_tokens == 1
+    assert meter.totals(where={"provider": ["Gemini", "openai"]}).usage.input_tokens == 3
+    assert meter.totals(where={"provider": "no such provider!"}).events == 0
+    assert meter.forget(provider="Gemini") == 1
+    assert meter.totals().usage.input_tokens == 1
+
+
 def test_meter_totals_include_live_scopes_and_cost(meter: Meter) -> None:
     """Roll-ups see records of scopes that are still open, with the same cost."""
     with meter.scope(user="u1") as scope:

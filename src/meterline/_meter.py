@@ -845,6 +845,7 @@ class Meter:
                 any scope dimension or tag (``user``, ``session``, ``agent``, ``tool``…).
             where: Keep only events whose dimension equals the value (or is in it, when the
                 value is a set, list or tuple). ``None`` matches events without the dimension.
+                A provider is matched by its canonical name (``"OpenAI"`` finds ``"openai"``).
 
         Returns:
             One `Totals` without ``by``; with ``by``, a dict from a tuple of the group's values

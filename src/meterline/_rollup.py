@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 from meterline._dimensions import Dimensions, check_dimensions, check_names, check_size, where_filters
 from meterline._events import NOT_MODEL_CALLS, check_call
 from meterline._guard import logger
-from meterline._providers import canonical_provider
+from meterline._providers import canonical_provider, provider_as_stored
 from meterline._totals import FrozenSums, Sums, Totals, totals_of
 from meterline._usage import Usage
 from meterline._yielding_lock import YieldingLock
@@ -533,7 +533,10 @@ class RollUps:
     ) -> Totals | dict[tuple[str | None, ...], Totals]:
         """`Meter.totals`: the rows filtered by ``where`` and grouped by ``by``."""
         group = check_names(by, "by") if by is not None else ()
-        filters = list(where_filters(where).items())
+        filters = [
+            (name, frozenset(map(provider_as_stored, allowed)) if name == "provider" else allowed)
+            for name, allowed in where_filters(where).items()
+        ]
         rows = self.rows()
         groups: dict[tuple[str | None, ...], list[tuple[str, str, str | None, str | None, Sums]]] = {}
         for key, sums in rows.items():
@@ -553,8 +556,12 @@ class RollUps:
         Entries keep their own totals: only `Meter.totals` and snapshots forget. The cube's rows
         are found through the index of the rarest wanted dimension, so the work is in proportion
         to the rows dropped (a wanted event field alone, ``model=``, scans the cube); the open
-        entries' rows, as few as the calls in flight, are scanned.
+        entries' rows, as few as the calls in flight, are scanned. A provider is matched by its
+        canonical name (`provider_as_stored`), as the rows keep it.
         """
+        wanted = [
+            (name, str(provider_as_stored(value)) if name == "provider" else value) for name, value in wanted
+        ]
 
         def matches(key: RowKey) -> bool:
             return all(value_of(key, name) == value for name, value in wanted)

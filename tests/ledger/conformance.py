@@ -656,6 +656,14 @@ class LedgerConformance:
         assert_matches_meter(ledger, meter, events, ("model",), where)
         assert_matches_meter(ledger, meter, events, ("user", "operation"), where)
 
+    def test_a_provider_filter_finds_what_its_aliases_recorded(self, ledger: LedgerBackend) -> None:
+        """A filter on a provider as a caller spells it ("OpenAI", "gemini") finds its canonical name's."""
+        ledger.write([make_event(1, T0), make_event(2, T0, provider="gcp.gemini", model="gemini-2.5-flash")])
+        assert [row.events for row in ledger.totals(where={"provider": "OpenAI"})] == [1]
+        both = ledger.totals(by=("provider",), where={"provider": ["Gemini", "OpenAI"]})
+        assert {row.key: row.events for row in both} == {("openai",): 1, ("gcp.gemini",): 1}
+        assert sum(row.events for row in ledger.totals(where={"provider": "no such provider!"})) == 0
+
     def test_costs_are_exact_decimals(self, ledger: LedgerBackend) -> None:
         """Costs add up exactly (no float), tidy, down to one pico-dollar."""
         events = [

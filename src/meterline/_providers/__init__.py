@@ -27,6 +27,7 @@ from meterline._providers._registry import (
     PROVIDERS,
     SELF_HOSTED,
     canonical_provider,
+    provider_as_stored,
     provider_of_price_data,
 )
 from meterline._providers._stream import StreamAccumulator, usage_from_stream
@@ -45,6 +46,7 @@ __all__ = [
     "extract",
     "model_from",
     "normalizer_for",
+    "provider_as_stored",
     "provider_of_price_data",
     "usage_from",
     "usage_from_stream",

@@ -257,6 +257,22 @@ def canonical_provider(name: str | None) -> str | None:
     return found
 
 
+def provider_as_stored(value: object) -> object:
+    """A provider a filter allows, as events store it: a provider name made canonical.
+
+    Events keep the canonical name (`canonical_provider`), so a filter on ``"OpenAI"`` or
+    ``"gemini"`` finds what was recorded with it (``"openai"``, ``"gcp.gemini"``). ``None``
+    (events without a provider) and anything that is no provider name stay as they are
+    (matching nothing else).
+    """
+    if type(value) is str:
+        try:
+            return canonical_provider(value)
+        except ConfigurationError:
+            return value
+    return value
+
+
 # --------------------------------------------------------------------------------------------
 # APIs and formats
 

@@ -372,7 +372,8 @@ class SQLiteLedger:
             by: Names to group by: ``operation``, ``status``, ``provider``, ``model`` or a
                 dimension (``user``, ``agent``, ``tool``…).
             where: Keep only events whose value equals the given one (or is in it, for a set,
-                list or tuple); ``None`` matches events without the dimension.
+                list or tuple); ``None`` matches events without the dimension. A provider is
+                matched by its canonical name (``"gemini"`` finds ``"gcp.gemini"``).
             since: Keep roll-up hours from this one (inclusive, rounded down to the hour).
             until: Keep roll-up hours before this one (exclusive, rounded down to the hour).
             granularity: Also group by the UTC hour, day or month (the row's ``period``).
