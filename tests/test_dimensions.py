@@ -52,6 +52,18 @@ def test_dimensions_are_read_only_json_ready_values(meter: Meter) -> None:
     assert pickle.loads(pickle.dumps(event)) == event
 
 
+@given(st.dictionaries(st.text(max_size=12), st.text(max_size=40), max_size=8))
+def test_json_is_the_text_json_dumps_writes(dims: dict[str, str]) -> None:
+    """`Dimensions.json` is json.dumps' compact sorted text exactly, escapes and lone surrogates included."""
+    assert Dimensions(dims).json() == json.dumps(dims, sort_keys=True, separators=(",", ":"))
+
+
+def test_json_of_values_that_are_not_str_is_json_dumps_text() -> None:
+    """A `Dimensions` built by hand with a non-str value still writes what json.dumps writes."""
+    dims = {"n": 1, "b": None, "s": "x"}
+    assert Dimensions(dims).json() == '{"b":null,"n":1,"s":"x"}'  # type: ignore[arg-type]
+
+
 def test_check_text_refuses_only_what_utf8_cannot_store() -> None:
     """Any text UTF-8 encodes passes (accents, emoji, NUL); a lone surrogate is refused, naming it."""
     from meterline._dimensions import check_text
