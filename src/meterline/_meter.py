@@ -810,9 +810,11 @@ class Meter:
             default_lease=self._budget_lease,
         )
         entry = self._current()
-        dims: Mapping[str, str] = self._root.dimensions if entry is None else entry.dimensions
+        if entry is None:
+            entry = self._root
+        dims: Mapping[str, str] = entry.dimensions
         if tags:
-            dims = Dimensions({**dims, **check_dimensions(tags, "tag")})
+            dims = entry.tagged(tags)[1]  # checked, and kept for the next equal tags (as record's)
             check_size(dims, "the scopes' and tags' dimensions")
         engine = self._budgets
         if engine is None or not engine.compiled:

@@ -743,3 +743,18 @@ def test_a_failed_store_gets_no_calls_until_a_probe_finds_it_working(monkeypatch
     else:
         pytest.fail("the store never came back")
     assert meter.stats().machinery_errors >= 7  # every call that could not be budgeted is counted
+
+
+def test_reserve_with_tags_kept_from_the_last_call_refuses_a_bad_value(meter: Meter) -> None:
+    """reserve() keeps its last checked tags as record() does: equal ones pass, True for a kept 1 never."""
+    meter.add_budget(Budget(per=("n",), max_requests=10))
+    for _ in range(2):
+        meter.reserve(tags={"n": 1}, **GPT).release()
+        meter.reserve(tags={"n": "1"}, **GPT).release()
+    with pytest.raises(ConfigurationError, match="n=True"):
+        meter.reserve(tags={"n": True}, **GPT)
+    with pytest.raises(ConfigurationError, match="tag name"):
+        meter.reserve(tags={"N": "1"}, **GPT)
+    with meter.reserve(tags={"n": "1"}, **GPT):
+        meter.record(Usage(input_tokens=1), tags={"n": "1"}, **GPT)
+    assert [status.key for status in meter.budget_status()] == [{"n": "1"}]
