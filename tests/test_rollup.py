@@ -14,6 +14,7 @@ import pytest
 
 from meterline import ConfigurationError, Meter, Usage
 from meterline._rollup import RollUps
+from meterline._row import RowKey
 
 
 class _Model(TypedDict):
@@ -190,7 +191,7 @@ def test_forget_visits_only_the_rows_it_drops(meter: Meter, monkeypatch: pytest.
     visited = 0
     real = _rollup.value_of
 
-    def counting(key: _rollup.RowKey, name: str) -> str | None:
+    def counting(key: RowKey, name: str) -> str | None:
         nonlocal visited
         visited += 1
         return real(key, name)

@@ -42,7 +42,8 @@ from meterline._money import pico_of
 from meterline._pricing import STANDARD_TIERS, Plan, PriceContext, Pricer, PriceTable, price_context
 from meterline._providers import extract
 from meterline._reported import check_reported_cost, cost_disagrees
-from meterline._rollup import TALLY_AT, ActiveScope, RollUps, RowKey
+from meterline._rollup import ActiveScope, RollUps
+from meterline._row import TALLY_AT, RowKey
 from meterline._scope import Scope, ScopeStack
 from meterline._snapshot import Snapshot
 from meterline._totals import Sums, Totals

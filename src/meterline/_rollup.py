@@ -27,8 +27,8 @@ from meterline._dimensions import Dimensions, check_dimensions, check_names, che
 from meterline._events import NOT_MODEL_CALLS, check_call
 from meterline._guard import logger
 from meterline._providers import canonical_provider, provider_as_stored
+from meterline._row import Row, RowKey
 from meterline._totals import FrozenSums, Sums, Totals, totals_of
-from meterline._usage import Usage
 from meterline._yielding_lock import YieldingLock
 
 if TYPE_CHECKING:
@@ -36,107 +36,21 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OVERFLOW_DIMENSION",
-    "TALLY_AT",
     "ActiveScope",
     "Entry",
-    "Pending",
     "RollUps",
-    "Row",
-    "RowKey",
     "Tagged",
 ]
 
-RowKey = tuple[str, str, str | None, str | None, tuple[tuple[str, str], ...]]
-"""(operation, status, provider, model, dimensions): a row of the roll-ups.
-
-In an entry's own rows the provider is as the caller spelled it and the dimensions are the
-call's tags only; in the cube, the provider is canonical and the dimensions are all of them."""
 TotalsKey = tuple[str, str, str | None, str | None]
 """(operation, status, tool, tool category): what a `Totals` needs to tell rows apart."""
-Pending = tuple["Usage | None", "int | None", "float | None"]
-"""An event's share of its row, not yet added up: (usage, cost in pico-dollars, latency in ms)."""
-
 OVERFLOW_DIMENSION: Final = "meterline_overflow"
 """The dimension of the row new keys are folded into once the cube is full."""
-TALLY_AT: Final = 256
-"""Pending shares a row holds before the recording thread tallies them."""
 _STR_ONLY: Final = {str}
 _MAX_SHAPES: Final = 4096
 """Checked call shapes a meter keeps (`RollUps.make_row`); past it, it starts again."""
 Tagged = tuple[tuple[tuple[str, str], ...], Dimensions]
 """A call's tags checked: sorted (name, value) pairs (a row key's last part), and the event's dimensions."""
-
-
-class Row(Sums):
-    """The sums of one row key in one entry, and the events appended to it but not yet added up."""
-
-    __slots__ = ("key", "live", "model_call", "pending", "plan", "provider")
-
-    def __init__(self, key: RowKey, model_call: bool, plan: Plan | None) -> None:
-        super().__init__()
-        self.pending: list[Pending] = []
-        """Shares appended by `Meter.record` without a lock; `tally` adds them up."""
-        self.live: bool | None = True
-        """``False`` once the row was taken from its entry (exit, reset, forget): record elsewhere.
-
-        ``None`` for a row never kept in an entry (`RollUps.add_row` past ``max_live_keys``, or
-        in an entry that has ended): only the call that made it holds it."""
-        self.key = key
-        """The row's key in the cube: canonical provider, every dimension of the entry merged in."""
-        self.provider = key[2]
-        """The canonical provider (an entry finds its rows by the name as given)."""
-        self.model_call = model_call
-        """Whether the row's operation is a model call (unmeasured and unpriced calls count)."""
-        self.plan = plan
-        """The model's compiled price when it does not depend on time; else ``None``."""
-
-    def tally(self, into: Sums | None = None) -> None:
-        """Add up the pending shares, into this row or ``into`` (the roll-ups' lock held).
-
-        Shares are taken from the front of the list, so shares appended meanwhile wait for
-        the next tally: each is added exactly once.
-        """
-        items = self.pending
-        count = len(items)
-        if not count:
-            return
-        batch = items[:count]
-        del items[:count]
-        target = self if into is None else into
-        input_tokens = output_tokens = cache_read = cost = latency_ns = unmeasured = unpriced = 0
-        for usage, pico, latency_ms in batch:
-            if latency_ms is not None:
-                latency_ns += int(latency_ms * 1e6)
-            if usage is None:
-                unmeasured += 1
-                continue
-            input_tokens += usage.input_tokens
-            output_tokens += usage.output_tokens
-            cache_read += usage.cache_read_tokens
-            if (
-                usage.cache_write_tokens
-                or usage.reasoning_tokens
-                or usage.audio_input_tokens
-                or usage.audio_output_tokens
-                or usage.web_search_requests
-                or usage.web_fetch_requests
-                or usage.file_search_requests
-                or usage.code_execution_requests
-            ):
-                target.add_rare_usage(usage)
-            if pico is None:
-                unpriced += 1
-            else:
-                cost += pico
-        target.events += count
-        target.input_tokens += input_tokens
-        target.output_tokens += output_tokens
-        target.cache_read_tokens += cache_read
-        target.cost_pico += cost
-        target.latency_ns += latency_ns
-        if self.model_call:
-            target.unmeasured += unmeasured
-            target.unpriced += unpriced
 
 
 class Entry:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from meterline._dimensions import check_dimensions
-from meterline._rollup import RowKey
+from meterline._row import RowKey
 from meterline._totals import Sums
 from meterline._usage import check_count
 from meterline.exceptions import MalformedUsageError
