@@ -91,7 +91,7 @@ def test_late_records_after_a_scope_ended_still_count(meter: Meter) -> None:
     assert meter.totals(where={"session": "s1"}).usage.input_tokens == 10
 
 
-def test_rows_sent_to_the_cube_keep_the_canonical_provider(caplog: pytest.LogCaptureFixture) -> None:
+def test_rows_sent_to_the_cube_keep_the_canonical_provider() -> None:
     """Events past max_live_keys, and late ones after their scope ended, keep the canonical provider."""
     meter = Meter(max_live_keys=2)
     with meter.scope(user="u1"):
