@@ -8,7 +8,8 @@ from uuid import UUID
 
 import pytest
 
-from meterline import Meter, Usage, UsageEvent
+from meterline import ConfigurationError, Meter, Usage, UsageEvent
+from meterline._events import event_filters
 
 
 class _Model(TypedDict):
@@ -77,7 +78,6 @@ def test_derived_fields_are_stable_across_threads(meter: Meter) -> None:
 def test_check_recorded_refuses_what_record_would() -> None:
     """An event read back with a negative cost, a latency past a year or a lone surrogate is refused."""
     from meterline._events import check_recorded
-    from meterline.exceptions import ConfigurationError
 
     event = Meter().record(Usage(input_tokens=10), model="gpt-4o-mini", provider="openai", latency_ms=5.0)
     check_recorded(event)
@@ -89,3 +89,15 @@ def test_check_recorded_refuses_what_record_would() -> None:
         forged = UsageEvent.from_dict({**event.to_dict(), **change})
         with pytest.raises(ConfigurationError, match=f"{field}="):
             check_recorded(forged)
+
+
+def test_event_filters_match_a_provider_by_its_canonical_name() -> None:
+    """A filter's provider values become the names events store; other names and values stay."""
+    assert event_filters({"provider": ["OpenAI", None, "no such!"], "user": "u1", "model": "GPT-4o"}) == {
+        "provider": frozenset({"openai", None, "no such!"}),
+        "user": frozenset({"u1"}),
+        "model": frozenset({"GPT-4o"}),
+    }
+    assert event_filters(None) == {}
+    with pytest.raises(ConfigurationError, match="where"):
+        event_filters({"Bad Name": "x"})

@@ -14,10 +14,10 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Any, Final, TypeVar
 
-from meterline._dimensions import Dimensions, check_size, check_text
+from meterline._dimensions import Dimensions, check_size, check_text, where_filters
 from meterline._ids import COUNTER_MASK
 from meterline._money import pico_of, pico_of_exact, to_usd
-from meterline._providers import MAX_TIER_LENGTH, canonical_provider
+from meterline._providers import MAX_TIER_LENGTH, canonical_provider, provider_as_stored
 from meterline._reported import MAX_REPORTED_PICO
 from meterline._usage import Usage, check_event_tokens
 from meterline.exceptions import ConfigurationError, MalformedUsageError
@@ -37,6 +37,7 @@ __all__ = [
     "check_operation_id",
     "check_recorded",
     "check_status",
+    "event_filters",
     "finer_cost",
     "recorded_event",
 ]
@@ -423,6 +424,21 @@ def finer_cost(event: UsageEvent) -> Decimal | None:
     if cost is _UNSET or cost is None:
         return None
     return cost if pico_of_exact(cost) is None else None
+
+
+def event_filters(where: Mapping[str, object] | None) -> dict[str, frozenset[object]]:
+    """A report's ``where`` as name -> allowed values, as events store them.
+
+    `where_filters`' values, a provider's made canonical (`provider_as_stored`): events keep
+    the canonical name, so ``"OpenAI"`` finds ``"openai"`` and ``"gemini"`` ``"gcp.gemini"``.
+
+    Raises:
+        ConfigurationError: on a name that is not a lower-case identifier.
+    """
+    filters = where_filters(where)
+    if "provider" in filters:
+        filters["provider"] = frozenset(map(provider_as_stored, filters["provider"]))
+    return filters
 
 
 def check_call(model: object, provider: object, operation: object, status: object) -> None:

@@ -23,8 +23,8 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from meterline._dimensions import Dimensions, check_dimensions, check_names, check_size, where_filters
-from meterline._events import NOT_MODEL_CALLS, check_call
+from meterline._dimensions import Dimensions, check_dimensions, check_names, check_size
+from meterline._events import NOT_MODEL_CALLS, check_call, event_filters
 from meterline._guard import logger
 from meterline._providers import canonical_provider, provider_as_stored
 from meterline._row import Row, RowKey
@@ -447,10 +447,7 @@ class RollUps:
     ) -> Totals | dict[tuple[str | None, ...], Totals]:
         """`Meter.totals`: the rows filtered by ``where`` and grouped by ``by``."""
         group = check_names(by, "by") if by is not None else ()
-        filters = [
-            (name, frozenset(map(provider_as_stored, allowed)) if name == "provider" else allowed)
-            for name, allowed in where_filters(where).items()
-        ]
+        filters = list(event_filters(where).items())
         rows = self.rows()
         groups: dict[tuple[str | None, ...], list[tuple[str, str, str | None, str | None, Sums]]] = {}
         for key, sums in rows.items():

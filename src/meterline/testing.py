@@ -24,8 +24,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from meterline._default import get_meter
-from meterline._dimensions import EVENT_FIELDS, check_names, where_filters
-from meterline._events import UsageEvent
+from meterline._dimensions import EVENT_FIELDS, check_names
+from meterline._events import UsageEvent, event_filters
 from meterline._money import to_usd
 from meterline._totals import Sums, Totals, totals_of
 from meterline.exceptions import ConfigurationError, LedgerError
@@ -181,7 +181,7 @@ class InMemoryLedger:
     ) -> list[LedgerRow]:
         """See `meterline.ledger.LedgerBackend.totals`."""
         group = check_names(by, "by")
-        allowed = where_filters(where)
+        allowed = event_filters(where)
         if granularity is not None and granularity not in _GRANULARITIES:
             raise ConfigurationError(f"granularity={granularity!r}: expected one of {_GRANULARITIES} or None")
         check_limit(limit)

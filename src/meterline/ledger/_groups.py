@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, Final
 
-from meterline._dimensions import EVENT_FIELDS, check_names, where_filters
+from meterline._dimensions import EVENT_FIELDS, check_names
+from meterline._events import event_filters
 from meterline._frozen import twin
 from meterline._money import to_usd
-from meterline._providers import provider_as_stored
 from meterline._usage import USAGE_FIELDS, new_usage
 from meterline.exceptions import ConfigurationError
 from meterline.ledger._backend import GRANULARITIES, Granularity, LedgerRow
@@ -110,10 +110,7 @@ class Query:
         check_limit(limit)
         return cls(
             by=check_names(by, "by"),
-            where={
-                name: frozenset(map(provider_as_stored, allowed)) if name == "provider" else allowed
-                for name, allowed in where_filters(where).items()
-            },
+            where=event_filters(where),
             since=None if since is None else hour_of(nanoseconds(since)),
             until=None if until is None else hour_of(nanoseconds(until)),
             granularity=granularity,
