@@ -8,7 +8,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import pytest
 
@@ -237,48 +237,6 @@ def test_ended_entries_leave_nothing_for_the_collector(meter: Meter) -> None:
     assert meter.totals().requests == 3999
 
 
-def test_equal_tags_share_their_checked_dimensions(meter: Meter) -> None:
-    """Calls with equal str tags in one entry record one shared `Dimensions` and the right totals."""
-    first = meter.record(Usage(input_tokens=1), tags={"feature": "search", "tenant": "t1"}, **GPT)
-    again = meter.record(Usage(input_tokens=2), tags={"feature": "search", "tenant": "t1"}, **GPT)
-    other = meter.record(Usage(input_tokens=4), tags={"feature": "chat", "tenant": "t1"}, **GPT)
-    assert again.dimensions is first.dimensions
-    assert other.dimensions == {"feature": "chat", "tenant": "t1"}
-    with meter.scope(user="u1"):
-        scoped = meter.record(Usage(input_tokens=8), tags={"feature": "search", "tenant": "t1"}, **GPT)
-    assert scoped.dimensions == {"feature": "search", "tenant": "t1", "user": "u1"}
-    by_feature = meter.totals(by=("feature",))
-    assert by_feature[("search",)].usage.input_tokens == 11
-    assert by_feature[("chat",)].usage.input_tokens == 4
-
-
-def test_kept_tags_never_let_a_bad_value_through(meter: Meter) -> None:
-    """Tags equal to the last ones recorded but of a refused type (True == 1) are still refused."""
-    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = [
-        ({"n": 1}, {"n": True}),
-        ({"n": 1}, {"n": 1.0}),
-        ({"s": "1"}, {"s": b"1"}),
-    ]
-    for good, bad in pairs:
-        meter.record(Usage(input_tokens=1), tags=good, **GPT)
-        meter.record(Usage(input_tokens=1), tags=good, **GPT)
-        with pytest.raises(ConfigurationError):
-            meter.record(Usage(input_tokens=1), tags=bad, **GPT)
-    assert meter.totals().requests == 6
-
-
-def test_alternating_tags_stay_exact(meter: Meter) -> None:
-    """Tags that change from call to call (one set is kept) are each recorded under their own."""
-    for round_ in range(2):
-        for index in range(200):
-            meter.record(Usage(input_tokens=1 + round_), tags={"session": f"s{index % 3}", "n": index}, **GPT)
-            meter.record(Usage(input_tokens=1 + round_), tags={"session": f"s{index}"}, **GPT)
-    by_session = meter.totals(by=("session",))
-    assert len(by_session) == 200
-    assert by_session[("s7",)].usage.input_tokens == 3
-    assert by_session[("s1",)].usage.input_tokens == 3 + 67 * 3
-
-
 def test_a_call_shape_is_checked_and_priced_once_and_a_bad_one_every_time() -> None:
     """New rows of a checked (operation, status, provider, model) reuse its plan; a bad one is never kept."""
     asked: list[tuple[str | None, str]] = []
@@ -304,3 +262,49 @@ def test_a_call_shape_is_checked_and_priced_once_and_a_bad_one_every_time() -> N
     rollups.take()  # what `Meter.reset` does: the checked shapes go too
     rollups.add_row(root, ("chat", "ok", "OpenAI", "gpt-4o", ()))
     assert asked == [("openai", "gpt-4o")] * 2
+
+
+def test_past_the_bound_new_keys_share_their_shapes_overflow_row_exactly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Outside scopes, threads recording new keys past max_live_keys lose, double and misattribute nothing."""
+    meter = Meter(max_live_keys=3)
+    openai = "OpenAI"
+    for index in range(3):
+        meter.record(Usage(input_tokens=100), model="gpt-4o", provider=openai, tags={"session": f"k{index}"})
+
+    def work(thread: int) -> None:
+        for index in range(2000):
+            model = ("gpt-4o", "gpt-4o-mini")[index % 2]
+            session = f"t{thread}-{index}"
+            meter.record(Usage(input_tokens=1), model=model, provider=openai, tags={"session": session})
+            meter.record(Usage(input_tokens=10), model="gpt-4o", provider=openai, tags={"session": "k0"})
+
+    with caplog.at_level(logging.WARNING, logger="meterline"), ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, range(4)))
+    assert meter.stats().overflowed_events == 8000
+    assert meter.totals().usage.input_tokens == 300 + 8000 + 80_000
+    by_session = meter.totals(by=("session",))
+    assert by_session[("k0",)].usage.input_tokens == 100 + 80_000  # a key with a live row keeps it
+    assert by_session[(None,)].events == 8000
+    overflow = meter.totals(by=("provider", "model", "meterline_overflow"))
+    assert overflow[("openai", None, "true")].usage.input_tokens == 8000
+    assert caplog.text.count("live keys reached") == 1
+    with pytest.raises(ConfigurationError, match="model"):
+        meter.record(Usage(input_tokens=1), model=42, tags={"session": "bad"})  # type: ignore[arg-type]
+    assert meter.totals().events == 3 + 16_000
+
+
+def test_scopes_past_the_bound_keep_their_own_totals(meter: Meter) -> None:
+    """Past max_live_keys, each scope entry's totals are still its own events, never another's."""
+    bounded = Meter(max_live_keys=2)
+    with bounded.scope(user="a") as first, bounded.scope(team="t") as second:
+        for index in range(50):
+            bounded.record(Usage(input_tokens=1), **GPT, tags={"session": f"s{index}"})
+        with bounded.scope(user="b") as third:
+            for index in range(30):
+                bounded.record(Usage(input_tokens=2), **GPT, tags={"session": f"s{index}"})
+    assert third.totals.usage.input_tokens == 60
+    assert second.totals.usage.input_tokens == 50 + 60
+    assert first.totals.usage.input_tokens == 50 + 60
+    assert bounded.totals().usage.input_tokens == 110

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from meterline._batch import BatchResults, record_batch
 from meterline._default import configure, get_meter, record, record_tool, reset_defaults, scope
+from meterline._entry import ActiveScope
 from meterline._events import UsageEvent
 from meterline._meter import Meter, MeterStats
 from meterline._pricing import ModelRates, Price, PriceOverride, Pricer, PriceTable
@@ -24,7 +25,6 @@ from meterline._providers import (
     usage_from,
     usage_from_stream,
 )
-from meterline._rollup import ActiveScope
 from meterline._scope import Scope
 from meterline._snapshot import Snapshot
 from meterline._totals import OperationTotals, ToolStats, Totals

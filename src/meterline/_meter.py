@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, overload
 
 from meterline._dimensions import Dimensions, check_dimensions, check_names, check_size
+from meterline._entry import ActiveScope
 from meterline._events import (
     CACHE_OPERATION,
     MAX_DURATION_MS,
@@ -42,7 +43,7 @@ from meterline._money import pico_of
 from meterline._pricing import STANDARD_TIERS, Plan, PriceContext, Pricer, PriceTable, price_context
 from meterline._providers import extract
 from meterline._reported import check_reported_cost, cost_disagrees
-from meterline._rollup import ActiveScope, RollUps
+from meterline._rollup import RollUps
 from meterline._row import TALLY_AT, RowKey
 from meterline._scope import Scope, ScopeStack
 from meterline._snapshot import Snapshot

@@ -16,7 +16,7 @@ from contextvars import ContextVar, Token
 from types import MappingProxyType, TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
-from meterline._rollup import ActiveScope, Entry
+from meterline._entry import ActiveScope, Entry
 
 __all__ = ["Scope", "ScopeStack"]
 

@@ -17,7 +17,16 @@ from meterline._events import CACHE_OPERATION, TOOL_OPERATION, TOOL_SUCCESS, Usa
 from meterline._money import to_usd
 from meterline._usage import UNIT_FIELDS, USAGE_FIELDS, Usage, new_usage
 
-__all__ = ["MAX_LINKS", "FrozenSums", "OperationTotals", "Sums", "ToolStats", "Totals", "totals_of"]
+__all__ = [
+    "MAX_LINKS",
+    "FrozenSums",
+    "OperationTotals",
+    "Sums",
+    "ToolStats",
+    "Totals",
+    "merge_into",
+    "totals_of",
+]
 
 _ZERO: Final = Decimal(0)
 
@@ -419,6 +428,15 @@ class _ToolSums:
             linked_calls=sums.link_count,
             llm_call_ids=tuple(sorted(sums.links or ())),
         )
+
+
+def merge_into(target: dict[Any, Sums], key: Any, sums: Sums) -> None:
+    """Add ``sums`` into ``target[key]`` (a copy of them when the key is new)."""
+    existing = target.get(key)
+    if existing is None:
+        target[key] = sums.copy()
+    else:
+        existing.merge(sums)
 
 
 def totals_of(rows: Iterable[tuple[str, str, str | None, str | None, Sums]]) -> Totals:
