@@ -40,7 +40,7 @@ __all__ = ["OVERFLOW_DIMENSION", "RollUps"]
 OVERFLOW_DIMENSION: Final = "meterline_overflow"
 """The dimension of the row new keys are folded into once the cube is full."""
 _MAX_SHAPES: Final = 4096
-"""Checked call shapes a meter keeps (`RollUps.make_row`); past it, it starts again."""
+"""Checked call shapes a meter keeps (`RollUps._shape`); past it, it starts again."""
 _OVERFLOWED: Final = ((OVERFLOW_DIMENSION, "true"),)
 """The dimensions of the cube's overflow rows (the very tuple: `_add_to_cube` tells them by it)."""
 Shape = tuple["str | None", bool, "Plan | None"]
@@ -238,9 +238,9 @@ class RollUps:
                 self._add_locked(entry, key, row, row.key)
                 return
             # The entry ended (work left running in an executor), or reset() or forget()
-            # took the row between the lookup and the append: its shares go to a copy, so
+            # took the row between the lookup and the append: its shares go to fresh sums, so
             # that a later append (another thread's) sends on only what is new.
-            late = Row(row.key, row.model_call, row.plan)
+            late = Sums()
             row.tally(into=late)
             self._add_locked(entry, key, late, row.key)
 
