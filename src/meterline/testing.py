@@ -270,7 +270,10 @@ class InMemoryLedger:
         return changed
 
     def stats(self) -> LedgerStats:
-        """Counts and time range of what is stored (``rollup_rows``: distinct hours and keys)."""
+        """Counts and time range of what is stored (``rollup_rows``: distinct hours and keys).
+
+        ``dimension_values``: the distinct (name, value) pairs of the events kept.
+        """
         with self._lock:
             events = list(self._open().values())
         keys = {
@@ -292,6 +295,7 @@ class InMemoryLedger:
             first_time=min(times, default=None),
             last_time=max(times, default=None),
             rollup_rows=len(keys),
+            dimension_values=len({pair for event in events for pair in event.dimensions.items()}),
         )
 
     def close(self) -> None:

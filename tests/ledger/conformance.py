@@ -521,6 +521,7 @@ class LedgerConformance:
         assert ledger.totals(by=("model",), granularity="day") == []
         stats = ledger.stats()
         assert (stats.events, stats.rollup_rows, stats.first_time, stats.last_time) == (0, 0, None, None)
+        assert stats.dimension_values == 0
         assert stats.schema_version == self.schema_version
         assert stats.url == ledger.url
 
@@ -859,6 +860,35 @@ class LedgerConformance:
         assert ledger.prune(T0 - timedelta(days=1)) == 0
         assert ledger.prune(T0 + timedelta(days=1)) == 6
         assert ledger.totals() == []
+
+    def test_a_prune_deletes_the_dimension_values_no_kept_event_has(self, ledger: LedgerBackend) -> None:
+        """After a prune the ledger keeps the values of its kept events only; a pruned value can come back."""
+        dims = [
+            (1, {"user": "u1", "session": "s-gone"}),
+            (2, {"user": "u1", "session": "s-both"}),
+            (3, {"org": "o-gone"}),
+            (5, {"user": "u2", "session": "s-both"}),
+            (40 * 24, {"user": "u2", "session": "s-late"}),  # another month: days folded before it
+        ]
+        events = [make_event(i, T0 + timedelta(hours=hours), dims=d) for i, (hours, d) in enumerate(dims)]
+        ledger.write(events)
+        assert ledger.stats().dimension_values == 6
+        assert ledger.prune(T0 + timedelta(hours=4)) == 3  # in the middle of a day
+        assert ledger.stats().dimension_values == 3  # u2, s-both, s-late
+        sessions = {row.key: row.events for row in ledger.totals(by=("session",))}
+        assert sessions == {("s-both",): 1, ("s-late",): 1}
+        assert {row.key: row.events for row in ledger.totals(by=("user",))} == {("u2",): 2}
+        again = make_event(9, T0 + timedelta(days=41), dims={"user": "u1", "session": "s-gone"})
+        ledger.write([again])
+        assert ledger.stats().dimension_values == 5
+        assert {row.key: row.events for row in ledger.totals(by=("session",))} == {
+            ("s-both",): 1,
+            ("s-late",): 1,
+            ("s-gone",): 1,
+        }
+        assert list(ledger.events(since=T0 + timedelta(days=41))) == [again]
+        ledger.prune(T0 + timedelta(days=60))
+        assert ledger.stats().dimension_values == 0
 
     def test_reprice_keeps_totals_in_step(self, ledger: LedgerBackend) -> None:
         """Re-pricing changes events' costs and corrects the roll-ups, unpriced counts included."""

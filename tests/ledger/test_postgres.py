@@ -436,3 +436,38 @@ def test_a_fold_that_cannot_take_its_lock_leaves_the_batch_stored(
         assert_reports(ledger, events)
     finally:
         ledger.close()
+
+
+def test_a_write_waits_for_a_prune_before_it_looks_its_values_up(url: str, schema: str) -> None:
+    """A write takes the fold row first: while a prune holds it, the write has touched no value yet."""
+    ledger = PostgresLedger(url, schema=schema, timeout=30.0)
+    try:
+        ledger.write([make_event(1, T0, dims={"session": "s1"})])
+        with psycopg.connect(url) as pruning:  # a prune's transaction, holding the row exclusively
+            pruning.execute(
+                f'SELECT value FROM "{schema}".meterline_meta WHERE key = %s FOR UPDATE',  # a test schema
+                ("dim_months_until",),
+            )
+            with ThreadPoolExecutor(1) as pool:
+                writing = pool.submit(ledger.write, [make_event(2, T0, dims={"session": "s2"})])
+                waiting: list[tuple[object, ...]] = []
+                deadline = time.monotonic() + 10
+                while not waiting and time.monotonic() < deadline:
+                    waiting = execute(
+                        url,
+                        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                        (f'%"{schema}"."meterline_meta"%FOR SHARE%',),
+                    )
+                assert waiting, "the write never waited for the prune's lock"
+                locked = execute(
+                    url,
+                    "SELECT c.relname FROM pg_locks AS l JOIN pg_class AS c ON c.oid = l.relation"
+                    " WHERE l.pid = %s",
+                    (waiting[0][0],),
+                )
+                assert {"meterline_dim_values", "meterline_events"}.isdisjoint(name for (name,) in locked)
+                pruning.rollback()
+                assert writing.result(timeout=30) == 1
+        assert {row.key: row.events for row in ledger.totals(by=("session",))} == {("s1",): 1, ("s2",): 1}
+    finally:
+        ledger.close()

@@ -828,3 +828,21 @@ def test_recent_rows_merged_past_their_limit_leave_every_report_exact(
         assert_reports(ledger, events)
     finally:
         ledger.close()
+
+
+def test_a_value_another_connection_pruned_is_never_bound_to_its_old_id(path: Path) -> None:
+    """A connection that used a value another one has pruned stores it anew: nothing lost or misattributed."""
+    first, second = SQLiteLedger(path), SQLiteLedger(path)
+    try:
+        first.write([make_event(1, T0, dims={"session": "s1"})])  # s1's id, cached by ``first``
+        assert second.prune(T0 + timedelta(hours=1)) == 1  # s1 deleted: its id is free again
+        second.write([make_event(2, T0 + timedelta(hours=2), dims={"session": "s2"})])  # takes it
+        first.write([make_event(3, T0 + timedelta(hours=3), dims={"session": "s1"})])
+        for ledger in (first, second):
+            assert {row.key: row.events for row in ledger.totals(by=("session",))} == {("s1",): 1, ("s2",): 1}
+            dims = [dict(event.dimensions) for event in ledger.events()]
+            assert dims == [{"session": "s2"}, {"session": "s1"}]
+            assert ledger.stats().dimension_values == 2
+    finally:
+        first.close()
+        second.close()

@@ -32,6 +32,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         ["first event", when(stats.first_time)],
         ["last event", when(stats.last_time)],
         ["roll-up rows", format_tokens(stats.rollup_rows)],
+        ["dimension values", format_tokens(stats.dimension_values)],
     ]
     print(format_table(["", ""], rows))
     return 0

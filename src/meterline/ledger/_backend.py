@@ -115,6 +115,10 @@ class LedgerStats:
     """Time of the newest event."""
     rollup_rows: int
     """Rows of the hourly roll-up."""
+    dimension_values: int = 0
+    """Distinct (dimension name, value) pairs stored: those of the events kept. A prune removes
+    the values that only the events it deleted had, so that a ledger kept for 90 days holds 90
+    days of sessions, however long it has run (0 from a backend that does not count them)."""
 
 
 @runtime_checkable
@@ -168,7 +172,10 @@ class LedgerBackend(Protocol):
         ...
 
     def prune(self, before: datetime) -> int:
-        """Delete events (and roll-up rows) older than ``before``; return how many events went."""
+        """Delete events (and roll-up rows) older than ``before``; return how many events went.
+
+        The dimension values that no kept event has are deleted too (`LedgerStats.dimension_values`).
+        """
         ...
 
     def reprice(self, events: Sequence[tuple[str, Decimal | None, str | None]]) -> int:

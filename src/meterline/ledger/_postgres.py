@@ -309,6 +309,11 @@ class PostgresLedger:
         oldest = min(event.time_ns for event in unique) // _NS
 
         def work(cur: psycopg.Cursor[tuple[Any, ...]]) -> tuple[int, int]:
+            # Shared with other writers, exclusive to a fold, a prune and re-pricing, and
+            # taken first (their order too): no day is folded while a batch that adds to it is
+            # uncommitted (a fold would not see its rows), and no value this batch finds
+            # stored is deleted by a prune before the batch's rows refer to it.
+            folded = self._folded(cur, "folded_share")
             for month in months:  # the monthly partitions the batch needs (one query each, usually one)
                 cur.execute(self._queries["ensure_partition"], (month,))
             sets = DimensionSets()  # a scope's events share dimensions
@@ -325,9 +330,6 @@ class PostgresLedger:
                     copy.write("".join(sets.values))
                 cur.execute(self._queries["new_values"])
                 cur.execute(self._queries["new_keys"])
-            # Shared with other writers, exclusive to a fold: no day is folded while a batch
-            # that adds to it is still uncommitted (a fold would not see its rows).
-            folded = self._folded(cur, "folded_share")
             if oldest < folded:
                 result = cur.execute(self._queries["write_late"], (folded,)).fetchone()
             else:
@@ -501,7 +503,9 @@ class PostgresLedger:
             row = cur.execute(self._queries["drop_partitions"], (before_ns,)).fetchone()
             dropped = 0 if row is None else int(row[0])  # whole months: their partitions dropped
             cur.execute(self._queries["prune_events"], (before_ns,))
-            return dropped + cur.rowcount
+            dropped += cur.rowcount
+            cur.execute(self._queries["prune_values"])
+            return dropped
 
         return self._run(work)
 
@@ -552,7 +556,7 @@ class PostgresLedger:
             assert row is not None
             return version, row
 
-        version, (events, first, last, rollup_rows) = self._run(work, timeout=self.timeout)
+        version, (events, first, last, rollup_rows, values) = self._run(work, timeout=self.timeout)
         return LedgerStats(
             url=self.url,
             schema_version=version,
@@ -560,6 +564,7 @@ class PostgresLedger:
             first_time=None if first is None else _time(int(first)),
             last_time=None if last is None else _time(int(last)),
             rollup_rows=int(rollup_rows),
+            dimension_values=int(values),
         )
 
     def close(self) -> None:

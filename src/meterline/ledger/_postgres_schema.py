@@ -12,7 +12,8 @@ SQLite ledger's design in PostgreSQL's terms:
   the reports that neither group nor filter by a dimension.
 - ``meterline_dim_values`` and ``meterline_rollup_keys``: each dimension (name, value) and each
   roll-up key (operation, status, provider, model) stored once, numbered (``value_id``,
-  ``key_id``). Never deleted (a prune keeps them: a value or key is a few dozen bytes).
+  ``key_id``). A prune deletes the values no kept event has (`PRUNE_VALUES`: a product's
+  sessions come and go); keys are kept (a few per model).
 - ``meterline_rollup_dim_day``: sums per (value, UTC day, key), primary key in that order: a
   report by one dimension (and model fields) reads that dimension's values' rows. One row per
   value, day and key used, whatever the event's other dimensions are. A BRIN index of the day
@@ -94,6 +95,7 @@ __all__ = [
     "PERIODS",
     "PRUNE_HOUR",
     "PRUNE_SPREAD",
+    "PRUNE_VALUES",
     "QUERIES",
     "REPRICE",
     "ROLLUP_TYPES",
@@ -451,6 +453,16 @@ PRUNE_SPREAD: Final = (
     f" dimensions, {_event_sums(model_calls_only=False, sign='-')} FROM {{events}}"
     " WHERE time_ns >= %s AND time_ns < %s GROUP BY 1, 2, 3, 4, 5, 6"
 )
+PRUNE_VALUES: Final = (
+    "DELETE FROM {dim_values} AS v"
+    " WHERE NOT EXISTS (SELECT FROM {dim_day} AS r WHERE r.value_id = v.value_id)"
+    " AND NOT EXISTS (SELECT FROM {dim_month} AS r WHERE r.value_id = v.value_id)"
+)
+"""Deletes the dimension values in no row of the roll-ups by value, after a prune (in its
+transaction, `FOLDED` locked): those no kept event has (every kept event's values have a row of
+its day), found through the roll-ups' primary keys (value first). A writer holds `FOLDED` shared
+from before it looks its values up until it commits, so no value is deleted between a writer
+finding it stored and its rows referring to it; numbers are never given again (an identity)."""
 # Re-pricing locks the events first (so the old values it reads are the latest), then moves
 # each changed event's old cost to previous_cost, corrects the hourly roll-up by the
 # difference, and returns the differences per (day, key, dimension set) for the roll-ups by
@@ -521,6 +533,7 @@ QUERIES: Final = {
     "prune_hours": "DELETE FROM {nodims} WHERE hour < %s OR events = 0",
     "prune_days": "DELETE FROM {dim_day} WHERE day < %s OR (day = %s AND events = 0)",
     "prune_months": "DELETE FROM {dim_month} WHERE month < %s OR (month = %s AND events = 0)",
+    "prune_values": PRUNE_VALUES,
     "fold": FOLD,
     "fold_by_day": "SET LOCAL enable_seqscan = off",
     "summarize_days": "SELECT brin_summarize_new_values({day_index})",
@@ -534,7 +547,10 @@ QUERIES: Final = {
     "prune_events": "DELETE FROM {events} WHERE time_ns < %s",
     "ensure_partition": "SELECT {ensure_partition}(%s)",
     "drop_partitions": "SELECT {drop_partitions}(%s)",
-    "stats": "SELECT count(*), min(time_ns), max(time_ns), (SELECT count(*) FROM {nodims}) FROM {events}",
+    "stats": (
+        "SELECT count(*), min(time_ns), max(time_ns), (SELECT count(*) FROM {nodims}),"
+        " (SELECT count(*) FROM {dim_values}) FROM {events}"
+    ),
 }
 """The ledger's fixed SQL by name, its tables' names to be filled in (``{events}``…) at open."""
 _INCOMING: Final = ", ".join(

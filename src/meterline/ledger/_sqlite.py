@@ -75,6 +75,7 @@ from meterline.ledger._sqlite_schema import (
     folded_until,
     insert_events,
     merge_recent,
+    prune_values,
     stored_id,
 )
 
@@ -167,10 +168,11 @@ class SQLiteLedger:
             if conn is None:
                 raise LedgerError(f"{what}: the ledger {self.url} is closed")
             self._sort_in_memory(conn, what == "write")
-            if names:
-                self._names.begin(conn)
             try:
                 with sqlite_transaction(conn, LedgerError, what, self.url, begin):
+                    self._names.sync(conn)  # inside the transaction: no prune can come between
+                    if names:
+                        self._names.begin(conn)
                     yield conn
             except BaseException:
                 if names:
@@ -275,6 +277,7 @@ class SQLiteLedger:
             conn.execute(f"DELETE FROM {ROLLUPS[0]} WHERE hour < ? OR events = 0", (hour,))  # noqa: S608
             conn.execute(f"DELETE FROM {ROLLUPS[1]} WHERE day < ? OR events = 0", (day,))  # noqa: S608
             conn.execute(f"DELETE FROM {ROLLUPS[2]} WHERE events = 0")  # noqa: S608 - constants only
+            prune_values(conn)
         return deleted
 
     def reprice(self, events: Sequence[tuple[str, Decimal | None, str | None]]) -> int:
@@ -494,6 +497,7 @@ class SQLiteLedger:
                 "SELECT COUNT(*), MIN(time_ns), MAX(time_ns) FROM meterline_events"
             ).fetchone()
             (rollup_rows,) = conn.execute(f"SELECT COUNT(*) FROM {ROLLUPS[0]}").fetchone()  # noqa: S608
+            (values,) = conn.execute("SELECT COUNT(*) FROM meterline_dim_values").fetchone()
         return LedgerStats(
             url=self.url,
             schema_version=version,
@@ -501,6 +505,7 @@ class SQLiteLedger:
             first_time=None if first is None else _time(first),
             last_time=None if last is None else _time(last),
             rollup_rows=rollup_rows,
+            dimension_values=values,
         )
 
     def close(self) -> None:

@@ -4,7 +4,10 @@ An event row refers to its (operation, status, provider, model, request model, p
 version) by ``key_id`` and to its dimensions by the ids of their (name, value) pairs (see
 `meterline.ledger._sqlite_schema`). A `Dictionaries` remembers the ids its ledger has
 committed, so the writer binds most events without asking SQLite anything; a new key or
-value is stored inside the write's transaction, and forgotten again if that rolls back.
+value is stored inside the write's transaction, and forgotten again if that rolls back. A
+prune deletes the values no kept event has (`prune_values`): every transaction first asks the
+file whether one has (`Dictionaries.sync`), another connection's included, and forgets the
+values' ids if so.
 """
 
 from __future__ import annotations as _annotations
@@ -15,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from meterline.exceptions import LedgerError
-from meterline.ledger._sqlite_schema import add_key, add_value, rollup_fields
+from meterline.ledger._sqlite_schema import add_key, add_value, rollup_fields, values_pruned
 
 __all__ = ["Dictionaries", "value_ids"]
 
@@ -47,6 +50,7 @@ class Dictionaries:
     __slots__ = (
         "_added",
         "_conn",
+        "_pruned",
         "dims",
         "json",
         "key_fields",
@@ -73,6 +77,21 @@ class Dictionaries:
         """A row's ``dims`` ids -> its dimensions' JSON (for readers)."""
         self._conn: sqlite3.Connection | None = None
         self._added: list[tuple[str, Any]] = []
+        self._pruned: int | None = None
+
+    def sync(self, conn: sqlite3.Connection) -> None:
+        """Forget the values' ids if a prune has deleted values since the last transaction.
+
+        Called first in every transaction on ``conn``: the ids of deleted values may since
+        have been given to other values (SQLite numbers a new row past the largest id left),
+        and a writer binding a deleted id would write rows no report finds.
+        """
+        pruned = values_pruned(conn)
+        if pruned != self._pruned:
+            if self._pruned is not None:
+                for cache in (self.dims, self.value_ids, self.values, self.json):
+                    cache.clear()
+            self._pruned = pruned
 
     def begin(self, conn: sqlite3.Connection) -> None:
         """Start a write on ``conn``'s open transaction (new ids are stored in it).
