@@ -14,7 +14,8 @@ them):
   key the roll-ups are kept by (a re-priced event stays on its roll-up row).
 - ``meterline_dim_values``: each distinct (dimension name, value) once, as ``value_id``; an
   event's ``dims`` is the comma-separated ids of its dimensions, in the order of their names.
-  Both dictionaries grow with the product's cardinality, not with its events.
+  Both dictionaries grow with the product's cardinality, not with its events; a prune
+  deletes the values no kept event has (`prune_values`).
 - ``meterline_events``: one row per event (`STORED_COLUMNS`), indexed by time, so that a
   report over a time range reads only that range. An id is stored twice (in its row and in
   the unique index that keeps each event once), so an id meterline made (32 hex digits) is
