@@ -115,6 +115,22 @@ def test_batches_are_bounded_by_batch_size(tmp_path: Path) -> None:
     writer.close()
 
 
+@pytest.mark.parametrize(
+    ("url", "size"),
+    [("postgresql://meter@db/usage", 5000), ("host=db dbname=usage", 5000), ("sqlite:///usage.db", 1000)],
+)
+def test_a_writer_batches_as_its_ledger_does_best(tmp_path: Path, url: str, size: int) -> None:
+    """Without a batch_size, a PostgreSQL ledger gets batches of 5,000 events, any other of 1,000."""
+    ledger = MemoryLedger()
+    ledger.url = url
+    writer = writer_for(ledger, tmp_path, flush_interval=60)
+    for event in make_events(size + 10):
+        writer.submit(event)
+    assert writer.flush(timeout=10)
+    assert sorted(ledger.batches) == [10, size]
+    writer.close()
+
+
 def test_flush_interval_commits_without_flush(tmp_path: Path) -> None:
     """A few events (less than a batch) are committed once flush_interval has passed, with no flush()."""
     ledger = MemoryLedger()

@@ -15,7 +15,7 @@ from meterline._storage import is_conninfo, redact
 from meterline.exceptions import ConfigurationError
 from meterline.ledger._backend import Granularity, LedgerBackend, LedgerRow, LedgerStats
 
-__all__ = ["ENV_VAR", "LazyLedger", "open_ledger"]
+__all__ = ["ENV_VAR", "LazyLedger", "is_postgres", "open_ledger"]
 
 ENV_VAR: Final = "METERLINE_LEDGER"
 """The environment variable that names the default ledger's URL."""
@@ -49,8 +49,8 @@ def open_ledger(url: str | Path | None = None, *, durable: bool = False) -> Ledg
         raise ConfigurationError(
             f"ledger={url!r}: expected a URL such as 'sqlite:///usage.db' or 'postgresql://…'"
         )
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+") or is_conninfo(url):
+    scheme = _scheme(url)
+    if is_postgres(url):
         from meterline.ledger._postgres import PostgresLedger  # noqa: PLC0415 - needs the postgres extra
 
         return PostgresLedger(url, durable=durable)
@@ -66,6 +66,16 @@ def open_ledger(url: str | Path | None = None, *, durable: bool = False) -> Ledg
     raise ConfigurationError(
         f"ledger={redact(url)!r}: unknown scheme {scheme!r}; expected sqlite:/// or postgresql://"
     )
+
+
+def is_postgres(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL ledger (``postgresql://…``, ``postgres://…``, ``host=…``)."""
+    scheme = _scheme(url)
+    return scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+") or is_conninfo(url)
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else ""
 
 
 class LazyLedger:
