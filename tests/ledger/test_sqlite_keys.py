@@ -81,3 +81,20 @@ def test_a_full_cache_of_values_starts_again_and_reads_stay_exact(
         assert list(ledger.events()) == sorted(events, key=lambda event: event.id)
     finally:
         ledger.close()
+
+
+def test_a_prune_counts_itself_only_when_it_deletes_values(tmp_path: Path) -> None:
+    """`values_pruned` grows by one for each prune that deleted values, and for no other."""
+    ledger = SQLiteLedger(tmp_path / "ledger.db")
+    try:
+        ledger.write([make_event(n, T0 + timedelta(hours=n), dims={"user": f"u{n % 2}"}) for n in range(4)])
+        conn = sqlite3.connect(tmp_path / "ledger.db")
+        assert _sqlite_keys.values_pruned(conn) == 0
+        ledger.prune(T0 + timedelta(hours=1))  # u0's first event goes, u0 stays
+        assert _sqlite_keys.values_pruned(conn) == 0
+        ledger.prune(T0 + timedelta(hours=2, minutes=30))  # only u1's last event is left
+        assert _sqlite_keys.values_pruned(conn) == 1
+        assert conn.execute("SELECT name, value FROM meterline_dim_values").fetchall() == [("user", "u1")]
+        conn.close()
+    finally:
+        ledger.close()

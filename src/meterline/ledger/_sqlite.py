@@ -41,7 +41,7 @@ from meterline.ledger._rows import (
     pico_of,
 )
 from meterline.ledger._sqlite_arrow import event_batches, fast_reader_installed, json_texts
-from meterline.ledger._sqlite_keys import Dictionaries, value_ids
+from meterline.ledger._sqlite_keys import Dictionaries, prune_values, value_ids
 from meterline.ledger._sqlite_migrations import MIGRATIONS
 from meterline.ledger._sqlite_reports import read_totals
 from meterline.ledger._sqlite_rows import bind_rows
@@ -75,7 +75,6 @@ from meterline.ledger._sqlite_schema import (
     folded_until,
     insert_events,
     merge_recent,
-    prune_values,
     stored_id,
 )
 

@@ -18,14 +18,59 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from meterline.exceptions import LedgerError
-from meterline.ledger._sqlite_schema import add_key, add_value, rollup_fields, values_pruned
+from meterline.ledger._sqlite_schema import RECENT, ROLLUPS, add_key, add_value, rollup_fields
 
-__all__ = ["Dictionaries", "value_ids"]
+__all__ = ["VALUES_PRUNED", "Dictionaries", "prune_values", "value_ids", "values_pruned"]
 
 _MAX_CACHED: Final = 200_000
 """Entries a cache holds at most (past it, it starts again: ids are looked up on the next use)."""
 _IN_CHUNK: Final = 500
 """Ids per ``IN (...)`` lookup (under SQLite's smallest limit of 999 parameters)."""
+
+
+VALUES_PRUNED: Final = "dim_values_pruned"
+"""The key in ``meterline_meta`` of how many prunes have deleted dimension values (none: no row).
+
+A connection keeps the ids of the values it has used (`Dictionaries`); once another
+one has deleted some, those ids may be gone or given to other values, so each
+transaction reads this first and forgets its ids when it has changed (`prune_values`)."""
+
+
+def values_pruned(conn: sqlite3.Connection) -> int:
+    """How many prunes have deleted dimension values from the file (`VALUES_PRUNED`)."""
+    row = conn.execute("SELECT value FROM meterline_meta WHERE key = ?", (VALUES_PRUNED,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+_PRUNE_VALUES: Final = (
+    "DELETE FROM meterline_dim_values AS v"  # noqa: S608 - constants only
+    f" WHERE NOT EXISTS (SELECT 1 FROM {ROLLUPS[1]} AS r WHERE r.value_id = v.value_id)"
+    f" AND NOT EXISTS (SELECT 1 FROM {ROLLUPS[2]} AS r WHERE r.value_id = v.value_id)"
+    f" AND NOT EXISTS (SELECT 1 FROM {RECENT} AS r WHERE r.value_id = v.value_id)"
+)
+
+
+def prune_values(conn: sqlite3.Connection) -> int:
+    """Delete the dimension values no kept event has, after a prune (in its transaction).
+
+    Every value of a kept event has a row in the daily roll-up by value for the event's day
+    (a prune keeps the daily rows of the days it keeps), so a value in no roll-up row is in
+    no event's ``dims``: each is found through the roll-ups' primary keys (value first), not
+    by reading the events. `RECENT` is merged first by the prune (it has no index by value).
+    A product's sessions come and go: without this, a ledger kept for 90 days would hold the
+    ids of every session it ever saw. When any went, `VALUES_PRUNED` counts one more.
+
+    Returns:
+        How many values were deleted.
+    """
+    deleted = conn.execute(_PRUNE_VALUES).rowcount
+    if deleted:
+        conn.execute(
+            "INSERT INTO meterline_meta (key, value) VALUES (?, '1')"
+            " ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+            (VALUES_PRUNED,),
+        )
+    return deleted
 
 
 def value_ids(ids: object) -> list[int]:

@@ -15,7 +15,7 @@ them):
 - ``meterline_dim_values``: each distinct (dimension name, value) once, as ``value_id``; an
   event's ``dims`` is the comma-separated ids of its dimensions, in the order of their names.
   Both dictionaries grow with the product's cardinality, not with its events; a prune
-  deletes the values no kept event has (`prune_values`).
+  deletes the values no kept event has (`meterline.ledger._sqlite_keys.prune_values`).
 - ``meterline_events``: one row per event (`STORED_COLUMNS`), indexed by time, so that a
   report over a time range reads only that range. An id is stored twice (in its row and in
   the unique index that keeps each event once), so an id meterline made (32 hex digits) is
@@ -101,7 +101,6 @@ __all__ = [
     "STORED_COLUMNS",
     "TIME_AT",
     "UNFOLD_MONTHS",
-    "VALUES_PRUNED",
     "VALUE_ROWS",
     "VIEW_EXTRA",
     "WIDTH",
@@ -115,11 +114,9 @@ __all__ = [
     "insert_events",
     "key_text",
     "merge_recent",
-    "prune_values",
     "roll_up",
     "rollup_fields",
     "stored_id",
-    "values_pruned",
 ]
 
 NOT_MODEL_CALLS: Final = (TOOL_OPERATION, CACHE_OPERATION)
@@ -134,12 +131,6 @@ RECENT_ROWS: Final = 50_000
 """The rows `RECENT` may hold before a write merges them into the daily roll-up by value."""
 FOLDED: Final = "dim_months_until"
 """The key in ``meterline_meta`` of the first day not yet added into the monthly roll-up."""
-VALUES_PRUNED: Final = "dim_values_pruned"
-"""The key in ``meterline_meta`` of how many prunes have deleted dimension values (none: no row).
-
-A connection keeps the ids of the values it has used (`meterline.ledger._sqlite_keys`); once
-another one has deleted some, those ids may be gone or given to other values, so each
-transaction reads this first and forgets its ids when it has changed (`prune_values`)."""
 KEY_FIELDS: Final = ("operation", "status", "provider", "model", "request_model", "price_version")
 """The event fields stored once per distinct combination, in ``meterline_keys``."""
 STORED_COLUMNS: Final = (
@@ -263,43 +254,6 @@ def folded_until(conn: sqlite3.Connection) -> int:
     """The first day (seconds) whose daily roll-up rows are not yet added into the monthly one."""
     row = conn.execute("SELECT value FROM meterline_meta WHERE key = ?", (FOLDED,)).fetchone()
     return 0 if row is None else int(row[0])
-
-
-def values_pruned(conn: sqlite3.Connection) -> int:
-    """How many prunes have deleted dimension values from the file (`VALUES_PRUNED`)."""
-    row = conn.execute("SELECT value FROM meterline_meta WHERE key = ?", (VALUES_PRUNED,)).fetchone()
-    return 0 if row is None else int(row[0])
-
-
-_PRUNE_VALUES: Final = (
-    "DELETE FROM meterline_dim_values AS v"  # noqa: S608 - constants only
-    f" WHERE NOT EXISTS (SELECT 1 FROM {ROLLUPS[1]} AS r WHERE r.value_id = v.value_id)"
-    f" AND NOT EXISTS (SELECT 1 FROM {ROLLUPS[2]} AS r WHERE r.value_id = v.value_id)"
-    f" AND NOT EXISTS (SELECT 1 FROM {RECENT} AS r WHERE r.value_id = v.value_id)"
-)
-
-
-def prune_values(conn: sqlite3.Connection) -> int:
-    """Delete the dimension values no kept event has, after a prune (in its transaction).
-
-    Every value of a kept event has a row in the daily roll-up by value for the event's day
-    (a prune keeps the daily rows of the days it keeps), so a value in no roll-up row is in
-    no event's ``dims``: each is found through the roll-ups' primary keys (value first), not
-    by reading the events. `RECENT` is merged first by the prune (it has no index by value).
-    A product's sessions come and go: without this, a ledger kept for 90 days would hold the
-    ids of every session it ever saw. When any went, `VALUES_PRUNED` counts one more.
-
-    Returns:
-        How many values were deleted.
-    """
-    deleted = conn.execute(_PRUNE_VALUES).rowcount
-    if deleted:
-        conn.execute(
-            "INSERT INTO meterline_meta (key, value) VALUES (?, '1')"
-            " ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
-            (VALUES_PRUNED,),
-        )
-    return deleted
 
 
 def merge_recent(conn: sqlite3.Connection) -> None:
