@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from meterline._dimensions import EVENT_FIELDS
-from meterline._events import NOT_MODEL_CALLS
 from meterline.exceptions import LedgerError
 from meterline.ledger._backend import LedgerRow
 from meterline.ledger._groups import (
@@ -50,6 +49,7 @@ from meterline.ledger._postgres_schema import (
     MONTH_COLUMNS,
     MONTH_ROWS,
     MONTH_SUMS,
+    NOT_MODEL_CALL,
     OPTIONAL_FIELDS,
     PERIODS,
     TOTAL_SUMS,
@@ -63,8 +63,6 @@ if TYPE_CHECKING:
 __all__ = ["read_totals"]
 
 _NS: Final = 10**9
-_NOT_MODEL_CALL: Final = f"operation IN ({', '.join(repr(name) for name in sorted(NOT_MODEL_CALLS))})"
-"""SQL: the roll-up row is a tool call's or a cache lookup's (its usage and cost informational)."""
 _FETCH: Final = 5_000
 """Result rows fetched from the server at a time."""
 Compose = Callable[[str], "sql.Composed"]
@@ -177,7 +175,7 @@ class _Reader:
         ledger of 1M events (which every report by one dimension reads, for the events
         without it), PostgreSQL took 0.08 to 0.10 s with the filters, 0.04 to 0.06 s so.
         """
-        keys = [self.period("hour"), *named, _NOT_MODEL_CALL]
+        keys = [self.period("hour"), *named, NOT_MODEL_CALL]
         return self.fetch(self.select(keys, MONTH_SUMS, "{nodims}", clauses), params)
 
     def by_value(self, dimension: str, monthly: bool, first: int | None, last: int | None) -> None:

@@ -91,6 +91,7 @@ __all__ = [
     "NEW_MONTH_VALUES",
     "NEW_VALUES",
     "NODIMS_KEY",
+    "NOT_MODEL_CALL",
     "OPTIONAL_FIELDS",
     "PERIODS",
     "PRUNE_HOUR",
@@ -227,6 +228,8 @@ def _unpriced(table: str = "") -> str:
     )
 
 
+NOT_MODEL_CALL: Final = f"operation IN ('{TOOL_OPERATION}', '{CACHE_OPERATION}')"
+"""SQL: the row is a tool call's or a cache lookup's (its usage and cost informational)."""
 _MODEL_CALL: Final = f"operation NOT IN ('{TOOL_OPERATION}', '{CACHE_OPERATION}')"
 _UNMEASURED: Final = f"measured = 0 AND {_MODEL_CALL}"
 _UNPRICED: Final = _unpriced()

@@ -64,15 +64,7 @@ from meterline.ledger._backend import LedgerBackend
 from meterline.ledger._dead_letters import DEAD_LETTERS_NAME, DeadLetters
 from meterline.ledger._open import LazyLedger, is_postgres, open_ledger
 
-__all__ = [
-    "BATCH",
-    "POSTGRES_BATCH",
-    "Durability",
-    "LedgerWriter",
-    "WhenFull",
-    "default_batch_size",
-    "ledger_writer",
-]
+__all__ = ["Durability", "LedgerWriter", "WhenFull", "ledger_writer"]
 
 Durability = Literal["batch", "sync"]
 """``batch``: committed in the background; ``sync``: committed before `LedgerWriter.submit` returns."""
