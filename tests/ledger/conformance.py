@@ -378,6 +378,7 @@ PRODUCT_REPORTS: Final[list[dict[str, Any]]] = [
     {"by": ("model", "user", "agent"), "since": _MIDNIGHT, "granularity": "day"},
     {"by": ("agent",), "since": T0 + timedelta(hours=5, minutes=30), "until": _MIDNIGHT + timedelta(hours=7)},
     {"by": ("agent",), "since": T0 + timedelta(hours=5, minutes=30)},
+    {"by": ("user",), "since": T0 + timedelta(days=2, hours=3)},  # folded days in no whole month
     {"by": ("session",), "where": {"user": "u7"}},
     {"by": ("agent",), "where": {"agent": "a1", "model": ["gpt-4o", None]}, "granularity": "day"},
     {"by": ("status", "provider"), "where": {"user": ["u1", "u2", "u3"]}},
@@ -385,11 +386,19 @@ PRODUCT_REPORTS: Final[list[dict[str, Any]]] = [
     {"by": ("session",), "where": {"session": [None, "s1", "s2"]}, "granularity": "month"},
 ]
 """Reports of every kind the ledgers plan differently (roll-ups by value, by day and month, events)."""
+FOLDED_DAYS_REPORTS: Final[list[dict[str, Any]]] = [
+    {"by": ("user",), "since": T0 + timedelta(days=2, hours=3)},
+    {"by": ("agent",), "granularity": "day"},
+    {"by": ("session",), "where": {"session": ["s1", "s2", None]}, "granularity": "day"},
+]
+"""Reports by one dimension of `product_events` over folded days outside whole months, or by day."""
 
 
-def assert_reports(ledger: LedgerBackend, events: Sequence[UsageEvent]) -> None:
-    """Each of `PRODUCT_REPORTS` equals ``events`` added up in Python, to the last digit."""
-    for report in PRODUCT_REPORTS:
+def assert_reports(
+    ledger: LedgerBackend, events: Sequence[UsageEvent], reports: Sequence[dict[str, Any]] = PRODUCT_REPORTS
+) -> None:
+    """Each report (`PRODUCT_REPORTS` by default) equals ``events`` added up in Python, to the last digit."""
+    for report in reports:
         rows = ledger.totals(**report)
         got = {
             (row.key, row.period): (

@@ -22,7 +22,7 @@ def execute(url: str, query: str, params: tuple[object, ...] = ()) -> list[tuple
         return cur.fetchall() if cur.description else []
 
 
-def zero_sums(url: str, schema: str) -> dict[str, int]:
+def zero_sums(url: str, schema: str, tables: tuple[str, ...] = ROLLUPS) -> dict[str, int]:
     """Per roll-up table: how many of its sums (but the count of events) are stored as 0 rather than NULL."""
     from meterline.ledger._rows import ROLLUP_SUMS
 
@@ -36,7 +36,7 @@ def zero_sums(url: str, schema: str) -> dict[str, int]:
                 )[0][0]
             )
         )
-        for table in ROLLUPS
+        for table in tables
     }
 
 

@@ -21,8 +21,11 @@ from meterline.ledger._groups import (
     SUM_USAGE,
     WIDTH,
     Groups,
+    Query,
     add,
     collector_paused,
+    month_of,
+    segments,
     to_rows,
 )
 
@@ -119,3 +122,43 @@ def test_the_collector_is_paused_while_a_report_runs_and_left_as_it_was() -> Non
         assert not gc.isenabled()  # the host's choice is kept
     finally:
         gc.enable()
+
+
+_DAYS = st.integers(min_value=20_000, max_value=20_200).map(lambda day: day * 86_400)  # 2024-2025
+
+
+@given(
+    first=st.none() | _DAYS,
+    length=st.none() | st.integers(min_value=1, max_value=120),
+    folded=st.just(0) | _DAYS,
+    granularity=st.sampled_from([None, "day", "month"]),
+    field=st.booleans(),
+)
+def test_segments_cover_the_days_once_each_from_the_roll_up_that_holds_them(
+    first: int | None, length: int | None, folded: int, granularity: Any, field: bool
+) -> None:
+    """Months, folded days and keyed days split [first, last) with no gap or overlap, each where kept."""
+    last = None if length is None else (first or 20_000 * 86_400) + length * 86_400
+    where = {"model": frozenset({"m"})} if field else {}
+    query = Query(by=("user",), where=where, since=None, until=None, granularity=granularity)
+    parts = segments(query, first, last, folded)
+    low, high = 19_000 * 86_400, 21_000 * 86_400  # None: the ledger's first or last day
+    days = sorted(
+        day
+        for _, start, end in parts
+        for day in range(low if start is None else start, high if end is None else end, 86_400)
+    )
+    assert days == list(range(low if first is None else first, high if last is None else last, 86_400))
+    for source, start, end in parts:
+        if source == "months":  # whole months, all of them folded
+            assert granularity != "day"
+            assert start is None or month_of(start) == start
+            assert end is not None
+            assert end <= folded
+            assert end == folded or month_of(end) == end
+        if source in ("months", "days"):  # no model field, and only days already folded
+            assert not field
+            assert end is not None
+            assert end <= folded
+        else:
+            assert field or not folded or (start is not None and start >= folded)

@@ -23,6 +23,7 @@ from meterline.exceptions import LedgerError
 from meterline.ledger._postgres import PostgresLedger
 from meterline.ledger._postgres_schema import VERSION
 from tests.ledger.conformance import (
+    FOLDED_DAYS_REPORTS,
     T0,
     LedgerConformance,
     assert_reports,
@@ -336,7 +337,8 @@ def test_roll_ups_store_a_sum_of_zero_as_null(url: str, schema: str) -> None:
             for event in kept
         ]
         assert_reports(ledger, kept)
-        assert zero_sums(url, schema) == dict.fromkeys(ROLLUPS, 0)
+        every = (*ROLLUPS, "rollup_dim_day_total")
+        assert zero_sums(url, schema, every) == dict.fromkeys(every, 0)
     finally:
         ledger.close()
 
@@ -471,3 +473,18 @@ def test_a_write_waits_for_a_prune_before_it_looks_its_values_up(url: str, schem
         assert {row.key: row.events for row in ledger.totals(by=("session",))} == {("s1",): 1, ("s2",): 1}
     finally:
         ledger.close()
+
+
+def test_reports_by_one_dimension_read_folded_days_from_their_sums_per_value_and_day(
+    ledger: PostgresLedger, url: str, schema: str
+) -> None:
+    """Folded days outside whole months, or by day: read from sums per value and day, not the keyed rows."""
+    events = product_events(1200)  # five days across a month's end: days are folded as they pass
+    for start in range(0, len(events), 100):
+        ledger.write(events[start : start + 100])
+    ((folded,),) = execute(
+        url, f"SELECT value FROM \"{schema}\".meterline_meta WHERE key = 'dim_months_until'"
+    )
+    assert int(str(folded)) > int((T0 + timedelta(days=3)).timestamp())
+    execute(url, f'DELETE FROM "{schema}".meterline_rollup_dim_day WHERE day < %s', (int(str(folded)),))
+    assert_reports(ledger, events, FOLDED_DAYS_REPORTS)

@@ -6,10 +6,12 @@ migrations of their day (`migrate_to`); each test gets its own PostgreSQL schema
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -65,6 +67,7 @@ def test_many_processes_and_threads_open_at_once_and_migrate_once(url: str, sche
         "meterline_events_202501",  # the month of T0: one partition a month
         "meterline_meta",
         "meterline_rollup_dim_day",
+        "meterline_rollup_dim_day_total",
         "meterline_rollup_dim_month",
         "meterline_rollup_hour_nodims",
         "meterline_rollup_keys",
@@ -84,7 +87,7 @@ def test_migrates_a_version_1_store_keeping_its_events(url: str, schema: str) ->
     store_at(url, schema, 1, old)
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 9
+        assert reopened.stats().schema_version == VERSION == 10
         assert sorted(reopened.events(), key=lambda event: event.id) == sorted(
             old, key=lambda event: event.id
         )
@@ -123,7 +126,7 @@ def test_migrates_a_version_5_store_adding_the_billing_columns(
         execute(url, f'ALTER TABLE "{schema}".meterline_{table} {drops}')
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 9
+        assert reopened.stats().schema_version == VERSION == 10
         assert_reports(reopened, before)
         assert reopened.write(events[600:]) == 600
         assert_reports(reopened, [*before, *events[600:]])
@@ -135,7 +138,7 @@ def test_migrates_a_version_5_store_adding_the_billing_columns(
 def test_migrates_a_version_6_store_to_rows_by_value_without_zero_sums(
     url: str, schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A version 6 store (zeros stored) opens as 9: its rows by value copied without zeros, reports exact."""
+    """A version 6 store (zeros stored) opens as 10: its rows by value copied without zeros, reports exact."""
     from meterline.ledger._rows import ROLLUP_SUMS
 
     events = [as_stored_before_billing(event) for event in product_events(1200)]
@@ -157,7 +160,7 @@ def test_migrates_a_version_6_store_to_rows_by_value_without_zero_sums(
     assert zeros["rollup_dim_day"]  # (nothing is folded into months yet)
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 9
+        assert reopened.stats().schema_version == VERSION == 10
         assert zero_sums(url, schema) == {  # the hourly roll-up's stay until changed (version 7)
             "rollup_hour_nodims": zeros["rollup_hour_nodims"],
             "rollup_dim_day": 0,
@@ -173,7 +176,7 @@ def test_migrates_a_version_6_store_to_rows_by_value_without_zero_sums(
 def test_migrates_a_version_7_store_numbering_every_value_and_key(
     url: str, schema: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A version 7 store with folded months and hostile values opens as 9: reports exact, before and after."""
+    """A version 7 store with folded months and hostile values opens as 10: reports exact before and after."""
     from meterline.ledger._postgres_schema import _DAY_MONTH_SUMS, MONTH_KEY, PERIODS
     from meterline.ledger._rows import ROLLUP_SUMS
 
@@ -200,7 +203,7 @@ def test_migrates_a_version_7_store_numbering_every_value_and_key(
     )
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 9
+        assert reopened.stats().schema_version == VERSION == 10
         assert_reports(reopened, stored)
         assert by_key(reopened.totals(by=("session",), where={"session": list(HOSTILE)}))
         assert sum(event.time_ns < folded * 10**9 for event in later) > 100
@@ -237,3 +240,43 @@ def test_migrates_a_version_4_store_keeping_every_report(url: str, schema: str) 
         url, "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
     )
     assert "meterline_rollup_hour" not in {name for (name,) in tables}
+
+
+def test_migrates_a_version_9_store_filling_the_folded_days_sums(url: str, schema: str) -> None:
+    """A version 9 store (no folded sums per value and day) opens as 10 with them: reports exact, then too."""
+    events = product_events(900)
+    ledger = PostgresLedger(url, schema=schema)
+    try:
+        for start in range(0, 600, 100):  # days fold as they pass
+            ledger.write(events[start : start + 100])
+    finally:
+        ledger.close()
+    table = f'"{schema}".meterline_rollup_dim_day_total'
+    folded = sorted(execute(url, f"SELECT * FROM {table}"))
+    execute(url, f"DROP TABLE {table}")
+    execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '9' WHERE key = 'schema_version'")
+    ledger = PostgresLedger(url, schema=schema)
+    try:
+        assert ledger.stats().schema_version == VERSION == 10
+        assert folded
+        assert sorted(execute(url, f"SELECT * FROM {table}")) == folded  # as the writes folded them
+        assert_reports(ledger, events[:600])
+        ledger.write(events[600:])
+        assert_reports(ledger, events)
+        cut = T0 + timedelta(days=1, hours=7, minutes=30)
+        kept = [event for event in events if event.time_ns >= int(cut.timestamp()) * 10**9]
+        assert ledger.prune(cut) == len(events) - len(kept)
+        assert_reports(ledger, kept)
+        new = {event.id: Decimal("0.5") for event in kept[::5] if event.operation == "chat" and event.usage}
+        assert ledger.reprice([(event_id, cost, "v9") for event_id, cost in new.items()]) == len(new)
+        assert_reports(
+            ledger,
+            [
+                dataclasses.replace(event, cost=new[event.id], price_version="v9")
+                if event.id in new
+                else event
+                for event in kept
+            ],
+        )
+    finally:
+        ledger.close()

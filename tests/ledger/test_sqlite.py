@@ -658,7 +658,7 @@ def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> No
     conn.close()
     reopened = SQLiteLedger(path)
     try:
-        assert reopened.stats().schema_version == SCHEMA_VERSION == 7
+        assert reopened.stats().schema_version == SCHEMA_VERSION == 8
         with contextlib.closing(sqlite3.connect(path)) as reader:  # the ids migrated to bytes
             kinds = reader.execute("SELECT DISTINCT typeof(id) FROM meterline_events").fetchall()
         assert kinds == [("blob",)]
@@ -672,7 +672,7 @@ def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> No
 
 def test_a_fold_reads_the_days_rows_by_key_not_the_whole_daily_roll_up(path: Path) -> None:
     """Folding days into months finds their rows through their events (time index) and the primary key."""
-    from meterline.ledger._sqlite_schema import FOLD_MONTHS
+    from meterline.ledger._sqlite_folds import KEYED_DAYS
     from tests.ledger.conformance import assert_reports, product_events
 
     events = product_events(1200)  # five days across a month's end: days are folded as they pass
@@ -685,7 +685,7 @@ def test_a_fold_reads_the_days_rows_by_key_not_the_whole_daily_roll_up(path: Pat
         ledger.close()
     conn = sqlite3.connect(path)
     try:
-        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {FOLD_MONTHS}", (0, 86400))]
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {KEYED_DAYS}", (0, 86400))]
     finally:
         conn.close()
     assert any(
@@ -725,7 +725,7 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
     conn.close()
     ledger = SQLiteLedger(path)
     try:
-        assert ledger.stats().schema_version == SCHEMA_VERSION == 7
+        assert ledger.stats().schema_version == SCHEMA_VERSION == 8
         assert sorted(ledger.events(), key=lambda event: event.id) == sorted(old, key=lambda event: event.id)
         assert ledger.write(events) == 2  # the first is stored already
         stored = {event.id for event in ledger.events()}
@@ -846,3 +846,26 @@ def test_a_value_another_connection_pruned_is_never_bound_to_its_old_id(path: Pa
     finally:
         first.close()
         second.close()
+
+
+def test_reports_by_one_dimension_read_folded_days_from_their_sums_per_value_and_day(path: Path) -> None:
+    """Folded days outside whole months, or by day: read from sums per value and day, not the keyed rows."""
+    from meterline.ledger._sqlite_schema import RECENT, ROLLUPS, folded_until
+    from tests.ledger.conformance import FOLDED_DAYS_REPORTS, assert_reports, product_events
+
+    events = product_events(1200)  # five days across a month's end: days are folded as they pass
+    ledger = SQLiteLedger(path)
+    try:
+        for start in range(0, len(events), 100):
+            ledger.write(events[start : start + 100])
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+            folded = folded_until(conn)
+            assert folded > int((T0 + timedelta(days=3)).timestamp())
+            deleted = [  # the keyed rows of the folded days gone (merged into the daily roll-up, or not)
+                conn.execute(f"DELETE FROM {table} WHERE day < ?", (folded,)).rowcount
+                for table in (ROLLUPS[1], RECENT)
+            ]
+            assert sum(deleted) > 1000
+        assert_reports(ledger, events, FOLDED_DAYS_REPORTS)
+    finally:
+        ledger.close()

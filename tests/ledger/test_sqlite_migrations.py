@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sqlite3
 from datetime import timedelta
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterline import Usage
-from tests.ledger.sqlite_stores import as_version_6
+from tests.ledger.sqlite_stores import as_version_6, as_version_7
 
 _DIM_TEXT = st.one_of(
     st.sampled_from(
@@ -190,7 +191,7 @@ def test_migrating_from_version_6_keeps_every_report_through_writes_a_prune_and_
     conn.close()
     ledger = SQLiteLedger(path)
     try:
-        assert ledger.stats().schema_version == SCHEMA_VERSION == 7
+        assert ledger.stats().schema_version == SCHEMA_VERSION == 8
         assert_reports(ledger, events[:600])
         ledger.write(events[600:])  # into the new table, beside the rows version 6 wrote
         assert_reports(ledger, events)
@@ -215,3 +216,50 @@ def test_migrating_from_version_6_keeps_every_report_through_writes_a_prune_and_
         assert reader.execute(f"SELECT COUNT(*) FROM {RECENT}").fetchone() == (0,)  # merged by the prune
     finally:
         reader.close()
+
+
+def test_migrating_from_version_7_fills_the_folded_days_sums_and_keeps_every_report(tmp_path: Path) -> None:
+    """A version 7 store (no folded sums per value and day) opens as 8 with them: reports exact, then too."""
+    from meterline.ledger import SCHEMA_VERSION, SQLiteLedger
+    from meterline.ledger._sqlite_folds import DAY_TOTALS
+    from tests.ledger.conformance import T0, assert_reports, product_events
+
+    events = product_events(900)
+    path = tmp_path / "ledger.db"
+    ledger = SQLiteLedger(path)
+    try:
+        for start in range(0, 600, 100):  # days fold as they pass
+            ledger.write(events[start : start + 100])
+    finally:
+        ledger.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    folded = set(conn.execute(f"SELECT * FROM {DAY_TOTALS}"))
+    as_version_7(conn)
+    conn.close()
+    ledger = SQLiteLedger(path)
+    try:
+        assert ledger.stats().schema_version == SCHEMA_VERSION == 8
+        with contextlib.closing(sqlite3.connect(path)) as reader:
+            refilled = set(reader.execute(f"SELECT * FROM {DAY_TOTALS}"))
+        assert folded
+        assert refilled == folded  # as the writes had folded them
+        assert_reports(ledger, events[:600])
+        ledger.write(events[600:])
+        assert_reports(ledger, events)
+        cut = T0 + timedelta(days=1, hours=7, minutes=30)
+        kept = [event for event in events if event.time_ns >= int(cut.timestamp()) * 10**9]
+        assert ledger.prune(cut) == len(events) - len(kept)
+        assert_reports(ledger, kept)
+        new = {event.id: Decimal("0.5") for event in kept[::5] if event.operation == "chat" and event.usage}
+        assert ledger.reprice([(event_id, cost, "v9") for event_id, cost in new.items()]) == len(new)
+        assert_reports(
+            ledger,
+            [
+                dataclasses.replace(event, cost=new[event.id], price_version="v9")
+                if event.id in new
+                else event
+                for event in kept
+            ],
+        )
+    finally:
+        ledger.close()

@@ -19,7 +19,7 @@ from meterline._usage import Usage
 
 __all__ = ["GRANULARITIES", "SCHEMA_VERSION", "Granularity", "LedgerBackend", "LedgerRow", "LedgerStats"]
 
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 """The newest ledger schema (SQLite's); a ledger with a newer one is refused (see `LedgerBackend`).
 
 Version 2 dropped the index of the events by hour (no query used it); version 3 stored the
@@ -27,7 +27,8 @@ fields that repeat from event to event once; version 4 stores dimension values o
 keeps the roll-ups by dimension value and day, with an index of the events by time
 (`meterline.ledger._sqlite_schema`); version 5 added each event's server-side tool calls,
 service tier, batch mode and stated cost; version 6 stores an id of 32 hex digits as its
-16 bytes; version 7 writes the daily roll-up by value through a table of its newest rows.
+16 bytes; version 7 writes the daily roll-up by value through a table of its newest rows;
+version 8 keeps the folded days' sums per value and day, over every key.
 PostgreSQL numbers its schema on its own (``meterline.ledger._postgres_schema.VERSION``).
 """
 

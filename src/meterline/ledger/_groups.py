@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from meterline._dimensions import EVENT_FIELDS, check_names
 from meterline._events import event_filters
@@ -43,6 +43,7 @@ __all__ = [
     "WIDTH",
     "Groups",
     "Query",
+    "Source",
     "accumulate",
     "add",
     "check_limit",
@@ -139,27 +140,44 @@ def next_month(seconds: int) -> int:
     return month_of(month_of(seconds) + 32 * DAY)
 
 
+Source = Literal["months", "days", "keyed"]
+"""A roll-up by value that serves part of a report's days (`segments`)."""
+
+
 def segments(
     query: Query, first: int | None, last: int | None, folded: int
-) -> list[tuple[bool, int | None, int | None]]:
-    """Each part of the days [first, last) as (monthly, start, end): months first, then the other days.
+) -> list[tuple[Source, int | None, int | None]]:
+    """Each part of the days [first, last) as (source, start, end): months first, then the other days.
 
-    A monthly roll-up by value holds the days before ``folded`` (the first day not folded
-    into it; 0 for none): it serves the months that start in the range whose folded days all
-    lie in it, up to the first day not folded; the daily roll-up serves the rest, and any
-    report by day or naming a model field (which only it keeps).
+    The folded roll-ups by value (no key) hold the days before ``folded`` (the first day not
+    folded; 0 for none): the monthly one serves the months that start in the range whose
+    folded days all lie in it, up to the first day not folded (``"months"``), unless the
+    report is by day; the daily one the other folded days (``"days"``). The roll-up keyed by
+    model fields serves the days not folded, and every day of a report naming a model field,
+    which only it keeps (``"keyed"``).
     """
-    if query.granularity == "day" or query.names_fields or not folded:
-        return [(False, first, last)]
-    start = None if first is None else first if month_of(first) == first else next_month(first)
-    end = folded if last is None or folded <= last else month_of(last)
-    if start is not None and start >= end:
-        return [(False, first, last)]
-    parts: list[tuple[bool, int | None, int | None]] = [(True, start, end)]
-    if first is not None and start is not None and first < start:
-        parts.append((False, first, start))
-    if last is None or end < last:
-        parts.append((False, end, last))
+    if query.names_fields or not folded:
+        return [("keyed", first, last)]
+    parts: list[tuple[Source, int | None, int | None]] = []
+    days: list[tuple[int | None, int | None]] = [(first, last)]
+    if query.granularity != "day":
+        start = None if first is None else first if month_of(first) == first else next_month(first)
+        end = folded if last is None or folded <= last else month_of(last)
+        if start is None or start < end:
+            parts.append(("months", start, end))
+            days = []
+            if first is not None and start is not None and first < start:
+                days.append((first, start))
+            if last is None or end < last:
+                days.append((end, last))
+    for begin, until in days:
+        if begin is not None and begin >= folded:
+            parts.append(("keyed", begin, until))
+            continue
+        cut = folded if until is None or folded < until else until
+        parts.append(("days", begin, cut))
+        if cut != until:
+            parts.append(("keyed", cut, until))
     return parts
 
 

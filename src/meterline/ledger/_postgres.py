@@ -39,7 +39,7 @@ from meterline.ledger._postgres_arrow import event_batches, fast_reader_installe
 from meterline.ledger._postgres_copy import TEXT_COLUMNS, DimensionSets, copy_line, escape, unescape
 from meterline.ledger._postgres_migrations import ADD_DAYS_V5, ADD_MONTHS_V5, MIGRATIONS, OLD_ROLLUP_DAYS
 from meterline.ledger._postgres_reports import read_totals
-from meterline.ledger._postgres_rollups import Spread, fold_days, migrate_v5
+from meterline.ledger._postgres_rollups import SPREAD_QUERIES, Spread, fold_days, migrate_v5
 from meterline.ledger._postgres_schema import EVENT_READ, FOLDED, QUERIES, TEMPORARY_TABLES, VERSION
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
@@ -170,6 +170,7 @@ class PostgresLedger:
             "nodims": table("meterline_rollup_hour_nodims"),
             "dim_day": table("meterline_rollup_dim_day"),
             "dim_month": table("meterline_rollup_dim_month"),
+            "day_total": table("meterline_rollup_dim_day_total"),
             "dim_values": table("meterline_dim_values"),
             "rollup_keys": table("meterline_rollup_keys"),
             "dim_day_pkey": table("meterline_rollup_dim_day_pkey"),  # versions 5 to 7's, renamed by 8
@@ -195,6 +196,7 @@ class PostgresLedger:
             queries = {
                 **META_QUERIES,
                 **QUERIES,
+                **SPREAD_QUERIES,
                 "add_days_v5": ADD_DAYS_V5,
                 "add_months_v5": ADD_MONTHS_V5,
                 "old_rollup_days": OLD_ROLLUP_DAYS,
@@ -331,7 +333,7 @@ class PostgresLedger:
                 cur.execute(self._queries["new_values"])
                 cur.execute(self._queries["new_keys"])
             if oldest < folded:
-                result = cur.execute(self._queries["write_late"], (folded,)).fetchone()
+                result = cur.execute(self._queries["write_late"], (folded, folded)).fetchone()
             else:
                 result = cur.execute(self._queries["write"]).fetchone()
             return (0 if result is None else int(result[0])), folded
@@ -500,6 +502,7 @@ class PostgresLedger:
             spread.apply(cur, self._queries)
             cur.execute(self._queries["prune_days"], (day, day))
             cur.execute(self._queries["prune_months"], (month, month))
+            cur.execute(self._queries["prune_day_totals"], (day, day))
             row = cur.execute(self._queries["drop_partitions"], (before_ns,)).fetchone()
             dropped = 0 if row is None else int(row[0])  # whole months: their partitions dropped
             cur.execute(self._queries["prune_events"], (before_ns,))

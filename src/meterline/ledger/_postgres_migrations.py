@@ -22,7 +22,9 @@ from meterline.ledger._postgres_schema import (
     DAY_INDEX,
     DAY_KEY,
     DAY_OF_HOUR,
+    DAY_TOTAL_DDL,
     EVENT_TYPES,
+    FILL_DAY_TOTALS,
     FOLDED,
     KEY_COLUMNS,
     KEY_DDL,
@@ -243,6 +245,9 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
         "ALTER TABLE {events} "
         + ", ".join(f"ALTER COLUMN {name} DROP NOT NULL" for name in SPARSE_EVENT_FIELDS),
     ),
+    # Version 10: the folded days' sums per (value, day), over every key, made from the daily
+    # rows of the days already folded into the monthly roll-up.
+    10: (f"CREATE TABLE {{day_total}} ({DAY_TOTAL_DDL})", FILL_DAY_TOTALS),
 }
 """Forward migrations: the statements that bring a store from version ``n - 1`` to ``n``."""
 

@@ -1,15 +1,16 @@
 """The PostgreSQL ledger's reports: which table answers a query, added up inside PostgreSQL.
 
 The same plan as the SQLite ledger's (`meterline.ledger._sqlite_reports`), over schema
-version 9 (`meterline.ledger._postgres_schema`), each source aggregated by PostgreSQL with
+version 10 (`meterline.ledger._postgres_schema`), each source aggregated by PostgreSQL with
 ``GROUP BY`` so that Python receives one row per group, never one per event (the monthly
 roll-up by value, about a row per group already, is read as it is):
 
 - no dimension grouped or filtered: the hourly roll-up of (operation, status, provider,
   model), any hours.
-- one dimension (grouped, filtered or both), by day or month or not at all: the monthly
-  roll-up by value (joined to its values) for the whole months of the range when no model
-  field is named, the daily one (joined to its values and keys) for the other whole days; the
+- one dimension (grouped, filtered or both), by day or month or not at all: when no model
+  field is named, the monthly roll-up by value (joined to its values) for the whole months of
+  the range, the folded days' for the other days folded (`segments`); the daily one (joined
+  to its values and keys) for the other whole days; the
   hours of a range that does not start or end on a UTC day from the events of those hours
   (through the time index, in their month's partition).
 - anything else (two dimensions, a filter on another one, hours): the events of the range,
@@ -36,6 +37,7 @@ from meterline.ledger._groups import (
     WIDTH,
     Groups,
     Query,
+    Source,
     add,
     collector_paused,
     next_day,
@@ -45,6 +47,7 @@ from meterline.ledger._groups import (
 from meterline.ledger._postgres_copy import escape, field_value, unescape
 from meterline.ledger._postgres_schema import (
     DAY_ROWS,
+    DAY_TOTAL_ROWS,
     EVENT_TOTALS,
     MONTH_COLUMNS,
     MONTH_ROWS,
@@ -65,6 +68,12 @@ __all__ = ["read_totals"]
 _NS: Final = 10**9
 _FETCH: Final = 5_000
 """Result rows fetched from the server at a time."""
+_SOURCES: Final[dict[Source, tuple[str, tuple[str, ...]]]] = {
+    "months": (MONTH_ROWS, MONTH_SUMS),
+    "days": (DAY_TOTAL_ROWS, MONTH_SUMS),  # as the months, no tool's usage or cost
+    "keyed": (DAY_ROWS, TOTAL_SUMS),
+}
+"""The rows of each `segments` source, and their sums."""
 Compose = Callable[[str], "sql.Composed"]
 """Fixed SQL text (never caller input) with the ledger's quoted table names filled in."""
 
@@ -105,8 +114,8 @@ class _Reader:
             first = next_day(query.since)
             last = None if query.until is None else query.until - query.until % DAY
             if first is None or last is None or first < last:
-                for monthly, start, end in segments(query, first, last, self.folded):
-                    self.by_value(dims[0], monthly, start, end)
+                for source, start, end in segments(query, first, last, self.folded):
+                    self.by_value(dims[0], source, start, end)
                 if first is not None and query.since is not None and query.since < first:
                     self.events(query.since, first)
                 if last is not None and query.until is not None and last < query.until:
@@ -178,19 +187,20 @@ class _Reader:
         keys = [self.period("hour"), *named, NOT_MODEL_CALL]
         return self.fetch(self.select(keys, MONTH_SUMS, "{nodims}", clauses), params)
 
-    def by_value(self, dimension: str, monthly: bool, first: int | None, last: int | None) -> None:
-        """Add up a roll-up by value (monthly or daily) of one dimension over the days [first, last)."""
+    def by_value(self, dimension: str, source: Source, first: int | None, last: int | None) -> None:
+        """Add up a roll-up by value (`segments`' ``source``) of one dimension over the days [first, last)."""
         query = self.query
         allowed = query.where.get(dimension)
         wanted = None if allowed is None else [escape(value) for value in allowed if type(value) is str]
         missing = (allowed is None and dimension in query.by) or (allowed is not None and None in allowed)
+        monthly = source == "months"
         column = "month" if monthly else "day"
         clauses, params = self.hours(column, first, last, 1)
         if not self.fields(clauses, params):
             return
         named: list[str] = [name for name in EVENT_FIELDS if name in query.by]
         period = self.period(column)
-        table, sums = (MONTH_ROWS, MONTH_SUMS) if monthly else (DAY_ROWS, TOTAL_SUMS)
+        table, sums = _SOURCES[source]
         valued = ["name = %s", *clauses]
         # The monthly roll-up is read row by row: it holds a row per value and month, about one
         # per group of a report by value or month, and PostgreSQL sorted them all by value to

@@ -1,9 +1,9 @@
 r"""The PostgreSQL ledger's tables and the fixed SQL that writes and reads them.
 
-Schema version 9 (version 5's layout; 6 added each event's server-side tool calls, tier, batch
+Schema version 10 (version 5's layout; 6 added each event's server-side tool calls, tier, batch
 mode and stated cost; 7 stores a roll-up's sums of 0 as NULL, `SPARSE_SUMS`; 8 keys the roll-ups
-by value with integers; 9 stores an event's counts of 0 as NULL, `SPARSE_EVENT_FIELDS`), the
-SQLite ledger's design in PostgreSQL's terms:
+by value with integers; 9 stores an event's counts of 0 as NULL, `SPARSE_EVENT_FIELDS`; 10 adds
+the folded days' sums per value and day), the SQLite ledger's design in PostgreSQL's terms:
 
 - ``meterline_events``: partitioned by UTC month of ``time_ns`` (``meterline_events_YYYYMM``,
   made by ``meterline_ensure_partition`` when a month's first event is written, dropped whole
@@ -23,6 +23,11 @@ SQLite ledger's design in PostgreSQL's terms:
   before `FOLDED` (in ``meterline_meta``): once a day has passed, the next write adds its
   daily rows into it (`FOLD`, in a transaction of its own), as SQLite does, so that writers
   do not all update the same hot (org, month) rows.
+- ``meterline_rollup_dim_day_total``: sums per (value, UTC day) over every key, a tool call's
+  usage and cost left out, for the days before `FOLDED` (`FOLD` adds a day into it and into
+  the months at once): a report by one dimension naming no model field reads the folded days
+  outside whole months here, a row per value and day where the daily roll-up has one per
+  model used (a product's user used five or six a day).
 
 Integer keys (version 8) rather than the text they stand for: the daily roll-up by value
 holds about two rows per event at a product's cardinality (a user's or session's day rarely
@@ -61,8 +66,6 @@ from meterline.ledger._rows import (
 )
 
 __all__ = [
-    "ADD_DAYS",
-    "ADD_MONTHS",
     "BYTE_ORDER",
     "DAY_DDL",
     "DAY_IDS",
@@ -70,9 +73,13 @@ __all__ = [
     "DAY_KEY",
     "DAY_OF_HOUR",
     "DAY_ROWS",
+    "DAY_TOTAL_DDL",
+    "DAY_TOTAL_IDS",
+    "DAY_TOTAL_ROWS",
     "EVENT_READ",
     "EVENT_TOTALS",
     "EVENT_TYPES",
+    "FILL_DAY_TOTALS",
     "FOLD",
     "FOLDED",
     "KEY_COLUMNS",
@@ -85,10 +92,7 @@ __all__ = [
     "MONTH_OF",
     "MONTH_ROWS",
     "MONTH_SUMS",
-    "NEW_DAY_KEYS",
-    "NEW_DAY_VALUES",
     "NEW_KEYS",
-    "NEW_MONTH_VALUES",
     "NEW_VALUES",
     "NODIMS_KEY",
     "NOT_MODEL_CALL",
@@ -112,10 +116,12 @@ __all__ = [
     "WRITE",
     "WRITE_LATE",
     "add_up",
+    "new_keys",
+    "new_values",
     "stored_sums",
 ]
 
-VERSION: Final = 9
+VERSION: Final = 10
 """The schema a PostgreSQL ledger is migrated to (its own numbering: SQLite's is `SCHEMA_VERSION`)."""
 KEY_FIELDS: Final = ("operation", "status", "provider", "model")
 """The event fields that key every roll-up (besides its hour, day or month, and value)."""
@@ -212,11 +218,17 @@ DAY_DDL: Final = (  # the numbers first: no padding before the 8-byte day and su
     f" PRIMARY KEY ({DAY_IDS})"
 )
 MONTH_DDL: Final = f"value_id INTEGER NOT NULL, month BIGINT NOT NULL, {SUMS_DDL}, PRIMARY KEY ({MONTH_IDS})"
+DAY_TOTAL_IDS: Final = "value_id, day"
+DAY_TOTAL_DDL: Final = (
+    f"value_id INTEGER NOT NULL, day BIGINT NOT NULL, {SUMS_DDL}, PRIMARY KEY ({DAY_TOTAL_IDS})"
+)
+"""The folded days' sums per (value, day) (version 10)."""
 DAY_INDEX: Final = "CREATE INDEX meterline_rollup_dim_day_days ON {dim_day} USING brin (day)"
 DAY_ROWS: Final = "{dim_day} JOIN {dim_values} USING (value_id) JOIN {rollup_keys} USING (key_id)"
 """SQL: the daily roll-up by value's rows with their ``name``, ``value`` and key fields."""
 MONTH_ROWS: Final = "{dim_month} JOIN {dim_values} USING (value_id)"
-"""SQL: the monthly roll-up by value's rows with their ``name`` and ``value``."""
+DAY_TOTAL_ROWS: Final = "{day_total} JOIN {dim_values} USING (value_id)"
+"""SQL: the monthly roll-up's and the folded days' rows by value with their ``name`` and ``value``."""
 
 
 def _unpriced(table: str = "") -> str:
@@ -286,7 +298,7 @@ rows, sorted every stored value to join a batch's few thousand (`NEW_VALUES` too
 of 5,000 product events, 10 ms so and with each value copied once, `DimensionSets`)."""
 
 
-def _new_values(source: str) -> str:
+def new_values(source: str) -> str:
     """SQL: store the (name, value) pairs of temporary table ``source`` that are not stored yet.
 
     Only the missing ones are offered, in key order (no deadlock between writers): each row
@@ -300,7 +312,7 @@ def _new_values(source: str) -> str:
     )
 
 
-def _new_keys(source: str, fields: str) -> str:
+def new_keys(source: str, fields: str) -> str:
     """SQL: store the keys (``fields`` of temporary table ``source``) not stored yet (as `_new_values`)."""
     return (
         f"INSERT INTO {{rollup_keys}} ({KEY_COLUMNS}) SELECT DISTINCT {KEY_COLUMNS}"  # noqa: S608 - constants only
@@ -310,22 +322,16 @@ def _new_keys(source: str, fields: str) -> str:
     )
 
 
-NEW_VALUES: Final = _new_values("meterline_incoming_values")
+NEW_VALUES: Final = new_values("meterline_incoming_values")
 _INCOMING_KEY: Final = {
     name: f"coalesce({name}, '')" if name in OPTIONAL_FIELDS else name for name in KEY_FIELDS
 }
 """SQL: an incoming event's key fields as the roll-ups store them ('' for a missing provider or model)."""
-NEW_KEYS: Final = _new_keys(
+NEW_KEYS: Final = new_keys(
     "meterline_incoming", ", ".join(f"{field}{BYTE_ORDER} AS {name}" for name, field in _INCOMING_KEY.items())
 )
 """Store the values and keys of the batch in ``pg_temp.meterline_incoming`` before `WRITE` (or
 `WRITE_LATE`) numbers them."""
-NEW_DAY_VALUES: Final = _new_values("meterline_day_delta")
-NEW_DAY_KEYS: Final = _new_keys("meterline_day_delta", KEY_COLUMNS)
-NEW_MONTH_VALUES: Final = _new_values("meterline_month_delta")
-"""Store the values and keys of a change to the roll-ups by value before `ADD_DAYS` or
-`ADD_MONTHS` (those of stored events are stored already, unless the tables were changed by hand:
-then a value left out would be a sum lost)."""
 
 _MONTH_OF_HOUR: Final = MONTH_OF.format("hour", 1)
 _DAY_OF: Final = "({0} - mod(mod({0}, 86400) + 86400, 86400))"
@@ -359,6 +365,11 @@ def _write(*, late: bool) -> str:
         f" SELECT value_id, {_MONTH_OF_HOUR}, {_event_sums(model_calls_only=True, stored=True)}"
         " FROM valued WHERE hour < %s GROUP BY 1, 2 ORDER BY 1, 2"
         f"{add_up('r', MONTH_IDS)}"
+        "), day_totals AS ("
+        f" INSERT INTO {{day_total}} AS r ({DAY_TOTAL_IDS}, {SUM_NAMES})"
+        f" SELECT value_id, {DAY_OF_HOUR}, {_event_sums(model_calls_only=True, stored=True)}"
+        " FROM valued WHERE hour < %s GROUP BY 1, 2 ORDER BY 1, 2"
+        f"{add_up('r', DAY_TOTAL_IDS)}"
     )
     return (
         "WITH ins AS ("  # noqa: S608 - fixed text: column names from constants, values are parameters
@@ -399,11 +410,13 @@ their dimension sets' values and their key (stored before by `NEW_VALUES` and `N
 into the daily roll-up by value. Rows are upserted in key order (no deadlock). Returns how
 many events were new."""
 WRITE_LATE: Final = _write(late=True)
-"""`WRITE` for a batch holding late events (of a day already folded: before the parameter,
-`FOLDED`'s value): those are also added into the monthly roll-up (later days are added by
-`FOLD` once they have passed). Apart from `WRITE`, whose ``valued`` rows PostgreSQL then reads
-once and need not keep (a write of product-shaped events: 32 of its 250 ms went to keeping
-and scanning them for a monthly roll-up that none of them reached)."""
+"""`WRITE` for a batch holding late events (of a day already folded: before the two parameters,
+`FOLDED`'s value): those are also added into the monthly roll-up and the folded days' (later
+days are added by `FOLD` once they have passed). Apart from `WRITE`, whose ``valued`` rows
+PostgreSQL then reads once and need not keep (a write of product-shaped events: 32 of its
+250 ms went to keeping and scanning them for a monthly roll-up that none of them reached)."""
+_FOLDED_SUMS: Final = stored_sums([f"sum({name})" for name in ROLLUP_SUMS])
+"""SQL: a roll-up's `ROLLUP_SUMS` added up as it stores them (NULL for 0)."""
 _DAY_MONTH_SUMS: Final = stored_sums(
     [
         f"coalesce(sum({name}) FILTER (WHERE {_MODEL_CALL}), 0)"
@@ -412,33 +425,27 @@ _DAY_MONTH_SUMS: Final = stored_sums(
         for name in ROLLUP_SUMS
     ]
 )
+_MONTH_OF_DAY: Final = MONTH_OF.format("day", 1)
 FOLD: Final = (
-    # The daily rows by value of the days [%s, %s) added into the monthly roll-up (a tool's
-    # usage and cost left out, as there), in key order.
-    f"INSERT INTO {{dim_month}} AS r ({MONTH_IDS}, {SUM_NAMES})"  # noqa: S608 - constants only
-    f" SELECT value_id, {MONTH_OF.format('day', 1)}, {_DAY_MONTH_SUMS}"
-    " FROM {dim_day} JOIN {rollup_keys} USING (key_id)"
-    " WHERE day >= %s AND day < %s GROUP BY 1, 2 ORDER BY 1, 2"
+    # The daily rows by value of the days [%s, %s) added up per value and day (a tool's usage
+    # and cost left out) into the folded days' roll-up and per value and month into the
+    # monthly one, in key order: the days' rows read once.
+    f"WITH folding (value_id, day, {SUM_NAMES}) AS MATERIALIZED ("  # noqa: S608 - constants only
+    f" SELECT value_id, day, {_DAY_MONTH_SUMS} FROM {{dim_day}} JOIN {{rollup_keys}} USING (key_id)"
+    " WHERE day >= %s AND day < %s GROUP BY 1, 2"
+    "), days AS ("
+    f" INSERT INTO {{day_total}} AS r ({DAY_TOTAL_IDS}, {SUM_NAMES})"
+    f" SELECT value_id, day, {SUM_NAMES} FROM folding ORDER BY 1, 2{add_up('r', DAY_TOTAL_IDS)}"
+    f") INSERT INTO {{dim_month}} AS r ({MONTH_IDS}, {SUM_NAMES})"
+    f" SELECT value_id, {_MONTH_OF_DAY}, {_FOLDED_SUMS} FROM folding GROUP BY 1, 2 ORDER BY 1, 2"
     f"{add_up('r', MONTH_IDS)}"
 )
-_DELTA_SUMS: Final = stored_sums([f"d.{name}" for name in ROLLUP_SUMS])
-ADD_DAYS: Final = (
-    f"INSERT INTO {{dim_day}} AS r ({DAY_IDS}, {SUM_NAMES})"  # noqa: S608 - constants only
-    f" SELECT v.value_id, d.day, k.key_id, {_DELTA_SUMS} FROM pg_temp.meterline_day_delta AS d"
-    " JOIN {dim_values} AS v ON v.name = d.name AND v.value = d.value"
-    f" JOIN {{rollup_keys}} AS k ON {SAME_KEY.format('k', 'd')} ORDER BY 1, 2, 3"
-    f"{add_up('r', DAY_IDS)}"
+FILL_DAY_TOTALS: Final = (
+    f"INSERT INTO {{day_total}} ({DAY_TOTAL_IDS}, {SUM_NAMES})"  # noqa: S608 - constants only
+    f" SELECT value_id, day, {_DAY_MONTH_SUMS} FROM {{dim_day}} JOIN {{rollup_keys}} USING (key_id)"
+    f" WHERE day < (SELECT value::bigint FROM {{meta}} WHERE key = '{FOLDED}') GROUP BY 1, 2 ORDER BY 1, 2"
 )
-"""Add the rows of ``meterline_day_delta`` (sums, maybe negative) into the daily roll-up by value
-(their values and keys stored first: `NEW_DAY_VALUES`, `NEW_DAY_KEYS`)."""
-ADD_MONTHS: Final = (
-    f"INSERT INTO {{dim_month}} AS r ({MONTH_IDS}, {SUM_NAMES})"  # noqa: S608 - constants only
-    f" SELECT v.value_id, d.month, {_DELTA_SUMS} FROM pg_temp.meterline_month_delta AS d"
-    " JOIN {dim_values} AS v ON v.name = d.name AND v.value = d.value ORDER BY 1, 2"
-    f"{add_up('r', MONTH_IDS)}"
-)
-"""Add the rows of ``meterline_month_delta`` into the monthly roll-up by value (values first:
-`NEW_MONTH_VALUES`)."""
+"""The folded days' roll-up made from the daily rows of the days before `FOLDED` (version 10)."""
 EVENT_TOTALS: Final = _event_sums(model_calls_only=True)
 """SQL: a report's sums over event rows (a tool's usage and cost left out)."""
 PRUNE_HOUR: Final = (
@@ -460,6 +467,7 @@ PRUNE_VALUES: Final = (
     "DELETE FROM {dim_values} AS v"
     " WHERE NOT EXISTS (SELECT FROM {dim_day} AS r WHERE r.value_id = v.value_id)"
     " AND NOT EXISTS (SELECT FROM {dim_month} AS r WHERE r.value_id = v.value_id)"
+    " AND NOT EXISTS (SELECT FROM {day_total} AS r WHERE r.value_id = v.value_id)"
 )
 """Deletes the dimension values in no row of the roll-ups by value, after a prune (in its
 transaction, `FOLDED` locked): those no kept event has (every kept event's values have a row of
@@ -522,20 +530,14 @@ QUERIES: Final = {
     "copy": f"COPY pg_temp.meterline_incoming ({', '.join(EVENT_COLUMNS)}, set_no) FROM STDIN",
     "copy_dims": "COPY pg_temp.meterline_incoming_dims (set_no, value_no) FROM STDIN",
     "copy_values": "COPY pg_temp.meterline_incoming_values (value_no, name, value) FROM STDIN",
-    "copy_day_delta": f"COPY pg_temp.meterline_day_delta ({DAY_KEY}, {SUM_NAMES}) FROM STDIN",
-    "copy_month_delta": f"COPY pg_temp.meterline_month_delta ({MONTH_KEY}, {SUM_NAMES}) FROM STDIN",
     "new_values": NEW_VALUES,
     "new_keys": NEW_KEYS,
-    "new_day_values": NEW_DAY_VALUES,
-    "new_day_keys": NEW_DAY_KEYS,
-    "new_month_values": NEW_MONTH_VALUES,
-    "add_days": ADD_DAYS,
-    "add_months": ADD_MONTHS,
     "prune_hour": PRUNE_HOUR,
     "prune_spread": PRUNE_SPREAD,
     "prune_hours": "DELETE FROM {nodims} WHERE hour < %s OR events = 0",
     "prune_days": "DELETE FROM {dim_day} WHERE day < %s OR (day = %s AND events = 0)",
     "prune_months": "DELETE FROM {dim_month} WHERE month < %s OR (month = %s AND events = 0)",
+    "prune_day_totals": "DELETE FROM {day_total} WHERE day < %s OR (day = %s AND events = 0)",
     "prune_values": PRUNE_VALUES,
     "fold": FOLD,
     "fold_by_day": "SET LOCAL enable_seqscan = off",
@@ -565,6 +567,7 @@ TEMPORARY_TABLES: Final = (
     f"meterline_incoming_values (value_no INTEGER, {VALUE_DDL})",
     f"meterline_day_delta ({VALUE_DDL}, day BIGINT, {KEY_DDL}, {SUMS_DDL})",
     f"meterline_month_delta ({VALUE_DDL}, month BIGINT, {SUMS_DDL})",
+    f"meterline_day_total_delta ({VALUE_DDL}, day BIGINT, {SUMS_DDL})",
     "meterline_repricing (id TEXT, cost NUMERIC, cost_pico NUMERIC, price_version TEXT)",
 )
 """Each session's temporary tables (``CREATE TEMP TABLE`` text, their rows deleted at commit): a

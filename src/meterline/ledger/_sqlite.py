@@ -41,6 +41,15 @@ from meterline.ledger._rows import (
     pico_of,
 )
 from meterline.ledger._sqlite_arrow import event_batches, fast_reader_installed, json_texts
+from meterline.ledger._sqlite_folds import (
+    CORRECT_DAY_TOTAL,
+    CORRECT_MONTH,
+    DAY_TOTALS,
+    ROLL_UP_FOLDED,
+    TAKE_OUT_FOLDED,
+    UNFOLD_MONTHS,
+    fold_days,
+)
 from meterline.ledger._sqlite_keys import Dictionaries, prune_values, value_ids
 from meterline.ledger._sqlite_migrations import MIGRATIONS
 from meterline.ledger._sqlite_reports import read_totals
@@ -48,7 +57,6 @@ from meterline.ledger._sqlite_rows import bind_rows
 from meterline.ledger._sqlite_schema import (
     ALL_EVENTS,
     CORRECT_DIM,
-    CORRECT_MONTH,
     CORRECT_NODIMS,
     COUNT_NEW,
     EVENT_ROWS,
@@ -60,18 +68,14 @@ from meterline.ledger._sqlite_schema import (
     RECENT_ROWS,
     REPRICE_EVENT,
     ROLL_UP_DIMS,
-    ROLL_UP_MONTHS,
     ROLL_UP_NODIMS,
     ROLLUPS,
     SELECT_FOR_REPRICE,
     TAKE_OUT_DAYS,
-    TAKE_OUT_MONTHS,
     TAKE_OUT_NODIMS,
     TIME_AT,
-    UNFOLD_MONTHS,
     WIDTH,
     after_id_within,
-    fold_months,
     folded_until,
     insert_events,
     merge_recent,
@@ -246,9 +250,10 @@ class SQLiteLedger:
                 merge_recent(conn)
             times = values[TIME_AT::WIDTH]
             folded = folded_until(conn)
-            if min(times) < folded * _NS:  # events of days already folded into the monthly roll-up
-                conn.execute(ROLL_UP_MONTHS, (last, folded * _NS))
-            fold_months(conn, max(times))
+            if min(times) < folded * _NS:  # events of days already folded
+                for statement in ROLL_UP_FOLDED:
+                    conn.execute(statement, (last, folded * _NS))
+            fold_days(conn, max(times))
         return inserted
 
     def prune(self, before: datetime) -> int:
@@ -271,11 +276,13 @@ class SQLiteLedger:
             conn.execute(TAKE_OUT_NODIMS, (hour * _NS, before_ns))
             conn.execute(TAKE_OUT_DAYS, (day * _NS, before_ns))
             if day < folded:
-                conn.execute(TAKE_OUT_MONTHS, (day * _NS, before_ns))
+                for statement in TAKE_OUT_FOLDED:
+                    conn.execute(statement, (day * _NS, before_ns))
             deleted = conn.execute("DELETE FROM meterline_events WHERE time_ns < ?", (before_ns,)).rowcount
             conn.execute(f"DELETE FROM {ROLLUPS[0]} WHERE hour < ? OR events = 0", (hour,))  # noqa: S608
             conn.execute(f"DELETE FROM {ROLLUPS[1]} WHERE day < ? OR events = 0", (day,))  # noqa: S608
             conn.execute(f"DELETE FROM {ROLLUPS[2]} WHERE events = 0")  # noqa: S608 - constants only
+            conn.execute(f"DELETE FROM {DAY_TOTALS} WHERE day < ? OR events = 0", (day,))  # noqa: S608
             prune_values(conn)
         return deleted
 
@@ -305,6 +312,7 @@ class SQLiteLedger:
         nodims: dict[tuple[Any, ...], list[int]] = {}
         by_value: dict[tuple[Any, ...], list[int]] = {}
         by_month: dict[tuple[Any, ...], list[int]] = {}
+        by_day: dict[tuple[Any, ...], list[int]] = {}
         merge_recent(conn)  # the daily roll-up's rows are corrected where they are
         folded = folded_until(conn)
         ids = [stored_id(event_id) for event_id in wanted]
@@ -343,10 +351,12 @@ class SQLiteLedger:
                         accumulate(by_value, (value_id, day, rollup_id), split)
                         if day < folded:
                             accumulate(by_month, (value_id, month_of(day)), split)
+                            accumulate(by_day, (value_id, day), split)
         conn.executemany(REPRICE_EVENT, repriced)
         conn.executemany(CORRECT_NODIMS, [(*delta, *key) for key, delta in nodims.items()])
         conn.executemany(CORRECT_DIM, [(*delta, *key) for key, delta in sorted(by_value.items())])
         conn.executemany(CORRECT_MONTH, [(*delta, *key) for key, delta in sorted(by_month.items())])
+        conn.executemany(CORRECT_DAY_TOTAL, [(*delta, *key) for key, delta in sorted(by_day.items())])
         return len(repriced)
 
     # -- reading ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from meterline.exceptions import LedgerError
+from meterline.ledger._sqlite_folds import DAY_TOTALS
 from meterline.ledger._sqlite_schema import RECENT, ROLLUPS, add_key, add_value, rollup_fields
 
 __all__ = ["VALUES_PRUNED", "Dictionaries", "prune_values", "value_ids", "values_pruned"]
@@ -47,6 +48,7 @@ _PRUNE_VALUES: Final = (
     f" WHERE NOT EXISTS (SELECT 1 FROM {ROLLUPS[1]} AS r WHERE r.value_id = v.value_id)"
     f" AND NOT EXISTS (SELECT 1 FROM {ROLLUPS[2]} AS r WHERE r.value_id = v.value_id)"
     f" AND NOT EXISTS (SELECT 1 FROM {RECENT} AS r WHERE r.value_id = v.value_id)"
+    f" AND NOT EXISTS (SELECT 1 FROM {DAY_TOTALS} AS r WHERE r.value_id = v.value_id)"
 )
 
 

@@ -17,6 +17,7 @@ from typing import Final
 from meterline._usage import TOKEN_FIELDS, UNIT_FIELDS
 from meterline.ledger._backend import SCHEMA_VERSION
 from meterline.ledger._rows import EVENT_COLUMNS, ROLLUP_SUMS
+from meterline.ledger._sqlite_folds import DAY_TOTALS_DDL, FILL_DAY_TOTALS
 from meterline.ledger._sqlite_schema import (
     COST_TEXT,
     DAY_KEYS,
@@ -34,6 +35,7 @@ from meterline.ledger._sqlite_schema import (
     add_value,
     dim_sums,
     event_rows_view,
+    folded_until,
     key_text,
     roll_up,
     rollup_fields,
@@ -250,6 +252,16 @@ def _schema_v7(conn: sqlite3.Connection) -> None:
     conn.execute(RECENT_DDL)
 
 
+def _schema_v8(conn: sqlite3.Connection) -> None:
+    """Version 8: the folded days' sums per (value, day), over every key (`meterline.ledger._sqlite_folds`).
+
+    Filled from the keyed daily rows of the days already folded (into the monthly roll-up);
+    nothing stored changes.
+    """
+    conn.execute(DAY_TOTALS_DDL)
+    conn.execute(FILL_DAY_TOTALS, (folded_until(conn),))
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
     _schema_v1,
     _schema_v2,
@@ -258,6 +270,7 @@ MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
     _schema_v5,
     _schema_v6,
     _schema_v7,
+    _schema_v8,
 )
 """Forward migrations: ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``."""
 assert len(MIGRATIONS) == SCHEMA_VERSION

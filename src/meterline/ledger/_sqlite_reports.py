@@ -7,10 +7,12 @@ about a row per group already, is read as it is):
 - ``nodims``: no dimension grouped or filtered: the hourly roll-up of (operation, status,
   provider, model), any hours.
 - ``by_value``: one dimension (grouped, filtered or both), with any of the model fields, by
-  day or month or not at all: the days of ``meterline_rollup_dim_day`` within the range, read
-  in its key order (value, day, key), and those of its newest rows (`RECENT`, read by day);
-  the hours of a range that does not start or end on a UTC day are added from the events of
-  those hours.
+  day or month or not at all: when no model field is named, the monthly roll-up by value for
+  the range's whole months and the folded days' (`DAY_TOTALS`) for its other days already
+  folded (`segments`); for the rest, the days of ``meterline_rollup_dim_day`` within the
+  range, read in its key order (value, day, key), and those of its newest rows (`RECENT`,
+  read by day); the hours of a range that does not start or end on a UTC day are added from
+  the events of those hours.
 - ``events``: anything else (two dimensions, a filter on another one, hours): the events of
   the range, read through their time index, added up per (dimensions, key, period), then
   grouped by dimension values in Python (each distinct ``dims`` text decoded once).
@@ -38,6 +40,7 @@ from meterline.ledger._groups import (
     WIDTH,
     Groups,
     Query,
+    Source,
     add,
     collector_paused,
     month_of,
@@ -46,6 +49,7 @@ from meterline.ledger._groups import (
     to_rows,
 )
 from meterline.ledger._rows import ROLLUP_SUMS
+from meterline.ledger._sqlite_folds import DAY_TOTALS
 from meterline.ledger._sqlite_keys import Dictionaries
 from meterline.ledger._sqlite_schema import (
     ALL_EVENTS,
@@ -61,6 +65,12 @@ from meterline.ledger._sqlite_schema import (
 __all__ = ["read_totals"]
 
 _NS: Final = 10**9
+_TABLES: Final[dict[Source, tuple[str, ...]]] = {
+    "months": (ROLLUPS[2],),
+    "days": (DAY_TOTALS,),
+    "keyed": (ROLLUPS[1], RECENT),
+}
+"""The tables of each `segments` source: the keyed daily roll-up's rows are in two."""
 
 
 def read_totals(conn: sqlite3.Connection, names: Dictionaries, query: Query) -> list[LedgerRow]:
@@ -86,8 +96,8 @@ def _groups(conn: sqlite3.Connection, names: Dictionaries, query: Query, *, in_s
             first = next_day(query.since)
             last = None if query.until is None else query.until - query.until % DAY
             if first is None or last is None or first < last:
-                for monthly, start, end in segments(query, first, last, folded_until(conn)):
-                    for table in (ROLLUPS[2],) if monthly else (ROLLUPS[1], RECENT):
+                for source, start, end in segments(query, first, last, folded_until(conn)):
+                    for table in _TABLES[source]:
                         _add_by_value(conn, query, dims[0], table, start, end, groups, in_sql)
                 if first is not None and query.since is not None and query.since < first:
                     _add_events(conn, names, query, query.since, first, groups, in_sql)
@@ -155,8 +165,8 @@ def _add_by_value(
 ) -> None:
     """Add up a roll-up by value of one dimension over the days [first, last).
 
-    ``table``: the daily roll-up, its newest rows (`RECENT`, added up apart: it holds other
-    events), or the monthly one.
+    ``table``: the daily roll-up keyed by model fields, its newest rows (`RECENT`, added up
+    apart: it holds other events), or a folded one: by day (`DAY_TOTALS`) or month.
 
     The events without the dimension (the group ``None``, or a filter that allows ``None``)
     are in no value's row: they are the sums of the `ALL_EVENTS` rows over the same days and
@@ -180,7 +190,7 @@ def _add_by_value(
     fields = tuple(name for name in EVENT_FIELDS if name in query.by)
     period = _period_sql(query.granularity, column)
     keys = [period, "v.value", *(f"k.{name}" for name in fields)]
-    by_key = table != ROLLUPS[2]  # the monthly roll-up has no key: it serves no model field
+    by_key = table not in (ROLLUPS[2], DAY_TOTALS)  # the folded roll-ups have no key: no model field
     # The keys' table only when a model field is grouped or filtered by (a join per row otherwise).
     field_keyed = by_key and (bool(fields) or any(name in query.where for name in EVENT_FIELDS))
     keyed = " JOIN meterline_keys AS k ON k.key_id = r.key_id" if field_keyed else ""
@@ -192,7 +202,7 @@ def _add_by_value(
     # The monthly roll-up is read row by row: it holds a row per value and month, about one
     # per group of a report by value or month, and SQLite's 19 sums a row cost more than
     # adding the few rows of one group here (by session at 1M events: 0.42 -> 0.24 s).
-    grouped = by_key
+    grouped = table != ROLLUPS[2]
     sums = ", ".join(f"SUM(r.{name})" for name in BY_VALUE_SUMS)
     read = sums if grouped else ", ".join(f"r.{name}" for name in BY_VALUE_SUMS)
     rows = ["r.value_id", column, *(["r.key_id"] if by_key else [])]  # one roll-up row a group

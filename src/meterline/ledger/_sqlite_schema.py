@@ -1,9 +1,9 @@
 """The SQLite ledger's tables and the fixed SQL that reads and writes them (migrations: `_sqlite_migrations`).
 
-Schema version 7 (version 4's layout, with each event's server-side tool calls, service tier,
+Schema version 8 (version 4's layout, with each event's server-side tool calls, service tier,
 batch mode and the cost its provider stated added in version 5, ids stored as bytes in
-version 6: `stored_id`, and the daily roll-up by value written through `RECENT` in version
-7), designed for a product's cardinality
+version 6: `stored_id`, the daily roll-up by value written through `RECENT` in version 7, and
+the folded days' sums per value and day in version 8), designed for a product's cardinality
 (thousands of users, a hundred thousand sessions, dozens of models), where a roll-up keyed
 by the whole set of dimensions has nearly a row per event (0.83 measured with sessions among
 them):
@@ -29,9 +29,10 @@ them):
   (day, value, key), so that a write updates rows that lie together; merged into the daily
   roll-up in its key order (`merge_recent`) past `RECENT_ROWS` rows and before a prune or
   a re-pricing. A report and a fold add up both.
-- ``meterline_rollup_dim_month``: sums per (value, month), no key: the days before
-  `folded_until` added up (`fold_months`, once a day has passed), for reports by one
-  dimension over whole months (at 10 million events of 10,000 users: 30,000 rows by user).
+- ``meterline_rollup_dim_month`` and ``meterline_rollup_dim_day_total``: sums per (value,
+  month) and per (value, day), no key: the days before `folded_until` added up once a day has
+  passed, for reports by one dimension over whole months (at 10 million events of 10,000
+  users: 30,000 rows by user) and over the other folded days (`meterline.ledger._sqlite_folds`).
 
 In both roll-ups by value, `ALL_EVENTS` (value 0) adds up every event, so the events without
 a dimension are the difference; a tool call's or cache lookup's usage and cost are
@@ -69,16 +70,15 @@ __all__ = [
     "ALL_EVENTS",
     "BY_VALUE_SUMS",
     "CORRECT_DIM",
-    "CORRECT_MONTH",
     "CORRECT_NODIMS",
     "COST_TEXT",
     "COUNT_NEW",
     "DAY_KEYS",
     "DIMS_JSON",
     "DIM_KEY",
+    "DIM_SUMS",
     "EVENT_ROWS",
     "FOLDED",
-    "FOLD_MONTHS",
     "ID",
     "ID_TEXT",
     "KEY_FIELDS",
@@ -86,6 +86,7 @@ __all__ = [
     "LOW_BITS",
     "MERGE_RECENT",
     "MONTH_KEY",
+    "MONTH_OF_DAY",
     "NARROW",
     "NOT_MODEL_CALLS",
     "NOT_MODEL_CALLS_SQL",
@@ -95,21 +96,22 @@ __all__ = [
     "REPRICE_EVENT",
     "ROLLUPS",
     "ROLL_UP_DIMS",
-    "ROLL_UP_MONTHS",
     "ROLL_UP_NODIMS",
     "SELECT_FOR_REPRICE",
+    "SPLIT",
     "STORED_COLUMNS",
+    "TAKEN_OUT",
     "TIME_AT",
-    "UNFOLD_MONTHS",
     "VALUE_ROWS",
     "VIEW_EXTRA",
     "WIDTH",
+    "add_into",
     "add_key",
     "add_value",
     "after_id_within",
+    "correct",
     "dim_sums",
     "event_rows_view",
-    "fold_months",
     "folded_until",
     "insert_events",
     "key_text",
@@ -211,7 +213,7 @@ def insert_events(count: int) -> str:
     )
 
 
-def _correct(table: str, key: Sequence[str], cost: str = "cost_pico = cost_pico + ?") -> str:
+def correct(table: str, key: Sequence[str], cost: str = "cost_pico = cost_pico + ?") -> str:
     """The statement that corrects the cost and unpriced count of one row of ``table``."""
     return (
         f"UPDATE {table} SET {cost}, unpriced = unpriced + ?"  # noqa: S608 - constants only
@@ -225,10 +227,9 @@ BY_VALUE_SUMS: Final = (*ROLLUP_SUMS, "cost_high")
 (a month of all events, or of one big customer, may pass 2**63 pico-dollars: 9.2 million
 USD). The cost of a row is ``cost_pico + (cost_high << 32)``, added up in Python."""
 LOW_BITS: Final = (1 << 32) - 1
-_SPLIT: Final = "cost_pico = cost_pico + ?, cost_high = cost_high + ?"
-CORRECT_NODIMS: Final = _correct(ROLLUPS[0], _NODIMS_KEY)
-CORRECT_DIM: Final = _correct(ROLLUPS[1], DIM_KEY, _SPLIT)
-CORRECT_MONTH: Final = _correct(ROLLUPS[2], MONTH_KEY, _SPLIT)
+SPLIT: Final = "cost_pico = cost_pico + ?, cost_high = cost_high + ?"
+CORRECT_NODIMS: Final = correct(ROLLUPS[0], _NODIMS_KEY)
+CORRECT_DIM: Final = correct(ROLLUPS[1], DIM_KEY, SPLIT)
 LAST_ROWID: Final = "SELECT coalesce(max(rowid), 0) FROM meterline_events"
 COUNT_NEW: Final = "SELECT COUNT(*) FROM meterline_events WHERE rowid > ?"
 REPRICE_EVENT: Final = (
@@ -269,20 +270,6 @@ def merge_recent(conn: sqlite3.Connection) -> None:
     """
     conn.execute(MERGE_RECENT)
     conn.execute(f"DELETE FROM {RECENT}")  # noqa: S608 - constants only
-
-
-def fold_months(conn: sqlite3.Connection, newest_ns: int) -> None:
-    """Add the days before the one of ``newest_ns`` not yet folded into the monthly roll-up.
-
-    The day of the newest event stays in the daily roll-up only, until an event of a later
-    day is written; events that arrive later for folded days are added into both
-    (`ROLL_UP_MONTHS`). Runs in the write's transaction: each day is folded exactly once.
-    """
-    first = folded_until(conn)
-    last = newest_ns // (DAY * 10**9) * DAY
-    if last > first:
-        conn.execute(FOLD_MONTHS, (first, last))
-        conn.execute("UPDATE meterline_meta SET value = ? WHERE key = ?", (str(last), FOLDED))
 
 
 def key_text(key: Sequence[object]) -> str:
@@ -348,11 +335,11 @@ def dim_sums(usage_fields: Sequence[str], model_call: Callable[[str], str] = _mo
     )
 
 
-_DIM_SUMS: Final = dim_sums(USAGE_FIELDS)
+DIM_SUMS: Final = dim_sums(USAGE_FIELDS)
 """`BY_VALUE_SUMS` over event rows: a tool call's usage and cost left out."""
 
 
-def _add_into(table: str, key: Sequence[str], select: str, sums: Sequence[str] = ()) -> str:
+def add_into(table: str, key: Sequence[str], select: str, sums: Sequence[str] = ()) -> str:
     """The statement that adds the rows of sums ``select`` gives (key first) into ``table``, in key order.
 
     ``sums`` names the columns (default: the current `ROLLUP_SUMS` or `BY_VALUE_SUMS`).
@@ -381,7 +368,7 @@ def roll_up(
     SQLite groups the rows and adds each group into its roll-up row in one statement, in key
     order: no Python loop over the events, and one B-tree walk per roll-up table.
     """
-    return _add_into(
+    return add_into(
         table,
         key,
         f"SELECT {', '.join(keys)}, {', '.join(sums)}"  # noqa: S608 - constants only
@@ -395,10 +382,9 @@ ALL_EVENTS: Final = 0
 """The ``value_id`` of the roll-ups' rows by value that add up every event (in no value's row only, too)."""
 VALUE_ROWS: Final = ", json_each('[0' || iif(e.dims = '', '', ',' || e.dims) || ']') AS j"
 """An event's value ids, and `ALL_EVENTS`, as rows ``j``."""
-_MONTH_OF_DAY: Final = "CAST(strftime('%s', {}, 'unixepoch', 'start of month') AS INTEGER)"
+MONTH_OF_DAY: Final = "CAST(strftime('%s', {}, 'unixepoch', 'start of month') AS INTEGER)"
 DAY_KEYS: Final = ("j.value", f"e.time_ns / {DAY * 10**9} * {DAY}", "coalesce(k.rollup_id, k.key_id)")
-_MONTH_KEYS: Final = ("j.value", _MONTH_OF_DAY.format(DAY_KEYS[1]))
-_TAKEN_OUT: Final = tuple(f"-({total})" for total in _DIM_SUMS)
+TAKEN_OUT: Final = tuple(f"-({total})" for total in DIM_SUMS)
 _NODIMS_KEYS: Final = (
     f"e.time_ns / {HOUR * 10**9} * {HOUR}",
     "k.operation",
@@ -431,8 +417,8 @@ ROLL_UP_DIMS: Final = (
 day (`RECENT`): the model calls', then the others' (a tool call's usage and cost left out). Their
 rows are apart (the key holds the operation), and each statement adds plain sums: writing
 product-shaped events spends 13 % less time in the daily roll-up than with one statement
-choosing per sum (`_DIM_SUMS`)."""
-MERGE_RECENT: Final = _add_into(
+choosing per sum (`DIM_SUMS`)."""
+MERGE_RECENT: Final = add_into(
     ROLLUPS[1],
     DIM_KEY,
     f"SELECT {', '.join(DIM_KEY)}, {', '.join(BY_VALUE_SUMS)} FROM {RECENT} WHERE true",  # noqa: S608
@@ -444,11 +430,6 @@ RECENT_DDL: Final = (
     + f", PRIMARY KEY ({', '.join(_RECENT_KEY)})) WITHOUT ROWID"
 )
 """The table `RECENT` (schema version 7)."""
-ROLL_UP_MONTHS: Final = roll_up(
-    ROLLUPS[2], MONTH_KEY, _MONTH_KEYS, _DIM_SUMS, VALUE_ROWS, "e.rowid > ? AND e.time_ns < ?"
-)
-"""Adds the events stored past a rowid (first parameter) and before a time (in ns, second) into the
-monthly roll-up: late events of days already folded."""
 TAKE_OUT_NODIMS: Final = roll_up(
     ROLLUPS[0],
     _NODIMS_KEY,
@@ -459,42 +440,9 @@ TAKE_OUT_NODIMS: Final = roll_up(
 )
 """Takes the events of [first, last) (parameters, ns) out of the hourly roll-up (a prune)."""
 TAKE_OUT_DAYS: Final = roll_up(
-    ROLLUPS[1], DIM_KEY, DAY_KEYS, _TAKEN_OUT, VALUE_ROWS, "e.time_ns >= ? AND e.time_ns < ?"
+    ROLLUPS[1], DIM_KEY, DAY_KEYS, TAKEN_OUT, VALUE_ROWS, "e.time_ns >= ? AND e.time_ns < ?"
 )
 """Takes the events of [first, last) (parameters, ns) out of the daily roll-up by value (a prune)."""
-TAKE_OUT_MONTHS: Final = roll_up(
-    ROLLUPS[2], MONTH_KEY, _MONTH_KEYS, _TAKEN_OUT, VALUE_ROWS, "e.time_ns >= ? AND e.time_ns < ?"
-)
-"""Takes the events of [first, last) (parameters, ns) out of the monthly roll-up (a prune)."""
-_DAY_SUMS: Final = ", ".join(f"SUM({name})" for name in BY_VALUE_SUMS)
-FOLD_MONTHS: Final = _add_into(
-    ROLLUPS[2],
-    MONTH_KEY,
-    f"SELECT value_id, {_MONTH_OF_DAY.format('day')}, {_DAY_SUMS}"  # noqa: S608 - constants only
-    f" FROM (SELECT value_id, day, {', '.join(BY_VALUE_SUMS)} FROM {ROLLUPS[1]}"
-    f" WHERE value_id IN (SELECT {ALL_EVENTS} UNION SELECT j.value"
-    " FROM meterline_events AS e, json_each('[' || e.dims || ']') AS j"
-    " WHERE e.time_ns >= ?1 * 1000000000 AND e.time_ns < ?2 * 1000000000)"
-    " AND day >= ?1 AND day < ?2"
-    f" UNION ALL SELECT value_id, day, {', '.join(BY_VALUE_SUMS)} FROM {RECENT} WHERE day >= ?1 AND day < ?2)"
-    " WHERE true",
-)
-"""Adds the rows by value of the days [first, last) (parameters, seconds) into the monthly roll-up.
-
-Those still in `RECENT` are read by day (its key's first column). Those of the daily roll-up
-are found through the values of those days' events (read by the time index), then by
-primary key: the table has no index by day, and reading all of it to find one day's rows
-took time that grew with the ledger's history (95 ms a day at one million product-shaped
-events; 38 ms this way, a time that follows the day's events instead). Every row of a day
-comes from an event of that day: a re-priced one keeps its values and day; a pruned one
-leaves its rows at zero."""
-UNFOLD_MONTHS: Final = _add_into(
-    ROLLUPS[2],
-    MONTH_KEY,
-    f"SELECT value_id, {_MONTH_OF_DAY.format('day')}, {_DAY_SUMS.replace('SUM(', '-SUM(')}"  # noqa: S608
-    f" FROM {ROLLUPS[1]} WHERE day < ?",
-)
-"""Takes the daily roll-up's rows of the days before a day (parameter) out of the monthly one (a prune)."""
 
 
 COST_TEXT: Final = (
