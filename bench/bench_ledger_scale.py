@@ -17,9 +17,10 @@ sessions, 5 agents, 12 tools, 90 days). For each store:
    floor is ``COPY`` of the flat rows.
    Then the writes of the product's next days, continuing both files (`_continued`).
 2. Size: bytes per event of our file and of the plain table's (SQLite, after a checkpoint).
-3. Reports: ``totals`` by each dimension and by model over the whole ledger, by user x model
-   and by user x agent over the last 7 days, by day, by user and day; each in a process of its
-   own (its time, and its RSS growth over the process's own after opening), beside the same
+3. Reports: ``totals`` by each dimension and by model over the whole ledger (its 90 days are
+   three whole months), by user and by org over the last 30 days (no whole month), by user x
+   model and by user x agent over the last 7 days, by day, by user and day; each in a process
+   of its own (its time, and its RSS growth over the process's own after opening), beside the same
    GROUP BY in DuckDB over the same flat rows (its file built once per run).
 4. With ``BENCH_POSTGRES=1``: a PostgreSQL ledger (batches of 5,000) beside ``COPY`` of the
    flat rows into a plain table, and its reports (each in a process of its own, best of 3)
@@ -57,6 +58,7 @@ BATCH = 1000
 POSTGRES_URL = os.environ.get("METERLINE_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/test"
 END = datetime.fromtimestamp(workload.START_NS // 10**9, tz=UTC) + timedelta(days=workload.DAYS)
 LAST_WEEK = END - timedelta(days=7)
+LAST_30_DAYS = END - timedelta(days=30)
 REPORTS: dict[str, tuple[tuple[str, ...], datetime | None, str | None]] = {
     "by org": (("org",), None, None),
     "by user": (("user",), None, None),
@@ -64,6 +66,8 @@ REPORTS: dict[str, tuple[tuple[str, ...], datetime | None, str | None]] = {
     "by agent": (("agent",), None, None),
     "by tool": (("tool",), None, None),
     "by model": (("model",), None, None),
+    "by user, 30 days": (("user",), LAST_30_DAYS, None),  # a month's days, not one whole month
+    "by org, 30 days": (("org",), LAST_30_DAYS, None),
     "by day": ((), None, "day"),
     "by user x day": (("user",), None, "day"),
     "by user x model, 7 days": (("user", "model"), LAST_WEEK, None),
