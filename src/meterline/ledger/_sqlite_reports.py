@@ -201,8 +201,9 @@ def _add_by_value(
         source = f" FROM {RECENT} AS r CROSS JOIN meterline_dim_values AS v ON v.value_id = r.value_id{keyed}"
     # The monthly roll-up is read row by row: it holds a row per value and month, about one
     # per group of a report by value or month, and SQLite's 19 sums a row cost more than
-    # adding the few rows of one group here (by session at 1M events: 0.42 -> 0.24 s).
-    grouped = table != ROLLUPS[2]
+    # adding the few rows of one group here (by session at 1M events: 0.42 -> 0.24 s). So
+    # are the folded days' rows for a report by day: each is a group of its own.
+    grouped = table != ROLLUPS[2] and not (table == DAY_TOTALS and query.granularity == "day")
     sums = ", ".join(f"SUM(r.{name})" for name in BY_VALUE_SUMS)
     read = sums if grouped else ", ".join(f"r.{name}" for name in BY_VALUE_SUMS)
     rows = ["r.value_id", column, *(["r.key_id"] if by_key else [])]  # one roll-up row a group
