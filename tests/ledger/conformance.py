@@ -415,6 +415,31 @@ def assert_reports(
         assert got == expected_rows(events, **report), report
 
 
+def write_by_day(ledger: LedgerBackend, events: Sequence[UsageEvent], batch: int = 100) -> None:
+    """Write ``events`` (in time order) in small batches, so that days are folded as they pass."""
+    for start in range(0, len(events), batch):
+        ledger.write(events[start : start + batch])
+
+
+def assert_reports_through_a_prune_and_a_repricing(
+    ledger: LedgerBackend, events: Sequence[UsageEvent], written: int
+) -> None:
+    """Write ``events`` past the first ``written``, prune, re-price: every report exact after each step."""
+    ledger.write(events[written:])
+    assert_reports(ledger, events)
+    cut = T0 + timedelta(days=1, hours=7, minutes=30)
+    kept = [event for event in events if event.time_ns >= int(cut.timestamp()) * 10**9]
+    assert ledger.prune(cut) == len(events) - len(kept)
+    assert_reports(ledger, kept)
+    new = {event.id: Decimal("0.5") for event in kept[::5] if event.operation == "chat" and event.usage}
+    assert ledger.reprice([(event_id, cost, "v9") for event_id, cost in new.items()]) == len(new)
+    repriced = [
+        dataclasses.replace(event, cost=new[event.id], price_version="v9") if event.id in new else event
+        for event in kept
+    ]
+    assert_reports(ledger, repriced)
+
+
 class LedgerConformance:
     """Tests every ledger backend passes; subclasses provide the ``ledger`` fixture."""
 

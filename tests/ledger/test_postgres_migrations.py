@@ -6,12 +6,10 @@ migrations of their day (`migrate_to`); each test gets its own PostgreSQL schema
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 
@@ -22,9 +20,11 @@ from tests.ledger.conformance import (
     T0,
     as_stored_before_billing,
     assert_reports,
+    assert_reports_through_a_prune_and_a_repricing,
     by_key,
     make_event,
     product_events,
+    write_by_day,
 )
 from tests.ledger.postgres_stores import ROLLUPS, execute, migrate_to, store_at, zero_sums
 
@@ -247,8 +247,7 @@ def test_migrates_a_version_9_store_filling_the_folded_days_sums(url: str, schem
     events = product_events(900)
     ledger = PostgresLedger(url, schema=schema)
     try:
-        for start in range(0, 600, 100):  # days fold as they pass
-            ledger.write(events[start : start + 100])
+        write_by_day(ledger, events[:600])
     finally:
         ledger.close()
     table = f'"{schema}".meterline_rollup_dim_day_total'
@@ -261,22 +260,6 @@ def test_migrates_a_version_9_store_filling_the_folded_days_sums(url: str, schem
         assert folded
         assert sorted(execute(url, f"SELECT * FROM {table}")) == folded  # as the writes folded them
         assert_reports(ledger, events[:600])
-        ledger.write(events[600:])
-        assert_reports(ledger, events)
-        cut = T0 + timedelta(days=1, hours=7, minutes=30)
-        kept = [event for event in events if event.time_ns >= int(cut.timestamp()) * 10**9]
-        assert ledger.prune(cut) == len(events) - len(kept)
-        assert_reports(ledger, kept)
-        new = {event.id: Decimal("0.5") for event in kept[::5] if event.operation == "chat" and event.usage}
-        assert ledger.reprice([(event_id, cost, "v9") for event_id, cost in new.items()]) == len(new)
-        assert_reports(
-            ledger,
-            [
-                dataclasses.replace(event, cost=new[event.id], price_version="v9")
-                if event.id in new
-                else event
-                for event in kept
-            ],
-        )
+        assert_reports_through_a_prune_and_a_repricing(ledger, events, 600)
     finally:
         ledger.close()

@@ -673,13 +673,12 @@ def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> No
 def test_a_fold_reads_the_days_rows_by_key_not_the_whole_daily_roll_up(path: Path) -> None:
     """Folding days into months finds their rows through their events (time index) and the primary key."""
     from meterline.ledger._sqlite_folds import KEYED_DAYS
-    from tests.ledger.conformance import assert_reports, product_events
+    from tests.ledger.conformance import assert_reports, product_events, write_by_day
 
-    events = product_events(1200)  # five days across a month's end: days are folded as they pass
+    events = product_events(1200)  # five days across a month's end
     ledger = SQLiteLedger(path)
     try:
-        for start in range(0, len(events), 100):
-            ledger.write(events[start : start + 100])
+        write_by_day(ledger, events)
         assert_reports(ledger, events)
     finally:
         ledger.close()
@@ -851,13 +850,12 @@ def test_a_value_another_connection_pruned_is_never_bound_to_its_old_id(path: Pa
 def test_reports_by_one_dimension_read_folded_days_from_their_sums_per_value_and_day(path: Path) -> None:
     """Folded days outside whole months, or by day: read from sums per value and day, not the keyed rows."""
     from meterline.ledger._sqlite_schema import RECENT, ROLLUPS, folded_until
-    from tests.ledger.conformance import FOLDED_DAYS_REPORTS, assert_reports, product_events
+    from tests.ledger.conformance import FOLDED_DAYS_REPORTS, assert_reports, product_events, write_by_day
 
-    events = product_events(1200)  # five days across a month's end: days are folded as they pass
+    events = product_events(1200)  # five days across a month's end
     ledger = SQLiteLedger(path)
     try:
-        for start in range(0, len(events), 100):
-            ledger.write(events[start : start + 100])
+        write_by_day(ledger, events)
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
             folded = folded_until(conn)
             assert folded > int((T0 + timedelta(days=3)).timestamp())

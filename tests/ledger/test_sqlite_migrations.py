@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import sqlite3
 from datetime import timedelta
 from decimal import Decimal
@@ -174,10 +173,14 @@ def test_migrating_from_version_5_packs_the_ids_and_keeps_every_event(
 def test_migrating_from_version_6_keeps_every_report_through_writes_a_prune_and_a_repricing(
     tmp_path: Path,
 ) -> None:
-    """A version 6 store (no recent rows table) opens as 7: reports exact after writes, prune, repricing."""
+    """A version 6 store (no recent rows table) opens as 8: reports exact after writes, prune, repricing."""
     from meterline.ledger import SCHEMA_VERSION, SQLiteLedger
     from meterline.ledger._sqlite_schema import RECENT
-    from tests.ledger.conformance import T0, assert_reports, product_events
+    from tests.ledger.conformance import (
+        assert_reports,
+        assert_reports_through_a_prune_and_a_repricing,
+        product_events,
+    )
 
     events = product_events(900)
     path = tmp_path / "ledger.db"
@@ -193,22 +196,8 @@ def test_migrating_from_version_6_keeps_every_report_through_writes_a_prune_and_
     try:
         assert ledger.stats().schema_version == SCHEMA_VERSION == 8
         assert_reports(ledger, events[:600])
-        ledger.write(events[600:])  # into the new table, beside the rows version 6 wrote
-        assert_reports(ledger, events)
-        cut = T0 + timedelta(days=1, hours=7, minutes=30)
-        kept = [event for event in events if event.time_ns >= int(cut.timestamp()) * 10**9]
-        assert ledger.prune(cut) == len(events) - len(kept)
-        new = {event.id: Decimal("0.5") for event in kept[::5] if event.operation == "chat" and event.usage}
-        assert ledger.reprice([(event_id, cost, "v9") for event_id, cost in new.items()]) == len(new)
-        assert_reports(
-            ledger,
-            [
-                dataclasses.replace(event, cost=new[event.id], price_version="v9")
-                if event.id in new
-                else event
-                for event in kept
-            ],
-        )
+        # Written into the new table, beside the rows version 6 wrote.
+        assert_reports_through_a_prune_and_a_repricing(ledger, events, 600)
     finally:
         ledger.close()
     reader = sqlite3.connect(path)
@@ -222,14 +211,18 @@ def test_migrating_from_version_7_fills_the_folded_days_sums_and_keeps_every_rep
     """A version 7 store (no folded sums per value and day) opens as 8 with them: reports exact, then too."""
     from meterline.ledger import SCHEMA_VERSION, SQLiteLedger
     from meterline.ledger._sqlite_folds import DAY_TOTALS
-    from tests.ledger.conformance import T0, assert_reports, product_events
+    from tests.ledger.conformance import (
+        assert_reports,
+        assert_reports_through_a_prune_and_a_repricing,
+        product_events,
+        write_by_day,
+    )
 
     events = product_events(900)
     path = tmp_path / "ledger.db"
     ledger = SQLiteLedger(path)
     try:
-        for start in range(0, 600, 100):  # days fold as they pass
-            ledger.write(events[start : start + 100])
+        write_by_day(ledger, events[:600])
     finally:
         ledger.close()
     conn = sqlite3.connect(path, isolation_level=None)
@@ -244,22 +237,6 @@ def test_migrating_from_version_7_fills_the_folded_days_sums_and_keeps_every_rep
         assert folded
         assert refilled == folded  # as the writes had folded them
         assert_reports(ledger, events[:600])
-        ledger.write(events[600:])
-        assert_reports(ledger, events)
-        cut = T0 + timedelta(days=1, hours=7, minutes=30)
-        kept = [event for event in events if event.time_ns >= int(cut.timestamp()) * 10**9]
-        assert ledger.prune(cut) == len(events) - len(kept)
-        assert_reports(ledger, kept)
-        new = {event.id: Decimal("0.5") for event in kept[::5] if event.operation == "chat" and event.usage}
-        assert ledger.reprice([(event_id, cost, "v9") for event_id, cost in new.items()]) == len(new)
-        assert_reports(
-            ledger,
-            [
-                dataclasses.replace(event, cost=new[event.id], price_version="v9")
-                if event.id in new
-                else event
-                for event in kept
-            ],
-        )
+        assert_reports_through_a_prune_and_a_repricing(ledger, events, 600)
     finally:
         ledger.close()
