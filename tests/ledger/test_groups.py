@@ -106,6 +106,33 @@ def test_rows_sort_by_cost_then_events_whatever_their_signs_and_sizes(sums: list
     assert sorted(ranked) == sorted((Decimal(pico).scaleb(-12), events) for pico, events in sums)
 
 
+@given(
+    st.dictionaries(
+        st.tuples(st.sampled_from([None, "a", "b", "c"]), st.sampled_from([0, 86_400, 172_800])),
+        st.tuples(st.integers(-2, 2), st.integers(0, 2)),
+        min_size=1,
+    )
+)
+def test_rows_of_equal_cost_and_events_come_by_key_none_first_then_period(
+    groups_by_key: dict[tuple[str | None, int], tuple[int, int]],
+) -> None:
+    """Ties of cost and events are ordered by key (None first, then values), then period."""
+    groups: Groups = {
+        ((key,), day): _sums(events, pico, 0) for (key, day), (pico, events) in groups_by_key.items()
+    }
+    rows = to_rows(groups, "day")
+    order = [(row.cost, row.events, row.key[0], row.period) for row in rows]
+    expected = sorted(
+        (
+            (Decimal(pico).scaleb(-12), events, key, day)
+            for (key, day), (pico, events) in groups_by_key.items()
+        ),
+        key=lambda item: (-item[0], -item[1], item[2] is not None, item[2] or "", item[3]),
+    )
+    assert [(cost, events, key) for cost, events, key, _ in order] == [item[:3] for item in expected]
+    assert [period and int(period.timestamp()) for *_, period in order] == [item[3] for item in expected]
+
+
 def test_the_collector_is_paused_while_a_report_runs_and_left_as_it_was() -> None:
     """Inside, the collector is off; after, on again (even after an error), or still off if it was off."""
     assert gc.isenabled()
