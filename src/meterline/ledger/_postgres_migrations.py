@@ -265,9 +265,9 @@ ADD_MONTHS_V5: Final = (
     f" ORDER BY {MONTH_KEY}"
     f"{add_up('r', MONTH_KEY)}"
 )
-"""`ADD_DAYS` and `ADD_MONTHS` into the roll-ups by value of versions 5 to 7 (keyed by text): the
-migration from version 4 fills them (`meterline.ledger._postgres_rollups.migrate_v5`) before
-version 8 numbers their keys."""
+"""``add_days`` and ``add_months`` (`meterline.ledger._postgres_rollups.SPREAD_QUERIES`) into the
+roll-ups by value of versions 5 to 7 (keyed by text): the migration from version 4 fills them
+(`meterline.ledger._postgres_rollups.migrate_v5`) before version 8 numbers their keys."""
 OLD_ROLLUP_DAYS: Final = (
     # Version 4's hourly roll-up (keyed by dimension set) per day: what migrating to 5 spreads.
     # It has no sums of tool calls (version 6 added them): those are 0.

@@ -41,12 +41,13 @@ dimension sets are copied beside it as (set, value) rows and its distinct values
 name, value) rows, so that PostgreSQL never parses the dimensions' JSON (``jsonb`` refuses
 ``\u0000``, which a value may hold). A writer holds the `FOLDED` row shared while it writes and
 a fold takes it exclusively, so no day is folded while a batch that adds to it is uncommitted;
-a late event (of a day already folded) is added to the monthly roll-up by the write itself.
+a late event (of a day already folded) is added to the monthly roll-up and the folded days'
+by the write itself.
 
 Where stored events must be taken out of or corrected in the roll-ups by value (re-pricing,
 a prune, the migration), their sums are read grouped by dimension set and spread over the
-values in Python (`meterline.ledger._postgres_rollups`), then added by (name, value) and key
-text (`ADD_DAYS`, `ADD_MONTHS`).
+values in Python, then added by (name, value) and key text
+(`meterline.ledger._postgres_rollups`, its SQL beside it).
 
 SQL text is fixed here: table names are filled in at open as quoted identifiers (the schema's
 name as a literal inside the two PL/pgSQL functions), values are parameters, and dimension
@@ -313,7 +314,7 @@ def new_values(source: str) -> str:
 
 
 def new_keys(source: str, fields: str) -> str:
-    """SQL: store the keys (``fields`` of temporary table ``source``) not stored yet (as `_new_values`)."""
+    """SQL: store the keys (``fields`` of temporary table ``source``) not stored yet (as `new_values`)."""
     return (
         f"INSERT INTO {{rollup_keys}} ({KEY_COLUMNS}) SELECT DISTINCT {KEY_COLUMNS}"  # noqa: S608 - constants only
         f" FROM (SELECT {fields} FROM pg_temp.{source}) AS d"
