@@ -427,13 +427,25 @@ _DAY_MONTH_SUMS: Final = stored_sums(
     ]
 )
 _MONTH_OF_DAY: Final = MONTH_OF.format("day", 1)
+
+
+def _folded_days(days: str) -> str:
+    """SQL: the daily rows by value of the days ``days`` (fixed SQL) selects, per value and day.
+
+    As the folded roll-ups keep them: a tool's usage and cost left out.
+    """
+    return (
+        f"SELECT value_id, day, {_DAY_MONTH_SUMS} FROM {{dim_day}} JOIN {{rollup_keys}} USING (key_id)"  # noqa: S608
+        f" WHERE {days} GROUP BY 1, 2"
+    )
+
+
 FOLD: Final = (
     # The daily rows by value of the days [%s, %s) added up per value and day (a tool's usage
     # and cost left out) into the folded days' roll-up and per value and month into the
     # monthly one, in key order: the days' rows read once.
     f"WITH folding (value_id, day, {SUM_NAMES}) AS MATERIALIZED ("  # noqa: S608 - constants only
-    f" SELECT value_id, day, {_DAY_MONTH_SUMS} FROM {{dim_day}} JOIN {{rollup_keys}} USING (key_id)"
-    " WHERE day >= %s AND day < %s GROUP BY 1, 2"
+    f" {_folded_days('day >= %s AND day < %s')}"
     "), days AS ("
     f" INSERT INTO {{day_total}} AS r ({DAY_TOTAL_IDS}, {SUM_NAMES})"
     f" SELECT value_id, day, {SUM_NAMES} FROM folding ORDER BY 1, 2{add_up('r', DAY_TOTAL_IDS)}"
@@ -443,8 +455,8 @@ FOLD: Final = (
 )
 FILL_DAY_TOTALS: Final = (
     f"INSERT INTO {{day_total}} ({DAY_TOTAL_IDS}, {SUM_NAMES})"  # noqa: S608 - constants only
-    f" SELECT value_id, day, {_DAY_MONTH_SUMS} FROM {{dim_day}} JOIN {{rollup_keys}} USING (key_id)"
-    f" WHERE day < (SELECT value::bigint FROM {{meta}} WHERE key = '{FOLDED}') GROUP BY 1, 2 ORDER BY 1, 2"
+    f" {_folded_days(f'day < (SELECT value::bigint FROM {{meta}} WHERE key = {FOLDED!r})')}"  # noqa: S608
+    " ORDER BY 1, 2"
 )
 """The folded days' roll-up made from the daily rows of the days before `FOLDED` (version 10)."""
 EVENT_TOTALS: Final = _event_sums(model_calls_only=True)

@@ -27,6 +27,7 @@ from typing import Final
 from meterline.ledger._groups import DAY
 from meterline.ledger._sqlite_schema import (
     ALL_EVENTS,
+    BY_VALUE_DDL,
     BY_VALUE_SUMS,
     DAY_KEYS,
     DIM_SUMS,
@@ -60,18 +61,15 @@ __all__ = [
 DAY_TOTALS: Final = "meterline_rollup_dim_day_total"
 """The folded days' sums per (value, UTC day), over every key (schema version 8)."""
 _DAY_TOTAL_KEY: Final = ("value_id", "day")
-_SUMS_DDL: Final = ", ".join(
-    f"{name} {'REAL' if name == 'latency_ms' else 'INTEGER'} NOT NULL" for name in BY_VALUE_SUMS
-)
 DAY_TOTALS_DDL: Final = (
-    f"CREATE TABLE {DAY_TOTALS} (value_id INTEGER NOT NULL, day INTEGER NOT NULL, {_SUMS_DDL},"
+    f"CREATE TABLE {DAY_TOTALS} (value_id INTEGER NOT NULL, day INTEGER NOT NULL, {BY_VALUE_DDL},"
     f" PRIMARY KEY ({', '.join(_DAY_TOTAL_KEY)})) WITHOUT ROWID"
 )
 _FOLDING: Final = "meterline_folding"
 """A temporary table of the days being folded, per (value, day): read once from the keyed rows,
 added into both folded roll-ups."""
 _FOLDING_DDL: Final = (
-    f"CREATE TEMP TABLE IF NOT EXISTS {_FOLDING} (value_id INTEGER, day INTEGER, {_SUMS_DDL})"
+    f"CREATE TEMP TABLE IF NOT EXISTS {_FOLDING} (value_id INTEGER, day INTEGER, {BY_VALUE_DDL})"
 )
 _SUMMED: Final = ", ".join(f"SUM({name})" for name in BY_VALUE_SUMS)
 _COLUMNS: Final = ", ".join(BY_VALUE_SUMS)

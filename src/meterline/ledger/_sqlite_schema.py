@@ -68,6 +68,7 @@ from meterline.ledger._rows import (
 
 __all__ = [
     "ALL_EVENTS",
+    "BY_VALUE_DDL",
     "BY_VALUE_SUMS",
     "CORRECT_DIM",
     "CORRECT_NODIMS",
@@ -424,10 +425,13 @@ MERGE_RECENT: Final = add_into(
     f"SELECT {', '.join(DIM_KEY)}, {', '.join(BY_VALUE_SUMS)} FROM {RECENT} WHERE true",  # noqa: S608
 )
 """Adds every row of `RECENT` into the daily roll-up by value, in its key order (`merge_recent`)."""
+BY_VALUE_DDL: Final = ", ".join(
+    f"{name} {'REAL' if name == 'latency_ms' else 'INTEGER'} NOT NULL" for name in BY_VALUE_SUMS
+)
+"""The `BY_VALUE_SUMS` columns of a roll-up by value, as a ``CREATE TABLE`` lists them."""
 RECENT_DDL: Final = (
-    f"CREATE TABLE {RECENT} (day INTEGER NOT NULL, value_id INTEGER NOT NULL, key_id INTEGER NOT NULL, "
-    + ", ".join(f"{name} {'REAL' if name == 'latency_ms' else 'INTEGER'} NOT NULL" for name in BY_VALUE_SUMS)
-    + f", PRIMARY KEY ({', '.join(_RECENT_KEY)})) WITHOUT ROWID"
+    f"CREATE TABLE {RECENT} (day INTEGER NOT NULL, value_id INTEGER NOT NULL, key_id INTEGER NOT NULL,"
+    f" {BY_VALUE_DDL}, PRIMARY KEY ({', '.join(_RECENT_KEY)})) WITHOUT ROWID"
 )
 """The table `RECENT` (schema version 7)."""
 TAKE_OUT_NODIMS: Final = roll_up(
