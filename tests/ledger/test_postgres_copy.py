@@ -1,8 +1,8 @@
-"""A batch as PostgreSQL COPY text: each line is the contract's row, escaped as COPY reads it."""
+"""A batch as PostgreSQL COPY rows: each is the contract's row, its text escaped as the columns store it."""
 
 from __future__ import annotations
 
-from meterline.ledger._postgres_copy import DimensionSets, copy_line
+from meterline.ledger._postgres_copy import TEXT_COLUMNS, DimensionSets, copy_row
 from meterline.ledger._postgres_schema import SPARSE_EVENT_FIELDS
 from meterline.ledger._rows import EVENT_COLUMNS, event_to_row
 from tests.ledger.conformance import HOSTILE, T0, make_event, metered_events
@@ -17,8 +17,17 @@ def _copy_text_of(value: object) -> str:
     return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def test_copy_lines_are_the_rows_of_the_contract() -> None:
-    """Each COPY line is `event_to_row`'s row (counts of 0 NULL), then its set's number; values once."""
+def _stored(name: str, value: object) -> object:
+    """A value of `event_to_row` as the COPY row holds it: counts of 0 NULL, text columns escaped."""
+    if name in SPARSE_EVENT_FIELDS and value == 0:
+        return None
+    if name in TEXT_COLUMNS and isinstance(value, str):
+        return value.replace("\uffff", "\uffff\uffff").replace("\x00", "\uffff0")
+    return value
+
+
+def test_copy_rows_are_the_rows_of_the_contract() -> None:
+    """Each COPY row is `event_to_row`'s row (counts of 0 NULL), then its set's number; values once."""
     _, events = metered_events()
     events += [make_event(i, T0, model=value, dims={"note": value}) for i, value in enumerate(HOSTILE)]
     events.append(make_event(99, T0, model="tab\there\nnew\\line", latency_ms=None, cost=None))
@@ -26,13 +35,12 @@ def test_copy_lines_are_the_rows_of_the_contract() -> None:
     texts: dict[str, str] = {}
     numbers: dict[int, object] = {}
     for event in events:
-        line = copy_line(event, sets, texts)
-        row, _, number = line.rstrip("\n").rpartition("\t")
-        assert row == "\t".join(
-            "\\N" if name in SPARSE_EVENT_FIELDS and value == 0 else _copy_text_of(value)
-            for name, value in zip(EVENT_COLUMNS, event_to_row(event), strict=True)
-        )
-        assert numbers.setdefault(int(number), event.dimensions) is event.dimensions  # a set per object
+        *row, number = copy_row(event, sets, texts)
+        assert row == [
+            _stored(name, value) for name, value in zip(EVENT_COLUMNS, event_to_row(event), strict=True)
+        ]
+        assert type(number) is int
+        assert numbers.setdefault(number, event.dimensions) is event.dimensions  # a set per object
     values = {}  # value number: its (name, value) COPY text, each pair numbered once
     for line in sets.values:
         value_no, name, value = line.rstrip("\n").split("\t")

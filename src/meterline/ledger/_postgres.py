@@ -36,7 +36,7 @@ from meterline.exceptions import ConfigurationError, LedgerError
 from meterline.ledger._backend import Granularity, LedgerRow, LedgerStats
 from meterline.ledger._groups import DAY, WIDTH, Query, month_of
 from meterline.ledger._postgres_arrow import event_batches, fast_reader_installed, json_texts
-from meterline.ledger._postgres_copy import TEXT_COLUMNS, DimensionSets, copy_line, escape, unescape
+from meterline.ledger._postgres_copy import TEXT_COLUMNS, DimensionSets, copy_row, escape, unescape
 from meterline.ledger._postgres_migrations import ADD_DAYS_V5, ADD_MONTHS_V5, MIGRATIONS, OLD_ROLLUP_DAYS
 from meterline.ledger._postgres_reports import read_totals
 from meterline.ledger._postgres_rollups import SPREAD_QUERIES, Spread, fold_days, migrate_v5
@@ -65,11 +65,10 @@ _T = TypeVar("_T")
 _LOCK_KEY: Final = 0x6D65_7465_726C_696E  # "meterlin": serialises migrations of every process
 _PAGE: Final = 1000
 """Events per page of `PostgresLedger.events` (keyset pagination: constant memory)."""
-_COPY_CHUNK: Final = 500
-"""Events formatted and sent at a time while copying a batch."""
 _RETRIES: Final = 3
 """Attempts of a transaction that lost a deadlock or serialisation race."""
 _NS: Final = 1_000_000_000
+_DAY_NS: Final = DAY * _NS
 _log: Final = logging.getLogger("meterline")
 _UNPRICED: Final = ROLLUP_SUMS.index("unpriced")
 _TEXT_AT: Final = tuple(EVENT_COLUMNS.index(name) for name in TEXT_COLUMNS)
@@ -307,8 +306,10 @@ class PostgresLedger:
             return 0
         unique = list({event.id: event for event in reversed(events)}.values())  # first of each id
 
-        months = sorted({month_of(event.time_ns // _NS) for event in unique})
-        oldest = min(event.time_ns for event in unique) // _NS
+        times = [event.time_ns for event in unique]
+        days = {time_ns // _DAY_NS for time_ns in times}  # a batch's few days: a month each, not an event
+        months = sorted({month_of(day * DAY) for day in days})
+        oldest = min(times) // _NS
 
         def work(cur: psycopg.Cursor[tuple[Any, ...]]) -> tuple[int, int]:
             # Shared with other writers, exclusive to a fold, a prune and re-pricing, and
@@ -321,10 +322,9 @@ class PostgresLedger:
             sets = DimensionSets()  # a scope's events share dimensions
             texts: dict[str, str] = {}  # and their model, provider, price version…
             with cur.copy(self._queries["copy"]) as copy:
-                # In chunks: the server parses one while Python formats the next.
-                for start in range(0, len(unique), _COPY_CHUNK):
-                    chunk = unique[start : start + _COPY_CHUNK]
-                    copy.write("".join([copy_line(event, sets, texts) for event in chunk]))
+                # psycopg sends the rows as its buffer fills: the server parses while we go on.
+                for event in unique:
+                    copy.write_row(copy_row(event, sets, texts))
             if sets.lines:
                 with cur.copy(self._queries["copy_dims"]) as copy:
                     copy.write("".join(sets.lines))
@@ -339,7 +339,7 @@ class PostgresLedger:
             return (0 if result is None else int(result[0])), folded
 
         stored, folded = self._run(work, timeout=self.timeout)
-        newest = max(event.time_ns for event in unique) // _NS
+        newest = max(times) // _NS
         today = newest - newest % DAY
         if today > folded:  # a day has passed since the last fold: add the days before it into months
 

