@@ -839,20 +839,26 @@ class LedgerConformance:
 
     def test_hostile_values_are_stored_verbatim(self, ledger: LedgerBackend) -> None:
         """Quotes, SQL and odd characters in dimension values and names of models come back verbatim."""
+        hostile = (*HOSTILE, "\\u0000 not a NUL", "\uffff")
         events = [
-            make_event(i, T0, model=value, dims={"note": value, "user": f"u{i}"})
-            for i, value in enumerate(HOSTILE)
+            make_event(i, T0, model=value, dims={"note": value, "user": f"u{i % 2}"})
+            for i, value in enumerate(hostile)
         ]
         ledger.write(events)
         assert list(ledger.events()) == events
         rows = by_key(ledger.totals(by=("note", "model")))
-        assert set(rows) == {(value, value) for value in HOSTILE}
-        for value in HOSTILE:
+        assert set(rows) == {(value, value) for value in hostile}
+        # Two dimensions: from the events, each value read from their stored dimensions.
+        rows = by_key(ledger.totals(by=("note", "user")))
+        assert set(rows) == {(value, f"u{i % 2}") for i, value in enumerate(hostile)}
+        for i, value in enumerate(hostile):
             (row,) = ledger.totals(by=("note",), where={"note": value})
             assert row.key == (value,)
             (row,) = ledger.totals(by=("model",), where={"model": value})
             assert row.key == (value,)
-        assert ledger.stats().events == len(HOSTILE)
+            (row,) = ledger.totals(by=("user",), where={"note": value})
+            assert (row.key, row.events) == ((f"u{i % 2}",), 1)
+        assert ledger.stats().events == len(hostile)
 
     # -- streaming ----------------------------------------------------------------------
 

@@ -68,6 +68,9 @@ __all__ = ["read_totals"]
 _NS: Final = 10**9
 _FETCH: Final = 5_000
 """Result rows fetched from the server at a time."""
+_HAS_NUL: Final = "strpos(dimensions, '\\u0000') > 0"
+"""SQL: whether an event's dimensions JSON holds ``\\u0000``, an escaped NUL, which ``jsonb`` refuses
+(also true of an escaped backslash followed by ``u0000``: such text is decoded in Python, exactly)."""
 _SOURCES: Final[dict[Source, tuple[str, tuple[str, ...]]]] = {
     "months": (MONTH_ROWS, MONTH_SUMS),
     "days": (DAY_TOTAL_ROWS, MONTH_SUMS),  # as the months, no tool's usage or cost
@@ -266,31 +269,52 @@ class _Reader:
                 add(self.groups, (tuple(values[name] for name in query.by), start), rest, 0, False)
 
     def events(self, since: int | None, until: int | None) -> None:
-        """Add up the events of the hours [since, until), through the time index."""
+        """Add up the events of the hours [since, until), through the time index.
+
+        Grouped by the values of the query's dimensions, which PostgreSQL reads from each
+        event's JSON (``->>``): a group per distinct combination of them, not per distinct
+        dimension set (by user x agent over the last 7 of 1M product events: 15,766 groups
+        against 35,992 sets, each decoded here). JSON holding an escaped NUL, which ``jsonb``
+        cannot hold, is grouped as its text instead and decoded here.
+        """
         query = self.query
         clauses, params = self.hours("time_ns", since, until, _NS)
         if not self.fields(clauses, params):
             return
         named: list[str] = [name for name in EVENT_FIELDS if name in query.by]
-        keys = [self.period("hour"), "dimensions", *(f"coalesce({name}, '')" for name in named)]
-        filters = [(name, values) for name, values in query.where.items() if name not in EVENT_FIELDS]
-        wanted = query.dimensions
-        # Per distinct dimension set: None when filtered out, else the values of the query's dimensions.
-        decoded: dict[str, dict[str, Any] | None] = {}
-        for row in self.fetch(self.select(keys, (EVENT_TOTALS,), "{events}", clauses), params):
+        wanted = query.dimensions  # those of ``by`` first, in order, then those filtered
+        keys = [
+            self.period("hour"),
+            f"CASE WHEN {_HAS_NUL} THEN dimensions END",
+            *[f"CASE WHEN NOT {_HAS_NUL} THEN dimensions::jsonb ->> %s::text END" for _ in wanted],
+            *(f"coalesce({name}, '')" for name in named),
+        ]
+        filters = [
+            (wanted.index(name), allowed) for name, allowed in query.where.items() if name not in EVENT_FIELDS
+        ]
+        fields_at = 2 + len(wanted)
+        # Each name of ``by``: (None, its position in ``values``) or (the model field, its column).
+        key_at = [
+            (name, fields_at + named.index(name)) if name in EVENT_FIELDS else (None, wanted.index(name))
+            for name in query.by
+        ]
+        decoded: dict[str, tuple[Any, ...]] = {}  # per JSON text grouped as it is: its values
+        rows = self.fetch(self.select(keys, (EVENT_TOTALS,), "{events}", clauses), [*wanted, *params])
+        for row in rows:
             text = row[1]
-            values = decoded.get(text, {})
-            if values == {}:
-                dims = dimensions_of(text)
-                keep = all(dims.get(name) in allowed for name, allowed in filters)
-                values = decoded[text] = {name: dims.get(name) for name in wanted} if keep else None
-            if values is None:
+            if text is None:
+                values = row[2:fields_at]
+            else:
+                values = decoded.get(text, ())
+                if values == ():
+                    dims = dimensions_of(text)
+                    values = decoded[text] = tuple(dims.get(name) for name in wanted)
+            if not all(values[at] in allowed for at, allowed in filters):
                 continue
             key = tuple(
-                field_value(name, row[2 + named.index(name)]) if name in EVENT_FIELDS else values[name]
-                for name in query.by
+                values[at] if field is None else field_value(field, row[at]) for field, at in key_at
             )
-            add(self.groups, (key, row[0]), row, len(keys), False)
+            add(self.groups, (key, row[0]), row, fields_at + len(named), False)
 
     def hours(
         self, column: str, since: int | None, until: int | None, scale: int
