@@ -311,9 +311,7 @@ class _Reader:
                     values = decoded[text] = tuple(dims.get(name) for name in wanted)
             if not all(values[at] in allowed for at, allowed in filters):
                 continue
-            key = tuple(
-                values[at] if field is None else field_value(field, row[at]) for field, at in key_at
-            )
+            key = tuple(values[at] if field is None else field_value(field, row[at]) for field, at in key_at)
             add(self.groups, (key, row[0]), row, fields_at + len(named), False)
 
     def hours(
