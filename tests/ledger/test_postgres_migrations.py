@@ -87,7 +87,7 @@ def test_migrates_a_version_1_store_keeping_its_events(url: str, schema: str) ->
     store_at(url, schema, 1, old)
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 10
+        assert reopened.stats().schema_version == VERSION == 11
         assert sorted(reopened.events(), key=lambda event: event.id) == sorted(
             old, key=lambda event: event.id
         )
@@ -126,7 +126,7 @@ def test_migrates_a_version_5_store_adding_the_billing_columns(
         execute(url, f'ALTER TABLE "{schema}".meterline_{table} {drops}')
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 10
+        assert reopened.stats().schema_version == VERSION == 11
         assert_reports(reopened, before)
         assert reopened.write(events[600:]) == 600
         assert_reports(reopened, [*before, *events[600:]])
@@ -160,7 +160,7 @@ def test_migrates_a_version_6_store_to_rows_by_value_without_zero_sums(
     assert zeros["rollup_dim_day"]  # (nothing is folded into months yet)
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 10
+        assert reopened.stats().schema_version == VERSION == 11
         assert zero_sums(url, schema) == {  # the hourly roll-up's stay until changed (version 7)
             "rollup_hour_nodims": zeros["rollup_hour_nodims"],
             "rollup_dim_day": 0,
@@ -203,7 +203,7 @@ def test_migrates_a_version_7_store_numbering_every_value_and_key(
     )
     reopened = PostgresLedger(url, schema=schema)
     try:
-        assert reopened.stats().schema_version == VERSION == 10
+        assert reopened.stats().schema_version == VERSION == 11
         assert_reports(reopened, stored)
         assert by_key(reopened.totals(by=("session",), where={"session": list(HOSTILE)}))
         assert sum(event.time_ns < folded * 10**9 for event in later) > 100
@@ -253,12 +253,52 @@ def test_migrates_a_version_9_store_filling_the_folded_days_sums(url: str, schem
     table = f'"{schema}".meterline_rollup_dim_day_total'
     folded = sorted(execute(url, f"SELECT * FROM {table}"))
     execute(url, f"DROP TABLE {table}")
+    as_version_10_index(url, schema)
     execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '9' WHERE key = 'schema_version'")
     ledger = PostgresLedger(url, schema=schema)
     try:
-        assert ledger.stats().schema_version == VERSION == 10
+        assert ledger.stats().schema_version == VERSION == 11
         assert folded
         assert sorted(execute(url, f"SELECT * FROM {table}")) == folded  # as the writes folded them
+        assert_reports(ledger, events[:600])
+        assert_reports_through_a_prune_and_a_repricing(ledger, events, 600)
+    finally:
+        ledger.close()
+
+
+def as_version_10_index(url: str, schema: str) -> None:
+    """Give a current store's daily roll-up the index of the day versions 8 to 10 had (BRIN)."""
+    execute(url, f'DROP INDEX "{schema}".meterline_rollup_dim_day_by_date')
+    execute(
+        url,
+        f'CREATE INDEX meterline_rollup_dim_day_days ON "{schema}".meterline_rollup_dim_day USING brin (day)',
+    )
+
+
+def _day_indexes(url: str, schema: str) -> list[tuple[object, ...]]:
+    return execute(
+        url,
+        "SELECT c.relname, a.amname FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid"
+        " JOIN pg_am AS a ON a.oid = c.relam WHERE i.indrelid = %s::regclass AND NOT i.indisprimary",
+        (f'"{schema}".meterline_rollup_dim_day',),
+    )
+
+
+def test_migrates_a_version_10_store_to_a_b_tree_of_the_day(url: str, schema: str) -> None:
+    """A version 10 store (a BRIN index of the day) opens as 11 with a B-tree: reports exact, then too."""
+    events = product_events(900)
+    ledger = PostgresLedger(url, schema=schema)
+    try:
+        write_by_day(ledger, events[:600])
+    finally:
+        ledger.close()
+    as_version_10_index(url, schema)
+    execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '10' WHERE key = 'schema_version'")
+    assert _day_indexes(url, schema) == [("meterline_rollup_dim_day_days", "brin")]
+    ledger = PostgresLedger(url, schema=schema)
+    try:
+        assert ledger.stats().schema_version == VERSION == 11
+        assert _day_indexes(url, schema) == [("meterline_rollup_dim_day_by_date", "btree")]
         assert_reports(ledger, events[:600])
         assert_reports_through_a_prune_and_a_repricing(ledger, events, 600)
     finally:

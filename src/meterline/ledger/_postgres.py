@@ -183,7 +183,7 @@ class PostgresLedger:
             "events_v3": table("meterline_events_v3"),
             "ensure_partition": table("meterline_ensure_partition"),
             "drop_partitions": table("meterline_drop_partitions"),
-            "day_index": pgsql.Literal(table("meterline_rollup_dim_day_days").as_string(conn)),  # a regclass
+            "day_brin": table("meterline_rollup_dim_day_days"),  # versions 8 to 10's, dropped by 11
             "schema": pgsql.Identifier(schema or "public"),
             "schema_name": pgsql.Literal(schema or "public"),
         }

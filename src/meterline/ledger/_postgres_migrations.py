@@ -203,7 +203,7 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     ),
     # Version 8: the roll-ups by value keyed by numbers (`DAY_DDL`): each (name, value) and key
     # stored once, the rows copied into new tables in key order (their zero sums dropped), and
-    # a BRIN index of the day in place of the B-tree by (name, day).
+    # a BRIN index of the day in place of the B-tree by (name, day) (a B-tree again from 11).
     8: (
         "CREATE TABLE {dim_values} (value_id INTEGER GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
         f" {VALUE_DDL}, UNIQUE (name, value))",
@@ -237,7 +237,7 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
                 f"DROP TABLE {{{table}_v7}}",
             )
         ),
-        DAY_INDEX,
+        "CREATE INDEX meterline_rollup_dim_day_days ON {dim_day} USING brin (day)",
     ),
     # Version 9: an event's counts stored as NULL when 0 (`SPARSE_EVENT_FIELDS`). In place, at
     # once (on the partitioned table: every partition): stored rows keep their zeros.
@@ -248,6 +248,8 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     # Version 10: the folded days' sums per (value, day), over every key, made from the daily
     # rows of the days already folded into the monthly roll-up.
     10: (f"CREATE TABLE {{day_total}} ({DAY_TOTAL_DDL})", FILL_DAY_TOTALS),
+    # Version 11: the daily roll-up's index of the day a B-tree (`DAY_INDEX`), not BRIN.
+    11: ("DROP INDEX IF EXISTS {day_brin}", DAY_INDEX.replace("INDEX", "INDEX IF NOT EXISTS", 1)),
 }
 """Forward migrations: the statements that bring a store from version ``n - 1`` to ``n``."""
 

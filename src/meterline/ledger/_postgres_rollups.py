@@ -15,7 +15,6 @@ monthly one (`fold_days`).
 
 from __future__ import annotations as _annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -79,7 +78,6 @@ table, store its values (and keys), then add it into its roll-up by value."""
 _INFORMATIONAL: Final = (*SUM_USAGE, SUM_PICO)
 """Sums a tool call's or cache lookup's row leaves out of the monthly roll-up."""
 _NOT_MODEL_CALLS: Final = frozenset({escape(TOOL_OPERATION), escape(CACHE_OPERATION)})
-_log: Final = logging.getLogger("meterline")
 _MIGRATION_PAGE: Final = 20_000
 """Rows of the old roll-up read at a time while migrating (bounded memory)."""
 
@@ -181,32 +179,12 @@ def fold_days(
     """Add the daily rows by value of the days [start, end) (seconds) into the folded roll-ups.
 
     In the cursor's transaction, which holds `FOLDED`'s row (``folded_update``); ``end``
-    becomes its value. The days' rows are read by the daily roll-up's BRIN index of the day:
-    without statistics of the table (autovacuum's ANALYZE off, or not yet run) the planner
-    took a day for many rows and scanned the whole table (1M product events: 86 ms a fold on
-    average, 41 ms so; ``bench/bench_ledger_scale.py``'s ingest).
+    becomes its value. The days' rows are read by the daily roll-up's index of the day
+    (`DAY_INDEX`), the planner told not to scan the table: without statistics of it
+    (autovacuum's ANALYZE off, or not yet run) it took a day for many rows and scanned the
+    whole table (1M product events: 86 ms a fold on average, 41 ms so;
+    ``bench/bench_ledger_scale.py``'s ingest, when the index was BRIN).
     """
-    _summarize_days(cur, queries)
     cur.execute(queries["fold_by_day"])  # SET LOCAL: this transaction only
     cur.execute(queries["fold"], (start, end))
     cur.execute(queries["set_folded"], (str(end),))
-
-
-def _summarize_days(cur: psycopg.Cursor[tuple[Any, ...]], queries: Mapping[str, bytes]) -> None:
-    """Summarize the new page ranges of the daily roll-up's index of the day, before a fold reads by it.
-
-    A BRIN index summarizes the pages written since the table was last vacuumed only when
-    asked, and until then a scan by it reads them all: with autovacuum off or behind, each
-    fold read every daily row written since. This reads those pages once. It needs the
-    index's owner, and waits at most 0.1 s for a vacuum of the table: otherwise the fold
-    reads the unsummarized pages, as before (a savepoint keeps the transaction usable).
-    """
-    import psycopg as pg  # noqa: PLC0415 - the postgres extra, loaded when used
-
-    try:
-        with cur.connection.transaction():
-            cur.execute(queries["lock_briefly"])
-            cur.execute(queries["summarize_days"])
-            cur.execute(queries["lock_as_set"])
-    except pg.Error as exc:
-        _log.debug("meterline: the PostgreSQL daily roll-up's index was not summarized: %s", exc)

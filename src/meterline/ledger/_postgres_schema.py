@@ -16,8 +16,8 @@ the folded days' sums per value and day), the SQLite ledger's design in PostgreS
   sessions come and go); keys are kept (a few per model).
 - ``meterline_rollup_dim_day``: sums per (value, UTC day, key), primary key in that order: a
   report by one dimension (and model fields) reads that dimension's values' rows. One row per
-  value, day and key used, whatever the event's other dimensions are. A BRIN index of the day
-  finds a day's rows (to fold them, to prune; rows are written about in time order).
+  value, day and key used, whatever the event's other dimensions are. A B-tree of the day
+  finds a range's rows (to fold a day, to prune, for a report over some days: `DAY_INDEX`).
 - ``meterline_rollup_dim_month``: sums per (value, UTC month), a tool call's usage and cost
   left out (informational): reports by one dimension over whole months. It holds the days
   before `FOLDED` (in ``meterline_meta``): once a day has passed, the next write adds its
@@ -122,7 +122,7 @@ __all__ = [
     "stored_sums",
 ]
 
-VERSION: Final = 10
+VERSION: Final = 11
 """The schema a PostgreSQL ledger is migrated to (its own numbering: SQLite's is `SCHEMA_VERSION`)."""
 KEY_FIELDS: Final = ("operation", "status", "provider", "model")
 """The event fields that key every roll-up (besides its hour, day or month, and value)."""
@@ -224,7 +224,13 @@ DAY_TOTAL_DDL: Final = (
     f"value_id INTEGER NOT NULL, day BIGINT NOT NULL, {SUMS_DDL}, PRIMARY KEY ({DAY_TOTAL_IDS})"
 )
 """The folded days' sums per (value, day) (version 10)."""
-DAY_INDEX: Final = "CREATE INDEX meterline_rollup_dim_day_days ON {dim_day} USING brin (day)"
+DAY_INDEX: Final = "CREATE INDEX meterline_rollup_dim_day_by_date ON {dim_day} (day)"
+"""The daily roll-up's index of the day (schema version 11), by which a fold, a prune and a report
+over some days find their rows. A B-tree: a BRIN index's page ranges widen for good once rows
+of a new day fill the space a vacuum freed in old pages (each row an upsert updated leaves
+a dead version behind), after which a week's rows were read from the whole table (1M product
+events, vacuumed, then a day written: 19,766 of 25,660 pages for 121,678 rows, 0.41 s; by the
+B-tree, 1,691 pages, 0.01 s). Equal days share an index entry (deduplication): 7 bytes a row."""
 DAY_ROWS: Final = "{dim_day} JOIN {dim_values} USING (value_id) JOIN {rollup_keys} USING (key_id)"
 """SQL: the daily roll-up by value's rows with their ``name``, ``value`` and key fields."""
 MONTH_ROWS: Final = "{dim_month} JOIN {dim_values} USING (value_id)"
@@ -554,9 +560,6 @@ QUERIES: Final = {
     "prune_values": PRUNE_VALUES,
     "fold": FOLD,
     "fold_by_day": "SET LOCAL enable_seqscan = off",
-    "summarize_days": "SELECT brin_summarize_new_values({day_index})",
-    "lock_briefly": "SET LOCAL lock_timeout = '100ms'",
-    "lock_as_set": "SET LOCAL lock_timeout TO DEFAULT",
     "folded": f"SELECT value FROM {{meta}} WHERE key = '{FOLDED}'",  # noqa: S608 - constants
     "folded_share": f"SELECT value FROM {{meta}} WHERE key = '{FOLDED}' FOR SHARE",  # noqa: S608
     "folded_update": f"SELECT value FROM {{meta}} WHERE key = '{FOLDED}' FOR UPDATE",  # noqa: S608
