@@ -267,25 +267,26 @@ def test_migrates_a_version_9_store_filling_the_folded_days_sums(url: str, schem
 
 
 def as_version_10_index(url: str, schema: str) -> None:
-    """Give a current store's daily roll-up the index of the day versions 8 to 10 had (BRIN)."""
+    """Give a current store the indexes of the day versions 8 to 10 had: BRIN, and none of folded days."""
     execute(url, f'DROP INDEX "{schema}".meterline_rollup_dim_day_by_date')
+    execute(url, f'DROP INDEX IF EXISTS "{schema}".meterline_rollup_dim_day_total_by_date')
     execute(
         url,
         f'CREATE INDEX meterline_rollup_dim_day_days ON "{schema}".meterline_rollup_dim_day USING brin (day)',
     )
 
 
-def _day_indexes(url: str, schema: str) -> list[tuple[object, ...]]:
+def _day_indexes(url: str, schema: str, table: str = "meterline_rollup_dim_day") -> list[tuple[object, ...]]:
     return execute(
         url,
         "SELECT c.relname, a.amname FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid"
         " JOIN pg_am AS a ON a.oid = c.relam WHERE i.indrelid = %s::regclass AND NOT i.indisprimary",
-        (f'"{schema}".meterline_rollup_dim_day',),
+        (f'"{schema}".{table}',),
     )
 
 
 def test_migrates_a_version_10_store_to_a_b_tree_of_the_day(url: str, schema: str) -> None:
-    """A version 10 store (a BRIN index of the day) opens as 11 with a B-tree: reports exact, then too."""
+    """A version 10 store (a BRIN index of the day) opens as 11 with B-trees of the day: reports exact."""
     events = product_events(900)
     ledger = PostgresLedger(url, schema=schema)
     try:
@@ -299,6 +300,9 @@ def test_migrates_a_version_10_store_to_a_b_tree_of_the_day(url: str, schema: st
     try:
         assert ledger.stats().schema_version == VERSION == 11
         assert _day_indexes(url, schema) == [("meterline_rollup_dim_day_by_date", "btree")]
+        assert _day_indexes(url, schema, "meterline_rollup_dim_day_total") == [
+            ("meterline_rollup_dim_day_total_by_date", "btree")
+        ]
         assert_reports(ledger, events[:600])
         assert_reports_through_a_prune_and_a_repricing(ledger, events, 600)
     finally:

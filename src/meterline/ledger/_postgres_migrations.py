@@ -23,6 +23,7 @@ from meterline.ledger._postgres_schema import (
     DAY_KEY,
     DAY_OF_HOUR,
     DAY_TOTAL_DDL,
+    DAY_TOTAL_INDEX,
     EVENT_TYPES,
     FILL_DAY_TOTALS,
     FOLDED,
@@ -248,8 +249,9 @@ MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     # Version 10: the folded days' sums per (value, day), over every key, made from the daily
     # rows of the days already folded into the monthly roll-up.
     10: (f"CREATE TABLE {{day_total}} ({DAY_TOTAL_DDL})", FILL_DAY_TOTALS),
-    # Version 11: the daily roll-up's index of the day a B-tree (`DAY_INDEX`), not BRIN.
-    11: ("DROP INDEX IF EXISTS {day_brin}", DAY_INDEX.replace("INDEX", "INDEX IF NOT EXISTS", 1)),
+    # Version 11: the daily roll-up's index of the day a B-tree (`DAY_INDEX`), not BRIN; the
+    # folded days' indexed by day too (`DAY_TOTAL_INDEX`).
+    11: ("DROP INDEX IF EXISTS {day_brin}", DAY_INDEX, DAY_TOTAL_INDEX),
 }
 """Forward migrations: the statements that bring a store from version ``n - 1`` to ``n``."""
 
