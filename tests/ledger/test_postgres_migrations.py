@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 
+from meterline import UsageEvent
 from meterline.ledger._postgres import PostgresLedger
 from meterline.ledger._postgres_schema import VERSION
 from tests.ledger.conformance import (
@@ -242,19 +243,34 @@ def test_migrates_a_version_4_store_keeping_every_report(url: str, schema: str) 
     assert "meterline_rollup_hour" not in {name for (name,) in tables}
 
 
-def test_migrates_a_version_9_store_filling_the_folded_days_sums(url: str, schema: str) -> None:
-    """A version 9 store (no folded sums per value and day) opens as 10 with them: reports exact, then too."""
+def _written_by_day(url: str, schema: str) -> list[UsageEvent]:
+    """900 product events, of which a current ledger in ``schema`` has stored the first 600, by day."""
     events = product_events(900)
     ledger = PostgresLedger(url, schema=schema)
     try:
         write_by_day(ledger, events[:600])
     finally:
         ledger.close()
+    return events
+
+
+def _as_version(url: str, schema: str, version: int) -> None:
+    """Mark the store in ``schema`` as of schema ``version`` (its layout made so by the caller)."""
+    execute(
+        url,
+        f"UPDATE \"{schema}\".meterline_meta SET value = %s WHERE key = 'schema_version'",
+        (str(version),),
+    )
+
+
+def test_migrates_a_version_9_store_filling_the_folded_days_sums(url: str, schema: str) -> None:
+    """A version 9 store (no folded sums per value and day) opens as 10 with them: reports exact, then too."""
+    events = _written_by_day(url, schema)
     table = f'"{schema}".meterline_rollup_dim_day_total'
     folded = sorted(execute(url, f"SELECT * FROM {table}"))
     execute(url, f"DROP TABLE {table}")
     as_version_10_index(url, schema)
-    execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '9' WHERE key = 'schema_version'")
+    _as_version(url, schema, 9)
     ledger = PostgresLedger(url, schema=schema)
     try:
         assert ledger.stats().schema_version == VERSION == 11
@@ -287,14 +303,9 @@ def _day_indexes(url: str, schema: str, table: str = "meterline_rollup_dim_day")
 
 def test_migrates_a_version_10_store_to_a_b_tree_of_the_day(url: str, schema: str) -> None:
     """A version 10 store (a BRIN index of the day) opens as 11 with B-trees of the day: reports exact."""
-    events = product_events(900)
-    ledger = PostgresLedger(url, schema=schema)
-    try:
-        write_by_day(ledger, events[:600])
-    finally:
-        ledger.close()
+    events = _written_by_day(url, schema)
     as_version_10_index(url, schema)
-    execute(url, f"UPDATE \"{schema}\".meterline_meta SET value = '10' WHERE key = 'schema_version'")
+    _as_version(url, schema, 10)
     assert _day_indexes(url, schema) == [("meterline_rollup_dim_day_days", "brin")]
     ledger = PostgresLedger(url, schema=schema)
     try:
