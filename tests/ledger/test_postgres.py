@@ -7,9 +7,12 @@ skip (or fail with ``METERLINE_REQUIRE_SERVICES=1``); see `tests.ledger.services
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import threading
 import time
+import uuid
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -17,6 +20,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from meterline import ConfigurationError, Usage
 from meterline.exceptions import LedgerError
@@ -343,12 +348,32 @@ def test_roll_ups_store_a_sum_of_zero_as_null(url: str, schema: str) -> None:
         ledger.close()
 
 
+_ODD_TEXT = st.text(
+    st.sampled_from(["a", '"', "\\", "u", "0", "\x00", "\u2028", "\uffff", "💸", "\n", "'", "%"])
+)
+_NUMBERS = itertools.count(10_000)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=st.lists(st.tuples(_ODD_TEXT, st.none() | _ODD_TEXT), min_size=1, max_size=6))
+def test_reports_from_the_events_read_any_value_from_their_json(
+    ledger: PostgresLedger, pairs: list[tuple[str, str | None]]
+) -> None:
+    """By two dimensions, filtered on a third, the events' values come back exactly, NUL and escapes too."""
+    run = uuid.uuid4().hex  # this example's events alone
+    events = [
+        make_event(next(_NUMBERS), T0, dims={"a": a, "run": run} | ({} if b is None else {"b": b}))
+        for a, b in pairs
+    ]
+    ledger.write(events)
+    rows = ledger.totals(by=("a", "b"), where={"run": run})
+    assert {row.key: row.events for row in rows} == Counter(pairs)
+
+
 def test_a_days_rows_are_read_alone_after_a_vacuum_freed_space_in_old_pages(
     ledger: PostgresLedger, url: str, schema: str
 ) -> None:
     """Rows of a new day written into space a vacuum freed in old pages are read without the rest."""
-    import psycopg
-
     events = product_events(8000)  # five days; the upserts of each leave dead row versions behind
     last_day = events[-1].time_ns // 10**9 // 86_400 * 86_400
     earlier = [event for event in events if event.time_ns < last_day * 10**9]
