@@ -125,13 +125,13 @@ class DimensionSets:
 def copy_row(event: UsageEvent, sets: DimensionSets, texts: dict[str, str]) -> tuple[object, ...]:
     """The values of the COPY row that stores ``event``: `event_to_row`'s row, then its set's number.
 
-    For psycopg's ``Copy.write_row``, which writes them out as COPY text in C: the same line
-    the row's values would make (a test checks it), with each text column `escape`'d and the
+    For psycopg's ``Copy.write_row``, which writes them out as COPY text in C: the values of
+    ``event_to_row(event)`` (a test checks it) with each text column `escape`'d and the
     counts of 0 as ``None`` (NULL). The dimensions' JSON is made once per dimensions object of
     the batch (``sets``), the fields that repeat from event to event (operation, status,
     provider, model, price version) are escaped once per batch (``texts``), and the cost
-    columns come from integers (`cost_columns`). Formatting the line in Python took 10 µs an
-    event of product-shaped batches, this 7 µs (`write_row` included).
+    columns come from integers (`cost_columns`). Copying product-shaped batches took 11-12.5 µs
+    an event with each line formatted in Python, 8-10 µs so (50,000 events, alternated).
     """
     usage = event.usage
     cost, pico = cost_columns(event)
