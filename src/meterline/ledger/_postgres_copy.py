@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from operator import attrgetter
 from typing import TYPE_CHECKING, Final
 
-from meterline._dimensions import Dimensions
 from meterline._usage import USAGE_FIELDS
 from meterline.ledger._postgres_schema import OPTIONAL_FIELDS, SPARSE_EVENT_FIELDS
 from meterline.ledger._rows import (
     cost_columns,
+    dimensions_json,
     event_id,
     hour_of,
 )
@@ -106,11 +106,7 @@ class DimensionSets:
         if cached is not None and cached[0] is dims:
             return cached[1], cached[2]
         number = len(self._by_id)  # the objects held keep their ids distinct: a new id is a new set
-        text = (
-            dims.json()  # made once per scope, and kept
-            if type(dims) is Dimensions
-            else json.dumps(dict(dims), sort_keys=True, separators=(",", ":"))
-        )
+        text = dimensions_json(dims)
         self._by_id[id(dims)] = (dims, text, number)  # holding dims keeps its id unique
         numbers = self._numbers
         for pair in dims.items():

@@ -26,6 +26,7 @@ __all__ = [
     "PICO",
     "ROLLUP_SUMS",
     "cost_columns",
+    "dimensions_json",
     "dimensions_of",
     "event_from_row",
     "event_id",
@@ -121,6 +122,13 @@ def cost_columns(event: UsageEvent) -> tuple[str | None, int | None]:
     return usd_text(pico), pico
 
 
+def dimensions_json(dimensions: Mapping[str, str]) -> str:
+    """An event's dimensions as stored: compact JSON, sorted keys (a `Dimensions`' own, made once)."""
+    if type(dimensions) is Dimensions:
+        return dimensions.json()
+    return json.dumps(dict(dimensions), sort_keys=True, separators=(",", ":"))
+
+
 def event_id(event: UsageEvent) -> str:
     """``event.id`` (the ledger's key)."""
     return event.id
@@ -169,9 +177,7 @@ def event_to_row(event: UsageEvent) -> tuple[Any, ...]:
         pico,
         event.price_version,
         event.latency_ms,
-        dimensions.json()
-        if type(dimensions) is Dimensions
-        else json.dumps(dict(dimensions), sort_keys=True, separators=(",", ":")),
+        dimensions_json(dimensions),
         event.operation_id,
         event.attempt,
         event.response_id,

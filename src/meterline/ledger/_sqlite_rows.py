@@ -12,10 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
 from typing import Any, Final
 
-from meterline._dimensions import Dimensions
 from meterline._events import UsageEvent, finer_cost
 from meterline._usage import USAGE_FIELDS
-from meterline.ledger._rows import cost_columns
+from meterline.ledger._rows import cost_columns, dimensions_json
 from meterline.ledger._sqlite_schema import stored_id
 
 __all__ = ["bind_rows"]
@@ -96,11 +95,7 @@ def bind_rows(
             cost = _EXACT_IN_PICO
         else:
             cost, pico = cost_columns(event)
-        dims = (
-            dimensions.json()
-            if type(dimensions) is Dimensions
-            else json.dumps(dict(dimensions), sort_keys=True, separators=(",", ":"))
-        )
+        dims = dimensions_json(dimensions)
         fields = (operation, status, provider, model, request_model, price_version)
         found = known.get(fields)
         ids = known_dims.get(dims)
