@@ -658,7 +658,7 @@ def test_migrates_a_version_4_store_adding_the_billing_columns(path: Path) -> No
     conn.close()
     reopened = SQLiteLedger(path)
     try:
-        assert reopened.stats().schema_version == SCHEMA_VERSION == 8
+        assert reopened.stats().schema_version == SCHEMA_VERSION == 9
         with contextlib.closing(sqlite3.connect(path)) as reader:  # the ids migrated to bytes
             kinds = reader.execute("SELECT DISTINCT typeof(id) FROM meterline_events").fetchall()
         assert kinds == [("blob",)]
@@ -724,7 +724,7 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
     conn.close()
     ledger = SQLiteLedger(path)
     try:
-        assert ledger.stats().schema_version == SCHEMA_VERSION == 8
+        assert ledger.stats().schema_version == SCHEMA_VERSION == 9
         assert sorted(ledger.events(), key=lambda event: event.id) == sorted(old, key=lambda event: event.id)
         assert ledger.write(events) == 2  # the first is stored already
         stored = {event.id for event in ledger.events()}
@@ -744,7 +744,11 @@ def test_migrates_a_version_1_store_keeping_its_events(path: Path) -> None:
         indexes = conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name"
         )
-        assert indexes.fetchall() == [("meterline_events_time",)]  # version 1's hour index is gone
+        assert indexes.fetchall() == [  # version 1's hour index is gone
+            ("meterline_events_time",),
+            ("meterline_rollup_dim_day_total_by_day",),
+            ("meterline_rollup_dim_month_by_month",),
+        ]
     finally:
         conn.close()
 

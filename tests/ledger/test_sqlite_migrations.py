@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterline import Usage
-from tests.ledger.sqlite_stores import as_version_6, as_version_7
+from tests.ledger.sqlite_stores import as_version_6, as_version_7, as_version_8
 
 _DIM_TEXT = st.one_of(
     st.sampled_from(
@@ -194,7 +194,7 @@ def test_migrating_from_version_6_keeps_every_report_through_writes_a_prune_and_
     conn.close()
     ledger = SQLiteLedger(path)
     try:
-        assert ledger.stats().schema_version == SCHEMA_VERSION == 8
+        assert ledger.stats().schema_version == SCHEMA_VERSION == 9
         assert_reports(ledger, events[:600])
         # Written into the new table, beside the rows version 6 wrote.
         assert_reports_through_a_prune_and_a_repricing(ledger, events, 600)
@@ -231,12 +231,50 @@ def test_migrating_from_version_7_fills_the_folded_days_sums_and_keeps_every_rep
     conn.close()
     ledger = SQLiteLedger(path)
     try:
-        assert ledger.stats().schema_version == SCHEMA_VERSION == 8
+        assert ledger.stats().schema_version == SCHEMA_VERSION == 9
         with contextlib.closing(sqlite3.connect(path)) as reader:
             refilled = set(reader.execute(f"SELECT * FROM {DAY_TOTALS}"))
         assert folded
         assert refilled == folded  # as the writes had folded them
         assert_reports(ledger, events[:600])
+        assert_reports_through_a_prune_and_a_repricing(ledger, events, 600)
+    finally:
+        ledger.close()
+
+
+def test_migrating_from_version_8_indexes_the_folded_periods_and_keeps_every_report(tmp_path: Path) -> None:
+    """A version 8 store opens as 9 with both folded roll-ups indexed by period: reports exact, then too."""
+    from meterline.ledger import SCHEMA_VERSION, SQLiteLedger
+    from tests.ledger.conformance import (
+        FOLDED_DAYS_REPORTS,
+        assert_reports,
+        assert_reports_through_a_prune_and_a_repricing,
+        product_events,
+        write_by_day,
+    )
+
+    events = product_events(900)
+    path = tmp_path / "ledger.db"
+    ledger = SQLiteLedger(path)
+    try:
+        write_by_day(ledger, events[:600])
+    finally:
+        ledger.close()
+    indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE '%\\_by\\_%' ESCAPE '\\'"
+    conn = sqlite3.connect(path, isolation_level=None)
+    as_version_8(conn)
+    assert conn.execute(indexes).fetchall() == []
+    conn.close()
+    ledger = SQLiteLedger(path)
+    try:
+        assert ledger.stats().schema_version == SCHEMA_VERSION == 9
+        with contextlib.closing(sqlite3.connect(path)) as reader:
+            assert sorted(reader.execute(indexes)) == [
+                ("meterline_rollup_dim_day_total_by_day",),
+                ("meterline_rollup_dim_month_by_month",),
+            ]
+        assert_reports(ledger, events[:600])
+        assert_reports(ledger, events[:600], FOLDED_DAYS_REPORTS)
         assert_reports_through_a_prune_and_a_repricing(ledger, events, 600)
     finally:
         ledger.close()

@@ -19,7 +19,7 @@ from meterline._usage import Usage
 
 __all__ = ["GRANULARITIES", "SCHEMA_VERSION", "Granularity", "LedgerBackend", "LedgerRow", "LedgerStats"]
 
-SCHEMA_VERSION: Final = 8
+SCHEMA_VERSION: Final = 9
 """The newest ledger schema (SQLite's); a ledger with a newer one is refused (see `LedgerBackend`).
 
 Version 2 dropped the index of the events by hour (no query used it); version 3 stored the
@@ -28,7 +28,8 @@ keeps the roll-ups by dimension value and day, with an index of the events by ti
 (`meterline.ledger._sqlite_schema`); version 5 added each event's server-side tool calls,
 service tier, batch mode and stated cost; version 6 stores an id of 32 hex digits as its
 16 bytes; version 7 writes the daily roll-up by value through a table of its newest rows;
-version 8 keeps the folded days' sums per value and day, over every key.
+version 8 keeps the folded days' sums per value and day, over every key; version 9 indexes
+both folded roll-ups by value by their period.
 PostgreSQL numbers its schema on its own (``meterline.ledger._postgres_schema.VERSION``).
 """
 

@@ -31,6 +31,7 @@ from meterline.ledger._sqlite_schema import (
     BY_VALUE_SUMS,
     DAY_KEYS,
     DIM_SUMS,
+    EVENT_VALUES,
     FOLDED,
     MONTH_KEY,
     MONTH_OF_DAY,
@@ -52,6 +53,7 @@ __all__ = [
     "DAY_TOTALS_DDL",
     "FILL_DAY_TOTALS",
     "KEYED_DAYS",
+    "PERIOD_INDEXES",
     "ROLL_UP_FOLDED",
     "TAKE_OUT_FOLDED",
     "UNFOLD_MONTHS",
@@ -65,6 +67,13 @@ DAY_TOTALS_DDL: Final = (
     f"CREATE TABLE {DAY_TOTALS} (value_id INTEGER NOT NULL, day INTEGER NOT NULL, {BY_VALUE_DDL},"
     f" PRIMARY KEY ({', '.join(_DAY_TOTAL_KEY)})) WITHOUT ROWID"
 )
+PERIOD_INDEXES: Final = (
+    f"CREATE INDEX {DAY_TOTALS}_by_day ON {DAY_TOTALS} (day)",
+    f"CREATE INDEX {ROLLUPS[2]}_by_month ON {ROLLUPS[2]} (month)",
+)
+"""Both folded roll-ups by their period (schema version 9), so that a report over some days
+or months can start from their rows rather than from each value of its dimension (about
+4 bytes an event at a product's cardinality: 254 -> 258 at 1M events, 335,000 rows)."""
 _FOLDING: Final = "meterline_folding"
 """A temporary table of the days being folded, per (value, day): read once from the keyed rows,
 added into both folded roll-ups."""
@@ -76,8 +85,7 @@ _COLUMNS: Final = ", ".join(BY_VALUE_SUMS)
 KEYED_DAYS: Final = (
     f"SELECT value_id, day, {_SUMMED}"  # noqa: S608 - constants only
     f" FROM (SELECT value_id, day, {_COLUMNS} FROM {ROLLUPS[1]}"
-    f" WHERE value_id IN (SELECT {ALL_EVENTS} UNION SELECT j.value"
-    " FROM meterline_events AS e, json_each('[' || e.dims || ']') AS j"
+    f" WHERE value_id IN (SELECT {ALL_EVENTS} UNION {EVENT_VALUES}"
     " WHERE e.time_ns >= ?1 * 1000000000 AND e.time_ns < ?2 * 1000000000)"
     " AND day >= ?1 AND day < ?2"
     f" UNION ALL SELECT value_id, day, {_COLUMNS} FROM {RECENT} WHERE day >= ?1 AND day < ?2)"

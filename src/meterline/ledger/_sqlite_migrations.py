@@ -17,7 +17,7 @@ from typing import Final
 from meterline._usage import TOKEN_FIELDS, UNIT_FIELDS
 from meterline.ledger._backend import SCHEMA_VERSION
 from meterline.ledger._rows import EVENT_COLUMNS, ROLLUP_SUMS
-from meterline.ledger._sqlite_folds import DAY_TOTALS_DDL, FILL_DAY_TOTALS
+from meterline.ledger._sqlite_folds import DAY_TOTALS_DDL, FILL_DAY_TOTALS, PERIOD_INDEXES
 from meterline.ledger._sqlite_schema import (
     COST_TEXT,
     DAY_KEYS,
@@ -262,6 +262,16 @@ def _schema_v8(conn: sqlite3.Connection) -> None:
     conn.execute(FILL_DAY_TOTALS, (folded_until(conn),))
 
 
+def _schema_v9(conn: sqlite3.Connection) -> None:
+    """Version 9: both folded roll-ups by value indexed by their period (`PERIOD_INDEXES`).
+
+    Nothing stored changes; a report by one dimension chooses how to read them
+    (`meterline.ledger._sqlite_reports`).
+    """
+    for statement in PERIOD_INDEXES:
+        conn.execute(statement)
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
     _schema_v1,
     _schema_v2,
@@ -271,6 +281,7 @@ MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
     _schema_v6,
     _schema_v7,
     _schema_v8,
+    _schema_v9,
 )
 """Forward migrations: ``MIGRATIONS[n]`` takes a store from version ``n`` to ``n + 1``."""
 assert len(MIGRATIONS) == SCHEMA_VERSION

@@ -10,9 +10,11 @@ about a row per group already, is read as it is):
   day or month or not at all: when no model field is named, the monthly roll-up by value for
   the range's whole months and the folded days' (`DAY_TOTALS`) for its other days already
   folded (`segments`); for the rest, the days of ``meterline_rollup_dim_day`` within the
-  range, read in its key order (value, day, key), and those of its newest rows (`RECENT`,
-  read by day); the hours of a range that does not start or end on a UTC day are added from
-  the events of those hours.
+  range, keyed by (value, day, key), and those of its newest rows (`RECENT`, keyed by day);
+  the hours of a range that does not start or end on a UTC day are added from the events of
+  those hours. Every value's rows are found value by value, or from the range's rows or
+  events, whichever `way_in` counts cheaper: a dimension kept for years may have a million
+  values, of which a week's report needs a few thousand.
 - ``events``: anything else (two dimensions, a filter on another one, hours): the events of
   the range, read through their time index, added up per (dimensions, key, period), then
   grouped by dimension values in Python (each distinct ``dims`` text decoded once).
@@ -26,7 +28,7 @@ from __future__ import annotations as _annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from meterline._dimensions import EVENT_FIELDS
 from meterline.exceptions import LedgerError
@@ -55,6 +57,7 @@ from meterline.ledger._sqlite_schema import (
     ALL_EVENTS,
     BY_VALUE_SUMS,
     EVENT_SUMS,
+    EVENT_VALUES,
     NOT_MODEL_CALLS,
     NOT_MODEL_CALLS_SQL,
     RECENT,
@@ -62,9 +65,20 @@ from meterline.ledger._sqlite_schema import (
     folded_until,
 )
 
-__all__ = ["read_totals"]
+__all__ = ["Way", "from_clause", "read_totals", "way_in"]
 
 _NS: Final = 10**9
+Way = Literal["values", "range", "events"]
+"""How a report finds every value's rows in a roll-up by value: see `way_in`."""
+_PROBES: Final = 4
+"""A row or event of a range read and its value looked up costs about four values read by name
+and looked up in a roll-up (`way_in`); measured in `bench/bench_ledger_scale.py`'s ledger."""
+_FEW: Final = 1_000
+"""A dimension with no more values than this is read by value, without counting the range (0.3 ms)."""
+_COUNTED: Final = 100_000
+"""The most rows or events `way_in` counts: past it, the values are read (a range that large
+costs more than reading a dimension's values, up to about 400,000 of them)."""
+_VALUES_OF: Final = "SELECT count(*) FROM (SELECT 1 FROM meterline_dim_values WHERE name = ? LIMIT ?)"
 _TABLES: Final[dict[Source, tuple[str, ...]]] = {
     "months": (ROLLUPS[2],),
     "days": (DAY_TOTALS,),
@@ -194,11 +208,9 @@ def _add_by_value(
     # The keys' table only when a model field is grouped or filtered by (a join per row otherwise).
     field_keyed = by_key and (bool(fields) or any(name in query.where for name in EVENT_FIELDS))
     keyed = " JOIN meterline_keys AS k ON k.key_id = r.key_id" if field_keyed else ""
-    source = f" FROM meterline_dim_values AS v JOIN {table} AS r ON r.value_id = v.value_id{keyed}"
-    if (
-        table == RECENT
-    ):  # keyed by day first: read its days, each row's value by its id (CROSS JOIN: in this order)
-        source = f" FROM {RECENT} AS r CROSS JOIN meterline_dim_values AS v ON v.value_id = r.value_id{keyed}"
+    # Every value's rows are read the way `way_in` finds cheapest; the values wanted, by name.
+    every: Way = way_in(conn, table, dimension, first, last) if wanted is None or missing else "values"
+    source, found = from_clause(every if wanted is None else "values", table, keyed, first, last)
     # The monthly roll-up is read row by row: it holds a row per value and month, about one
     # per group of a report by value or month, and SQLite's 19 sums a row cost more than
     # adding the few rows of one group here (by session at 1M events: 0.42 -> 0.24 s). So
@@ -224,7 +236,7 @@ def _add_by_value(
         sql = f"SELECT {', '.join(keys)}, {read}{source} WHERE {' AND '.join(clauses)}{values}{group_by}"
         width = len(keys)
         at = [1 if name == dimension else 2 + fields.index(name) for name in query.by]
-        for row in conn.execute(sql, [*params, *(wanted or ())]):
+        for row in conn.execute(sql, [*found, *params, *(wanted or ())]):
             key = (row[1],) if at == [1] else tuple(row[i] for i in at)
             joined = _joined(row, width)
             add(groups, (key, row[0]), joined, 0, False)
@@ -247,8 +259,9 @@ def _add_by_value(
             add(found, (tuple(row[2 : 2 + len(fields)]), start), _joined(row, 2 + len(fields)), 0, False)
         return found
 
-    if not every_value:
-        covered = by_fields(source, clauses, params)  # every value of the dimension
+    if not every_value:  # every value of the dimension
+        source, found = from_clause(every, table, keyed, first, last)
+        covered = by_fields(source, clauses, [*found, *params])
     everything = by_fields(
         f" FROM {table} AS r{keyed}", ["r.value_id = ?", *clauses[1:]], [ALL_EVENTS, *params[1:]]
     )
@@ -327,6 +340,73 @@ def _add_events(
                 row[fields_at[name]] or None if name in EVENT_FIELDS else next(at) for name in query.by
             )
         add(groups, (key, row[0]), row, width, row[1] in NOT_MODEL_CALLS)
+
+
+def way_in(conn: sqlite3.Connection, table: str, dimension: str, first: int | None, last: int | None) -> Way:
+    """How to find the rows of every value of ``dimension`` in a roll-up by value, days [first, last).
+
+    ``"values"``: each value of the dimension (by the index of the names), then its rows by
+    the roll-up's primary key, value first; ``"range"``: the range's rows by the table's index
+    of the period (the folded roll-ups; `RECENT`, keyed by day, always), then each row's value
+    by its id; ``"events"``: the range's events by the time index, then the rows of their
+    values by primary key (the keyed daily roll-up: an index of its day would cost about 12
+    bytes an event). Reading a value by its name and looking its rows up costs about a
+    quarter of reading a row or an event of the range and looking its value up (`_PROBES`),
+    so the range is read when the dimension has more values than `_PROBES` times its rows or
+    events, both counted up to a bound (`_FEW` values, then `_COUNTED` rows or events: a count
+    reads about 30 ns an entry).
+    """
+    if table == RECENT:
+        return "range"
+    ((values,),) = conn.execute(_VALUES_OF, (dimension, _FEW + 1))
+    if values <= _FEW:
+        return "values"
+    events = table == ROLLUPS[1]
+    column, scale = ("e.time_ns", _NS) if events else ("month" if table == ROLLUPS[2] else "day", 1)
+    where, args = _within(column, first, last, scale)
+    rows = f"SELECT 1 FROM {'meterline_events AS e' if events else table}{where} LIMIT ?"  # noqa: S608
+    ((counted,),) = conn.execute(f"SELECT count(*) FROM ({rows})", [*args, _COUNTED])  # noqa: S608 - constants
+    if counted >= _COUNTED:
+        return "values"
+    bound = _PROBES * counted
+    ((values,),) = conn.execute(_VALUES_OF, (dimension, bound + 1))
+    if values <= bound:
+        return "values"
+    return "events" if events else "range"
+
+
+def from_clause(
+    way: Way, table: str, keyed: str, first: int | None, last: int | None
+) -> tuple[str, list[Any]]:
+    """The ``FROM`` reading ``table`` (``r``) and its values (``v``) the way given, and its parameters.
+
+    ``CROSS JOIN`` makes SQLite join in the order written.
+    """
+    if way == "range" or table == RECENT:
+        values = "meterline_dim_values AS v ON v.value_id = r.value_id"
+        return f" FROM {table} AS r CROSS JOIN {values}{keyed}", []
+    if way == "events":
+        where, args = _within("e.time_ns", first, last, _NS)
+        ids = f"(SELECT DISTINCT value FROM ({EVENT_VALUES}{where}))"  # noqa: S608 - constants only
+        return (
+            f" FROM {ids} AS ids CROSS JOIN meterline_dim_values AS v ON v.value_id = ids.value"
+            f" CROSS JOIN {table} AS r ON r.value_id = v.value_id{keyed}",
+            args,
+        )
+    return f" FROM meterline_dim_values AS v JOIN {table} AS r ON r.value_id = v.value_id{keyed}", []
+
+
+def _within(column: str, first: int | None, last: int | None, scale: int) -> tuple[str, list[object]]:
+    """A ``WHERE`` keeping ``column`` in the days [first, last) (seconds, times ``scale``), its arguments."""
+    clauses: list[str] = []
+    args: list[object] = []
+    if first is not None:
+        clauses.append(f"{column} >= ?")
+        args.append(first * scale)
+    if last is not None:
+        clauses.append(f"{column} < ?")
+        args.append(last * scale)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
 def _joined(row: Sequence[Any], at: int) -> tuple[Any, ...]:

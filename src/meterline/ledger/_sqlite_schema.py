@@ -1,9 +1,10 @@
 """The SQLite ledger's tables and the fixed SQL that reads and writes them (migrations: `_sqlite_migrations`).
 
-Schema version 8 (version 4's layout, with each event's server-side tool calls, service tier,
+Schema version 9 (version 4's layout, with each event's server-side tool calls, service tier,
 batch mode and the cost its provider stated added in version 5, ids stored as bytes in
-version 6: `stored_id`, the daily roll-up by value written through `RECENT` in version 7, and
-the folded days' sums per value and day in version 8), designed for a product's cardinality
+version 6: `stored_id`, the daily roll-up by value written through `RECENT` in version 7,
+the folded days' sums per value and day in version 8, and both folded roll-ups indexed by
+their period in version 9), designed for a product's cardinality
 (thousands of users, a hundred thousand sessions, dozens of models), where a roll-up keyed
 by the whole set of dimensions has nearly a row per event (0.83 measured with sessions among
 them):
@@ -32,7 +33,8 @@ them):
 - ``meterline_rollup_dim_month`` and ``meterline_rollup_dim_day_total``: sums per (value,
   month) and per (value, day), no key: the days before `folded_until` added up once a day has
   passed, for reports by one dimension over whole months (at 10 million events of 10,000
-  users: 30,000 rows by user) and over the other folded days (`meterline.ledger._sqlite_folds`).
+  users: 30,000 rows by user) and over the other folded days (`meterline.ledger._sqlite_folds`);
+  each also indexed by its period, for reports over some days of a dimension of many values.
 
 In both roll-ups by value, `ALL_EVENTS` (value 0) adds up every event, so the events without
 a dimension are the difference; a tool call's or cache lookup's usage and cost are
@@ -79,6 +81,7 @@ __all__ = [
     "DIM_KEY",
     "DIM_SUMS",
     "EVENT_ROWS",
+    "EVENT_VALUES",
     "FOLDED",
     "ID",
     "ID_TEXT",
@@ -383,6 +386,8 @@ ALL_EVENTS: Final = 0
 """The ``value_id`` of the roll-ups' rows by value that add up every event (in no value's row only, too)."""
 VALUE_ROWS: Final = ", json_each('[0' || iif(e.dims = '', '', ',' || e.dims) || ']') AS j"
 """An event's value ids, and `ALL_EVENTS`, as rows ``j``."""
+EVENT_VALUES: Final = "SELECT j.value FROM meterline_events AS e, json_each('[' || e.dims || ']') AS j"
+"""The value ids of the events ``e``, a row per event and dimension (a ``WHERE`` on ``e.time_ns`` follows)."""
 MONTH_OF_DAY: Final = "CAST(strftime('%s', {}, 'unixepoch', 'start of month') AS INTEGER)"
 DAY_KEYS: Final = ("j.value", f"e.time_ns / {DAY * 10**9} * {DAY}", "coalesce(k.rollup_id, k.key_id)")
 TAKEN_OUT: Final = tuple(f"-({total})" for total in DIM_SUMS)

@@ -1,0 +1,129 @@
+"""Tests for the SQLite ledger's reports: the way a report by one dimension finds its rows."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from meterline import UsageEvent
+from meterline.ledger import SQLiteLedger
+from meterline.ledger import _sqlite_reports as reports
+from meterline.ledger._sqlite_folds import DAY_TOTALS
+from meterline.ledger._sqlite_schema import ROLLUPS, folded_until
+from tests.ledger.conformance import (
+    FOLDED_DAYS_REPORTS,
+    PRODUCT_REPORTS,
+    T0,
+    assert_reports,
+    assert_reports_through_a_prune_and_a_repricing,
+    make_event,
+    product_events,
+    write_by_day,
+)
+
+_DAY: Final = 86_400
+MANY_VALUES_REPORTS: Final[list[dict[str, Any]]] = [
+    {"by": ("session",), "since": T0 + timedelta(days=2, hours=3)},
+    {"by": ("session",), "since": T0 + timedelta(days=1), "granularity": "day"},
+    {"by": ("session",), "where": {"session": ["s1", "s2", None]}, "since": T0 + timedelta(days=2)},
+    {"by": ("session", "model"), "since": T0 + timedelta(days=3, hours=5)},
+    {"by": ("session",), "granularity": "month"},
+    {"by": ("session",)},
+    {"by": ("user",), "since": T0 + timedelta(days=2, hours=3)},
+]
+"""Reports by a dimension with many more values than the range has rows, and by others."""
+
+
+def _old_sessions(count: int) -> list[UsageEvent]:
+    """``count`` events three weeks before `product_events`, each of a session of its own."""
+    at = T0 - timedelta(days=21)
+    return [
+        make_event(100_000 + number, at, dims={"user": f"u{number % 1500}", "session": f"old-{number}"})
+        for number in range(count)
+    ]
+
+
+@pytest.fixture
+def many_values(tmp_path: Path) -> tuple[Path, list[UsageEvent]]:
+    """A ledger whose sessions are mostly of the past: 6,000 old ones, 1,200 recent events."""
+    events = [*_old_sessions(6000), *product_events(1200)]
+    path = tmp_path / "ledger.db"
+    ledger = SQLiteLedger(path)
+    try:
+        write_by_day(ledger, events, batch=1000)
+    finally:
+        ledger.close()
+    return path, events
+
+
+def test_a_dimension_of_many_values_is_read_from_the_ranges_rows_or_events(
+    many_values: tuple[Path, list[UsageEvent]],
+) -> None:
+    """Folded days by their index of the day, days not folded by their events' values; few values by value."""
+    path, events = many_values
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        newest = folded_until(conn)
+        two_days = (newest - 2 * _DAY, newest)
+        assert reports.way_in(conn, DAY_TOTALS, "session", *two_days) == "range"
+        assert reports.way_in(conn, ROLLUPS[1], "session", newest, newest + _DAY) == "events"
+        assert reports.way_in(conn, DAY_TOTALS, "agent", *two_days) == "values"
+        assert reports.way_in(conn, ROLLUPS[1], "agent", newest, newest + _DAY) == "values"
+        # Every day of the ledger: more rows than sessions.
+        assert reports.way_in(conn, DAY_TOTALS, "session", None, None) == "values"
+    ledger = SQLiteLedger(path)
+    try:
+        assert_reports(ledger, events, MANY_VALUES_REPORTS)
+    finally:
+        ledger.close()
+
+
+def test_each_way_in_reads_only_what_its_index_finds(many_values: tuple[Path, list[UsageEvent]]) -> None:
+    """The range by its period's index, or the events' by time, each value and row by key: none read whole."""
+    path, _ = many_values
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        ways: list[tuple[reports.Way, str, str]] = [
+            ("range", DAY_TOTALS, "day"),
+            ("range", ROLLUPS[2], "month"),
+            ("events", ROLLUPS[1], "day"),
+            ("values", ROLLUPS[1], "day"),
+        ]
+        for way, table, column in ways:
+            source, args = reports.from_clause(way, table, "", 0, _DAY)
+            sql = f"SELECT count(*){source} WHERE v.name = ? AND r.{column} >= ? AND r.{column} < ?"
+            plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", [*args, "session", 0, _DAY])]
+            assert not any(step.startswith("SCAN") and "meterline" in step for step in plan), plan
+            if way == "range":
+                assert (
+                    plan[0]
+                    == f"SEARCH r USING COVERING INDEX {table}_by_{column} ({column}>? AND {column}<?)"
+                )
+                assert plan[1] == "SEARCH v USING INTEGER PRIMARY KEY (rowid=?)"
+            elif way == "events":
+                assert any(step.startswith("SEARCH e USING INDEX meterline_events_time") for step in plan), (
+                    plan
+                )
+                assert plan[-1].startswith("SEARCH r USING PRIMARY KEY (value_id=? AND day>? AND day<?)"), (
+                    plan
+                )
+            else:
+                assert plan[0].startswith("SEARCH v USING COVERING INDEX"), plan
+
+
+@pytest.mark.parametrize("way", ["values", "range", "events"])
+def test_every_way_in_gives_every_report_exactly(
+    many_values: tuple[Path, list[UsageEvent]], way: reports.Way, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However a report reads every value's rows, it equals the events, past a prune and re-pricing too."""
+    path, events = many_values
+    monkeypatch.setattr(reports, "way_in", lambda *_: way)
+    ledger = SQLiteLedger(path)
+    try:
+        assert_reports(ledger, events, [*PRODUCT_REPORTS, *FOLDED_DAYS_REPORTS, *MANY_VALUES_REPORTS])
+        assert_reports_through_a_prune_and_a_repricing(ledger, events, len(events))
+    finally:
+        ledger.close()
