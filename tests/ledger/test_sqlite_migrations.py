@@ -170,111 +170,90 @@ def test_migrating_from_version_5_packs_the_ids_and_keeps_every_event(
     assert kinds.get("blob", 0) == sum(isinstance(stored_id(event.id), bytes) for event in events)
 
 
-def test_migrating_from_version_6_keeps_every_report_through_writes_a_prune_and_a_repricing(
-    tmp_path: Path,
-) -> None:
-    """A version 6 store (no recent rows table) opens as 8: reports exact after writes, prune, repricing."""
-    from meterline.ledger import SCHEMA_VERSION, SQLiteLedger
-    from meterline.ledger._sqlite_schema import RECENT
-    from tests.ledger.conformance import (
-        assert_reports,
-        assert_reports_through_a_prune_and_a_repricing,
-        product_events,
-    )
+def _store_of(tmp_path: Path, *, by_day: bool) -> tuple[Path, list[Any]]:
+    """A store of today's version holding the first 600 of 900 product events (written by day, or at once)."""
+    from meterline.ledger import SQLiteLedger
+    from tests.ledger.conformance import product_events, write_by_day
 
     events = product_events(900)
     path = tmp_path / "ledger.db"
     ledger = SQLiteLedger(path)
     try:
-        ledger.write(events[:600])
+        if by_day:
+            write_by_day(ledger, events[:600])
+        else:
+            ledger.write(events[:600])
     finally:
         ledger.close()
-    conn = sqlite3.connect(path, isolation_level=None)
-    as_version_6(conn)
-    conn.close()
-    ledger = SQLiteLedger(path)
-    try:
-        assert ledger.stats().schema_version == SCHEMA_VERSION == 9
-        assert_reports(ledger, events[:600])
-        # Written into the new table, beside the rows version 6 wrote.
-        assert_reports_through_a_prune_and_a_repricing(ledger, events, 600)
-    finally:
-        ledger.close()
-    reader = sqlite3.connect(path)
-    try:
-        assert reader.execute(f"SELECT COUNT(*) FROM {RECENT}").fetchone() == (0,)  # merged by the prune
-    finally:
-        reader.close()
+    return path, events
 
 
-def test_migrating_from_version_7_fills_the_folded_days_sums_and_keeps_every_report(tmp_path: Path) -> None:
-    """A version 7 store (no folded sums per value and day) opens as 8 with them: reports exact, then too."""
-    from meterline.ledger import SCHEMA_VERSION, SQLiteLedger
-    from meterline.ledger._sqlite_folds import DAY_TOTALS
-    from tests.ledger.conformance import (
-        assert_reports,
-        assert_reports_through_a_prune_and_a_repricing,
-        product_events,
-        write_by_day,
-    )
-
-    events = product_events(900)
-    path = tmp_path / "ledger.db"
-    ledger = SQLiteLedger(path)
-    try:
-        write_by_day(ledger, events[:600])
-    finally:
-        ledger.close()
-    conn = sqlite3.connect(path, isolation_level=None)
-    folded = set(conn.execute(f"SELECT * FROM {DAY_TOTALS}"))
-    as_version_7(conn)
-    conn.close()
-    ledger = SQLiteLedger(path)
-    try:
-        assert ledger.stats().schema_version == SCHEMA_VERSION == 9
-        with contextlib.closing(sqlite3.connect(path)) as reader:
-            refilled = set(reader.execute(f"SELECT * FROM {DAY_TOTALS}"))
-        assert folded
-        assert refilled == folded  # as the writes had folded them
-        assert_reports(ledger, events[:600])
-        assert_reports_through_a_prune_and_a_repricing(ledger, events, 600)
-    finally:
-        ledger.close()
-
-
-def test_migrating_from_version_8_indexes_the_folded_periods_and_keeps_every_report(tmp_path: Path) -> None:
-    """A version 8 store opens as 9 with both folded roll-ups indexed by period: reports exact, then too."""
+def _assert_migrated(path: Path, events: list[Any]) -> None:
+    """The store opens as today's version: every report exact, then past writes, a prune and re-pricing."""
     from meterline.ledger import SCHEMA_VERSION, SQLiteLedger
     from tests.ledger.conformance import (
         FOLDED_DAYS_REPORTS,
         assert_reports,
         assert_reports_through_a_prune_and_a_repricing,
-        product_events,
-        write_by_day,
     )
 
-    events = product_events(900)
-    path = tmp_path / "ledger.db"
-    ledger = SQLiteLedger(path)
-    try:
-        write_by_day(ledger, events[:600])
-    finally:
-        ledger.close()
-    indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE '%\\_by\\_%' ESCAPE '\\'"
-    conn = sqlite3.connect(path, isolation_level=None)
-    as_version_8(conn)
-    assert conn.execute(indexes).fetchall() == []
-    conn.close()
     ledger = SQLiteLedger(path)
     try:
         assert ledger.stats().schema_version == SCHEMA_VERSION == 9
-        with contextlib.closing(sqlite3.connect(path)) as reader:
-            assert sorted(reader.execute(indexes)) == [
-                ("meterline_rollup_dim_day_total_by_day",),
-                ("meterline_rollup_dim_month_by_month",),
-            ]
         assert_reports(ledger, events[:600])
         assert_reports(ledger, events[:600], FOLDED_DAYS_REPORTS)
         assert_reports_through_a_prune_and_a_repricing(ledger, events, 600)
     finally:
         ledger.close()
+
+
+def test_migrating_from_version_6_keeps_every_report_through_writes_a_prune_and_a_repricing(
+    tmp_path: Path,
+) -> None:
+    """A version 6 store (no recent rows table) opens as 9: reports exact after writes, prune, repricing."""
+    from meterline.ledger._sqlite_schema import RECENT
+
+    path, events = _store_of(tmp_path, by_day=False)
+    conn = sqlite3.connect(path, isolation_level=None)
+    as_version_6(conn)
+    conn.close()
+    _assert_migrated(path, events)  # written into the new table, beside the rows version 6 wrote
+    with contextlib.closing(sqlite3.connect(path)) as reader:
+        assert reader.execute(f"SELECT COUNT(*) FROM {RECENT}").fetchone() == (0,)  # merged by the prune
+
+
+def test_migrating_from_version_7_fills_the_folded_days_sums_and_keeps_every_report(tmp_path: Path) -> None:
+    """A version 7 store (no folded sums per value and day) opens as 9 with them: reports exact, then too."""
+    from meterline.ledger import SQLiteLedger
+    from meterline.ledger._sqlite_folds import DAY_TOTALS
+
+    path, events = _store_of(tmp_path, by_day=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    folded = set(conn.execute(f"SELECT * FROM {DAY_TOTALS}"))
+    as_version_7(conn)
+    conn.close()
+    SQLiteLedger(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as reader:
+        refilled = set(reader.execute(f"SELECT * FROM {DAY_TOTALS}"))
+    assert folded
+    assert refilled == folded  # as the writes had folded them
+    _assert_migrated(path, events)
+
+
+def test_migrating_from_version_8_indexes_the_folded_periods_and_keeps_every_report(tmp_path: Path) -> None:
+    """A version 8 store opens as 9 with both folded roll-ups indexed by period: reports exact, then too."""
+    from meterline.ledger import SQLiteLedger
+
+    path, events = _store_of(tmp_path, by_day=True)
+    indexes = "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE '%\\_by\\_%' ESCAPE '\\'"
+    conn = sqlite3.connect(path, isolation_level=None)
+    as_version_8(conn)
+    assert conn.execute(indexes).fetchall() == []
+    conn.close()
+    SQLiteLedger(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as reader:
+        assert sorted(reader.execute(indexes)) == [
+            ("meterline_rollup_dim_day_total_by_day",),
+            ("meterline_rollup_dim_month_by_month",),
+        ]
+    _assert_migrated(path, events)

@@ -53,6 +53,7 @@ __all__ = [
     "next_month",
     "segments",
     "to_rows",
+    "within",
 ]
 
 HOUR: Final = 3600
@@ -179,6 +180,25 @@ def segments(
         if cut != until:
             parts.append(("keyed", cut, until))
     return parts
+
+
+def within(
+    column: str, first: int | None, last: int | None, scale: int = 1, mark: str = "?"
+) -> tuple[list[str], list[Any]]:
+    """SQL clauses keeping ``column`` in [first, last) (seconds, times ``scale``), and their parameters.
+
+    ``mark`` is the driver's placeholder (SQLite's ``?``, psycopg's ``%s``); a bound that is
+    ``None`` is left open.
+    """
+    clauses: list[str] = []
+    params: list[Any] = []
+    if first is not None:
+        clauses.append(f"{column} >= {mark}")
+        params.append(first * scale)
+    if last is not None:
+        clauses.append(f"{column} < {mark}")
+        params.append(last * scale)
+    return clauses, params
 
 
 def next_day(hour: int | None) -> int | None:

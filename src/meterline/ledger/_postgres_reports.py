@@ -43,6 +43,7 @@ from meterline.ledger._groups import (
     next_day,
     segments,
     to_rows,
+    within,
 )
 from meterline.ledger._postgres_copy import escape, field_value, unescape
 from meterline.ledger._postgres_schema import (
@@ -170,7 +171,7 @@ class _Reader:
     def nodims(self) -> None:
         """Add up the hourly roll-up of the model fields (no dimension in the query)."""
         query = self.query
-        clauses, params = self.hours("hour", query.since, query.until, 1)
+        clauses, params = within("hour", query.since, query.until, mark="%s")
         if not self.fields(clauses, params):
             return
         named: list[str] = [name for name in EVENT_FIELDS if name in query.by]
@@ -198,7 +199,7 @@ class _Reader:
         missing = (allowed is None and dimension in query.by) or (allowed is not None and None in allowed)
         monthly = source == "months"
         column = "month" if monthly else "day"
-        clauses, params = self.hours(column, first, last, 1)
+        clauses, params = within(column, first, last, mark="%s")
         if not self.fields(clauses, params):
             return
         named: list[str] = [name for name in EVENT_FIELDS if name in query.by]
@@ -249,7 +250,7 @@ class _Reader:
                 self.select([period, *named], sums, table, valued), [escape(dimension), *params]
             ):
                 add(covered, (tuple(row[1 : 1 + len(named)]), row[0]), row, 1 + len(named), False)
-        hour_clauses, hour_params = self.hours("hour", first, last, 1)
+        hour_clauses, hour_params = within("hour", first, last, mark="%s")
         self.fields(hour_clauses, hour_params)
         everything: Groups = {}
         width = 1 + len(named)  # the period and the named fields, then the flag and the sums
@@ -278,7 +279,7 @@ class _Reader:
         cannot hold, is grouped as its text instead and decoded here.
         """
         query = self.query
-        clauses, params = self.hours("time_ns", since, until, _NS)
+        clauses, params = within("time_ns", since, until, _NS, "%s")
         if not self.fields(clauses, params):
             return
         named: list[str] = [name for name in EVENT_FIELDS if name in query.by]
@@ -313,20 +314,6 @@ class _Reader:
                 continue
             key = tuple(values[at] if field is None else field_value(field, row[at]) for field, at in key_at)
             add(self.groups, (key, row[0]), row, fields_at + len(named), False)
-
-    def hours(
-        self, column: str, since: int | None, until: int | None, scale: int
-    ) -> tuple[list[str], list[Any]]:
-        """Clauses bounding ``column`` (seconds times ``scale``) to [since, until)."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if since is not None:
-            clauses.append(f"{column} >= %s")
-            params.append(since * scale)
-        if until is not None:
-            clauses.append(f"{column} < %s")
-            params.append(until * scale)
-        return clauses, params
 
     def period(self, column: str) -> str:
         """SQL: the start of the period of ``column`` (seconds), or NULL without a granularity."""

@@ -49,6 +49,7 @@ from meterline.ledger._groups import (
     next_day,
     segments,
     to_rows,
+    within,
 )
 from meterline.ledger._rows import ROLLUP_SUMS
 from meterline.ledger._sqlite_folds import DAY_TOTALS
@@ -144,14 +145,7 @@ def _field_clauses(query: Query, prefix: str, clauses: list[str], params: list[o
 
 def _add_nodims(conn: sqlite3.Connection, query: Query, groups: Groups, in_sql: bool) -> None:
     """Add up the hourly roll-up of the model fields (no dimension in the query)."""
-    clauses: list[str] = []
-    params: list[object] = []
-    if query.since is not None:
-        clauses.append("hour >= ?")
-        params.append(query.since)
-    if query.until is not None:
-        clauses.append("hour < ?")
-        params.append(query.until)
+    clauses, params = within("hour", query.since, query.until)
     if not _field_clauses(query, "", clauses, params):
         return
     fields = [name for name in EVENT_FIELDS[1:] if name in query.by or name in query.where]
@@ -190,15 +184,10 @@ def _add_by_value(
     allowed = query.where.get(dimension)
     wanted = None if allowed is None else [value for value in allowed if type(value) is str]
     missing = (allowed is None and dimension in query.by) or (allowed is not None and None in allowed)
-    clauses = ["v.name = ?"]
-    params: list[object] = [dimension]
     column = "r.month" if table == ROLLUPS[2] else "r.day"
-    if first is not None:
-        clauses.append(f"{column} >= ?")
-        params.append(first)
-    if last is not None:
-        clauses.append(f"{column} < ?")
-        params.append(last)
+    bounds, bound = within(column, first, last)
+    clauses = ["v.name = ?", *bounds]
+    params: list[object] = [dimension, *bound]
     if not _field_clauses(query, "k.", clauses, params):
         return
     fields = tuple(name for name in EVENT_FIELDS if name in query.by)
@@ -289,14 +278,7 @@ def _add_events(
     in_sql: bool,
 ) -> None:
     """Add up the events of the hours [since, until), through the time index."""
-    clauses: list[str] = []
-    params: list[object] = []
-    if since is not None:
-        clauses.append("e.time_ns >= ?")
-        params.append(since * _NS)
-    if until is not None:
-        clauses.append("e.time_ns < ?")
-        params.append(until * _NS)
+    clauses, params = within("e.time_ns", since, until, _NS)
     if not _field_clauses(query, "k.", clauses, params):
         return
     keys = [
@@ -363,7 +345,8 @@ def way_in(conn: sqlite3.Connection, table: str, dimension: str, first: int | No
         return "values"
     events = table == ROLLUPS[1]
     column, scale = ("e.time_ns", _NS) if events else ("month" if table == ROLLUPS[2] else "day", 1)
-    where, args = _within(column, first, last, scale)
+    bounds, args = within(column, first, last, scale)
+    where = " WHERE " + " AND ".join(bounds) if bounds else ""
     rows = f"SELECT 1 FROM {'meterline_events AS e' if events else table}{where} LIMIT ?"  # noqa: S608
     ((counted,),) = conn.execute(f"SELECT count(*) FROM ({rows})", [*args, _COUNTED])  # noqa: S608 - constants
     if counted >= _COUNTED:
@@ -386,7 +369,8 @@ def from_clause(
         values = "meterline_dim_values AS v ON v.value_id = r.value_id"
         return f" FROM {table} AS r CROSS JOIN {values}{keyed}", []
     if way == "events":
-        where, args = _within("e.time_ns", first, last, _NS)
+        bounds, args = within("e.time_ns", first, last, _NS)
+        where = " WHERE " + " AND ".join(bounds) if bounds else ""
         ids = f"(SELECT DISTINCT value FROM ({EVENT_VALUES}{where}))"  # noqa: S608 - constants only
         return (
             f" FROM {ids} AS ids CROSS JOIN meterline_dim_values AS v ON v.value_id = ids.value"
@@ -394,19 +378,6 @@ def from_clause(
             args,
         )
     return f" FROM meterline_dim_values AS v JOIN {table} AS r ON r.value_id = v.value_id{keyed}", []
-
-
-def _within(column: str, first: int | None, last: int | None, scale: int) -> tuple[str, list[object]]:
-    """A ``WHERE`` keeping ``column`` in the days [first, last) (seconds, times ``scale``), its arguments."""
-    clauses: list[str] = []
-    args: list[object] = []
-    if first is not None:
-        clauses.append(f"{column} >= ?")
-        args.append(first * scale)
-    if last is not None:
-        clauses.append(f"{column} < ?")
-        args.append(last * scale)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
 def _joined(row: Sequence[Any], at: int) -> tuple[Any, ...]:
