@@ -394,6 +394,28 @@ FOLDED_DAYS_REPORTS: Final[list[dict[str, Any]]] = [
 """Reports by one dimension of `product_events` over folded days outside whole months, or by day."""
 
 
+MANY_VALUES_REPORTS: Final[list[dict[str, Any]]] = [
+    {"by": ("session",), "since": T0 + timedelta(days=2, hours=3)},
+    {"by": ("session",), "since": T0 + timedelta(days=1), "granularity": "day"},
+    {"by": ("session",), "where": {"session": ["s1", "s2", None]}, "since": T0 + timedelta(days=2)},
+    {"by": ("session", "model"), "since": T0 + timedelta(days=3, hours=5)},
+    {"by": ("session",), "granularity": "month"},
+    {"by": ("session",)},
+    {"by": ("user",), "since": T0 + timedelta(days=2, hours=3)},
+]
+"""Reports by a dimension of far more values than a range has rows (`many_values_events`), and by others."""
+
+
+def many_values_events(old: int = 6000) -> list[UsageEvent]:
+    """`product_events` (1,200) after ``old`` events three weeks before, each of a session of its own."""
+    at = T0 - timedelta(days=21)
+    sessions = [
+        make_event(100_000 + number, at, dims={"user": f"u{number % 1500}", "session": f"old-{number}"})
+        for number in range(old)
+    ]
+    return [*sessions, *product_events(1200)]
+
+
 def assert_reports(
     ledger: LedgerBackend, events: Sequence[UsageEvent], reports: Sequence[dict[str, Any]] = PRODUCT_REPORTS
 ) -> None:
@@ -453,6 +475,15 @@ class LedgerConformance:
         events = product_events()
         ledger.write(events)
         assert_reports(ledger, events)
+
+    def test_reports_by_a_dimension_of_many_past_values_are_the_sums_of_the_events(
+        self, ledger: LedgerBackend
+    ) -> None:
+        """Sessions mostly of the past (a range holding few of them): every report exact, past a prune too."""
+        events = many_values_events()
+        write_by_day(ledger, events, batch=1000)
+        assert_reports(ledger, events, [*PRODUCT_REPORTS, *MANY_VALUES_REPORTS])
+        assert_reports_through_a_prune_and_a_repricing(ledger, events, len(events))
 
     def test_events_of_a_range_come_in_id_order_whatever_its_width(self, ledger: LedgerBackend) -> None:
         """An hour, a day (read through the time index) or two days: the range's events by id, resumable."""

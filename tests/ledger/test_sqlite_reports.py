@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from datetime import timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import pytest
 
@@ -17,41 +16,21 @@ from meterline.ledger._sqlite_folds import DAY_TOTALS
 from meterline.ledger._sqlite_schema import ROLLUPS, folded_until
 from tests.ledger.conformance import (
     FOLDED_DAYS_REPORTS,
+    MANY_VALUES_REPORTS,
     PRODUCT_REPORTS,
-    T0,
     assert_reports,
     assert_reports_through_a_prune_and_a_repricing,
-    make_event,
-    product_events,
+    many_values_events,
     write_by_day,
 )
 
 _DAY: Final = 86_400
-MANY_VALUES_REPORTS: Final[list[dict[str, Any]]] = [
-    {"by": ("session",), "since": T0 + timedelta(days=2, hours=3)},
-    {"by": ("session",), "since": T0 + timedelta(days=1), "granularity": "day"},
-    {"by": ("session",), "where": {"session": ["s1", "s2", None]}, "since": T0 + timedelta(days=2)},
-    {"by": ("session", "model"), "since": T0 + timedelta(days=3, hours=5)},
-    {"by": ("session",), "granularity": "month"},
-    {"by": ("session",)},
-    {"by": ("user",), "since": T0 + timedelta(days=2, hours=3)},
-]
-"""Reports by a dimension with many more values than the range has rows, and by others."""
-
-
-def _old_sessions(count: int) -> list[UsageEvent]:
-    """``count`` events three weeks before `product_events`, each of a session of its own."""
-    at = T0 - timedelta(days=21)
-    return [
-        make_event(100_000 + number, at, dims={"user": f"u{number % 1500}", "session": f"old-{number}"})
-        for number in range(count)
-    ]
 
 
 @pytest.fixture
 def many_values(tmp_path: Path) -> tuple[Path, list[UsageEvent]]:
     """A ledger whose sessions are mostly of the past: 6,000 old ones, 1,200 recent events."""
-    events = [*_old_sessions(6000), *product_events(1200)]
+    events = many_values_events()
     path = tmp_path / "ledger.db"
     ledger = SQLiteLedger(path)
     try:
