@@ -73,7 +73,9 @@ Way = Literal["values", "range", "events"]
 """How a report finds every value's rows in a roll-up by value: see `way_in`."""
 _PROBES: Final = 4
 """A row or event of a range read and its value looked up costs about four values read by name
-and looked up in a roll-up (`way_in`); measured in `bench/bench_ledger_scale.py`'s ledger."""
+and looked up in a roll-up (`way_in`). Measured on `bench/bench_ledger_scale.py`'s 1M events,
+with 1.1M session values: a value 0.25-0.3 us, a folded day's row 1.1-1.4 us, an event of the
+days not folded 1.05 us (their distinct values then looked up)."""
 _FEW: Final = 1_000
 """A dimension with no more values than this is read by value, without counting the range (0.3 ms)."""
 _COUNTED: Final = 100_000
@@ -199,7 +201,7 @@ def _add_by_value(
     keyed = " JOIN meterline_keys AS k ON k.key_id = r.key_id" if field_keyed else ""
     # Every value's rows are read the way `way_in` finds cheapest; the values wanted, by name.
     every: Way = way_in(conn, table, dimension, first, last) if wanted is None or missing else "values"
-    source, found = from_clause(every if wanted is None else "values", table, keyed, first, last)
+    source, source_args = from_clause(every if wanted is None else "values", table, keyed, first, last)
     # The monthly roll-up is read row by row: it holds a row per value and month, about one
     # per group of a report by value or month, and SQLite's 19 sums a row cost more than
     # adding the few rows of one group here (by session at 1M events: 0.42 -> 0.24 s). So
@@ -225,7 +227,7 @@ def _add_by_value(
         sql = f"SELECT {', '.join(keys)}, {read}{source} WHERE {' AND '.join(clauses)}{values}{group_by}"
         width = len(keys)
         at = [1 if name == dimension else 2 + fields.index(name) for name in query.by]
-        for row in conn.execute(sql, [*found, *params, *(wanted or ())]):
+        for row in conn.execute(sql, [*source_args, *params, *(wanted or ())]):
             key = (row[1],) if at == [1] else tuple(row[i] for i in at)
             joined = _joined(row, width)
             add(groups, (key, row[0]), joined, 0, False)
@@ -249,8 +251,8 @@ def _add_by_value(
         return found
 
     if not every_value:  # every value of the dimension
-        source, found = from_clause(every, table, keyed, first, last)
-        covered = by_fields(source, clauses, [*found, *params])
+        source, source_args = from_clause(every, table, keyed, first, last)
+        covered = by_fields(source, clauses, [*source_args, *params])
     everything = by_fields(
         f" FROM {table} AS r{keyed}", ["r.value_id = ?", *clauses[1:]], [ALL_EVENTS, *params[1:]]
     )
