@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -29,11 +30,16 @@ from meterline.ledger._postgres import PostgresLedger
 from meterline.ledger._postgres_schema import VERSION
 from tests.ledger.conformance import (
     FOLDED_DAYS_REPORTS,
+    MANY_VALUES_REPORTS,
+    PRODUCT_REPORTS,
     T0,
     LedgerConformance,
     assert_reports,
+    assert_reports_through_a_prune_and_a_repricing,
     make_event,
+    many_values_events,
     product_events,
+    write_by_day,
 )
 from tests.ledger.postgres_stores import ROLLUPS, execute, zero_sums
 from tests.storage.freezer import frozen_relay
@@ -539,3 +545,45 @@ def test_reports_by_one_dimension_read_folded_days_from_their_sums_per_value_and
     assert int(str(folded)) > int((T0 + timedelta(days=3)).timestamp())
     execute(url, f'DELETE FROM "{schema}".meterline_rollup_dim_day WHERE day < %s', (int(str(folded)),))
     assert_reports(ledger, events, FOLDED_DAYS_REPORTS)
+
+
+def test_every_values_sums_over_a_short_range_of_many_values_are_read_from_the_range(
+    ledger: PostgresLedger, url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filter that keeps the events without the dimension reads every value's sums from the range's rows."""
+    from meterline.ledger import _postgres_reports as reports
+
+    events = many_values_events()
+    write_by_day(ledger, events, batch=1000)
+    execute(url, f'ANALYZE "{schema}".meterline_dim_values')  # as autovacuum would
+    execute(url, f'ANALYZE "{schema}".meterline_rollup_dim_day_total')
+    chosen: list[tuple[str, str, bool]] = []
+    choose = reports._Reader.range_first
+
+    def spy(reader: Any, dimension: str, source: Any, first: int | None, last: int | None) -> bool:
+        choice = choose(reader, dimension, source, first, last)
+        chosen.append((dimension, source, choice))
+        return choice
+
+    monkeypatch.setattr(reports._Reader, "range_first", spy)
+    since = T0 + timedelta(days=3)
+    assert_reports(ledger, events, [{"by": ("session",), "where": {"session": ["s1", None]}, "since": since}])
+    assert ("session", "days", True) in chosen
+    chosen.clear()
+    assert_reports(ledger, events, [{"by": ("agent",), "where": {"agent": ["a1", None]}, "since": since}])
+    assert chosen
+    assert not any(choice for _, _, choice in chosen)
+
+
+@pytest.mark.parametrize("range_first", [True, False])
+def test_every_values_sums_read_either_way_give_every_report_exactly(
+    ledger: PostgresLedger, range_first: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From the range's rows or by value, every report equals the events, past a prune and re-pricing too."""
+    from meterline.ledger import _postgres_reports as reports
+
+    monkeypatch.setattr(reports._Reader, "range_first", lambda *_: range_first)
+    events = many_values_events()
+    write_by_day(ledger, events, batch=1000)
+    assert_reports(ledger, events, [*PRODUCT_REPORTS, *FOLDED_DAYS_REPORTS, *MANY_VALUES_REPORTS])
+    assert_reports_through_a_prune_and_a_repricing(ledger, events, len(events))
