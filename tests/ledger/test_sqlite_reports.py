@@ -73,14 +73,11 @@ def test_each_way_in_reads_only_what_its_index_finds(many_values: tuple[Path, li
         ]
         for way, table, column in ways:
             source, args = reports.from_clause(way, table, "", 0, _DAY)
-            sql = f"SELECT count(*){source} WHERE v.name = ? AND r.{column} >= ? AND r.{column} < ?"
+            sql = f"SELECT SUM(r.events){source} WHERE v.name = ? AND r.{column} >= ? AND r.{column} < ?"
             plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", [*args, "session", 0, _DAY])]
             assert not any(step.startswith("SCAN") and "meterline" in step for step in plan), plan
             if way == "range":
-                assert (
-                    plan[0]
-                    == f"SEARCH r USING COVERING INDEX {table}_by_{column} ({column}>? AND {column}<?)"
-                )
+                assert plan[0] == f"SEARCH r USING INDEX {table}_by_{column} ({column}>? AND {column}<?)"
                 assert plan[1] == "SEARCH v USING INTEGER PRIMARY KEY (rowid=?)"
             elif way == "events":
                 assert any(step.startswith("SEARCH e USING INDEX meterline_events_time") for step in plan), (
