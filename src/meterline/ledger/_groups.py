@@ -53,6 +53,7 @@ __all__ = [
     "next_month",
     "segments",
     "to_rows",
+    "where_sql",
     "within",
 ]
 
@@ -199,6 +200,11 @@ def within(
         clauses.append(f"{column} < {mark}")
         params.append(last * scale)
     return clauses, params
+
+
+def where_sql(clauses: Sequence[str]) -> str:
+    """A ``WHERE`` of all ``clauses`` (SQL text), or nothing for none."""
+    return f" WHERE {' AND '.join(clauses)}" if clauses else ""
 
 
 def next_day(hour: int | None) -> int | None:

@@ -45,6 +45,7 @@ from meterline.ledger._groups import (
     next_day,
     segments,
     to_rows,
+    where_sql,
     within,
 )
 from meterline.ledger._postgres_copy import escape, field_value, unescape
@@ -172,10 +173,9 @@ class _Reader:
         Not ``grouped``: ``sums`` are columns of each row, added up by the caller.
         """
         groups = ", ".join(str(index) for index in range(1, len(keys) + 1))
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         group_by = f" GROUP BY {groups}" if grouped else ""
         # Fixed text: keys, sums and rows from constants.
-        return f"SELECT {', '.join(keys)}, {', '.join(sums)} FROM {rows}{where}{group_by}"  # noqa: S608
+        return f"SELECT {', '.join(keys)}, {', '.join(sums)} FROM {rows}{where_sql(clauses)}{group_by}"  # noqa: S608
 
     def fetch(self, text: str, params: list[Any]) -> Iterator[tuple[Any, ...]]:
         """The rows of a query, fetched from a server-side cursor a page at a time (bounded memory)."""
@@ -356,9 +356,8 @@ class _Reader:
         if values <= _FEW:
             return False
         clauses, params = within("day", first, last, mark="%s")
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         table = "{day_total}" if source == "days" else "{dim_day}"
-        return values > _PROBES * self.estimate(f"SELECT 1 FROM {table}{where}", params)  # noqa: S608 - constants
+        return values > _PROBES * self.estimate(f"SELECT 1 FROM {table}{where_sql(clauses)}", params)  # noqa: S608
 
     def estimate(self, text: str, params: list[Any]) -> float:
         """The planner's estimate of the rows of a query (fixed SQL text)."""

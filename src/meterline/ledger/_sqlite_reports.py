@@ -49,6 +49,7 @@ from meterline.ledger._groups import (
     next_day,
     segments,
     to_rows,
+    where_sql,
     within,
 )
 from meterline.ledger._rows import ROLLUP_SUMS
@@ -152,9 +153,7 @@ def _add_nodims(conn: sqlite3.Connection, query: Query, groups: Groups, in_sql: 
         return
     fields = [name for name in EVENT_FIELDS[1:] if name in query.by or name in query.where]
     keys = [_period_sql(query.granularity, "hour"), "operation", *fields]
-    sql = f"SELECT {', '.join(keys)}, {_sums(in_sql)} FROM {ROLLUPS[0]}"  # noqa: S608 - constants only
-    if clauses:
-        sql += " WHERE " + " AND ".join(clauses)
+    sql = f"SELECT {', '.join(keys)}, {_sums(in_sql)} FROM {ROLLUPS[0]}{where_sql(clauses)}"  # noqa: S608
     if in_sql:
         sql += f" GROUP BY {', '.join(str(i) for i in range(1, len(keys) + 1))}"
     at: dict[str, int] = {name: keys.index(name) for name in EVENT_FIELDS if name in keys}
@@ -348,8 +347,7 @@ def way_in(conn: sqlite3.Connection, table: str, dimension: str, first: int | No
     events = table == ROLLUPS[1]
     column, scale = ("e.time_ns", _NS) if events else ("month" if table == ROLLUPS[2] else "day", 1)
     bounds, args = within(column, first, last, scale)
-    where = " WHERE " + " AND ".join(bounds) if bounds else ""
-    rows = f"SELECT 1 FROM {'meterline_events AS e' if events else table}{where} LIMIT ?"  # noqa: S608
+    rows = f"SELECT 1 FROM {'meterline_events AS e' if events else table}{where_sql(bounds)} LIMIT ?"  # noqa: S608
     ((counted,),) = conn.execute(f"SELECT count(*) FROM ({rows})", [*args, _COUNTED])  # noqa: S608 - constants
     if counted >= _COUNTED:
         return "values"
@@ -372,8 +370,7 @@ def from_clause(
         return f" FROM {table} AS r CROSS JOIN {values}{keyed}", []
     if way == "events":
         bounds, args = within("e.time_ns", first, last, _NS)
-        where = " WHERE " + " AND ".join(bounds) if bounds else ""
-        ids = f"(SELECT DISTINCT value FROM ({EVENT_VALUES}{where}))"  # noqa: S608 - constants only
+        ids = f"(SELECT DISTINCT value FROM ({EVENT_VALUES}{where_sql(bounds)}))"  # noqa: S608 - constants only
         return (
             f" FROM {ids} AS ids CROSS JOIN meterline_dim_values AS v ON v.value_id = ids.value"
             f" CROSS JOIN {table} AS r ON r.value_id = v.value_id{keyed}",
