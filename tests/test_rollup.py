@@ -295,6 +295,81 @@ def test_past_the_bound_new_keys_share_their_shapes_overflow_row_exactly(
     assert meter.totals().events == 3 + 16_000
 
 
+def test_past_the_bound_shares_are_added_up_when_read_not_one_by_one() -> None:
+    """Past max_live_keys, fewer new keys than a tally holds are in every read exactly, and once."""
+    meter = Meter(max_live_keys=2)
+    for index in range(2 + 100):  # far fewer than TALLY_AT: no call adds its share up itself
+        meter.record(Usage(input_tokens=index), **GPT, tags={"session": f"s{index}"})
+    assert meter.stats().overflowed_events == 100
+    assert meter.totals().usage.input_tokens == sum(range(102))
+    assert meter.totals(by=("meterline_overflow",))[("true",)].usage.input_tokens == sum(range(2, 102))
+    assert meter.stats().live_keys == 3
+    snapshot = meter.snapshot_and_reset()
+    assert meter.totals().events == 0
+    assert meter.stats().overflowed_events == 100  # a count of what was folded, reset or not
+    meter.record(Usage(input_tokens=7), **GPT, tags={"session": "after"})
+    merged = Meter()
+    merged.merge(snapshot)
+    assert merged.totals().usage.input_tokens == sum(range(102))
+    assert meter.totals().usage.input_tokens == 7
+
+
+def test_snapshot_and_reset_past_the_bound_hands_over_every_event_once() -> None:
+    """Threads recording new keys past max_live_keys while snapshots are taken: each event in one."""
+    meter = Meter(max_live_keys=10)
+    per_thread = 5000
+    done = threading.Event()
+    snapshots = []
+
+    def work(thread: int) -> None:
+        for index in range(per_thread):
+            meter.record(Usage(input_tokens=1), **GPT, tags={"session": f"t{thread}-{index}"})
+
+    def harvest() -> None:
+        while not done.is_set():
+            snapshots.append(meter.snapshot_and_reset())
+
+    harvester = threading.Thread(target=harvest)
+    harvester.start()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, range(4)))
+    done.set()
+    harvester.join()
+    snapshots.append(meter.snapshot_and_reset())
+    merged = Meter()
+    for snap in snapshots:
+        merged.merge(snap)
+    assert merged.totals().usage.input_tokens == 4 * per_thread
+    assert len(snapshots) > 2
+
+
+def test_a_flood_of_model_names_past_the_bound_keeps_totals_exact() -> None:
+    """More call shapes than a meter keeps, past max_live_keys: each event counted once, in the overflow."""
+    meter = Meter(max_live_keys=1)
+    meter.record(Usage(input_tokens=1), **GPT)
+    names = 5000  # past the 4,096 overflow rows kept: the oldest go into the cube
+    for index in range(names):
+        meter.record(Usage(input_tokens=2), model=f"model-{index}", provider="openai", tags={"n": str(index)})
+    assert meter.stats().overflowed_events == names
+    overflow = meter.totals(by=("model", "meterline_overflow"))
+    assert overflow[(None, "true")].usage.input_tokens == 2 * names
+    assert meter.totals().usage.input_tokens == 1 + 2 * names
+
+
+def test_forget_drops_the_overflow_rows_it_names() -> None:
+    """forget(meterline_overflow="true") drops the live overflow row once, however many shapes share it."""
+    meter = Meter(max_live_keys=1)
+    meter.record(Usage(input_tokens=1), **GPT)
+    for index in range(10):
+        model = ("gpt-4o", "gpt-4o-mini")[index % 2]
+        meter.record(Usage(input_tokens=1), model=model, provider="openai", tags={"session": f"s{index}"})
+    assert meter.forget(meterline_overflow="true") == 1
+    assert meter.totals().events == 1
+    assert meter.stats().overflowed_events == 10
+    meter.record(Usage(input_tokens=1), **GPT, tags={"session": "later"})
+    assert meter.totals(by=("meterline_overflow",))[("true",)].events == 1
+
+
 def test_scopes_past_the_bound_keep_their_own_totals(meter: Meter) -> None:
     """Past max_live_keys, each scope entry's totals are still its own events, never another's."""
     bounded = Meter(max_live_keys=2)

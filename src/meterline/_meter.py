@@ -932,7 +932,7 @@ class Meter:
             machinery_errors=self.guard.errors,
             live_keys=rollups.live_keys(),
             max_live_keys=rollups.max_live_keys,
-            overflowed_events=rollups.overflowed,
+            overflowed_events=rollups.overflowed_events(),
             unpriced_models=tuple(sorted(unpriced, key=lambda pm: (pm[0] or "", pm[1]))),
             unmetered_calls=self.guard.unmetered_counts(),
             cost_disagreements=self._disagreements,
