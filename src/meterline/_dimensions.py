@@ -36,6 +36,7 @@ __all__ = [
     "check_names",
     "check_size",
     "check_text",
+    "dimensions_json",
     "where_filters",
 ]
 
@@ -241,3 +242,10 @@ class Dimensions(dict[str, str]):
 
 EMPTY_DIMENSIONS: Final = Dimensions()
 """The dimensions of an event recorded outside every scope, without tags."""
+
+
+def dimensions_json(dimensions: Mapping[str, str]) -> str:
+    """An event's dimensions as stored: compact JSON, sorted keys (a `Dimensions`' own, made once)."""
+    if type(dimensions) is Dimensions:
+        return dimensions.json()
+    return _json.dumps(dict(dimensions), sort_keys=True, separators=(",", ":"))

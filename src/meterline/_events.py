@@ -567,8 +567,9 @@ def check_recorded(event: UsageEvent) -> None:
         check_latency(event.latency_ms)
     if not 1 <= event.attempt <= MAX_ATTEMPT:
         raise ConfigurationError(f"attempt={event.attempt!r}: expected an int from 1 to {MAX_ATTEMPT}")
-    if event.usage is not None:
-        check_event_tokens(event.usage)
+    for usage in (event.usage, event.partial_usage):
+        if usage is not None:
+            check_event_tokens(usage)
     if event.tokens_saved < 0:
         raise ConfigurationError(f"tokens_saved={event.tokens_saved!r}: expected an int of at least 0")
     for name in _TEXT_FIELDS:

@@ -383,8 +383,21 @@ def test_a_line_changed_on_disk_is_refused_as_record_would(tmp_path: Path) -> No
     (segment,) = spool.segments()
     lines = segment.read_text().splitlines()
     forged = json.loads(lines[1])
-    forged["cost"] = "-99998.9997"
+    forged[8] = -99998999700000000  # the cost, in pico-dollars
     lines[1] = json.dumps(forged)
     segment.write_text("\n".join(lines) + "\n")
     replayed = [event.id for event in iter_spooled(Spool(tmp_path / "spool"))]
     assert replayed == [events[0].id, events[2].id]
+
+
+def test_a_segment_an_earlier_version_wrote_is_replayed(tmp_path: Path) -> None:
+    """A segment of `to_dict` JSON objects (the first format) replays every event, exactly as written."""
+    spool = Spool(tmp_path / "spool")
+    spool.append(make_events(1))
+    spool.close()
+    (segment,) = spool.segments()
+    events = make_events(4)
+    segment.write_text("".join(json.dumps(event.to_dict()) + "\n" for event in events))
+    ledger = MemoryLedger()
+    assert Spool(tmp_path / "spool").replay(ledger) == 4
+    assert [ledger.rows[event.id] for event in events] == events

@@ -7,7 +7,7 @@ does it by hand). Replaying is idempotent: the destination skips ids it has.
 
 Layout of a spool directory (0700; every file 0600)::
 
-    seg-<time_ns>-<pid>-<n>.jsonl   segments: one ``UsageEvent.to_dict()`` JSON object a line
+    seg-<time_ns>-<pid>-<n>.jsonl   segments: one event a line, a JSON array (`_spool_line`)
     replay.lock                     held (``fcntl.flock``) by whoever is replaying
 
 Concurrency. A process appends to one *active* segment and holds an exclusive ``flock`` on
@@ -26,7 +26,6 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import json
 import logging
 import os
 import tempfile
@@ -37,8 +36,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final, Protocol
 
-from meterline._dimensions import Dimensions
-from meterline._events import UsageEvent, check_recorded
+from meterline._delivery._spool_line import SharedDimensions, read_line, spool_lines
+from meterline._events import UsageEvent
 
 __all__ = ["SPOOL_DIR_ENV", "Spool", "SpoolWriteError", "default_spool_dir", "spool_dir_usable"]
 
@@ -174,9 +173,7 @@ class Spool:
         """
         if not events:
             return
-        data = "".join(
-            [json.dumps(event.to_dict(), separators=(",", ":")) + "\n" for event in events]
-        ).encode("utf-8")
+        data = spool_lines(events)
         with self._lock:
             fd = self._fd if self._fd is not None else self._new_segment()
             view = memoryview(data)
@@ -358,21 +355,12 @@ class Spool:
                 len(tail),
                 path,
             )
-        shared: dict[tuple[tuple[str, str], ...], Dimensions] = {}
+        shared: SharedDimensions = {}
         for number, line in enumerate(lines, 1):
             if not line:
                 continue
             try:
-                fields = json.loads(line)
-                dims = fields.get("dimensions")
-                if dims:  # one object per distinct set, as a meter's scopes share theirs
-                    key = tuple(dims.items())
-                    known = shared.get(key)
-                    if known is None:
-                        known = shared[key] = Dimensions(dims)
-                    fields["dimensions"] = known
-                event = UsageEvent.from_dict(fields)
-                check_recorded(event)  # as strictly as record(): a line changed on disk is refused
+                event = read_line(line, shared)  # as strictly as record(): a line changed on disk is refused
             except Exception:  # noqa: BLE001 - a corrupt line must not block the rest of the spool
                 self._torn += 1
                 _log.exception("meterline spool: skipped unreadable line %d of %s", number, path)

@@ -13,14 +13,10 @@ from collections.abc import Mapping
 from operator import attrgetter
 from typing import TYPE_CHECKING, Final
 
+from meterline._dimensions import dimensions_json
 from meterline._usage import USAGE_FIELDS
 from meterline.ledger._postgres_schema import OPTIONAL_FIELDS, SPARSE_EVENT_FIELDS
-from meterline.ledger._rows import (
-    cost_columns,
-    dimensions_json,
-    event_id,
-    hour_of,
-)
+from meterline.ledger._rows import cost_columns, event_id, hour_of
 
 if TYPE_CHECKING:
     from meterline._events import UsageEvent

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from typing import Any, Final
 
-from meterline._dimensions import Dimensions
+from meterline._dimensions import dimensions_json
 from meterline._events import UsageEvent, finer_cost
 from meterline._money import pico_of as money_pico_of
 from meterline._money import to_usd, usd_text
@@ -26,7 +26,6 @@ __all__ = [
     "PICO",
     "ROLLUP_SUMS",
     "cost_columns",
-    "dimensions_json",
     "dimensions_of",
     "event_from_row",
     "event_id",
@@ -120,13 +119,6 @@ def cost_columns(event: UsageEvent) -> tuple[str | None, int | None]:
     if finer is not None or pico < 0:
         return str(event.cost), pico
     return usd_text(pico), pico
-
-
-def dimensions_json(dimensions: Mapping[str, str]) -> str:
-    """An event's dimensions as stored: compact JSON, sorted keys (a `Dimensions`' own, made once)."""
-    if type(dimensions) is Dimensions:
-        return dimensions.json()
-    return json.dumps(dict(dimensions), sort_keys=True, separators=(",", ":"))
 
 
 def event_id(event: UsageEvent) -> str:

@@ -12,9 +12,10 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
 from typing import Any, Final
 
+from meterline._dimensions import dimensions_json
 from meterline._events import UsageEvent, finer_cost
 from meterline._usage import USAGE_FIELDS
-from meterline.ledger._rows import cost_columns, dimensions_json
+from meterline.ledger._rows import cost_columns
 from meterline.ledger._sqlite_schema import stored_id
 
 __all__ = ["bind_rows"]
