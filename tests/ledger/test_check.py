@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,22 @@ def test_a_meter_on_a_damaged_ledger_records_and_spools(sound: Path, tmp_path: P
     assert stats is not None
     assert stats.spooled >= 5
     assert stats.lost == 0
+
+
+@pytest.mark.parametrize("key", ["dim_months_until", "dim_values_pruned"])
+def test_a_damaged_meta_value_is_a_ledger_error(sound: Path, tmp_path: Path, key: str) -> None:
+    """A meta value that is no longer an integer (a flipped byte) makes reads raise LedgerError, naming it."""
+    path = tmp_path / "usage.db"
+    shutil.copy(sound, path)
+    with sqlite3.connect(path) as conn:
+        damaged = (key, "\x00796515200")  # a flipped byte in "1796515200"
+        conn.execute("INSERT OR REPLACE INTO meterline_meta (key, value) VALUES (?, ?)", damaged)
+    ledger = open_ledger(path)
+    try:
+        with pytest.raises(LedgerError, match=key):
+            ledger.totals(by=("user",), granularity="day")
+    finally:
+        ledger.close()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from meterline.exceptions import LedgerError
 from meterline.ledger._sqlite_folds import DAY_TOTALS
-from meterline.ledger._sqlite_schema import RECENT, ROLLUPS, add_key, add_value, rollup_fields
+from meterline.ledger._sqlite_schema import RECENT, ROLLUPS, add_key, add_value, meta_int, rollup_fields
 
 __all__ = ["VALUES_PRUNED", "Dictionaries", "prune_values", "value_ids", "values_pruned"]
 
@@ -39,8 +39,7 @@ transaction reads this first and forgets its ids when it has changed (`prune_val
 
 def values_pruned(conn: sqlite3.Connection) -> int:
     """How many prunes have deleted dimension values from the file (`VALUES_PRUNED`)."""
-    row = conn.execute("SELECT value FROM meterline_meta WHERE key = ?", (VALUES_PRUNED,)).fetchone()
-    return 0 if row is None else int(row[0])
+    return meta_int(conn, VALUES_PRUNED)
 
 
 _PRUNE_VALUES: Final = (

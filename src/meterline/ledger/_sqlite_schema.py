@@ -61,6 +61,7 @@ from typing import Any, Final
 
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION
 from meterline._usage import USAGE_FIELDS
+from meterline.exceptions import LedgerError
 from meterline.ledger._groups import DAY, HOUR
 from meterline.ledger._rows import (
     EVENT_COLUMNS,
@@ -120,6 +121,7 @@ __all__ = [
     "insert_events",
     "key_text",
     "merge_recent",
+    "meta_int",
     "roll_up",
     "rollup_fields",
     "stored_id",
@@ -257,8 +259,24 @@ TIME_AT: Final = STORED_COLUMNS.index("time_ns")
 
 def folded_until(conn: sqlite3.Connection) -> int:
     """The first day (seconds) whose daily roll-up rows are not yet added into the monthly one."""
-    row = conn.execute("SELECT value FROM meterline_meta WHERE key = ?", (FOLDED,)).fetchone()
-    return 0 if row is None else int(row[0])
+    return meta_int(conn, FOLDED)
+
+
+def meta_int(conn: sqlite3.Connection, key: str) -> int:
+    """The integer the meta table keeps under ``key`` (0 when there is none).
+
+    Raises:
+        LedgerError: the value is not an integer (a damaged file).
+    """
+    row = conn.execute("SELECT value FROM meterline_meta WHERE key = ?", (key,)).fetchone()
+    if row is None:
+        return 0
+    try:
+        return int(row[0])
+    except (TypeError, ValueError):
+        raise LedgerError(
+            f"the ledger's {key!r} is {row[0]!r}: expected an integer (a damaged file)"
+        ) from None
 
 
 def merge_recent(conn: sqlite3.Connection) -> None:
