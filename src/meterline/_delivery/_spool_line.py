@@ -4,7 +4,7 @@ A line is a JSON array of the event's fields, its format first::
 
     [2, id, time_ns, operation, provider, model, request_model, usage, cost, price_version,
      latency_ms, status, operation_id, attempt, response_id, links, tokens_saved,
-     partial_usage, service_tier, batch, reported_cost_pico, dimensions]
+     partial_usage, service_tier, batch, reported_cost, dimensions]
 
 a usage as its counts in `USAGE_FIELDS` order, the cost as its pico-dollars when they are
 all of it (an event the meter priced), else as its decimal text, and the dimensions last, as
@@ -12,8 +12,8 @@ their own compact JSON (`Dimensions.json`, which a scope's events share, made on
 spool takes the events a destination could not take, or that a full queue spilled: when
 the store is slower than the calls, most of them, on a thread that shares the GIL with the
 application's. Over the events of `bench/bench_ledger_scale.py`'s workload, written as
-`UsageEvent.to_dict`'s JSON object (the first format), a line took 11.6 µs and 740 bytes
-and was read back in 19.4 µs; as this array, 4.6 µs and 294 bytes, read back in 16.7 µs (the
+`UsageEvent.to_dict`'s JSON object (the first format), a line took 11.7 µs and 740 bytes
+and was read back in 19.1 µs; as this array, 4.5 µs and 294 bytes, read back in 17.6 µs (the
 checks, most of it). Two threads recording flat out onto a SQLite ledger, which spills 70 %
 of their events (`bench/bench_record_under_load.py`), made 41,000 calls a second, now 46,000.
 
@@ -45,38 +45,11 @@ SharedDimensions = dict[tuple[tuple[str, str], ...], Dimensions]
 """The dimensions read so far, by their items: events of one scope get one object, as recorded."""
 
 _ENCODE: Final = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
-_FIELDS: Final = attrgetter(
-    "id",
-    "time_ns",
-    "operation",
-    "provider",
-    "model",
-    "request_model",
-    "usage",
-    "cost_pico",
-    "price_version",
-    "latency_ms",
-    "status",
-    "operation_id",
-    "attempt",
-    "response_id",
-    "links",
-    "tokens_saved",
-    "partial_usage",
-    "service_tier",
-    "batch",
-    "reported_cost_pico",
-    "dimensions",
-)
-_COUNTS: Final = attrgetter(*USAGE_FIELDS)
-_WIDTH: Final = 22
-"""Values of a line: the format and the event's 21 fields."""
-
 _NONE: Final = type(None)
 _TEXT: Final = (str,)
 _TEXT_OR_NONE: Final = (str, _NONE)
 _INT: Final = (int,)  # `type(value) in` these: a bool is not an int here
-_TYPES: Final = (  # what each value of a line may be, by its place, with its name
+_VALUES: Final = (  # a line's values in order, named as `UsageEvent` takes them, with their types
     ("format", _INT),
     ("id", _TEXT),
     ("time_ns", _INT),
@@ -85,7 +58,7 @@ _TYPES: Final = (  # what each value of a line may be, by its place, with its na
     ("model", _TEXT_OR_NONE),
     ("request_model", _TEXT_OR_NONE),
     ("usage", (list, _NONE)),
-    ("cost", (int, str, _NONE)),
+    ("cost", (int, str, _NONE)),  # pico-dollars, or decimal text of USD
     ("price_version", _TEXT_OR_NONE),
     ("latency_ms", (float, int, _NONE)),
     ("status", _TEXT),
@@ -97,9 +70,17 @@ _TYPES: Final = (  # what each value of a line may be, by its place, with its na
     ("partial_usage", (list, _NONE)),
     ("service_tier", _TEXT_OR_NONE),
     ("batch", (bool,)),
-    ("reported_cost_pico", (int, _NONE)),
+    ("reported_cost", (int, _NONE)),  # pico-dollars
     ("dimensions", (dict,)),
 )
+_NAMES: Final = tuple(name for name, _ in _VALUES)
+_FIELDS: Final = attrgetter(  # an event's values for its line, the format aside
+    *({"cost": "cost_pico", "reported_cost": "reported_cost_pico"}.get(name, name) for name in _NAMES[1:])
+)
+_COUNTS: Final = attrgetter(*USAGE_FIELDS)
+_USAGE: Final = _NAMES.index("usage")
+_COST: Final = _NAMES.index("cost")
+_PARTIAL: Final = _NAMES.index("partial_usage")
 
 
 def spool_lines(events: Sequence[UsageEvent]) -> bytes:
@@ -108,55 +89,14 @@ def spool_lines(events: Sequence[UsageEvent]) -> bytes:
 
 
 def _line(event: UsageEvent) -> str:
-    (
-        id_,
-        time_ns,
-        operation,
-        provider,
-        model,
-        request_model,
-        usage,
-        pico,
-        price_version,
-        latency_ms,
-        status,
-        operation_id,
-        attempt,
-        response_id,
-        links,
-        tokens_saved,
-        partial,
-        tier,
-        batch,
-        reported,
-        dimensions,
-    ) = _FIELDS(event)
-    head = _ENCODE(
-        [
-            FORMAT,
-            id_,
-            time_ns,
-            operation,
-            provider,
-            model,
-            request_model,
-            None if usage is None else _COUNTS(usage),
-            pico if pico is None or finer_cost(event) is None else str(event.cost),
-            price_version,
-            latency_ms,
-            status,
-            operation_id,
-            attempt,
-            response_id,
-            links,
-            tokens_saved,
-            None if partial is None else _COUNTS(partial),
-            tier,
-            batch,
-            reported,
-        ]
-    )
-    return f"{head[:-1]},{dimensions_json(dimensions)}]\n"
+    values = [FORMAT, *_FIELDS(event)]
+    dimensions = values.pop()
+    for at in (_USAGE, _PARTIAL):
+        if values[at] is not None:
+            values[at] = _COUNTS(values[at])
+    if values[_COST] is not None and finer_cost(event) is not None:  # finer than a pico-dollar
+        values[_COST] = str(event.cost)
+    return f"{_ENCODE(values)[:-1]},{dimensions_json(dimensions)}]\n"
 
 
 def read_line(line: bytes, shared: SharedDimensions) -> UsageEvent:
@@ -181,62 +121,26 @@ def read_line(line: bytes, shared: SharedDimensions) -> UsageEvent:
 
 
 def _from_values(values: Any, shared: SharedDimensions) -> UsageEvent:
-    if type(values) is not list or len(values) != _WIDTH or values[0] != FORMAT:
-        raise MalformedUsageError("spool line", values, f"a JSON array of {_WIDTH} values, format {FORMAT}")
-    for (name, types), value in zip(_TYPES, values, strict=True):
+    if type(values) is not list or len(values) != len(_VALUES) or values[0] != FORMAT:
+        expected = f"a JSON array of {len(_VALUES)} values, format {FORMAT}"
+        raise MalformedUsageError("spool line", values, expected)
+    for (name, types), value in zip(_VALUES, values, strict=True):
         if type(value) not in types:
             raise MalformedUsageError(name, value, " or ".join(kind.__name__ for kind in types))
-    (
-        _,
-        id_,
-        time_ns,
-        operation,
-        provider,
-        model,
-        request_model,
-        usage,
-        cost,
-        price_version,
-        latency_ms,
-        status,
-        operation_id,
-        attempt,
-        response_id,
-        links,
-        tokens_saved,
-        partial,
-        tier,
-        batch,
-        reported,
-        dimensions,
-    ) = values
+    fields = dict(zip(_NAMES[1:], values[1:], strict=True))
+    links, dimensions = fields["links"], fields["dimensions"]
     if not all(type(link) is str for link in links):
         raise MalformedUsageError("links", links, "a list of event ids")
     if not all(type(text) is str for text in dimensions.values()):
         raise MalformedUsageError("dimensions", dimensions, "an object of text values")
-    return UsageEvent(
-        id=id_,
-        time_ns=time_ns,
-        operation=operation,
-        provider=provider,
-        model=model,
-        request_model=request_model,
-        usage=_usage(usage, "usage"),
-        cost=None if cost is None else to_usd(cost) if type(cost) is int else _decimal(cost),
-        price_version=price_version,
-        latency_ms=latency_ms,
-        status=status,
-        dimensions=_shared(dimensions, shared),
-        operation_id=operation_id,
-        attempt=attempt,
-        response_id=response_id,
-        links=tuple(links),
-        tokens_saved=tokens_saved,
-        partial_usage=_usage(partial, "partial_usage"),
-        service_tier=tier,
-        batch=batch,
-        reported_cost=None if reported is None else to_usd(reported),
-    )
+    fields["links"] = tuple(links)
+    fields["dimensions"] = _shared(dimensions, shared)
+    fields["usage"] = _usage(fields["usage"], "usage")
+    fields["partial_usage"] = _usage(fields["partial_usage"], "partial_usage")
+    cost, reported = fields["cost"], fields["reported_cost"]
+    fields["cost"] = None if cost is None else to_usd(cost) if type(cost) is int else _decimal(cost)
+    fields["reported_cost"] = None if reported is None else to_usd(reported)
+    return UsageEvent(**fields)
 
 
 def _usage(counts: list[Any] | None, name: str) -> Usage | None:
