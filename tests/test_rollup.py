@@ -6,6 +6,7 @@ import contextvars
 import gc
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import TypedDict
@@ -124,16 +125,13 @@ def test_meter_totals_include_live_scopes_and_cost(meter: Meter) -> None:
         assert scope.totals.cost == Decimal("2.5")
 
 
-def test_concurrent_snapshot_and_reset_loses_and_doubles_nothing(meter: Meter) -> None:
-    """While 4 threads record, repeated snapshot_and_reset() hands over every event exactly once."""
-    per_thread = 20_000
+def _harvested(meter: Meter, work: Callable[[int], None], threads: int = 4) -> tuple[Meter, int]:
+    """Run ``work(0..threads-1)`` on threads while another takes snapshot_and_reset() over and over.
+
+    Returns every snapshot merged into a new meter, and how many there were.
+    """
     done = threading.Event()
     snapshots = []
-
-    def work(index: int) -> None:
-        with meter.scope(user=f"u{index}"):
-            for _ in range(per_thread):
-                meter.record(Usage(input_tokens=1, output_tokens=2), **GPT)
 
     def harvest() -> None:
         while not done.is_set():
@@ -141,21 +139,31 @@ def test_concurrent_snapshot_and_reset_loses_and_doubles_nothing(meter: Meter) -
 
     harvester = threading.Thread(target=harvest)
     harvester.start()
-    workers = [threading.Thread(target=work, args=(index,)) for index in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(work, range(threads)))
     done.set()
     harvester.join()
     snapshots.append(meter.snapshot_and_reset())
     merged = Meter()
     for snap in snapshots:
         merged.merge(snap)
+    return merged, len(snapshots)
+
+
+def test_concurrent_snapshot_and_reset_loses_and_doubles_nothing(meter: Meter) -> None:
+    """While 4 threads record, repeated snapshot_and_reset() hands over every event exactly once."""
+    per_thread = 20_000
+
+    def work(index: int) -> None:
+        with meter.scope(user=f"u{index}"):
+            for _ in range(per_thread):
+                meter.record(Usage(input_tokens=1, output_tokens=2), **GPT)
+
+    merged, snapshots = _harvested(meter, work)
     totals = merged.totals()
     assert totals.requests == 4 * per_thread
     assert totals.usage == Usage(input_tokens=4 * per_thread, output_tokens=8 * per_thread)
-    assert len(snapshots) > 2
+    assert snapshots > 2
     by_user = merged.totals(by=("user",))
     assert all(by_user[(f"u{index}",)].requests == per_thread for index in range(4))
 
@@ -318,29 +326,14 @@ def test_snapshot_and_reset_past_the_bound_hands_over_every_event_once() -> None
     """Threads recording new keys past max_live_keys while snapshots are taken: each event in one."""
     meter = Meter(max_live_keys=10)
     per_thread = 5000
-    done = threading.Event()
-    snapshots = []
 
     def work(thread: int) -> None:
         for index in range(per_thread):
             meter.record(Usage(input_tokens=1), **GPT, tags={"session": f"t{thread}-{index}"})
 
-    def harvest() -> None:
-        while not done.is_set():
-            snapshots.append(meter.snapshot_and_reset())
-
-    harvester = threading.Thread(target=harvest)
-    harvester.start()
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(work, range(4)))
-    done.set()
-    harvester.join()
-    snapshots.append(meter.snapshot_and_reset())
-    merged = Meter()
-    for snap in snapshots:
-        merged.merge(snap)
+    merged, snapshots = _harvested(meter, work)
     assert merged.totals().usage.input_tokens == 4 * per_thread
-    assert len(snapshots) > 2
+    assert snapshots > 2
 
 
 def test_a_flood_of_model_names_past_the_bound_keeps_totals_exact() -> None:
