@@ -546,11 +546,12 @@ _TEXT_FIELDS: Final = (
 
 
 def check_recorded(event: UsageEvent) -> None:
-    """Raises `ConfigurationError` unless ``event`` holds only what `Meter.record` accepts.
+    """Raises a `MeterlineError` unless ``event`` holds only what `Meter.record` accepts.
 
     For events read back from outside the meter (a spool file, an import): a cost below zero, a
     latency past `MAX_DURATION_MS`, an attempt out of range or text no store can keep is
-    refused, naming the field, as the meter would have refused it.
+    refused with a `ConfigurationError`, a usage or partial usage past the token bound with a
+    `MalformedUsageError`, each naming the field, as the meter would have refused it.
     """
     cost = event.cost
     if cost is not None and cost < 0:
