@@ -151,6 +151,57 @@ def test_the_collector_is_paused_while_a_report_runs_and_left_as_it_was() -> Non
         gc.enable()
 
 
+def _young_collections_during(block: Any) -> list[int]:
+    """The generations of the collections that start while ``block()`` runs."""
+    started: list[int] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started.append(info["generation"])
+
+    gc.callbacks.append(watch)
+    try:
+        block()
+    finally:
+        gc.callbacks.remove(watch)
+    return started
+
+
+def test_what_a_report_keeps_goes_to_the_oldest_generation_unwalked() -> None:
+    """Past 10,000 young containers, the paused collector resumes without walking them: they are old."""
+    kept: list[list[int]] = []
+
+    def report() -> None:
+        with collector_paused():
+            kept.extend([] for _ in range(20_000))
+        kept.append([])  # allocations after resuming: a young collection would start here
+
+    assert _young_collections_during(report) == []
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
+    oldest = {id(found) for found in gc.get_objects(generation=2)}
+    assert id(kept[0]) in oldest
+    assert id(kept[-2]) in oldest
+
+
+def test_the_hosts_frozen_objects_stay_frozen() -> None:
+    """A host that froze its objects (before forking) keeps them frozen: the report's are walked as usual."""
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    try:
+        kept: list[list[int]] = []
+
+        def report() -> None:
+            with collector_paused():
+                kept.extend([] for _ in range(20_000))
+            kept.append([])
+
+        assert 0 in _young_collections_during(report)
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+
+
 _DAYS = st.integers(min_value=20_000, max_value=20_200).map(lambda day: day * 86_400)  # 2024-2025
 
 
