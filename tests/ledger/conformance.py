@@ -384,6 +384,14 @@ PRODUCT_REPORTS: Final[list[dict[str, Any]]] = [
     {"by": ("status", "provider"), "where": {"user": ["u1", "u2", "u3"]}},
     {"by": (), "where": {"session": None}},
     {"by": ("session",), "where": {"session": [None, "s1", "s2"]}, "granularity": "month"},
+    # Filters on another dimension, found among the events by the stores themselves: two
+    # filters at once, one allowing events without the dimension, values not stored, more
+    # values than a store looks for in SQL (32), and hours.
+    {"by": ("tool", "agent"), "where": {"user": ["u1", "u2", "u1501"], "session": ["s1", "s1501", "s2"]}},
+    {"by": ("user",), "where": {"agent": ["a1", "a2"], "tool": [None, "t1"]}, "since": _MIDNIGHT},
+    {"by": ("agent",), "where": {"user": ["nobody", "u3"]}, "granularity": "hour"},
+    {"by": ("agent",), "where": {"user": "nobody"}},
+    {"by": ("agent", "model"), "where": {"session": [f"s{number}" for number in range(0, 200, 5)]}},
 ]
 """Reports of every kind the ledgers plan differently (roll-ups by value, by day and month, events)."""
 FOLDED_DAYS_REPORTS: Final[list[dict[str, Any]]] = [
@@ -475,6 +483,27 @@ class LedgerConformance:
         events = product_events()
         ledger.write(events)
         assert_reports(ledger, events)
+
+    def test_a_filter_on_hostile_values_of_another_dimension_is_exact(self, ledger: LedgerBackend) -> None:
+        """Filtered on values holding NUL, quotes, commas or digits, by another dimension: the events' sum."""
+        notes = (*HOSTILE, "1", ",1,", "")
+        events = [
+            make_event(
+                number,
+                T0 + timedelta(minutes=number),
+                dims={"note": notes[number % 7], "user": f"{number % 3}"},
+            )
+            for number in range(70)
+        ]
+        events.append(make_event(70, T0, dims={"user": "1"}))
+        ledger.write(events)
+        reports: list[dict[str, Any]] = [{"by": ("user",), "where": {"note": value}} for value in notes]
+        reports += [
+            {"by": ("user",), "where": {"note": [HOSTILE[2], None]}},
+            {"by": ("note",), "where": {"user": ["1", "2"]}},
+            {"by": ("user", "note"), "where": {"note": list(notes[:4]), "user": "1"}},
+        ]
+        assert_reports(ledger, events, reports)
 
     def test_reports_by_a_dimension_of_many_past_values_are_the_sums_of_the_events(
         self, ledger: LedgerBackend

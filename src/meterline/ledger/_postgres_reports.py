@@ -13,7 +13,8 @@ roll-up by value, about a row per group already, is read as it is):
   to its values and keys) for the other whole days; the
   hours of a range that does not start or end on a UTC day from the events of those hours
   (through the time index, in their month's partition).
-- anything else (two dimensions, a filter on another one, hours): the events of the range,
+- anything else (two dimensions, a filter on another one, hours): the events of the range
+  (those a dimension filter allows, read from their JSON, `_Reader.dimension_filters`),
   added up per (period, model fields, values of the query's dimensions, read from each
   event's JSON in SQL; JSON that ``jsonb`` refuses is grouped as its text, decoded here).
 
@@ -305,6 +306,7 @@ class _Reader:
         clauses, params = within("time_ns", since, until, _NS, "%s")
         if not self.fields(clauses, params):
             return
+        self.dimension_filters(clauses, params)
         named: list[str] = [name for name in EVENT_FIELDS if name in query.by]
         wanted = query.dimensions  # those of ``by`` first, in order, then those filtered
         keys = [
@@ -337,6 +339,29 @@ class _Reader:
                 continue
             key = tuple(values[at] if field is None else field_value(field, row[at]) for field, at in key_at)
             add(self.groups, (key, row[0]), row, fields_at + len(named), False)
+
+    def dimension_filters(self, clauses: list[str], params: list[Any]) -> None:
+        """Filters on dimensions, as SQL on each event's JSON, so that only its events are grouped.
+
+        Applied to the rows again as they are read (exactly, and to JSON that ``jsonb``
+        refuses, which this keeps). Without them, every event of the range was grouped (by
+        user for three of 200 orgs over 60 days of 1M product events: 3.3 s, 761,000 events
+        sorted on disk for 9,997 groups, 150 of them kept).
+        """
+        for name, allowed in self.query.where.items():
+            if name in EVENT_FIELDS:
+                continue
+            # A text parameter cannot hold NUL: the events of such a value hold "\u0000" (kept).
+            values = [value for value in allowed if type(value) is str and "\x00" not in value]
+            value = "dimensions::jsonb ->> %s::text"  # NULL for an event without the dimension
+            if None not in allowed:
+                kept = f"{value} = ANY(%s::text[])"
+            elif values:
+                kept = f"({value} = ANY(%s::text[])) IS NOT FALSE"  # NULL = ANY(...) is NULL
+            else:
+                kept = f"{value} IS NULL"  # (NULL = ANY of no values is false)
+            clauses.append(f"CASE WHEN {_HAS_NUL} THEN true ELSE {kept} END")
+            params.extend((name, values) if values or None not in allowed else (name,))
 
     def range_first(self, dimension: str, source: Source, first: int | None, last: int | None) -> bool:
         """Whether every value's rows over the days [first, last) are found cheaper from the range's rows.

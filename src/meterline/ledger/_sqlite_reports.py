@@ -16,8 +16,9 @@ about a row per group already, is read as it is):
   events, whichever `way_in` counts cheaper: a dimension kept for years may have a million
   values, of which a week's report needs a few thousand.
 - ``events``: anything else (two dimensions, a filter on another one, hours): the events of
-  the range, read through their time index, added up per (dimensions, key, period), then
-  grouped by dimension values in Python (each distinct ``dims`` text decoded once).
+  the range, read through their time index (those holding an id of a value a dimension
+  filter allows, `_dimension_clauses`), added up per (dimensions, key, period), then grouped
+  by dimension values in Python (each distinct ``dims`` text decoded once).
 
 Memory grows with the number of groups, not events. A group whose sums pass 64 bits (its cost
 past 2⁶³ pico-dollars, 9.2 million USD) is added up in Python instead: the same query
@@ -70,6 +71,10 @@ from meterline.ledger._sqlite_schema import (
 __all__ = ["Way", "from_clause", "read_totals", "way_in"]
 
 _NS: Final = 10**9
+_MAX_PUSHED: Final = 32
+"""Values of one dimension filter at most that SQLite looks for in each event's ids (`_dimension_clauses`)."""
+_HAS_ID: Final = "instr(',' || e.dims || ',', ?) > 0"
+"""SQL: whether an event's value ids hold the one bound as ``,id,``."""
 Way = Literal["values", "range", "events"]
 """How a report finds every value's rows in a roll-up by value: see `way_in`."""
 _PROBES: Final = 4
@@ -282,6 +287,8 @@ def _add_events(
     clauses, params = within("e.time_ns", since, until, _NS)
     if not _field_clauses(query, "k.", clauses, params):
         return
+    if not _dimension_clauses(conn, query, clauses, params):
+        return
     keys = [
         _period_sql(query.granularity, f"(e.time_ns / {HOUR * _NS} * {HOUR})"),
         "k.operation",
@@ -323,6 +330,40 @@ def _add_events(
                 row[fields_at[name]] or None if name in EVENT_FIELDS else next(at) for name in query.by
             )
         add(groups, (key, row[0]), row, width, row[1] in NOT_MODEL_CALLS)
+
+
+def _dimension_clauses(
+    conn: sqlite3.Connection, query: Query, clauses: list[str], params: list[object]
+) -> bool:
+    """Filters on dimensions, as SQL on each event's value ids; False when no event can match.
+
+    An event's ``dims`` are the ids of its values, comma-separated: an event is kept when the
+    id of an allowed value, between commas, is in them. Without this, every event of the range
+    was grouped by its dimension set and each set decoded, only for most of them to be
+    filtered out here (by user for three of 200 orgs over 60 days of 1M product events: 4.4
+    s, 68,000 sets read). A filter that allows ``None`` (the events without the dimension) or
+    more than `_MAX_PUSHED` values is left to the filter applied to every decoded set, which
+    runs whatever SQLite kept.
+    """
+    for name, allowed in query.where.items():
+        if name in EVENT_FIELDS or None in allowed:
+            continue
+        wanted = [value for value in allowed if type(value) is str]  # dimension values are str
+        if len(wanted) > _MAX_PUSHED:
+            continue
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT value_id FROM meterline_dim_values"  # noqa: S608 - placeholders only
+                f" WHERE name = ? AND value IN ({', '.join('?' * len(wanted))})",
+                [name, *wanted],
+            )
+        ]
+        if not ids:  # no event has any of the values
+            return False
+        clauses.append(f"({' OR '.join([_HAS_ID] * len(ids))})")
+        params.extend(f",{value_id}," for value_id in ids)
+    return True
 
 
 def way_in(conn: sqlite3.Connection, table: str, dimension: str, first: int | None, last: int | None) -> Way:
