@@ -103,3 +103,20 @@ def test_every_way_in_gives_every_report_exactly(
         assert_reports_through_a_prune_and_a_repricing(ledger, events, len(events))
     finally:
         ledger.close()
+
+
+@pytest.mark.parametrize(("loaded", "pushed"), [(0, 0), (1, 1), (10**6, 32)])
+def test_reports_by_events_are_exact_however_their_values_are_read(
+    many_values: tuple[Path, list[UsageEvent]], loaded: int, pushed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sets decoded whole or from the values read at once, filters in SQL or not: the events' sums."""
+    path, events = many_values
+    monkeypatch.setattr(reports, "_MAX_LOADED", loaded)
+    monkeypatch.setattr(reports, "_MAX_PUSHED", pushed)
+    by_events = [report for report in PRODUCT_REPORTS if len({*report["by"], *report.get("where", ())}) > 1]
+    ledger = SQLiteLedger(path)
+    try:
+        assert_reports(ledger, events, [*by_events, *MANY_VALUES_REPORTS])
+        assert_reports_through_a_prune_and_a_repricing(ledger, events, len(events))
+    finally:
+        ledger.close()
