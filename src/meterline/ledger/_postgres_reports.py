@@ -76,6 +76,15 @@ _FETCH: Final = 5_000
 _HAS_NUL: Final = "strpos(dimensions, '\\u0000') > 0"
 """SQL: whether an event's dimensions JSON holds ``\\u0000``, an escaped NUL, which ``jsonb`` refuses
 (also true of an escaped backslash followed by ``u0000``: such text is decoded in Python, exactly)."""
+_JSON_ONCE: Final = (
+    f", LATERAL (SELECT CASE WHEN NOT {_HAS_NUL} THEN dimensions::jsonb END AS parsed OFFSET 0) AS d"
+)
+"""SQL: each event's dimensions as ``jsonb`` (``d.parsed``, NULL for JSON it refuses), parsed once.
+
+Its values are read by name for each of a report's dimensions (grouped and filtered): parsed
+for each, the JSON was parsed two or three times an event. ``OFFSET 0`` keeps PostgreSQL from
+pulling the subquery up into each use (by user x agent over 7 of 1M product events: 0.20-0.25
+-> 0.14-0.15 s, in SQL)."""
 _SOURCES: Final[dict[Source, tuple[str, tuple[str, ...]]]] = {
     "months": (MONTH_ROWS, MONTH_SUMS),
     "days": (DAY_TOTAL_ROWS, MONTH_SUMS),  # as the months, no tool's usage or cost
@@ -311,8 +320,8 @@ class _Reader:
         wanted = query.dimensions  # those of ``by`` first, in order, then those filtered
         keys = [
             self.period("hour"),
-            f"CASE WHEN {_HAS_NUL} THEN dimensions END",
-            *[f"CASE WHEN NOT {_HAS_NUL} THEN dimensions::jsonb ->> %s::text END" for _ in wanted],
+            "CASE WHEN d.parsed IS NULL THEN dimensions END",
+            *["d.parsed ->> %s::text" for _ in wanted],
             *(f"coalesce({name}, '')" for name in named),
         ]
         filters = [
@@ -325,7 +334,9 @@ class _Reader:
             for name in query.by
         ]
         decoded: dict[str, tuple[Any, ...]] = {}  # per JSON text grouped as it is: its values
-        rows = self.fetch(self.select(keys, (EVENT_TOTALS,), "{events}", clauses), [*wanted, *params])
+        rows = self.fetch(
+            self.select(keys, (EVENT_TOTALS,), f"{{events}}{_JSON_ONCE}", clauses), [*wanted, *params]
+        )
         for row in rows:
             text = row[1]
             if text is None:
@@ -353,14 +364,14 @@ class _Reader:
                 continue
             # A text parameter cannot hold NUL: the events of such a value hold "\u0000" (kept).
             values = [value for value in allowed if type(value) is str and "\x00" not in value]
-            value = "dimensions::jsonb ->> %s::text"  # NULL for an event without the dimension
+            value = "d.parsed ->> %s::text"  # NULL for an event without the dimension
             if None not in allowed:
                 kept = f"{value} = ANY(%s::text[])"
             elif values:
                 kept = f"({value} = ANY(%s::text[])) IS NOT FALSE"  # NULL = ANY(...) is NULL
             else:
                 kept = f"{value} IS NULL"  # (NULL = ANY of no values is false)
-            clauses.append(f"CASE WHEN {_HAS_NUL} THEN true ELSE {kept} END")
+            clauses.append(f"CASE WHEN d.parsed IS NULL THEN true ELSE {kept} END")
             params.extend((name, values) if values or None not in allowed else (name,))
 
     def range_first(self, dimension: str, source: Source, first: int | None, last: int | None) -> bool:
