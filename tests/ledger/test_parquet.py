@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import meterline
-from meterline import ConfigurationError, Meter, Usage
+from meterline import ConfigurationError, LedgerError, Meter, Usage
 from meterline.ledger import (
     Granularity,
     LedgerRow,
@@ -95,9 +95,42 @@ def test_duckdb_report_equals_the_ledgers(
     ledger = _ledger(tmp_path)
     written = export_parquet(ledger.events(), tmp_path / "export", rows_per_file=128)
     assert (written.events, written.days) == (605, 3)
-    ours = sorted(parquet_totals(tmp_path / "export", by=by, granularity=granularity), key=_key)
-    assert ours == sorted(ledger.totals(by=by, granularity=granularity), key=_key)
+    ours = parquet_totals(tmp_path / "export", by=by, granularity=granularity)
+    assert ours == ledger.totals(by=by, granularity=granularity)  # the same rows in the same order
     ledger.close()
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        {"user": "u1"},
+        {"user": ["u0", "u2"], "model": "gpt-4o"},
+        {"user": None},
+        {"session": ["s1", "s39", None]},
+        {"provider": "OpenAI"},  # a provider as a caller spells it: its canonical name's events
+        {"model": None},
+        {"user": "nobody"},
+        {"user": 5},  # no dimension holds an int
+    ],
+)
+def test_duckdb_report_filters_as_the_ledgers(tmp_path: Path, where: dict[str, object]) -> None:
+    """``where`` keeps the events the ledger's report keeps: values, None for missing, canonical providers."""
+    ledger = _ledger(tmp_path)
+    export_parquet(ledger.events(), tmp_path / "export")
+    for by in ((), ("user",), ("model", "session")):
+        assert parquet_totals(tmp_path / "export", by=by, where=where) == ledger.totals(by=by, where=where)
+    ledger.close()
+
+
+def test_a_damaged_file_is_a_ledger_error(tmp_path: Path) -> None:
+    """A file of the dataset DuckDB cannot read fails the report with a LedgerError naming the dataset."""
+    ledger = _ledger(tmp_path)
+    export_parquet(ledger.events(), tmp_path / "export")
+    ledger.close()
+    damaged = sorted((tmp_path / "export").glob("day=*/*.parquet"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    with pytest.raises(LedgerError, match="Parquet export"):
+        parquet_totals(tmp_path / "export", by=("user",))
 
 
 def test_the_dataset_is_partitioned_by_day_with_the_documented_schema(tmp_path: Path) -> None:
@@ -174,6 +207,12 @@ def test_the_command_line_exports_and_reports(tmp_path: Path, capsys: pytest.Cap
     status, out, _ = run(capsys, "report", "--ledger", url, "--by", "user", "--format", "json")
     assert ours == {row["user"]: Decimal(row["cost"]) for row in json.loads(out)}
     assert run(capsys, "report", "--engine", "duckdb", "--by", "user")[0] == 2
+    filtered: tuple[str, ...] = ("--by", "model", "--where", "user=u1", "--where", "user=u2", "--limit", "1")
+    filtered += ("--format", "csv")
+    duck = run(capsys, "report", "--engine", "duckdb", "--parquet", str(tmp_path / "pq"), *filtered)
+    assert duck[:2] == run(capsys, "report", "--ledger", url, *filtered)[:2]
+    assert duck[0] == 0
+    assert len(duck[1].splitlines()) == 2  # the header and the first row
     ledger.close()
 
 

@@ -165,8 +165,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
     source: str
     where = parse_where(args.where)
     if args.engine == "duckdb":
-        if where:
-            raise ConfigurationError("--where filters the ledger's report; --engine duckdb does not take it")
         if args.parquet is None:
             raise ConfigurationError(
                 "--engine duckdb reads a Parquet export: --parquet DIR (meterline export --format parquet)"
@@ -174,7 +172,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
         from meterline.ledger import parquet_totals  # noqa: PLC0415 - the analytics extra, when used
 
         rows = parquet_totals(
-            args.parquet, by=args.by, since=args.since, until=args.until, granularity=args.granularity
+            args.parquet,
+            by=args.by,
+            where=where,
+            since=args.since,
+            until=args.until,
+            granularity=args.granularity,
         )[: args.limit]
         source = f"Parquet export {args.parquet} (DuckDB)"
     else:

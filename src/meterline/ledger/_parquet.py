@@ -43,18 +43,19 @@ from __future__ import annotations as _annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final
 
-from meterline._dimensions import check_names
-from meterline._events import NOT_MODEL_CALLS, UsageEvent
+from meterline._dimensions import EVENT_FIELDS, check_names
+from meterline._events import NOT_MODEL_CALLS, UsageEvent, event_filters
 from meterline._extras import require
+from meterline._money import tidy
 from meterline._usage import USAGE_FIELDS, Usage, new_usage
-from meterline.exceptions import ConfigurationError
+from meterline.exceptions import ConfigurationError, LedgerError
 from meterline.ledger._backend import GRANULARITIES, LedgerRow
 from meterline.ledger._rows import EVENT_COLUMNS
 
@@ -360,6 +361,7 @@ def parquet_totals(
     directory: str | Path,
     *,
     by: Sequence[str] = (),
+    where: Mapping[str, object] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     granularity: str | None = None,
@@ -373,12 +375,16 @@ def parquet_totals(
         directory: A dataset `export_parquet` wrote.
         by: Dimensions to group by: ``operation``, ``status``, ``provider``, ``model`` or any
             dimension name (read from ``dimensions``).
+        where: Keep only events whose value equals the given one (or is in it, for a set,
+            list or tuple); ``None`` matches events without it; a provider by its canonical
+            name. As `LedgerBackend.totals`' ``where``.
         since: Keep events from this time (inclusive).
         until: Keep events before this time (exclusive).
         granularity: ``hour``, ``day`` or ``month``: also group by that period (UTC).
 
     Raises:
         ConfigurationError: a bad dimension name or granularity, or no dataset at ``directory``.
+        LedgerError: DuckDB could not read the dataset (a damaged file).
         MissingExtraError: duckdb is not installed (``pip install "meterline[analytics]"``).
     """
     duckdb = require("analytics", "duckdb")
@@ -388,45 +394,68 @@ def parquet_totals(
     if granularity is not None and granularity not in GRANULARITIES:
         raise ConfigurationError(f"granularity={granularity!r}: expected one of {', '.join(GRANULARITIES)}")
     params: list[object] = [str(root / "day=*" / "*.parquet")]
-    keys: list[str] = []
-    for name in check_names(by, "by"):
-        if name in ("operation", "status", "provider", "model"):
-            keys.append(name)  # a column: the name is one of these four constants
-        else:
-            params.append(name)
-            keys.append(f"dimensions[${len(params)}]")
+
+    def value_of(name: str) -> str:
+        """SQL: an event's ``name``: a column (one of `EVENT_FIELDS`), else its dimension's value."""
+        if name in EVENT_FIELDS:
+            return name
+        params.append(name)
+        return f"dimensions[${len(params)}]"  # NULL for an event without it
+
+    keys = [value_of(name) for name in check_names(by, "by")]
     if granularity is not None:
         keys.insert(0, f"date_trunc('{granularity}', time)")  # one of GRANULARITIES
-    where = []
+    clauses = []
+    for name, allowed in event_filters(where).items():
+        wanted = [value for value in allowed if type(value) is str]  # what an event holds: str
+        if not wanted and None not in allowed:
+            clauses.append("false")
+            continue
+        column = value_of(name)
+        kept = [f"{column} IS NULL"] if None in allowed else []
+        for value in wanted:
+            params.append(value)
+            kept.append(f"{column} = ${len(params)}")
+        clauses.append(f"({' OR '.join(kept)})")
     if since is not None:
         params.append(since)
-        where.append(f"time >= ${len(params)}")
+        clauses.append(f"time >= ${len(params)}")
     if until is not None:
         params.append(until)
-        where.append(f"time < ${len(params)}")
+        clauses.append(f"time < ${len(params)}")
+    # The ledger's order (`LedgerBackend.totals`): cost, then events, highest first; then the
+    # key, a missing value first (UTF-8 bytes sort as code points do); then the period.
+    positions = [str(at) for at in range(1, len(keys) + 1)]
+    if granularity is not None:
+        positions.append(positions.pop(0))
+    order = ", ".join(
+        ["coalesce(model_cost, 0) DESC", "events DESC", *(f"{at} NULLS FIRST" for at in positions)]
+    )
     model_call = _MODEL_CALL_SQL
     sums = ", ".join(f"sum(CASE WHEN {model_call} THEN {name} ELSE 0 END)" for name in USAGE_FIELDS)
     select = ", ".join(keys) if keys else "NULL"
     sql = (
-        f"SELECT {select}, count(*),"  # noqa: S608 - column names are constants; values are parameters
+        f"SELECT {select}, count(*) AS events,"  # noqa: S608 - column names are constants; values are parameters
         f" count(*) FILTER (WHERE NOT measured AND {model_call}),"
         f" count(*) FILTER (WHERE measured AND cost IS NULL AND {model_call}),"
         f" {sums},"
-        f" sum(cost) FILTER (WHERE {model_call}), coalesce(sum(latency_ms), 0), sum(tokens_saved)"
+        f" sum(cost) FILTER (WHERE {model_call}) AS model_cost,"
+        " coalesce(sum(latency_ms), 0), sum(tokens_saved)"
         f" FROM read_parquet($1, hive_partitioning = true)"
-        + (f" WHERE {' AND '.join(where)}" if where else "")
-        + (
-            f" GROUP BY ALL ORDER BY {len(keys) + 1 + 2 + len(USAGE_FIELDS) + 1} DESC NULLS LAST"
-            if keys
-            else ""
-        )
+        + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
+        + (f" GROUP BY ALL ORDER BY {order}" if keys else "")
     )
-    with duckdb.connect() as connection:
-        rows = connection.execute(sql, params).fetchall()
+    try:
+        with duckdb.connect() as connection:
+            rows = connection.execute(sql, params).fetchall()
+    except duckdb.Error as exc:  # a damaged file, or one of another dataset
+        raise LedgerError(f"the report over the Parquet export {str(root)!r} failed: {exc}") from exc
     period_at = 0 if granularity is not None else None
     key_count = len(keys)
     result = []
     for row in rows:
+        if not row[key_count if keys else 1]:  # no events: the one row of an aggregate without keys
+            continue
         values = list(row[:key_count]) if keys else []
         period = None
         if period_at is not None:
@@ -444,7 +473,7 @@ def parquet_totals(
                 unmeasured=unmeasured,
                 unpriced=unpriced,
                 usage=new_usage(*counts),  # sums of counts checked when recorded, in USAGE_FIELDS order
-                cost=Decimal(0) if cost is None else Decimal(cost),
+                cost=Decimal(0) if cost is None else tidy(Decimal(cost)),  # as a ledger's: "0.0035"
                 latency_ms=float(latency),
                 tokens_saved=int(saved or 0),
             )
