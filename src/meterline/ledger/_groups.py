@@ -360,9 +360,8 @@ def to_rows(groups: Groups, granularity: Granularity | None, limit: int | None =
     # the integers the costs are made of: sorting a report by session at 1M events (96,464
     # rows, shuffled) took 0.25 s comparing the rows' Decimal costs, 0.07 s so.
     order = sorted(range(len(rows)), key=ranks.__getitem__, reverse=True)
-    del ranks
     rows = [rows[at] for at in order]
-    for begin, end in _ties(rows):
+    for begin, end in _ties([ranks[at] for at in order]):
         rows[begin:end] = sorted(rows[begin:end], key=_key_order)
     return rows if limit is None else rows[:limit]
 
@@ -383,13 +382,15 @@ def _months(groups: Groups) -> Groups:
     return months
 
 
-def _ties(rows: Sequence[LedgerRow]) -> Iterator[tuple[int, int]]:
-    """The [start, end) of each run of two or more rows with the same cost and events."""
+def _ties(ranks: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """The [start, end) of each run of two or more equal ``ranks`` (rows of the same cost and events).
+
+    Compared as the rows' ranks (`to_rows`), ints: their Decimal costs took 0.035 s of a
+    report by session at 1M events (96,464 rows).
+    """
     start = 0
-    for index in range(1, len(rows) + 1):
-        if index == len(rows) or (
-            rows[index].cost != rows[start].cost or rows[index].events != rows[start].events
-        ):
+    for index in range(1, len(ranks) + 1):
+        if index == len(ranks) or ranks[index] != ranks[start]:
             if index - start > 1:
                 yield start, index
             start = index
