@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
+import subprocess
+import sys
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from hypothesis import given
@@ -151,55 +154,50 @@ def test_the_collector_is_paused_while_a_report_runs_and_left_as_it_was() -> Non
         gc.enable()
 
 
-def _young_collections_during(block: Any) -> list[int]:
-    """The generations of the collections that start while ``block()`` runs."""
-    started: list[int] = []
+_REPORT: Final = """
+import gc, json
+from meterline.ledger._groups import collector_paused
+{setup}
+frozen = gc.get_freeze_count()
+started = []
+gc.callbacks.append(lambda phase, info: phase == "start" and started.append(info["generation"]))
+kept = []
+with collector_paused():
+    kept.extend([] for _ in range(20_000))
+kept.append([])  # allocations after the collector resumed: a young collection would start here
+gc.callbacks.clear()
+oldest = {{id(found) for found in gc.get_objects(generation=2)}}
+print(json.dumps({{
+    "started": started, "enabled": gc.isenabled(), "frozen": [frozen, gc.get_freeze_count()],
+    "old": id(kept[0]) in oldest and id(kept[-2]) in oldest,
+}}))
+"""
+"""A report keeping 20,000 containers, in an interpreter of its own (the collector is one per process,
+and a host may have frozen objects: LiteLLM's proxy freezes them all as it starts)."""
 
-    def watch(phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            started.append(info["generation"])
 
-    gc.callbacks.append(watch)
-    try:
-        block()
-    finally:
-        gc.callbacks.remove(watch)
-    return started
+def _report_alone(setup: str) -> dict[str, Any]:
+    """What `_REPORT` saw of the collector, run after ``setup`` in a fresh interpreter."""
+    done = subprocess.run(
+        [sys.executable, "-c", _REPORT.format(setup=setup)], capture_output=True, text=True, check=True
+    )
+    seen: dict[str, Any] = json.loads(done.stdout)
+    return seen
 
 
 def test_what_a_report_keeps_goes_to_the_oldest_generation_unwalked() -> None:
     """Past 10,000 young containers, the paused collector resumes without walking them: they are old."""
-    kept: list[list[int]] = []
-
-    def report() -> None:
-        with collector_paused():
-            kept.extend([] for _ in range(20_000))
-        kept.append([])  # allocations after resuming: a young collection would start here
-
-    assert _young_collections_during(report) == []
-    assert gc.isenabled()
-    assert gc.get_freeze_count() == 0
-    oldest = {id(found) for found in gc.get_objects(generation=2)}
-    assert id(kept[0]) in oldest
-    assert id(kept[-2]) in oldest
+    seen = _report_alone("")
+    assert seen == {"started": [], "enabled": True, "frozen": [0, 0], "old": True}
 
 
 def test_the_hosts_frozen_objects_stay_frozen() -> None:
     """A host that froze its objects (before forking) keeps them frozen: the report's are walked as usual."""
-    gc.freeze()
-    frozen = gc.get_freeze_count()
-    try:
-        kept: list[list[int]] = []
-
-        def report() -> None:
-            with collector_paused():
-                kept.extend([] for _ in range(20_000))
-            kept.append([])
-
-        assert 0 in _young_collections_during(report)
-        assert gc.get_freeze_count() == frozen
-    finally:
-        gc.unfreeze()
+    seen = _report_alone("gc.freeze()")
+    assert 0 in seen["started"]
+    assert seen["frozen"][0] > 0
+    assert seen["frozen"][1] == seen["frozen"][0]
+    assert seen["old"] is False
 
 
 _DAYS = st.integers(min_value=20_000, max_value=20_200).map(lambda day: day * 86_400)  # 2024-2025
