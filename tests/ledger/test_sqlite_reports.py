@@ -105,14 +105,21 @@ def test_every_way_in_gives_every_report_exactly(
         ledger.close()
 
 
-@pytest.mark.parametrize(("loaded", "pushed"), [(0, 0), (1, 1), (10**6, 32)])
+@pytest.mark.parametrize(
+    ("loaded", "pushed", "by_text"), [(0, 0, 3), (1, 1, 1), (10**6, 900, 3), (10**6, 900, 0)]
+)
 def test_reports_by_events_are_exact_however_their_values_are_read(
-    many_values: tuple[Path, list[UsageEvent]], loaded: int, pushed: int, monkeypatch: pytest.MonkeyPatch
+    many_values: tuple[Path, list[UsageEvent]],
+    loaded: int,
+    pushed: int,
+    by_text: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Sets decoded whole or from the values read at once, filters in SQL or not: the events' sums."""
+    """Sets decoded whole or from the values read at once, filters in SQL (by text, as JSON) or not: exact."""
     path, events = many_values
     monkeypatch.setattr(reports, "_MAX_LOADED", loaded)
     monkeypatch.setattr(reports, "_MAX_PUSHED", pushed)
+    monkeypatch.setattr(reports, "_BY_TEXT", by_text)
     by_events = [report for report in PRODUCT_REPORTS if len({*report["by"], *report.get("where", ())}) > 1]
     ledger = SQLiteLedger(path)
     try:
