@@ -21,6 +21,7 @@ from meterline.ledger import (
     parquet_totals,
 )
 from tests.cli.console import run
+from tests.ledger.conformance import HOSTILE, T0, make_event
 
 pq = pytest.importorskip("pyarrow.parquet")
 pytest.importorskip("duckdb")
@@ -119,6 +120,29 @@ def test_duckdb_report_filters_as_the_ledgers(tmp_path: Path, where: dict[str, o
     export_parquet(ledger.events(), tmp_path / "export")
     for by in ((), ("user",), ("model", "session")):
         assert parquet_totals(tmp_path / "export", by=by, where=where) == ledger.totals(by=by, where=where)
+    ledger.close()
+
+
+def test_duckdb_report_filters_on_hostile_values_as_the_ledgers(tmp_path: Path) -> None:
+    """Values holding NUL, quotes, SQL or a line separator, bound as parameters: the ledger's rows."""
+    ledger = SQLiteLedger(str(tmp_path / "hostile.db"))
+    notes = (*HOSTILE, ",1,", "")
+    ledger.write(
+        [
+            make_event(
+                number,
+                T0 + timedelta(minutes=number),
+                dims={"note": notes[number % 6], "user": f"u{number % 3}"},
+            )
+            for number in range(60)
+        ]
+    )
+    export_parquet(ledger.events(), tmp_path / "export")
+    for value in notes:
+        for where in ({"note": value}, {"note": [value, None], "user": ["u1", "u2"]}):
+            assert parquet_totals(tmp_path / "export", by=("user",), where=where) == ledger.totals(
+                by=("user",), where=where
+            ), where
     ledger.close()
 
 
