@@ -392,6 +392,9 @@ PRODUCT_REPORTS: Final[list[dict[str, Any]]] = [
     {"by": ("agent",), "where": {"user": ["nobody", "u3"]}, "granularity": "hour"},
     {"by": ("agent",), "where": {"user": "nobody"}},
     {"by": ("agent", "model"), "where": {"session": [f"s{number}" for number in range(0, 200, 5)]}},
+    {"by": ("agent",), "where": {"tool": None}},  # the model calls alone
+    {"by": ("user", "tool"), "where": {"agent": [None, "a1"]}, "since": _MIDNIGHT},
+    {"by": ("agent",), "where": {"feature": None}},  # a dimension no event has
 ]
 """Reports of every kind the ledgers plan differently (roll-ups by value, by day and month, events)."""
 FOLDED_DAYS_REPORTS: Final[list[dict[str, Any]]] = [
