@@ -386,7 +386,7 @@ PRODUCT_REPORTS: Final[list[dict[str, Any]]] = [
     {"by": ("session",), "where": {"session": [None, "s1", "s2"]}, "granularity": "month"},
     # Filters on another dimension, found among the events by the stores themselves: two
     # filters at once, one allowing events without the dimension, values not stored, more
-    # values than a store looks for in SQL (32), and hours.
+    # values than SQLite looks for in an event's ids as text (three), and hours.
     {"by": ("tool", "agent"), "where": {"user": ["u1", "u2", "u1501"], "session": ["s1", "s1501", "s2"]}},
     {"by": ("user",), "where": {"agent": ["a1", "a2"], "tool": [None, "t1"]}, "since": _MIDNIGHT},
     {"by": ("agent",), "where": {"user": ["nobody", "u3"]}, "granularity": "hour"},
