@@ -366,13 +366,13 @@ class _Reader:
             values = [value for value in allowed if type(value) is str and "\x00" not in value]
             value = "d.parsed ->> %s::text"  # NULL for an event without the dimension
             if None not in allowed:
-                kept = f"{value} = ANY(%s::text[])"
+                kept, args = f"{value} = ANY(%s::text[])", [name, values]
             elif values:
-                kept = f"({value} = ANY(%s::text[])) IS NOT FALSE"  # NULL = ANY(...) is NULL
+                kept, args = f"({value} = ANY(%s::text[])) IS NOT FALSE", [name, values]  # NULL = ANY: NULL
             else:
-                kept = f"{value} IS NULL"  # (NULL = ANY of no values is false)
+                kept, args = f"{value} IS NULL", [name]  # (NULL = ANY of no values is false)
             clauses.append(f"CASE WHEN d.parsed IS NULL THEN true ELSE {kept} END")
-            params.extend((name, values) if values or None not in allowed else (name,))
+            params.extend(args)
 
     def range_first(self, dimension: str, source: Source, first: int | None, last: int | None) -> bool:
         """Whether every value's rows over the days [first, last) are found cheaper from the range's rows.

@@ -397,12 +397,15 @@ def _dimension_clauses(
     30 days at 10M took 0.9 s for one, 1.9 s for three), more as the elements of the ids
     read as a JSON array (2.2-2.4 s whatever their number: 10.6 s by text for twenty). A
     filter that also allows ``None`` (the events without the dimension) keeps the events
-    holding none of the dimension's other values (`_none_or_ids`). A filter of more than
+    holding none of the dimension's other values (`_none_or_allowed`). A filter of more than
     `_MAX_PUSHED` values is left to the filter applied to every decoded set, which runs
     whatever SQLite kept.
     """
     for name, allowed in query.where.items():
         if name in EVENT_FIELDS:
+            continue
+        if None in allowed:
+            _none_or_allowed(conn, name, allowed, clauses, params)
             continue
         wanted = [value for value in allowed if type(value) is str]  # dimension values are str
         if len(wanted) > _MAX_PUSHED:
@@ -415,41 +418,40 @@ def _dimension_clauses(
                 [name, *wanted],
             )
         ]
-        if None in allowed:
-            _none_or_ids(conn, name, ids, clauses, params)
-            continue
         if not ids:  # no event has any of the values
             return False
         if len(ids) <= _BY_TEXT:
             clauses.append(f"({' OR '.join([_HAS_ID] * len(ids))})")
             params.extend(f",{value_id}," for value_id in ids)
         else:
-            marks = ", ".join("?" * len(ids))
-            clauses.append(f"EXISTS (SELECT 1 FROM {_IDS} AS j WHERE j.value IN ({marks}))")  # noqa: S608
+            clauses.append(_holds_any(ids))
             params.extend(ids)
     return True
 
 
-def _none_or_ids(
-    conn: sqlite3.Connection, name: str, ids: list[int], clauses: list[str], params: list[object]
+def _none_or_allowed(
+    conn: sqlite3.Connection, name: str, allowed: frozenset[object], clauses: list[str], params: list[object]
 ) -> None:
-    """A filter allowing the values ``ids`` of dimension ``name`` or none: no event of its other values.
+    """A filter allowing some values of dimension ``name`` or none: no event of its other values.
 
     When the dimension has at most `_MAX_PUSHED` values (an org, an agent, a tool: by user of
     one org or of none over 90 days of 1M product events took 4.9 s with every event
     grouped, 0.57 s so); else nothing (the filter on the groups does it all).
     """
     every = conn.execute(
-        "SELECT value_id FROM meterline_dim_values WHERE name = ? LIMIT ?", (name, _MAX_PUSHED + 1)
+        "SELECT value_id, value FROM meterline_dim_values WHERE name = ? LIMIT ?", (name, _MAX_PUSHED + 1)
     ).fetchall()
     if len(every) > _MAX_PUSHED:
         return
-    allowed = set(ids)
-    others = [value_id for (value_id,) in every if value_id not in allowed]
+    others = [value_id for value_id, value in every if value not in allowed]
     if others:  # else every event is kept: each holds an allowed value or none
-        marks = ", ".join("?" * len(others))
-        clauses.append(f"NOT EXISTS (SELECT 1 FROM {_IDS} AS j WHERE j.value IN ({marks}))")  # noqa: S608
+        clauses.append(f"NOT {_holds_any(others)}")
         params.extend(others)
+
+
+def _holds_any(ids: Sequence[int]) -> str:
+    """SQL: whether an event's value ids hold any of ``ids`` (bound after it, one by one)."""
+    return f"EXISTS (SELECT 1 FROM {_IDS} AS j WHERE j.value IN ({', '.join('?' * len(ids))}))"  # noqa: S608
 
 
 def way_in(conn: sqlite3.Connection, table: str, dimension: str, first: int | None, last: int | None) -> Way:
