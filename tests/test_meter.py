@@ -281,6 +281,33 @@ def test_a_pricing_failure_never_breaks_record(
     assert "price engine bug" in caplog.text
 
 
+def test_a_row_keeps_a_common_usages_counts_not_the_usage_until_it_is_added_up() -> None:
+    """Calls awaiting their row's tally keep no `Usage` of theirs, nor anything the collector walks."""
+    import gc
+    import sys
+
+    meter = Meter()
+    common = Usage(input_tokens=120, output_tokens=40, cache_read_tokens=64)
+    rare = Usage(input_tokens=50, output_tokens=30, reasoning_tokens=20)
+    meter.record(Usage(input_tokens=1), **GPT, tags={"session": "warm"})  # loads the prices
+    before = sys.getrefcount(common), sys.getrefcount(rare)
+    gc.collect()
+    tracked = len(gc.get_objects())
+    for session in range(200):  # fewer calls a row than a tally holds: each share waits in its row
+        for _ in range(3):
+            meter.record(common, **GPT, tags={"session": f"s{session}"})
+    gc.collect()
+    kept = len(gc.get_objects()) - tracked
+    meter.record(rare, **GPT, tags={"session": "s0"})
+    assert sys.getrefcount(common) == before[0]  # its counts are in 600 shares, the usage nowhere
+    assert sys.getrefcount(rare) == before[1] + 1  # a usage with other counts waits whole
+    assert kept < 200 * 4  # a row, its list, its key (and 6 more with its three shares and usages)
+    total = meter.totals()
+    assert (total.events, total.usage.input_tokens, total.usage.cache_read_tokens) == (602, 72_051, 38_400)
+    assert total.usage.reasoning_tokens == 20
+    assert sys.getrefcount(rare) == before[1]  # added up when read
+
+
 def test_a_flood_of_new_names_holds_constant_memory_and_reset_gives_it_back() -> None:
     """Ever new model names: memory stops growing once the bounded memos are full; reset() frees it."""
     import gc

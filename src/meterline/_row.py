@@ -22,8 +22,13 @@ RowKey = tuple[str, str, str | None, str | None, tuple[tuple[str, str], ...]]
 
 In an entry's own rows the provider is as the caller spelled it and the dimensions are the
 call's tags only; in the cube, the provider is canonical and the dimensions are all of them."""
-Pending = tuple["Usage | None", "int | None", "float | None"]
-"""An event's share of its row, not yet added up: (usage, cost in pico-dollars, latency in ms)."""
+Pending = (
+    tuple["int | None", "float | None", int, int, int] | tuple["int | None", "float | None", "Usage | None"]
+)
+"""An event's share of its row, not yet added up: (cost in pico-dollars, latency in ms, usage).
+
+The usage as its input, output and cache-read tokens when it has no other count (`Meter.record`),
+else the `Usage` itself (or ``None``: an unmeasured call)."""
 
 TALLY_AT: Final = 256
 """Pending shares a row holds before the recording thread tallies them."""
@@ -66,25 +71,23 @@ class Row(Sums):
         del items[:count]
         target = self if into is None else into
         input_tokens = output_tokens = cache_read = cost = latency_ns = unmeasured = unpriced = 0
-        for usage, pico, latency_ms in batch:
+        for share in batch:
+            pico = share[0]
+            latency_ms = share[1]
             if latency_ms is not None:
                 latency_ns += int(latency_ms * 1e6)
-            if usage is None:
-                unmeasured += 1
-                continue
-            input_tokens += usage.input_tokens
-            output_tokens += usage.output_tokens
-            cache_read += usage.cache_read_tokens
-            if (
-                usage.cache_write_tokens
-                or usage.reasoning_tokens
-                or usage.audio_input_tokens
-                or usage.audio_output_tokens
-                or usage.web_search_requests
-                or usage.web_fetch_requests
-                or usage.file_search_requests
-                or usage.code_execution_requests
-            ):
+            if len(share) == 5:  # the common usage, as its three counts
+                input_tokens += share[2]
+                output_tokens += share[3]
+                cache_read += share[4]
+            else:
+                usage = share[2]
+                if usage is None:
+                    unmeasured += 1
+                    continue
+                input_tokens += usage.input_tokens
+                output_tokens += usage.output_tokens
+                cache_read += usage.cache_read_tokens
                 target.add_rare_usage(usage)
             if pico is None:
                 unpriced += 1
