@@ -33,10 +33,10 @@ def test_merge_keeps_the_links_and_their_count() -> None:
     assert target.link_count == 3
 
 
-def test_copy_is_equal_and_detached() -> None:
-    """A copy holds the same counters, and adding to it leaves the original as it was."""
+def test_detached_is_equal_and_detached() -> None:
+    """A detached copy holds the same counters, and adding to it leaves the original as it was."""
     original = _numbered(7)
-    clone = original.copy()
+    clone = original.detached()
     assert [getattr(clone, name) for name in COUNTERS] == [getattr(original, name) for name in COUNTERS]
     clone.merge(_numbered(1))
     assert original.events == 7

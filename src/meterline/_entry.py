@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final
 
 from meterline._dimensions import Dimensions, check_dimensions
 from meterline._row import Row, RowKey
-from meterline._totals import Sums, Totals, merge_into
+from meterline._totals import Counts, Sums, Totals, merge_into
 
 if TYPE_CHECKING:
     from meterline._rollup import RollUps
@@ -74,7 +74,7 @@ class Entry:
             self._view = weakref.ref(view)
         return view
 
-    def fold(self, key: TotalsKey, sums: Sums) -> None:
+    def fold(self, key: TotalsKey, sums: Counts) -> None:
         """Add ``sums`` to this entry's own totals only."""
         merge_into(self.folded, key, sums)
 

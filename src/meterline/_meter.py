@@ -507,14 +507,11 @@ class Meter:
         # (and the tuple holding it) would be walked by every collection until the row's
         # next tally (a session's row seldom reaches `TALLY_AT`): 100,000 sessions of four
         # calls each kept 800,000 such objects, walked by each full collection.
-        pending = row.pending
         if common and usage is not None:  # (``common`` implies a usage: for the type checker)
-            pending.append(
-                (pico, latency_ms, usage.input_tokens, usage.output_tokens, usage.cache_read_tokens)
-            )
+            row.append((pico, latency_ms, usage.input_tokens, usage.output_tokens, usage.cache_read_tokens))
         else:
-            pending.append((pico, latency_ms, usage))
-        if len(pending) >= TALLY_AT or not row.live:
+            row.append((pico, latency_ms, usage))
+        if len(row) >= TALLY_AT or not row.live:
             self._rollups.tally(entry, key, row)
         # `_publish`, inline: the call alone costs 1,400 instructions (8 % of a record).
         sink = self._sink

@@ -29,7 +29,7 @@ from meterline._events import NOT_MODEL_CALLS, check_call, event_filters
 from meterline._guard import logger
 from meterline._providers import canonical_provider, provider_as_stored
 from meterline._row import Row, RowKey
-from meterline._totals import FrozenSums, Sums, Totals, merge_into, totals_of
+from meterline._totals import Counts, FrozenSums, Sums, Totals, merge_into, totals_of
 from meterline._yielding_lock import YieldingLock
 
 if TYPE_CHECKING:
@@ -284,7 +284,7 @@ class RollUps:
         with self.lock:
             self._add_locked(entry, key, sums)
 
-    def _add_locked(self, entry: Entry, key: RowKey, sums: Sums, cube_key: RowKey | None = None) -> None:
+    def _add_locked(self, entry: Entry, key: RowKey, sums: Counts, cube_key: RowKey | None = None) -> None:
         """Add ``sums`` to ``entry``'s row of ``key``, or to the cube's of ``cube_key`` (lock held).
 
         ``cube_key``: the row's key in the cube (`Row.key`: canonical provider, the entry's
@@ -315,7 +315,7 @@ class RollUps:
                 break
             ancestor = ancestor.parent
 
-    def _add_to_cube(self, key: RowKey, sums: Sums) -> None:
+    def _add_to_cube(self, key: RowKey, sums: Counts) -> None:
         """Add ``sums`` into the cube's row for ``key``, made (or the overflow row) as needed (lock held)."""
         cube = self._cube
         stored = cube.get(key)

@@ -1,8 +1,9 @@
 """Totals: what a set of events adds up to, and the running sums behind it.
 
 `Totals` (with `OperationTotals` and `ToolStats`) is the value users read from a scope, from
-`Meter.totals` and from snapshots. `Sums` is the mutable accumulator the meter keeps per
-roll-up row; `totals_of` folds rows of sums into a `Totals`.
+`Meter.totals` and from snapshots. `Counts` are running sums and what adds to them, kept in
+the slots of a `Sums` (a read's rows, an entry's totals) or of a live roll-up row
+(`meterline._row.Row`); `totals_of` folds rows of sums into a `Totals`.
 """
 
 from __future__ import annotations as _annotations
@@ -11,7 +12,7 @@ import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from meterline._events import CACHE_OPERATION, TOOL_OPERATION, TOOL_SUCCESS, UsageEvent
 from meterline._money import to_usd
@@ -19,6 +20,7 @@ from meterline._usage import UNIT_FIELDS, USAGE_FIELDS, Usage, new_usage
 
 __all__ = [
     "MAX_LINKS",
+    "Counts",
     "FrozenSums",
     "OperationTotals",
     "Sums",
@@ -206,17 +208,43 @@ Adding to a tuple makes a new one: 0.9 µs against 0.4 µs for `Sums.merge`.
 """
 
 
-class Sums:
+class Counts:
     """Running sums of events: counts, unmeasured and unpriced calls, usage, cost, latency.
 
     The cost is in pico-dollars and the latency in integer nanoseconds: sums of floats depend
     on their order, and totals must not. Not thread-safe by itself: the meter updates sums
     under its lock.
+
+    The counters and what adds to them, whichever class stores them in its slots: `Sums`, and
+    a live roll-up row (`meterline._row.Row`), which is also the list of its pending shares and
+    so cannot take `Sums`'s slots (no class has both a list's layout and another's slots).
     """
 
-    __slots__ = (*COUNTERS, "links")
+    if not TYPE_CHECKING:  # no instance dict for the subclasses, whose slots mypy does not see here
+        __slots__ = ()
+    events: int
+    unmeasured: int
+    unpriced: int
+    input_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cache_write_1h_tokens: int
+    output_tokens: int
+    reasoning_tokens: int
+    audio_input_tokens: int
+    audio_output_tokens: int
+    web_search_requests: int
+    web_fetch_requests: int
+    file_search_requests: int
+    code_execution_requests: int
+    cost_pico: int
+    tokens_saved: int
+    link_count: int
+    latency_ns: int
+    links: set[str] | None
 
-    def __init__(self) -> None:
+    def zero(self) -> None:
+        """Set every counter to 0, and the linked ids to none."""
         self.events = 0
         self.unmeasured = 0
         self.unpriced = 0
@@ -236,7 +264,7 @@ class Sums:
         self.tokens_saved = 0
         self.link_count = 0
         self.latency_ns = 0
-        self.links: set[str] | None = None
+        self.links = None
 
     def add_usage(self, usage: Usage) -> None:
         """Add every usage field of ``usage``."""
@@ -285,7 +313,7 @@ class Sums:
         if len(kept) > MAX_LINKS:
             self.links = set(sorted(kept)[-MAX_LINKS:])
 
-    def merge(self, other: Sums) -> None:
+    def merge(self, other: Counts) -> None:
         """Add everything ``other`` holds.
 
         Each of `COUNTERS` by name, not in a loop over them: a scope's exit merges each of its
@@ -328,6 +356,48 @@ class Sums:
             return total.frozen()
         return (*map(operator.add, _COUNTS(self), stored), None)  # map stops at the counters
 
+    def detached(self) -> Sums:
+        """These sums as a new `Sums`: adding to either leaves the other as it is.
+
+        Not ``copy``: a `Row` is also a list, whose ``copy`` copies its pending shares.
+        """
+        clone = Sums()
+        clone.merge(self)
+        return clone
+
+    def usage(self) -> Usage:
+        """The usage sum as a `Usage`."""
+        return new_usage(
+            self.input_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.cache_write_1h_tokens,
+            self.output_tokens,
+            self.reasoning_tokens,
+            self.audio_input_tokens,
+            self.audio_output_tokens,
+            self.web_search_requests,
+            self.web_fetch_requests,
+            self.file_search_requests,
+            self.code_execution_requests,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready counters (the cost as a string of pico-dollars, exact)."""
+        data: dict[str, Any] = {name: getattr(self, name) for name in COUNTERS}
+        data["cost_pico"] = str(self.cost_pico)
+        data["links"] = sorted(self.links or ())
+        return data
+
+
+class Sums(Counts):
+    """Running sums of events (`Counts`) in slots of their own: a read's copy, an entry's totals."""
+
+    __slots__ = (*COUNTERS, "links")
+
+    def __init__(self) -> None:
+        self.zero()
+
     @classmethod
     def thawed(cls, stored: FrozenSums) -> Sums:
         """The `Sums` of a `FrozenSums` tuple (a new object: adding to it leaves ``stored`` as it is)."""
@@ -356,36 +426,6 @@ class Sums:
         ) = stored
         sums.links = None if links is None else set(links)
         return sums
-
-    def copy(self) -> Sums:
-        """A detached copy."""
-        clone = Sums()
-        clone.merge(self)
-        return clone
-
-    def usage(self) -> Usage:
-        """The usage sum as a `Usage`."""
-        return new_usage(
-            self.input_tokens,
-            self.cache_read_tokens,
-            self.cache_write_tokens,
-            self.cache_write_1h_tokens,
-            self.output_tokens,
-            self.reasoning_tokens,
-            self.audio_input_tokens,
-            self.audio_output_tokens,
-            self.web_search_requests,
-            self.web_fetch_requests,
-            self.file_search_requests,
-            self.code_execution_requests,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready counters (the cost as a string of pico-dollars, exact)."""
-        data: dict[str, Any] = {name: getattr(self, name) for name in COUNTERS}
-        data["cost_pico"] = str(self.cost_pico)
-        data["links"] = sorted(self.links or ())
-        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Sums:
@@ -430,11 +470,11 @@ class _ToolSums:
         )
 
 
-def merge_into(target: dict[Any, Sums], key: Any, sums: Sums) -> None:
+def merge_into(target: dict[Any, Sums], key: Any, sums: Counts) -> None:
     """Add ``sums`` into ``target[key]`` (a copy of them when the key is new)."""
     existing = target.get(key)
     if existing is None:
-        target[key] = sums.copy()
+        target[key] = sums.detached()
     else:
         existing.merge(sums)
 
