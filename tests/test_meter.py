@@ -281,11 +281,14 @@ def test_a_pricing_failure_never_breaks_record(
     assert "price engine bug" in caplog.text
 
 
-def test_a_row_keeps_a_common_usages_counts_not_the_usage_until_it_is_added_up() -> None:
+def test_a_row_keeps_a_common_usages_counts_not_the_usage_until_it_is_added_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A live row is one object for the collector; its pending shares keep no `Usage` of theirs."""
     import gc
     import sys
 
+    monkeypatch.delenv("METERLINE_LEDGER", raising=False)  # a ledger's events would hold the usages
     meter = Meter()
     common = Usage(input_tokens=120, output_tokens=40, cache_read_tokens=64)
     rare = Usage(input_tokens=50, output_tokens=30, reasoning_tokens=20)
