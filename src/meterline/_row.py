@@ -40,8 +40,8 @@ class Row(list[Pending], Counts):
     A row is the list of its pending shares itself, its sums in its own slots: one object for
     the cyclic collector to walk a live row, where a row and its list were two, and a full
     collection walks every live row while it holds the GIL (`bench/bench_record_under_load.py`
-    without a ledger, its longest full collection: 400,000 live rows 664 -> 199 ms; 100,000
-    sessions of four calls each 236 -> 103 ms). It compares, and is true or false (empty), as
+    without a ledger, its longest full collection: 400,000 live rows 664 -> 199-246 ms; 100,000
+    sessions of four calls each 236 -> 103-139 ms). It compares, and is true or false (empty), as
     the list it is: rows are found by key and tested with ``is None``, never compared.
     """
 
