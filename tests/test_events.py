@@ -91,6 +91,37 @@ def test_check_recorded_refuses_what_record_would() -> None:
             check_recorded(forged)
 
 
+@pytest.mark.parametrize(
+    ("cost", "finer"),
+    [("-0.000000000001", False), ("-0.0000000000001", True), ("-0.0000000000004", True)],
+)
+def test_check_recorded_refuses_a_negative_cost_however_it_is_held(cost: str, finer: bool) -> None:
+    """A cost below zero is refused whether kept as pico-dollars or finer (rounding to 0 pico-dollars)."""
+    from meterline._events import check_recorded, finer_cost
+
+    event = Meter().record(Usage(input_tokens=10), model="gpt-4o-mini", provider="openai")
+    forged = UsageEvent.from_dict({**event.to_dict(), "cost": cost})
+    assert (finer_cost(forged) is not None) is finer
+    with pytest.raises(ConfigurationError, match="cost="):
+        check_recorded(forged)
+
+
+def test_check_recorded_can_leave_dimensions_checked_already() -> None:
+    """With ``dimensions=False`` the event's dimensions are not checked again; its own fields still are."""
+    from meterline._events import check_dimensions, check_recorded
+
+    recorded = Meter().record(Usage(input_tokens=10), model="gpt-4o-mini")
+    event = UsageEvent.from_dict({**recorded.to_dict(), "dimensions": {"user": "u\ud800"}})
+    with pytest.raises(ConfigurationError, match="user="):
+        check_dimensions(event.dimensions)
+    with pytest.raises(ConfigurationError, match="user="):
+        check_recorded(event)
+    check_recorded(event, dimensions=False)
+    forged = UsageEvent.from_dict({**event.to_dict(), "model": "m\ud800", "dimensions": {}})
+    with pytest.raises(ConfigurationError, match="model="):
+        check_recorded(forged, dimensions=False)
+
+
 def test_event_filters_match_a_provider_by_its_canonical_name() -> None:
     """A filter's provider values become the names events store; other names and values stay."""
     assert event_filters({"provider": ["OpenAI", None, "no such!"], "user": "u1", "model": "GPT-4o"}) == {

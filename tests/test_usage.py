@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meterline import MalformedUsageError, Usage
-from meterline._usage import USAGE_FIELDS, checked_usage
+from meterline._usage import USAGE_FIELDS, checked_usage, usage_of_counts
 from meterline.exceptions import safe_repr
 
 
@@ -166,3 +166,31 @@ def test_tool_calls_are_counts_bounded_like_an_events_tokens(name: str) -> None:
         with pytest.raises(MalformedUsageError, match=name):
             Usage(**{name: bad})  # type: ignore[arg-type]
     assert not Usage(input_tokens=1).has_units
+
+
+_ANY_COUNT = st.one_of(
+    st.integers(-5, 2**64),
+    st.integers(0, 3),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=True),
+    st.text(max_size=2),
+)
+
+
+_VALID_COUNTS = usages().map(lambda usage: tuple(getattr(usage, name) for name in USAGE_FIELDS))
+
+
+@given(st.one_of(st.tuples(*[_ANY_COUNT] * len(USAGE_FIELDS)), _VALID_COUNTS))
+def test_usage_of_counts_accepts_and_refuses_as_usage_does(counts: tuple[object, ...]) -> None:
+    """Counts read back are refused with the very error ``Usage(...)`` gives, or make the equal `Usage`."""
+    try:
+        expected: Usage | str = Usage(**dict(zip(USAGE_FIELDS, counts, strict=True)))  # type: ignore[arg-type]
+    except MalformedUsageError as exc:
+        expected = str(exc)
+    try:
+        got: Usage | str = usage_of_counts(counts)
+    except MalformedUsageError as exc:
+        got = str(exc)
+    assert got == expected
+    assert type(got) is type(expected)

@@ -32,6 +32,7 @@ __all__ = [
     "UsageEvent",
     "check_billing",
     "check_call",
+    "check_dimensions",
     "check_grouping",
     "check_latency",
     "check_operation_id",
@@ -380,14 +381,16 @@ def recorded_event(
     service_tier: str | None = None,
     batch: bool = False,
     reported_cost_pico: int | None = None,
+    id: str | None = None,
 ) -> UsageEvent:
     """The event the meter records: every field as given (checked by the caller), no copying.
 
     The id is written out on first read from ``id_high`` (the millisecond prefix) and
-    ``id_count`` (the counter value the meter drew), and ``cost`` from ``cost_pico``.
+    ``id_count`` (the counter value the meter drew), unless the event has one already (``id``:
+    an event read back from the spool), and ``cost`` from ``cost_pico``.
     """
     event = _new_event(UsageEvent)
-    event._id = None
+    event._id = id
     event._id_high = id_high
     event._id_count = id_count
     event._time_ns = time_ns
@@ -545,17 +548,24 @@ _TEXT_FIELDS: Final = (
 )
 
 
-def check_recorded(event: UsageEvent) -> None:
+def check_recorded(event: UsageEvent, *, dimensions: bool = True) -> None:
     """Raises a `MeterlineError` unless ``event`` holds only what `Meter.record` accepts.
 
     For events read back from outside the meter (a spool file, an import): a cost below zero, a
     latency past `MAX_DURATION_MS`, an attempt out of range or text no store can keep is
     refused with a `ConfigurationError`, a usage or partial usage past the token bound with a
     `MalformedUsageError`, each naming the field, as the meter would have refused it.
+
+    Args:
+        event: The event to check.
+        dimensions: Whether to check its dimensions' text too; ``False`` when the caller has
+            checked this very `Dimensions` object already (a spool's events share their
+            scope's, checked once each by `check_dimensions`).
     """
-    cost = event.cost
-    if cost is not None and cost < 0:
-        raise ConfigurationError(f"cost={cost}: expected a cost of at least 0 USD")
+    exact = finer_cost(event)  # the cost when finer than its pico-dollars, which are then exact
+    pico = event.cost_pico
+    if (exact < 0) if exact is not None else (pico is not None and pico < 0):
+        raise ConfigurationError(f"cost={event.cost}: expected a cost of at least 0 USD")
     reported = event.reported_cost_pico
     if reported is not None and not 0 <= reported <= MAX_REPORTED_PICO:
         raise ConfigurationError(
@@ -577,6 +587,12 @@ def check_recorded(event: UsageEvent) -> None:
         value = getattr(event, name)
         if value is not None:
             check_text(value, name)
-    for name, value in event.dimensions.items():
+    if dimensions:
+        check_dimensions(event.dimensions)
+
+
+def check_dimensions(dimensions: Mapping[str, str]) -> None:
+    """Raises `ConfigurationError` unless every store can keep ``dimensions``' values, and all of them."""
+    for name, value in dimensions.items():
         check_text(value, name)
-    check_size(event.dimensions)
+    check_size(dimensions)

@@ -111,6 +111,27 @@ def test_events_read_together_share_their_dimensions() -> None:
     assert type(one.dimensions) is Dimensions
 
 
+@pytest.mark.parametrize("value", ["u\ud800", "x" * 257])
+def test_dimensions_no_store_keeps_are_refused_on_every_line(value: str) -> None:
+    """A dimension value no store keeps is refused on each line that holds it, not only the first."""
+    line = json.dumps([*_VALID[:-1], {"user": value}]).encode()
+    shared: dict[Any, Dimensions] = {}
+    for _ in range(2):
+        with pytest.raises(MeterlineError, match="user="):
+            read_line(line, shared)
+    assert shared == {}
+
+
+def test_a_priced_event_comes_back_with_its_pico_dollars() -> None:
+    """A line's cost in pico-dollars is read as the meter recorded it: the same integer, the same Decimal."""
+    event = Meter().record(Usage(input_tokens=1234, output_tokens=56), model="gpt-4o", provider="openai")
+    back = read_line(_line(event), {})
+    assert back.cost_pico == event.cost_pico
+    assert event.cost_pico
+    assert back.cost == event.cost
+    assert str(back.cost) == str(event.cost)
+
+
 _VALID = json.loads(_line(Meter().record(Usage(input_tokens=5), model="gpt-4o", tags={"user": "u1"})))
 _WRONG = st.one_of(
     st.none(),
