@@ -16,10 +16,11 @@ application's. Over the events of `bench/bench_ledger_scale.py`'s workload, writ
 and was read back in 19.1 µs; as this array, 4.5 µs and 294 bytes, read back in 17.6 µs (the
 checks, most of it). Two threads recording flat out onto a SQLite ledger, which spills 70 %
 of their events (`bench/bench_record_under_load.py`), made 41,000 calls a second, now 46,000.
-Reading a line back then became cheaper with every check kept (31-32 -> 22-23 µs, the same
-runs on a busier machine): the values' types tested in one pass, the usage checked in one
-pass (`usage_of_counts`), each distinct set of dimensions checked once, and the cost kept as
-its pico-dollars, as the meter records it, with no ``Decimal`` made and taken apart again.
+Reading a line back then became cheaper with every check kept (29-33 -> 20-24 µs, 1.7-1.9x
+``json.loads`` of the lines alone, `bench/bench_spool.py` on a busier machine): the values'
+types tested in one pass, the usage checked in one pass (`usage_of_counts`), each distinct
+set of dimensions checked once, and the cost kept as its pico-dollars, as the meter records
+it, with no ``Decimal`` made and taken apart again.
 
 Lines of the first format, written by earlier versions, are still read. Either is read as
 strictly as `Meter.record` takes an event: each field's type, then `check_recorded`, so a
