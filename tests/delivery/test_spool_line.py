@@ -122,6 +122,14 @@ def test_dimensions_no_store_keeps_are_refused_on_every_line(value: str) -> None
     assert shared == {}
 
 
+def test_a_first_format_line_has_its_dimensions_checked_whatever_their_shape() -> None:
+    """A line of the first format whose dimensions are pairs, not an object, has their text checked too."""
+    data = Meter().record(Usage(input_tokens=1), model="gpt-4o").to_dict()
+    data["dimensions"] = [["user", "u\ud800"]]
+    with pytest.raises(MeterlineError, match="user="):
+        read_line(json.dumps(data).encode(), {})
+
+
 def test_a_priced_event_comes_back_with_its_pico_dollars() -> None:
     """A line's cost in pico-dollars is read as the meter recorded it: the same integer, the same Decimal."""
     event = Meter().record(Usage(input_tokens=1234, output_tokens=56), model="gpt-4o", provider="openai")

@@ -116,14 +116,15 @@ def read_line(line: bytes, shared: SharedDimensions) -> UsageEvent:
         ValueError: the line is not JSON.
     """
     value = json.loads(line.decode())  # as text: json.loads would first guess the bytes' encoding
-    if type(value) is dict:  # the first format: `UsageEvent.to_dict`
+    if type(value) is dict:  # the first format: `UsageEvent.to_dict`, checked whole
         dims = value.get("dimensions")
         if type(dims) is dict and dims:
             value["dimensions"] = _shared(dims, shared)
         event = UsageEvent.from_dict(value)
+        check_recorded(event)
     else:
         event = _from_values(value, shared)
-    check_recorded(event, dimensions=False)  # each shared `Dimensions` was checked when first read
+        check_recorded(event, dimensions=False)  # its shared `Dimensions` was checked when first read
     return event
 
 
